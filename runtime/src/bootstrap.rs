@@ -1,0 +1,91 @@
+//! Joining a job: listen, meet the launcher, learn every rank's endpoint, then watch the
+//! launcher for as long as the process lives.
+
+use crate::auth::{self, Credentials, HANDSHAKE_TIMEOUT};
+use crate::engine::{self, Engine};
+use crate::env::JobEnv;
+use crate::error::{Error, Result};
+use crate::mailbox::Mailbox;
+use crate::protocol::{self, ToLauncher, ToRank};
+use crate::transport::{self, Endpoint, Listener, Stream};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Exit status of a rank whose launcher vanished.
+pub const EXIT_LAUNCHER_LOST: i32 = 1;
+
+/// The rank's connection to its launcher.
+pub(crate) struct Control {
+    writer: Mutex<Box<dyn Stream>>,
+}
+
+impl Control {
+    /// Asks the launcher to end the job with `code`.
+    pub fn abort(&self, code: i32) -> Result<()> {
+        let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        protocol::send(&mut **w, &ToLauncher::Abort { code })
+            .map_err(|e| Error::Bootstrap(format!("cannot reach the launcher: {e}")))
+    }
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Bootstrap(format!("{what}: {e}"))
+}
+
+/// Joins the job described by `env`; returns the engine and the control connection.
+pub(crate) fn join(env: JobEnv, limit: u64) -> Result<(Engine, Control)> {
+    let creds = Arc::new(Credentials { job_id: env.job_id.clone(), secret: env.secret.clone() });
+    let mailbox = Arc::new(Mailbox::new(env.rank, env.size));
+
+    let path = env.socket_dir.join(format!("r{}.sock", env.rank));
+    let listener = Listener::bind(&Endpoint::Unix(path.clone()))
+        .map_err(|e| failed(&format!("cannot listen at {}", path.display()), e))?;
+    let endpoint = listener.endpoint().map_err(|e| failed("cannot read the socket's address", e))?;
+    engine::serve(listener, Arc::clone(&creds), Arc::clone(&mailbox), env.size, limit)?;
+
+    let reach = |e: &dyn std::fmt::Display| failed(&format!("cannot reach the launcher at {}", env.control), e);
+    let mut control = transport::connect(&env.control).map_err(|e| reach(&e))?;
+    control.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).map_err(|e| reach(&e))?;
+    auth::client(&mut *control, &creds, env.rank as u32).map_err(|e| reach(&e))?;
+    control.set_read_timeout(None).map_err(|e| reach(&e))?;
+    let register = ToLauncher::Register { rank: env.rank as u32, pid: std::process::id(), endpoint };
+    protocol::send(&mut *control, &register).map_err(|e| reach(&e))?;
+
+    let endpoints = loop {
+        match protocol::recv::<ToRank>(&mut *control).map_err(|e| reach(&e))? {
+            Some(ToRank::Table { endpoints }) => break endpoints,
+            Some(ToRank::RankExited { rank, how }) => mailbox.peer_exited(rank as usize, how),
+            Some(ToRank::BootstrapFailed { reason }) => return Err(Error::Bootstrap(reason)),
+            None => return Err(Error::Bootstrap("the launcher closed the connection before the job started".into())),
+        }
+    };
+    if endpoints.len() != env.size {
+        return Err(Error::Bootstrap(format!(
+            "the launcher sent {} endpoints for a job of {} ranks",
+            endpoints.len(),
+            env.size
+        )));
+    }
+    let reader = control.try_clone_box().map_err(|e| reach(&e))?;
+    let watched = Arc::clone(&mailbox);
+    let rank = env.rank;
+    std::thread::Builder::new()
+        .name("prun-control".into())
+        .spawn(move || watch_launcher(reader, &watched, rank))
+        .map_err(|e| Error::io("starting the control thread", e))?;
+    let engine = Engine::new(env.rank, creds, endpoints, mailbox, limit);
+    Ok((engine, Control { writer: Mutex::new(control) }))
+}
+
+/// Relays the launcher's news to the mailbox; exits the process when the launcher is gone.
+fn watch_launcher(mut reader: Box<dyn Stream>, mailbox: &Mailbox, rank: usize) {
+    loop {
+        match protocol::recv::<ToRank>(&mut *reader) {
+            Ok(Some(ToRank::RankExited { rank, how })) => mailbox.peer_exited(rank as usize, how),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    mailbox.launcher_lost();
+    eprintln!("prun: rank {rank}: lost the launcher (it exited or was killed); exiting");
+    std::process::exit(EXIT_LAUNCHER_LOST);
+}

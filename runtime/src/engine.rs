@@ -1,0 +1,207 @@
+//! The point-to-point engine over byte streams: lazy authenticated connections, framing,
+//! delivery into the [`Mailbox`].
+//!
+//! Each rank listens on one socket. The first message to a peer opens a connection to it
+//! (authenticated as [`crate::auth`] describes) that then carries every later message to that
+//! peer, in order; messages *from* a peer arrive on the connection the peer opened, read by a
+//! thread of their own into the mailbox. So a rank opens only the connections its program uses,
+//! and a send never waits for the receiver to call `recv`.
+
+use crate::auth::{self, Credentials, HANDSHAKE_TIMEOUT};
+use crate::error::{Error, Result};
+use crate::log::debug;
+use crate::mailbox::{Envelope, Mailbox, Pattern};
+use crate::transport::{self, Endpoint, Listener, Stream};
+use crate::wire::{self, HEADER_LEN, KIND_DATA};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Sends and receives the messages of one rank.
+pub(crate) struct Engine {
+    rank: usize,
+    size: usize,
+    creds: Option<Arc<Credentials>>,
+    endpoints: Vec<Endpoint>,
+    mailbox: Arc<Mailbox>,
+    outgoing: Vec<Mutex<Option<Box<dyn Stream>>>>,
+    limit: u64,
+}
+
+impl Engine {
+    /// The engine of a world of one rank: messages to itself only.
+    pub fn alone(limit: u64) -> Engine {
+        Engine {
+            rank: 0,
+            size: 1,
+            creds: None,
+            endpoints: Vec::new(),
+            mailbox: Arc::new(Mailbox::new(0, 1)),
+            outgoing: vec![Mutex::new(None)],
+            limit,
+        }
+    }
+
+    /// The engine of rank `rank` of a job whose ranks listen at `endpoints`.
+    pub fn new(rank: usize, creds: Arc<Credentials>, endpoints: Vec<Endpoint>, mailbox: Arc<Mailbox>, limit: u64) -> Engine {
+        let size = endpoints.len();
+        Engine {
+            rank,
+            size,
+            creds: Some(creds),
+            endpoints,
+            mailbox,
+            outgoing: (0..size).map(|_| Mutex::new(None)).collect(),
+            limit,
+        }
+    }
+
+    /// This rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// Number of ranks.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Checks that `rank` exists.
+    pub fn check_rank(&self, rank: usize) -> Result<()> {
+        if rank < self.size { Ok(()) } else { Err(Error::InvalidRank { rank, size: self.size }) }
+    }
+
+    /// Sends a message; `frame` holds [`HEADER_LEN`] bytes of room, then the payload.
+    pub fn send(&self, dest: usize, context: u32, tag: u32, mut frame: Vec<u8>) -> Result<()> {
+        self.check_rank(dest)?;
+        let len = (frame.len() - HEADER_LEN) as u64;
+        if len > self.limit {
+            return Err(Error::MessageTooLarge { len, limit: self.limit });
+        }
+        if dest == self.rank {
+            frame.drain(..HEADER_LEN);
+            self.mailbox.push(Envelope { src: dest, context, tag, data: frame });
+            return Ok(());
+        }
+        let mut slot = self.outgoing[dest].lock().unwrap_or_else(PoisonError::into_inner);
+        let stream = match &mut *slot {
+            Some(stream) => stream,
+            empty => empty.insert(self.connect(dest)?),
+        };
+        wire::write_framed(&mut **stream, KIND_DATA, context, tag, &mut frame).map_err(|e| {
+            *slot = None;
+            self.lost(dest, &e)
+        })
+    }
+
+    /// Receives the first message matching `pattern`, blocking until there is one.
+    pub fn recv(&self, pattern: &Pattern) -> Result<Envelope> {
+        self.mailbox.recv(pattern)
+    }
+
+    /// The mailbox, for non-blocking calls.
+    pub fn mailbox(&self) -> &Mailbox {
+        &self.mailbox
+    }
+
+    fn lost(&self, dest: usize, e: &std::io::Error) -> Error {
+        let reason = self.mailbox.exited(dest).unwrap_or_else(|| format!("its connection failed ({e})"));
+        Error::PeerLost { rank: dest, reason }
+    }
+
+    fn connect(&self, dest: usize) -> Result<Box<dyn Stream>> {
+        if let Some(reason) = self.mailbox.exited(dest) {
+            return Err(Error::PeerLost { rank: dest, reason });
+        }
+        let (Some(creds), Some(endpoint)) = (&self.creds, self.endpoints.get(dest)) else {
+            return Err(Error::InvalidRank { rank: dest, size: self.size });
+        };
+        let mut stream = transport::connect(endpoint).map_err(|e| self.lost(dest, &e))?;
+        stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).map_err(|e| self.lost(dest, &e))?;
+        auth::client(&mut *stream, creds, self.rank as u32).map_err(|e| Error::PeerLost {
+            rank: dest,
+            reason: self.mailbox.exited(dest).unwrap_or_else(|| format!("handshake with {endpoint} failed: {e}")),
+        })?;
+        stream.set_read_timeout(None).map_err(|e| self.lost(dest, &e))?;
+        debug!("rank {} connected to rank {dest} at {endpoint}", self.rank);
+        Ok(stream)
+    }
+}
+
+/// Accepts connections from peers on `listener` for as long as the process lives.
+pub(crate) fn serve(listener: Listener, creds: Arc<Credentials>, mailbox: Arc<Mailbox>, size: usize, limit: u64) -> Result<()> {
+    std::thread::Builder::new()
+        .name("prun-accept".into())
+        .spawn(move || {
+            loop {
+                match listener.accept() {
+                    Ok(stream) => {
+                        let (creds, mailbox) = (Arc::clone(&creds), Arc::clone(&mailbox));
+                        let spawned = std::thread::Builder::new()
+                            .name("prun-reader".into())
+                            .spawn(move || incoming(stream, &creds, &mailbox, size, limit));
+                        if let Err(e) = spawned {
+                            debug!("cannot start a reader thread: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        debug!("accept failed: {e}");
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| Error::io("starting the accept thread", e))
+}
+
+/// Authenticates one incoming connection, then delivers its messages until it closes.
+fn incoming(mut stream: Box<dyn Stream>, creds: &Credentials, mailbox: &Mailbox, size: usize, limit: u64) {
+    let claimed = std::cell::Cell::new(None);
+    let accepted = std::cell::Cell::new(false);
+    let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+    let verdict = auth::server(
+        &mut *stream,
+        creds,
+        |id| {
+            let ok = (id as usize) < size;
+            if ok {
+                mailbox.handshake_started(id as usize);
+                claimed.set(Some(id as usize));
+            }
+            ok
+        },
+        |id| {
+            accepted.set(true);
+            mailbox.handshake_ended(id as usize, true);
+        },
+    );
+    let src = match verdict {
+        Ok(id) => id as usize,
+        Err(e) => {
+            match (claimed.get(), accepted.get()) {
+                (Some(id), false) => mailbox.handshake_ended(id, false),
+                (Some(id), true) => mailbox.connection_closed(id),
+                (None, _) => {}
+            }
+            debug!("refused a connection: {e}");
+            return;
+        }
+    };
+    let _ = stream.set_read_timeout(None);
+    loop {
+        match wire::read_frame(&mut *stream, limit) {
+            Ok(Some((h, data))) if h.kind == KIND_DATA => {
+                mailbox.push(Envelope { src, context: h.context, tag: h.tag, data });
+            }
+            Ok(Some((h, _))) => {
+                debug!("rank {src} sent a frame of kind {}; closing its connection", h.kind);
+                break;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                debug!("connection from rank {src} failed: {e}");
+                break;
+            }
+        }
+    }
+    mailbox.connection_closed(src);
+}

@@ -1,0 +1,131 @@
+//! Every environment variable prun uses, in one place.
+//!
+//! The launcher sets these for each rank; [`crate::init`] reads them. A program started without
+//! them (no `PRUN_RANK`) runs as a world of one rank. Variables marked *user* may be set by the
+//! user (for example with `prun -x NAME=VALUE`, or in the shell) to tune the runtime.
+//!
+//! | variable | set by | meaning |
+//! | --- | --- | --- |
+//! | `PRUN_RANK` | launcher | this rank's number, `0..PRUN_SIZE` |
+//! | `PRUN_SIZE` | launcher | number of ranks in the job |
+//! | `PRUN_LOCAL_RANK` | launcher | this rank's number among the ranks on its host, `0..PRUN_LOCAL_SIZE` |
+//! | `PRUN_LOCAL_SIZE` | launcher | number of ranks on this rank's host |
+//! | `PRUN_JOB_ID` | launcher | an opaque id, unique per job; connections of other jobs are refused |
+//! | `PRUN_HOST` | launcher | the host name this rank was placed on (as written in the hostfile) |
+//! | `PRUN_CONTROL` | launcher | address of the launcher's control socket, e.g. `unix:/tmp/prun-0-1a2b/control.sock` |
+//! | `PRUN_SECRET` | launcher | the per-job secret (64 hex digits); proves membership, never sent on the wire |
+//! | `PRUN_SOCKET_DIR` | launcher | a folder only the user can enter, where ranks on this host create their sockets |
+//! | `PRUN_MAX_MESSAGE` | user | largest message a rank accepts, in bytes (default 1 GiB); larger ones are refused before allocation |
+//! | `PRUN_DEBUG` | user | `1` prints the runtime's debug messages (refused connections, ...) to stderr |
+
+use crate::auth::Secret;
+use crate::error::{Error, Result};
+use crate::transport::Endpoint;
+use std::path::PathBuf;
+
+/// `PRUN_RANK`: this rank's number.
+pub const RANK: &str = "PRUN_RANK";
+/// `PRUN_SIZE`: number of ranks in the job.
+pub const SIZE: &str = "PRUN_SIZE";
+/// `PRUN_LOCAL_RANK`: this rank's number among the ranks on its host.
+pub const LOCAL_RANK: &str = "PRUN_LOCAL_RANK";
+/// `PRUN_LOCAL_SIZE`: number of ranks on this rank's host.
+pub const LOCAL_SIZE: &str = "PRUN_LOCAL_SIZE";
+/// `PRUN_JOB_ID`: the job's opaque id.
+pub const JOB_ID: &str = "PRUN_JOB_ID";
+/// `PRUN_HOST`: the host name the rank was placed on.
+pub const HOST: &str = "PRUN_HOST";
+/// `PRUN_CONTROL`: address of the launcher's control socket.
+pub const CONTROL: &str = "PRUN_CONTROL";
+/// `PRUN_SECRET`: the per-job secret, as hex.
+pub const SECRET: &str = "PRUN_SECRET";
+/// `PRUN_SOCKET_DIR`: the folder where ranks on this host create their sockets.
+pub const SOCKET_DIR: &str = "PRUN_SOCKET_DIR";
+/// `PRUN_MAX_MESSAGE`: the largest message accepted, in bytes.
+pub const MAX_MESSAGE: &str = "PRUN_MAX_MESSAGE";
+/// `PRUN_DEBUG`: `1` turns on the runtime's debug messages.
+pub const DEBUG: &str = "PRUN_DEBUG";
+
+/// Every variable the launcher sets for a rank (the others are the user's to set).
+pub const LAUNCHER_SET: &[&str] =
+    &[RANK, SIZE, LOCAL_RANK, LOCAL_SIZE, JOB_ID, HOST, CONTROL, SECRET, SOCKET_DIR];
+
+/// Default for [`MAX_MESSAGE`]: 1 GiB.
+pub const DEFAULT_MAX_MESSAGE: u64 = 1 << 30;
+
+/// What a rank learns from its environment.
+#[derive(Debug)]
+pub(crate) struct JobEnv {
+    pub rank: usize,
+    pub size: usize,
+    pub local_rank: usize,
+    pub local_size: usize,
+    pub job_id: String,
+    pub control: Endpoint,
+    pub secret: Secret,
+    pub socket_dir: PathBuf,
+}
+
+fn var(name: &str) -> Result<String> {
+    std::env::var(name).map_err(|_| {
+        Error::Bootstrap(format!(
+            "{name} is not set although {RANK} is: start the program with prun, or unset {RANK} to run it alone"
+        ))
+    })
+}
+
+fn number(name: &str) -> Result<usize> {
+    let text = var(name)?;
+    text.trim()
+        .parse()
+        .map_err(|_| Error::Bootstrap(format!("{name}={text:?} is not a number")))
+}
+
+/// The largest message this process accepts: [`MAX_MESSAGE`] or its default.
+pub(crate) fn max_message() -> Result<u64> {
+    match std::env::var(MAX_MESSAGE) {
+        Err(_) => Ok(DEFAULT_MAX_MESSAGE),
+        Ok(text) => text.trim().parse().map_err(|_| {
+            Error::Bootstrap(format!("{MAX_MESSAGE}={text:?} is not a number of bytes"))
+        }),
+    }
+}
+
+/// Whether [`DEBUG`] asks for debug messages.
+pub(crate) fn debug_enabled() -> bool {
+    std::env::var(DEBUG).is_ok_and(|v| v == "1")
+}
+
+impl JobEnv {
+    /// Reads the job's environment; `None` when the program was not started by prun.
+    pub fn from_env() -> Result<Option<JobEnv>> {
+        if std::env::var_os(RANK).is_none() {
+            return Ok(None);
+        }
+        let rank = number(RANK)?;
+        let size = number(SIZE)?;
+        let local_rank = number(LOCAL_RANK)?;
+        let local_size = number(LOCAL_SIZE)?;
+        if rank >= size || local_rank >= local_size {
+            return Err(Error::Bootstrap(format!(
+                "inconsistent environment: {RANK}={rank}, {SIZE}={size}, {LOCAL_RANK}={local_rank}, {LOCAL_SIZE}={local_size}"
+            )));
+        }
+        let control = var(CONTROL)?;
+        let control = control
+            .parse()
+            .map_err(|e| Error::Bootstrap(format!("{CONTROL}={control:?}: {e}")))?;
+        let secret = Secret::from_hex(&var(SECRET)?)
+            .ok_or_else(|| Error::Bootstrap(format!("{SECRET} is not 64 hex digits")))?;
+        Ok(Some(JobEnv {
+            rank,
+            size,
+            local_rank,
+            local_size,
+            job_id: var(JOB_ID)?,
+            control,
+            secret,
+            socket_dir: PathBuf::from(var(SOCKET_DIR)?),
+        }))
+    }
+}

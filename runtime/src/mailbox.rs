@@ -1,0 +1,243 @@
+//! Received messages waiting to be matched, and what is known of each peer.
+//!
+//! Reader threads push messages here as they arrive; user calls match them by source, context
+//! and tag in arrival order (so messages of one sender and tag keep their order). A blocked
+//! receive sleeps on a condition variable and is woken by every arrival and every change in a
+//! peer's state, so waiting never burns a core.
+
+use crate::error::{Error, Result};
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+/// A received message.
+#[derive(Debug)]
+pub(crate) struct Envelope {
+    pub src: usize,
+    pub context: u32,
+    pub tag: u32,
+    pub data: Vec<u8>,
+}
+
+/// Which messages a receive accepts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pattern {
+    /// `None`: any source.
+    pub src: Option<usize>,
+    pub context: u32,
+    /// `None`: any tag.
+    pub tag: Option<u32>,
+}
+
+impl Pattern {
+    fn matches(&self, e: &Envelope) -> bool {
+        e.context == self.context
+            && self.src.is_none_or(|s| s == e.src)
+            && self.tag.is_none_or(|t| t == e.tag)
+    }
+}
+
+/// What is known of one peer.
+#[derive(Default, Debug)]
+struct Peer {
+    /// Set when the launcher reported the peer's process ended, with how.
+    exited: Option<String>,
+    /// Authenticated incoming connections from it that are still open.
+    open: u32,
+    /// Incoming connections claiming to be from it, still in their handshake.
+    handshaking: u32,
+}
+
+impl Peer {
+    /// Nothing more can arrive from this peer.
+    fn gone(&self) -> bool {
+        self.exited.is_some() && self.open == 0 && self.handshaking == 0
+    }
+}
+
+struct State {
+    queue: VecDeque<Envelope>,
+    peers: Vec<Peer>,
+    launcher_lost: bool,
+}
+
+/// The mailbox of one rank.
+pub(crate) struct Mailbox {
+    rank: usize,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Mailbox {
+    pub fn new(rank: usize, size: usize) -> Mailbox {
+        Mailbox {
+            rank,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                peers: (0..size).map(|_| Peer::default()).collect(),
+                launcher_lost: false,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut State)) {
+        f(&mut self.lock());
+        self.changed.notify_all();
+    }
+
+    /// A message arrived.
+    pub fn push(&self, e: Envelope) {
+        self.update(|s| s.queue.push_back(e));
+    }
+
+    /// A connection claiming to come from `src` started its handshake.
+    pub fn handshake_started(&self, src: usize) {
+        self.update(|s| s.peers[src].handshaking += 1);
+    }
+
+    /// The handshake of a connection from `src` ended, accepted or not.
+    pub fn handshake_ended(&self, src: usize, accepted: bool) {
+        self.update(|s| {
+            let p = &mut s.peers[src];
+            p.handshaking -= 1;
+            if accepted {
+                p.open += 1;
+            }
+        });
+    }
+
+    /// An accepted connection from `src` closed.
+    pub fn connection_closed(&self, src: usize) {
+        self.update(|s| s.peers[src].open -= 1);
+    }
+
+    /// The launcher reported that `rank` ended.
+    pub fn peer_exited(&self, rank: usize, how: String) {
+        self.update(|s| {
+            if let Some(p) = s.peers.get_mut(rank) {
+                p.exited.get_or_insert(how);
+            }
+        });
+    }
+
+    /// The connection to the launcher is gone.
+    pub fn launcher_lost(&self) {
+        self.update(|s| s.launcher_lost = true);
+    }
+
+    /// How `rank` ended, if the launcher reported it.
+    pub fn exited(&self, rank: usize) -> Option<String> {
+        self.lock().peers.get(rank).and_then(|p| p.exited.clone())
+    }
+
+    /// Why no message matching `pat` can ever arrive, if that is so.
+    fn hopeless(&self, s: &State, pat: &Pattern) -> Option<Error> {
+        match pat.src {
+            Some(src) if src == self.rank => None,
+            Some(src) => {
+                let p = &s.peers[src];
+                if p.gone() {
+                    Some(Error::PeerLost { rank: src, reason: p.exited.clone().unwrap_or_default() })
+                } else if s.launcher_lost && p.open == 0 {
+                    Some(Error::LauncherLost)
+                } else {
+                    None
+                }
+            }
+            None => {
+                let others_gone =
+                    s.peers.iter().enumerate().all(|(r, p)| r == self.rank || p.gone());
+                // a rank can always send to itself, but only from the receiving thread when
+                // it is alone: other threads may still send, so only a world of one fails
+                (others_gone && s.peers.len() > 1).then_some(Error::AllPeersGone)
+            }
+        }
+    }
+
+    fn take(s: &mut State, pat: &Pattern) -> Option<Envelope> {
+        let i = s.queue.iter().position(|e| pat.matches(e))?;
+        s.queue.remove(i)
+    }
+
+    /// Blocks until a message matching `pat` arrives, or it never can.
+    pub fn recv(&self, pat: &Pattern) -> Result<Envelope> {
+        let mut s = self.lock();
+        loop {
+            if let Some(e) = Self::take(&mut s, pat) {
+                return Ok(e);
+            }
+            if let Some(err) = self.hopeless(&s, pat) {
+                return Err(err);
+            }
+            s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Takes a message matching `pat` if one has arrived.
+    pub fn try_recv(&self, pat: &Pattern) -> Result<Option<Envelope>> {
+        let mut s = self.lock();
+        if let Some(e) = Self::take(&mut s, pat) {
+            return Ok(Some(e));
+        }
+        self.hopeless(&s, pat).map_or(Ok(None), Err)
+    }
+
+    /// Source, tag and length of the first message matching `pat`, without taking it.
+    pub fn probe(&self, pat: &Pattern) -> Result<Option<(usize, u32, usize)>> {
+        let s = self.lock();
+        if let Some(e) = s.queue.iter().find(|e| pat.matches(e)) {
+            return Ok(Some((e.src, e.tag, e.data.len())));
+        }
+        self.hopeless(&s, pat).map_or(Ok(None), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn env(src: usize, tag: u32, byte: u8) -> Envelope {
+        Envelope { src, context: 0, tag, data: vec![byte] }
+    }
+
+    #[test]
+    fn matches_by_source_and_tag_in_order() {
+        let m = Mailbox::new(0, 3);
+        m.push(env(1, 5, 1));
+        m.push(env(2, 5, 2));
+        m.push(env(1, 6, 3));
+        m.push(env(1, 5, 4));
+        let pat = |src, tag| Pattern { src, context: 0, tag };
+        assert_eq!(m.recv(&pat(Some(1), Some(6))).expect("m").data, [3]);
+        assert_eq!(m.recv(&pat(Some(1), Some(5))).expect("m").data, [1]);
+        assert_eq!(m.recv(&pat(None, Some(5))).expect("m").data, [2]);
+        assert_eq!(m.probe(&pat(None, None)).expect("p"), Some((1, 5, 1)));
+        assert!(m.try_recv(&pat(Some(2), None)).expect("t").is_none());
+        assert!(m.try_recv(&Pattern { src: None, context: 1, tag: None }).expect("t").is_none());
+    }
+
+    #[test]
+    fn a_dead_peer_fails_a_blocked_receive_after_its_messages() {
+        let m = Arc::new(Mailbox::new(0, 2));
+        m.handshake_started(1);
+        m.handshake_ended(1, true);
+        let m2 = Arc::clone(&m);
+        let waiter = std::thread::spawn(move || {
+            let pat = Pattern { src: Some(1), context: 0, tag: None };
+            (m2.recv(&pat).map(|e| e.data), m2.recv(&pat).map(|e| e.data))
+        });
+        m.peer_exited(1, "exited with status 0".into());
+        m.push(env(1, 0, 9));
+        m.connection_closed(1);
+        let (first, second) = waiter.join().expect("thread");
+        assert_eq!(first.expect("first"), [9]);
+        assert!(matches!(second, Err(Error::PeerLost { rank: 1, .. })), "{second:?}");
+        let any = m.recv(&Pattern { src: None, context: 0, tag: None });
+        assert!(matches!(any, Err(Error::AllPeersGone)), "{any:?}");
+    }
+}

@@ -1,0 +1,91 @@
+//! Messages between a rank and the launcher, on the rank's control connection.
+//!
+//! A rank opens one control connection at `init`, authenticated like every connection, and
+//! keeps it until it exits: it registers its endpoint there, receives the table of all
+//! endpoints, learns when peers exit, and asks for `abort`. When the launcher dies the
+//! connection closes and the rank exits on its own. Used by prun's launcher; applications do
+//! not need this module.
+
+use crate::transport::{Endpoint, Stream};
+use crate::wire::{self, HEADER_LEN, KIND_CONTROL, WireError};
+use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+
+/// Largest control message accepted (a table of endpoints for many thousands of ranks fits).
+pub const MAX_CONTROL_MESSAGE: u64 = 16 << 20;
+
+/// From a rank to the launcher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToLauncher {
+    /// The rank has started its runtime and listens at `endpoint`.
+    Register {
+        /// The rank.
+        rank: u32,
+        /// Its process id.
+        pid: u32,
+        /// Where its peers connect.
+        endpoint: Endpoint,
+    },
+    /// The rank called `World::abort(code)`: end the job with `code`.
+    Abort {
+        /// Exit status for the job.
+        code: i32,
+    },
+}
+
+/// From the launcher to a rank.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToRank {
+    /// Every rank has registered: where each one listens, indexed by rank.
+    Table {
+        /// Endpoint of each rank.
+        endpoints: Vec<Endpoint>,
+    },
+    /// A rank's process has ended; `how` says how (for error messages).
+    RankExited {
+        /// The rank.
+        rank: u32,
+        /// Its status, in words.
+        how: String,
+    },
+    /// The job cannot start (a rank ended without joining it).
+    BootstrapFailed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Sends one control message.
+pub fn send<T: Serialize>(stream: &mut dyn Stream, message: &T) -> Result<(), WireError> {
+    let mut frame = postcard::to_extend(message, vec![0; HEADER_LEN])
+        .map_err(|e| WireError::BadMessage(e.to_string()))?;
+    wire::write_framed(stream, KIND_CONTROL, 0, 0, &mut frame)?;
+    Ok(())
+}
+
+/// Receives one control message; `Ok(None)` when the peer closed the connection.
+pub fn recv<T: DeserializeOwned>(stream: &mut dyn Stream) -> Result<Option<T>, WireError> {
+    let Some((header, payload)) = wire::read_frame(stream, MAX_CONTROL_MESSAGE)? else {
+        return Ok(None);
+    };
+    if header.kind != KIND_CONTROL {
+        return Err(WireError::Malformed(format!("kind {} on a control connection", header.kind)));
+    }
+    postcard::from_bytes(&payload).map(Some).map_err(|e| WireError::BadMessage(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    #[test]
+    fn messages_round_trip() {
+        let (mut a, mut b) = UnixStream::pair().expect("pair");
+        let m = ToLauncher::Register { rank: 3, pid: 99, endpoint: Endpoint::Unix("/x".into()) };
+        send(&mut a, &m).expect("send");
+        assert_eq!(recv::<ToLauncher>(&mut b).expect("recv"), Some(m));
+        drop(a);
+        assert_eq!(recv::<ToLauncher>(&mut b).expect("eof"), None);
+    }
+}

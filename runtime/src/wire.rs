@@ -1,0 +1,150 @@
+//! Framing of every message on a connection, after the handshake.
+//!
+//! A frame is a 20-byte header, then `len` bytes of payload:
+//!
+//! | bytes | field |
+//! | --- | --- |
+//! | 0 | kind: [`KIND_DATA`] or [`KIND_CONTROL`] |
+//! | 1..4 | zero |
+//! | 4..8 | context (communicator), little endian |
+//! | 8..12 | tag, little endian |
+//! | 12..20 | payload length, little endian |
+//!
+//! The length is checked against the reader's limit before any payload memory is allocated, and
+//! a header with an unknown kind or non-zero padding is refused.
+
+use std::io::{self, Read, Write};
+
+/// Length of a frame header.
+pub const HEADER_LEN: usize = 20;
+/// A message between ranks.
+pub const KIND_DATA: u8 = 1;
+/// A message between a rank and its launcher.
+pub const KIND_CONTROL: u8 = 2;
+
+/// A frame header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// [`KIND_DATA`] or [`KIND_CONTROL`].
+    pub kind: u8,
+    /// The communicator the message belongs to.
+    pub context: u32,
+    /// The message's tag.
+    pub tag: u32,
+    /// Length of the payload that follows.
+    pub len: u64,
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The connection failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// The header announces more bytes than the limit allows.
+    #[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Announced length.
+        len: u64,
+        /// The reader's limit.
+        limit: u64,
+    },
+    /// The bytes are not a frame header.
+    #[error("malformed frame header: {0}")]
+    Malformed(String),
+    /// The payload is not the control message expected.
+    #[error("malformed control message: {0}")]
+    BadMessage(String),
+}
+
+impl Header {
+    /// The header's bytes.
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0; HEADER_LEN];
+        b[0] = self.kind;
+        b[4..8].copy_from_slice(&self.context.to_le_bytes());
+        b[8..12].copy_from_slice(&self.tag.to_le_bytes());
+        b[12..20].copy_from_slice(&self.len.to_le_bytes());
+        b
+    }
+
+    /// Parses and validates a header.
+    pub fn decode(b: &[u8; HEADER_LEN]) -> Result<Header, WireError> {
+        if b[0] != KIND_DATA && b[0] != KIND_CONTROL {
+            return Err(WireError::Malformed(format!("unknown kind {}", b[0])));
+        }
+        if b[1..4] != [0, 0, 0] {
+            return Err(WireError::Malformed("non-zero padding".into()));
+        }
+        let word = |r: std::ops::Range<usize>| {
+            let mut w = [0; 4];
+            w.copy_from_slice(&b[r]);
+            u32::from_le_bytes(w)
+        };
+        let mut len = [0; 8];
+        len.copy_from_slice(&b[12..20]);
+        Ok(Header { kind: b[0], context: word(4..8), tag: word(8..12), len: u64::from_le_bytes(len) })
+    }
+}
+
+/// Reads one frame; `Ok(None)` on a clean end of stream before a header.
+pub fn read_frame<R: Read + ?Sized>(r: &mut R, limit: u64) -> Result<Option<(Header, Vec<u8>)>, WireError> {
+    let mut head = [0; HEADER_LEN];
+    let mut got = 0;
+    while got < HEADER_LEN {
+        match r.read(&mut head[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(WireError::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let header = Header::decode(&head)?;
+    if header.len > limit {
+        return Err(WireError::TooLarge { len: header.len, limit });
+    }
+    let len = usize::try_from(header.len).map_err(|_| WireError::TooLarge { len: header.len, limit })?;
+    let mut payload = vec![0; len];
+    r.read_exact(&mut payload)?;
+    Ok(Some((header, payload)))
+}
+
+/// Writes a frame whose first [`HEADER_LEN`] bytes are room for the header, in one write.
+pub fn write_framed<W: Write + ?Sized>(w: &mut W, kind: u8, context: u32, tag: u32, frame: &mut [u8]) -> io::Result<()> {
+    let len = (frame.len() - HEADER_LEN) as u64;
+    frame[..HEADER_LEN].copy_from_slice(&Header { kind, context, tag, len }.encode());
+    w.write_all(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let mut frame = vec![0; HEADER_LEN];
+        frame.extend_from_slice(b"payload");
+        let mut wire = Vec::new();
+        write_framed(&mut wire, KIND_DATA, 3, 9, &mut frame).expect("write");
+        let (h, p) = read_frame(&mut wire.as_slice(), 100).expect("read").expect("frame");
+        assert_eq!((h.kind, h.context, h.tag, h.len), (KIND_DATA, 3, 9, 7));
+        assert_eq!(p, b"payload");
+    }
+
+    #[test]
+    fn huge_length_is_refused_before_allocation() {
+        let h = Header { kind: KIND_DATA, context: 0, tag: 0, len: u64::MAX }.encode();
+        let err = read_frame(&mut h.as_slice(), 1 << 20).expect_err("too large");
+        assert!(matches!(err, WireError::TooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn garbage_and_truncation() {
+        assert!(matches!(read_frame(&mut &b"GET / HTTP/1.1\r\n\r\nxx"[..], 100), Err(WireError::Malformed(_))));
+        assert!(read_frame(&mut &[][..], 100).expect("eof").is_none());
+        assert!(matches!(read_frame(&mut &[1u8, 0, 0][..], 100), Err(WireError::Io(_))));
+        let h = Header { kind: KIND_DATA, context: 0, tag: 0, len: 10 }.encode();
+        assert!(matches!(read_frame(&mut h.as_slice(), 100), Err(WireError::Io(_))));
+    }
+}
