@@ -1,0 +1,101 @@
+//! The launcher's control socket: ranks register their endpoints and ask for `abort` here.
+//!
+//! Every connection must pass the job's challenge-response handshake; strangers are dropped
+//! (and mentioned with `-vv`). One thread per connection reads the rank's messages and turns
+//! them into [`ControlEvent`]s for the job's event loop, which alone writes to the ranks.
+
+use prun::auth::{self, Credentials, HANDSHAKE_TIMEOUT};
+use prun::protocol::{self, ToLauncher};
+use prun::transport::{Endpoint, Listener, Stream};
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::time::Duration;
+
+/// Longest the launcher waits to write to one rank's control connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a rank said on its control connection.
+pub enum ControlEvent {
+    /// The rank joined the job and listens at `endpoint`; `link` writes to it.
+    Registered {
+        /// The rank.
+        rank: usize,
+        /// Where it listens.
+        endpoint: Endpoint,
+        /// The launcher's end of its control connection.
+        link: Box<dyn Stream>,
+    },
+    /// The rank called `World::abort(code)`.
+    Abort {
+        /// The rank.
+        rank: usize,
+        /// The job's exit status it asks for.
+        code: i32,
+    },
+}
+
+/// Serves the control socket on `listener` in the background.
+pub fn serve<E: Send + 'static>(
+    listener: Listener,
+    creds: Credentials,
+    np: usize,
+    events: Sender<E>,
+    wrap: fn(ControlEvent) -> E,
+    debug: bool,
+) -> std::io::Result<()> {
+    let creds = Arc::new(creds);
+    std::thread::Builder::new().name("prun-control".into()).spawn(move || {
+        loop {
+            let Ok(stream) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            };
+            let (creds, events) = (Arc::clone(&creds), events.clone());
+            let _ = std::thread::Builder::new()
+                .name("prun-control-conn".into())
+                .spawn(move || connection(stream, &creds, np, &events, wrap, debug));
+        }
+    })?;
+    Ok(())
+}
+
+fn connection<E>(
+    mut stream: Box<dyn Stream>,
+    creds: &Credentials,
+    np: usize,
+    events: &Sender<E>,
+    wrap: fn(ControlEvent) -> E,
+    debug: bool,
+) {
+    let refuse = |why: String| {
+        if debug {
+            eprintln!("prun: refused a control connection: {why}");
+        }
+    };
+    let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+    let rank = match auth::server(&mut *stream, creds, |id| (id as usize) < np, |_| {}) {
+        Ok(id) => id as usize,
+        Err(e) => return refuse(e.to_string()),
+    };
+    let endpoint = match protocol::recv::<ToLauncher>(&mut *stream) {
+        Ok(Some(ToLauncher::Register { rank: r, endpoint, .. })) if r as usize == rank => endpoint,
+        Ok(other) => return refuse(format!("rank {rank} did not register first: {other:?}")),
+        Err(e) => return refuse(format!("rank {rank}: {e}")),
+    };
+    let _ = stream.set_read_timeout(None);
+    let link = match stream.try_clone_box() {
+        Ok(link) => link,
+        Err(e) => return refuse(e.to_string()),
+    };
+    let _ = link.set_write_timeout(Some(WRITE_TIMEOUT));
+    if events.send(wrap(ControlEvent::Registered { rank, endpoint, link })).is_err() {
+        return;
+    }
+    while let Ok(Some(message)) = protocol::recv::<ToLauncher>(&mut *stream) {
+        if let ToLauncher::Abort { code } = message
+            && events.send(wrap(ControlEvent::Abort { rank, code })).is_err()
+        {
+            return;
+        }
+    }
+}

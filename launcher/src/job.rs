@@ -1,0 +1,388 @@
+//! A running job: its ranks, the events that reach it, and how it ends.
+//!
+//! One thread (the caller of [`run`]) owns the job's state and handles events in order: a rank
+//! ended, a signal reached prun, a rank registered or asked to abort, a deadline passed. The
+//! first failure decides the job's exit status; every path ends with every rank's process group
+//! gone: SIGTERM (or the forwarded signal) first, SIGKILL after the grace period.
+
+use crate::cli::StdinTarget;
+use crate::control::{self, ControlEvent};
+use crate::jobdir::JobDir;
+use crate::local::{self, OutputTo, RankCommand};
+use crate::output::{self, OutputSink};
+use crate::plan::Plan;
+use crate::signals::{self, ENDING};
+use crate::status::{EXIT_FAILURE, EXIT_TIMEOUT, Ended, signal_name};
+use crate::stdin;
+use crate::watchdog::Watchdog;
+use nix::sys::signal::Signal;
+use prun::auth::{Credentials, Secret};
+use prun::env;
+use prun::protocol::{self, ToRank};
+use prun::transport::{Endpoint, Listener, Stream};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Longest prun waits, once every rank has ended, for output still in flight.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+
+/// Something that happened to the job.
+pub enum Event {
+    /// A rank's process ended.
+    Exited {
+        /// The rank.
+        rank: usize,
+        /// How.
+        ended: Ended,
+    },
+    /// prun received a signal.
+    Signal(i32),
+    /// A rank said something on its control connection.
+    Control(ControlEvent),
+}
+
+/// Why the job ends early; the first one wins.
+enum Cause {
+    Failed(Ended),
+    Abort(i32),
+    Signal(i32),
+    Timeout,
+    Internal,
+}
+
+#[derive(Default)]
+struct Rank {
+    pid: Option<i32>,
+    ended: Option<Ended>,
+    endpoint: Option<Endpoint>,
+    link: Option<Box<dyn Stream>>,
+}
+
+struct Job {
+    plan: Plan,
+    ranks: Vec<Rank>,
+    running: usize,
+    cause: Option<Cause>,
+    deadline: Option<Instant>,
+    kill_at: Option<Instant>,
+    interrupts: u32,
+    table_sent: bool,
+    bootstrap_failure: Option<String>,
+    watchdog: Watchdog,
+}
+
+/// Runs the job to its end; returns prun's exit status.
+pub fn run(plan: Plan) -> i32 {
+    match Job::run(plan) {
+        Ok(status) => status,
+        Err(message) => {
+            eprintln!("prun: error: {message}");
+            EXIT_FAILURE
+        }
+    }
+}
+
+fn random_id() -> Result<String, String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for the job id: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Job {
+    fn run(plan: Plan) -> Result<i32, String> {
+        let np = plan.placements.len();
+        let job_id = random_id()?;
+        let secret = Secret::generate().map_err(|e| format!("no randomness for the job secret: {e}"))?;
+        let dir = JobDir::create(&job_id).map_err(|e| format!("cannot create the job's socket folder: {e}"))?;
+        let (tx, rx) = mpsc::channel::<Event>();
+        signals::catch(tx.clone(), Event::Signal).map_err(|e| format!("cannot catch signals: {e}"))?;
+
+        let control_at = Endpoint::Unix(dir.path().join("control.sock"));
+        let listener = Listener::bind(&control_at).map_err(|e| format!("cannot listen at {control_at}: {e}"))?;
+        let creds = Credentials { job_id: job_id.clone(), secret: secret.clone() };
+        control::serve(listener, creds, np, tx.clone(), Event::Control, plan.verbosity >= 2)
+            .map_err(|e| format!("cannot start the control thread: {e}"))?;
+        let watchdog = Watchdog::start(dir.path()).map_err(|e| format!("cannot start the watchdog: {e}"))?;
+
+        let mut job = Job {
+            ranks: (0..np).map(|_| Rank::default()).collect(),
+            running: 0,
+            cause: None,
+            deadline: plan.timeout.map(|t| Instant::now() + t),
+            kill_at: None,
+            interrupts: 0,
+            table_sent: false,
+            bootstrap_failure: None,
+            watchdog,
+            plan,
+        };
+        job.info(1, format_args!("job {job_id}: {np} ranks of {}", job.plan.program.display()));
+
+        let common: Vec<(OsString, OsString)> = [
+            (env::JOB_ID, OsString::from(&job_id)),
+            (env::CONTROL, OsString::from(control_at.to_string())),
+            (env::SECRET, OsString::from(secret.to_hex())),
+            (env::SOCKET_DIR, dir.path().as_os_str().to_owned()),
+            (env::SIZE, OsString::from(np.to_string())),
+        ]
+        .into_iter()
+        .map(|(k, v)| (OsString::from(k), v))
+        .chain(job.plan.exports.iter().cloned())
+        .collect();
+        let output_to = match &job.plan.output_dir {
+            Some(d) => OutputTo::Folder(d.clone()),
+            None => OutputTo::Pipes,
+        };
+        let mut pipes = Vec::new();
+        let mut stdins = Vec::new();
+        let mut pids = HashMap::new();
+        for p in &job.plan.placements {
+            let mut env = common.clone();
+            env.extend([
+                (env::RANK, p.rank.to_string()),
+                (env::LOCAL_RANK, p.local_rank.to_string()),
+                (env::LOCAL_SIZE, p.local_size.to_string()),
+                (env::HOST, p.host.clone()),
+            ]
+            .map(|(k, v)| (OsString::from(k), OsString::from(v))));
+            let reads_stdin = match job.plan.stdin {
+                StdinTarget::None => false,
+                StdinTarget::All => true,
+                StdinTarget::Rank(r) => r == p.rank,
+            };
+            let command = RankCommand {
+                rank: p.rank,
+                program: &job.plan.program,
+                arg0: &job.plan.arg0,
+                args: &job.plan.args,
+                wdir: job.plan.wdir.as_ref(),
+                env_remove: env::LAUNCHER_SET,
+                env,
+                stdin: reads_stdin,
+                output: &output_to,
+            };
+            match local::start(&command) {
+                Ok(started) => {
+                    job.watchdog.watch(started.pid);
+                    job.ranks[p.rank].pid = Some(started.pid);
+                    job.running += 1;
+                    pids.insert(started.pid, p.rank);
+                    pipes.extend(started.pipes);
+                    stdins.extend(started.stdin);
+                }
+                Err(e) => {
+                    eprintln!("prun: error: cannot start rank {} on {}: {e}", p.rank, p.host);
+                    job.cause = Some(Cause::Internal);
+                    job.terminate(Signal::SIGTERM);
+                    break;
+                }
+            }
+        }
+        local::reap(pids, tx.clone(), |rank, ended| Event::Exited { rank, ended })
+            .map_err(|e| format!("cannot start the reaper thread: {e}"))?;
+        let sink = Arc::new(Mutex::new(OutputSink::new(job.plan.tag_output)));
+        let forwarder = output::forward_pipes(pipes, sink).map_err(|e| format!("cannot forward output: {e}"))?;
+        stdin::forward(stdins).map_err(|e| format!("cannot forward stdin: {e}"))?;
+
+        job.event_loop(&rx);
+
+        let status = job.status();
+        job.watchdog.finish();
+        let drained = Instant::now() + OUTPUT_DRAIN;
+        while !forwarder.is_finished() && Instant::now() < drained {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(dir);
+        Ok(status)
+    }
+
+    fn event_loop(&mut self, rx: &mpsc::Receiver<Event>) {
+        while self.running > 0 {
+            let next = [self.deadline, self.kill_at].into_iter().flatten().min();
+            let event = match next {
+                Some(t) => rx.recv_timeout(t.saturating_duration_since(Instant::now())),
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match event {
+                Ok(Event::Exited { rank, ended }) => self.exited(rank, ended),
+                Ok(Event::Signal(sig)) => self.signalled(sig),
+                Ok(Event::Control(ControlEvent::Registered { rank, endpoint, link })) => {
+                    self.registered(rank, endpoint, link)
+                }
+                Ok(Event::Control(ControlEvent::Abort { rank, code })) => self.aborted(rank, code),
+                Err(RecvTimeoutError::Timeout) => self.tick(),
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+
+    /// Prints a message of prun's own at verbosity `level` or more.
+    fn info(&self, level: i8, message: std::fmt::Arguments<'_>) {
+        if self.plan.verbosity >= level {
+            eprintln!("prun: {message}");
+        }
+    }
+
+    fn who(&self, rank: usize) -> String {
+        let host = self.plan.placements.get(rank).map_or("?", |p| p.host.as_str());
+        match self.ranks[rank].pid {
+            Some(pid) => format!("rank {rank} (pid {pid} on {host})"),
+            None => format!("rank {rank} (on {host})"),
+        }
+    }
+
+    fn send(link: &mut Option<Box<dyn Stream>>, message: &ToRank) {
+        if let Some(l) = link
+            && protocol::send(&mut **l, message).is_err()
+        {
+            *link = None;
+        }
+    }
+
+    fn broadcast(&mut self, message: &ToRank) {
+        for r in self.ranks.iter_mut().filter(|r| r.ended.is_none()) {
+            Self::send(&mut r.link, message);
+        }
+    }
+
+    /// Sends `signal` to every running rank's process group.
+    fn signal_all(&self, signal: Signal) {
+        for r in self.ranks.iter().filter(|r| r.ended.is_none()) {
+            if let Some(pid) = r.pid {
+                local::signal_group(pid, signal);
+            }
+        }
+    }
+
+    /// Ends the job: `signal` now, SIGKILL after the grace period.
+    fn terminate(&mut self, signal: Signal) {
+        self.signal_all(signal);
+        self.kill_at.get_or_insert(Instant::now() + self.plan.grace);
+        self.deadline = None;
+    }
+
+    fn exited(&mut self, rank: usize, ended: Ended) {
+        let r = &mut self.ranks[rank];
+        if r.ended.is_some() {
+            return;
+        }
+        r.ended = Some(ended);
+        r.link = None;
+        self.running -= 1;
+        if let Some(pid) = r.pid {
+            // the rank's children live in its process group: they end with it
+            local::signal_group(pid, Signal::SIGKILL);
+            self.watchdog.forget(pid);
+        }
+        let registered = r.endpoint.is_some();
+        self.info(1, format_args!("{} {ended}", self.who(rank)));
+        self.broadcast(&ToRank::RankExited { rank: rank as u32, how: format!("rank {rank} {ended}") });
+        if !ended.success() {
+            if self.cause.is_none() {
+                self.cause = Some(Cause::Failed(ended));
+                let others = if self.running > 0 { "; ending the job" } else { "" };
+                eprintln!("prun: {} {ended}{others}", self.who(rank));
+                self.terminate(Signal::SIGTERM);
+            }
+        } else if !registered && !self.table_sent && self.bootstrap_failure.is_none() {
+            let reason = format!("rank {rank} exited ({ended}) without joining the job (it never called prun::init())");
+            self.broadcast(&ToRank::BootstrapFailed { reason: reason.clone() });
+            self.bootstrap_failure = Some(reason);
+        }
+    }
+
+    fn registered(&mut self, rank: usize, endpoint: Endpoint, link: Box<dyn Stream>) {
+        let mut link = Some(link);
+        for (other, r) in self.ranks.iter().enumerate() {
+            if let Some(ended) = r.ended {
+                Self::send(&mut link, &ToRank::RankExited { rank: other as u32, how: format!("rank {other} {ended}") });
+            }
+        }
+        if let Some(reason) = &self.bootstrap_failure {
+            Self::send(&mut link, &ToRank::BootstrapFailed { reason: reason.clone() });
+        }
+        let r = &mut self.ranks[rank];
+        r.endpoint = Some(endpoint);
+        if r.ended.is_none() {
+            r.link = link;
+        }
+        if !self.table_sent && self.bootstrap_failure.is_none() && self.ranks.iter().all(|r| r.endpoint.is_some()) {
+            let endpoints = self.ranks.iter().filter_map(|r| r.endpoint.clone()).collect();
+            self.broadcast(&ToRank::Table { endpoints });
+            self.table_sent = true;
+        }
+    }
+
+    fn aborted(&mut self, rank: usize, code: i32) {
+        if self.cause.is_none() {
+            self.cause = Some(Cause::Abort(code));
+            eprintln!("prun: {} called abort({code}); ending the job", self.who(rank));
+            self.terminate(Signal::SIGTERM);
+        }
+    }
+
+    fn signalled(&mut self, sig: i32) {
+        let name = signal_name(sig);
+        if ENDING.contains(&sig) {
+            self.interrupts += 1;
+            if self.interrupts == 1 && self.cause.is_none() {
+                self.cause = Some(Cause::Signal(sig));
+                self.info(0, format_args!("received {name}; passing it to the ranks ({name} again kills them at once)"));
+                self.terminate(signals::to_signal(sig));
+            } else {
+                self.info(0, format_args!("received {name} again; killing every rank"));
+                self.signal_all(Signal::SIGKILL);
+                self.kill_at = None;
+            }
+        } else if sig == Signal::SIGTSTP as i32 {
+            self.signal_all(Signal::SIGTSTP);
+            let _ = nix::sys::signal::raise(Signal::SIGSTOP);
+        } else {
+            self.info(1, format_args!("passing {name} to the ranks"));
+            self.signal_all(signals::to_signal(sig));
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = Instant::now();
+        if self.deadline.is_some_and(|d| d <= now) {
+            self.deadline = None;
+            if self.cause.is_none() {
+                self.cause = Some(Cause::Timeout);
+                let secs = self.plan.timeout.map_or(0.0, |t| t.as_secs_f64());
+                eprintln!("prun: job exceeded --timeout {secs} s; ending it (exit status {EXIT_TIMEOUT})");
+                self.terminate(Signal::SIGTERM);
+            }
+        }
+        if self.kill_at.is_some_and(|k| k <= now) {
+            self.kill_at = None;
+            let left: Vec<String> = (0..self.ranks.len())
+                .filter(|&r| self.ranks[r].ended.is_none())
+                .map(|r| r.to_string())
+                .collect();
+            self.info(
+                0,
+                format_args!(
+                    "rank(s) {} still running {} s after being asked to stop; sending SIGKILL",
+                    left.join(", "),
+                    self.plan.grace.as_secs_f64()
+                ),
+            );
+            self.signal_all(Signal::SIGKILL);
+        }
+    }
+
+    fn status(&self) -> i32 {
+        match self.cause {
+            None => 0,
+            Some(Cause::Failed(ended)) => ended.shell_status(),
+            Some(Cause::Abort(code)) => code,
+            Some(Cause::Signal(sig)) => 128 + sig,
+            Some(Cause::Timeout) => EXIT_TIMEOUT,
+            Some(Cause::Internal) => EXIT_FAILURE,
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! `prun`: starts the ranks of an SPMD job, forwards their output, and ends the whole job
+//! cleanly. See `prun --help`, and the README for the environment of ranks and exit statuses.
+
+mod cli;
+mod control;
+mod hostfile;
+mod hosts;
+mod job;
+mod jobdir;
+mod local;
+mod output;
+mod placement;
+mod plan;
+mod program;
+mod signals;
+mod status;
+mod stdin;
+mod watchdog;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn exit(status: i32) -> ExitCode {
+    ExitCode::from((status & 0xff) as u8)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == watchdog::ARG) {
+        let dir = args.get(2).map(PathBuf::from).unwrap_or_default();
+        return exit(watchdog::run(dir));
+    }
+    let cli = match cli::Cli::parse_args(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return exit(if e.use_stderr() { status::EXIT_USAGE } else { 0 });
+        }
+    };
+    match plan::plan(cli) {
+        Ok(plan) => exit(job::run(plan)),
+        Err(e) => {
+            eprintln!("prun: error: {}", e.message);
+            exit(e.status)
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! Forwarding the ranks' output to prun's stdout and stderr, a whole line at a time.
+//!
+//! [`OutputSink`] assembles lines per rank and stream and writes each complete line with one
+//! `write`, so lines of different ranks never mix, tagged with the rank when asked. Local ranks'
+//! pipes are read by [`forward_pipes`]; remote hosts will feed the same sink.
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// Which of a rank's streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StreamKind {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A partial line longer than this is written out even without its newline.
+const MAX_LINE: usize = 64 * 1024;
+
+/// How long an unfinished line (a prompt, say) waits before untagged output shows it.
+pub const IDLE_FLUSH: Duration = Duration::from_millis(100);
+
+/// Writes the ranks' output lines to prun's own streams.
+pub struct OutputSink {
+    tag: bool,
+    partial: HashMap<(usize, StreamKind), Vec<u8>>,
+    stdout_broken: bool,
+    stderr_broken: bool,
+}
+
+impl OutputSink {
+    /// A sink writing to prun's stdout and stderr; `tag` prefixes lines with `[rank] `.
+    pub fn new(tag: bool) -> OutputSink {
+        OutputSink { tag, partial: HashMap::new(), stdout_broken: false, stderr_broken: false }
+    }
+
+    fn emit(&mut self, rank: usize, kind: StreamKind, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        let mut line;
+        let data = if self.tag {
+            line = format!("[{rank}] ").into_bytes();
+            line.extend_from_slice(bytes);
+            if line.last() != Some(&b'\n') {
+                line.push(b'\n');
+            }
+            &line[..]
+        } else {
+            bytes
+        };
+        // a closed stdout (prun ... | head) discards the rest, so ranks never block on it
+        let (broken, result) = match kind {
+            StreamKind::Stdout => (&mut self.stdout_broken, io::stdout().lock().write_all(data)),
+            StreamKind::Stderr => (&mut self.stderr_broken, io::stderr().lock().write_all(data)),
+        };
+        if result.is_err() {
+            *broken = true;
+        }
+    }
+
+    /// Output from a rank: complete lines are written now, the rest is kept.
+    pub fn data(&mut self, rank: usize, kind: StreamKind, bytes: &[u8]) {
+        let mut held = self.partial.remove(&(rank, kind)).unwrap_or_default();
+        held.extend_from_slice(bytes);
+        match held.iter().rposition(|&b| b == b'\n') {
+            Some(end) if self.tag => {
+                let rest = held.split_off(end + 1);
+                for line in held.split_inclusive(|&b| b == b'\n') {
+                    self.emit(rank, kind, line);
+                }
+                held = rest;
+            }
+            Some(end) => {
+                let rest = held.split_off(end + 1);
+                self.emit(rank, kind, &held);
+                held = rest;
+            }
+            None => {}
+        }
+        if held.len() >= MAX_LINE {
+            self.emit(rank, kind, &held);
+            held.clear();
+        }
+        if !held.is_empty() {
+            self.partial.insert((rank, kind), held);
+        }
+    }
+
+    /// A rank's stream ended: its last, unfinished line is written.
+    pub fn eof(&mut self, rank: usize, kind: StreamKind) {
+        if let Some(held) = self.partial.remove(&(rank, kind)) {
+            self.emit(rank, kind, &held);
+        }
+    }
+
+    /// Whether unfinished lines are waiting.
+    pub fn has_partial(&self) -> bool {
+        !self.tag && !self.partial.is_empty()
+    }
+
+    /// Output has been quiet for a while: untagged unfinished lines (prompts) are shown.
+    pub fn idle(&mut self) {
+        if !self.tag {
+            for ((rank, kind), held) in std::mem::take(&mut self.partial) {
+                self.emit(rank, kind, &held);
+            }
+        }
+    }
+}
+
+/// One pipe to read.
+pub struct Pipe {
+    /// The rank writing into it.
+    pub rank: usize,
+    /// Which of its streams.
+    pub kind: StreamKind,
+    /// The read end.
+    pub file: File,
+}
+
+/// Reads every pipe until all are closed, feeding the sink; one thread for all ranks.
+pub fn forward_pipes(pipes: Vec<Pipe>, sink: Arc<Mutex<OutputSink>>) -> io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("prun-output".into()).spawn(move || {
+        let mut open: Vec<Pipe> = pipes;
+        let mut buf = vec![0u8; 64 * 1024];
+        while !open.is_empty() {
+            let waiting = sink.lock().unwrap_or_else(PoisonError::into_inner).has_partial();
+            let timeout = if waiting { PollTimeout::from(IDLE_FLUSH.as_millis() as u16) } else { PollTimeout::NONE };
+            let ready: Vec<bool> = {
+                let mut fds: Vec<PollFd> =
+                    open.iter().map(|p| PollFd::new(p.file.as_fd(), PollFlags::POLLIN)).collect();
+                match poll(&mut fds, timeout) {
+                    Ok(0) => {
+                        sink.lock().unwrap_or_else(PoisonError::into_inner).idle();
+                        continue;
+                    }
+                    Ok(_) => fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect(),
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => vec![true; open.len()],
+                }
+            };
+            let mut closed = Vec::new();
+            for (i, pipe) in open.iter_mut().enumerate().filter(|(i, _)| ready[*i]) {
+                let mut sink = sink.lock().unwrap_or_else(PoisonError::into_inner);
+                match pipe.file.read(&mut buf) {
+                    Ok(0) => {
+                        sink.eof(pipe.rank, pipe.kind);
+                        closed.push(i);
+                    }
+                    Ok(n) => sink.data(pipe.rank, pipe.kind, &buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        sink.eof(pipe.rank, pipe.kind);
+                        closed.push(i);
+                    }
+                }
+            }
+            for i in closed.into_iter().rev() {
+                open.swap_remove(i);
+            }
+        }
+        sink.lock().unwrap_or_else(PoisonError::into_inner).idle();
+    })
+}

@@ -1,0 +1,149 @@
+//! Turning the command line into a job plan, checking everything that can be checked before a
+//! single rank starts.
+
+use crate::cli::{Cli, StdinTarget};
+use crate::hostfile::{self, HostSpec};
+use crate::hosts;
+use crate::placement::{self, Placement};
+use crate::program;
+use crate::status::EXIT_USAGE;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything the job needs, checked.
+pub struct Plan {
+    /// Where each rank runs, by rank.
+    pub placements: Vec<Placement>,
+    /// The resolved program.
+    pub program: PathBuf,
+    /// `argv[0]` as the user wrote it.
+    pub arg0: OsString,
+    /// The program's arguments.
+    pub args: Vec<OsString>,
+    /// Working directory of the ranks.
+    pub wdir: Option<PathBuf>,
+    /// Variables set for every rank (`-x`).
+    pub exports: Vec<(OsString, OsString)>,
+    /// Prefix output lines with the rank.
+    pub tag_output: bool,
+    /// Per-rank output files instead of forwarding.
+    pub output_dir: Option<PathBuf>,
+    /// Who reads stdin.
+    pub stdin: StdinTarget,
+    /// When to end the job.
+    pub timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// -1 quiet, 0 normal, 1+ verbose.
+    pub verbosity: i8,
+}
+
+/// A reason not to start, with prun's exit status.
+#[derive(Debug)]
+pub struct PlanError {
+    /// prun's exit status.
+    pub status: i32,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+fn usage(message: impl Into<String>) -> PlanError {
+    PlanError { status: EXIT_USAGE, message: message.into() }
+}
+
+/// Checks the command line and builds the plan.
+pub fn plan(cli: Cli) -> Result<Plan, PlanError> {
+    let (hosts, source): (Option<Vec<HostSpec>>, String) = match (&cli.hostfile, cli.host.is_empty()) {
+        (Some(_), false) => return Err(usage("give either --hostfile or --host, not both")),
+        (Some(file), true) => (
+            Some(hostfile::parse_hostfile(file).map_err(|e| usage(e.to_string()))?),
+            format!("hostfile {}", file.display()),
+        ),
+        (None, false) => {
+            (Some(hostfile::parse_host_list(&cli.host.join(",")).map_err(|e| usage(e.to_string()))?), "--host".into())
+        }
+        (None, true) => (None, String::new()),
+    };
+    let placements = match hosts {
+        Some(hosts) => {
+            let np = match cli.np {
+                Some(n) => n as usize,
+                None => placement::total_slots(&hosts),
+            };
+            let placements = placement::place(&hosts, np, cli.map_by, cli.oversubscribe, &source)
+                .map_err(|e| usage(e.to_string()))?;
+            if let Some(remote) = placements.iter().find(|p| !hosts::is_local(&p.host)) {
+                return Err(usage(format!(
+                    "{source} places ranks on '{}', which is not this host ({}); remote hosts need prun's \
+                     multi-host launch (ssh agents), which this version does not have yet. Use \
+                     localhost (or {}) in the host list to run on this host",
+                    remote.host,
+                    hosts::this_host(),
+                    hosts::this_host()
+                )));
+            }
+            placements
+        }
+        None => {
+            // like MPICH: every rank on this host, whatever its core count
+            let np = match cli.np {
+                Some(n) => n as usize,
+                None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            };
+            let host = hosts::this_host();
+            (0..np)
+                .map(|rank| Placement { rank, host: host.clone(), local_rank: rank, local_size: np, node_rank: 0 })
+                .collect()
+        }
+    };
+    if let StdinTarget::Rank(r) = cli.stdin
+        && r >= placements.len()
+    {
+        return Err(usage(format!("--stdin {r}: there is no rank {r} in a job of {} ranks", placements.len())));
+    }
+
+    let mut command = cli.command.into_iter();
+    let arg0 = command.next().ok_or_else(|| usage("no program given"))?;
+    let program = program::resolve(&arg0).map_err(|e| PlanError { status: e.status, message: e.message })?;
+
+    if let Some(dir) = &cli.wdir
+        && !dir.is_dir()
+    {
+        return Err(usage(format!("--wdir {}: no such directory", dir.display())));
+    }
+    if let Some(dir) = &cli.output_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| usage(format!("--output-dir {}: cannot create it: {e}", dir.display())))?;
+    }
+    let mut exports = Vec::new();
+    for x in &cli.export {
+        let (name, value) = match x.split_once('=') {
+            Some((name, value)) => (name.to_string(), OsString::from(value)),
+            None => {
+                let value = std::env::var_os(x).ok_or_else(|| {
+                    usage(format!("-x {x}: {x} is not set in prun's environment; give a value with -x {x}=VALUE"))
+                })?;
+                (x.clone(), value)
+            }
+        };
+        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) || !name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric()) {
+            return Err(usage(format!("-x {x}: '{name}' is not a valid variable name")));
+        }
+        exports.push((OsString::from(name), value));
+    }
+    Ok(Plan {
+        placements,
+        program,
+        arg0,
+        args: command.collect(),
+        wdir: cli.wdir,
+        exports,
+        tag_output: cli.tag_output,
+        output_dir: cli.output_dir,
+        stdin: cli.stdin,
+        timeout: cli.timeout.map(Duration::from_secs_f64),
+        grace: Duration::from_secs_f64(cli.kill_grace),
+        verbosity: if cli.quiet { -1 } else { cli.verbose as i8 },
+    })
+}
