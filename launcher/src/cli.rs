@@ -39,6 +39,14 @@ fn parse_stdin(s: &str) -> Result<StdinTarget, String> {
     }
 }
 
+fn parse_np(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(0) => Err("a job needs at least one rank: use -n 1 or more".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("expected a number of ranks, not '{s}'")),
+    }
+}
+
 fn parse_map_by(s: &str) -> Result<MapBy, String> {
     match s.to_ascii_lowercase().as_str() {
         "slot" | "core" => Ok(MapBy::Slot),
@@ -66,7 +74,7 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
 pub struct Cli {
     /// Number of ranks to start (also -np). Default: the slots of the hostfile or --host, else
     /// this host's core count.
-    #[arg(short = 'n', long = "np", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(short = 'n', long = "np", value_name = "N", value_parser = parse_np)]
     pub np: Option<u32>,
 
     /// Hostfile: `host slots=N max_slots=M` (Open MPI) or `host:N` (MPICH) lines, # comments.
@@ -171,12 +179,17 @@ fn normalize(args: Vec<OsString>) -> Vec<OsString> {
             }
             None => {
                 // short options, possibly clustered (-qv) or with the value attached (-n4)
-                out.push(arg);
                 let mut chars = body.chars();
-                if let (Some(c), None) = (chars.next(), chars.next())
-                    && short_takes_value(c)
-                {
-                    out.extend(it.next());
+                match (chars.next(), chars.as_str()) {
+                    (Some(c), "") if short_takes_value(c) => {
+                        out.push(arg);
+                        out.extend(it.next());
+                    }
+                    (Some(c), value) if short_takes_value(c) => {
+                        out.push(OsString::from(format!("-{c}")));
+                        out.push(OsString::from(value.strip_prefix('=').unwrap_or(value)));
+                    }
+                    _ => out.push(arg),
                 }
             }
         }

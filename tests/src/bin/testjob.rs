@@ -1,0 +1,276 @@
+//! A job program for prun's end-to-end tests: each mode behaves (or misbehaves) in one way and
+//! checks what it can itself, exiting non-zero when a check fails.
+//!
+//! `prun-testjob MODE [ARGS]`; see `main` for the modes.
+
+use prun::{Error, World};
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn ready(world: &World) {
+    println!("ready {}", world.rank());
+    let _ = std::io::stdout().flush();
+}
+
+fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(1000));
+    }
+}
+
+fn arg(n: usize) -> i64 {
+    std::env::args().nth(n).and_then(|a| a.parse().ok()).unwrap_or(0)
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+struct Sample {
+    from: u32,
+    seq: u64,
+    name: String,
+    values: Vec<f64>,
+}
+
+fn check(cond: bool, what: &str) -> Result<(), String> {
+    if cond { Ok(()) } else { Err(format!("check failed: {what}")) }
+}
+
+/// Typed point-to-point: any-source, per-tag order, probe, try_recv, self-send.
+fn p2p(world: &World) -> Result<(), String> {
+    let e = |e: Error| e.to_string();
+    let (rank, size) = (world.rank(), world.size());
+    if rank != 0 {
+        let s = Sample { from: rank as u32, seq: 0, name: format!("rank-{rank}"), values: vec![rank as f64; rank] };
+        world.send(0, 1, &s).map_err(e)?;
+        if rank == 1 {
+            for seq in 0..100u64 {
+                world.send(0, if seq % 2 == 0 { 5 } else { 6 }, &seq).map_err(e)?;
+            }
+        }
+    } else {
+        let mut seen = vec![false; size];
+        for _ in 1..size {
+            let (src, s): (usize, Sample) = world.recv_any(1).map_err(e)?;
+            check(s.from as usize == src && s.values.len() == src && s.name == format!("rank-{src}"), "sample")?;
+            check(!seen[src], "each source once")?;
+            seen[src] = true;
+        }
+        if size > 1 {
+            // odd numbers on tag 6 first, then even ones on tag 5: each tag keeps its order
+            for expect in (1..100u64).step_by(2) {
+                check(world.recv::<u64>(1, 6).map_err(e)? == expect, "tag 6 order")?;
+            }
+            for expect in (0..100u64).step_by(2) {
+                check(world.recv::<u64>(1, 5).map_err(e)? == expect, "tag 5 order")?;
+            }
+        }
+        check(world.try_recv::<u64>(None, None).map_err(e)?.is_none(), "nothing left")?;
+        world.send(0, 9, "to myself").map_err(e)?;
+        let st = world.probe(None, Some(9)).map_err(e)?.ok_or("probe found nothing")?;
+        check(st.source == 0 && st.tag == 9, "probe status")?;
+        let (text, st2) = world.try_recv::<String>(Some(0), None).map_err(e)?.ok_or("try_recv found nothing")?;
+        check(text == "to myself" && st2 == st, "try_recv")?;
+    }
+    world.barrier().map_err(e)?;
+    println!("p2p ok {rank}");
+    Ok(())
+}
+
+/// A receive from a rank that exited without sending fails with PeerLost.
+fn peer_lost(world: &World) -> Result<(), String> {
+    match world.rank() {
+        1 => Ok(()),
+        0 => match world.recv::<u64>(1, 0) {
+            Err(Error::PeerLost { rank: 1, reason }) => {
+                println!("peer lost ok: {reason}");
+                Ok(())
+            }
+            other => Err(format!("expected PeerLost from rank 1, got {other:?}")),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// Sending one type and receiving another gives a decode error naming the type.
+fn mismatch(world: &World) -> Result<(), String> {
+    let e = |e: Error| e.to_string();
+    if world.rank() == 0 {
+        world.send(1, 0, "not a number").map_err(e)?;
+    } else if world.rank() == 1 {
+        match world.recv::<u64>(0, 0) {
+            Err(err @ Error::Decode { .. }) if err.to_string().contains("u64") => println!("mismatch ok: {err}"),
+            other => return Err(format!("expected a decode error, got {other:?}")),
+        }
+    }
+    world.barrier().map_err(e)
+}
+
+/// A message over PRUN_MAX_MESSAGE is refused at the sender; smaller ones still pass.
+fn too_large(world: &World) -> Result<(), String> {
+    let e = |e: Error| e.to_string();
+    if world.rank() == 0 {
+        match world.send(1, 0, &vec![7u8; 5000]) {
+            Err(Error::MessageTooLarge { .. }) => {}
+            other => return Err(format!("expected MessageTooLarge, got {other:?}")),
+        }
+        world.send(1, 0, &vec![7u8; 10]).map_err(e)?;
+    } else if world.rank() == 1 {
+        check(world.recv::<Vec<u8>>(0, 0).map_err(e)? == vec![7u8; 10], "small message")?;
+        println!("too large ok");
+    }
+    world.barrier().map_err(e)
+}
+
+/// Strangers connect to rank 1's socket and send garbage; the job goes on undisturbed.
+fn stranger(world: &World) -> Result<(), String> {
+    let e = |e: Error| e.to_string();
+    if world.rank() == 0 {
+        let dir = std::env::var("PRUN_SOCKET_DIR").map_err(|e| e.to_string())?;
+        let path = std::path::Path::new(&dir).join("r1.sock");
+        let attempts: [&[u8]; 4] = [
+            b"",
+            b"GET / HTTP/1.0\r\n\r\n",
+            &[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 127],
+            b"PRUN\x01\x00\x10wrong-job-id-xxx\x00\x00\x00\x00aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        ];
+        for bytes in attempts {
+            let mut s = std::os::unix::net::UnixStream::connect(&path).map_err(|e| e.to_string())?;
+            let _ = s.write_all(bytes);
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            let mut answer = Vec::new();
+            let _ = s.read_to_end(&mut answer);
+            check(answer.is_empty(), "a stranger gets no answer")?;
+        }
+        world.send(1, 3, &42u32).map_err(e)?;
+        check(world.recv::<u32>(1, 4).map_err(e)? == 43, "reply after strangers")?;
+        println!("stranger ok");
+    } else if world.rank() == 1 {
+        let v: u32 = world.recv(0, 3).map_err(e)?;
+        world.send(0, 4, &(v + 1)).map_err(e)?;
+    }
+    world.barrier().map_err(e)
+}
+
+/// Counts this process's sockets after a barrier: connections open lazily.
+fn sockets(world: &World) -> Result<(), String> {
+    world.barrier().map_err(|e| e.to_string())?;
+    let n = std::fs::read_dir("/proc/self/fd")
+        .map_err(|e| e.to_string())?
+        .filter_map(|d| d.ok())
+        .filter(|d| std::fs::read_link(d.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:")))
+        .count();
+    println!("sockets {} {n}", world.rank());
+    world.barrier().map_err(|e| e.to_string())
+}
+
+fn spew(world: &World, lines: i64, width: i64) {
+    let mut out = std::io::stdout().lock();
+    let payload = "x".repeat(width as usize);
+    for i in 0..lines {
+        let line = format!("rank {} line {i} {payload}\n", world.rank());
+        // write in two pieces so that lines reach prun split across reads
+        let (a, b) = line.split_at(line.len() / 2);
+        let _ = out.write_all(a.as_bytes());
+        let _ = out.flush();
+        let _ = out.write_all(b.as_bytes());
+    }
+    let _ = out.flush();
+}
+
+fn main() -> ExitCode {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let world = match prun::init() {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("testjob: init: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    let rank = world.rank() as i64;
+    let result: Result<(), String> = match mode.as_str() {
+        "sleep" => {
+            ready(&world);
+            sleep_forever()
+        }
+        "fail-on" | "segv-on" | "abort-on" => {
+            ready(&world);
+            let _ = world.barrier();
+            if rank == arg(2) {
+                match mode.as_str() {
+                    "fail-on" => std::process::exit(arg(3) as i32),
+                    "segv-on" => {
+                        // Rust's stack-overflow handler catches the first SIGSEGV, restores the
+                        // default action and returns; the second one kills the process
+                        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSEGV);
+                        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSEGV);
+                    }
+                    _ => world.abort(arg(3) as i32),
+                }
+            }
+            sleep_forever()
+        }
+        "ignore-term" => {
+            let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                let _ = signal_hook::flag::register(sig, std::sync::Arc::clone(&flag));
+            }
+            ready(&world);
+            sleep_forever()
+        }
+        "spawn-child" => {
+            let child = std::process::Command::new("sleep").arg("1000").spawn();
+            if let Ok(c) = &child {
+                println!("child {}", c.id());
+            }
+            ready(&world);
+            sleep_forever()
+        }
+        "spew" => {
+            spew(&world, arg(2), arg(3));
+            Ok(())
+        }
+        "no-newline" => {
+            print!("partial line from rank {rank}");
+            let _ = std::io::stdout().flush();
+            Ok(())
+        }
+        "cat" => {
+            let mut data = Vec::new();
+            let _ = std::io::stdin().read_to_end(&mut data);
+            let sum: u64 = data.iter().map(|&b| u64::from(b)).sum();
+            println!("rank {rank} read {} bytes, sum {sum}", data.len());
+            Ok(())
+        }
+        "env" => {
+            let v = |n: &str| std::env::var(n).unwrap_or_else(|_| "-".into());
+            let extra = std::env::args().nth(2).map(|n| v(&n)).unwrap_or_default();
+            let cwd = std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default();
+            println!(
+                "env rank={} size={} local_rank={} local_size={} job={} world_rank={} extra={extra} cwd={cwd}",
+                v("PRUN_RANK"),
+                v("PRUN_SIZE"),
+                v("PRUN_LOCAL_RANK"),
+                v("PRUN_LOCAL_SIZE"),
+                v("PRUN_JOB_ID"),
+                world.rank()
+            );
+            Ok(())
+        }
+        "p2p" => p2p(&world),
+        "peer-lost" => peer_lost(&world),
+        "mismatch" => mismatch(&world),
+        "too-large" => too_large(&world),
+        "stranger" => stranger(&world),
+        "sockets" => sockets(&world),
+        "barriers" => (0..arg(2)).try_for_each(|_| world.barrier()).map_err(|e| e.to_string()),
+        other => Err(format!("unknown mode '{other}'")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("testjob: rank {rank}: {e}");
+            ExitCode::from(4)
+        }
+    }
+}

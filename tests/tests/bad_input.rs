@@ -1,0 +1,66 @@
+//! Bad input gets a clear error before anything starts.
+
+use prun_tests::{prun, temp_file};
+
+#[test]
+fn missing_program() {
+    let out = prun(["-n", "2", "./no-such-program"]).run();
+    out.expect_code(127);
+    assert!(out.stderr.contains("no-such-program") && out.stderr.contains("no such file"), "{}", out.stderr);
+    let out = prun(["-n", "2", "no-such-program-in-path"]).run();
+    out.expect_code(127);
+    assert!(out.stderr.contains("PATH"), "{}", out.stderr);
+}
+
+#[test]
+fn program_that_cannot_be_executed() {
+    let file = temp_file("not-executable.sh", "echo hi\n");
+    let out = prun(["-n", "2", file.to_str().expect("utf8")]).run();
+    out.expect_code(126);
+    assert!(out.stderr.contains("chmod +x"), "{}", out.stderr);
+}
+
+#[test]
+fn zero_or_nonsense_ranks() {
+    let out = prun(["-n", "0", "@hello"]).run();
+    out.expect_code(2);
+    assert!(out.stderr.contains("at least one rank"), "{}", out.stderr);
+    prun(["-n", "many", "@hello"]).run().expect_code(2);
+}
+
+#[test]
+fn malformed_hostfile_line_is_named() {
+    let file = temp_file("bad-hosts", "# hosts\nlocalhost slots=2\n\nlocalhost slots=two\n");
+    let out = prun(["-n", "2", "--hostfile", file.to_str().expect("utf8"), "@hello"]).run();
+    out.expect_code(2);
+    assert!(out.stderr.contains(":4:") && out.stderr.contains("two"), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "nothing ran");
+}
+
+#[test]
+fn too_many_ranks_for_the_slots() {
+    let file = temp_file("small-hosts", "localhost slots=2\n");
+    let path = file.to_str().expect("utf8");
+    let out = prun(["-n", "5", "--hostfile", path, "@hello"]).run();
+    out.expect_code(2);
+    assert!(out.stderr.contains("5 ranks") && out.stderr.contains("2 slots") && out.stderr.contains("--oversubscribe"), "{}", out.stderr);
+    let out = prun(["-n", "5", "--hostfile", path, "--oversubscribe", "@hello"]).run();
+    out.expect_code(0);
+    assert_eq!(out.lines().len(), 5);
+}
+
+#[test]
+fn remote_hosts_are_refused_for_now() {
+    let out = prun(["-n", "2", "--host", "127.0.0.2:2", "@hello"]).run();
+    out.expect_code(2);
+    assert!(out.stderr.contains("127.0.0.2") && out.stderr.contains("remote hosts need"), "{}", out.stderr);
+}
+
+#[test]
+fn bad_options() {
+    prun(["-n", "2", "--wdir", "/no/such/dir", "@hello"]).run().expect_code(2);
+    prun(["-n", "2", "--stdin", "5", "@hello"]).run().expect_code(2);
+    prun(["-n", "2", "-x", "1BAD=x", "@hello"]).run().expect_code(2);
+    prun(["-n", "2", "--hostfile", "/no/such/hostfile", "@hello"]).run().expect_code(2);
+    prun(["-n", "2", "--frobnicate", "@hello"]).run().expect_code(2);
+}

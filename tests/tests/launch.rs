@@ -1,0 +1,130 @@
+//! Starting jobs: every rank runs, with the right environment, at several sizes.
+
+use prun_tests::{bin, prun};
+use std::collections::BTreeSet;
+
+fn hostname() -> String {
+    nix::unistd::gethostname().expect("hostname").into_string().expect("utf8")
+}
+
+fn hello(n: usize) {
+    let out = prun(["-n", &n.to_string(), "@hello"]).run();
+    out.expect_code(0).no_leftovers();
+    let got: BTreeSet<&str> = out.lines().into_iter().collect();
+    let host = hostname();
+    let want: BTreeSet<String> = (0..n).map(|r| format!("hello from rank {r} of {n} on {host}")).collect();
+    assert_eq!(got, want.iter().map(String::as_str).collect(), "{}", out.stdout);
+    assert_eq!(out.lines().len(), n, "each rank prints exactly one line");
+}
+
+#[test]
+fn hello_1_2_7_64() {
+    for n in [1, 2, 7, 64] {
+        hello(n);
+    }
+}
+
+#[test]
+fn ring_1_2_7_64() {
+    for n in [1, 2, 7, 64] {
+        let out = prun(["-n", &n.to_string(), "@ring", "3"]).run();
+        out.expect_code(0).no_leftovers();
+        assert_eq!(out.lines(), [format!("ring ok: 3 laps of {n} ranks")], "{}", out.stderr);
+    }
+}
+
+#[test]
+fn a_program_alone_is_a_world_of_one() {
+    let out = std::process::Command::new(bin("hello")).env_remove("PRUN_RANK").output().expect("run hello");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("hello from rank 0 of 1 on {}", hostname()));
+}
+
+#[test]
+fn every_rank_gets_its_environment() {
+    let wdir = std::env::temp_dir();
+    let out = prun([
+        "-np",
+        "3",
+        "-x",
+        "PRUN_TEST_EXTRA=forty two",
+        "--wdir",
+        wdir.to_str().expect("utf8"),
+        "@prun-testjob",
+        "env",
+        "PRUN_TEST_EXTRA",
+    ])
+    .run();
+    out.expect_code(0).no_leftovers();
+    let mut lines = out.lines();
+    lines.sort();
+    let job = lines[0].split("job=").nth(1).and_then(|s| s.split(' ').next()).expect("job id").to_string();
+    assert!(job.len() >= 8, "a real job id: {job}");
+    let cwd = std::fs::canonicalize(&wdir).expect("canonical");
+    for (r, line) in lines.iter().enumerate() {
+        assert_eq!(
+            *line,
+            format!(
+                "env rank={r} size=3 local_rank={r} local_size=3 job={job} world_rank={r} extra=forty two cwd={}",
+                cwd.display()
+            )
+        );
+    }
+}
+
+#[test]
+fn connections_open_lazily() {
+    // after a barrier, each of 64 ranks has its listener, its control connection and the
+    // log2(64) = 6 connections of each direction of the barrier, nowhere near 63 peers
+    let out = prun(["-n", "64", "@prun-testjob", "sockets"]).run();
+    out.expect_code(0).no_leftovers();
+    let counts: Vec<usize> = out
+        .lines()
+        .iter()
+        .filter_map(|l| l.strip_prefix("sockets "))
+        .map(|l| l.split(' ').nth(1).and_then(|n| n.parse().ok()).expect("count"))
+        .collect();
+    assert_eq!(counts.len(), 64);
+    let most = counts.iter().max().copied().unwrap_or(0);
+    assert!(most <= 2 + 2 * 6 + 2, "a rank holds {most} sockets: connections are not lazy");
+}
+
+#[test]
+fn many_barriers_on_an_oversubscribed_host() {
+    prun(["-n", "16", "@prun-testjob", "barriers", "200"]).run().expect_code(0).no_leftovers();
+}
+
+#[test]
+fn hostfile_slots_place_the_ranks() {
+    let hosts = prun_tests::temp_file("hosts-ok", "# two families\nlocalhost slots=2\nlocalhost:1\n\n");
+    let out = prun(["-n", "3", "--hostfile", hosts.to_str().expect("utf8"), "@prun-testjob", "env"]).run();
+    out.expect_code(0).no_leftovers();
+    assert_eq!(out.lines().len(), 3);
+    let out = prun(["--host", "localhost:2", "@hello"]).run();
+    out.expect_code(0);
+    assert_eq!(out.lines().len(), 2, "-n defaults to the slots");
+}
+
+#[test]
+fn output_dir_gets_one_file_per_rank_and_stream() {
+    let dir = std::env::temp_dir().join(format!("prun-outdir-{}", std::process::id()));
+    let out = prun(["-n", "3", "--output-dir", dir.to_str().expect("utf8"), "@hello"]).run();
+    out.expect_code(0).no_leftovers();
+    assert!(out.stdout.is_empty(), "output went to the files: {}", out.stdout);
+    for r in 0..3 {
+        let text = std::fs::read_to_string(dir.join(format!("rank.{r}.stdout"))).expect("stdout file");
+        assert!(text.starts_with(&format!("hello from rank {r} of 3")), "{text}");
+        assert!(dir.join(format!("rank.{r}.stderr")).exists());
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn version_and_help() {
+    let v = std::process::Command::new(bin("prun")).arg("--version").output().expect("run");
+    let text = String::from_utf8_lossy(&v.stdout);
+    assert!(v.status.success() && text.contains("not PRRTE"), "{text}");
+    let h = std::process::Command::new(bin("prun")).arg("--help").output().expect("run");
+    let text = String::from_utf8_lossy(&h.stdout);
+    assert!(h.status.success() && text.contains("Examples:") && text.contains("--tag-output"), "{text}");
+}

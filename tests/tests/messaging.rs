@@ -1,0 +1,33 @@
+//! Typed point-to-point messages between real rank processes, and their errors.
+
+use prun_tests::prun;
+
+#[test]
+fn typed_messages_any_source_order_probe() {
+    for n in [1, 2, 5] {
+        let out = prun(["-n", &n.to_string(), "@prun-testjob", "p2p"]).run();
+        out.expect_code(0).no_leftovers();
+        assert_eq!(out.lines().iter().filter(|l| l.starts_with("p2p ok")).count(), n, "{}", out.stderr);
+    }
+}
+
+#[test]
+fn type_mismatch_is_a_decode_error_naming_the_type() {
+    let out = prun(["-n", "2", "@prun-testjob", "mismatch"]).run();
+    out.expect_code(0);
+    assert!(out.stdout.contains("mismatch ok"), "{}", out.stderr);
+}
+
+#[test]
+fn messages_over_the_limit_are_refused() {
+    let out = prun(["-n", "2", "-x", "PRUN_MAX_MESSAGE=1000", "@prun-testjob", "too-large"]).run();
+    out.expect_code(0);
+    assert!(out.stdout.contains("too large ok"), "{}", out.stderr);
+}
+
+#[test]
+fn strangers_on_a_rank_socket_are_dropped() {
+    let out = prun(["-n", "2", "@prun-testjob", "stranger"]).run();
+    out.expect_code(0).no_leftovers();
+    assert!(out.stdout.contains("stranger ok"), "{}", out.stderr);
+}

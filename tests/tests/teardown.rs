@@ -1,0 +1,104 @@
+//! Ending jobs: exit statuses, signals, timeouts and abort, with nothing left behind.
+
+use nix::sys::signal::Signal;
+use prun_tests::{assert_no_leftovers, prun};
+
+#[test]
+fn a_failing_rank_ends_the_job_with_its_status() {
+    let out = prun(["-n", "4", "@prun-testjob", "fail-on", "2", "7"]).run();
+    out.expect_code(7).no_leftovers();
+    let line = out.stderr.lines().find(|l| l.contains("rank 2")).expect("a line about rank 2");
+    assert!(line.contains("pid ") && line.contains("exited with status 7"), "{line}");
+    assert_eq!(out.stderr.lines().filter(|l| l.starts_with("prun:")).count(), 1, "one line: {}", out.stderr);
+}
+
+#[test]
+fn a_rank_killed_by_a_signal_gives_128_plus_the_signal() {
+    let out = prun(["-n", "3", "@prun-testjob", "segv-on", "1"]).run();
+    out.expect_code(128 + 11).no_leftovers();
+    assert!(out.stderr.contains("rank 1") && out.stderr.contains("SIGSEGV"), "{}", out.stderr);
+}
+
+#[test]
+fn abort_ends_the_job_with_its_code() {
+    let out = prun(["-n", "4", "@prun-testjob", "abort-on", "3", "42"]).run();
+    out.expect_code(42).no_leftovers();
+    assert!(out.stderr.contains("rank 3") && out.stderr.contains("abort(42)"), "{}", out.stderr);
+}
+
+#[test]
+fn timeout_ends_the_job_with_124() {
+    let out = prun(["-n", "3", "--timeout", "1", "@prun-testjob", "sleep"]).run();
+    out.expect_code(124).no_leftovers();
+    assert!(out.stderr.contains("--timeout"), "{}", out.stderr);
+}
+
+#[test]
+fn timeout_kills_ranks_that_ignore_sigterm() {
+    let out = prun(["-n", "2", "--timeout", "1", "--kill-grace", "1", "@prun-testjob", "ignore-term"]).run();
+    out.expect_code(124).no_leftovers();
+    assert!(out.stderr.contains("SIGKILL"), "{}", out.stderr);
+}
+
+#[test]
+fn ctrl_c_is_forwarded_and_gives_130() {
+    let mut job = prun(["-n", "4", "@prun-testjob", "sleep"]).spawn();
+    job.wait_ready(4);
+    job.signal(Signal::SIGINT);
+    let out = job.wait();
+    out.expect_code(130).no_leftovers();
+    assert!(out.stderr.contains("SIGINT"), "{}", out.stderr);
+}
+
+#[test]
+fn sigterm_to_prun_gives_143() {
+    let mut job = prun(["-n", "3", "@prun-testjob", "sleep"]).spawn();
+    job.wait_ready(3);
+    job.signal(Signal::SIGTERM);
+    job.wait().expect_code(143).no_leftovers();
+}
+
+#[test]
+fn a_second_ctrl_c_kills_at_once() {
+    // the ranks ignore SIGINT and SIGTERM and the grace period is longer than the test's
+    // patience: only the second Ctrl-C can end this job
+    let mut job = prun(["-n", "3", "--kill-grace", "100000", "@prun-testjob", "ignore-term"]).spawn();
+    job.wait_ready(3);
+    job.signal(Signal::SIGINT);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    job.signal(Signal::SIGINT);
+    let out = job.wait();
+    out.expect_code(130).no_leftovers();
+    assert!(out.stderr.contains("again"), "{}", out.stderr);
+}
+
+#[test]
+fn children_of_ranks_are_ended_too() {
+    let mut job = prun(["-n", "2", "@prun-testjob", "spawn-child"]).spawn();
+    job.wait_ready(2);
+    let mark = job.mark_owned();
+    assert!(prun_tests::leftovers(&mark).iter().any(|(_, cmd)| cmd.starts_with("sleep 1000")), "children started");
+    job.signal(Signal::SIGTERM);
+    job.wait().expect_code(143);
+    assert_no_leftovers(&mark);
+}
+
+#[test]
+fn ranks_exit_on_their_own_when_prun_is_killed() {
+    for mode in ["sleep", "spawn-child"] {
+        let mut job = prun(["-n", "4", "@prun-testjob", mode]).spawn();
+        job.wait_ready(4);
+        let mark = job.mark_owned();
+        job.signal(Signal::SIGKILL);
+        let _ = job.wait();
+        assert_no_leftovers(&mark);
+    }
+}
+
+#[test]
+fn a_rank_that_exits_early_without_failing_is_fine() {
+    // rank 1 exits 0 at once; rank 0's receive from it fails cleanly instead of hanging
+    let out = prun(["-n", "2", "@prun-testjob", "peer-lost"]).run();
+    out.expect_code(0).no_leftovers();
+    assert!(out.stdout.contains("peer lost ok"), "{}\n{}", out.stdout, out.stderr);
+}
