@@ -59,11 +59,7 @@ impl PointToPoint for ThreadRank {
 
     fn send(&self, dest: usize, tag: u32, data: &[u8]) -> Result<(), NoSuchRank> {
         let inbox = self.inboxes.get(dest).ok_or(NoSuchRank(dest))?;
-        inbox
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push_back((self.rank, tag, data.to_vec()));
+        inbox.queue.lock().unwrap_or_else(PoisonError::into_inner).push_back((self.rank, tag, data.to_vec()));
         inbox.arrived.notify_all();
         Ok(())
     }

@@ -35,7 +35,10 @@ fn parse_stdin(s: &str) -> Result<StdinTarget, String> {
     match s {
         "none" => Ok(StdinTarget::None),
         "all" => Ok(StdinTarget::All),
-        n => n.parse().map(StdinTarget::Rank).map_err(|_| format!("expected none, all or a rank number, not '{n}'")),
+        n => n
+            .parse()
+            .map(StdinTarget::Rank)
+            .map_err(|_| format!("expected none, all or a rank number, not '{n}'")),
     }
 }
 
@@ -131,7 +134,12 @@ pub struct Cli {
     pub verbose: u8,
 
     /// The program to run, and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM [ARGS]...")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "PROGRAM [ARGS]..."
+    )]
     pub command: Vec<OsString>,
 }
 

@@ -106,27 +106,19 @@ impl Hosts {
     ) -> Result<(), HostfileError> {
         let Some(&i) = self.index.get(&name) else {
             self.index.insert(name.clone(), self.list.len());
-            self.list.push(HostSpec {
-                name,
-                slots,
-                max_slots,
-            });
+            self.list.push(HostSpec { name, slots, max_slots });
             return Ok(());
         };
         let entry = &mut self.list[i];
-        let total = entry
-            .slots
-            .checked_add(slots)
-            .filter(|&t| t <= MAX_SLOTS_PER_HOST)
-            .ok_or_else(|| {
-                ctx.err(
-                    token,
-                    format!(
-                        "too many slots for host '{name}' in total (more than {MAX_SLOTS_PER_HOST}); \
+        let total = entry.slots.checked_add(slots).filter(|&t| t <= MAX_SLOTS_PER_HOST).ok_or_else(|| {
+            ctx.err(
+                token,
+                format!(
+                    "too many slots for host '{name}' in total (more than {MAX_SLOTS_PER_HOST}); \
                          repeated lines for a host add up their slots, remove some"
-                    ),
-                )
-            })?;
+                ),
+            )
+        })?;
         let max = match (entry.max_slots, max_slots) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -214,25 +206,22 @@ pub fn parse_hostfile_text(source: &str, text: &str) -> Result<Vec<HostSpec>, Ho
                 }
                 "max_slots" | "max-slots" => {
                     if max_slots.is_some() {
-                        return Err(ctx.err(
-                            &opt,
-                            "max_slots given twice on one line; keep only one max_slots=N",
-                        ));
+                        return Err(
+                            ctx.err(&opt, "max_slots given twice on one line; keep only one max_slots=N")
+                        );
                     }
                     let n = parse_count(value, "max_slots").map_err(|m| ctx.err(&opt, m))?;
                     max_slots = Some((n, opt.clone()));
                 }
                 "" => {
-                    return Err(ctx.err(
-                        &opt,
-                        "missing option name before '='; expected slots=N or max_slots=N",
-                    ));
+                    return Err(
+                        ctx.err(&opt, "missing option name before '='; expected slots=N or max_slots=N")
+                    );
                 }
                 _ => {
-                    return Err(ctx.err(
-                        &opt,
-                        format!("unknown option '{key}'; expected slots=N or max_slots=N"),
-                    ));
+                    return Err(
+                        ctx.err(&opt, format!("unknown option '{key}'; expected slots=N or max_slots=N"))
+                    );
                 }
             }
         }
@@ -266,10 +255,7 @@ pub fn parse_hostfile_text(source: &str, text: &str) -> Result<Vec<HostSpec>, Ho
 /// hostfile, no `key=value` options). Repeated entries add their slots (`-H a,a,b` gives `a`
 /// two slots). Errors use source `--host` and line 0.
 pub fn parse_host_list(list: &str) -> Result<Vec<HostSpec>, HostfileError> {
-    let ctx = Ctx {
-        source: "--host",
-        line: 0,
-    };
+    let ctx = Ctx { source: "--host", line: 0 };
     if list.trim().is_empty() {
         return Err(ctx.err(list, "empty host list; give hosts like -H node1:2,node2"));
     }
@@ -334,10 +320,7 @@ fn parse_host_token(ctx: &Ctx<'_>, token: &str) -> Result<(String, Option<usize>
                 ));
             }
             if rest.is_empty() {
-                return Err(ctx.err(
-                    token,
-                    format!("empty host name after '{user}@'; write {user}@host"),
-                ));
+                return Err(ctx.err(token, format!("empty host name after '{user}@'; write {user}@host")));
             }
             (Some(user), rest)
         }
@@ -354,10 +337,8 @@ fn parse_host_token(ctx: &Ctx<'_>, token: &str) -> Result<(String, Option<usize>
             _ => match after.strip_prefix(':') {
                 Some(n) => (addr, Some(n)),
                 None => {
-                    return Err(ctx.err(
-                        token,
-                        "unexpected text after ']'; write [addr] or [addr]:N for an IPv6 host",
-                    ));
+                    return Err(ctx
+                        .err(token, "unexpected text after ']'; write [addr] or [addr]:N for an IPv6 host"));
                 }
             },
         }
@@ -390,10 +371,7 @@ fn parse_host_token(ctx: &Ctx<'_>, token: &str) -> Result<(String, Option<usize>
 }
 
 fn valid_user(user: &str) -> bool {
-    !user.starts_with('-')
-        && user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+    !user.starts_with('-') && user.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
 }
 
 /// Checks a DNS-ish name or IPv4 address.
@@ -401,10 +379,7 @@ fn check_name(ctx: &Ctx<'_>, token: &str, host: &str) -> Result<(), HostfileErro
     if host.is_empty() {
         return Err(ctx.err(token, "empty host name; write host or host:N"));
     }
-    if let Some(bad) = host
-        .chars()
-        .find(|&c| !(c.is_ascii_alphanumeric() || "-._".contains(c)))
-    {
+    if let Some(bad) = host.chars().find(|&c| !(c.is_ascii_alphanumeric() || "-._".contains(c))) {
         return Err(ctx.err(
             token,
             format!(
@@ -455,9 +430,7 @@ fn check_ipv6(ctx: &Ctx<'_>, token: &str, addr: &str) -> Result<(), HostfileErro
 /// Returns the message on error.
 fn parse_count(value: &str, what: &str) -> Result<usize, String> {
     if value.is_empty() {
-        return Err(format!(
-            "missing {what}; write a whole number of at least 1, e.g. slots=4 or node1:4"
-        ));
+        return Err(format!("missing {what}; write a whole number of at least 1, e.g. slots=4 or node1:4"));
     }
     if !value.chars().all(|c| c.is_ascii_digit()) {
         return Err(format!(
@@ -466,9 +439,7 @@ fn parse_count(value: &str, what: &str) -> Result<usize, String> {
     }
     let digits = value.trim_start_matches('0');
     if digits.is_empty() {
-        return Err(format!(
-            "{what} must be at least 1, got '{value}'; write e.g. slots=4 or node1:4"
-        ));
+        return Err(format!("{what} must be at least 1, got '{value}'; write e.g. slots=4 or node1:4"));
     }
     match digits.parse::<usize>() {
         Ok(n) if n <= MAX_SLOTS_PER_HOST => Ok(n),
@@ -485,11 +456,7 @@ mod tests {
     use super::*;
 
     fn h(name: &str, slots: usize, max_slots: Option<usize>) -> HostSpec {
-        HostSpec {
-            name: name.to_string(),
-            slots,
-            max_slots,
-        }
+        HostSpec { name: name.to_string(), slots, max_slots }
     }
 
     fn parse(text: &str) -> Vec<HostSpec> {
@@ -519,11 +486,7 @@ mod tests {
             Ok(v) => panic!("expected an error for {list:?}, got {v:?}"),
             Err(e) => e,
         };
-        assert_eq!(
-            (e.source.as_str(), e.line, e.token.as_str()),
-            ("--host", 0, token),
-            "{e}"
-        );
+        assert_eq!((e.source.as_str(), e.line, e.token.as_str()), ("--host", 0, token), "{e}");
         assert!(e.to_string().starts_with("--host: "), "{e}");
         assert!(e.to_string().ends_with(&format!(" (at '{token}')")), "{e}");
         e
@@ -532,19 +495,13 @@ mod tests {
     #[test]
     fn open_mpi_grammar() {
         let v = parse("node1 slots=4\nnode2 slots=2 max_slots=6\nnode3\n");
-        assert_eq!(
-            v,
-            vec![h("node1", 4, None), h("node2", 2, Some(6)), h("node3", 1, None)]
-        );
+        assert_eq!(v, vec![h("node1", 4, None), h("node2", 2, Some(6)), h("node3", 1, None)]);
     }
 
     #[test]
     fn mpich_grammar() {
         let v = parse("node1:4\nnode2\nnode3:16\n");
-        assert_eq!(
-            v,
-            vec![h("node1", 4, None), h("node2", 1, None), h("node3", 16, None)]
-        );
+        assert_eq!(v, vec![h("node1", 4, None), h("node2", 1, None), h("node3", 16, None)]);
     }
 
     #[test]
@@ -557,10 +514,7 @@ mod tests {
     fn comments_blank_lines_and_whitespace() {
         let text = "# cluster\n\n   \nnode1 slots=2 # two cores\n\t# indented comment\nnode2\tslots=3\r\n#node3 slots=9\nnode4#trailing\n";
         let v = parse(text);
-        assert_eq!(
-            v,
-            vec![h("node1", 2, None), h("node2", 3, None), h("node4", 1, None)]
-        );
+        assert_eq!(v, vec![h("node1", 2, None), h("node2", 3, None), h("node4", 1, None)]);
     }
 
     #[test]
@@ -591,10 +545,7 @@ mod tests {
     #[test]
     fn repeated_hosts_keep_largest_max_slots() {
         let v = parse("a max_slots=4\na slots=2 max_slots=8\nb max_slots=5\nb\nc\nc max_slots=3\n");
-        assert_eq!(
-            v,
-            vec![h("a", 3, Some(8)), h("b", 2, Some(5)), h("c", 2, Some(3))]
-        );
+        assert_eq!(v, vec![h("a", 3, Some(8)), h("b", 2, Some(5)), h("c", 2, Some(3))]);
     }
 
     #[test]
@@ -696,11 +647,7 @@ mod tests {
     #[test]
     fn unknown_key() {
         let e = parse_err("# c\nnode1 foo=1\n", 2, "foo=1");
-        assert!(
-            e.to_string()
-                .contains("unknown option 'foo'; expected slots=N or max_slots=N"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("unknown option 'foo'; expected slots=N or max_slots=N"), "{e}");
     }
 
     #[test]
@@ -780,11 +727,7 @@ mod tests {
         assert_eq!(parse("a slots=1000000\n"), vec![h("a", 1_000_000, None)]);
         let e = parse_err("a slots=1000001\n", 1, "slots=1000001");
         assert!(e.message.contains("too many slots"), "{e}");
-        let e = parse_err(
-            "a:99999999999999999999999999\n",
-            1,
-            "a:99999999999999999999999999",
-        );
+        let e = parse_err("a:99999999999999999999999999\n", 1, "a:99999999999999999999999999");
         assert!(e.message.contains("too many slots"), "{e}");
         let e = parse_err("a slots=600000\na slots=600000\n", 2, "a");
         assert!(e.message.contains("too many slots"), "{e}");
@@ -798,10 +741,7 @@ mod tests {
                 Err(e) => e,
             };
             assert_eq!((e.line, e.token.as_str()), (0, ""));
-            assert!(
-                e.to_string().starts_with("hosts.txt: no hosts in hostfile"),
-                "{e}"
-            );
+            assert!(e.to_string().starts_with("hosts.txt: no hosts in hostfile"), "{e}");
         }
     }
 
@@ -811,18 +751,12 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("hosts");
         std::fs::write(&path, "node1 slots=2\nnode2:3\n").unwrap();
-        assert_eq!(
-            parse_hostfile(&path).unwrap(),
-            vec![h("node1", 2, None), h("node2", 3, None)]
-        );
+        assert_eq!(parse_hostfile(&path).unwrap(), vec![h("node1", 2, None), h("node2", 3, None)]);
 
         std::fs::write(&path, "node1\nnode2 slots=x\n").unwrap();
         let e = parse_hostfile(&path).unwrap_err();
         assert_eq!(e.line, 2);
-        assert!(
-            e.to_string().starts_with(&format!("{}:2: ", path.display())),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with(&format!("{}:2: ", path.display())), "{e}");
 
         std::fs::write(&path, "# nothing\n").unwrap();
         let e = parse_hostfile(&path).unwrap_err();
@@ -836,10 +770,7 @@ mod tests {
         let e = parse_hostfile(path).unwrap_err();
         assert_eq!((e.line, e.token.as_str()), (0, ""));
         let shown = e.to_string();
-        assert!(
-            shown.starts_with("/nonexistent/prun/hosts.txt: cannot read hostfile: "),
-            "{shown}"
-        );
+        assert!(shown.starts_with("/nonexistent/prun/hosts.txt: cannot read hostfile: "), "{shown}");
         assert!(!shown.contains("(at"), "{shown}");
     }
 
@@ -862,12 +793,7 @@ mod tests {
         let v = parse_host_list("[::1]:2, alice@n1 ,fe80::1,10.1.2.3:4").unwrap();
         assert_eq!(
             v,
-            vec![
-                h("::1", 2, None),
-                h("alice@n1", 1, None),
-                h("fe80::1", 1, None),
-                h("10.1.2.3", 4, None)
-            ]
+            vec![h("::1", 2, None), h("alice@n1", 1, None), h("fe80::1", 1, None), h("10.1.2.3", 4, None)]
         );
     }
 
@@ -879,10 +805,7 @@ mod tests {
         list_err(",a", ",a");
         let e = parse_host_list("").unwrap_err();
         assert_eq!((e.line, e.token.as_str()), (0, ""));
-        assert_eq!(
-            e.to_string(),
-            "--host: empty host list; give hosts like -H node1:2,node2"
-        );
+        assert_eq!(e.to_string(), "--host: empty host list; give hosts like -H node1:2,node2");
         let e = list_err("a,b:0", "b:0");
         assert!(e.message.contains("at least 1"), "{e}");
         list_err("a:x", "a:x");
@@ -900,19 +823,11 @@ mod tests {
             message: "bad".into(),
         };
         assert_eq!(file.to_string(), "hosts.txt:7: bad (at 'foo=1')");
-        let list = HostfileError {
-            source: "--host".into(),
-            line: 0,
-            token: "a:0".into(),
-            message: "bad".into(),
-        };
+        let list =
+            HostfileError { source: "--host".into(), line: 0, token: "a:0".into(), message: "bad".into() };
         assert_eq!(list.to_string(), "--host: bad (at 'a:0')");
-        let whole = HostfileError {
-            source: "h".into(),
-            line: 0,
-            token: String::new(),
-            message: "bad".into(),
-        };
+        let whole =
+            HostfileError { source: "h".into(), line: 0, token: String::new(), message: "bad".into() };
         assert_eq!(whole.to_string(), "h: bad");
     }
 }

@@ -2,10 +2,7 @@
 
 /// This host's name, as the system reports it.
 pub fn this_host() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
 }
 
 /// Whether `name` (as written in a hostfile or `--host`, maybe `user@host`) is this host.
@@ -18,7 +15,7 @@ pub fn is_local(name: &str) -> bool {
     let short = |n: &str| n.split('.').next().unwrap_or(n).to_ascii_lowercase();
     matches!(name, "localhost" | "127.0.0.1" | "::1")
         || name.eq_ignore_ascii_case(&me)
-        || (!name.parse::<std::net::IpAddr>().is_ok() && short(name) == short(&me))
+        || (name.parse::<std::net::IpAddr>().is_err() && short(name) == short(&me))
 }
 
 #[cfg(test)]

@@ -96,12 +96,14 @@ impl Job {
         let np = plan.placements.len();
         let job_id = random_id()?;
         let secret = Secret::generate().map_err(|e| format!("no randomness for the job secret: {e}"))?;
-        let dir = JobDir::create(&job_id).map_err(|e| format!("cannot create the job's socket folder: {e}"))?;
+        let dir =
+            JobDir::create(&job_id).map_err(|e| format!("cannot create the job's socket folder: {e}"))?;
         let (tx, rx) = mpsc::channel::<Event>();
         signals::catch(tx.clone(), Event::Signal).map_err(|e| format!("cannot catch signals: {e}"))?;
 
         let control_at = Endpoint::Unix(dir.path().join("control.sock"));
-        let listener = Listener::bind(&control_at).map_err(|e| format!("cannot listen at {control_at}: {e}"))?;
+        let listener =
+            Listener::bind(&control_at).map_err(|e| format!("cannot listen at {control_at}: {e}"))?;
         let creds = Credentials { job_id: job_id.clone(), secret: secret.clone() };
         control::serve(listener, creds, np, tx.clone(), Event::Control, plan.verbosity >= 2)
             .map_err(|e| format!("cannot start the control thread: {e}"))?;
@@ -141,13 +143,15 @@ impl Job {
         let mut pids = HashMap::new();
         for p in &job.plan.placements {
             let mut env = common.clone();
-            env.extend([
-                (env::RANK, p.rank.to_string()),
-                (env::LOCAL_RANK, p.local_rank.to_string()),
-                (env::LOCAL_SIZE, p.local_size.to_string()),
-                (env::HOST, p.host.clone()),
-            ]
-            .map(|(k, v)| (OsString::from(k), OsString::from(v))));
+            env.extend(
+                [
+                    (env::RANK, p.rank.to_string()),
+                    (env::LOCAL_RANK, p.local_rank.to_string()),
+                    (env::LOCAL_SIZE, p.local_size.to_string()),
+                    (env::HOST, p.host.clone()),
+                ]
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+            );
             let reads_stdin = match job.plan.stdin {
                 StdinTarget::None => false,
                 StdinTarget::All => true,
@@ -184,7 +188,8 @@ impl Job {
         local::reap(pids, tx.clone(), |rank, ended| Event::Exited { rank, ended })
             .map_err(|e| format!("cannot start the reaper thread: {e}"))?;
         let sink = Arc::new(Mutex::new(OutputSink::new(job.plan.tag_output)));
-        let forwarder = output::forward_pipes(pipes, sink).map_err(|e| format!("cannot forward output: {e}"))?;
+        let forwarder =
+            output::forward_pipes(pipes, sink).map_err(|e| format!("cannot forward output: {e}"))?;
         stdin::forward(stdins).map_err(|e| format!("cannot forward stdin: {e}"))?;
 
         job.event_loop(&rx);
@@ -288,7 +293,9 @@ impl Job {
                 self.terminate(Signal::SIGTERM);
             }
         } else if !registered && !self.table_sent && self.bootstrap_failure.is_none() {
-            let reason = format!("rank {rank} exited ({ended}) without joining the job (it never called prun::init())");
+            let reason = format!(
+                "rank {rank} exited ({ended}) without joining the job (it never called prun::init())"
+            );
             self.broadcast(&ToRank::BootstrapFailed { reason: reason.clone() });
             self.bootstrap_failure = Some(reason);
         }
@@ -298,7 +305,10 @@ impl Job {
         let mut link = Some(link);
         for (other, r) in self.ranks.iter().enumerate() {
             if let Some(ended) = r.ended {
-                Self::send(&mut link, &ToRank::RankExited { rank: other as u32, how: format!("rank {other} {ended}") });
+                Self::send(
+                    &mut link,
+                    &ToRank::RankExited { rank: other as u32, how: format!("rank {other} {ended}") },
+                );
             }
         }
         if let Some(reason) = &self.bootstrap_failure {
@@ -309,7 +319,10 @@ impl Job {
         if r.ended.is_none() {
             r.link = link;
         }
-        if !self.table_sent && self.bootstrap_failure.is_none() && self.ranks.iter().all(|r| r.endpoint.is_some()) {
+        if !self.table_sent
+            && self.bootstrap_failure.is_none()
+            && self.ranks.iter().all(|r| r.endpoint.is_some())
+        {
             let endpoints = self.ranks.iter().filter_map(|r| r.endpoint.clone()).collect();
             self.broadcast(&ToRank::Table { endpoints });
             self.table_sent = true;
@@ -330,7 +343,12 @@ impl Job {
             self.interrupts += 1;
             if self.interrupts == 1 && self.cause.is_none() {
                 self.cause = Some(Cause::Signal(sig));
-                self.info(0, format_args!("received {name}; passing it to the ranks ({name} again kills them at once)"));
+                self.info(
+                    0,
+                    format_args!(
+                        "received {name}; passing it to the ranks ({name} again kills them at once)"
+                    ),
+                );
                 self.terminate(signals::to_signal(sig));
             } else {
                 self.info(0, format_args!("received {name} again; killing every rank"));

@@ -103,7 +103,11 @@ pub fn signal_group(pgid: i32, signal: Signal) {
 ///
 /// Start it only after every rank has been spawned: the standard library's `spawn` waits for
 /// a child whose `exec` failed, and must not find it already reaped.
-pub fn reap<E: Send + 'static>(ranks: HashMap<i32, usize>, events: Sender<E>, wrap: fn(usize, Ended) -> E) -> io::Result<()> {
+pub fn reap<E: Send + 'static>(
+    ranks: HashMap<i32, usize>,
+    events: Sender<E>,
+    wrap: fn(usize, Ended) -> E,
+) -> io::Result<()> {
     std::thread::Builder::new().name("prun-reaper".into()).spawn(move || {
         loop {
             let (pid, ended) = match waitpid(Pid::from_raw(-1), None) {

@@ -127,13 +127,17 @@ pub struct Pipe {
 }
 
 /// Reads every pipe until all are closed, feeding the sink; one thread for all ranks.
-pub fn forward_pipes(pipes: Vec<Pipe>, sink: Arc<Mutex<OutputSink>>) -> io::Result<std::thread::JoinHandle<()>> {
+pub fn forward_pipes(
+    pipes: Vec<Pipe>,
+    sink: Arc<Mutex<OutputSink>>,
+) -> io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("prun-output".into()).spawn(move || {
         let mut open: Vec<Pipe> = pipes;
         let mut buf = vec![0u8; 64 * 1024];
         while !open.is_empty() {
             let waiting = sink.lock().unwrap_or_else(PoisonError::into_inner).has_partial();
-            let timeout = if waiting { PollTimeout::from(IDLE_FLUSH.as_millis() as u16) } else { PollTimeout::NONE };
+            let timeout =
+                if waiting { PollTimeout::from(IDLE_FLUSH.as_millis() as u16) } else { PollTimeout::NONE };
             let ready: Vec<bool> = {
                 let mut fds: Vec<PollFd> =
                     open.iter().map(|p| PollFd::new(p.file.as_fd(), PollFlags::POLLIN)).collect();

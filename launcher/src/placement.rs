@@ -85,11 +85,7 @@ pub enum PlacementError {
 }
 
 fn count_of(n: &usize, noun: &str) -> String {
-    if *n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
+    if *n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
 /// Sum of the slots of all hosts (saturating).
@@ -104,11 +100,8 @@ fn rank_limit(h: &HostSpec) -> Option<usize> {
 
 /// `name: n, ...` over the hosts, cut short after [`HOSTS_SHOWN`] hosts.
 fn summary(hosts: &[HostSpec], value: impl Fn(&HostSpec) -> String) -> String {
-    let mut parts: Vec<String> = hosts
-        .iter()
-        .take(HOSTS_SHOWN)
-        .map(|h| format!("{}: {}", h.name, value(h)))
-        .collect();
+    let mut parts: Vec<String> =
+        hosts.iter().take(HOSTS_SHOWN).map(|h| format!("{}: {}", h.name, value(h))).collect();
     if hosts.len() > HOSTS_SHOWN {
         parts.push(format!("and {} more", hosts.len() - HOSTS_SHOWN));
     }
@@ -138,9 +131,7 @@ pub fn place(
         return Err(PlacementError::NoRanks);
     }
     if hosts.is_empty() {
-        return Err(PlacementError::NoHosts {
-            origin: source.to_string(),
-        });
+        return Err(PlacementError::NoHosts { origin: source.to_string() });
     }
     let available = total_slots(hosts);
     if np > available {
@@ -152,9 +143,8 @@ pub fn place(
                 hosts: summary(hosts, |h| h.slots.to_string()),
             });
         }
-        let limit: Option<usize> = hosts
-            .iter()
-            .try_fold(0usize, |acc, h| rank_limit(h).map(|l| acc.saturating_add(l)));
+        let limit: Option<usize> =
+            hosts.iter().try_fold(0usize, |acc, h| rank_limit(h).map(|l| acc.saturating_add(l)));
         if let Some(limit) = limit
             && np > limit
         {
@@ -189,15 +179,11 @@ pub fn place(
     }
 
     // Oversubscription: round robin over the hosts below their max_slots.
-    let mut active: Vec<usize> = (0..hosts.len())
-        .filter(|&i| rank_limit(&hosts[i]).is_none_or(|l| counts[i] < l))
-        .collect();
+    let mut active: Vec<usize> =
+        (0..hosts.len()).filter(|&i| rank_limit(&hosts[i]).is_none_or(|l| counts[i] < l)).collect();
     while assigned.len() < np {
         if active.is_empty() {
-            let limit = hosts
-                .iter()
-                .filter_map(rank_limit)
-                .fold(0usize, usize::saturating_add);
+            let limit = hosts.iter().filter_map(rank_limit).fold(0usize, usize::saturating_add);
             return Err(max_slots_error(hosts, np, limit, source));
         }
         for &i in &active {
@@ -257,9 +243,7 @@ fn max_slots_error(hosts: &[HostSpec], np: usize, limit: usize, source: &str) ->
         requested: np,
         limit,
         origin: source.to_string(),
-        hosts: summary(hosts, |h| {
-            rank_limit(h).map_or_else(|| "unlimited".to_string(), |l| l.to_string())
-        }),
+        hosts: summary(hosts, |h| rank_limit(h).map_or_else(|| "unlimited".to_string(), |l| l.to_string())),
     }
 }
 
@@ -269,19 +253,11 @@ mod tests {
     use super::*;
 
     fn h(name: &str, slots: usize) -> HostSpec {
-        HostSpec {
-            name: name.to_string(),
-            slots,
-            max_slots: None,
-        }
+        HostSpec { name: name.to_string(), slots, max_slots: None }
     }
 
     fn hm(name: &str, slots: usize, max: usize) -> HostSpec {
-        HostSpec {
-            name: name.to_string(),
-            slots,
-            max_slots: Some(max),
-        }
+        HostSpec { name: name.to_string(), slots, max_slots: Some(max) }
     }
 
     fn ok(hosts: &[HostSpec], np: usize, map_by: MapBy, over: bool) -> Vec<Placement> {
@@ -303,9 +279,7 @@ mod tests {
 
     /// (host, local_rank, local_size, node_rank) per rank.
     fn table(v: &[Placement]) -> Vec<(&str, usize, usize, usize)> {
-        v.iter()
-            .map(|p| (p.host.as_str(), p.local_rank, p.local_size, p.node_rank))
-            .collect()
+        v.iter().map(|p| (p.host.as_str(), p.local_rank, p.local_size, p.node_rank)).collect()
     }
 
     #[test]
@@ -318,13 +292,7 @@ mod tests {
         let v = ok(&[h("a", 2), h("b", 3)], 5, MapBy::Slot, false);
         assert_eq!(
             table(&v),
-            vec![
-                ("a", 0, 2, 0),
-                ("a", 1, 2, 0),
-                ("b", 0, 3, 1),
-                ("b", 1, 3, 1),
-                ("b", 2, 3, 1)
-            ]
+            vec![("a", 0, 2, 0), ("a", 1, 2, 0), ("b", 0, 3, 1), ("b", 1, 3, 1), ("b", 2, 3, 1)]
         );
     }
 
@@ -426,10 +394,7 @@ mod tests {
         let hosts: Vec<HostSpec> = (0..12).map(|i| h(&format!("n{i}"), 1)).collect();
         let e = place(&hosts, 20, MapBy::Slot, false, "--host").unwrap_err();
         let s = e.to_string();
-        assert!(
-            s.contains("(n0: 1, n1: 1, n2: 1, n3: 1, n4: 1, n5: 1, n6: 1, n7: 1, and 4 more)"),
-            "{s}"
-        );
+        assert!(s.contains("(n0: 1, n1: 1, n2: 1, n3: 1, n4: 1, n5: 1, n6: 1, n7: 1, and 4 more)"), "{s}");
         assert!(!s.contains("n8"), "{s}");
     }
 
@@ -469,10 +434,7 @@ mod tests {
     #[test]
     fn every_host_at_max_slots_is_an_error_even_with_oversubscribe() {
         let hosts = [hm("a", 1, 2), hm("b", 2, 2)];
-        assert_eq!(
-            host_names(&ok(&hosts, 4, MapBy::Slot, true)),
-            vec!["a", "b", "b", "a"]
-        );
+        assert_eq!(host_names(&ok(&hosts, 4, MapBy::Slot, true)), vec!["a", "b", "b", "a"]);
         let e = place(&hosts, 5, MapBy::Slot, true, "hostfile h").unwrap_err();
         assert_eq!(
             e,
@@ -490,10 +452,7 @@ mod tests {
         );
         // Without --oversubscribe the slot shortage is reported first.
         let e = place(&hosts, 5, MapBy::Slot, false, "hostfile h").unwrap_err();
-        assert!(
-            matches!(e, PlacementError::NotEnoughSlots { available: 3, .. }),
-            "{e}"
-        );
+        assert!(matches!(e, PlacementError::NotEnoughSlots { available: 3, .. }), "{e}");
     }
 
     #[test]
@@ -519,16 +478,8 @@ mod tests {
     #[test]
     fn no_hosts_is_an_error() {
         let e = place(&[], 1, MapBy::Node, true, "hostfile empty.txt").unwrap_err();
-        assert_eq!(
-            e,
-            PlacementError::NoHosts {
-                origin: "hostfile empty.txt".into()
-            }
-        );
-        assert!(
-            e.to_string().starts_with("hostfile empty.txt lists no hosts"),
-            "{e}"
-        );
+        assert_eq!(e, PlacementError::NoHosts { origin: "hostfile empty.txt".into() });
+        assert!(e.to_string().starts_with("hostfile empty.txt lists no hosts"), "{e}");
     }
 
     #[test]
@@ -542,9 +493,6 @@ mod tests {
     fn works_with_parsed_hostfile() {
         let hosts = crate::hostfile::parse_hostfile_text("h", "a slots=2\nb:1\na\n").unwrap();
         let v = ok(&hosts, 4, MapBy::Slot, false);
-        assert_eq!(
-            table(&v),
-            vec![("a", 0, 3, 0), ("a", 1, 3, 0), ("a", 2, 3, 0), ("b", 0, 1, 1)]
-        );
+        assert_eq!(table(&v), vec![("a", 0, 3, 0), ("a", 1, 3, 0), ("a", 2, 3, 0), ("b", 0, 1, 1)]);
     }
 }

@@ -60,9 +60,10 @@ pub fn plan(cli: Cli) -> Result<Plan, PlanError> {
             Some(hostfile::parse_hostfile(file).map_err(|e| usage(e.to_string()))?),
             format!("hostfile {}", file.display()),
         ),
-        (None, false) => {
-            (Some(hostfile::parse_host_list(&cli.host.join(",")).map_err(|e| usage(e.to_string()))?), "--host".into())
-        }
+        (None, false) => (
+            Some(hostfile::parse_host_list(&cli.host.join(",")).map_err(|e| usage(e.to_string()))?),
+            "--host".into(),
+        ),
         (None, true) => (None, String::new()),
     };
     let placements = match hosts {
@@ -93,14 +94,23 @@ pub fn plan(cli: Cli) -> Result<Plan, PlanError> {
             };
             let host = hosts::this_host();
             (0..np)
-                .map(|rank| Placement { rank, host: host.clone(), local_rank: rank, local_size: np, node_rank: 0 })
+                .map(|rank| Placement {
+                    rank,
+                    host: host.clone(),
+                    local_rank: rank,
+                    local_size: np,
+                    node_rank: 0,
+                })
                 .collect()
         }
     };
     if let StdinTarget::Rank(r) = cli.stdin
         && r >= placements.len()
     {
-        return Err(usage(format!("--stdin {r}: there is no rank {r} in a job of {} ranks", placements.len())));
+        return Err(usage(format!(
+            "--stdin {r}: there is no rank {r} in a job of {} ranks",
+            placements.len()
+        )));
     }
 
     let mut command = cli.command.into_iter();
@@ -122,12 +132,17 @@ pub fn plan(cli: Cli) -> Result<Plan, PlanError> {
             Some((name, value)) => (name.to_string(), OsString::from(value)),
             None => {
                 let value = std::env::var_os(x).ok_or_else(|| {
-                    usage(format!("-x {x}: {x} is not set in prun's environment; give a value with -x {x}=VALUE"))
+                    usage(format!(
+                        "-x {x}: {x} is not set in prun's environment; give a value with -x {x}=VALUE"
+                    ))
                 })?;
                 (x.clone(), value)
             }
         };
-        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) || !name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric()) {
+        if name.is_empty()
+            || name.starts_with(|c: char| c.is_ascii_digit())
+            || !name.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
+        {
             return Err(usage(format!("-x {x}: '{name}' is not a valid variable name")));
         }
         exports.push((OsString::from(name), value));

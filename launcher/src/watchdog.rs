@@ -10,9 +10,9 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use std::collections::BTreeSet;
 use std::io::{self, BufRead, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, Stdio};
-use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 /// The hidden first argument that runs prun as a watchdog.
@@ -82,9 +82,11 @@ pub fn run(dir: PathBuf) -> i32 {
         }
     }
     // prun is gone without saying done: end whatever of the job is left
-    let signal_all = |sig| groups.iter().for_each(|&g| {
-        let _ = killpg(Pid::from_raw(g), sig);
-    });
+    let signal_all = |sig| {
+        groups.iter().for_each(|&g| {
+            let _ = killpg(Pid::from_raw(g), sig);
+        })
+    };
     signal_all(Signal::SIGTERM);
     std::thread::sleep(Duration::from_secs(1));
     signal_all(Signal::SIGKILL);

@@ -107,7 +107,11 @@ fn nonce() -> io::Result<[u8; NONCE]> {
 
 /// Client side: proves membership of the job as `id` (a rank, or another agreed number) and
 /// checks that the server is a member too. On success the connection carries frames.
-pub fn client<S: Read + Write + ?Sized>(stream: &mut S, creds: &Credentials, id: u32) -> Result<(), AuthError> {
+pub fn client<S: Read + Write + ?Sized>(
+    stream: &mut S,
+    creds: &Credentials,
+    id: u32,
+) -> Result<(), AuthError> {
     let job = creds.job_id.as_bytes();
     if job.len() > MAX_JOB_ID {
         return Err(AuthError::Protocol(format!("job id longer than {MAX_JOB_ID} bytes")));
@@ -208,7 +212,10 @@ mod tests {
         Credentials { job_id: job.into(), secret: Secret::generate().expect("random") }
     }
 
-    fn run(client_creds: Credentials, server_creds: Credentials) -> (Result<(), AuthError>, Result<u32, AuthError>) {
+    fn run(
+        client_creds: Credentials,
+        server_creds: Credentials,
+    ) -> (Result<(), AuthError>, Result<u32, AuthError>) {
         let (mut a, mut b) = UnixStream::pair().expect("pair");
         let t = std::thread::spawn(move || {
             let r = client(&mut a, &client_creds, 7);

@@ -42,7 +42,8 @@ pub(crate) fn join(env: JobEnv, limit: u64) -> Result<(Engine, Control)> {
     let endpoint = listener.endpoint().map_err(|e| failed("cannot read the socket's address", e))?;
     engine::serve(listener, Arc::clone(&creds), Arc::clone(&mailbox), env.size, limit)?;
 
-    let reach = |e: &dyn std::fmt::Display| failed(&format!("cannot reach the launcher at {}", env.control), e);
+    let reach =
+        |e: &dyn std::fmt::Display| failed(&format!("cannot reach the launcher at {}", env.control), e);
     let mut control = transport::connect(&env.control).map_err(|e| reach(&e))?;
     control.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).map_err(|e| reach(&e))?;
     auth::client(&mut *control, &creds, env.rank as u32).map_err(|e| reach(&e))?;
@@ -55,7 +56,11 @@ pub(crate) fn join(env: JobEnv, limit: u64) -> Result<(Engine, Control)> {
             Some(ToRank::Table { endpoints }) => break endpoints,
             Some(ToRank::RankExited { rank, how }) => mailbox.peer_exited(rank as usize, how),
             Some(ToRank::BootstrapFailed { reason }) => return Err(Error::Bootstrap(reason)),
-            None => return Err(Error::Bootstrap("the launcher closed the connection before the job started".into())),
+            None => {
+                return Err(Error::Bootstrap(
+                    "the launcher closed the connection before the job started".into(),
+                ));
+            }
         }
     };
     if endpoints.len() != env.size {

@@ -11,20 +11,13 @@ use serde::de::DeserializeOwned;
 
 /// Appends the encoding of `value` to `buf` (which may already hold a frame header).
 pub(crate) fn encode_into<T: Serialize + ?Sized>(value: &T, buf: Vec<u8>) -> Result<Vec<u8>> {
-    postcard::to_extend(value, buf).map_err(|e| Error::Encode {
-        type_name: std::any::type_name::<T>(),
-        detail: e.to_string(),
-    })
+    postcard::to_extend(value, buf)
+        .map_err(|e| Error::Encode { type_name: std::any::type_name::<T>(), detail: e.to_string() })
 }
 
 /// Decodes a whole message as a `T`; trailing bytes are an error (they mean a type mismatch).
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8], src: usize, tag: u32) -> Result<T> {
-    let fail = |detail: String| Error::Decode {
-        src,
-        tag,
-        type_name: std::any::type_name::<T>(),
-        detail,
-    };
+    let fail = |detail: String| Error::Decode { src, tag, type_name: std::any::type_name::<T>(), detail };
     match postcard::take_from_bytes::<T>(bytes) {
         Ok((value, [])) => Ok(value),
         Ok((_, rest)) => Err(fail(format!("{} bytes left over after the value", rest.len()))),

@@ -41,7 +41,13 @@ impl Engine {
     }
 
     /// The engine of rank `rank` of a job whose ranks listen at `endpoints`.
-    pub fn new(rank: usize, creds: Arc<Credentials>, endpoints: Vec<Endpoint>, mailbox: Arc<Mailbox>, limit: u64) -> Engine {
+    pub fn new(
+        rank: usize,
+        creds: Arc<Credentials>,
+        endpoints: Vec<Endpoint>,
+        mailbox: Arc<Mailbox>,
+        limit: u64,
+    ) -> Engine {
         let size = endpoints.len();
         Engine {
             rank,
@@ -118,7 +124,10 @@ impl Engine {
         stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).map_err(|e| self.lost(dest, &e))?;
         auth::client(&mut *stream, creds, self.rank as u32).map_err(|e| Error::PeerLost {
             rank: dest,
-            reason: self.mailbox.exited(dest).unwrap_or_else(|| format!("handshake with {endpoint} failed: {e}")),
+            reason: self
+                .mailbox
+                .exited(dest)
+                .unwrap_or_else(|| format!("handshake with {endpoint} failed: {e}")),
         })?;
         stream.set_read_timeout(None).map_err(|e| self.lost(dest, &e))?;
         debug!("rank {} connected to rank {dest} at {endpoint}", self.rank);
@@ -127,7 +136,13 @@ impl Engine {
 }
 
 /// Accepts connections from peers on `listener` for as long as the process lives.
-pub(crate) fn serve(listener: Listener, creds: Arc<Credentials>, mailbox: Arc<Mailbox>, size: usize, limit: u64) -> Result<()> {
+pub(crate) fn serve(
+    listener: Listener,
+    creds: Arc<Credentials>,
+    mailbox: Arc<Mailbox>,
+    size: usize,
+    limit: u64,
+) -> Result<()> {
     std::thread::Builder::new()
         .name("prun-accept".into())
         .spawn(move || {

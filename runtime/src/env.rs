@@ -76,18 +76,17 @@ fn var(name: &str) -> Result<String> {
 
 fn number(name: &str) -> Result<usize> {
     let text = var(name)?;
-    text.trim()
-        .parse()
-        .map_err(|_| Error::Bootstrap(format!("{name}={text:?} is not a number")))
+    text.trim().parse().map_err(|_| Error::Bootstrap(format!("{name}={text:?} is not a number")))
 }
 
 /// The largest message this process accepts: [`MAX_MESSAGE`] or its default.
 pub(crate) fn max_message() -> Result<u64> {
     match std::env::var(MAX_MESSAGE) {
         Err(_) => Ok(DEFAULT_MAX_MESSAGE),
-        Ok(text) => text.trim().parse().map_err(|_| {
-            Error::Bootstrap(format!("{MAX_MESSAGE}={text:?} is not a number of bytes"))
-        }),
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| Error::Bootstrap(format!("{MAX_MESSAGE}={text:?} is not a number of bytes"))),
     }
 }
 
@@ -112,9 +111,7 @@ impl JobEnv {
             )));
         }
         let control = var(CONTROL)?;
-        let control = control
-            .parse()
-            .map_err(|e| Error::Bootstrap(format!("{CONTROL}={control:?}: {e}")))?;
+        let control = control.parse().map_err(|e| Error::Bootstrap(format!("{CONTROL}={control:?}: {e}")))?;
         let secret = Secret::from_hex(&var(SECRET)?)
             .ok_or_else(|| Error::Bootstrap(format!("{SECRET} is not 64 hex digits")))?;
         Ok(Some(JobEnv {

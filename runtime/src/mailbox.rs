@@ -149,8 +149,7 @@ impl Mailbox {
                 }
             }
             None => {
-                let others_gone =
-                    s.peers.iter().enumerate().all(|(r, p)| r == self.rank || p.gone());
+                let others_gone = s.peers.iter().enumerate().all(|(r, p)| r == self.rank || p.gone());
                 // a rank can always send to itself, but only from the receiving thread when
                 // it is alone: other threads may still send, so only a world of one fails
                 (others_gone && s.peers.len() > 1).then_some(Error::AllPeersGone)

@@ -8,8 +8,8 @@
 
 use crate::transport::{Endpoint, Stream};
 use crate::wire::{self, HEADER_LEN, KIND_CONTROL, WireError};
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// Largest control message accepted (a table of endpoints for many thousands of ranks fits).
 pub const MAX_CONTROL_MESSAGE: u64 = 16 << 20;

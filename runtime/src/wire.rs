@@ -111,7 +111,13 @@ pub fn read_frame<R: Read + ?Sized>(r: &mut R, limit: u64) -> Result<Option<(Hea
 }
 
 /// Writes a frame whose first [`HEADER_LEN`] bytes are room for the header, in one write.
-pub fn write_framed<W: Write + ?Sized>(w: &mut W, kind: u8, context: u32, tag: u32, frame: &mut [u8]) -> io::Result<()> {
+pub fn write_framed<W: Write + ?Sized>(
+    w: &mut W,
+    kind: u8,
+    context: u32,
+    tag: u32,
+    frame: &mut [u8],
+) -> io::Result<()> {
     let len = (frame.len() - HEADER_LEN) as u64;
     frame[..HEADER_LEN].copy_from_slice(&Header { kind, context, tag, len }.encode());
     w.write_all(frame)
@@ -141,7 +147,10 @@ mod tests {
 
     #[test]
     fn garbage_and_truncation() {
-        assert!(matches!(read_frame(&mut &b"GET / HTTP/1.1\r\n\r\nxx"[..], 100), Err(WireError::Malformed(_))));
+        assert!(matches!(
+            read_frame(&mut &b"GET / HTTP/1.1\r\n\r\nxx"[..], 100),
+            Err(WireError::Malformed(_))
+        ));
         assert!(read_frame(&mut &[][..], 100).expect("eof").is_none());
         assert!(matches!(read_frame(&mut &[1u8, 0, 0][..], 100), Err(WireError::Io(_))));
         let h = Header { kind: KIND_DATA, context: 0, tag: 0, len: 10 }.encode();

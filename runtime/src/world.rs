@@ -81,10 +81,7 @@ pub fn init() -> Result<World> {
 }
 
 fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
 }
 
 impl World {
@@ -210,7 +207,11 @@ impl World {
     ///
     /// # Errors
     /// As [`World::recv`] and [`World::recv_any`].
-    pub fn recv_matching<T: DeserializeOwned>(&self, src: Option<usize>, tag: Option<Tag>) -> Result<(T, Status)> {
+    pub fn recv_matching<T: DeserializeOwned>(
+        &self,
+        src: Option<usize>,
+        tag: Option<Tag>,
+    ) -> Result<(T, Status)> {
         if let Some(src) = src {
             self.engine.check_rank(src)?;
         }
@@ -234,7 +235,11 @@ impl World {
     ///
     /// # Errors
     /// As [`World::recv_matching`], without waiting.
-    pub fn try_recv<T: DeserializeOwned>(&self, src: Option<usize>, tag: Option<Tag>) -> Result<Option<(T, Status)>> {
+    pub fn try_recv<T: DeserializeOwned>(
+        &self,
+        src: Option<usize>,
+        tag: Option<Tag>,
+    ) -> Result<Option<(T, Status)>> {
         if let Some(src) = src {
             self.engine.check_rank(src)?;
         }

@@ -30,10 +30,20 @@ fn ensure_built() {
         let target = dir.parent().expect("target dir").to_path_buf();
         let cargo = option_env!("CARGO").unwrap_or("cargo");
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "prun-launcher", "-p", "prun-examples", "-p", "prun-tests", "--bins"])
-            .arg("--target-dir")
-            .arg(&target)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        cmd.args([
+            "build",
+            "--quiet",
+            "-p",
+            "prun-launcher",
+            "-p",
+            "prun-examples",
+            "-p",
+            "prun-tests",
+            "--bins",
+        ])
+        .arg("--target-dir")
+        .arg(&target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
         if profile == "release" {
             cmd.arg("--release");
         }
@@ -266,7 +276,10 @@ pub fn assert_no_leftovers(mark: &str) {
         }
         if start.elapsed() > Duration::from_secs(10) {
             for (pid, _) in &left {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid as i32), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
             panic!("processes of the job are still running: {left:?}");
         }

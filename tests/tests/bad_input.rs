@@ -43,7 +43,13 @@ fn too_many_ranks_for_the_slots() {
     let path = file.to_str().expect("utf8");
     let out = prun(["-n", "5", "--hostfile", path, "@hello"]).run();
     out.expect_code(2);
-    assert!(out.stderr.contains("5 ranks") && out.stderr.contains("2 slots") && out.stderr.contains("--oversubscribe"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("5 ranks")
+            && out.stderr.contains("2 slots")
+            && out.stderr.contains("--oversubscribe"),
+        "{}",
+        out.stderr
+    );
     let out = prun(["-n", "5", "--hostfile", path, "--oversubscribe", "@hello"]).run();
     out.expect_code(0);
     assert_eq!(out.lines().len(), 5);

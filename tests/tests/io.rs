@@ -28,9 +28,18 @@ fn stdin_goes_to_rank_0_only() {
 fn stdin_to_all_to_one_or_to_none() {
     let out = prun(["-n", "2", "--stdin", "all", "@prun-testjob", "cat"]).input("abc").run();
     out.expect_code(0);
-    assert_eq!(out.lines().iter().filter(|l| l.ends_with("read 3 bytes, sum 294")).count(), 2, "{}", out.stdout);
+    assert_eq!(
+        out.lines().iter().filter(|l| l.ends_with("read 3 bytes, sum 294")).count(),
+        2,
+        "{}",
+        out.stdout
+    );
     let out = prun(["-n", "2", "--stdin", "1", "@prun-testjob", "cat"]).input("abc").run();
-    assert!(out.stdout.contains("rank 1 read 3 bytes") && out.stdout.contains("rank 0 read 0 bytes"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("rank 1 read 3 bytes") && out.stdout.contains("rank 0 read 0 bytes"),
+        "{}",
+        out.stdout
+    );
     let out = prun(["-n", "2", "--stdin", "none", "@prun-testjob", "cat"]).input("abc").run();
     assert_eq!(out.lines().iter().filter(|l| l.contains("read 0 bytes")).count(), 2, "{}", out.stdout);
 }
@@ -55,8 +64,16 @@ fn check_tagged(stdout: &str, ranks: usize, lines: usize, width: usize) {
 #[test]
 fn tagged_output_never_mixes_lines_under_heavy_output() {
     let (ranks, lines, width) = (16, 3000, 300);
-    let out = prun(["-n", &ranks.to_string(), "--tag-output", "@prun-testjob", "spew", &lines.to_string(), &width.to_string()])
-        .run();
+    let out = prun([
+        "-n",
+        &ranks.to_string(),
+        "--tag-output",
+        "@prun-testjob",
+        "spew",
+        &lines.to_string(),
+        &width.to_string(),
+    ])
+    .run();
     out.expect_code(0).no_leftovers();
     check_tagged(&out.stdout, ranks, lines, width);
 }
@@ -85,7 +102,10 @@ fn output_without_a_final_newline_is_kept() {
     out.expect_code(0);
     let mut lines = out.lines();
     lines.sort();
-    assert_eq!(lines, ["[0] partial line from rank 0", "[1] partial line from rank 1", "[2] partial line from rank 2"]);
+    assert_eq!(
+        lines,
+        ["[0] partial line from rank 0", "[1] partial line from rank 1", "[2] partial line from rank 2"]
+    );
     let out = prun(["-n", "1", "@prun-testjob", "no-newline"]).run();
     assert_eq!(out.stdout, "partial line from rank 0");
 }

@@ -37,7 +37,10 @@ fn ring_1_2_7_64() {
 fn a_program_alone_is_a_world_of_one() {
     let out = std::process::Command::new(bin("hello")).env_remove("PRUN_RANK").output().expect("run hello");
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("hello from rank 0 of 1 on {}", hostname()));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("hello from rank 0 of 1 on {}", hostname())
+    );
 }
 
 #[test]
@@ -127,4 +130,22 @@ fn version_and_help() {
     let h = std::process::Command::new(bin("prun")).arg("--help").output().expect("run");
     let text = String::from_utf8_lossy(&h.stdout);
     assert!(h.status.success() && text.contains("Examples:") && text.contains("--tag-output"), "{text}");
+}
+
+#[test]
+fn sample_hostfiles_work() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../hostfiles");
+    let path = |name: &str| dir.join(name).to_str().expect("utf8").to_string();
+    let out = prun(["--hostfile", &path("openmpi.hosts"), "@hello"]).run();
+    out.expect_code(0);
+    assert_eq!(out.lines().len(), 6, "6 slots in openmpi.hosts");
+    let out = prun(["--hostfile", &path("mpich.hosts"), "@hello"]).run();
+    out.expect_code(0);
+    assert_eq!(out.lines().len(), 3, "3 slots in mpich.hosts");
+    let out = prun(["-n", "9", "--oversubscribe", "--hostfile", &path("openmpi.hosts"), "@hello"]).run();
+    out.expect_code(2);
+    assert!(out.stderr.contains("max_slots"), "max_slots=8 holds even with --oversubscribe: {}", out.stderr);
+    let out = prun(["--hostfile", &path("cluster.hosts"), "@hello"]).run();
+    out.expect_code(2);
+    assert!(out.stderr.contains("node01") && out.stderr.contains("remote hosts need"), "{}", out.stderr);
 }

@@ -77,7 +77,10 @@ fn children_of_ranks_are_ended_too() {
     let mut job = prun(["-n", "2", "@prun-testjob", "spawn-child"]).spawn();
     job.wait_ready(2);
     let mark = job.mark_owned();
-    assert!(prun_tests::leftovers(&mark).iter().any(|(_, cmd)| cmd.starts_with("sleep 1000")), "children started");
+    assert!(
+        prun_tests::leftovers(&mark).iter().any(|(_, cmd)| cmd.starts_with("sleep 1000")),
+        "children started"
+    );
     job.signal(Signal::SIGTERM);
     job.wait().expect_code(143);
     assert_no_leftovers(&mark);
@@ -101,4 +104,14 @@ fn a_rank_that_exits_early_without_failing_is_fine() {
     let out = prun(["-n", "2", "@prun-testjob", "peer-lost"]).run();
     out.expect_code(0).no_leftovers();
     assert!(out.stdout.contains("peer lost ok"), "{}\n{}", out.stdout, out.stderr);
+}
+
+#[test]
+fn sigusr1_is_passed_on_and_the_job_goes_on() {
+    let mut job = prun(["-n", "3", "@prun-testjob", "usr1"]).spawn();
+    job.wait_ready(3);
+    job.signal(Signal::SIGUSR1);
+    let out = job.wait();
+    out.expect_code(0).no_leftovers();
+    assert_eq!(out.lines().iter().filter(|l| l.ends_with("got SIGUSR1")).count(), 3, "{}", out.stdout);
 }

@@ -117,8 +117,12 @@ fn run<C: Codec>() {
 }
 
 fn main() {
-    println!("| codec                  | small struct           | 200 records            | 1 Mi f64               |");
-    println!("| ---                    | ---                    | ---                    | ---                    |");
+    println!(
+        "| codec                  | small struct           | 200 records            | 1 Mi f64               |"
+    );
+    println!(
+        "| ---                    | ---                    | ---                    | ---                    |"
+    );
     run::<Postcard>();
     run::<Bitcode>();
     run::<Bincode2>();

@@ -41,7 +41,12 @@ fn p2p(world: &World) -> Result<(), String> {
     let e = |e: Error| e.to_string();
     let (rank, size) = (world.rank(), world.size());
     if rank != 0 {
-        let s = Sample { from: rank as u32, seq: 0, name: format!("rank-{rank}"), values: vec![rank as f64; rank] };
+        let s = Sample {
+            from: rank as u32,
+            seq: 0,
+            name: format!("rank-{rank}"),
+            values: vec![rank as f64; rank],
+        };
         world.send(0, 1, &s).map_err(e)?;
         if rank == 1 {
             for seq in 0..100u64 {
@@ -52,7 +57,10 @@ fn p2p(world: &World) -> Result<(), String> {
         let mut seen = vec![false; size];
         for _ in 1..size {
             let (src, s): (usize, Sample) = world.recv_any(1).map_err(e)?;
-            check(s.from as usize == src && s.values.len() == src && s.name == format!("rank-{src}"), "sample")?;
+            check(
+                s.from as usize == src && s.values.len() == src && s.name == format!("rank-{src}"),
+                "sample",
+            )?;
             check(!seen[src], "each source once")?;
             seen[src] = true;
         }
@@ -69,7 +77,8 @@ fn p2p(world: &World) -> Result<(), String> {
         world.send(0, 9, "to myself").map_err(e)?;
         let st = world.probe(None, Some(9)).map_err(e)?.ok_or("probe found nothing")?;
         check(st.source == 0 && st.tag == 9, "probe status")?;
-        let (text, st2) = world.try_recv::<String>(Some(0), None).map_err(e)?.ok_or("try_recv found nothing")?;
+        let (text, st2) =
+            world.try_recv::<String>(Some(0), None).map_err(e)?.ok_or("try_recv found nothing")?;
         check(text == "to myself" && st2 == st, "try_recv")?;
     }
     world.barrier().map_err(e)?;
@@ -99,7 +108,9 @@ fn mismatch(world: &World) -> Result<(), String> {
         world.send(1, 0, "not a number").map_err(e)?;
     } else if world.rank() == 1 {
         match world.recv::<u64>(0, 0) {
-            Err(err @ Error::Decode { .. }) if err.to_string().contains("u64") => println!("mismatch ok: {err}"),
+            Err(err @ Error::Decode { .. }) if err.to_string().contains("u64") => {
+                println!("mismatch ok: {err}")
+            }
             other => return Err(format!("expected a decode error, got {other:?}")),
         }
     }
@@ -217,6 +228,17 @@ fn main() -> ExitCode {
             }
             ready(&world);
             sleep_forever()
+        }
+        "usr1" => {
+            // waits for SIGUSR1, which only reaches the rank if prun passes it on
+            let got = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let _ = signal_hook::flag::register(signal_hook::consts::SIGUSR1, std::sync::Arc::clone(&got));
+            ready(&world);
+            while !got.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            println!("rank {rank} got SIGUSR1");
+            Ok(())
         }
         "spawn-child" => {
             let child = std::process::Command::new("sleep").arg("1000").spawn();
