@@ -47,3 +47,8 @@ pub use world::{Status, Tag, World, init};
 
 /// Exit status of a rank whose launcher vanished (the rank exits on its own).
 pub use bootstrap::EXIT_LAUNCHER_LOST;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
