@@ -1,15 +1,27 @@
 //! The point-to-point interface that collective algorithms are written against.
 
-/// Rounds one collective call may use; tags of consecutive calls never collide below this.
-pub const MAX_ROUNDS: u32 = 64;
+/// Number of distinct round numbers in the tags of one collective call.
+///
+/// [`tag`] keeps only the low 8 bits of a round, so rounds `k` and `k + 256` of one call share a
+/// tag. Algorithms with more rounds than this (rings over more than 256 ranks) rely on that
+/// aliasing being harmless: messages between a pair of ranks with one tag arrive in the order they
+/// were sent, and every algorithm here consumes the messages from a given peer in the order that
+/// peer sends them.
+pub const MAX_ROUNDS: u32 = 256;
 
 /// The tag of round `round` of collective call number `seq` on a communicator.
 ///
-/// Sequence numbers wrap around; two calls alias only if they are `2^26` calls apart, which
-/// cannot happen since every rank finishes a call before it starts the next.
+/// The tag is `seq << 8 | (round & 0xff)`: rounds alias modulo [`MAX_ROUNDS`] (see there why that
+/// is safe), and sequence numbers wrap around, so two calls alias only if they are `2^24` calls
+/// apart, which cannot happen since every rank finishes a call before it starts the next.
 pub fn tag(seq: u32, round: u32) -> u32 {
-    debug_assert!(round < MAX_ROUNDS, "collective round {round} out of range");
-    seq.wrapping_mul(MAX_ROUNDS).wrapping_add(round % MAX_ROUNDS)
+    seq.wrapping_shl(8) | (round & 0xff)
+}
+
+/// The tag of step `step` (which may exceed [`MAX_ROUNDS`]) of collective call `seq`.
+pub(crate) fn step_tag(seq: u32, step: usize) -> u32 {
+    // Only the low 8 bits matter, so the truncating cast loses nothing `tag` would keep.
+    tag(seq, (step & 0xff) as u32)
 }
 
 /// Blocking point-to-point messaging between the ranks of one group.
@@ -32,4 +44,28 @@ pub trait PointToPoint {
 
     /// Receives the next message from rank `src` with `tag`, blocking until it arrives.
     fn recv(&self, src: usize, tag: u32) -> Result<Vec<u8>, Self::Error>;
+
+    /// Sends `data` to `dest` with `send_tag` and receives the next message from `src` with
+    /// `recv_tag`, as one exchange step.
+    ///
+    /// Every exchange step of the algorithms goes through this method. The default sends, then
+    /// receives, which is correct when `send` does not wait for the matching receive (as with
+    /// buffered transports); a transport whose sends can block until received (such as MPI for
+    /// large messages) must override it so that two ranks exchanging with each other cannot
+    /// deadlock.
+    fn sendrecv(
+        &self,
+        dest: usize,
+        send_tag: u32,
+        data: &[u8],
+        src: usize,
+        recv_tag: u32,
+    ) -> Result<Vec<u8>, Self::Error> {
+        self.send(dest, send_tag, data)?;
+        self.recv(src, recv_tag)
+    }
+
+    /// Builds the error for a malformed message from a peer, or arguments that violate a
+    /// collective's documented shape; `what` describes the problem.
+    fn malformed(&self, what: String) -> Self::Error;
 }

@@ -60,46 +60,62 @@ impl Engine {
         }
     }
 
-    /// This rank.
-    pub fn rank(&self) -> usize {
-        self.rank
-    }
-
-    /// Number of ranks.
-    pub fn size(&self) -> usize {
-        self.size
-    }
-
     /// Checks that `rank` exists.
     pub fn check_rank(&self, rank: usize) -> Result<()> {
         if rank < self.size { Ok(()) } else { Err(Error::InvalidRank { rank, size: self.size }) }
     }
 
     /// Sends a message; `frame` holds [`HEADER_LEN`] bytes of room, then the payload.
-    pub fn send(&self, dest: usize, context: u32, tag: u32, mut frame: Vec<u8>) -> Result<()> {
-        self.check_rank(dest)?;
-        let len = (frame.len() - HEADER_LEN) as u64;
-        if len > self.limit {
-            return Err(Error::MessageTooLarge { len, limit: self.limit });
-        }
+    pub fn send(&self, dest: usize, context: u64, tag: u32, mut frame: Vec<u8>) -> Result<()> {
+        self.check(dest, (frame.len() - HEADER_LEN) as u64)?;
         if dest == self.rank {
             frame.drain(..HEADER_LEN);
             self.mailbox.push(Envelope { src: dest, context, tag, data: frame });
             return Ok(());
         }
+        self.write_to(dest, |s| wire::write_framed(s, KIND_DATA, context, tag, &mut frame))
+    }
+
+    /// Sends `payload` without copying it into a frame first (for large buffers).
+    pub fn send_slice(&self, dest: usize, context: u64, tag: u32, payload: &[u8]) -> Result<()> {
+        let len = payload.len() as u64;
+        self.check(dest, len)?;
+        if dest == self.rank {
+            self.mailbox.push(Envelope { src: dest, context, tag, data: payload.to_vec() });
+            return Ok(());
+        }
+        let header = wire::Header { kind: KIND_DATA, context, tag, len };
+        self.write_to(dest, |s| wire::write_parts(s, &header, payload))
+    }
+
+    fn check(&self, dest: usize, len: u64) -> Result<()> {
+        self.check_rank(dest)?;
+        if len > self.limit {
+            return Err(Error::MessageTooLarge { len, limit: self.limit });
+        }
+        Ok(())
+    }
+
+    /// Writes to the connection to `dest`, opening it on first use; a failed connection is
+    /// dropped (and reopened by the next send, if the peer still lives).
+    fn write_to(
+        &self,
+        dest: usize,
+        write: impl FnOnce(&mut dyn Stream) -> std::io::Result<()>,
+    ) -> Result<()> {
         let mut slot = self.outgoing[dest].lock().unwrap_or_else(PoisonError::into_inner);
         let stream = match &mut *slot {
             Some(stream) => stream,
             empty => empty.insert(self.connect(dest)?),
         };
-        wire::write_framed(&mut **stream, KIND_DATA, context, tag, &mut frame).map_err(|e| {
+        write(&mut **stream).map_err(|e| {
             *slot = None;
             self.lost(dest, &e)
         })
     }
 
     /// Receives the first message matching `pattern`, blocking until there is one.
-    pub fn recv(&self, pattern: &Pattern) -> Result<Envelope> {
+    pub fn recv(&self, pattern: &Pattern<'_>) -> Result<Envelope> {
         self.mailbox.recv(pattern)
     }
 

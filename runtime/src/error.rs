@@ -48,6 +48,13 @@ pub enum Error {
         /// The limit in force.
         limit: u64,
     },
+    /// A message from a peer did not have the form the operation expects (for example ranks
+    /// calling different collectives, or passing buffers of different lengths).
+    #[error("malformed message: {0}")]
+    Malformed(String),
+    /// An argument the call cannot accept (wrong buffer length, missing root value, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// A rank number outside `0..size`.
     #[error("rank {rank} does not exist in a world of {size} ranks")]
     InvalidRank {

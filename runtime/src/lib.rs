@@ -32,18 +32,24 @@
 pub mod auth;
 mod bootstrap;
 mod codec;
+mod collective;
+mod collective_pod;
+mod communicator;
 mod engine;
 pub mod env;
 mod error;
+mod init;
 mod log;
 mod mailbox;
+mod op;
 pub mod protocol;
 pub mod transport;
 pub mod wire;
-mod world;
 
+pub use communicator::{Communicator, Status, Tag, World};
 pub use error::{Error, Result};
-pub use world::{Status, Tag, World, init};
+pub use init::init;
+pub use op::{Element, Op};
 
 /// Exit status of a rank whose launcher vanished (the rank exits on its own).
 pub use bootstrap::EXIT_LAUNCHER_LOST;

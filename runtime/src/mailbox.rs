@@ -13,25 +13,28 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 #[derive(Debug)]
 pub(crate) struct Envelope {
     pub src: usize,
-    pub context: u32,
+    pub context: u64,
     pub tag: u32,
     pub data: Vec<u8>,
 }
 
 /// Which messages a receive accepts.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Pattern {
+pub(crate) struct Pattern<'a> {
     /// `None`: any source.
     pub src: Option<usize>,
-    pub context: u32,
+    /// For any source: the ranks that may send on this context (`None`: every rank).
+    pub group: Option<&'a [usize]>,
+    pub context: u64,
     /// `None`: any tag.
     pub tag: Option<u32>,
 }
 
-impl Pattern {
+impl Pattern<'_> {
     fn matches(&self, e: &Envelope) -> bool {
         e.context == self.context
             && self.src.is_none_or(|s| s == e.src)
+            && self.group.is_none_or(|g| g.contains(&e.src))
             && self.tag.is_none_or(|t| t == e.tag)
     }
 }
@@ -135,7 +138,7 @@ impl Mailbox {
     }
 
     /// Why no message matching `pat` can ever arrive, if that is so.
-    fn hopeless(&self, s: &State, pat: &Pattern) -> Option<Error> {
+    fn hopeless(&self, s: &State, pat: &Pattern<'_>) -> Option<Error> {
         match pat.src {
             Some(src) if src == self.rank => None,
             Some(src) => {
@@ -150,20 +153,21 @@ impl Mailbox {
             }
             None => {
                 let others_gone = s.peers.iter().enumerate().all(|(r, p)| r == self.rank || p.gone());
-                // a rank can always send to itself, but only from the receiving thread when
-                // it is alone: other threads may still send, so only a world of one fails
-                (others_gone && s.peers.len() > 1).then_some(Error::AllPeersGone)
+                // a rank alone in its group could still send to itself from another thread,
+                // so a group of one never fails here
+                (others_gone && s.peers.len() > 1 && pat.group.is_none_or(|g| g.len() > 1))
+                    .then_some(Error::AllPeersGone)
             }
         }
     }
 
-    fn take(s: &mut State, pat: &Pattern) -> Option<Envelope> {
+    fn take(s: &mut State, pat: &Pattern<'_>) -> Option<Envelope> {
         let i = s.queue.iter().position(|e| pat.matches(e))?;
         s.queue.remove(i)
     }
 
     /// Blocks until a message matching `pat` arrives, or it never can.
-    pub fn recv(&self, pat: &Pattern) -> Result<Envelope> {
+    pub fn recv(&self, pat: &Pattern<'_>) -> Result<Envelope> {
         let mut s = self.lock();
         loop {
             if let Some(e) = Self::take(&mut s, pat) {
@@ -177,7 +181,7 @@ impl Mailbox {
     }
 
     /// Takes a message matching `pat` if one has arrived.
-    pub fn try_recv(&self, pat: &Pattern) -> Result<Option<Envelope>> {
+    pub fn try_recv(&self, pat: &Pattern<'_>) -> Result<Option<Envelope>> {
         let mut s = self.lock();
         if let Some(e) = Self::take(&mut s, pat) {
             return Ok(Some(e));
@@ -186,7 +190,7 @@ impl Mailbox {
     }
 
     /// Source, tag and length of the first message matching `pat`, without taking it.
-    pub fn probe(&self, pat: &Pattern) -> Result<Option<(usize, u32, usize)>> {
+    pub fn probe(&self, pat: &Pattern<'_>) -> Result<Option<(usize, u32, usize)>> {
         let s = self.lock();
         if let Some(e) = s.queue.iter().find(|e| pat.matches(e)) {
             return Ok(Some((e.src, e.tag, e.data.len())));
@@ -211,13 +215,13 @@ mod tests {
         m.push(env(2, 5, 2));
         m.push(env(1, 6, 3));
         m.push(env(1, 5, 4));
-        let pat = |src, tag| Pattern { src, context: 0, tag };
+        let pat = |src, tag| Pattern { src, group: None, context: 0, tag };
         assert_eq!(m.recv(&pat(Some(1), Some(6))).expect("m").data, [3]);
         assert_eq!(m.recv(&pat(Some(1), Some(5))).expect("m").data, [1]);
         assert_eq!(m.recv(&pat(None, Some(5))).expect("m").data, [2]);
         assert_eq!(m.probe(&pat(None, None)).expect("p"), Some((1, 5, 1)));
         assert!(m.try_recv(&pat(Some(2), None)).expect("t").is_none());
-        assert!(m.try_recv(&Pattern { src: None, context: 1, tag: None }).expect("t").is_none());
+        assert!(m.try_recv(&Pattern { src: None, group: None, context: 1, tag: None }).expect("t").is_none());
     }
 
     #[test]
@@ -227,7 +231,7 @@ mod tests {
         m.handshake_ended(1, true);
         let m2 = Arc::clone(&m);
         let waiter = std::thread::spawn(move || {
-            let pat = Pattern { src: Some(1), context: 0, tag: None };
+            let pat = Pattern { src: Some(1), group: None, context: 0, tag: None };
             (m2.recv(&pat).map(|e| e.data), m2.recv(&pat).map(|e| e.data))
         });
         m.peer_exited(1, "exited with status 0".into());
@@ -236,7 +240,7 @@ mod tests {
         let (first, second) = waiter.join().expect("thread");
         assert_eq!(first.expect("first"), [9]);
         assert!(matches!(second, Err(Error::PeerLost { rank: 1, .. })), "{second:?}");
-        let any = m.recv(&Pattern { src: None, context: 0, tag: None });
+        let any = m.recv(&Pattern { src: None, group: None, context: 0, tag: None });
         assert!(matches!(any, Err(Error::AllPeersGone)), "{any:?}");
     }
 }

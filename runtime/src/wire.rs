@@ -1,14 +1,14 @@
 //! Framing of every message on a connection, after the handshake.
 //!
-//! A frame is a 20-byte header, then `len` bytes of payload:
+//! A frame is a 24-byte header, then `len` bytes of payload:
 //!
 //! | bytes | field |
 //! | --- | --- |
 //! | 0 | kind: [`KIND_DATA`] or [`KIND_CONTROL`] |
 //! | 1..4 | zero |
-//! | 4..8 | context (communicator), little endian |
-//! | 8..12 | tag, little endian |
-//! | 12..20 | payload length, little endian |
+//! | 4..8 | tag, little endian |
+//! | 8..16 | context (communicator), little endian |
+//! | 16..24 | payload length, little endian |
 //!
 //! The length is checked against the reader's limit before any payload memory is allocated, and
 //! a header with an unknown kind or non-zero padding is refused.
@@ -16,7 +16,7 @@
 use std::io::{self, Read, Write};
 
 /// Length of a frame header.
-pub const HEADER_LEN: usize = 20;
+pub const HEADER_LEN: usize = 24;
 /// A message between ranks.
 pub const KIND_DATA: u8 = 1;
 /// A message between a rank and its launcher.
@@ -28,7 +28,7 @@ pub struct Header {
     /// [`KIND_DATA`] or [`KIND_CONTROL`].
     pub kind: u8,
     /// The communicator the message belongs to.
-    pub context: u32,
+    pub context: u64,
     /// The message's tag.
     pub tag: u32,
     /// Length of the payload that follows.
@@ -62,9 +62,9 @@ impl Header {
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0; HEADER_LEN];
         b[0] = self.kind;
-        b[4..8].copy_from_slice(&self.context.to_le_bytes());
-        b[8..12].copy_from_slice(&self.tag.to_le_bytes());
-        b[12..20].copy_from_slice(&self.len.to_le_bytes());
+        b[4..8].copy_from_slice(&self.tag.to_le_bytes());
+        b[8..16].copy_from_slice(&self.context.to_le_bytes());
+        b[16..24].copy_from_slice(&self.len.to_le_bytes());
         b
     }
 
@@ -76,14 +76,14 @@ impl Header {
         if b[1..4] != [0, 0, 0] {
             return Err(WireError::Malformed("non-zero padding".into()));
         }
-        let word = |r: std::ops::Range<usize>| {
-            let mut w = [0; 4];
+        let mut tag = [0; 4];
+        tag.copy_from_slice(&b[4..8]);
+        let long = |r: std::ops::Range<usize>| {
+            let mut w = [0; 8];
             w.copy_from_slice(&b[r]);
-            u32::from_le_bytes(w)
+            u64::from_le_bytes(w)
         };
-        let mut len = [0; 8];
-        len.copy_from_slice(&b[12..20]);
-        Ok(Header { kind: b[0], context: word(4..8), tag: word(8..12), len: u64::from_le_bytes(len) })
+        Ok(Header { kind: b[0], tag: u32::from_le_bytes(tag), context: long(8..16), len: long(16..24) })
     }
 }
 
@@ -105,8 +105,12 @@ pub fn read_frame<R: Read + ?Sized>(r: &mut R, limit: u64) -> Result<Option<(Hea
         return Err(WireError::TooLarge { len: header.len, limit });
     }
     let len = usize::try_from(header.len).map_err(|_| WireError::TooLarge { len: header.len, limit })?;
-    let mut payload = vec![0; len];
-    r.read_exact(&mut payload)?;
+    // read straight into uninitialised capacity: no zeroing of large payloads
+    let mut payload = Vec::with_capacity(len);
+    r.take(header.len).read_to_end(&mut payload)?;
+    if payload.len() != len {
+        return Err(WireError::Io(io::ErrorKind::UnexpectedEof.into()));
+    }
     Ok(Some((header, payload)))
 }
 
@@ -114,13 +118,34 @@ pub fn read_frame<R: Read + ?Sized>(r: &mut R, limit: u64) -> Result<Option<(Hea
 pub fn write_framed<W: Write + ?Sized>(
     w: &mut W,
     kind: u8,
-    context: u32,
+    context: u64,
     tag: u32,
     frame: &mut [u8],
 ) -> io::Result<()> {
     let len = (frame.len() - HEADER_LEN) as u64;
     frame[..HEADER_LEN].copy_from_slice(&Header { kind, context, tag, len }.encode());
     w.write_all(frame)
+}
+
+/// Writes a frame made of a header and a separate payload, without copying the payload.
+pub fn write_parts<W: Write + ?Sized>(w: &mut W, header: &Header, payload: &[u8]) -> io::Result<()> {
+    let head = header.encode();
+    let mut done = 0usize;
+    let total = HEADER_LEN + payload.len();
+    while done < total {
+        let n = if done < HEADER_LEN {
+            w.write_vectored(&[io::IoSlice::new(&head[done..]), io::IoSlice::new(payload)])
+        } else {
+            w.write(&payload[done - HEADER_LEN..])
+        };
+        match n {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -136,6 +161,15 @@ mod tests {
         let (h, p) = read_frame(&mut wire.as_slice(), 100).expect("read").expect("frame");
         assert_eq!((h.kind, h.context, h.tag, h.len), (KIND_DATA, 3, 9, 7));
         assert_eq!(p, b"payload");
+    }
+
+    #[test]
+    fn parts_round_trip() {
+        let mut wire = Vec::new();
+        let h = Header { kind: KIND_DATA, context: 5, tag: 1, len: 3 };
+        write_parts(&mut wire, &h, b"abc").expect("write");
+        let (back, p) = read_frame(&mut wire.as_slice(), 100).expect("read").expect("frame");
+        assert_eq!((back, p.as_slice()), (h, &b"abc"[..]));
     }
 
     #[test]

@@ -175,6 +175,112 @@ fn sockets(world: &World) -> Result<(), String> {
     world.barrier().map_err(|e| e.to_string())
 }
 
+/// Every collective, typed and zero-copy, at every root, checked against what it must give.
+fn collectives(world: &World, max_len: usize) -> Result<(), String> {
+    let e = |e: Error| e.to_string();
+    let (rank, size) = (world.rank(), world.size());
+    let lens: Vec<usize> = [0, 1, 7, 1000, 70_000, 300_000].into_iter().filter(|&l| l <= max_len).collect();
+    for root in 0..size {
+        // typed: contributions of different sizes per rank
+        let v = world.broadcast(root, (rank == root).then(|| format!("from {root}"))).map_err(e)?;
+        check(v == format!("from {root}"), "broadcast")?;
+        let all: Vec<Vec<u32>> = (0..size as u32).map(|r| vec![r; r as usize]).collect();
+        let mine: Vec<u32> = world.scatter(root, (rank == root).then_some(&all[..])).map_err(e)?;
+        check(mine == all[rank], "scatter")?;
+        let got = world.gather(root, &vec![rank as u8; rank]).map_err(e)?;
+        check(got.is_some() == (rank == root), "gather root only")?;
+        if let Some(got) = got {
+            check(got.iter().enumerate().all(|(r, v)| *v == vec![r as u8; r]), "gather")?;
+        }
+        let text = world.reduce(root, rank.to_string(), |a, b| a + "," + &b).map_err(e)?;
+        let want = (0..size).map(|r| r.to_string()).collect::<Vec<_>>().join(",");
+        check(
+            text.is_none() || (rank == root && text.as_deref() == Some(want.as_str())),
+            "reduce in rank order",
+        )?;
+        for &len in &lens {
+            let mut buf: Vec<u64> = if rank == root { (0..len as u64).collect() } else { vec![0; len] };
+            world.broadcast_into(root, &mut buf).map_err(e)?;
+            check(buf.iter().enumerate().all(|(i, &x)| x == i as u64), "broadcast_into")?;
+            let mut sum = vec![0i64; len];
+            let recv = (rank == root).then_some(&mut sum[..]);
+            let send: Vec<i64> = (0..len as i64).map(|i| i + rank as i64).collect();
+            world.reduce_into(root, &send, recv, prun::Op::Sum).map_err(e)?;
+            let n = size as i64;
+            if rank == root {
+                check(
+                    sum.iter().enumerate().all(|(i, &x)| x == n * i as i64 + n * (n - 1) / 2),
+                    "reduce_into",
+                )?;
+            }
+            let chunk = len / size.max(1) + 1;
+            let all: Vec<u32> = (0..(chunk * size) as u32).collect();
+            let mut part = vec![0u32; chunk];
+            world.scatter_into(root, (rank == root).then_some(&all[..]), &mut part).map_err(e)?;
+            check(part[..] == all[rank * chunk..(rank + 1) * chunk], "scatter_into")?;
+            let mut back = vec![0u32; chunk * size];
+            world.gather_into(root, &part, (rank == root).then_some(&mut back[..])).map_err(e)?;
+            check(rank != root || back == all, "gather_into")?;
+        }
+    }
+    let ranks: Vec<usize> = world.allgather(&rank).map_err(e)?;
+    check(ranks == (0..size).collect::<Vec<_>>(), "allgather")?;
+    let longest =
+        world.allreduce(vec![rank; rank], |a, b| if b.len() >= a.len() { b } else { a }).map_err(e)?;
+    check(longest == vec![size - 1; size - 1], "allreduce")?;
+    let order = world.allreduce(rank.to_string(), |a, b| a + &b).map_err(e)?;
+    check(order == (0..size).map(|r| r.to_string()).collect::<String>(), "allreduce in rank order")?;
+    let prefix = world.scan(rank as u64 + 1, |a, b| a + b).map_err(e)?;
+    check(prefix == (rank as u64 + 1) * (rank as u64 + 2) / 2, "scan")?;
+    let before = world.exscan(format!("{rank};"), |a, b| a + &b).map_err(e)?;
+    let want: String = (0..rank).map(|r| format!("{r};")).collect();
+    check(before == (rank > 0).then_some(want), "exscan")?;
+    let out: Vec<(usize, usize)> = (0..size).map(|d| (rank, d)).collect();
+    let got = world.alltoall(&out).map_err(e)?;
+    check(got.iter().enumerate().all(|(s, &(from, to))| from == s && to == rank), "alltoall")?;
+    for &len in &lens {
+        let send: Vec<u16> = vec![rank as u16; len];
+        let mut recv = vec![0u16; len * size];
+        world.allgather_into(&send, &mut recv).map_err(e)?;
+        check(
+            recv.chunks(len.max(1)).enumerate().all(|(r, c)| len == 0 || c.iter().all(|&x| x == r as u16)),
+            "allgather_into",
+        )?;
+        let send: Vec<f64> = (0..len).map(|i| (i * (rank + 1)) as f64).collect();
+        let mut max = vec![0.0; len];
+        world.allreduce_into(&send, &mut max, prun::Op::Max).map_err(e)?;
+        check(max.iter().enumerate().all(|(i, &x)| x == (i * size) as f64), "allreduce_into max")?;
+    }
+    println!("collectives ok {rank}");
+    Ok(())
+}
+
+/// Sub-communicators: even and odd ranks, collectives and messages kept apart.
+fn split(world: &World) -> Result<(), String> {
+    let e = |e: Error| e.to_string();
+    let (rank, size) = (world.rank(), world.size());
+    let color = (rank % 2) as u32;
+    // key reverses the order inside each half
+    let half = world.split(Some(color), -(rank as i64)).map_err(e)?.ok_or("no communicator")?;
+    let members: Vec<usize> = (0..size).filter(|r| r % 2 == rank % 2).rev().collect();
+    check(half.size() == members.len(), "split size")?;
+    check(members[half.rank()] == rank, "split rank ordered by key")?;
+    // the same tag on both communicators: messages never cross
+    world.send(rank, 7, "world").map_err(e)?;
+    half.send(half.rank(), 7, "half").map_err(e)?;
+    check(half.recv::<String>(half.rank(), 7).map_err(e)? == "half", "sub-communicator message")?;
+    check(world.recv::<String>(rank, 7).map_err(e)? == "world", "world message")?;
+    let sum = half.allreduce(rank, |a, b| a + b).map_err(e)?;
+    check(sum == members.iter().sum::<usize>(), "allreduce on the half")?;
+    let ranks = half.allgather(&rank).map_err(e)?;
+    check(ranks == members, "allgather on the half")?;
+    let none = world.split(None, 0).map_err(e)?;
+    check(none.is_none(), "no color, no communicator")?;
+    world.barrier().map_err(e)?;
+    println!("split ok {rank}");
+    Ok(())
+}
+
 fn spew(world: &World, lines: i64, width: i64) {
     let mut out = std::io::stdout().lock();
     let payload = "x".repeat(width as usize);
@@ -280,6 +386,25 @@ fn main() -> ExitCode {
             Ok(())
         }
         "p2p" => p2p(&world),
+        "collectives" => collectives(&world, arg(2).max(0) as usize),
+        "split" => split(&world),
+        "die-in-allreduce" => {
+            // rank arg(2) kills itself with SIGKILL during the 20th allreduce
+            let send = vec![1.0f64; 100_000];
+            let mut recv = vec![0.0; 100_000];
+            let mut outcome = Ok(());
+            for i in 0..1000 {
+                if i == 20 && rank == arg(2) {
+                    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+                }
+                if let Err(err) = world.allreduce_into(&send, &mut recv, prun::Op::Sum) {
+                    eprintln!("rank {rank}: allreduce failed: {err}");
+                    outcome = Err(err.to_string());
+                    break;
+                }
+            }
+            outcome
+        }
         "peer-lost" => peer_lost(&world),
         "mismatch" => mismatch(&world),
         "too-large" => too_large(&world),

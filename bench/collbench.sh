@@ -1,0 +1,296 @@
+#!/usr/bin/env bash
+# Collective benchmark: prun's collbench against the same measurements made
+# with Open MPI (and optionally MPICH) by bench/mpi_collbench.c.
+#
+# Usage:
+#   bench/collbench.sh [RANKS...]          (default ranks: 2 8)
+#
+# Environment:
+#   OPS="bcast allreduce"   operations to run, space-separated, among
+#                           latency barrier bcast allreduce gather scatter
+#                           allgather (default: all, in that order)
+#   COLLBENCH_MAX_BYTES     largest message size (default 16777216)   } passed to
+#   COLLBENCH_ITERS_SCALE   iteration multiplier, float (default 1)  } both programs
+#   WITH_MPICH=1            also run MPICH, at 2 ranks only (its ranks busy-poll,
+#                           so oversubscribed runs do not finish)
+#   PRUN_BIN                launcher      (default: target/release/prun)
+#   COLLBENCH_BIN           program it runs (default: target/release/collbench)
+#   TIMEOUT=600             seconds before one run is killed and reported as "timeout"
+#
+# Run it from anywhere; it works from the repository root.  If the default
+# target/release/prun or target/release/collbench is missing it runs
+# `cargo build --release -q` first.
+#
+# For each rank count N it runs
+#   PRUN_BIN -n N COLLBENCH_BIN $OPS
+#   mpirun.openmpi --allow-run-as-root --oversubscribe -n N ./mpi_collbench $OPS
+#   mpiexec.mpich -n 2 ./mpi_collbench $OPS               (WITH_MPICH=1, N = 2)
+# each of which prints lines "<op> <bytes> <avg_us>", and prints a markdown
+# table per rank count on stdout, joined on (op, bytes):
+#   | op | bytes | prun (us) | Open MPI (us) | prun / Open MPI | [MPICH (us) | prun / MPICH |]
+# A run that times out or fails shows "timeout" / "failed" in place of the
+# numbers it did not print (numbers printed before the failure are kept); a
+# run that succeeded but left out a row shows "missing".  Without Open MPI
+# only prun's column is shown.  Progress and errors go to stderr.
+# Exits 1 if any run failed or timed out, 2 on bad arguments.
+
+set -euo pipefail
+export LC_ALL=C
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+TIMEOUT=${TIMEOUT:-600}
+PRUN_BIN=${PRUN_BIN:-target/release/prun}
+COLLBENCH_BIN=${COLLBENCH_BIN:-target/release/collbench}
+WITH_MPICH=${WITH_MPICH:-0}
+MAX_BYTES=${COLLBENCH_MAX_BYTES:-16777216}
+ITERS_SCALE=${COLLBENCH_ITERS_SCALE:-1}
+if [[ $# -gt 0 ]]; then RANKS=("$@"); else RANKS=(2 8); fi
+
+ALL_OPS=(latency barrier bcast allreduce gather scatter allgather)
+SIZES=(8 1024 65536 1048576 16777216)
+
+die() { echo "collbench.sh: $*" >&2; exit 2; }
+note() { echo "$*" >&2; }
+
+[[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "TIMEOUT must be a positive integer, not '$TIMEOUT'"
+[[ $MAX_BYTES =~ ^[0-9]+$ ]] || die "COLLBENCH_MAX_BYTES must be a non-negative integer, not '$MAX_BYTES'"
+if ! [[ $ITERS_SCALE =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ ]] ||
+    ! awk -v s="$ITERS_SCALE" 'BEGIN { exit !(s + 0 > 0) }'; then
+    die "COLLBENCH_ITERS_SCALE must be a number > 0, not '$ITERS_SCALE'"
+fi
+for n in "${RANKS[@]}"; do
+    [[ $n =~ ^[1-9][0-9]*$ ]] || die "rank counts must be positive integers, not '$n'"
+done
+read -r -a OPS_LIST <<<"${OPS:-}"
+for op in "${OPS_LIST[@]}"; do
+    [[ " ${ALL_OPS[*]} " == *" $op "* ]] || die "unknown operation '$op' in OPS (known: ${ALL_OPS[*]})"
+done
+[[ ${#OPS_LIST[@]} -gt 0 ]] || OPS_LIST=("${ALL_OPS[@]}")
+command -v timeout >/dev/null || die "needs timeout (coreutils)"
+
+if [[ (! -x $PRUN_BIN && $PRUN_BIN == target/release/prun) ||
+    (! -x $COLLBENCH_BIN && $COLLBENCH_BIN == target/release/collbench) ]]; then
+    note "building prun (cargo build --release -q) ..."
+    cargo build --release -q
+fi
+[[ -x $PRUN_BIN ]] || die "$PRUN_BIN not found"
+[[ -x $COLLBENCH_BIN ]] || die "$COLLBENCH_BIN not found"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/prun-collbench.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+# ---- find and build the MPI reference ------------------------------------------
+
+OMPI_CC="" OMPI_RUN="" OMPI_STATUS="not installed"
+if command -v mpicc.openmpi >/dev/null && command -v mpirun.openmpi >/dev/null; then
+    OMPI_CC=mpicc.openmpi OMPI_RUN=mpirun.openmpi
+elif command -v mpicc >/dev/null && command -v mpirun >/dev/null &&
+    mpicc --showme:version >/dev/null 2>&1 &&
+    mpirun --version 2>/dev/null | grep -Eq 'Open MPI|OpenRTE'; then
+    OMPI_CC=mpicc OMPI_RUN=mpirun
+fi
+
+MPICH_CC="" MPICH_RUN="" MPICH_STATUS="not run (set WITH_MPICH=1)"
+if [[ $WITH_MPICH == 1 ]]; then
+    MPICH_STATUS="not installed"
+    if command -v mpicc.mpich >/dev/null && command -v mpiexec.mpich >/dev/null; then
+        MPICH_CC=mpicc.mpich MPICH_RUN=mpiexec.mpich
+    elif command -v mpicc >/dev/null && command -v mpiexec >/dev/null &&
+        mpicc -v 2>/dev/null | grep -q MPICH &&
+        mpiexec --version 2>/dev/null | grep -q HYDRA; then
+        MPICH_CC=mpicc MPICH_RUN=mpiexec
+    fi
+fi
+
+if [[ -n $OMPI_CC ]]; then
+    mkdir "$WORK/ompi"
+    if "$OMPI_CC" -O2 -o "$WORK/ompi/mpi_collbench" bench/mpi_collbench.c 2>"$WORK/err"; then
+        OMPI_STATUS="$OMPI_RUN (Open MPI $({ "$OMPI_RUN" --version 2>/dev/null || true; } | awk 'NR == 1 { print $NF }'))"
+    else
+        OMPI_STATUS="$OMPI_CC failed to compile bench/mpi_collbench.c"
+        sed 's/^/    /' "$WORK/err" >&2
+        OMPI_CC=""
+    fi
+fi
+if [[ -n $MPICH_CC ]]; then
+    mkdir "$WORK/mpich"
+    if "$MPICH_CC" -O2 -o "$WORK/mpich/mpi_collbench" bench/mpi_collbench.c 2>"$WORK/err"; then
+        MPICH_STATUS="$MPICH_RUN ($({ "$MPICH_RUN" --version 2>/dev/null || true; } | awk '/Version:/ && !done { print "MPICH " $2; done = 1 }')), 2 ranks only"
+    else
+        MPICH_STATUS="$MPICH_CC failed to compile bench/mpi_collbench.c"
+        sed 's/^/    /' "$WORK/err" >&2
+        MPICH_CC=""
+    fi
+fi
+
+# Open MPI's local ranks inherit mpirun's environment anyway; -x makes it explicit.
+OMPI_ENV=()
+for v in COLLBENCH_MAX_BYTES COLLBENCH_ITERS_SCALE; do
+    if [[ -n ${!v:-} ]]; then
+        export "${v?}"
+        OMPI_ENV+=(-x "$v")
+    fi
+done
+
+# ---- running and collecting ----------------------------------------------------
+
+declare -A RES  # "COLUMN op bytes" -> microseconds
+declare -A STAT # COLUMN -> ok | timeout | failed
+KEYS=()         # "op bytes" in table order
+EXPECTED=()     # "op bytes" every run should print
+declare -A HAVE_KEY
+STATUS=0
+
+add_key() {
+    if [[ -z ${HAVE_KEY[$1]:-} ]]; then
+        HAVE_KEY[$1]=1
+        KEYS+=("$1")
+    fi
+}
+
+# expected_keys N : the rows a run at N ranks should print, in table order, into
+# KEYS and EXPECTED.
+expected_keys() {
+    local op s
+    KEYS=()
+    HAVE_KEY=()
+    EXPECTED=()
+    for op in "${OPS_LIST[@]}"; do
+        if [[ $op == barrier ]]; then
+            add_key "barrier 0"
+            continue
+        fi
+        [[ $op == latency && $1 -lt 2 ]] && continue
+        for s in "${SIZES[@]}"; do
+            ((s <= 10#$MAX_BYTES)) && add_key "$op $s"
+        done
+    done
+    EXPECTED=("${KEYS[@]}")
+}
+
+# run_one COLUMN DIR CMD... : run CMD in DIR with the timeout and record its lines
+# in RES and its outcome in STAT.
+run_one() {
+    local col=$1 dir=$2 rc=0 op bytes us extra bad=0 got=0 key missing
+    shift 2
+    (cd "$dir" && exec timeout -k 30 "$TIMEOUT" "$@") >"$WORK/out" 2>"$WORK/err" </dev/null || rc=$?
+    while read -r op bytes us extra || [[ -n $op ]]; do
+        if [[ -z $extra && $op =~ ^[a-z]+$ && $bytes =~ ^[0-9]+$ && $us =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+            RES["$col $op $bytes"]=$us
+            add_key "$op $bytes"
+            got=$((got + 1))
+        else
+            bad=$((bad + 1))
+        fi
+    done <"$WORK/out"
+    if [[ $rc -eq 124 || $rc -eq 137 ]]; then
+        STAT[$col]=timeout
+        note "  $col: timed out after $TIMEOUT s"
+    elif [[ $rc -ne 0 ]]; then
+        STAT[$col]=failed
+        note "  $col: exit status $rc"
+    elif [[ $got -eq 0 && ${#EXPECTED[@]} -gt 0 ]]; then
+        STAT[$col]=failed
+        note "  $col: exit status 0 but no \"<op> <bytes> <avg_us>\" lines"
+    else
+        STAT[$col]=ok
+        missing=()
+        for key in "${EXPECTED[@]}"; do
+            [[ -n ${RES["$col $key"]:-} ]] || missing+=("$key")
+        done
+        if [[ ${#missing[@]} -gt 0 ]]; then
+            STATUS=1
+            note "  $col: ${#missing[@]} expected lines missing, first: \"${missing[0]} ...\""
+        fi
+    fi
+    if [[ $bad -gt 0 ]]; then
+        note "  $col: ignored $bad stdout lines not of the form \"<op> <bytes> <avg_us>\":"
+        grep -Ev '^[a-z]+ [0-9]+ [0-9]+(\.[0-9]+)?$' "$WORK/out" | head -n 5 | sed 's/^/    /' >&2 || true
+    fi
+    if [[ ${STAT[$col]} != ok ]]; then
+        STATUS=1
+        if [[ -s $WORK/err ]]; then head -n 10 "$WORK/err" | sed 's/^/    stderr: /' >&2; fi
+    fi
+}
+
+cell() { # cell COLUMN KEY
+    local v=${RES["$1 $2"]:-}
+    if [[ -n $v ]]; then
+        printf '%s' "$v"
+    elif [[ ${STAT[$1]} == ok ]]; then
+        printf 'missing'
+    else
+        printf '%s' "${STAT[$1]}"
+    fi
+}
+
+ratio() { # ratio A B
+    if [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]]; then
+        awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'
+    else
+        printf -- '-'
+    fi
+}
+
+# ---- the runs and the tables ---------------------------------------------------
+
+echo "Collective benchmark: mean time per operation, averaged over ranks, $(nproc 2>/dev/null || echo '?') cores"
+echo
+echo "- ops: ${OPS_LIST[*]}; sizes up to $MAX_BYTES bytes; iterations scale $ITERS_SCALE"
+echo "- prun: $PRUN_BIN -n N $COLLBENCH_BIN"
+echo "- Open MPI: $OMPI_STATUS"
+echo "- MPICH: $MPICH_STATUS"
+
+for n in "${RANKS[@]}"; do
+    RES=()
+    STAT=()
+    expected_keys "$n"
+
+    note "ranks $n: prun ..."
+    run_one prun . "$PRUN_BIN" -n "$n" "$COLLBENCH_BIN" "${OPS_LIST[@]}"
+
+    if [[ -n $OMPI_CC ]]; then
+        note "ranks $n: Open MPI ..."
+        run_one ompi "$WORK/ompi" "$OMPI_RUN" --allow-run-as-root --oversubscribe "${OMPI_ENV[@]}" \
+            -n "$n" ./mpi_collbench "${OPS_LIST[@]}"
+    fi
+
+    mpich=""
+    if [[ -n $MPICH_CC && $n -eq 2 ]]; then
+        mpich=1
+        note "ranks $n: MPICH ..."
+        run_one mpich "$WORK/mpich" "$MPICH_RUN" -n "$n" ./mpi_collbench "${OPS_LIST[@]}"
+    fi
+
+    echo
+    if [[ $n -eq 1 ]]; then echo "### 1 rank"; else echo "### $n ranks"; fi
+    echo
+    head="| op | bytes | prun (us) |"
+    rule="|----|------:|----------:|"
+    if [[ -n $OMPI_CC ]]; then
+        head+=" Open MPI (us) | prun / Open MPI |"
+        rule+="--------------:|----------------:|"
+    fi
+    if [[ -n $mpich ]]; then
+        head+=" MPICH (us) | prun / MPICH |"
+        rule+="-----------:|-------------:|"
+    fi
+    echo "$head"
+    echo "$rule"
+    for key in "${KEYS[@]}"; do
+        p=$(cell prun "$key")
+        row="| ${key% *} | ${key#* } | $p |"
+        if [[ -n $OMPI_CC ]]; then
+            o=$(cell ompi "$key")
+            row+=" $o | $(ratio "$p" "$o") |"
+        fi
+        if [[ -n $mpich ]]; then
+            m=$(cell mpich "$key")
+            row+=" $m | $(ratio "$p" "$m") |"
+        fi
+        echo "$row"
+    done
+done
+
+exit "$STATUS"

@@ -1,0 +1,325 @@
+/*
+ * OSU-style MPI reference for prun's `collbench`, used by bench/collbench.sh.
+ * prun's collbench does exactly the same, so the two sets of numbers line up.
+ *
+ * Usage: mpirun -n N ./mpi_collbench [OPS...]
+ *   OPS: latency barrier bcast allreduce gather scatter allgather
+ *   (none means all, in that order; given ops run in the order given)
+ *
+ * Sizes (bytes): 8 1024 65536 1048576 16777216, capped by the environment
+ * variable COLLBENCH_MAX_BYTES (default 16777216; sizes above it are skipped).
+ *   latency    ping-pong between ranks 0 and 1, MPI_Send/MPI_Recv of MPI_BYTE;
+ *              one-way time = round trip / 2; other ranks only join the
+ *              barriers.  Skipped (note on stderr) with fewer than 2 ranks.
+ *   barrier    MPI_Barrier; no size, reported with bytes 0.
+ *   bcast      `bytes` MPI_BYTE from root 0.
+ *   allreduce  bytes/8 MPI_DOUBLE, MPI_SUM; element values rank+1.
+ *   gather     `bytes` MPI_BYTE per rank to root 0.
+ *   scatter    `bytes` MPI_BYTE per rank from root 0.
+ *   allgather  `bytes` MPI_BYTE per rank.
+ *
+ * Iterations per size (barrier counts as 0 bytes):
+ *   iters  = clamp(67108864 / max(bytes, 1024), 10, 1000)   (integer division)
+ *   warmup = max(2, iters / 10)                              (integer division)
+ *   With COLLBENCH_ITERS_SCALE = s (a float > 0, default 1):
+ *   iters  = max(2, (long)(iters * s)), warmup = max(1, (long)(warmup * s))
+ *   (the cast truncates toward zero).
+ *
+ * Each warm-up and timed iteration is: MPI_Barrier, t0 = MPI_Wtime(), the
+ * operation, t += MPI_Wtime() - t0.  Each rank's mean is t / iters; rank 0
+ * reports the average of the ranks' means (MPI_Reduce, MPI_SUM, divided by the
+ * number of ranks; for latency divided by 2, ranks other than 0 and 1
+ * contributing 0).
+ *
+ * Buffers are malloc'ed once per size and memset before timing.  The
+ * allreduce result (elements 0 and last) is checked once per size against
+ * the sum of rank+1 over all ranks; a wrong result aborts the job.
+ *
+ * Output: rank 0 prints one line per measurement on stdout, nothing else:
+ *     <op> <bytes> <avg_us>          (avg_us with 2 decimals, e.g. "bcast 1024 3.41")
+ * Errors go to stderr; bad arguments or environment exit with status 2.
+ *
+ * Build: mpicc.openmpi -O2 -o mpi_collbench bench/mpi_collbench.c
+ *        mpicc.mpich   -O2 -o mpi_collbench bench/mpi_collbench.c
+ */
+#include <errno.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const ALL_OPS[] = {
+    "latency", "barrier", "bcast", "allreduce", "gather", "scatter", "allgather",
+};
+#define N_ALL_OPS ((int)(sizeof ALL_OPS / sizeof ALL_OPS[0]))
+
+static const long SIZES[] = {8, 1024, 65536, 1048576, 16777216};
+#define N_SIZES ((int)(sizeof SIZES / sizeof SIZES[0]))
+
+static int rank, nranks;
+static double iters_scale = 1.0;
+
+static void die(const char *msg)
+{
+    fprintf(stderr, "mpi_collbench: rank %d: %s\n", rank, msg);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "out of memory allocating %zu bytes", n);
+        die(msg);
+    }
+    return p;
+}
+
+static void iterations(long bytes, long *iters, long *warmup)
+{
+    long it = 67108864L / (bytes > 1024 ? bytes : 1024);
+    if (it < 10) it = 10;
+    if (it > 1000) it = 1000;
+    long wu = it / 10 > 2 ? it / 10 : 2;
+    it = (long)((double)it * iters_scale);
+    wu = (long)((double)wu * iters_scale);
+    *iters = it > 2 ? it : 2;
+    *warmup = wu > 1 ? wu : 1;
+}
+
+/* Average of the ranks' mean times (seconds) in microseconds, at rank 0. */
+static void report(const char *op, long bytes, double my_mean, int participants)
+{
+    double sum = 0.0;
+    MPI_Reduce(&my_mean, &sum, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    if (rank == 0) {
+        printf("%s %ld %.2f\n", op, bytes, sum / participants * 1e6);
+        fflush(stdout);
+    }
+}
+
+/* ---- the operations --------------------------------------------------------- */
+
+struct bufs {
+    long bytes;
+    char *send, *recv;
+    double *dsend, *drecv;
+    long ndoubles;
+};
+
+typedef void (*op_fn)(struct bufs *);
+
+static void do_latency(struct bufs *b)
+{
+    if (rank == 0) {
+        MPI_Send(b->send, (int)b->bytes, MPI_BYTE, 1, 1, MPI_COMM_WORLD);
+        MPI_Recv(b->recv, (int)b->bytes, MPI_BYTE, 1, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    } else if (rank == 1) {
+        MPI_Recv(b->recv, (int)b->bytes, MPI_BYTE, 0, 1, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        MPI_Send(b->send, (int)b->bytes, MPI_BYTE, 0, 1, MPI_COMM_WORLD);
+    }
+}
+
+static void do_barrier(struct bufs *b)
+{
+    (void)b;
+    MPI_Barrier(MPI_COMM_WORLD);
+}
+
+static void do_bcast(struct bufs *b)
+{
+    MPI_Bcast(b->send, (int)b->bytes, MPI_BYTE, 0, MPI_COMM_WORLD);
+}
+
+static void do_allreduce(struct bufs *b)
+{
+    MPI_Allreduce(b->dsend, b->drecv, (int)b->ndoubles, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+}
+
+static void do_gather(struct bufs *b)
+{
+    MPI_Gather(b->send, (int)b->bytes, MPI_BYTE, b->recv, (int)b->bytes, MPI_BYTE, 0,
+               MPI_COMM_WORLD);
+}
+
+static void do_scatter(struct bufs *b)
+{
+    MPI_Scatter(b->send, (int)b->bytes, MPI_BYTE, b->recv, (int)b->bytes, MPI_BYTE, 0,
+                MPI_COMM_WORLD);
+}
+
+static void do_allgather(struct bufs *b)
+{
+    MPI_Allgather(b->send, (int)b->bytes, MPI_BYTE, b->recv, (int)b->bytes, MPI_BYTE,
+                  MPI_COMM_WORLD);
+}
+
+/* Mean time (seconds) of one operation on this rank. */
+static double time_op(op_fn fn, struct bufs *b, long iters, long warmup)
+{
+    for (long i = 0; i < warmup; i++) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        fn(b);
+    }
+    double total = 0.0;
+    for (long i = 0; i < iters; i++) {
+        MPI_Barrier(MPI_COMM_WORLD);
+        double t0 = MPI_Wtime();
+        fn(b);
+        total += MPI_Wtime() - t0;
+    }
+    return total / (double)iters;
+}
+
+/* Runs one operation at one size (bytes ignored for barrier) and reports it. */
+static void run(const char *op, long bytes)
+{
+    struct bufs b = {0};
+    size_t n = (size_t)bytes, all = (size_t)bytes * (size_t)nranks;
+    op_fn fn;
+    int participants = nranks;
+
+    if (!strcmp(op, "latency")) {
+        fn = do_latency;
+        participants = 2;
+        if (rank <= 1) {
+            b.send = xmalloc(n);
+            b.recv = xmalloc(n);
+        }
+    } else if (!strcmp(op, "barrier")) {
+        fn = do_barrier;
+    } else if (!strcmp(op, "bcast")) {
+        fn = do_bcast;
+        b.send = xmalloc(n);
+    } else if (!strcmp(op, "allreduce")) {
+        fn = do_allreduce;
+        b.ndoubles = bytes / 8;
+        b.dsend = xmalloc((size_t)b.ndoubles * sizeof(double));
+        b.drecv = xmalloc((size_t)b.ndoubles * sizeof(double));
+    } else if (!strcmp(op, "gather")) {
+        fn = do_gather;
+        b.send = xmalloc(n);
+        if (rank == 0) b.recv = xmalloc(all);
+    } else if (!strcmp(op, "scatter")) {
+        fn = do_scatter;
+        if (rank == 0) b.send = xmalloc(all);
+        b.recv = xmalloc(n);
+    } else if (!strcmp(op, "allgather")) {
+        fn = do_allgather;
+        b.send = xmalloc(n);
+        b.recv = xmalloc(all);
+    } else {
+        die("internal error: unknown op"); /* checked in main */
+        return;
+    }
+    b.bytes = bytes;
+
+    /* Touch everything before timing. */
+    if (b.send) memset(b.send, rank + 1, (fn == do_scatter) ? all : n);
+    if (b.recv) memset(b.recv, 0, (fn == do_gather || fn == do_allgather) ? all : n);
+    for (long i = 0; i < b.ndoubles; i++) {
+        b.dsend[i] = (double)(rank + 1);
+        b.drecv[i] = 0.0;
+    }
+
+    long iters, warmup;
+    iterations(bytes, &iters, &warmup);
+    double mean = time_op(fn, &b, iters, warmup);
+    if (fn == do_latency) mean = rank > 1 ? 0.0 : mean / 2.0; /* one way: half the round trip */
+
+    if (fn == do_allreduce && b.ndoubles > 0) {
+        double want = (double)nranks * (double)(nranks + 1) / 2.0;
+        double got0 = b.drecv[0], gotn = b.drecv[b.ndoubles - 1];
+        if (got0 != want || gotn != want) {
+            char msg[160];
+            snprintf(msg, sizeof msg,
+                     "allreduce of %ld doubles is wrong: element 0 = %g, last = %g, want %g",
+                     b.ndoubles, got0, gotn, want);
+            die(msg);
+        }
+    }
+
+    report(op, bytes, mean, participants);
+
+    free(b.send);
+    free(b.recv);
+    free(b.dsend);
+    free(b.drecv);
+}
+
+/* ---- main -------------------------------------------------------------------- */
+
+static int known_op(const char *s)
+{
+    for (int i = 0; i < N_ALL_OPS; i++)
+        if (!strcmp(s, ALL_OPS[i])) return 1;
+    return 0;
+}
+
+/* Parses the environment; returns an error message or NULL. */
+static const char *read_env(long *max_bytes)
+{
+    const char *s;
+    char *end;
+
+    *max_bytes = 16777216L;
+    if ((s = getenv("COLLBENCH_MAX_BYTES")) && *s) {
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (errno || *end || v < 0) return "COLLBENCH_MAX_BYTES must be a non-negative integer";
+        *max_bytes = v;
+    }
+    if ((s = getenv("COLLBENCH_ITERS_SCALE")) && *s) {
+        errno = 0;
+        double v = strtod(s, &end);
+        if (errno || *end || !isfinite(v) || !(v > 0.0))
+            return "COLLBENCH_ITERS_SCALE must be a number > 0";
+        iters_scale = v;
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &nranks);
+
+    /* Every rank checks the same arguments and environment, so all agree. */
+    long max_bytes;
+    const char *err = read_env(&max_bytes), *bad = "";
+    for (int i = 1; !err && i < argc; i++)
+        if (!known_op(argv[i])) err = "unknown operation: ", bad = argv[i];
+    if (err) {
+        if (rank == 0) {
+            fprintf(stderr, "mpi_collbench: %s%s\n", err, bad);
+            if (*bad)
+                fprintf(stderr, "usage: mpi_collbench [latency|barrier|bcast|allreduce|gather|"
+                                "scatter|allgather]...\n");
+        }
+        MPI_Finalize();
+        return 2;
+    }
+
+    int nops = argc > 1 ? argc - 1 : N_ALL_OPS;
+    for (int k = 0; k < nops; k++) {
+        const char *op = argc > 1 ? argv[k + 1] : ALL_OPS[k];
+        if (!strcmp(op, "barrier")) {
+            run(op, 0);
+            continue;
+        }
+        if (!strcmp(op, "latency") && nranks < 2) {
+            if (rank == 0) fprintf(stderr, "mpi_collbench: latency needs 2 ranks, skipped\n");
+            continue;
+        }
+        for (int i = 0; i < N_SIZES; i++)
+            if (SIZES[i] <= max_bytes) run(op, SIZES[i]);
+    }
+
+    MPI_Finalize();
+    return 0;
+}

@@ -1,0 +1,301 @@
+//! Bandwidth-optimal reductions of equal-length buffers of fixed-size elements with a
+//! commutative, associative element-wise operation: ring allreduce, and reduce as ring
+//! reduce-scatter plus gather.
+//!
+//! The buffer is cut into `size` near-equal segments of whole elements (some empty when there
+//! are fewer elements than ranks). The ring reduce-scatter takes `size - 1` steps: in step `s`
+//! rank `r` sends its partial segment `r - s` to `r + 1` and folds the partial segment `r - s - 1`
+//! received from `r - 1` into its own, so that afterwards it holds segment `r + 1` fully reduced.
+//! Every received segment's length is checked, which catches ranks passing different lengths.
+
+use crate::p2p::{PointToPoint, step_tag};
+use crate::partition::{bytes_of_parts, fill, slice, slice_mut};
+
+/// Reduces every rank's `data` element-wise with `op`; every rank returns the result.
+///
+/// `data` is a whole number of `elem_size`-byte elements, of the same length on every rank;
+/// `op(acc, other)` folds `other` into `acc` (two slices of the same whole number of elements)
+/// and must be commutative and associative. Ring reduce-scatter (`size - 1` steps), then ring
+/// allgather of the reduced segments (`size - 1` steps): each rank sends and receives about
+/// `2 * len` bytes whatever the size (see [`ALLREDUCE_LARGE`](crate::tuning::ALLREDUCE_LARGE)).
+///
+/// Errors: a transport error, `elem_size == 0`, `data` not a whole number of elements, or a
+/// segment of the wrong length from a peer (ranks passing different lengths).
+pub fn allreduce_ring<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    data: Vec<u8>,
+    elem_size: usize,
+    op: &dyn Fn(&mut [u8], &[u8]),
+) -> Result<Vec<u8>, P::Error> {
+    let mut ring = Ring::new(p, data, elem_size, "allreduce")?;
+    ring.reduce_scatter(p, seq, op)?;
+    let (rank, size) = (ring.rank, ring.size);
+    for s in 0..size - 1 {
+        let (send, recv) = ((rank + 1 + size - s) % size, (rank + size - s) % size);
+        let t = step_tag(seq, size - 1 + s);
+        let got = p.sendrecv(
+            ring.next(),
+            t,
+            slice(p, &ring.buf, ring.segment(send), "allreduce")?,
+            ring.prev(),
+            t,
+        )?;
+        let what = format!("allreduce: segment {recv} from rank {}", ring.prev());
+        let range = ring.segment(recv);
+        fill(p, &mut ring.buf, range, &got, &what)?;
+    }
+    Ok(ring.buf)
+}
+
+/// Reduces every rank's `data` element-wise with `op`; `root` returns the result, others `None`.
+///
+/// Same arguments as [`allreduce_ring`]. Ring reduce-scatter (`size - 1` steps), then every rank
+/// sends its reduced segment straight to `root`, which assembles them (see
+/// [`REDUCE_LARGE`](crate::tuning::REDUCE_LARGE)).
+///
+/// Errors: as [`allreduce_ring`], or `root` out of range.
+pub fn reduce_scatter_gather<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    root: usize,
+    data: Vec<u8>,
+    elem_size: usize,
+    op: &dyn Fn(&mut [u8], &[u8]),
+) -> Result<Option<Vec<u8>>, P::Error> {
+    if root >= p.size() {
+        return Err(p.malformed(format!("reduce: root {root} out of range for {} ranks", p.size())));
+    }
+    let mut ring = Ring::new(p, data, elem_size, "reduce")?;
+    ring.reduce_scatter(p, seq, op)?;
+    let (rank, size) = (ring.rank, ring.size);
+    let t = step_tag(seq, size - 1);
+    if rank != root {
+        p.send(root, t, slice(p, &ring.buf, ring.segment((rank + 1) % size), "reduce")?)?;
+        return Ok(None);
+    }
+    for src in (0..size).filter(|&src| src != root) {
+        let got = p.recv(src, t)?;
+        let what = format!("reduce: reduced segment from rank {src}");
+        let range = ring.segment((src + 1) % size);
+        fill(p, &mut ring.buf, range, &got, &what)?;
+    }
+    Ok(Some(ring.buf))
+}
+
+/// One rank's state in a ring reduction.
+struct Ring {
+    rank: usize,
+    size: usize,
+    /// The rank's buffer, reduced in place.
+    buf: Vec<u8>,
+    elem_size: usize,
+    /// What the caller is, for error messages.
+    what: &'static str,
+}
+
+impl Ring {
+    /// Checks the arguments and wraps `data`.
+    fn new<P: PointToPoint + ?Sized>(
+        p: &P,
+        data: Vec<u8>,
+        elem_size: usize,
+        what: &'static str,
+    ) -> Result<Ring, P::Error> {
+        let (rank, size) = (p.rank(), p.size());
+        if rank >= size {
+            return Err(p.malformed(format!("{what}: rank {rank} out of range for {size} ranks")));
+        }
+        if elem_size == 0 || data.len() % elem_size != 0 {
+            let len = data.len();
+            return Err(p.malformed(format!(
+                "{what}: {len} bytes is not a whole number of {elem_size}-byte elements"
+            )));
+        }
+        Ok(Ring { rank, size, buf: data, elem_size, what })
+    }
+
+    /// The next rank around the ring.
+    fn next(&self) -> usize {
+        (self.rank + 1) % self.size
+    }
+
+    /// The previous rank around the ring.
+    fn prev(&self) -> usize {
+        (self.rank + self.size - 1) % self.size
+    }
+
+    /// Byte range of segment `i`.
+    fn segment(&self, i: usize) -> std::ops::Range<usize> {
+        bytes_of_parts(self.buf.len() / self.elem_size, self.size, i, 1, self.elem_size)
+    }
+
+    /// Ring reduce-scatter over steps `0..size - 1`: afterwards this rank's segment `rank + 1`
+    /// holds the reduction of every rank's.
+    fn reduce_scatter<P: PointToPoint + ?Sized>(
+        &mut self,
+        p: &P,
+        seq: u32,
+        op: &dyn Fn(&mut [u8], &[u8]),
+    ) -> Result<(), P::Error> {
+        let (rank, size, what) = (self.rank, self.size, self.what);
+        for s in 0..size - 1 {
+            let (send, recv) = ((rank + size - s) % size, (rank + 2 * size - s - 1) % size);
+            let t = step_tag(seq, s);
+            let got =
+                p.sendrecv(self.next(), t, slice(p, &self.buf, self.segment(send), what)?, self.prev(), t)?;
+            let range = self.segment(recv);
+            if got.len() != range.len() {
+                let (n, prev) = (range.len(), self.prev());
+                return Err(p.malformed(format!(
+                    "{what}: rank {prev} sent {} bytes of segment {recv}, expected {n}: do all ranks pass the same length?",
+                    got.len()
+                )));
+            }
+            op(slice_mut(p, &mut self.buf, range, what)?, &got);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::p2p::tag;
+    use crate::testutil::{LARGE_SIZES, SIZES, bytes, run};
+    use crate::threads::ThreadError;
+    use crate::tuning::{ALLREDUCE_LARGE, REDUCE_LARGE};
+
+    /// Element-wise wrapping sum of little-endian u64s.
+    fn add_u64(acc: &mut [u8], other: &[u8]) {
+        for (a, b) in acc.chunks_exact_mut(8).zip(other.chunks_exact(8)) {
+            let sum = u64::from_le_bytes((&*a).try_into().expect("8 bytes"))
+                .wrapping_add(u64::from_le_bytes(b.try_into().expect("8 bytes")));
+            a.copy_from_slice(&sum.to_le_bytes());
+        }
+    }
+
+    /// Element-wise maximum of little-endian f64s.
+    fn max_f64(acc: &mut [u8], other: &[u8]) {
+        for (a, b) in acc.chunks_exact_mut(8).zip(other.chunks_exact(8)) {
+            let max = f64::from_le_bytes((&*a).try_into().expect("8 bytes"))
+                .max(f64::from_le_bytes(b.try_into().expect("8 bytes")));
+            a.copy_from_slice(&max.to_le_bytes());
+        }
+    }
+
+    /// Rank `r`'s data of a given length, in a test.
+    type Data = fn(usize, usize) -> Vec<u8>;
+
+    /// An element-wise operation of a test.
+    type Op = fn(&mut [u8], &[u8]);
+
+    /// Rank `r`'s u64s: `len` bytes of them.
+    fn u64s(r: usize, len: usize) -> Vec<u8> {
+        bytes(r as u64 * 31 + len as u64, len)
+    }
+
+    /// Rank `r`'s f64s: `len` bytes of finite values of both signs.
+    fn f64s(r: usize, len: usize) -> Vec<u8> {
+        bytes(r as u64 * 17 + 5, len)
+            .chunks_exact(8)
+            .flat_map(|c| {
+                let x = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+                ((x % 2_000_001) as f64 - 1_000_000.0).to_le_bytes()
+            })
+            .collect()
+    }
+
+    /// The reference: every rank's data folded with `op`, one after the other.
+    fn reference(
+        size: usize,
+        len: usize,
+        data: fn(usize, usize) -> Vec<u8>,
+        op: fn(&mut [u8], &[u8]),
+    ) -> Vec<u8> {
+        let mut acc = data(0, len);
+        for r in 1..size {
+            op(&mut acc, &data(r, len));
+        }
+        acc
+    }
+
+    /// Both algorithms, both operations, every size and root; empty buffers, fewer elements
+    /// than ranks, and lengths straddling the thresholds.
+    #[test]
+    fn every_size_and_root() {
+        let lens = [0, 8, 24, 8 * 17 + 8, ALLREDUCE_LARGE - 8, ALLREDUCE_LARGE, REDUCE_LARGE + 8];
+        let ops: [(Data, Op); 2] = [(u64s, add_u64), (f64s, max_f64)];
+        for size in SIZES {
+            for &len in &lens {
+                for (data, op) in ops {
+                    let want = reference(size, len, data, op);
+                    run(size, |p| {
+                        let r = p.rank();
+                        let got = allreduce_ring(&p, 0, data(r, len), 8, &op).expect("allreduce");
+                        assert!(got == want, "allreduce size {size} len {len}");
+                        for root in 0..size {
+                            let got = reduce_scatter_gather(&p, 1 + root as u32, root, data(r, len), 8, &op);
+                            let got = got.expect("reduce");
+                            assert!(
+                                got.as_ref() == (r == root).then_some(&want),
+                                "reduce size {size} root {root}"
+                            );
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    /// Several MiB.
+    #[test]
+    fn large() {
+        let len = 4 * 1024 * 1024 + 8 * 3;
+        for size in LARGE_SIZES {
+            let want = reference(size, len, u64s, add_u64);
+            run(size, |p| {
+                let r = p.rank();
+                assert!(allreduce_ring(&p, 0, u64s(r, len), 8, &add_u64).expect("allreduce") == want);
+                let got = reduce_scatter_gather(&p, 1, size / 2, u64s(r, len), 8, &add_u64).expect("reduce");
+                assert!(got.as_ref() == (r == size / 2).then_some(&want), "size {size}");
+            });
+        }
+    }
+
+    /// A segment of the wrong length is an error, not a panic; ranks passing different lengths
+    /// get errors (not a hang).
+    #[test]
+    fn length_mismatch() {
+        let out = run(2, |p| {
+            if p.rank() == 1 {
+                p.send(0, tag(0, 0), &[1, 2, 3]).expect("send");
+                None
+            } else {
+                Some(allreduce_ring(&p, 0, vec![0; 16], 8, &add_u64))
+            }
+        });
+        assert!(matches!(out[0], Some(Err(ThreadError::Malformed(_)))), "{out:?}");
+        for size in [2, 3, 4] {
+            let out = run(size, |p| allreduce_ring(&p, 0, vec![0; 8 * (3 + p.rank())], 8, &add_u64));
+            assert!(out.iter().any(|r| matches!(r, Err(ThreadError::Malformed(_)))), "{out:?}");
+            assert!(out.iter().all(Result::is_err), "{out:?}");
+            let out =
+                run(size, |p| reduce_scatter_gather(&p, 0, 0, vec![0; 8 * (3 + p.rank())], 8, &add_u64));
+            assert!(out.iter().any(|r| matches!(r, Err(ThreadError::Malformed(_)))), "{out:?}");
+        }
+    }
+
+    /// Bad element sizes and roots are errors.
+    #[test]
+    fn bad_arguments() {
+        let out = run(1, |p| {
+            [
+                allreduce_ring(&p, 0, vec![0; 12], 8, &add_u64).err(),
+                allreduce_ring(&p, 0, vec![0; 8], 0, &add_u64).err(),
+                reduce_scatter_gather(&p, 0, 1, vec![0; 8], 8, &add_u64).err(),
+            ]
+        });
+        assert!(out[0].iter().all(|e| matches!(e, Some(ThreadError::Malformed(_)))), "{out:?}");
+    }
+}

@@ -1,0 +1,297 @@
+//! Reductions over opaque values with an associative, possibly non-commutative operation:
+//! reduce, allreduce, inclusive and exclusive scan.
+//!
+//! Values are encoded byte strings; the caller's combiner takes `(left, right)` and returns
+//! `op(left, right)`, where `left` always holds the contributions of lower ranks. Every result
+//! is the combination of the contributions in rank order, `op(v0, op(v1, ... v(n-1)))`, however
+//! the algorithm groups them (which associativity makes equivalent).
+
+use crate::binomial;
+use crate::p2p::{PointToPoint, tag};
+
+/// A combiner: takes the encoded `(left, right)` values, `left` holding the contributions of
+/// lower ranks, and returns the encoded `op(left, right)`, or an error (for instance
+/// [`PointToPoint::malformed`]'s when a value does not decode).
+pub type Combine<'a, E> = dyn FnMut(&[u8], &[u8]) -> Result<Vec<u8>, E> + 'a;
+
+/// Round of the message that returns an allreduce's result to a folded rank.
+const UNFOLD_ROUND: u32 = 255;
+
+/// Reduces every rank's `data` in rank order; `root` returns the result, others `None`.
+///
+/// A binomial tree towards rank 0, each rank combining its children's partial results in rank
+/// order; rank 0 then sends the result to `root` if that is another rank.
+///
+/// Errors: a transport error, the combiner's error, or `root` out of range.
+pub fn reduce<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    root: usize,
+    data: Vec<u8>,
+    combine: &mut Combine<'_, P::Error>,
+) -> Result<Option<Vec<u8>>, P::Error> {
+    let (rank, size) = (p.rank(), p.size());
+    if root >= size || rank >= size {
+        return Err(p.malformed(format!("reduce: root {root} or rank {rank} out of range for {size} ranks")));
+    }
+    // Combination of ranks rank..rank + m, for the children rank + m seen so far.
+    let mut acc = data;
+    for child in binomial::children(rank, size) {
+        let theirs = p.recv(child, tag(seq, 0))?;
+        acc = combine(&acc, &theirs)?;
+    }
+    if let Some(parent) = binomial::parent(rank) {
+        p.send(parent, tag(seq, 0), &acc)?;
+    }
+    match (rank == 0, rank == root) {
+        (true, true) => Ok(Some(acc)),
+        (true, false) => {
+            p.send(root, tag(seq, 1), &acc)?;
+            Ok(None)
+        }
+        (false, true) => Ok(Some(p.recv(0, tag(seq, 1))?)),
+        (false, false) => Ok(None),
+    }
+}
+
+/// Reduces every rank's `data` in rank order; every rank returns the result.
+///
+/// Recursive doubling over the largest power of two `pof2 <= size` ranks: first the lowest
+/// `2 * (size - pof2)` ranks fold in pairs (rank `2i` sends to `2i + 1`, which combines them in
+/// that order), then the `pof2` remaining ranks, which cover contiguous ranges of ranks in
+/// order, exchange and combine partial results in `log2(pof2)` rounds, and finally each folded
+/// rank gets the result from its partner.
+///
+/// Errors: a transport error or the combiner's error.
+pub fn allreduce<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    data: Vec<u8>,
+    combine: &mut Combine<'_, P::Error>,
+) -> Result<Vec<u8>, P::Error> {
+    let (rank, size) = (p.rank(), p.size());
+    if rank >= size {
+        return Err(p.malformed(format!("allreduce: rank {rank} out of range for {size} ranks")));
+    }
+    let pof2 = 1 << size.ilog2();
+    let folded = 2 * (size - pof2);
+    let mut acc = data;
+    // This rank's number among the pof2 ranks of the recursive doubling, if it takes part.
+    let new_rank = if rank >= folded {
+        Some(rank - folded / 2)
+    } else if rank % 2 == 0 {
+        p.send(rank + 1, tag(seq, 0), &acc)?;
+        None
+    } else {
+        let lower = p.recv(rank - 1, tag(seq, 0))?;
+        acc = combine(&lower, &acc)?;
+        Some(rank / 2)
+    };
+    if let Some(new_rank) = new_rank {
+        let (mut mask, mut round) = (1, 1);
+        while mask < pof2 {
+            let new_partner = new_rank ^ mask;
+            let partner =
+                if new_partner < folded / 2 { new_partner * 2 + 1 } else { new_partner + folded / 2 };
+            let t = tag(seq, round);
+            let theirs = p.sendrecv(partner, t, &acc, partner, t)?;
+            acc = if partner < rank { combine(&theirs, &acc)? } else { combine(&acc, &theirs)? };
+            mask <<= 1;
+            round += 1;
+        }
+    }
+    if rank < folded {
+        if rank % 2 == 1 {
+            p.send(rank - 1, tag(seq, UNFOLD_ROUND), &acc)?;
+        } else {
+            acc = p.recv(rank + 1, tag(seq, UNFOLD_ROUND))?;
+        }
+    }
+    Ok(acc)
+}
+
+/// Inclusive prefix reduction: rank `r` returns the combination of the `data` of ranks `0..=r`.
+///
+/// Recursive doubling, `ceil(log2(size))` rounds: in round `k` a rank swaps its partial result
+/// for its aligned block of `2^k` ranks with `rank ^ 2^k`, and folds a lower partner's into its
+/// prefix.
+///
+/// Errors: a transport error or the combiner's error.
+pub fn scan<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    data: Vec<u8>,
+    combine: &mut Combine<'_, P::Error>,
+) -> Result<Vec<u8>, P::Error> {
+    let prefix = prefix_scan(p, seq, data, true, combine)?;
+    prefix.ok_or_else(|| p.malformed("scan: no result".to_string()))
+}
+
+/// Exclusive prefix reduction: rank 0 returns `None`, rank `r > 0` the combination of the
+/// `data` of ranks `0..r`.
+///
+/// Recursive doubling, `ceil(log2(size))` rounds, as [`scan`].
+///
+/// Errors: a transport error or the combiner's error.
+pub fn exscan<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    data: Vec<u8>,
+    combine: &mut Combine<'_, P::Error>,
+) -> Result<Option<Vec<u8>>, P::Error> {
+    prefix_scan(p, seq, data, false, combine)
+}
+
+/// Recursive-doubling prefix reduction, inclusive of this rank's `data` or not.
+///
+/// `partial` is the combination over this rank's aligned block of `2^k` ranks (truncated at
+/// `size`; where a truncated partial is wrong, it is only ever sent to ranks that do not
+/// exist); `prefix` combines the lower blocks received so far, plus `data` if inclusive.
+fn prefix_scan<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    data: Vec<u8>,
+    inclusive: bool,
+    combine: &mut Combine<'_, P::Error>,
+) -> Result<Option<Vec<u8>>, P::Error> {
+    let (rank, size) = (p.rank(), p.size());
+    if rank >= size {
+        return Err(p.malformed(format!("scan: rank {rank} out of range for {size} ranks")));
+    }
+    let mut prefix = inclusive.then(|| data.clone());
+    let mut partial = data;
+    let (mut mask, mut round) = (1usize, 0);
+    while mask < size {
+        let partner = rank ^ mask;
+        if partner < size {
+            let t = tag(seq, round);
+            let theirs = p.sendrecv(partner, t, &partial, partner, t)?;
+            if partner < rank {
+                partial = combine(&theirs, &partial)?;
+                prefix = Some(match prefix {
+                    Some(prefix) => combine(&theirs, &prefix)?,
+                    None => theirs,
+                });
+            } else {
+                partial = combine(&partial, &theirs)?;
+            }
+        }
+        mask <<= 1;
+        round += 1;
+    }
+    Ok(prefix)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{SIZES, run};
+    use crate::threads::{ThreadError, ThreadRank};
+    use crate::tuning::{ALLREDUCE_LARGE, REDUCE_LARGE};
+
+    /// Concatenation: associative, not commutative; the result spells the order of combination.
+    fn concat(left: &[u8], right: &[u8]) -> Result<Vec<u8>, ThreadError> {
+        Ok([left, right].concat())
+    }
+
+    /// Rank `r`'s contribution for concatenation.
+    fn id(r: usize) -> Vec<u8> {
+        format!("{r},").into_bytes()
+    }
+
+    /// Concatenation of the ids of `ranks`.
+    fn ids(ranks: std::ops::Range<usize>) -> Vec<u8> {
+        ranks.flat_map(id).collect()
+    }
+
+    /// Composition of affine maps `x -> a x + b` modulo 2^64, element-wise over 16-byte
+    /// elements `(a, b)`: `op(f, g)` applies `f` then `g`. Associative, not commutative.
+    fn affine(left: &[u8], right: &[u8]) -> Result<Vec<u8>, ThreadError> {
+        if left.len() != right.len() || left.len() % 16 != 0 {
+            return Err(ThreadError::Malformed(format!("lengths {} and {}", left.len(), right.len())));
+        }
+        let word = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        let mut out = Vec::with_capacity(left.len());
+        for i in (0..left.len()).step_by(16) {
+            let (fa, fb, ga, gb) = (word(left, i), word(left, i + 8), word(right, i), word(right, i + 8));
+            out.extend_from_slice(&ga.wrapping_mul(fa).to_le_bytes());
+            out.extend_from_slice(&ga.wrapping_mul(fb).wrapping_add(gb).to_le_bytes());
+        }
+        Ok(out)
+    }
+
+    /// Rank `r`'s contribution of `len` bytes (a multiple of 16) for [`affine`].
+    fn maps(r: usize, len: usize) -> Vec<u8> {
+        crate::testutil::bytes(r as u64 + 1, len)
+    }
+
+    /// The affine combination of the contributions of `ranks`.
+    fn composed(ranks: std::ops::Range<usize>, len: usize) -> Option<Vec<u8>> {
+        ranks.map(|r| maps(r, len)).reduce(|l, r| affine(&l, &r).expect("same lengths"))
+    }
+
+    /// A combiner of tests.
+    type Op = fn(&[u8], &[u8]) -> Result<Vec<u8>, ThreadError>;
+
+    /// The four operations on one rank with one combiner, as one run of checks.
+    fn check_all(
+        p: &ThreadRank,
+        size: usize,
+        seq: &mut u32,
+        mine: &dyn Fn(usize) -> Vec<u8>,
+        op: Op,
+        want: &dyn Fn(std::ops::Range<usize>) -> Option<Vec<u8>>,
+    ) {
+        let r = p.rank();
+        let mut combine = |l: &[u8], rt: &[u8]| op(l, rt);
+        for root in 0..size {
+            let got = reduce(p, *seq, root, mine(r), &mut combine).expect("reduce");
+            assert_eq!(got, if r == root { want(0..size) } else { None }, "reduce size {size} root {root}");
+            *seq += 1;
+        }
+        let got = allreduce(p, *seq, mine(r), &mut combine).expect("allreduce");
+        assert_eq!(Some(got), want(0..size), "allreduce size {size}");
+        let got = scan(p, *seq + 1, mine(r), &mut combine).expect("scan");
+        assert_eq!(Some(got), want(0..r + 1), "scan size {size} rank {r}");
+        let got = exscan(p, *seq + 2, mine(r), &mut combine).expect("exscan");
+        assert_eq!(got, want(0..r), "exscan size {size} rank {r}");
+        *seq += 3;
+    }
+
+    /// Rank order is kept by every operation, at every size and root, with concatenation.
+    #[test]
+    fn rank_order_with_concatenation() {
+        for size in SIZES {
+            run(size, |p| {
+                let want = |ranks: std::ops::Range<usize>| (!ranks.is_empty()).then(|| ids(ranks));
+                check_all(&p, size, &mut 0, &id, concat, &want);
+            });
+        }
+    }
+
+    /// Rank order is kept with an element-wise non-commutative operation, for empty values and
+    /// values straddling the thresholds.
+    #[test]
+    fn rank_order_with_affine_maps() {
+        for len in [0, 16, ALLREDUCE_LARGE - 16, ALLREDUCE_LARGE, REDUCE_LARGE + 16] {
+            for size in SIZES {
+                run(size, |p| {
+                    let mine = |r: usize| maps(r, len);
+                    let want = |ranks: std::ops::Range<usize>| composed(ranks, len);
+                    check_all(&p, size, &mut 0, &mine, affine, &want);
+                });
+            }
+        }
+    }
+
+    /// A combiner's error is returned, and ranks waiting on the failed rank get an error too.
+    #[test]
+    fn combiner_error() {
+        let out = run(4, |p| {
+            let mut combine = |l: &[u8], r: &[u8]| affine(l, r);
+            allreduce(&p, 0, maps(p.rank(), if p.rank() == 3 { 32 } else { 16 }), &mut combine)
+        });
+        assert!(out.iter().any(|r| matches!(r, Err(ThreadError::Malformed(_)))), "{out:?}");
+        assert!(out.iter().all(Result::is_err), "{out:?}");
+    }
+}

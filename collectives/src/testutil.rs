@@ -1,0 +1,42 @@
+//! Helpers shared by the tests: deterministic data, and running a group that returns results.
+
+use crate::threads::{ThreadGroup, ThreadRank};
+use std::sync::{Mutex, PoisonError};
+
+/// Group sizes every algorithm is tested at: powers of two and everything in between.
+pub(crate) const SIZES: std::ops::RangeInclusive<usize> = 1..=17;
+
+/// A few sizes for the expensive (several MiB) cases.
+pub(crate) const LARGE_SIZES: [usize; 5] = [1, 2, 3, 5, 8];
+
+/// `len` pseudo-random bytes determined by `seed` (splitmix64), different for different seeds.
+pub(crate) fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5eed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Runs `body` on a group of `size` thread ranks and returns what each rank returned, by rank.
+pub(crate) fn run<T: Send>(size: usize, body: impl Fn(ThreadRank) -> T + Sync) -> Vec<T> {
+    let results: Mutex<Vec<Option<T>>> = Mutex::new((0..size).map(|_| None).collect());
+    ThreadGroup::run(size, |p| {
+        use crate::p2p::PointToPoint;
+        let rank = p.rank();
+        let value = body(p);
+        results.lock().unwrap_or_else(PoisonError::into_inner)[rank] = Some(value);
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .into_iter()
+        .map(|r| r.expect("every rank returns"))
+        .collect()
+}

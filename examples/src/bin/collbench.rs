@@ -1,0 +1,155 @@
+//! Collective benchmarks in the style of the OSU micro-benchmarks, so that figures line up with
+//! an MPI reference (`bench/mpi_collbench.c`, compared by `bench/collbench.sh`).
+//!
+//! `prun -n 8 target/release/collbench [latency|barrier|bcast|allreduce|gather|scatter|allgather]...`
+//!
+//! For each operation and size (8 B to 16 MiB; per rank for gather, scatter and allgather):
+//! warm-up iterations, then timed iterations each preceded by a barrier, timing only the
+//! operation. Each rank's mean time per operation is averaged over the ranks (over ranks 0 and 1
+//! for `latency`, a ping-pong whose one-way time is half the round trip). Rank 0 prints exactly
+//! `<op> <bytes> <avg_us>` per measurement and nothing else on stdout.
+//!
+//! Environment: `COLLBENCH_MAX_BYTES` caps the sizes; `COLLBENCH_ITERS_SCALE` scales the
+//! iteration counts (`clamp(64 MiB / max(bytes, 1 KiB), 10, 1000)`, a tenth of that to warm up).
+
+use prun::{Op, World};
+use std::process::ExitCode;
+use std::time::Instant;
+
+const OPS: [&str; 7] = ["latency", "barrier", "bcast", "allreduce", "gather", "scatter", "allgather"];
+const SIZES: [usize; 5] = [8, 1024, 65536, 1 << 20, 16 << 20];
+
+fn env_f64(name: &str, default: f64) -> f64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Warm-up and timed iteration counts for a message of `bytes`.
+fn iterations(bytes: usize) -> (usize, usize) {
+    let scale = env_f64("COLLBENCH_ITERS_SCALE", 1.0);
+    let iters = ((64usize << 20) / bytes.max(1024)).clamp(10, 1000);
+    let warm = (iters / 10).max(2);
+    (((iters as f64 * scale) as usize).max(2), ((warm as f64 * scale) as usize).max(1))
+}
+
+/// Mean seconds of `op` over the timed iterations, after warm-up; a barrier before each.
+fn measure(
+    world: &World,
+    bytes: usize,
+    mut op: impl FnMut() -> Result<(), prun::Error>,
+) -> Result<f64, prun::Error> {
+    let (iters, warm) = iterations(bytes);
+    for _ in 0..warm {
+        world.barrier()?;
+        op()?;
+    }
+    let mut total = 0.0;
+    for _ in 0..iters {
+        world.barrier()?;
+        let t = Instant::now();
+        op()?;
+        total += t.elapsed().as_secs_f64();
+    }
+    Ok(total / iters as f64)
+}
+
+/// Average of every rank's figure (or of those that `take_part`), printed by rank 0.
+fn report(world: &World, op: &str, bytes: usize, mean: f64, take_part: bool) -> Result<(), prun::Error> {
+    let mut sums = [0.0f64; 2];
+    let mine = if take_part { [mean, 1.0] } else { [0.0, 0.0] };
+    world.allreduce_into(&mine, &mut sums, Op::Sum)?;
+    if world.rank() == 0 {
+        println!("{op} {bytes} {:.2}", sums[0] / sums[1].max(1.0) * 1e6);
+    }
+    Ok(())
+}
+
+fn bench(world: &World, op: &str, max: usize) -> Result<(), prun::Error> {
+    let (rank, size) = (world.rank(), world.size());
+    if op == "barrier" {
+        let mean = measure(world, 0, || world.barrier())?;
+        return report(world, op, 0, mean, true);
+    }
+    for bytes in SIZES.into_iter().filter(|&b| b <= max) {
+        let mean = match op {
+            "latency" => {
+                if size < 2 {
+                    return Ok(());
+                }
+                let mut buf = vec![1u8; bytes];
+                let mean = measure(world, bytes, || match rank {
+                    0 => {
+                        world.send_slice(1, 0, &buf)?;
+                        world.recv_into(1, 0, &mut buf).map(drop)
+                    }
+                    1 => {
+                        world.recv_into(0, 0, &mut buf)?;
+                        world.send_slice(0, 0, &buf)
+                    }
+                    _ => Ok(()),
+                })?;
+                report(world, op, bytes, mean / 2.0, rank < 2)?;
+                continue;
+            }
+            "bcast" => {
+                let mut buf = vec![rank as u8; bytes];
+                measure(world, bytes, || world.broadcast_into(0, &mut buf))?
+            }
+            "allreduce" => {
+                let n = (bytes / 8).max(1);
+                let send = vec![rank as f64 + 1.0; n];
+                let mut recv = vec![0.0f64; n];
+                let mean = measure(world, bytes, || world.allreduce_into(&send, &mut recv, Op::Sum))?;
+                let expect = (size * (size + 1) / 2) as f64;
+                if recv[0] != expect {
+                    eprintln!("collbench: allreduce gave {} instead of {expect}", recv[0]);
+                    world.abort(1);
+                }
+                mean
+            }
+            "gather" => {
+                let send = vec![rank as u8; bytes];
+                let mut recv = if rank == 0 { vec![0u8; bytes * size] } else { Vec::new() };
+                measure(world, bytes, || world.gather_into(0, &send, (rank == 0).then_some(&mut recv[..])))?
+            }
+            "scatter" => {
+                let send = if rank == 0 { vec![1u8; bytes * size] } else { Vec::new() };
+                let mut recv = vec![0u8; bytes];
+                measure(world, bytes, || world.scatter_into(0, (rank == 0).then_some(&send[..]), &mut recv))?
+            }
+            "allgather" => {
+                let send = vec![rank as u8; bytes];
+                let mut recv = vec![0u8; bytes * size];
+                measure(world, bytes, || world.allgather_into(&send, &mut recv))?
+            }
+            _ => unreachable!("operations are checked in main"),
+        };
+        report(world, op, bytes, mean, true)?;
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let mut ops: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(bad) = ops.iter().find(|o| !OPS.contains(&o.as_str())) {
+        eprintln!("collbench: unknown operation '{bad}'; choose among {}", OPS.join(" "));
+        return ExitCode::from(2);
+    }
+    if ops.is_empty() {
+        ops = OPS.iter().map(|s| s.to_string()).collect();
+    }
+    let max = env_f64("COLLBENCH_MAX_BYTES", (16 << 20) as f64) as usize;
+    let run = || -> Result<(), prun::Error> {
+        let world = prun::init()?;
+        for op in &ops {
+            bench(&world, op, max)?;
+        }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("collbench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

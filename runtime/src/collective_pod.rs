@@ -1,0 +1,282 @@
+//! Zero-copy collectives for plain-old-data slices (`bytemuck::Pod`): no serialisation, the
+//! bytes of the caller's buffers go on the wire as they are, and built-in element-wise
+//! reductions ([`Op`]) run on them in place.
+
+use crate::communicator::Communicator;
+use crate::error::{Error, Result};
+use crate::op::{self, Element, Op};
+use bytemuck::Pod;
+use prun_collectives::tuning;
+
+fn copy_exact(what: &str, dst: &mut [u8], src: &[u8]) -> Result<()> {
+    if dst.len() != src.len() {
+        return Err(Error::Malformed(format!(
+            "{what}: received {} bytes for a buffer of {} bytes (ranks passed buffers of different lengths)",
+            src.len(),
+            dst.len()
+        )));
+    }
+    dst.copy_from_slice(src);
+    Ok(())
+}
+
+fn missing(what: &str) -> Error {
+    Error::InvalidArgument(format!("{what}: the root must pass its buffer"))
+}
+
+impl Communicator {
+    /// Copies the root's `buf` into `buf` on every rank.
+    ///
+    /// **Collective.** Every rank passes a buffer of the same length. Binomial tree for small
+    /// buffers, scatter then allgather for large ones.
+    ///
+    /// ```
+    /// let world = prun::init()?;
+    /// let mut grid = vec![0.0f64; 1024];
+    /// if world.rank() == 0 {
+    ///     grid.iter_mut().enumerate().for_each(|(i, x)| *x = i as f64);
+    /// }
+    /// world.broadcast_into(0, &mut grid)?;
+    /// assert_eq!(grid[1023], 1023.0);
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] when ranks pass buffers of different lengths; [`Error::PeerLost`].
+    pub fn broadcast_into<T: Pod>(&self, root: usize, buf: &mut [T]) -> Result<()> {
+        self.check_root(root)?;
+        let seq = self.next_call();
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(buf);
+        if self.rank() == root {
+            prun_collectives::broadcast(&self.channel(), seq, root, Some(bytes.to_vec()))?;
+            Ok(())
+        } else {
+            let got = prun_collectives::broadcast(&self.channel(), seq, root, None)?;
+            copy_exact("broadcast_into", bytes, &got)
+        }
+    }
+
+    /// Hands the `r`-th chunk of the root's `send` to rank `r`'s `recv`.
+    ///
+    /// **Collective.** The root passes `Some(send)` holding `size() * recv.len()` elements; every
+    /// rank's `recv` has the same length.
+    ///
+    /// ```
+    /// let world = prun::init()?;
+    /// let all: Vec<u32> = (0..4 * world.size() as u32).collect();
+    /// let mut mine = [0u32; 4];
+    /// world.scatter_into(0, (world.rank() == 0).then_some(&all[..]), &mut mine)?;
+    /// assert_eq!(mine[0] as usize, 4 * world.rank());
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a missing or wrongly sized root buffer; [`Error::Malformed`].
+    pub fn scatter_into<T: Pod>(&self, root: usize, send: Option<&[T]>, recv: &mut [T]) -> Result<()> {
+        self.check_root(root)?;
+        let seq = self.next_call();
+        let recv: &mut [u8] = bytemuck::cast_slice_mut(recv);
+        let blocks = if self.rank() == root {
+            let send: &[u8] = bytemuck::cast_slice(send.ok_or_else(|| missing("scatter_into"))?);
+            if send.len() != recv.len() * self.size() {
+                return Err(Error::InvalidArgument(format!(
+                    "scatter_into: the root's buffer must hold {} ranks x {} bytes, not {} bytes",
+                    self.size(),
+                    recv.len(),
+                    send.len()
+                )));
+            }
+            Some(send.chunks(recv.len().max(1)).take(self.size()).map(<[u8]>::to_vec).collect())
+        } else {
+            None
+        };
+        let blocks = blocks.map(|mut b: Vec<Vec<u8>>| {
+            b.resize(self.size(), Vec::new());
+            b
+        });
+        let got = prun_collectives::scatter(&self.channel(), seq, root, blocks)?;
+        copy_exact("scatter_into", recv, &got)
+    }
+
+    /// Collects every rank's `send` into the root's `recv`, in rank order.
+    ///
+    /// **Collective.** Every rank's `send` has the same length; the root passes `Some(recv)`
+    /// with `size() * send.len()` elements. Binomial tree for small buffers, direct sends to the
+    /// root for large ones.
+    ///
+    /// ```
+    /// let world = prun::init()?;
+    /// let mut all = vec![0u64; world.size()];
+    /// let recv = (world.rank() == 0).then_some(&mut all[..]);
+    /// world.gather_into(0, &[world.rank() as u64], recv)?;
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a missing or wrongly sized root buffer; [`Error::Malformed`].
+    pub fn gather_into<T: Pod>(&self, root: usize, send: &[T], recv: Option<&mut [T]>) -> Result<()> {
+        self.check_root(root)?;
+        let seq = self.next_call();
+        let send: &[u8] = bytemuck::cast_slice(send);
+        let large = send.len() >= tuning::GATHER_LARGE;
+        if self.rank() != root {
+            prun_collectives::gather(&self.channel(), seq, root, send.to_vec(), large)?;
+            return Ok(());
+        }
+        let recv: &mut [u8] = bytemuck::cast_slice_mut(recv.ok_or_else(|| missing("gather_into"))?);
+        if recv.len() != send.len() * self.size() {
+            return Err(Error::InvalidArgument(format!(
+                "gather_into: the root's buffer must hold {} ranks x {} bytes, not {} bytes",
+                self.size(),
+                send.len(),
+                recv.len()
+            )));
+        }
+        let blocks = prun_collectives::gather(&self.channel(), seq, root, send.to_vec(), large)?
+            .ok_or_else(|| Error::Malformed("gather_into: the root received nothing".into()))?;
+        for (dst, block) in recv.chunks_mut(send.len().max(1)).zip(&blocks) {
+            copy_exact("gather_into", dst, block)?;
+        }
+        Ok(())
+    }
+
+    /// Collects every rank's `send` into every rank's `recv`, in rank order.
+    ///
+    /// **Collective.** Every `send` has the same length and every `recv` `size()` times that.
+    /// Recursive doubling or Bruck for small buffers, a ring for large ones.
+    ///
+    /// ```
+    /// let world = prun::init()?;
+    /// let mut ranks = vec![0u32; world.size()];
+    /// world.allgather_into(&[world.rank() as u32], &mut ranks)?;
+    /// assert_eq!(ranks[world.rank()] as usize, world.rank());
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a wrongly sized `recv`; [`Error::Malformed`].
+    pub fn allgather_into<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<()> {
+        let send: &[u8] = bytemuck::cast_slice(send);
+        let recv: &mut [u8] = bytemuck::cast_slice_mut(recv);
+        if recv.len() != send.len() * self.size() {
+            return Err(Error::InvalidArgument(format!(
+                "allgather_into: recv must hold {} ranks x {} bytes, not {} bytes",
+                self.size(),
+                send.len(),
+                recv.len()
+            )));
+        }
+        let seq = self.next_call();
+        let large = send.len() >= tuning::ALLGATHER_LARGE;
+        let blocks = prun_collectives::allgather(&self.channel(), seq, send.to_vec(), large)?;
+        for (dst, block) in recv.chunks_mut(send.len().max(1)).zip(&blocks) {
+            copy_exact("allgather_into", dst, block)?;
+        }
+        Ok(())
+    }
+
+    /// Combines every rank's `send` element-wise with `op` into the root's `recv`.
+    ///
+    /// **Collective.** Every `send` has the same length; the root passes `Some(recv)` of that
+    /// length. Binomial tree for small buffers; reduce-scatter then gather for large ones.
+    ///
+    /// ```
+    /// use prun::Op;
+    /// let world = prun::init()?;
+    /// let mut total = [0i64; 3];
+    /// let recv = (world.rank() == 0).then_some(&mut total[..]);
+    /// world.reduce_into(0, &[1, 2, 3], recv, Op::Sum)?;
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bitwise `op` on floats or a missing root buffer;
+    /// [`Error::Malformed`] when lengths differ between ranks.
+    pub fn reduce_into<T: Element>(
+        &self,
+        root: usize,
+        send: &[T],
+        recv: Option<&mut [T]>,
+        op: Op,
+    ) -> Result<()> {
+        self.check_root(root)?;
+        op::check::<T>(op)?;
+        let seq = self.next_call();
+        let bytes: &[u8] = bytemuck::cast_slice(send);
+        let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
+        let out = if bytes.len() >= tuning::REDUCE_LARGE {
+            let size = std::mem::size_of::<T>();
+            prun_collectives::reduce_scatter_gather(
+                &self.channel(),
+                seq,
+                root,
+                bytes.to_vec(),
+                size,
+                &elementwise,
+            )?
+        } else {
+            let mut combine = combiner::<T>(op, bytes.len());
+            prun_collectives::reduce(&self.channel(), seq, root, bytes.to_vec(), &mut combine)?
+        };
+        match (out, recv) {
+            (Some(out), Some(recv)) => copy_exact("reduce_into", bytemuck::cast_slice_mut(recv), &out),
+            (Some(_), None) => Err(missing("reduce_into")),
+            (None, _) => Ok(()),
+        }
+    }
+
+    /// Combines every rank's `send` element-wise with `op` into every rank's `recv`.
+    ///
+    /// **Collective.** All buffers have the same length. Recursive doubling for small buffers;
+    /// a ring reduce-scatter then allgather for large ones.
+    ///
+    /// ```
+    /// use prun::Op;
+    /// let world = prun::init()?;
+    /// let mut sum = [0.0f64; 2];
+    /// world.allreduce_into(&[1.0, world.rank() as f64], &mut sum, Op::Sum)?;
+    /// assert_eq!(sum[0], world.size() as f64);
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for mismatched `send`/`recv` or a bitwise `op` on floats;
+    /// [`Error::Malformed`] when lengths differ between ranks.
+    pub fn allreduce_into<T: Element>(&self, send: &[T], recv: &mut [T], op: Op) -> Result<()> {
+        op::check::<T>(op)?;
+        if send.len() != recv.len() {
+            return Err(Error::InvalidArgument(format!(
+                "allreduce_into: send has {} elements but recv {}",
+                send.len(),
+                recv.len()
+            )));
+        }
+        let seq = self.next_call();
+        let bytes: &[u8] = bytemuck::cast_slice(send);
+        let out = if bytes.len() >= tuning::ALLREDUCE_LARGE {
+            let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
+            let size = std::mem::size_of::<T>();
+            prun_collectives::allreduce_ring(&self.channel(), seq, bytes.to_vec(), size, &elementwise)?
+        } else {
+            let mut combine = combiner::<T>(op, bytes.len());
+            prun_collectives::allreduce(&self.channel(), seq, bytes.to_vec(), &mut combine)?
+        };
+        copy_exact("allreduce_into", bytemuck::cast_slice_mut(recv), &out)
+    }
+}
+
+/// Element-wise combination of two whole buffers, for the small-message algorithms.
+fn combiner<T: Element>(op: Op, len: usize) -> impl FnMut(&[u8], &[u8]) -> Result<Vec<u8>> {
+    move |left: &[u8], right: &[u8]| {
+        if left.len() != len || right.len() != len {
+            return Err(Error::Malformed(format!(
+                "reduction of {len}-byte buffers received {} and {} bytes (ranks passed buffers of different lengths)",
+                left.len(),
+                right.len()
+            )));
+        }
+        let mut out = left.to_vec();
+        op::apply::<T>(op, &mut out, right);
+        Ok(out)
+    }
+}

@@ -1,0 +1,421 @@
+//! [`Communicator`]: a group of ranks and the calls that address them; [`World`] is the one
+//! holding every rank of the job.
+
+use crate::bootstrap::Control;
+use crate::codec;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::mailbox::Pattern;
+use crate::wire::HEADER_LEN;
+use prun_collectives::PointToPoint;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+/// A message tag: receivers select messages by source and tag.
+pub type Tag = u32;
+
+/// The communicator of every rank of the job, as returned by [`crate::init`].
+pub type World = Communicator;
+
+/// Where a received message came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// The sending rank, in the communicator's numbering.
+    pub source: usize,
+    /// The message's tag.
+    pub tag: Tag,
+    /// Length of the encoded message in bytes.
+    pub len: usize,
+}
+
+/// What every communicator of a process shares.
+pub(crate) struct Shared {
+    pub engine: Engine,
+    pub control: Option<Control>,
+    pub hostname: String,
+    pub job_id: String,
+    pub local_rank: usize,
+    pub local_size: usize,
+}
+
+/// A group of ranks that exchange messages and call collectives together: the [`World`] from
+/// [`crate::init`], or a part of it from [`Communicator::split`].
+///
+/// Every method says whether it is **collective** (every rank of the communicator must call it,
+/// in the same order as the communicator's other collectives) or **local** (it involves only the
+/// calling rank and the peers it names). Messages and collectives of different communicators
+/// never match each other. Methods take `&self` and a communicator may be shared between
+/// threads; its collectives must still be called in the same order on every rank.
+pub struct Communicator {
+    shared: Arc<Shared>,
+    /// World rank of each member, by rank in this communicator.
+    group: Arc<[usize]>,
+    /// Rank in this communicator of each member's world rank; `None` for the world itself.
+    index: Option<Arc<HashMap<usize, usize>>>,
+    rank: usize,
+    /// Context of point-to-point messages; collectives use `context | 1`.
+    context: u64,
+    calls: AtomicU32,
+}
+
+impl Communicator {
+    /// The world of a job: every rank, in job order.
+    pub(crate) fn world(shared: Shared, rank: usize, size: usize) -> Communicator {
+        Communicator {
+            shared: Arc::new(shared),
+            group: (0..size).collect(),
+            index: None,
+            rank,
+            context: 0,
+            calls: AtomicU32::new(0),
+        }
+    }
+
+    /// This rank's number in the communicator, `0..size()`. **Local.**
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// Number of ranks in the communicator. **Local.**
+    pub fn size(&self) -> usize {
+        self.group.len()
+    }
+
+    /// This process's rank in the job's world. **Local.**
+    pub fn world_rank(&self) -> usize {
+        self.group[self.rank]
+    }
+
+    /// This process's number among the job's ranks on its host, `0..local_size()`. **Local.**
+    pub fn local_rank(&self) -> usize {
+        self.shared.local_rank
+    }
+
+    /// Number of the job's ranks on this process's host. **Local.**
+    pub fn local_size(&self) -> usize {
+        self.shared.local_size
+    }
+
+    /// The name of the host this rank runs on. **Local.**
+    pub fn hostname(&self) -> &str {
+        &self.shared.hostname
+    }
+
+    /// The job's id, the same on every rank and different for every job. **Local.**
+    pub fn job_id(&self) -> &str {
+        &self.shared.job_id
+    }
+
+    fn check_rank(&self, rank: usize) -> Result<usize> {
+        self.group.get(rank).copied().ok_or(Error::InvalidRank { rank, size: self.size() })
+    }
+
+    /// This communicator's rank of a world rank that sent on its context.
+    fn member(&self, world_rank: usize) -> usize {
+        match &self.index {
+            None => world_rank,
+            Some(index) => index.get(&world_rank).copied().unwrap_or(usize::MAX),
+        }
+    }
+
+    fn pattern(&self, src: Option<usize>, tag: Option<Tag>) -> Result<Pattern<'_>> {
+        let src = src.map(|s| self.check_rank(s)).transpose()?;
+        let group = self.index.as_ref().map(|_| &self.group[..]);
+        Ok(Pattern { src, group, context: self.context, tag })
+    }
+
+    /// Sends `value` to rank `dest` with `tag`.
+    ///
+    /// **Local.** Returns once the message is on its way; it does not wait for `dest` to
+    /// receive it. Messages from one rank to another with the same tag arrive in the order they
+    /// were sent. A rank may send to itself.
+    ///
+    /// ```
+    /// let world = prun::init()?;
+    /// world.send(world.rank(), 7, &vec![1.5f64, 2.5])?;
+    /// let v: Vec<f64> = world.recv(world.rank(), 7)?;
+    /// assert_eq!(v, [1.5, 2.5]);
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidRank`], [`Error::Encode`], [`Error::MessageTooLarge`], or
+    /// [`Error::PeerLost`] when `dest` has ended.
+    pub fn send<T: Serialize + ?Sized>(&self, dest: usize, tag: Tag, value: &T) -> Result<()> {
+        let dest = self.check_rank(dest)?;
+        let frame = codec::encode_into(value, vec![0; HEADER_LEN])?;
+        self.shared.engine.send(dest, self.context, tag, frame)
+    }
+
+    /// Sends the elements of a plain-old-data slice to rank `dest` with `tag`, without
+    /// serialisation: the slice's bytes go on the wire as they are.
+    ///
+    /// **Local.** Receive it with [`Communicator::recv_into`] (or as a `Vec<u8>`-free typed
+    /// value nowhere else: the bytes are not in the codec's format).
+    ///
+    /// ```
+    /// let world = prun::init()?;
+    /// world.send_slice(0, 5, &[1.0f64, 2.0, 3.0])?;
+    /// let mut buf = [0.0f64; 3];
+    /// world.recv_into(0, 5, &mut buf)?;
+    /// assert_eq!(buf, [1.0, 2.0, 3.0]);
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Communicator::send`].
+    pub fn send_slice<T: bytemuck::Pod>(&self, dest: usize, tag: Tag, data: &[T]) -> Result<()> {
+        let dest = self.check_rank(dest)?;
+        self.shared.engine.send_slice(dest, self.context, tag, bytemuck::cast_slice(data))
+    }
+
+    /// Receives a message sent with [`Communicator::send_slice`] from `src` with `tag` into
+    /// `buf`, which must have exactly the message's length. **Local**, blocking.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] when the message's length differs from `buf`'s (the message is then
+    /// consumed); otherwise as [`Communicator::recv`].
+    pub fn recv_into<T: bytemuck::Pod>(&self, src: usize, tag: Tag, buf: &mut [T]) -> Result<Status> {
+        let e = self.shared.engine.recv(&self.pattern(Some(src), Some(tag))?)?;
+        let dst: &mut [u8] = bytemuck::cast_slice_mut(buf);
+        if dst.len() != e.data.len() {
+            return Err(Error::Malformed(format!(
+                "message from rank {src} (tag {tag}) has {} bytes, the buffer {}",
+                e.data.len(),
+                dst.len()
+            )));
+        }
+        dst.copy_from_slice(&e.data);
+        Ok(Status { source: src, tag, len: e.data.len() })
+    }
+
+    /// Receives the next message from rank `src` with `tag`, blocking until it arrives.
+    ///
+    /// **Local.** Blocks without using the processor.
+    ///
+    /// # Errors
+    /// [`Error::PeerLost`] when `src` has ended and no such message is left from it,
+    /// [`Error::Decode`] when the message is not a `T` (it is then consumed),
+    /// [`Error::InvalidRank`].
+    pub fn recv<T: DeserializeOwned>(&self, src: usize, tag: Tag) -> Result<T> {
+        Ok(self.recv_matching(Some(src), Some(tag))?.0)
+    }
+
+    /// Receives the next message with `tag` from any rank; returns the sender and the value.
+    ///
+    /// **Local.** Messages are taken in the order they arrived.
+    ///
+    /// ```
+    /// let world = prun::init()?;
+    /// world.send(0, 3, "hi")?;
+    /// let (from, text): (usize, String) = world.recv_any(3)?;
+    /// assert_eq!((from, text.as_str()), (0, "hi"));
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::AllPeersGone`] when every other rank has ended and nothing is left to receive;
+    /// [`Error::Decode`].
+    pub fn recv_any<T: DeserializeOwned>(&self, tag: Tag) -> Result<(usize, T)> {
+        let (value, status) = self.recv_matching(None, Some(tag))?;
+        Ok((status.source, value))
+    }
+
+    /// Receives the next message from `src` (`None`: any rank) with `tag` (`None`: any tag),
+    /// with its [`Status`]. **Local**, blocking.
+    ///
+    /// # Errors
+    /// As [`Communicator::recv`] and [`Communicator::recv_any`].
+    pub fn recv_matching<T: DeserializeOwned>(
+        &self,
+        src: Option<usize>,
+        tag: Option<Tag>,
+    ) -> Result<(T, Status)> {
+        let e = self.shared.engine.recv(&self.pattern(src, tag)?)?;
+        let status = Status { source: self.member(e.src), tag: e.tag, len: e.data.len() };
+        Ok((codec::decode(&e.data, status.source, e.tag)?, status))
+    }
+
+    /// Takes a message from `src` (`None`: any) with `tag` (`None`: any) if one has arrived.
+    ///
+    /// **Local**, never blocks.
+    ///
+    /// ```
+    /// let world = prun::init()?;
+    /// assert!(world.try_recv::<u8>(None, None)?.is_none());
+    /// world.send(0, 1, &42u8)?;
+    /// let (value, status) = world.try_recv::<u8>(None, None)?.expect("sent to self");
+    /// assert_eq!((value, status.source, status.tag), (42, 0, 1));
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Communicator::recv_matching`], without waiting.
+    pub fn try_recv<T: DeserializeOwned>(
+        &self,
+        src: Option<usize>,
+        tag: Option<Tag>,
+    ) -> Result<Option<(T, Status)>> {
+        match self.shared.engine.mailbox().try_recv(&self.pattern(src, tag)?)? {
+            None => Ok(None),
+            Some(e) => {
+                let status = Status { source: self.member(e.src), tag: e.tag, len: e.data.len() };
+                Ok(Some((codec::decode(&e.data, status.source, e.tag)?, status)))
+            }
+        }
+    }
+
+    /// The [`Status`] of the first arrived message from `src` (`None`: any) with `tag`
+    /// (`None`: any), without receiving it. **Local**, never blocks.
+    ///
+    /// # Errors
+    /// As [`Communicator::try_recv`].
+    pub fn probe(&self, src: Option<usize>, tag: Option<Tag>) -> Result<Option<Status>> {
+        let found = self.shared.engine.mailbox().probe(&self.pattern(src, tag)?)?;
+        Ok(found.map(|(source, tag, len)| Status { source: self.member(source), tag, len }))
+    }
+
+    /// Blocks until every rank of the communicator has called `barrier`.
+    ///
+    /// **Collective.** A dissemination barrier: `ceil(log2(size))` rounds of one message.
+    ///
+    /// ```
+    /// let world = prun::init()?;
+    /// world.barrier()?;
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::PeerLost`] when a rank it waits for has ended.
+    pub fn barrier(&self) -> Result<()> {
+        let seq = self.next_call();
+        prun_collectives::barrier(&self.channel(), seq)
+    }
+
+    /// Splits the communicator into disjoint groups, as `MPI_Comm_split`.
+    ///
+    /// **Collective.** Ranks passing the same `color` form one new communicator, numbered by
+    /// `key` (ties broken by rank here); ranks passing `None` get `None`. Messages and
+    /// collectives of the new communicator never match those of any other.
+    ///
+    /// ```
+    /// let world = prun::init()?;
+    /// let half = world.split(Some((world.rank() % 2) as u32), world.rank() as i64)?.expect("has a color");
+    /// assert_eq!(half.rank(), world.rank() / 2);
+    /// half.barrier()?;
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Communicator::allgather`].
+    pub fn split(&self, color: Option<u32>, key: i64) -> Result<Option<Communicator>> {
+        let seq = self.next_call();
+        let mine = codec::encode_into(&(color, key), Vec::new())?;
+        let all = prun_collectives::allgather(&self.channel(), seq, mine, false)?;
+        let Some(color) = color else { return Ok(None) };
+        let mut members = Vec::new();
+        for (r, bytes) in all.iter().enumerate() {
+            let (c, k): (Option<u32>, i64) = codec::decode(bytes, r, 0)?;
+            if c == Some(color) {
+                members.push((k, r));
+            }
+        }
+        members.sort_unstable();
+        let group: Arc<[usize]> = members.iter().map(|&(_, r)| self.group[r]).collect();
+        let rank = members
+            .iter()
+            .position(|&(_, r)| r == self.rank)
+            .ok_or_else(|| Error::Malformed("split: this rank is missing from its own color".into()))?;
+        let index = group.iter().enumerate().map(|(i, &w)| (w, i)).collect();
+        let mut h = blake3::Hasher::new();
+        h.update(&self.context.to_le_bytes());
+        h.update(&seq.to_le_bytes());
+        h.update(&color.to_le_bytes());
+        let mut context = [0u8; 8];
+        context.copy_from_slice(&h.finalize().as_bytes()[..8]);
+        // even contexts carry point-to-point messages, odd ones collectives; 0 and 1 are the world's
+        let context = (u64::from_le_bytes(context) & !1).max(2);
+        Ok(Some(Communicator {
+            shared: Arc::clone(&self.shared),
+            group,
+            index: Some(Arc::new(index)),
+            rank,
+            context,
+            calls: AtomicU32::new(0),
+        }))
+    }
+
+    /// Ends the whole job: every rank is stopped and `prun` exits with status `code`.
+    ///
+    /// **Local**: one rank calling it is enough, as `MPI_Abort`. Never returns. Alone (without a
+    /// launcher), exits the process with `code`.
+    pub fn abort(&self, code: i32) -> ! {
+        if let Some(control) = &self.shared.control
+            && control.abort(code).is_ok()
+        {
+            // the launcher now ends every rank, this one included; exit anyway if it is slow
+            std::thread::sleep(Duration::from_secs(30));
+        } else {
+            eprintln!("prun: rank {} called abort({code})", self.world_rank());
+        }
+        std::process::exit(code)
+    }
+
+    /// The sequence number of the next collective call.
+    pub(crate) fn next_call(&self) -> u32 {
+        self.calls.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// This communicator's collective traffic, as the collectives crate's interface.
+    pub(crate) fn channel(&self) -> Channel<'_> {
+        Channel { comm: self }
+    }
+}
+
+impl std::fmt::Debug for Communicator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Communicator")
+            .field("rank", &self.rank)
+            .field("size", &self.size())
+            .field("world_rank", &self.world_rank())
+            .field("hostname", &self.shared.hostname)
+            .field("job_id", &self.shared.job_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A communicator's collective context, as the collectives crate's point-to-point interface.
+pub(crate) struct Channel<'a> {
+    comm: &'a Communicator,
+}
+
+impl PointToPoint for Channel<'_> {
+    type Error = Error;
+
+    fn rank(&self) -> usize {
+        self.comm.rank
+    }
+
+    fn size(&self) -> usize {
+        self.comm.size()
+    }
+
+    fn send(&self, dest: usize, tag: u32, data: &[u8]) -> Result<()> {
+        let dest = self.comm.check_rank(dest)?;
+        self.comm.shared.engine.send_slice(dest, self.comm.context | 1, tag, data)
+    }
+
+    fn recv(&self, src: usize, tag: u32) -> Result<Vec<u8>> {
+        let src = self.comm.check_rank(src)?;
+        let pattern = Pattern { src: Some(src), group: None, context: self.comm.context | 1, tag: Some(tag) };
+        Ok(self.comm.shared.engine.recv(&pattern)?.data)
+    }
+
+    fn malformed(&self, what: String) -> Error {
+        Error::Malformed(what)
+    }
+}

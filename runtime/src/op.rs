@@ -1,0 +1,124 @@
+//! Built-in element-wise reduction operations for plain-old-data buffers.
+
+use crate::error::{Error, Result};
+use bytemuck::Pod;
+
+/// A built-in element-wise reduction, as MPI's predefined operations.
+///
+/// All of them are associative and commutative, so the runtime may combine contributions in
+/// any order (and does, for large buffers). Floating-point sums and products are commutative but
+/// rounding makes them only approximately associative: results may differ in the last bits
+/// from a sequential sum, as with MPI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `a + b` (wrapping for integers).
+    Sum,
+    /// `a * b` (wrapping for integers).
+    Product,
+    /// The smaller of the two.
+    Min,
+    /// The larger of the two.
+    Max,
+    /// Bitwise and (integers only).
+    BitAnd,
+    /// Bitwise or (integers only).
+    BitOr,
+    /// Bitwise exclusive or (integers only).
+    BitXor,
+}
+
+/// An element type the built-in operations apply to: the primitive integers and floats.
+pub trait Element: Pod + private::Sealed {
+    /// `acc = op(acc, other)`, or `None` when `op` does not apply to this type.
+    fn combine(op: Op, acc: Self, other: Self) -> Option<Self>;
+}
+
+mod private {
+    pub trait Sealed {}
+}
+
+macro_rules! integers {
+    ($($t:ty),*) => {$(
+        impl private::Sealed for $t {}
+        impl Element for $t {
+            fn combine(op: Op, a: Self, b: Self) -> Option<Self> {
+                Some(match op {
+                    Op::Sum => a.wrapping_add(b),
+                    Op::Product => a.wrapping_mul(b),
+                    Op::Min => a.min(b),
+                    Op::Max => a.max(b),
+                    Op::BitAnd => a & b,
+                    Op::BitOr => a | b,
+                    Op::BitXor => a ^ b,
+                })
+            }
+        }
+    )*};
+}
+
+macro_rules! floats {
+    ($($t:ty),*) => {$(
+        impl private::Sealed for $t {}
+        impl Element for $t {
+            fn combine(op: Op, a: Self, b: Self) -> Option<Self> {
+                match op {
+                    Op::Sum => Some(a + b),
+                    Op::Product => Some(a * b),
+                    Op::Min => Some(a.min(b)),
+                    Op::Max => Some(a.max(b)),
+                    Op::BitAnd | Op::BitOr | Op::BitXor => None,
+                }
+            }
+        }
+    )*};
+}
+
+integers!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize);
+floats!(f32, f64);
+
+/// Checks before any communication that `op` applies to `T`.
+pub(crate) fn check<T: Element>(op: Op) -> Result<()> {
+    T::combine(op, T::zeroed(), T::zeroed()).map(drop).ok_or_else(|| {
+        Error::InvalidArgument(format!("{op:?} does not apply to {}", std::any::type_name::<T>()))
+    })
+}
+
+/// `acc[i] = op(acc[i], other[i])` on the bytes of two equal-length `T` buffers.
+///
+/// Works on any alignment: aligned buffers are combined as `T` slices, others element by
+/// element through unaligned reads.
+pub(crate) fn apply<T: Element>(op: Op, acc: &mut [u8], other: &[u8]) {
+    let combine = |a: T, b: T| T::combine(op, a, b).unwrap_or(a);
+    match (bytemuck::try_cast_slice_mut::<u8, T>(acc), bytemuck::try_cast_slice::<u8, T>(other)) {
+        (Ok(acc), Ok(other)) => acc.iter_mut().zip(other).for_each(|(a, &b)| *a = combine(*a, b)),
+        _ => {
+            let size = std::mem::size_of::<T>();
+            for (a, b) in acc.chunks_exact_mut(size).zip(other.chunks_exact(size)) {
+                let v = combine(bytemuck::pod_read_unaligned(a), bytemuck::pod_read_unaligned(b));
+                a.copy_from_slice(bytemuck::bytes_of(&v));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_on_aligned_and_unaligned_bytes() {
+        let mut a: Vec<u8> = bytemuck::cast_slice(&[1.0f64, 5.0, -2.0]).to_vec();
+        let b: Vec<u8> = bytemuck::cast_slice(&[2.0f64, 3.0, 7.0]).to_vec();
+        apply::<f64>(Op::Max, &mut a, &b);
+        assert_eq!(bytemuck::pod_collect_to_vec::<u8, f64>(&a), [2.0, 5.0, 7.0]);
+        // shift by one byte to force the unaligned path
+        let mut x = vec![0u8];
+        x.extend_from_slice(bytemuck::cast_slice(&[6u32, 12]));
+        let mut y = vec![0u8];
+        y.extend_from_slice(bytemuck::cast_slice(&[3u32, 10]));
+        apply::<u32>(Op::BitAnd, &mut x[1..], &y[1..]);
+        assert_eq!(bytemuck::pod_collect_to_vec::<u8, u32>(&x[1..]), [2, 8]);
+        assert!(check::<f32>(Op::BitXor).is_err());
+        assert!(check::<i64>(Op::BitXor).is_ok());
+    }
+}

@@ -1,0 +1,40 @@
+//! Collectives between real rank processes: every operation, every root, sub-communicators,
+//! oversubscription, and a rank dying in the middle.
+
+use prun_tests::prun;
+
+fn all_ok(n: usize, args: &[&str], word: &str) {
+    let n_text = n.to_string();
+    let mut full = vec!["-n", &n_text, "@prun-testjob"];
+    full.extend_from_slice(args);
+    let out = prun(full).run();
+    out.expect_code(0).no_leftovers();
+    let ok = out.lines().iter().filter(|l| l.starts_with(word)).count();
+    assert_eq!(ok, n, "every rank checks its results:\n{}", out.stderr);
+}
+
+#[test]
+fn every_collective_at_every_root() {
+    for n in [1, 2, 3, 5, 8] {
+        all_ok(n, &["collectives", "300000"], "collectives ok");
+    }
+}
+
+#[test]
+fn collectives_with_64_ranks_on_2_cores() {
+    all_ok(64, &["collectives", "1000"], "collectives ok");
+}
+
+#[test]
+fn split_keeps_communicators_apart() {
+    for n in [1, 2, 5, 8] {
+        all_ok(n, &["split"], "split ok");
+    }
+}
+
+#[test]
+fn a_rank_killed_mid_collective_ends_the_job() {
+    let out = prun(["-n", "6", "@prun-testjob", "die-in-allreduce", "2"]).run();
+    out.expect_code(128 + 9).no_leftovers();
+    assert!(out.stderr.contains("rank 2") && out.stderr.contains("SIGKILL"), "{}", out.stderr);
+}
