@@ -182,7 +182,7 @@ mod tests {
     #[test]
     fn garbage_and_truncation() {
         assert!(matches!(
-            read_frame(&mut &b"GET / HTTP/1.1\r\n\r\nxx"[..], 100),
+            read_frame(&mut &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..], 100),
             Err(WireError::Malformed(_))
         ));
         assert!(read_frame(&mut &[][..], 100).expect("eof").is_none());
