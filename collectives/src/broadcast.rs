@@ -50,29 +50,30 @@ pub fn broadcast<P: PointToPoint + ?Sized>(
             return tree.ring_allgather(p, data);
         }
         if size > 1 {
-            let mut msg = Vec::with_capacity(HEADER + data.len());
-            msg.extend_from_slice(&header(data.len(), BINOMIAL));
-            msg.extend_from_slice(&data);
-            tree.forward(p, &msg)?;
+            tree.forward(p, &[&data, &header(data.len(), BINOMIAL)])?;
         }
         return Ok(data);
     };
     let from = tree.abs(parent);
     let mut msg = p.recv(from, tag(seq, 0))?;
     let bad = |why: String| p.malformed(format!("broadcast: message from rank {from}: {why}"));
-    let (len, algo) = match (read_u64(&msg, 0).map(usize::try_from), msg.get(HEADER - 1)) {
+    // the header is a trailer, so that the payload can be kept where it is, without a copy
+    let Some(end) = msg.len().checked_sub(HEADER) else {
+        return Err(bad(format!("{} bytes, too short for a header", msg.len())));
+    };
+    let (len, algo) = match (read_u64(&msg, end).map(usize::try_from), msg.last()) {
         (Some(Ok(len)), Some(&algo)) => (len, algo),
         (Some(Err(_)), _) => return Err(bad("length does not fit in memory".to_string())),
         _ => return Err(bad(format!("{} bytes, too short for a header", msg.len()))),
     };
-    let payload = slice(p, &msg, HEADER..msg.len(), "broadcast")?;
+    let payload = slice(p, &msg, 0..end, "broadcast")?;
     match algo {
         BINOMIAL => {
             if payload.len() != len {
-                return Err(bad(format!("header announces {len} bytes, {} follow", payload.len())));
+                return Err(bad(format!("header announces {len} bytes, {} come with it", payload.len())));
             }
-            tree.forward(p, &msg)?;
-            msg.drain(..HEADER);
+            tree.forward(p, &[&msg])?;
+            msg.truncate(end);
             Ok(msg)
         }
         SCATTER_ALLGATHER => {
@@ -125,9 +126,9 @@ impl Tree {
     }
 
     /// Sends `msg` (header and whole payload) to this rank's children, farthest first.
-    fn forward<P: PointToPoint + ?Sized>(&self, p: &P, msg: &[u8]) -> Result<(), P::Error> {
+    fn forward<P: PointToPoint + ?Sized>(&self, p: &P, parts: &[&[u8]]) -> Result<(), P::Error> {
         for child in binomial::children(self.vr, self.size).rev() {
-            p.send(self.abs(child), tag(self.seq, 0), msg)?;
+            p.send_parts(self.abs(child), tag(self.seq, 0), parts)?;
         }
         Ok(())
     }
@@ -137,10 +138,11 @@ impl Tree {
     fn scatter_segments<P: PointToPoint + ?Sized>(&self, p: &P, buf: &[u8]) -> Result<(), P::Error> {
         for child in binomial::children(self.vr, self.size).rev() {
             let theirs = slice(p, buf, self.subtree_bytes(buf.len(), child), "broadcast")?;
-            let mut msg = Vec::with_capacity(HEADER + theirs.len());
-            msg.extend_from_slice(&header(buf.len(), SCATTER_ALLGATHER));
-            msg.extend_from_slice(theirs);
-            p.send(self.abs(child), tag(self.seq, 0), &msg)?;
+            p.send_parts(
+                self.abs(child),
+                tag(self.seq, 0),
+                &[theirs, &header(buf.len(), SCATTER_ALLGATHER)],
+            )?;
         }
         Ok(())
     }
@@ -231,26 +233,21 @@ mod tests {
     #[test]
     fn malformed_messages() {
         let is_malformed = |r: Result<Vec<u8>, ThreadError>| matches!(r, Err(ThreadError::Malformed(_)));
-        let mut longer = header(100, BINOMIAL).to_vec();
-        longer.extend_from_slice(&[7; 10]);
-        assert!(is_malformed(receive_forged(&longer)), "header announces more bytes than arrive");
-        let mut shorter = header(3, BINOMIAL).to_vec();
-        shorter.extend_from_slice(&[7; 10]);
-        assert!(is_malformed(receive_forged(&shorter)), "more bytes than announced");
+        // the header is a trailer: payload first
+        let forged = |len: usize, algo: u8, payload: &[u8]| [payload, &header(len, algo)].concat();
+        assert!(
+            is_malformed(receive_forged(&forged(100, BINOMIAL, &[7; 10]))),
+            "announces more than arrives"
+        );
+        assert!(is_malformed(receive_forged(&forged(3, BINOMIAL, &[7; 10]))), "more bytes than announced");
         assert!(is_malformed(receive_forged(&[1, 2, 3])), "short header");
         assert!(is_malformed(receive_forged(&[])), "empty message");
-        let mut unknown = header(2, 9).to_vec();
-        unknown.extend_from_slice(&[7; 2]);
-        assert!(is_malformed(receive_forged(&unknown)), "unknown algorithm");
-        let mut huge = header(usize::MAX, SCATTER_ALLGATHER).to_vec();
-        huge.extend_from_slice(&[7; 10]);
+        assert!(is_malformed(receive_forged(&forged(2, 9, &[7; 2]))), "unknown algorithm");
+        let huge = forged(usize::MAX, SCATTER_ALLGATHER, &[7; 10]);
         assert!(is_malformed(receive_forged(&huge)), "huge scatter-allgather length");
-        let mut segment = header(1000, SCATTER_ALLGATHER).to_vec();
-        segment.extend_from_slice(&[7; 10]);
+        let segment = forged(1000, SCATTER_ALLGATHER, &[7; 10]);
         assert!(is_malformed(receive_forged(&segment)), "segment of the wrong length");
-        let mut good = header(2, BINOMIAL).to_vec();
-        good.extend_from_slice(&[7; 2]);
-        assert_eq!(receive_forged(&good), Ok(vec![7; 2]));
+        assert_eq!(receive_forged(&forged(2, BINOMIAL, &[7; 2])), Ok(vec![7; 2]));
     }
 
     /// Bad arguments are errors too.

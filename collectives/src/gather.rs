@@ -2,7 +2,7 @@
 
 use crate::binomial;
 use crate::p2p::{PointToPoint, tag};
-use crate::wire::{decode_blocks, encode_blocks};
+use crate::wire::{decode_blocks, send_blocks};
 
 /// Collects every rank's `block` on `root`, which returns them in rank order; others get `None`.
 ///
@@ -48,7 +48,7 @@ pub fn gather<P: PointToPoint + ?Sized>(
     }
     match binomial::parent(vr) {
         Some(parent) => {
-            p.send(abs(parent), tag(seq, 0), &encode_blocks(&mine))?;
+            send_blocks(p, abs(parent), tag(seq, 0), &mine)?;
             Ok(None)
         }
         None => {
@@ -64,6 +64,7 @@ mod tests {
     use crate::testutil::{LARGE_SIZES, SIZES, bytes, run};
     use crate::threads::ThreadError;
     use crate::tuning::GATHER_LARGE;
+    use crate::wire::encode_blocks;
 
     /// The root gets every block in rank order, for every size, root and algorithm, with empty,
     /// uneven and threshold-straddling blocks.

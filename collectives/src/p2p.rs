@@ -42,6 +42,14 @@ pub trait PointToPoint {
     /// Sends `data` to rank `dest` with `tag`. May return before the receiver has received it.
     fn send(&self, dest: usize, tag: u32, data: &[u8]) -> Result<(), Self::Error>;
 
+    /// Sends the concatenation of `parts` as one message, to `dest` with `tag`.
+    ///
+    /// The default concatenates then sends; transports that can write several buffers at once
+    /// override it, so that a header and a large payload go out without a copy.
+    fn send_parts(&self, dest: usize, tag: u32, parts: &[&[u8]]) -> Result<(), Self::Error> {
+        self.send(dest, tag, &parts.concat())
+    }
+
     /// Receives the next message from rank `src` with `tag`, blocking until it arrives.
     fn recv(&self, src: usize, tag: u32) -> Result<Vec<u8>, Self::Error>;
 

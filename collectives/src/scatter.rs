@@ -2,7 +2,7 @@
 
 use crate::binomial;
 use crate::p2p::{PointToPoint, tag};
-use crate::wire::{decode_blocks, encode_blocks};
+use crate::wire::{decode_ranges, send_blocks};
 
 /// Sends block `r` of the root's `blocks` to rank `r`; every rank returns its block.
 ///
@@ -12,11 +12,11 @@ use crate::wire::{decode_blocks, encode_blocks};
 ///
 /// Errors: a malformed message, `root` out of range, or the root passing `None` or a number of
 /// blocks other than `size`.
-pub fn scatter<P: PointToPoint + ?Sized>(
+pub fn scatter<P: PointToPoint + ?Sized, B: AsRef<[u8]>>(
     p: &P,
     seq: u32,
     root: usize,
-    blocks: Option<Vec<Vec<u8>>>,
+    blocks: Option<&[B]>,
 ) -> Result<Vec<u8>, P::Error> {
     let (rank, size) = (p.rank(), p.size());
     if root >= size || rank >= size {
@@ -24,10 +24,12 @@ pub fn scatter<P: PointToPoint + ?Sized>(
     }
     let vr = (rank + size - root) % size;
     let abs = |v: usize| (v + root) % size;
-    // The blocks of this rank's subtree, for relative ranks vr, vr + 1, ...
-    let mut mine = match binomial::parent(vr) {
+    let received;
+    // The blocks of this rank's subtree, for relative ranks vr, vr + 1, ..., borrowed from the
+    // root's buffers or from the received message: blocks are copied only into the result.
+    let mut mine: Vec<&[u8]> = match binomial::parent(vr) {
         None => {
-            let mut blocks =
+            let blocks =
                 blocks.ok_or_else(|| p.malformed("scatter: the root passed no blocks".to_string()))?;
             if blocks.len() != size {
                 return Err(p.malformed(format!(
@@ -35,13 +37,13 @@ pub fn scatter<P: PointToPoint + ?Sized>(
                     blocks.len()
                 )));
             }
-            blocks.rotate_left(root);
-            blocks
+            (0..size).map(|v| blocks[abs(v)].as_ref()).collect()
         }
         Some(parent) => {
-            let msg = p.recv(abs(parent), tag(seq, 0))?;
+            received = p.recv(abs(parent), tag(seq, 0))?;
             let what = format!("scatter: blocks from rank {}", abs(parent));
-            decode_blocks(p, &msg, binomial::subtree_len(vr, size), &what)?
+            let ranges = decode_ranges(p, &received, binomial::subtree_len(vr, size), &what)?;
+            ranges.into_iter().map(|r| &received[r]).collect()
         }
     };
     for child in binomial::children(vr, size).rev() {
@@ -51,9 +53,11 @@ pub fn scatter<P: PointToPoint + ?Sized>(
             return Err(p.malformed(format!("scatter: no blocks left for relative rank {child}")));
         }
         let theirs = mine.split_off(offset);
-        p.send(abs(child), tag(seq, 0), &encode_blocks(&theirs))?;
+        send_blocks(p, abs(child), tag(seq, 0), &theirs)?;
     }
-    mine.pop().ok_or_else(|| p.malformed("scatter: no block left for this rank".to_string()))
+    mine.pop()
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| p.malformed("scatter: no block left for this rank".to_string()))
 }
 
 #[cfg(test)]
@@ -61,6 +65,7 @@ mod tests {
     use super::*;
     use crate::testutil::{SIZES, bytes, run};
     use crate::threads::ThreadError;
+    use crate::wire::encode_blocks;
 
     /// Rank r gets block r, for every size and root, with empty, uneven and larger blocks.
     #[test]
@@ -74,7 +79,7 @@ mod tests {
                     .collect();
                 run(size, |p| {
                     for (seq, blocks) in cases.iter().enumerate() {
-                        let mine = (p.rank() == root).then(|| blocks.clone());
+                        let mine = (p.rank() == root).then_some(&blocks[..]);
                         let got = scatter(&p, seq as u32, root, mine).expect("scatter");
                         assert!(got == blocks[p.rank()], "size {size} root {root} case {seq}");
                     }
@@ -94,12 +99,14 @@ mod tests {
                     p.send(1, tag(0, 0), &forged).expect("send");
                     None
                 } else {
-                    Some(scatter(&p, 0, 0, None))
+                    Some(scatter::<_, Vec<u8>>(&p, 0, 0, None))
                 }
             });
             assert!(matches!(out[1], Some(Err(ThreadError::Malformed(_)))), "{out:?}");
         }
-        let out = run(1, |p| (scatter(&p, 0, 0, Some(vec![Vec::new(); 2])), scatter(&p, 1, 0, None)));
+        let out = run(1, |p| {
+            (scatter(&p, 0, 0, Some(&[Vec::new(), Vec::new()][..])), scatter::<_, Vec<u8>>(&p, 1, 0, None))
+        });
         assert!(matches!(out[0], (Err(ThreadError::Malformed(_)), Err(ThreadError::Malformed(_)))));
     }
 }

@@ -21,6 +21,30 @@ pub(crate) fn u64_bytes(len: usize) -> [u8; U64] {
     (len as u64).to_le_bytes()
 }
 
+/// The head of a block list (count and lengths); the blocks follow it in the message.
+pub(crate) fn blocks_head<B: AsRef<[u8]>>(blocks: &[B]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(U64 * (1 + blocks.len()));
+    out.extend_from_slice(&u64_bytes(blocks.len()));
+    for b in blocks {
+        out.extend_from_slice(&u64_bytes(b.as_ref().len()));
+    }
+    out
+}
+
+/// Sends a block list as one message without copying the blocks.
+pub(crate) fn send_blocks<P: PointToPoint + ?Sized, B: AsRef<[u8]>>(
+    p: &P,
+    dest: usize,
+    tag: u32,
+    blocks: &[B],
+) -> Result<(), P::Error> {
+    let head = blocks_head(blocks);
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(1 + blocks.len());
+    parts.push(&head);
+    parts.extend(blocks.iter().map(AsRef::as_ref));
+    p.send_parts(dest, tag, &parts)
+}
+
 /// Encodes a list of blocks into one message.
 pub(crate) fn encode_blocks<B: AsRef<[u8]>>(blocks: &[B]) -> Vec<u8> {
     let data: usize = blocks.iter().map(|b| b.as_ref().len()).sum();
@@ -43,6 +67,17 @@ pub(crate) fn decode_blocks<P: PointToPoint + ?Sized>(
     count: usize,
     what: &str,
 ) -> Result<Vec<Vec<u8>>, P::Error> {
+    Ok(decode_ranges(p, msg, count, what)?.into_iter().map(|r| msg[r].to_vec()).collect())
+}
+
+/// Checks a block list that must hold exactly `count` blocks and returns where each block lies
+/// in `msg` (every range is within `msg`).
+pub(crate) fn decode_ranges<P: PointToPoint + ?Sized>(
+    p: &P,
+    msg: &[u8],
+    count: usize,
+    what: &str,
+) -> Result<Vec<std::ops::Range<usize>>, P::Error> {
     let bad = |why: String| p.malformed(format!("{what}: {why}"));
     let announced =
         read_u64(msg, 0).ok_or_else(|| bad(format!("{}-byte message has no block count", msg.len())))?;
@@ -76,16 +111,15 @@ pub(crate) fn decode_blocks<P: PointToPoint + ?Sized>(
             msg.len() - lengths_end
         )));
     }
-    let mut blocks = Vec::with_capacity(count);
+    // In bounds: the lengths sum to exactly what follows `lengths_end`.
     let mut at = lengths_end;
-    for len in lengths {
-        // In bounds: the lengths sum to exactly what follows `lengths_end`.
-        let block =
-            msg.get(at..at + len).ok_or_else(|| bad(format!("block at {at} overruns the message")))?;
-        blocks.push(block.to_vec());
-        at += len;
-    }
-    Ok(blocks)
+    Ok(lengths
+        .into_iter()
+        .map(|len| {
+            at += len;
+            at - len..at
+        })
+        .collect())
 }
 
 #[cfg(test)]

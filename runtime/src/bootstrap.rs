@@ -34,7 +34,7 @@ fn failed(what: &str, e: impl std::fmt::Display) -> Error {
 /// Joins the job described by `env`; returns the engine and the control connection.
 pub(crate) fn join(env: JobEnv, limit: u64) -> Result<(Engine, Control)> {
     let creds = Arc::new(Credentials { job_id: env.job_id.clone(), secret: env.secret.clone() });
-    let mailbox = Arc::new(Mailbox::new(env.rank, env.size));
+    let mailbox = Arc::new(Mailbox::new(env.rank, env.size, crate::env::spin(env.local_size)?));
 
     let path = env.socket_dir.join(format!("r{}.sock", env.rank));
     let listener = Listener::bind(&Endpoint::Unix(path.clone()))

@@ -89,7 +89,7 @@ impl Communicator {
         } else {
             None
         };
-        let mine = prun_collectives::scatter(&self.channel(), seq, root, blocks)?;
+        let mine = prun_collectives::scatter(&self.channel(), seq, root, blocks.as_deref())?;
         codec::decode(&mine, root, 0)
     }
 

@@ -86,15 +86,14 @@ impl Communicator {
                     send.len()
                 )));
             }
-            Some(send.chunks(recv.len().max(1)).take(self.size()).map(<[u8]>::to_vec).collect())
+            // `send` holds exactly size x len bytes (checked above); empty blocks when len is 0
+            Some(
+                (0..self.size()).map(|r| &send[r * recv.len()..(r + 1) * recv.len()]).collect::<Vec<&[u8]>>(),
+            )
         } else {
             None
         };
-        let blocks = blocks.map(|mut b: Vec<Vec<u8>>| {
-            b.resize(self.size(), Vec::new());
-            b
-        });
-        let got = prun_collectives::scatter(&self.channel(), seq, root, blocks)?;
+        let got = prun_collectives::scatter(&self.channel(), seq, root, blocks.as_deref())?;
         copy_exact("scatter_into", recv, &got)
     }
 

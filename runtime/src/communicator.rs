@@ -170,7 +170,7 @@ impl Communicator {
     /// As [`Communicator::send`].
     pub fn send_slice<T: bytemuck::Pod>(&self, dest: usize, tag: Tag, data: &[T]) -> Result<()> {
         let dest = self.check_rank(dest)?;
-        self.shared.engine.send_slice(dest, self.context, tag, bytemuck::cast_slice(data))
+        self.shared.engine.send_parts(dest, self.context, tag, &[bytemuck::cast_slice(data)])
     }
 
     /// Receives a message sent with [`Communicator::send_slice`] from `src` with `tag` into
@@ -406,7 +406,12 @@ impl PointToPoint for Channel<'_> {
 
     fn send(&self, dest: usize, tag: u32, data: &[u8]) -> Result<()> {
         let dest = self.comm.check_rank(dest)?;
-        self.comm.shared.engine.send_slice(dest, self.comm.context | 1, tag, data)
+        self.comm.shared.engine.send_parts(dest, self.comm.context | 1, tag, &[data])
+    }
+
+    fn send_parts(&self, dest: usize, tag: u32, parts: &[&[u8]]) -> Result<()> {
+        let dest = self.comm.check_rank(dest)?;
+        self.comm.shared.engine.send_parts(dest, self.comm.context | 1, tag, parts)
     }
 
     fn recv(&self, src: usize, tag: u32) -> Result<Vec<u8>> {

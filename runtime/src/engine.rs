@@ -34,7 +34,7 @@ impl Engine {
             size: 1,
             creds: None,
             endpoints: Vec::new(),
-            mailbox: Arc::new(Mailbox::new(0, 1)),
+            mailbox: Arc::new(Mailbox::new(0, 1, std::time::Duration::ZERO)),
             outgoing: vec![Mutex::new(None)],
             limit,
         }
@@ -76,16 +76,14 @@ impl Engine {
         self.write_to(dest, |s| wire::write_framed(s, KIND_DATA, context, tag, &mut frame))
     }
 
-    /// Sends `payload` without copying it into a frame first (for large buffers).
-    pub fn send_slice(&self, dest: usize, context: u64, tag: u32, payload: &[u8]) -> Result<()> {
-        let len = payload.len() as u64;
-        self.check(dest, len)?;
+    /// Sends the concatenation of `parts` without copying them into a frame first.
+    pub fn send_parts(&self, dest: usize, context: u64, tag: u32, parts: &[&[u8]]) -> Result<()> {
+        self.check(dest, parts.iter().map(|p| p.len() as u64).sum())?;
         if dest == self.rank {
-            self.mailbox.push(Envelope { src: dest, context, tag, data: payload.to_vec() });
+            self.mailbox.push(Envelope { src: dest, context, tag, data: parts.concat() });
             return Ok(());
         }
-        let header = wire::Header { kind: KIND_DATA, context, tag, len };
-        self.write_to(dest, |s| wire::write_parts(s, &header, payload))
+        self.write_to(dest, |s| wire::write_parts(s, KIND_DATA, context, tag, parts))
     }
 
     fn check(&self, dest: usize, len: u64) -> Result<()> {

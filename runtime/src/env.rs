@@ -17,6 +17,7 @@
 //! | `PRUN_SOCKET_DIR` | launcher | a folder only the user can enter, where ranks on this host create their sockets |
 //! | `PRUN_MAX_MESSAGE` | user | largest message a rank accepts, in bytes (default 1 GiB); larger ones are refused before allocation |
 //! | `PRUN_DEBUG` | user | `1` prints the runtime's debug messages (refused connections, ...) to stderr |
+//! | `PRUN_SPIN_US` | user | microseconds a blocked receive polls before sleeping (default 50 when the host has a core per rank, else 0) |
 
 use crate::auth::Secret;
 use crate::error::{Error, Result};
@@ -45,6 +46,9 @@ pub const SOCKET_DIR: &str = "PRUN_SOCKET_DIR";
 pub const MAX_MESSAGE: &str = "PRUN_MAX_MESSAGE";
 /// `PRUN_DEBUG`: `1` turns on the runtime's debug messages.
 pub const DEBUG: &str = "PRUN_DEBUG";
+
+/// `PRUN_SPIN_US`: how long a blocked receive polls before sleeping, in microseconds.
+pub const SPIN_US: &str = "PRUN_SPIN_US";
 
 /// Every variable the launcher sets for a rank (the others are the user's to set).
 pub const LAUNCHER_SET: &[&str] =
@@ -88,6 +92,23 @@ pub(crate) fn max_message() -> Result<u64> {
             .parse()
             .map_err(|_| Error::Bootstrap(format!("{MAX_MESSAGE}={text:?} is not a number of bytes"))),
     }
+}
+
+/// How long a blocked receive polls before sleeping: [`SPIN_US`], or 50 us when this host has
+/// a core for each of its `local_size` ranks and nothing otherwise (polling on an oversubscribed
+/// host would take the core a peer needs to send).
+pub(crate) fn spin(local_size: usize) -> Result<std::time::Duration> {
+    let micros = match std::env::var(SPIN_US) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| Error::Bootstrap(format!("{SPIN_US}={text:?} is not a number of microseconds")))?,
+        Err(_) => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if local_size <= cores { 50 } else { 0 }
+        }
+    };
+    Ok(std::time::Duration::from_micros(micros))
 }
 
 /// Whether [`DEBUG`] asks for debug messages.

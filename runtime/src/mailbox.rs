@@ -7,7 +7,9 @@
 
 use crate::error::{Error, Result};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 /// A received message.
 #[derive(Debug)]
@@ -68,12 +70,20 @@ pub(crate) struct Mailbox {
     rank: usize,
     state: Mutex<State>,
     changed: Condvar,
+    /// Counts every change, so that a receiver can watch for one without the lock.
+    generation: AtomicU64,
+    /// How long a receiver polls `generation` before sleeping on the condition variable.
+    spin: Duration,
 }
 
 impl Mailbox {
-    pub fn new(rank: usize, size: usize) -> Mailbox {
+    /// A mailbox for `rank` of `size`; receivers poll for `spin` before sleeping (zero when
+    /// the host runs more ranks than it has cores, where polling would steal a peer's core).
+    pub fn new(rank: usize, size: usize, spin: Duration) -> Mailbox {
         Mailbox {
             rank,
+            generation: AtomicU64::new(0),
+            spin,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 peers: (0..size).map(|_| Peer::default()).collect(),
@@ -89,7 +99,23 @@ impl Mailbox {
 
     fn update(&self, f: impl FnOnce(&mut State)) {
         f(&mut self.lock());
+        self.generation.fetch_add(1, Ordering::Release);
         self.changed.notify_all();
+    }
+
+    /// Polls briefly for a change after `seen`; true if one happened.
+    fn spin_for_change(&self, seen: u64) -> bool {
+        if self.spin.is_zero() {
+            return false;
+        }
+        let start = Instant::now();
+        while start.elapsed() < self.spin {
+            if self.generation.load(Ordering::Acquire) != seen {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        false
     }
 
     /// A message arrived.
@@ -169,12 +195,23 @@ impl Mailbox {
     /// Blocks until a message matching `pat` arrives, or it never can.
     pub fn recv(&self, pat: &Pattern<'_>) -> Result<Envelope> {
         let mut s = self.lock();
+        let mut spun = false;
         loop {
             if let Some(e) = Self::take(&mut s, pat) {
                 return Ok(e);
             }
             if let Some(err) = self.hopeless(&s, pat) {
                 return Err(err);
+            }
+            if !spun {
+                // poll briefly without the lock: a reply often comes within microseconds, and
+                // sleeping on the condition variable costs a wake-up more
+                spun = true;
+                let seen = self.generation.load(Ordering::Acquire);
+                drop(s);
+                self.spin_for_change(seen);
+                s = self.lock();
+                continue;
             }
             s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
         }
@@ -210,7 +247,7 @@ mod tests {
 
     #[test]
     fn matches_by_source_and_tag_in_order() {
-        let m = Mailbox::new(0, 3);
+        let m = Mailbox::new(0, 3, Duration::ZERO);
         m.push(env(1, 5, 1));
         m.push(env(2, 5, 2));
         m.push(env(1, 6, 3));
@@ -226,7 +263,7 @@ mod tests {
 
     #[test]
     fn a_dead_peer_fails_a_blocked_receive_after_its_messages() {
-        let m = Arc::new(Mailbox::new(0, 2));
+        let m = Arc::new(Mailbox::new(0, 2, Duration::from_micros(50)));
         m.handshake_started(1);
         m.handshake_ended(1, true);
         let m2 = Arc::clone(&m);

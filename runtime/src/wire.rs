@@ -127,20 +127,23 @@ pub fn write_framed<W: Write + ?Sized>(
     w.write_all(frame)
 }
 
-/// Writes a frame made of a header and a separate payload, without copying the payload.
-pub fn write_parts<W: Write + ?Sized>(w: &mut W, header: &Header, payload: &[u8]) -> io::Result<()> {
-    let head = header.encode();
-    let mut done = 0usize;
-    let total = HEADER_LEN + payload.len();
-    while done < total {
-        let n = if done < HEADER_LEN {
-            w.write_vectored(&[io::IoSlice::new(&head[done..]), io::IoSlice::new(payload)])
-        } else {
-            w.write(&payload[done - HEADER_LEN..])
-        };
-        match n {
+/// Writes a frame whose payload is the concatenation of `parts`, without copying them.
+pub fn write_parts<W: Write + ?Sized>(
+    w: &mut W,
+    kind: u8,
+    context: u64,
+    tag: u32,
+    parts: &[&[u8]],
+) -> io::Result<()> {
+    let len = parts.iter().map(|p| p.len() as u64).sum();
+    let head = Header { kind, context, tag, len }.encode();
+    let mut slices: Vec<io::IoSlice<'_>> =
+        std::iter::once(&head[..]).chain(parts.iter().copied()).map(io::IoSlice::new).collect();
+    let mut bufs = &mut slices[..];
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => done += n,
+            Ok(n) => io::IoSlice::advance_slices(&mut bufs, n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
@@ -166,10 +169,12 @@ mod tests {
     #[test]
     fn parts_round_trip() {
         let mut wire = Vec::new();
-        let h = Header { kind: KIND_DATA, context: 5, tag: 1, len: 3 };
-        write_parts(&mut wire, &h, b"abc").expect("write");
+        write_parts(&mut wire, KIND_DATA, 5, 1, &[b"ab", b"", b"cd"]).expect("write");
         let (back, p) = read_frame(&mut wire.as_slice(), 100).expect("read").expect("frame");
-        assert_eq!((back, p.as_slice()), (h, &b"abc"[..]));
+        assert_eq!(
+            (back, p.as_slice()),
+            (Header { kind: KIND_DATA, context: 5, tag: 1, len: 4 }, &b"abcd"[..])
+        );
     }
 
     #[test]
