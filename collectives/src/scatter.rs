@@ -6,6 +6,8 @@ use crate::wire::{decode_ranges, send_blocks};
 
 /// Sends block `r` of the root's `blocks` to rank `r`; every rank returns its block.
 ///
+/// With `large` (the same on every rank) the root sends each block directly; otherwise:
+///
 /// The root passes exactly `size` blocks, which may differ in size; the other ranks pass
 /// `None`. The blocks travel down a binomial tree rooted at `root`: each message carries the
 /// blocks of the receiver's whole subtree, so there are `ceil(log2(size))` rounds.
@@ -17,10 +19,14 @@ pub fn scatter<P: PointToPoint + ?Sized, B: AsRef<[u8]>>(
     seq: u32,
     root: usize,
     blocks: Option<&[B]>,
+    large: bool,
 ) -> Result<Vec<u8>, P::Error> {
     let (rank, size) = (p.rank(), p.size());
     if root >= size || rank >= size {
         return Err(p.malformed(format!("scatter: root {root} or rank {rank} out of range for {size} ranks")));
+    }
+    if large {
+        return linear(p, seq, root, blocks);
     }
     let vr = (rank + size - root) % size;
     let abs = |v: usize| (v + root) % size;
@@ -60,6 +66,27 @@ pub fn scatter<P: PointToPoint + ?Sized, B: AsRef<[u8]>>(
         .ok_or_else(|| p.malformed("scatter: no block left for this rank".to_string()))
 }
 
+/// The root sends each block straight to its rank: every block moves once.
+fn linear<P: PointToPoint + ?Sized, B: AsRef<[u8]>>(
+    p: &P,
+    seq: u32,
+    root: usize,
+    blocks: Option<&[B]>,
+) -> Result<Vec<u8>, P::Error> {
+    let size = p.size();
+    if p.rank() != root {
+        return p.recv(root, tag(seq, 1));
+    }
+    let blocks = blocks.ok_or_else(|| p.malformed("scatter: the root passed no blocks".to_string()))?;
+    if blocks.len() != size {
+        return Err(p.malformed(format!("scatter: the root passed {} blocks for {size} ranks", blocks.len())));
+    }
+    for (dest, block) in blocks.iter().enumerate().filter(|&(d, _)| d != root) {
+        p.send(dest, tag(seq, 1), block.as_ref())?;
+    }
+    Ok(blocks[root].as_ref().to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,7 +107,7 @@ mod tests {
                 run(size, |p| {
                     for (seq, blocks) in cases.iter().enumerate() {
                         let mine = (p.rank() == root).then_some(&blocks[..]);
-                        let got = scatter(&p, seq as u32, root, mine).expect("scatter");
+                        let got = scatter(&p, seq as u32, root, mine, seq % 2 == 1).expect("scatter");
                         assert!(got == blocks[p.rank()], "size {size} root {root} case {seq}");
                     }
                 });
@@ -99,13 +126,16 @@ mod tests {
                     p.send(1, tag(0, 0), &forged).expect("send");
                     None
                 } else {
-                    Some(scatter::<_, Vec<u8>>(&p, 0, 0, None))
+                    Some(scatter::<_, Vec<u8>>(&p, 0, 0, None, false))
                 }
             });
             assert!(matches!(out[1], Some(Err(ThreadError::Malformed(_)))), "{out:?}");
         }
         let out = run(1, |p| {
-            (scatter(&p, 0, 0, Some(&[Vec::new(), Vec::new()][..])), scatter::<_, Vec<u8>>(&p, 1, 0, None))
+            (
+                scatter(&p, 0, 0, Some(&[Vec::new(), Vec::new()][..]), false),
+                scatter::<_, Vec<u8>>(&p, 1, 0, None, true),
+            )
         });
         assert!(matches!(out[0], (Err(ThreadError::Malformed(_)), Err(ThreadError::Malformed(_)))));
     }

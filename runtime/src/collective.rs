@@ -89,7 +89,7 @@ impl Communicator {
         } else {
             None
         };
-        let mine = prun_collectives::scatter(&self.channel(), seq, root, blocks.as_deref())?;
+        let mine = prun_collectives::scatter(&self.channel(), seq, root, blocks.as_deref(), false)?;
         codec::decode(&mine, root, 0)
     }
 

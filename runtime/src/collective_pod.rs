@@ -93,7 +93,8 @@ impl Communicator {
         } else {
             None
         };
-        let got = prun_collectives::scatter(&self.channel(), seq, root, blocks.as_deref())?;
+        let large = recv.len() >= tuning::SCATTER_LARGE;
+        let got = prun_collectives::scatter(&self.channel(), seq, root, blocks.as_deref(), large)?;
         copy_exact("scatter_into", recv, &got)
     }
 
