@@ -331,14 +331,8 @@ impl Communicator {
             .position(|&(_, r)| r == self.rank)
             .ok_or_else(|| Error::Malformed("split: this rank is missing from its own color".into()))?;
         let index = group.iter().enumerate().map(|(i, &w)| (w, i)).collect();
-        let mut h = blake3::Hasher::new();
-        h.update(&self.context.to_le_bytes());
-        h.update(&seq.to_le_bytes());
-        h.update(&color.to_le_bytes());
-        let mut context = [0u8; 8];
-        context.copy_from_slice(&h.finalize().as_bytes()[..8]);
         // even contexts carry point-to-point messages, odd ones collectives; 0 and 1 are the world's
-        let context = (u64::from_le_bytes(context) & !1).max(2);
+        let context = self.derived_context(seq, &color.to_le_bytes()) & !1;
         Ok(Some(Communicator {
             shared: Arc::clone(&self.shared),
             group,
@@ -363,6 +357,44 @@ impl Communicator {
             eprintln!("prun: rank {} called abort({code})", self.world_rank());
         }
         std::process::exit(code)
+    }
+
+    /// A context of its own for collective call `seq` (the dynamic map's messages).
+    pub(crate) fn derived_context(&self, seq: u32, what: &[u8]) -> u64 {
+        let mut h = blake3::Hasher::new();
+        h.update(&self.context.to_le_bytes());
+        h.update(&seq.to_le_bytes());
+        h.update(what);
+        let mut context = [0u8; 8];
+        context.copy_from_slice(&h.finalize().as_bytes()[..8]);
+        // never one of the world's contexts, 0 and 1
+        u64::from_le_bytes(context).max(2)
+    }
+
+    /// The engine every communicator of this process shares.
+    pub(crate) fn shared_engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// The world rank of this communicator's rank `rank`.
+    pub(crate) fn world_rank_of(&self, rank: usize) -> Result<usize> {
+        self.check_rank(rank)
+    }
+
+    /// This communicator's rank of a world rank.
+    pub(crate) fn member_of(&self, world_rank: usize) -> usize {
+        self.member(world_rank)
+    }
+
+    /// A receive pattern on `context` for this communicator's members.
+    pub(crate) fn pattern_on(
+        &self,
+        context: u64,
+        src: Option<usize>,
+        tag: Option<Tag>,
+    ) -> Result<Pattern<'_>> {
+        let src = src.map(|s| self.check_rank(s)).transpose()?;
+        Ok(Pattern { src, group: Some(&self.group[..]), context, tag })
     }
 
     /// The sequence number of the next collective call.

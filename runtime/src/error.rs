@@ -52,6 +52,17 @@ pub enum Error {
     /// calling different collectives, or passing buffers of different lengths).
     #[error("malformed message: {0}")]
     Malformed(String),
+    /// An item of a map failed (its closure returned an error or panicked) on some rank; the
+    /// map ended on every rank.
+    #[error("map item {index} failed on rank {rank}: {message}")]
+    MapFailed {
+        /// The item's index.
+        index: usize,
+        /// The rank that ran it.
+        rank: usize,
+        /// The error or panic message.
+        message: String,
+    },
     /// An argument the call cannot accept (wrong buffer length, missing root value, ...).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

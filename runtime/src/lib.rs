@@ -41,6 +41,7 @@ mod error;
 mod init;
 mod log;
 mod mailbox;
+mod map;
 mod op;
 pub mod protocol;
 pub mod transport;

@@ -217,6 +217,25 @@ impl Mailbox {
         }
     }
 
+    /// Waits up to `timeout` for a message matching `pat`; `Ok(None)` when none came.
+    pub fn recv_timeout(&self, pat: &Pattern<'_>, timeout: Duration) -> Result<Option<Envelope>> {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.lock();
+        loop {
+            if let Some(e) = Self::take(&mut s, pat) {
+                return Ok(Some(e));
+            }
+            if let Some(err) = self.hopeless(&s, pat) {
+                return Err(err);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            s = self.changed.wait_timeout(s, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+
     /// Takes a message matching `pat` if one has arrived.
     pub fn try_recv(&self, pat: &Pattern<'_>) -> Result<Option<Envelope>> {
         let mut s = self.lock();

@@ -281,6 +281,66 @@ fn split(world: &World) -> Result<(), String> {
     Ok(())
 }
 
+/// Dynamic and static maps give what a sequential map gives, for many sizes and cost patterns.
+fn maps(world: &World) -> Result<(), String> {
+    let e = |e: Error| e.to_string();
+    let (rank, size) = (world.rank(), world.size());
+    let spin = |us: u64| {
+        let t = std::time::Instant::now();
+        while t.elapsed() < Duration::from_micros(us) {
+            std::hint::spin_loop();
+        }
+    };
+    for n in [0usize, 1, size.saturating_sub(1), 7, 1000, 200_000] {
+        // cost pattern: the first tenth of the items is heavy
+        let f = |i: usize| {
+            if i < n / 10 && n <= 1000 {
+                spin(200);
+            }
+            (i as u64).wrapping_mul(2_654_435_761) ^ (rank as u64 * 0)
+        };
+        let want: Vec<u64> = (0..n).map(|i| (i as u64).wrapping_mul(2_654_435_761)).collect();
+        let got = world.map_range(0, n, f).map_err(e)?;
+        check(got.is_some() == (rank == 0), "map_range: results at the root only")?;
+        if let Some(got) = got {
+            check(got == want, &format!("map_range over {n} items"))?;
+        }
+        let got = world.map_range_static(0, n, f).map_err(e)?;
+        if let Some(got) = got {
+            check(got == want, &format!("map_range_static over {n} items"))?;
+        }
+        let all = world.map_range_all(n, f).map_err(e)?;
+        check(all == want, "map_range_all")?;
+        // items at the root, uneven sizes: strings of the index
+        let root = n % size;
+        let items: Option<Vec<String>> = (rank == root).then(|| (0..n).map(|i| "x".repeat(i % 17)).collect());
+        let got = world.map(root, items, |s: String| s.len() as u32).map_err(e)?;
+        if let Some(got) = got {
+            check(got == (0..n).map(|i| (i % 17) as u32).collect::<Vec<_>>(), "map over items")?;
+        }
+        // every item runs exactly once: each returns the rank that ran it; counts add up to n
+        let who = world.map_range(0, n, |_| rank as u32).map_err(e)?;
+        if let Some(who) = who {
+            check(who.len() == n && who.iter().all(|&r| (r as usize) < size), "each item once")?;
+        }
+    }
+    // an error in one item ends the map on every rank, naming the item
+    let failed =
+        world.try_map_range(0, 5000, |i| if i == 4321 { Err(format!("bad item {i}")) } else { Ok(i) });
+    match failed {
+        Err(Error::MapFailed { index: 4321, message, .. }) if message.contains("bad item") => {}
+        other => return Err(format!("expected MapFailed for item 4321, got {other:?}")),
+    }
+    let panicked = world.map_range(0, 300, |i| if i == 77 { panic!("item 77 panics") } else { i });
+    match panicked {
+        Err(Error::MapFailed { index: 77, message, .. }) if message.contains("77") => {}
+        other => return Err(format!("expected MapFailed for item 77, got {other:?}")),
+    }
+    world.barrier().map_err(e)?;
+    println!("maps ok {rank}");
+    Ok(())
+}
+
 fn spew(world: &World, lines: i64, width: i64) {
     let mut out = std::io::stdout().lock();
     let payload = "x".repeat(width as usize);
@@ -388,6 +448,25 @@ fn main() -> ExitCode {
         "p2p" => p2p(&world),
         "collectives" => collectives(&world, arg(2).max(0) as usize),
         "split" => split(&world),
+        "maps" => maps(&world),
+        "die-in-map" => {
+            // rank arg(2) kills itself with SIGKILL while items run
+            let victim = arg(2);
+            world
+                .map_range(0, 2_000_000, |i| {
+                    if i % 1000 == 0 {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    if i == 1_000_000 || (rank == victim && i % 1000 == 500) {
+                        if rank == victim {
+                            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+                        }
+                    }
+                    i
+                })
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
         "die-in-allreduce" => {
             // rank arg(2) kills itself with SIGKILL during the 20th allreduce
             let send = vec![1.0f64; 100_000];
