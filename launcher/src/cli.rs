@@ -125,6 +125,16 @@ pub struct Cli {
     #[arg(long = "kill-grace", value_name = "SECS", default_value = "3", value_parser = parse_seconds)]
     pub kill_grace: f64,
 
+    /// Show a progress bar for dynamic maps (automatic when stderr is a terminal; elsewhere
+    /// this prints a progress line every few seconds).
+    #[arg(long)]
+    pub progress: bool,
+
+    /// Record every rank's map batches, steals and collectives, and write them to FILE as Chrome
+    /// trace JSON (opens in Perfetto; `prun-timeline FILE` draws it as an SVG timeline).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+
     /// Print only errors.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,

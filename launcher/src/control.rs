@@ -25,6 +25,15 @@ pub enum ControlEvent {
         /// The launcher's end of its control connection.
         link: Box<dyn Stream>,
     },
+    /// A dynamic map's root reported its progress.
+    Progress {
+        /// The map's call number.
+        map: u32,
+        /// Items done.
+        done: u64,
+        /// Items in all.
+        total: u64,
+    },
     /// The rank called `World::abort(code)`.
     Abort {
         /// The rank.
@@ -92,9 +101,12 @@ fn connection<E>(
         return;
     }
     while let Ok(Some(message)) = protocol::recv::<ToLauncher>(&mut *stream) {
-        if let ToLauncher::Abort { code } = message
-            && events.send(wrap(ControlEvent::Abort { rank, code })).is_err()
-        {
+        let event = match message {
+            ToLauncher::Abort { code } => ControlEvent::Abort { rank, code },
+            ToLauncher::Progress { map, done, total } => ControlEvent::Progress { map, done, total },
+            ToLauncher::Register { .. } => continue,
+        };
+        if events.send(wrap(event)).is_err() {
             return;
         }
     }

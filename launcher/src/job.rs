@@ -11,9 +11,11 @@ use crate::jobdir::JobDir;
 use crate::local::{self, OutputTo, RankCommand};
 use crate::output::{self, OutputSink};
 use crate::plan::Plan;
+use crate::progress::Progress;
 use crate::signals::{self, ENDING};
 use crate::status::{EXIT_FAILURE, EXIT_TIMEOUT, Ended, signal_name};
 use crate::stdin;
+use crate::trace;
 use crate::watchdog::Watchdog;
 use nix::sys::signal::Signal;
 use prun::auth::{Credentials, Secret};
@@ -72,6 +74,7 @@ struct Job {
     table_sent: bool,
     bootstrap_failure: Option<String>,
     watchdog: Watchdog,
+    progress: Progress,
 }
 
 /// Runs the job to its end; returns prun's exit status.
@@ -119,6 +122,7 @@ impl Job {
             table_sent: false,
             bootstrap_failure: None,
             watchdog,
+            progress: Progress::new(plan.progress, plan.verbosity < 0),
             plan,
         };
         job.info(1, format_args!("job {job_id}: {np} ranks of {}", job.plan.program.display()));
@@ -134,6 +138,12 @@ impl Job {
         .map(|(k, v)| (OsString::from(k), v))
         .chain(job.plan.exports.iter().cloned())
         .collect();
+        let trace_dir = dir.path().join("trace");
+        let mut common = common;
+        if job.plan.trace.is_some() {
+            std::fs::create_dir(&trace_dir).map_err(|e| format!("cannot create the trace folder: {e}"))?;
+            common.push((OsString::from(env::TRACE_DIR), trace_dir.clone().into_os_string()));
+        }
         let output_to = match &job.plan.output_dir {
             Some(d) => OutputTo::Folder(d.clone()),
             None => OutputTo::Pipes,
@@ -187,7 +197,7 @@ impl Job {
         }
         local::reap(pids, tx.clone(), |rank, ended| Event::Exited { rank, ended })
             .map_err(|e| format!("cannot start the reaper thread: {e}"))?;
-        let sink = Arc::new(Mutex::new(OutputSink::new(job.plan.tag_output)));
+        let sink = Arc::new(Mutex::new(OutputSink::new(job.plan.tag_output, job.progress.clone())));
         let forwarder =
             output::forward_pipes(pipes, sink).map_err(|e| format!("cannot forward output: {e}"))?;
         stdin::forward(stdins).map_err(|e| format!("cannot forward stdin: {e}"))?;
@@ -199,6 +209,16 @@ impl Job {
         let drained = Instant::now() + OUTPUT_DRAIN;
         while !forwarder.is_finished() && Instant::now() < drained {
             std::thread::sleep(Duration::from_millis(5));
+        }
+        job.progress.finish();
+        if let Some(out) = &job.plan.trace {
+            match trace::merge(&trace_dir, np, out) {
+                Ok(n) => job.info(
+                    0,
+                    format_args!("wrote {n} trace events to {} (draw it with prun-timeline)", out.display()),
+                ),
+                Err(e) => eprintln!("prun: error: cannot write the trace to {}: {e}", out.display()),
+            }
         }
         drop(dir);
         Ok(status)
@@ -218,6 +238,9 @@ impl Job {
                     self.registered(rank, endpoint, link)
                 }
                 Ok(Event::Control(ControlEvent::Abort { rank, code })) => self.aborted(rank, code),
+                Ok(Event::Control(ControlEvent::Progress { map, done, total })) => {
+                    self.progress.update(map, done, total)
+                }
                 Err(RecvTimeoutError::Timeout) => self.tick(),
                 Err(RecvTimeoutError::Disconnected) => break,
             }

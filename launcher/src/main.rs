@@ -12,9 +12,11 @@ mod output;
 mod placement;
 mod plan;
 mod program;
+mod progress;
 mod signals;
 mod status;
 mod stdin;
+mod trace;
 mod watchdog;
 
 use std::ffi::OsString;

@@ -4,6 +4,7 @@
 //! `write`, so lines of different ranks never mix, tagged with the rank when asked. Local ranks'
 //! pipes are read by [`forward_pipes`]; remote hosts will feed the same sink.
 
+use crate::progress::Progress;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::collections::HashMap;
 use std::fs::File;
@@ -30,15 +31,17 @@ pub const IDLE_FLUSH: Duration = Duration::from_millis(100);
 /// Writes the ranks' output lines to prun's own streams.
 pub struct OutputSink {
     tag: bool,
+    progress: Progress,
     partial: HashMap<(usize, StreamKind), Vec<u8>>,
     stdout_broken: bool,
     stderr_broken: bool,
 }
 
 impl OutputSink {
-    /// A sink writing to prun's stdout and stderr; `tag` prefixes lines with `[rank] `.
-    pub fn new(tag: bool) -> OutputSink {
-        OutputSink { tag, partial: HashMap::new(), stdout_broken: false, stderr_broken: false }
+    /// A sink writing to prun's stdout and stderr; `tag` prefixes lines with `[rank] `; lines
+    /// are written with the progress bar hidden.
+    pub fn new(tag: bool, progress: Progress) -> OutputSink {
+        OutputSink { tag, progress, partial: HashMap::new(), stdout_broken: false, stderr_broken: false }
     }
 
     fn emit(&mut self, rank: usize, kind: StreamKind, bytes: &[u8]) {
@@ -57,9 +60,14 @@ impl OutputSink {
             bytes
         };
         // a closed stdout (prun ... | head) discards the rest, so ranks never block on it
+        let write = |mut w: Box<dyn Write>| w.write_all(data).and_then(|()| w.flush());
         let (broken, result) = match kind {
-            StreamKind::Stdout => (&mut self.stdout_broken, io::stdout().lock().write_all(data)),
-            StreamKind::Stderr => (&mut self.stderr_broken, io::stderr().lock().write_all(data)),
+            StreamKind::Stdout => {
+                (&mut self.stdout_broken, self.progress.suspend(|| write(Box::new(io::stdout().lock()))))
+            }
+            StreamKind::Stderr => {
+                (&mut self.stderr_broken, self.progress.suspend(|| write(Box::new(io::stderr().lock()))))
+            }
         };
         if result.is_err() {
             *broken = true;

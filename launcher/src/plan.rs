@@ -37,6 +37,10 @@ pub struct Plan {
     pub grace: Duration,
     /// -1 quiet, 0 normal, 1+ verbose.
     pub verbosity: i8,
+    /// Progress bar forced on.
+    pub progress: bool,
+    /// Where to write the merged trace.
+    pub trace: Option<PathBuf>,
 }
 
 /// A reason not to start, with prun's exit status.
@@ -160,5 +164,7 @@ pub fn plan(cli: Cli) -> Result<Plan, PlanError> {
         timeout: cli.timeout.map(Duration::from_secs_f64),
         grace: Duration::from_secs_f64(cli.kill_grace),
         verbosity: if cli.quiet { -1 } else { cli.verbose as i8 },
+        progress: cli.progress,
+        trace: cli.trace,
     })
 }

@@ -58,7 +58,7 @@ impl Watchdog {
     }
 
     /// The job ended cleanly: the watchdog exits without touching anything.
-    pub fn finish(mut self) {
+    pub fn finish(&mut self) {
         self.say("done");
         self.pipe = None;
     }

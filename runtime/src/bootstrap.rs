@@ -21,8 +21,17 @@ pub(crate) struct Control {
 impl Control {
     /// Asks the launcher to end the job with `code`.
     pub fn abort(&self, code: i32) -> Result<()> {
+        self.tell(&ToLauncher::Abort { code })
+    }
+
+    /// Reports a dynamic map's progress (for the launcher's progress bar).
+    pub fn progress(&self, map: u32, done: u64, total: u64) -> Result<()> {
+        self.tell(&ToLauncher::Progress { map, done, total })
+    }
+
+    fn tell(&self, message: &ToLauncher) -> Result<()> {
         let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        protocol::send(&mut **w, &ToLauncher::Abort { code })
+        protocol::send(&mut **w, message)
             .map_err(|e| Error::Bootstrap(format!("cannot reach the launcher: {e}")))
     }
 }

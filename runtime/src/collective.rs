@@ -50,7 +50,8 @@ impl Communicator {
     /// on the way has ended; [`Error::Decode`].
     pub fn broadcast<T: Serialize + DeserializeOwned>(&self, root: usize, value: Option<T>) -> Result<T> {
         self.check_root(root)?;
-        let seq = self.next_call();
+        let call = self.begin("broadcast");
+        let seq = call.seq;
         if self.rank() == root {
             let value = value.ok_or_else(|| {
                 Error::InvalidArgument("the root of broadcast must pass Some(value)".into())
@@ -80,7 +81,8 @@ impl Communicator {
     /// [`Error::InvalidArgument`] if the root passes `None` or not one value per rank.
     pub fn scatter<T: Serialize + DeserializeOwned>(&self, root: usize, values: Option<&[T]>) -> Result<T> {
         self.check_root(root)?;
-        let seq = self.next_call();
+        let call = self.begin("scatter");
+        let seq = call.seq;
         let blocks = if self.rank() == root {
             let values = values.filter(|v| v.len() == self.size()).ok_or_else(|| {
                 Error::InvalidArgument(format!("the root of scatter must pass {} values", self.size()))
@@ -110,7 +112,8 @@ impl Communicator {
     /// [`Error::PeerLost`], [`Error::Decode`].
     pub fn gather<T: Serialize + DeserializeOwned>(&self, root: usize, value: &T) -> Result<Option<Vec<T>>> {
         self.check_root(root)?;
-        let seq = self.next_call();
+        let call = self.begin("gather");
+        let seq = call.seq;
         let all = prun_collectives::gather(&self.channel(), seq, root, encode(value)?, false)?;
         all.map(|blocks| blocks.iter().enumerate().map(|(r, b)| codec::decode(b, r, 0)).collect()).transpose()
     }
@@ -130,7 +133,8 @@ impl Communicator {
     /// # Errors
     /// [`Error::PeerLost`], [`Error::Decode`].
     pub fn allgather<T: Serialize + DeserializeOwned>(&self, value: &T) -> Result<Vec<T>> {
-        let seq = self.next_call();
+        let call = self.begin("allgather");
+        let seq = call.seq;
         let all = prun_collectives::allgather(&self.channel(), seq, encode(value)?, false)?;
         all.iter().enumerate().map(|(r, b)| codec::decode(b, r, 0)).collect()
     }
@@ -158,7 +162,8 @@ impl Communicator {
                 self.size()
             )));
         }
-        let seq = self.next_call();
+        let call = self.begin("alltoall");
+        let seq = call.seq;
         let blocks = values.iter().map(|v| encode(v)).collect::<Result<Vec<_>>>()?;
         let got = prun_collectives::alltoall(&self.channel(), seq, blocks)?;
         got.iter().enumerate().map(|(r, b)| codec::decode(b, r, 0)).collect()
@@ -188,7 +193,8 @@ impl Communicator {
         F: Fn(T, T) -> T,
     {
         self.check_root(root)?;
-        let seq = self.next_call();
+        let call = self.begin("reduce");
+        let seq = call.seq;
         let mut combine = self.combiner(&op);
         let out = prun_collectives::reduce(&self.channel(), seq, root, encode(&value)?, &mut combine)?;
         out.map(|b| codec::decode(&b, root, 0)).transpose()
@@ -213,7 +219,8 @@ impl Communicator {
         T: Serialize + DeserializeOwned,
         F: Fn(T, T) -> T,
     {
-        let seq = self.next_call();
+        let call = self.begin("allreduce");
+        let seq = call.seq;
         let mut combine = self.combiner(&op);
         let out = prun_collectives::allreduce(&self.channel(), seq, encode(&value)?, &mut combine)?;
         codec::decode(&out, self.rank(), 0)
@@ -237,7 +244,8 @@ impl Communicator {
         T: Serialize + DeserializeOwned,
         F: Fn(T, T) -> T,
     {
-        let seq = self.next_call();
+        let call = self.begin("scan");
+        let seq = call.seq;
         let mut combine = self.combiner(&op);
         let out = prun_collectives::scan(&self.channel(), seq, encode(&value)?, &mut combine)?;
         codec::decode(&out, self.rank(), 0)
@@ -261,7 +269,8 @@ impl Communicator {
         T: Serialize + DeserializeOwned,
         F: Fn(T, T) -> T,
     {
-        let seq = self.next_call();
+        let call = self.begin("exscan");
+        let seq = call.seq;
         let mut combine = self.combiner(&op);
         let out = prun_collectives::exscan(&self.channel(), seq, encode(&value)?, &mut combine)?;
         out.map(|b| codec::decode(&b, self.rank(), 0)).transpose()

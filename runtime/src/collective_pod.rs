@@ -45,7 +45,8 @@ impl Communicator {
     /// [`Error::Malformed`] when ranks pass buffers of different lengths; [`Error::PeerLost`].
     pub fn broadcast_into<T: Pod>(&self, root: usize, buf: &mut [T]) -> Result<()> {
         self.check_root(root)?;
-        let seq = self.next_call();
+        let call = self.begin("broadcast_into");
+        let seq = call.seq;
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(buf);
         if self.rank() == root {
             prun_collectives::broadcast(&self.channel(), seq, root, Some(bytes.to_vec()))?;
@@ -74,7 +75,8 @@ impl Communicator {
     /// [`Error::InvalidArgument`] for a missing or wrongly sized root buffer; [`Error::Malformed`].
     pub fn scatter_into<T: Pod>(&self, root: usize, send: Option<&[T]>, recv: &mut [T]) -> Result<()> {
         self.check_root(root)?;
-        let seq = self.next_call();
+        let call = self.begin("scatter_into");
+        let seq = call.seq;
         let recv: &mut [u8] = bytemuck::cast_slice_mut(recv);
         let blocks = if self.rank() == root {
             let send: &[u8] = bytemuck::cast_slice(send.ok_or_else(|| missing("scatter_into"))?);
@@ -116,7 +118,8 @@ impl Communicator {
     /// [`Error::InvalidArgument`] for a missing or wrongly sized root buffer; [`Error::Malformed`].
     pub fn gather_into<T: Pod>(&self, root: usize, send: &[T], recv: Option<&mut [T]>) -> Result<()> {
         self.check_root(root)?;
-        let seq = self.next_call();
+        let call = self.begin("gather_into");
+        let seq = call.seq;
         let send: &[u8] = bytemuck::cast_slice(send);
         let large = send.len() >= tuning::GATHER_LARGE;
         if self.rank() != root {
@@ -166,7 +169,8 @@ impl Communicator {
                 recv.len()
             )));
         }
-        let seq = self.next_call();
+        let call = self.begin("allgather_into");
+        let seq = call.seq;
         let large = send.len() >= tuning::ALLGATHER_LARGE;
         let blocks = prun_collectives::allgather(&self.channel(), seq, send.to_vec(), large)?;
         for (dst, block) in recv.chunks_mut(send.len().max(1)).zip(&blocks) {
@@ -201,7 +205,8 @@ impl Communicator {
     ) -> Result<()> {
         self.check_root(root)?;
         op::check::<T>(op)?;
-        let seq = self.next_call();
+        let call = self.begin("reduce_into");
+        let seq = call.seq;
         let bytes: &[u8] = bytemuck::cast_slice(send);
         let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
         let out = if bytes.len() >= tuning::REDUCE_LARGE {
@@ -251,7 +256,8 @@ impl Communicator {
                 recv.len()
             )));
         }
-        let seq = self.next_call();
+        let call = self.begin("allreduce_into");
+        let seq = call.seq;
         let bytes: &[u8] = bytemuck::cast_slice(send);
         let out = if bytes.len() >= tuning::ALLREDUCE_LARGE {
             let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);

@@ -6,6 +6,7 @@ use crate::codec;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::mailbox::Pattern;
+use crate::trace::{Call, Tracer};
 use crate::wire::HEADER_LEN;
 use prun_collectives::PointToPoint;
 use serde::Serialize;
@@ -40,6 +41,7 @@ pub(crate) struct Shared {
     pub job_id: String,
     pub local_rank: usize,
     pub local_size: usize,
+    pub tracer: Option<Tracer>,
 }
 
 /// A group of ranks that exchange messages and call collectives together: the [`World`] from
@@ -292,7 +294,8 @@ impl Communicator {
     /// # Errors
     /// [`Error::PeerLost`] when a rank it waits for has ended.
     pub fn barrier(&self) -> Result<()> {
-        let seq = self.next_call();
+        let call = self.begin("barrier");
+        let seq = call.seq;
         prun_collectives::barrier(&self.channel(), seq)
     }
 
@@ -313,7 +316,8 @@ impl Communicator {
     /// # Errors
     /// As [`Communicator::allgather`].
     pub fn split(&self, color: Option<u32>, key: i64) -> Result<Option<Communicator>> {
-        let seq = self.next_call();
+        let call = self.begin("split");
+        let seq = call.seq;
         let mine = codec::encode_into(&(color, key), Vec::new())?;
         let all = prun_collectives::allgather(&self.channel(), seq, mine, false)?;
         let Some(color) = color else { return Ok(None) };
@@ -397,9 +401,20 @@ impl Communicator {
         Ok(Pattern { src, group: Some(&self.group[..]), context, tag })
     }
 
-    /// The sequence number of the next collective call.
-    pub(crate) fn next_call(&self) -> u32 {
-        self.calls.fetch_add(1, Ordering::SeqCst)
+    /// Starts the next collective call: its sequence number, traced as `name` until dropped.
+    pub(crate) fn begin(&self, name: &'static str) -> Call<'_> {
+        let cat = if name == "map" { "map" } else { "collective" };
+        Call::new(self.calls.fetch_add(1, Ordering::SeqCst), self.shared.tracer.as_ref(), name, cat)
+    }
+
+    /// The connection to the launcher, when there is one.
+    pub(crate) fn control(&self) -> Option<&Control> {
+        self.shared.control.as_ref()
+    }
+
+    /// The tracer, when `prun --trace` asked for one.
+    pub(crate) fn tracer(&self) -> Option<&Tracer> {
+        self.shared.tracer.as_ref()
     }
 
     /// This communicator's collective traffic, as the collectives crate's interface.

@@ -17,6 +17,7 @@
 //! | `PRUN_SOCKET_DIR` | launcher | a folder only the user can enter, where ranks on this host create their sockets |
 //! | `PRUN_MAX_MESSAGE` | user | largest message a rank accepts, in bytes (default 1 GiB); larger ones are refused before allocation |
 //! | `PRUN_DEBUG` | user | `1` prints the runtime's debug messages (refused connections, ...) to stderr |
+//! | `PRUN_TRACE_DIR` | launcher | with `prun --trace FILE`: where each rank writes its trace events |
 //! | `PRUN_SPIN_US` | user | microseconds a blocked receive polls before sleeping (default 50 when the host has a core per rank, else 0) |
 
 use crate::auth::Secret;
@@ -47,12 +48,15 @@ pub const MAX_MESSAGE: &str = "PRUN_MAX_MESSAGE";
 /// `PRUN_DEBUG`: `1` turns on the runtime's debug messages.
 pub const DEBUG: &str = "PRUN_DEBUG";
 
+/// `PRUN_TRACE_DIR`: where ranks write trace events (set by `prun --trace`).
+pub const TRACE_DIR: &str = "PRUN_TRACE_DIR";
+
 /// `PRUN_SPIN_US`: how long a blocked receive polls before sleeping, in microseconds.
 pub const SPIN_US: &str = "PRUN_SPIN_US";
 
 /// Every variable the launcher sets for a rank (the others are the user's to set).
 pub const LAUNCHER_SET: &[&str] =
-    &[RANK, SIZE, LOCAL_RANK, LOCAL_SIZE, JOB_ID, HOST, CONTROL, SECRET, SOCKET_DIR];
+    &[RANK, SIZE, LOCAL_RANK, LOCAL_SIZE, JOB_ID, HOST, CONTROL, SECRET, SOCKET_DIR, TRACE_DIR];
 
 /// Default for [`MAX_MESSAGE`]: 1 GiB.
 pub const DEFAULT_MAX_MESSAGE: u64 = 1 << 30;

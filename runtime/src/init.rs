@@ -51,13 +51,22 @@ fn join() -> Result<World> {
             job_id: format!("alone-{}", std::process::id()),
             local_rank: 0,
             local_size: 1,
+            tracer: None,
         };
         return Ok(Communicator::world(shared, 0, 1));
     };
     let (rank, size) = (job.rank, job.size);
     let (local_rank, local_size, job_id) = (job.local_rank, job.local_size, job.job_id.clone());
     let (engine, control) = bootstrap::join(job, limit)?;
-    let shared =
-        Shared { engine, control: Some(control), hostname: hostname(), job_id, local_rank, local_size };
+    let tracer = crate::trace::Tracer::from_env(rank);
+    let shared = Shared {
+        engine,
+        control: Some(control),
+        hostname: hostname(),
+        job_id,
+        local_rank,
+        local_size,
+        tracer,
+    };
     Ok(Communicator::world(shared, rank, size))
 }

@@ -44,6 +44,7 @@ mod mailbox;
 mod map;
 mod op;
 pub mod protocol;
+mod trace;
 pub mod transport;
 pub mod wire;
 

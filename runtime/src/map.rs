@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 pub const BATCH_TIME: Duration = Duration::from_micros(50);
 /// Longest wait between two steal attempts of an idle rank.
 pub const MAX_BACKOFF: Duration = Duration::from_millis(5);
+/// The root reports a map's progress to the launcher at most this often.
+const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// Results are sent to the root at least this often while a rank works.
 const FLUSH_EVERY: Duration = Duration::from_millis(20);
 
@@ -72,6 +74,12 @@ struct Run<'a, T, R, F> {
     cost: f64,
     batch: usize,
     rng: u64,
+    /// The map's call number, items in all, and when progress was last reported.
+    seq: u32,
+    total: usize,
+    last_report: Instant,
+    /// When the steal request in flight was sent.
+    asked_at: Instant,
 }
 
 impl Communicator {
@@ -250,7 +258,8 @@ impl Communicator {
         R: Serialize + DeserializeOwned,
         F: FnMut(usize, T) -> std::result::Result<R, String>,
     {
-        let seq = self.next_call();
+        let mut call = self.begin("map");
+        let seq = call.seq;
         let context = self.derived_context(seq, b"map");
         let mut run = Run {
             comm: self,
@@ -267,12 +276,23 @@ impl Communicator {
             cost: 0.0,
             batch: 1,
             rng: 0x9E37_79B9_7F4A_7C15 ^ (self.world_rank() as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
+            seq,
+            total: 0,
+            last_report: Instant::now(),
+            asked_at: Instant::now(),
         };
         let total = run.distribute(start)?;
-        match run.work_loop(total) {
-            Ok(()) => {}
+        run.total = total;
+        let kind = if balance == Balance::Dynamic { "dynamic" } else { "static" };
+        call.args = format!("\"map\":{seq},\"total\":{total},\"balance\":\"{kind}\"");
+        let outcome = run.work_loop(total);
+        drop(call);
+        if let Some(t) = self.tracer() {
+            t.flush();
+        }
+        match outcome {
+            Ok(()) | Err(Stop::Done) => {}
             Err(Stop::Failed(e)) => return Err(e),
-            Err(Stop::Done) => {}
         }
         if self.rank() != root {
             return Ok(None);
@@ -361,7 +381,7 @@ where
                     if r == rank {
                         self.work = Work { lo, items: tail.into() };
                     } else {
-                        self.send(r, INIT, &(lo as u64, tail))?;
+                        self.send(r, INIT, &(lo as u64, n as u64, tail))?;
                     }
                 }
                 self.pending_lo = self.work.lo;
@@ -369,10 +389,10 @@ where
             }
             Start::Items(None) => {
                 let e = self.recv_from(self.root, INIT)?;
-                let (lo, items): (u64, Vec<T>) = codec::decode(&e.data, self.root, INIT)?;
+                let (lo, n, items): (u64, u64, Vec<T>) = codec::decode(&e.data, self.root, INIT)?;
                 self.work = Work { lo: lo as usize, items: items.into() };
                 self.pending_lo = self.work.lo;
-                Ok(0)
+                Ok(n as usize)
             }
         }
     }
@@ -402,6 +422,7 @@ where
             if self.balance == Balance::Dynamic && size > 1 && asked.is_none() && Instant::now() >= next_ask {
                 let victim = self.victim();
                 self.send(victim, STEAL, &())?;
+                self.asked_at = Instant::now();
                 asked = Some(victim);
             }
             let wait = if asked.is_some() || self.balance == Balance::Static || size == 1 {
@@ -465,6 +486,11 @@ where
         if let Some(message) = message {
             return Err(self.fail(index, message));
         }
+        if let Some(t) = self.comm.tracer() {
+            let args =
+                format!("\"map\":{},\"first\":{first},\"count\":{count},\"total\":{}", self.seq, self.total);
+            t.record("batch", "map", start, Instant::now(), &args);
+        }
         // size the next batch from the measured cost per item
         let per_item = start.elapsed().as_secs_f64() / count.max(1) as f64;
         self.cost = if self.cost == 0.0 { per_item } else { 0.7 * self.cost + 0.3 * per_item };
@@ -496,6 +522,7 @@ where
         if self.comm.rank() == self.root {
             self.collected += values.len();
             self.fragments.push((lo, values));
+            self.report_progress();
             Ok(())
         } else {
             self.send(self.root, RESULTS, &(lo as u64, values))
@@ -528,6 +555,10 @@ where
                 GIVE => {
                     let (lo, items): (u64, Vec<T>) = codec::decode(&e.data, src, GIVE)?;
                     *asked = None;
+                    if let Some(t) = self.comm.tracer() {
+                        let args = format!("\"map\":{},\"victim\":{src},\"got\":{}", self.seq, items.len());
+                        t.record("steal", "map", self.asked_at, Instant::now(), &args);
+                    }
                     if items.is_empty() {
                         answer = Some(false);
                     } else {
@@ -541,6 +572,7 @@ where
                     let (lo, values): (u64, Vec<R>) = codec::decode(&e.data, src, RESULTS)?;
                     self.collected += values.len();
                     self.fragments.push((lo as usize, values));
+                    self.report_progress();
                 }
                 DONE => return Err(Stop::Done),
                 FAIL => {
@@ -553,6 +585,18 @@ where
                 }
                 other => return Err(Stop::Failed(Error::Malformed(format!("map: message of kind {other}")))),
             }
+        }
+    }
+
+    /// Tells the launcher how far the map is, a few times a second at most (root only).
+    fn report_progress(&mut self) {
+        let done = self.collected == self.total;
+        if !done && self.last_report.elapsed() < PROGRESS_EVERY {
+            return;
+        }
+        self.last_report = Instant::now();
+        if let Some(control) = self.comm.control() {
+            let _ = control.progress(self.seq, self.collected as u64, self.total as u64);
         }
     }
 

@@ -31,6 +31,15 @@ pub enum ToLauncher {
         /// Exit status for the job.
         code: i32,
     },
+    /// Progress of a dynamic map, from its root (a few times a second at most).
+    Progress {
+        /// The map's call number on its communicator.
+        map: u32,
+        /// Items whose results the root holds.
+        done: u64,
+        /// Items in the map.
+        total: u64,
+    },
 }
 
 /// From the launcher to a rank.

@@ -19,3 +19,28 @@ fn a_rank_killed_mid_map_ends_the_job() {
     out.expect_code(128 + 9).no_leftovers();
     assert!(out.stderr.contains("rank 1") && out.stderr.contains("SIGKILL"), "{}", out.stderr);
 }
+
+#[test]
+fn progress_lines_and_a_trace_of_every_rank() {
+    let trace = std::env::temp_dir().join(format!("prun-trace-{}.json", std::process::id()));
+    let out =
+        prun(["-n", "3", "--progress", "--trace", trace.to_str().expect("utf8"), "@prun-testjob", "maps"])
+            .run();
+    out.expect_code(0).no_leftovers();
+    assert!(
+        out.stderr.contains("prun: map ") && out.stderr.contains("200000/200000 items (100%)"),
+        "{}",
+        out.stderr
+    );
+    let text = std::fs::read_to_string(&trace).expect("trace written");
+    assert!(text.starts_with('{') && text.trim_end().ends_with("]}"), "a JSON object");
+    for rank in 0..3 {
+        let batches = text
+            .lines()
+            .filter(|l| l.contains("\"name\":\"batch\"") && l.contains(&format!("\"tid\":{rank},")))
+            .count();
+        assert!(batches > 0, "rank {rank} recorded its batches");
+    }
+    assert!(text.contains("\"name\":\"barrier\""), "collectives are traced too");
+    let _ = std::fs::remove_file(trace);
+}

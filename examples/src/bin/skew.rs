@@ -1,0 +1,142 @@
+//! The worst case for a static split: a task list whose heavy tasks all come first.
+//!
+//! Task `i` of `TASKS` sleeps `HEAVY_MS` if it is among the first `HEAVY_FRACTION` of the list,
+//! `LIGHT_MS` otherwise. Tasks sleep (`std::thread::sleep`) rather than compute, so they take
+//! wall time but no CPU: 64 ranks on 2 cores still measure the balancing, not the scheduler.
+//! The list runs once with [`prun::Communicator::map_range_static`] (one contiguous block per
+//! rank: the first ranks get every heavy task) and once with [`prun::Communicator::map_range`]
+//! (work stealing). Each makespan is rank 0's wall time between two barriers; the efficiency is
+//! the total planned task time over `ranks x makespan` (1 is perfect balance with no overhead).
+//!
+//! Rank 0 prints `tasks ...`, `static makespan S s`, `dynamic makespan S s`, and as its last two
+//! lines exactly `static_efficiency E` and `dynamic_efficiency E` (three decimals). The job exits
+//! non-zero if a map misses or reorders a task.
+//!
+//! `prun -n 2 target/release/skew [TASKS] [HEAVY_MS] [LIGHT_MS] [HEAVY_FRACTION]`
+//! (defaults 200 20 2 0.25: 1.3 s of tasks, about 1.8 s for both runs at 2 ranks).
+
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+/// The task list: its length, the two durations and how many heavy tasks lead it.
+#[derive(Clone, Copy)]
+struct Plan {
+    tasks: usize,
+    heavy: usize,
+    heavy_time: Duration,
+    light_time: Duration,
+}
+
+impl Plan {
+    /// Planned duration of task `i`.
+    fn duration(&self, i: usize) -> Duration {
+        if i < self.heavy { self.heavy_time } else { self.light_time }
+    }
+
+    /// Sum of every task's planned duration, in seconds.
+    fn total(&self) -> f64 {
+        (0..self.tasks).map(|i| self.duration(i).as_secs_f64()).sum()
+    }
+}
+
+/// Argument `n` (1-based) parsed as `T`, or `default` when absent.
+fn arg<T: FromStr>(n: usize, name: &str, default: T) -> Result<T, String> {
+    match std::env::args().nth(n) {
+        None => Ok(default),
+        Some(a) => a.parse().map_err(|_| format!("{name} cannot be '{a}'")),
+    }
+}
+
+fn plan() -> Result<Plan, String> {
+    let tasks: usize = arg(1, "TASKS", 200)?;
+    let heavy_ms: f64 = arg(2, "HEAVY_MS", 20.0)?;
+    let light_ms: f64 = arg(3, "LIGHT_MS", 2.0)?;
+    let fraction: f64 = arg(4, "HEAVY_FRACTION", 0.25)?;
+    if !(0.0..=1.0).contains(&fraction) {
+        return Err(format!("HEAVY_FRACTION must be between 0 and 1, not {fraction}"));
+    }
+    let ms = |name: &str, v: f64| {
+        Duration::try_from_secs_f64(v / 1000.0).map_err(|_| format!("{name} must be a duration, not {v}"))
+    };
+    Ok(Plan {
+        tasks,
+        heavy: (tasks as f64 * fraction).round() as usize,
+        heavy_time: ms("HEAVY_MS", heavy_ms)?,
+        light_time: ms("LIGHT_MS", light_ms)?,
+    })
+}
+
+/// Runs task `i`: sleeps its planned duration and returns its index, to check the order.
+fn task(plan: &Plan, i: usize) -> u64 {
+    std::thread::sleep(plan.duration(i));
+    i as u64
+}
+
+/// Runs `f` between two barriers; returns its result and the wall time seen by this rank.
+fn timed<R>(
+    world: &prun::World,
+    f: impl FnOnce() -> Result<R, prun::Error>,
+) -> Result<(R, f64), prun::Error> {
+    world.barrier()?;
+    let start = Instant::now();
+    let r = f()?;
+    world.barrier()?;
+    Ok((r, start.elapsed().as_secs_f64()))
+}
+
+/// Whether a map returned every task's index once, in order.
+fn complete(mode: &str, results: Option<Vec<u64>>, tasks: usize) -> bool {
+    let Some(results) = results else {
+        eprintln!("skew: {mode}: rank 0 got no results");
+        return false;
+    };
+    let ok = results.len() == tasks && results.iter().enumerate().all(|(i, &r)| r == i as u64);
+    if !ok {
+        eprintln!("skew: {mode}: {} results, not indices 0..{tasks} in order", results.len());
+    }
+    ok
+}
+
+fn run(plan: Plan) -> Result<bool, prun::Error> {
+    let world = prun::init()?;
+    let (fixed, t_static) = timed(&world, || world.map_range_static(0, plan.tasks, |i| task(&plan, i)))?;
+    let (dynamic, t_dynamic) = timed(&world, || world.map_range(0, plan.tasks, |i| task(&plan, i)))?;
+    if world.rank() != 0 {
+        return Ok(true);
+    }
+    let ok = complete("static", fixed, plan.tasks) & complete("dynamic", dynamic, plan.tasks);
+    let total = plan.total();
+    let ranks = world.size() as f64;
+    println!(
+        "tasks {} ({} heavy of {} ms, then {} ms) on {} ranks, {total:.3} s of tasks",
+        plan.tasks,
+        plan.heavy,
+        plan.heavy_time.as_secs_f64() * 1e3,
+        plan.light_time.as_secs_f64() * 1e3,
+        world.size()
+    );
+    println!("static makespan {t_static:.3} s");
+    println!("dynamic makespan {t_dynamic:.3} s");
+    println!("static_efficiency {:.3}", total / (ranks * t_static));
+    println!("dynamic_efficiency {:.3}", total / (ranks * t_dynamic));
+    Ok(ok)
+}
+
+fn main() -> ExitCode {
+    let plan = match plan() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("skew: {e}; usage: skew [TASKS] [HEAVY_MS] [LIGHT_MS] [HEAVY_FRACTION]");
+            return ExitCode::from(2);
+        }
+    };
+    match run(plan) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("skew: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
