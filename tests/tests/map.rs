@@ -42,5 +42,17 @@ fn progress_lines_and_a_trace_of_every_rank() {
         assert!(batches > 0, "rank {rank} recorded its batches");
     }
     assert!(text.contains("\"name\":\"barrier\""), "collectives are traced too");
+    // and the timeline draws it: one row per rank
+    let svg = trace.with_extension("svg");
+    let drawn = std::process::Command::new(prun_tests::bin("prun-timeline"))
+        .arg(&trace)
+        .arg(&svg)
+        .output()
+        .expect("run prun-timeline");
+    assert!(drawn.status.success(), "{}", String::from_utf8_lossy(&drawn.stderr));
+    let picture = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(picture.starts_with("<svg") || picture.starts_with("<?xml"), "an SVG");
+    assert!((0..3).all(|r| picture.contains(&format!("rank {r}"))), "a row per rank");
     let _ = std::fs::remove_file(trace);
+    let _ = std::fs::remove_file(svg);
 }
