@@ -39,6 +39,8 @@ fn ensure_built() {
             "prun-examples",
             "-p",
             "prun-tests",
+            "-p",
+            "prun-timeline",
             "--bins",
         ])
         .arg("--target-dir")
