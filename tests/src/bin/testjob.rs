@@ -324,6 +324,11 @@ fn maps(world: &World) -> Result<(), String> {
             check(who.len() == n && who.iter().all(|&r| (r as usize) < size), "each item once")?;
         }
     }
+    // millions of cheap items: results equal a sequential map
+    let n = 3_000_000;
+    if let Some(got) = world.map_range(0, n, |i| (i as u64) * 3 + 1).map_err(e)? {
+        check(got.len() == n && got.iter().enumerate().all(|(i, &v)| v == i as u64 * 3 + 1), "3 M items")?;
+    }
     // an error in one item ends the map on every rank, naming the item
     let failed =
         world.try_map_range(0, 5000, |i| if i == 4321 { Err(format!("bad item {i}")) } else { Ok(i) });
