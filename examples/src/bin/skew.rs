@@ -7,8 +7,12 @@
 //! rank: the first ranks get every heavy task) and once with [`prun::Communicator::map_range`]
 //! (work stealing). Each makespan is rank 0's wall time between two barriers; the efficiency is
 //! the total planned task time over `ranks x makespan` (1 is perfect balance with no overhead).
+//! A sleep lasts a little longer than asked (about 0.1 ms here, 5% of a 2 ms task): each rank
+//! measures that overshoot first and shortens its sleeps by it, so that tasks last their
+//! planned time and the efficiency measures the balancing rather than the timers.
 //!
-//! Rank 0 prints `tasks ...`, `static makespan S s`, `dynamic makespan S s`, and as its last two
+//! Rank 0 prints `tasks ...`, `measured task time ...` (the sum of the tasks' real durations),
+//! `static makespan S s`, `dynamic makespan S s`, and as its last two
 //! lines exactly `static_efficiency E` and `dynamic_efficiency E` (three decimals). The job exits
 //! non-zero if a map misses or reorders a task.
 //!
@@ -67,10 +71,29 @@ fn plan() -> Result<Plan, String> {
     })
 }
 
-/// Runs task `i`: sleeps its planned duration and returns its index, to check the order.
-fn task(plan: &Plan, i: usize) -> u64 {
-    std::thread::sleep(plan.duration(i));
-    i as u64
+/// How much longer than asked `std::thread::sleep` takes on this rank: the median overshoot of
+/// a few 1 ms sleeps (timer slack and wake-up latency, about 0.1 ms here). Tasks sleep that much
+/// less, so that each lasts its planned duration and the efficiency measures the balancing,
+/// not the operating system's timers.
+fn calibrate() -> Duration {
+    let asked = Duration::from_millis(1);
+    let mut over: Vec<Duration> = (0..21)
+        .map(|_| {
+            let start = Instant::now();
+            std::thread::sleep(asked);
+            start.elapsed().saturating_sub(asked)
+        })
+        .collect();
+    over.sort_unstable();
+    over[over.len() / 2]
+}
+
+/// Runs task `i`: sleeps its planned duration (less the sleep's own `overshoot`); returns its
+/// index, to check the order, and how long it really took, in microseconds.
+fn task(plan: &Plan, overshoot: Duration, i: usize) -> (u64, u64) {
+    let start = Instant::now();
+    std::thread::sleep(plan.duration(i).saturating_sub(overshoot));
+    (i as u64, start.elapsed().as_micros() as u64)
 }
 
 /// Runs `f` between two barriers; returns its result and the wall time seen by this rank.
@@ -85,27 +108,31 @@ fn timed<R>(
     Ok((r, start.elapsed().as_secs_f64()))
 }
 
-/// Whether a map returned every task's index once, in order.
-fn complete(mode: &str, results: Option<Vec<u64>>, tasks: usize) -> bool {
+/// Whether a map returned every task's index once, in order; and the tasks' measured total
+/// duration, in seconds.
+fn complete(mode: &str, results: Option<Vec<(u64, u64)>>, tasks: usize) -> (bool, f64) {
     let Some(results) = results else {
         eprintln!("skew: {mode}: rank 0 got no results");
-        return false;
+        return (false, 0.0);
     };
-    let ok = results.len() == tasks && results.iter().enumerate().all(|(i, &r)| r == i as u64);
+    let ok = results.len() == tasks && results.iter().enumerate().all(|(i, &(r, _))| r == i as u64);
     if !ok {
         eprintln!("skew: {mode}: {} results, not indices 0..{tasks} in order", results.len());
     }
-    ok
+    (ok, results.iter().map(|&(_, us)| us as f64 * 1e-6).sum())
 }
 
 fn run(plan: Plan) -> Result<bool, prun::Error> {
     let world = prun::init()?;
-    let (fixed, t_static) = timed(&world, || world.map_range_static(0, plan.tasks, |i| task(&plan, i)))?;
-    let (dynamic, t_dynamic) = timed(&world, || world.map_range(0, plan.tasks, |i| task(&plan, i)))?;
+    let over = calibrate();
+    let (fixed, t_static) =
+        timed(&world, || world.map_range_static(0, plan.tasks, |i| task(&plan, over, i)))?;
+    let (dynamic, t_dynamic) = timed(&world, || world.map_range(0, plan.tasks, |i| task(&plan, over, i)))?;
     if world.rank() != 0 {
         return Ok(true);
     }
-    let ok = complete("static", fixed, plan.tasks) & complete("dynamic", dynamic, plan.tasks);
+    let (ok_static, measured_static) = complete("static", fixed, plan.tasks);
+    let (ok_dynamic, measured_dynamic) = complete("dynamic", dynamic, plan.tasks);
     let total = plan.total();
     let ranks = world.size() as f64;
     println!(
@@ -116,11 +143,16 @@ fn run(plan: Plan) -> Result<bool, prun::Error> {
         plan.light_time.as_secs_f64() * 1e3,
         world.size()
     );
+    println!(
+        "measured task time static {measured_static:.3} s, dynamic {measured_dynamic:.3} s \
+         (sleeps shortened by {:.3} ms, rank 0's measured overshoot)",
+        over.as_secs_f64() * 1e3
+    );
     println!("static makespan {t_static:.3} s");
     println!("dynamic makespan {t_dynamic:.3} s");
     println!("static_efficiency {:.3}", total / (ranks * t_static));
     println!("dynamic_efficiency {:.3}", total / (ranks * t_dynamic));
-    Ok(ok)
+    Ok(ok_static && ok_dynamic)
 }
 
 fn main() -> ExitCode {
