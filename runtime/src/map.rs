@@ -3,9 +3,10 @@
 //!
 //! Every rank starts with its own contiguous block of the items. It runs items from the front
 //! of its range in batches sized from the measured cost per item (about [`BATCH_TIME`] each),
-//! and between batches answers the steal requests that have arrived. A rank that runs dry asks a
-//! peer chosen at random for work (one request in flight); the victim gives away the back half of
-//! what it has left, items' data included when the items live at the root. A refused request
+//! while a thread of its own answers steal requests at once, even in the middle of a long item. A
+//! rank that runs dry asks a peer chosen at random for work (one request in flight); the victim
+//! gives away the back half (rounded up) of what it has not started, items' data included when the items live
+//! at the root. A refused request
 //! makes the thief wait, doubling the wait up to [`MAX_BACKOFF`] while still answering others; an
 //! idle rank blocks, it never spins. Results travel to the root as `(first index, values)`
 //! fragments; the root counts them and, once it holds every item's result, tells every rank to
@@ -14,18 +15,18 @@
 use crate::codec;
 use crate::communicator::Communicator;
 use crate::error::{Error, Result};
-use crate::mailbox::{Envelope, Pattern};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Target duration of one batch: short enough that a victim answers a thief quickly, long
 /// enough that per-batch costs vanish next to the items' own.
 pub const BATCH_TIME: Duration = Duration::from_micros(50);
 /// Longest wait between two steal attempts of an idle rank.
-pub const MAX_BACKOFF: Duration = Duration::from_millis(5);
+pub const MAX_BACKOFF: Duration = Duration::from_millis(1);
 /// The root reports a map's progress to the launcher at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_millis(200);
 /// Results are sent to the root at least this often while a rank works.
@@ -62,7 +63,10 @@ struct Run<'a, T, R, F> {
     root: usize,
     balance: Balance,
     f: F,
-    work: Work<T>,
+    /// This rank's items not yet started; the steal thread takes from its back.
+    work: &'a Mutex<Work<T>>,
+    /// Context of steal requests (the steal thread's).
+    steals: u64,
     /// Results not yet sent: indices `pending_lo..pending_lo + pending.len()`.
     pending_lo: usize,
     pending: Vec<R>,
@@ -107,7 +111,7 @@ impl Communicator {
     /// [`Error::PeerLost`] when a rank ends during the map.
     pub fn map<T, R, F>(&self, root: usize, items: Option<Vec<T>>, f: F) -> Result<Option<Vec<R>>>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Send,
         R: Serialize + DeserializeOwned,
         F: Fn(T) -> R,
     {
@@ -123,7 +127,7 @@ impl Communicator {
     /// As [`Communicator::map`].
     pub fn try_map<T, R, E, F>(&self, root: usize, items: Option<Vec<T>>, f: F) -> Result<Option<Vec<R>>>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Send,
         R: Serialize + DeserializeOwned,
         E: std::fmt::Display,
         F: Fn(T) -> std::result::Result<R, E>,
@@ -150,7 +154,7 @@ impl Communicator {
     /// As [`Communicator::map`].
     pub fn map_all<T, R, F>(&self, root: usize, items: Option<Vec<T>>, f: F) -> Result<Vec<R>>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Send,
         R: Serialize + DeserializeOwned,
         F: Fn(T) -> R,
     {
@@ -221,7 +225,7 @@ impl Communicator {
     /// As [`Communicator::map`].
     pub fn map_static<T, R, F>(&self, root: usize, items: Option<Vec<T>>, f: F) -> Result<Option<Vec<R>>>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Send,
         R: Serialize + DeserializeOwned,
         F: Fn(T) -> R,
     {
@@ -254,20 +258,23 @@ impl Communicator {
 
     fn run_map<T, R, F>(&self, root: usize, start: Start<T>, balance: Balance, f: F) -> Result<Option<Vec<R>>>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Send,
         R: Serialize + DeserializeOwned,
         F: FnMut(usize, T) -> std::result::Result<R, String>,
     {
         let mut call = self.begin("map");
         let seq = call.seq;
         let context = self.derived_context(seq, b"map");
+        let steals = self.derived_context(seq, b"map steals");
+        let work = Mutex::new(Work { lo: 0, items: VecDeque::new() });
         let mut run = Run {
             comm: self,
             context,
             root,
             balance,
             f,
-            work: Work { lo: 0, items: VecDeque::new() },
+            work: &work,
+            steals,
             pending_lo: 0,
             pending: Vec::new(),
             last_flush: Instant::now(),
@@ -285,7 +292,17 @@ impl Communicator {
         run.total = total;
         let kind = if balance == Balance::Dynamic { "dynamic" } else { "static" };
         call.args = format!("\"map\":{seq},\"total\":{total},\"balance\":\"{kind}\"");
-        let outcome = run.work_loop(total);
+        let stealing = balance == Balance::Dynamic && self.size() > 1;
+        let outcome = std::thread::scope(|s| {
+            let server = stealing.then(|| s.spawn(|| serve_steals(self, steals, context, &work)));
+            let outcome = run.work_loop(total);
+            if let Some(server) = server {
+                // a request from this rank to itself stops the steal thread
+                let _ = send_to(self, self.rank(), steals, STEAL, &());
+                let _ = server.join();
+            }
+            outcome
+        });
         drop(call);
         if let Some(t) = self.tracer() {
             t.flush();
@@ -340,35 +357,71 @@ impl From<Error> for Stop {
     }
 }
 
+fn lock<T>(work: &Mutex<Work<T>>) -> MutexGuard<'_, Work<T>> {
+    work.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Sends a map message of `kind` to `dest` (a rank of `comm`) on `context`.
+fn send_to<M: Serialize + ?Sized>(
+    comm: &Communicator,
+    dest: usize,
+    context: u64,
+    kind: u32,
+    message: &M,
+) -> Result<()> {
+    let frame = codec::encode_into(message, vec![0; crate::wire::HEADER_LEN])?;
+    let dest = comm.world_rank_of(dest)?;
+    comm.shared_engine().send(dest, context, kind, frame)
+}
+
+/// The steal thread: answers every steal request at once with the back half (rounded up) of the
+/// items this rank has not started (nothing when none is left), until this rank asks it to stop.
+fn serve_steals<T: Serialize + Send>(comm: &Communicator, steals: u64, replies: u64, work: &Mutex<Work<T>>) {
+    loop {
+        let Ok(pattern) = comm.pattern_on(steals, None, Some(STEAL)) else { return };
+        let Ok(request) = comm.shared_engine().recv(&pattern) else { return };
+        let thief = comm.member_of(request.src);
+        if thief == comm.rank() {
+            return;
+        }
+        let (lo, given): (usize, Vec<T>) = {
+            let mut w = lock(work);
+            // the thief takes the front half (rounded up) and this rank goes on from the middle:
+            // both keep running the lowest indices first, so a list whose costly items come first
+            // ends on cheap ones everywhere; this rank is busy with the batch it has taken, so
+            // even its last unstarted item is better started by an idle thief
+            let give = w.items.len() - w.items.len() / 2;
+            let lo = w.lo;
+            w.lo += give;
+            (lo, w.items.drain(..give).collect())
+        };
+        if send_to(comm, thief, replies, GIVE, &(lo as u64, given)).is_err() {
+            return;
+        }
+    }
+}
+
 impl<T, R, F> Run<'_, T, R, F>
 where
-    T: Serialize + DeserializeOwned,
+    T: Serialize + DeserializeOwned + Send,
     R: Serialize + DeserializeOwned,
     F: FnMut(usize, T) -> std::result::Result<R, String>,
 {
     fn send<M: Serialize + ?Sized>(&self, dest: usize, kind: u32, message: &M) -> Result<()> {
-        let frame = codec::encode_into(message, vec![0; crate::wire::HEADER_LEN])?;
-        let dest = self.comm.world_rank_of(dest)?;
-        self.comm.shared_engine().send(dest, self.context, kind, frame)
+        send_to(self.comm, dest, self.context, kind, message)
     }
 
-    fn pattern(&self, src: Option<usize>, kind: Option<u32>) -> Result<Pattern<'_>> {
-        self.comm.pattern_on(self.context, src, kind)
+    fn set_work(&mut self, lo: usize, items: VecDeque<T>) {
+        *lock(self.work) = Work { lo, items };
     }
 
-    fn recv_from(&self, src: usize, kind: u32) -> Result<Envelope> {
-        let pattern = self.pattern(Some(src), Some(kind))?;
-        self.comm.shared_engine().recv(&pattern)
-    }
-
-    /// Hands every rank its first block; returns the number of items (known at the root).
+    /// Hands every rank its first block; returns the number of items.
     fn distribute(&mut self, start: Start<T>) -> Result<usize> {
         let (rank, size) = (self.comm.rank(), self.comm.size());
         match start {
             Start::Range(n, make) => {
                 let (lo, hi) = block(n, size, rank);
-                self.work = Work { lo, items: std::iter::repeat_with(make).take(hi - lo).collect() };
-                self.pending_lo = lo;
+                self.set_work(lo, std::iter::repeat_with(make).take(hi - lo).collect());
                 Ok(n)
             }
             Start::Items(Some(items)) => {
@@ -379,19 +432,18 @@ where
                     let (lo, _) = block(n, size, r);
                     let tail: Vec<T> = items.split_off(lo).into();
                     if r == rank {
-                        self.work = Work { lo, items: tail.into() };
+                        self.set_work(lo, tail.into());
                     } else {
                         self.send(r, INIT, &(lo as u64, n as u64, tail))?;
                     }
                 }
-                self.pending_lo = self.work.lo;
                 Ok(n)
             }
             Start::Items(None) => {
-                let e = self.recv_from(self.root, INIT)?;
+                let pattern = self.comm.pattern_on(self.context, Some(self.root), Some(INIT))?;
+                let e = self.comm.shared_engine().recv(&pattern)?;
                 let (lo, n, items): (u64, u64, Vec<T>) = codec::decode(&e.data, self.root, INIT)?;
-                self.work = Work { lo: lo as usize, items: items.into() };
-                self.pending_lo = self.work.lo;
+                self.set_work(lo as usize, items.into());
                 Ok(n as usize)
             }
         }
@@ -400,12 +452,11 @@ where
     /// Runs items and answers peers until the root says every result is in.
     fn work_loop(&mut self, total: usize) -> std::result::Result<(), Stop> {
         let size = self.comm.size();
-        let mut backoff = Duration::from_micros(50);
+        let mut backoff = Duration::from_micros(20);
         let mut asked: Option<usize> = None;
         let mut next_ask = Instant::now();
         loop {
-            while !self.work.items.is_empty() {
-                self.run_batch()?;
+            while self.run_batch()? {
                 self.handle(Duration::ZERO, &mut asked)?;
                 if self.last_flush.elapsed() >= FLUSH_EVERY {
                     self.flush()?;
@@ -421,7 +472,7 @@ where
             // out of work: ask a random peer, one request at a time, backing off on refusals
             if self.balance == Balance::Dynamic && size > 1 && asked.is_none() && Instant::now() >= next_ask {
                 let victim = self.victim();
-                self.send(victim, STEAL, &())?;
+                send_to(self.comm, victim, self.steals, STEAL, &())?;
                 self.asked_at = Instant::now();
                 asked = Some(victim);
             }
@@ -431,7 +482,7 @@ where
                 next_ask.saturating_duration_since(Instant::now()).max(Duration::from_micros(1))
             };
             match self.handle(wait, &mut asked)? {
-                Some(true) => backoff = Duration::from_micros(50),
+                Some(true) => backoff = Duration::from_micros(20),
                 Some(false) => {
                     next_ask = Instant::now() + backoff;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -453,16 +504,29 @@ where
     }
 
     /// Runs one batch of items from the front of this rank's range, sized to take about
-    /// [`BATCH_TIME`].
-    fn run_batch(&mut self) -> std::result::Result<(), Stop> {
-        let count = self.batch.min(self.work.items.len());
+    /// [`BATCH_TIME`]; false when no item was left.
+    fn run_batch(&mut self) -> std::result::Result<bool, Stop> {
+        let (first, items): (usize, Vec<T>) = {
+            let mut w = lock(self.work);
+            let count = self.batch.min(w.items.len());
+            let first = w.lo;
+            w.lo += count;
+            (first, w.items.drain(..count).collect())
+        };
+        if items.is_empty() {
+            return Ok(false);
+        }
+        if !self.pending.is_empty() && first != self.pending_lo + self.pending.len() {
+            self.flush()?;
+        }
+        if self.pending.is_empty() {
+            self.pending_lo = first;
+        }
+        let count = items.len();
         let start = Instant::now();
-        let first = self.work.lo;
         let mut index = first;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            for _ in 0..count {
-                // `count` is at most the number of items left
-                let Some(item) = self.work.items.pop_front() else { break };
+            for item in items {
                 match (self.f)(index, item) {
                     Ok(r) => self.pending.push(r),
                     Err(e) => return Err(e),
@@ -471,7 +535,6 @@ where
             }
             Ok(())
         }));
-        self.work.lo = index;
         let message = match outcome {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e),
@@ -486,17 +549,18 @@ where
         if let Some(message) = message {
             return Err(self.fail(index, message));
         }
+        let end = Instant::now();
         if let Some(t) = self.comm.tracer() {
             let args =
                 format!("\"map\":{},\"first\":{first},\"count\":{count},\"total\":{}", self.seq, self.total);
-            t.record("batch", "map", start, Instant::now(), &args);
+            t.record("batch", "map", start, end, &args);
         }
         // size the next batch from the measured cost per item
-        let per_item = start.elapsed().as_secs_f64() / count.max(1) as f64;
+        let per_item = end.saturating_duration_since(start).as_secs_f64() / count as f64;
         self.cost = if self.cost == 0.0 { per_item } else { 0.7 * self.cost + 0.3 * per_item };
         let ideal = (BATCH_TIME.as_secs_f64() / self.cost.max(1e-9)) as usize;
         self.batch = ideal.clamp(1, (self.batch * 4).max(1)).min(1 << 20);
-        Ok(())
+        Ok(true)
     }
 
     /// Tells every rank that item `index` failed here, and returns the error.
@@ -513,12 +577,10 @@ where
     fn flush(&mut self) -> Result<()> {
         self.last_flush = Instant::now();
         if self.pending.is_empty() {
-            self.pending_lo = self.work.lo;
             return Ok(());
         }
         let values = std::mem::take(&mut self.pending);
         let lo = self.pending_lo;
-        self.pending_lo = self.work.lo;
         if self.comm.rank() == self.root {
             self.collected += values.len();
             self.fragments.push((lo, values));
@@ -539,19 +601,18 @@ where
         let mut answer = None;
         let mut wait = wait;
         loop {
-            let pattern = self.pattern(None, None)?;
-            let engine = self.comm.shared_engine();
+            let pattern = self.comm.pattern_on(self.context, None, None)?;
+            let mailbox = self.comm.shared_engine().mailbox();
             let message = if wait.is_zero() {
-                engine.mailbox().try_recv(&pattern)?
+                mailbox.try_recv(&pattern)?
             } else {
-                engine.mailbox().recv_timeout(&pattern, wait)?
+                mailbox.recv_timeout(&pattern, wait)?
             };
             let Some(e) = message else { return Ok(answer) };
             // after the first message, take what else is there without waiting
             wait = Duration::ZERO;
             let src = self.comm.member_of(e.src);
             match e.tag {
-                STEAL => self.give(src)?,
                 GIVE => {
                     let (lo, items): (u64, Vec<T>) = codec::decode(&e.data, src, GIVE)?;
                     *asked = None;
@@ -559,13 +620,10 @@ where
                         let args = format!("\"map\":{},\"victim\":{src},\"got\":{}", self.seq, items.len());
                         t.record("steal", "map", self.asked_at, Instant::now(), &args);
                     }
-                    if items.is_empty() {
-                        answer = Some(false);
-                    } else {
+                    answer = Some(!items.is_empty());
+                    if !items.is_empty() {
                         self.flush()?;
-                        self.work = Work { lo: lo as usize, items: items.into() };
-                        self.pending_lo = self.work.lo;
-                        answer = Some(true);
+                        self.set_work(lo as usize, items.into());
                     }
                 }
                 RESULTS => {
@@ -598,17 +656,5 @@ where
         if let Some(control) = self.comm.control() {
             let _ = control.progress(self.seq, self.collected as u64, self.total as u64);
         }
-    }
-
-    /// Answers a thief: the back half of what is left, or nothing.
-    fn give(&mut self, thief: usize) -> Result<()> {
-        let left = self.work.items.len();
-        if self.balance == Balance::Static || left < 2 {
-            return self.send(thief, GIVE, &(0u64, Vec::<T>::new()));
-        }
-        let keep = left - left / 2;
-        let given: Vec<T> = self.work.items.split_off(keep).into();
-        let lo = self.work.lo + keep;
-        self.send(thief, GIVE, &(lo as u64, given))
     }
 }
