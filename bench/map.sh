@@ -6,7 +6,8 @@
 #   bench/map.sh [RANKS...]          (default ranks: 2 16)
 #
 # Runs, with target/release/prun:
-#   maprate        at 2 ranks       aggregate items/s of a trivial map_range
+#   maprate        at 2 ranks       aggregate items/s of a trivial map_range, and the
+#                                   efficiency of 1 us tasks (maprate 2000000 1000)
 #   skew           at each RANKS    static and dynamic efficiency, heavy tasks first
 #   primes         at 2 ranks       static and dynamic speedup over one rank
 #   map_peers.py RANKS...           the same measures with multiprocessing.Pool
@@ -116,6 +117,10 @@ note "map.sh: prun's map examples"
 rate=""
 if run maprate 2; then rate=$(value items_per_s); fi
 row "maprate items/s" 2 "$rate" "≥" 40000000 1000000 " M"
+
+eff=""
+if run maprate 2 2000000 1000; then eff=$(value efficiency); fi
+row "efficiency of 1 us tasks (maprate 2000000 1000)" 2 "$eff" "≥" 0.90
 
 for n in "${RANKS[@]}"; do
     se="" de="" sm="" dm=""

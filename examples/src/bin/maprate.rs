@@ -11,7 +11,10 @@
 //! then prints `items N`, `seconds S` and as its last line exactly `items_per_s X` (a whole
 //! number). The job exits non-zero if a result is missing or wrong.
 //!
-//! `prun -n 2 target/release/maprate [N]` (default 20000000).
+//! `prun -n 2 target/release/maprate [N] [WORK_NS]` (default 20000000 items of no work). With
+//! `WORK_NS`, every item also computes for that many nanoseconds (a busy loop), and the line
+//! `efficiency E` (the items' work over ranks x wall time) comes before `items_per_s`: with
+//! `WORK_NS` = 1000 it measures how well tasks of a microsecond are spread.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -38,11 +41,24 @@ fn samples(n: usize) -> Vec<usize> {
     picks
 }
 
-fn run(n: usize) -> Result<bool, prun::Error> {
+/// Computes for `ns` nanoseconds.
+fn busy(ns: u64) {
+    let start = Instant::now();
+    while start.elapsed().as_nanos() < u128::from(ns) {
+        std::hint::spin_loop();
+    }
+}
+
+fn run(n: usize, work_ns: u64) -> Result<bool, prun::Error> {
     let world = prun::init()?;
     world.barrier()?;
     let start = Instant::now();
-    let results = world.map_range(0, n, item)?;
+    let results = world.map_range(0, n, |i| {
+        if work_ns > 0 {
+            busy(work_ns);
+        }
+        item(i)
+    })?;
     let seconds = start.elapsed().as_secs_f64();
     let Some(results) = results else { return Ok(true) };
     if results.len() != n {
@@ -55,6 +71,10 @@ fn run(n: usize) -> Result<bool, prun::Error> {
     }
     println!("items {n}");
     println!("seconds {seconds:.3}");
+    if work_ns > 0 {
+        let efficiency = n as f64 * work_ns as f64 * 1e-9 / (world.size() as f64 * seconds);
+        println!("efficiency {efficiency:.3}");
+    }
     println!("items_per_s {}", (n as f64 / seconds).round() as u64);
     Ok(true)
 }
@@ -70,7 +90,15 @@ fn main() -> ExitCode {
             }
         },
     };
-    match run(n) {
+    let work_ns = match std::env::args().nth(2).map(|a| a.parse::<u64>()) {
+        None => 0,
+        Some(Ok(ns)) => ns,
+        Some(Err(_)) => {
+            eprintln!("maprate: WORK_NS must be a whole number of nanoseconds; usage: maprate [N] [WORK_NS]");
+            return ExitCode::from(2);
+        }
+    };
+    match run(n, work_ns) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
