@@ -395,9 +395,9 @@ fn serve_steals<T: Serialize + Send>(comm: &Communicator, steals: u64, replies: 
             w.lo += give;
             (lo, w.items.drain(..give).collect())
         };
-        if send_to(comm, thief, replies, GIVE, &(lo as u64, given)).is_err() {
-            return;
-        }
+        // a thief that has gone has left the map: its items were not given to anyone else, but
+        // the map is over once any rank has left it (only the root's DONE lets ranks go)
+        let _ = send_to(comm, thief, replies, GIVE, &(lo as u64, given));
     }
 }
 
@@ -472,9 +472,14 @@ where
             // out of work: ask a random peer, one request at a time, backing off on refusals
             if self.balance == Balance::Dynamic && size > 1 && asked.is_none() && Instant::now() >= next_ask {
                 let victim = self.victim();
-                send_to(self.comm, victim, self.steals, STEAL, &())?;
-                self.asked_at = Instant::now();
-                asked = Some(victim);
+                // a victim can only have left after the root's DONE, which is then on its way
+                // here: a failed request counts as a refusal
+                if send_to(self.comm, victim, self.steals, STEAL, &()).is_ok() {
+                    self.asked_at = Instant::now();
+                    asked = Some(victim);
+                } else {
+                    next_ask = Instant::now() + backoff;
+                }
             }
             let wait = if asked.is_some() || self.balance == Balance::Static || size == 1 {
                 Duration::from_secs(1)
