@@ -19,6 +19,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -84,6 +85,10 @@ struct Run<'a, T, R, F> {
     last_report: Instant,
     /// When the steal request in flight was sent.
     asked_at: Instant,
+    /// The rank this one last got work from (`usize::MAX`: none yet), for refused thieves.
+    hint: &'a AtomicUsize,
+    /// Where to ask next, as a refusing victim suggested.
+    next_victim: Option<usize>,
 }
 
 impl Communicator {
@@ -267,6 +272,7 @@ impl Communicator {
         let context = self.derived_context(seq, b"map");
         let steals = self.derived_context(seq, b"map steals");
         let work = Mutex::new(Work { lo: 0, items: VecDeque::new() });
+        let hint = AtomicUsize::new(usize::MAX);
         let mut run = Run {
             comm: self,
             context,
@@ -287,6 +293,8 @@ impl Communicator {
             total: 0,
             last_report: Instant::now(),
             asked_at: Instant::now(),
+            hint: &hint,
+            next_victim: None,
         };
         let total = run.distribute(start)?;
         run.total = total;
@@ -294,7 +302,7 @@ impl Communicator {
         call.args = format!("\"map\":{seq},\"total\":{total},\"balance\":\"{kind}\"");
         let stealing = balance == Balance::Dynamic && self.size() > 1;
         let outcome = std::thread::scope(|s| {
-            let server = stealing.then(|| s.spawn(|| serve_steals(self, steals, context, &work)));
+            let server = stealing.then(|| s.spawn(|| serve_steals(self, steals, context, &work, &hint)));
             let outcome = run.work_loop(total);
             if let Some(server) = server {
                 // a request from this rank to itself stops the steal thread
@@ -376,7 +384,13 @@ fn send_to<M: Serialize + ?Sized>(
 
 /// The steal thread: answers every steal request at once with the back half (rounded up) of the
 /// items this rank has not started (nothing when none is left), until this rank asks it to stop.
-fn serve_steals<T: Serialize + Send>(comm: &Communicator, steals: u64, replies: u64, work: &Mutex<Work<T>>) {
+fn serve_steals<T: Serialize + Send>(
+    comm: &Communicator,
+    steals: u64,
+    replies: u64,
+    work: &Mutex<Work<T>>,
+    hint: &AtomicUsize,
+) {
     loop {
         let Ok(pattern) = comm.pattern_on(steals, None, Some(STEAL)) else { return };
         let Ok(request) = comm.shared_engine().recv(&pattern) else { return };
@@ -397,7 +411,9 @@ fn serve_steals<T: Serialize + Send>(comm: &Communicator, steals: u64, replies: 
         };
         // a thief that has gone has left the map: its items were not given to anyone else, but
         // the map is over once any rank has left it (only the root's DONE lets ranks go)
-        let _ = send_to(comm, thief, replies, GIVE, &(lo as u64, given));
+        // with nothing to give, point the thief at the rank this one last got work from
+        let hint = if given.is_empty() { hint.load(Ordering::Relaxed) as u64 } else { u64::MAX };
+        let _ = send_to(comm, thief, replies, GIVE, &(lo as u64, given, hint));
     }
 }
 
@@ -498,6 +514,9 @@ where
     }
 
     fn victim(&mut self) -> usize {
+        if let Some(v) = self.next_victim.take().filter(|&v| v != self.comm.rank()) {
+            return v;
+        }
         // xorshift64*: a different, cheap sequence on every rank
         self.rng ^= self.rng >> 12;
         self.rng ^= self.rng << 25;
@@ -619,7 +638,13 @@ where
             let src = self.comm.member_of(e.src);
             match e.tag {
                 GIVE => {
-                    let (lo, items): (u64, Vec<T>) = codec::decode(&e.data, src, GIVE)?;
+                    let (lo, items, hint): (u64, Vec<T>, u64) = codec::decode(&e.data, src, GIVE)?;
+                    if items.is_empty() {
+                        // try where the refusing rank last found work, rather than at random
+                        self.next_victim = usize::try_from(hint).ok().filter(|&h| h < self.comm.size());
+                    } else {
+                        self.hint.store(src, Ordering::Relaxed);
+                    }
                     *asked = None;
                     if let Some(t) = self.comm.tracer() {
                         let args = format!("\"map\":{},\"victim\":{src},\"got\":{}", self.seq, items.len());
