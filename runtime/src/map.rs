@@ -137,16 +137,7 @@ impl Communicator {
         E: std::fmt::Display,
         F: Fn(T) -> std::result::Result<R, E>,
     {
-        self.check_root(root)?;
-        let items = if self.rank() == root {
-            Some(
-                items
-                    .ok_or_else(|| Error::InvalidArgument("the root of map must pass Some(items)".into()))?,
-            )
-        } else {
-            None
-        };
-        self.run_map(root, Start::Items(items), Balance::Dynamic, move |_, x: T| {
+        self.run_map(root, self.root_items(root, items)?, Balance::Dynamic, move |_, x: T| {
             f(x).map_err(|e| e.to_string())
         })
     }
@@ -234,16 +225,7 @@ impl Communicator {
         R: Serialize + DeserializeOwned,
         F: Fn(T) -> R,
     {
-        self.check_root(root)?;
-        let items = if self.rank() == root {
-            Some(
-                items
-                    .ok_or_else(|| Error::InvalidArgument("the root of map must pass Some(items)".into()))?,
-            )
-        } else {
-            None
-        };
-        self.run_map(root, Start::Items(items), Balance::Static, move |_, x: T| Ok(f(x)))
+        self.run_map(root, self.root_items(root, items)?, Balance::Static, move |_, x: T| Ok(f(x)))
     }
 
     /// The static counterpart of [`Communicator::map_range`]: one contiguous block per rank.
@@ -259,6 +241,17 @@ impl Communicator {
     {
         self.check_root(root)?;
         self.run_map(root, Start::Range(n, || ()), Balance::Static, move |i, ()| Ok(f(i)))
+    }
+
+    /// Checks the root and its items: the root must pass `Some`, what others pass is ignored.
+    fn root_items<T>(&self, root: usize, items: Option<Vec<T>>) -> Result<Start<T>> {
+        self.check_root(root)?;
+        if self.rank() != root {
+            return Ok(Start::Items(None));
+        }
+        let items =
+            items.ok_or_else(|| Error::InvalidArgument("the root of map must pass Some(items)".into()))?;
+        Ok(Start::Items(Some(items)))
     }
 
     fn run_map<T, R, F>(&self, root: usize, start: Start<T>, balance: Balance, f: F) -> Result<Option<Vec<R>>>

@@ -15,8 +15,8 @@
 //! `prun -n 2 target/release/primes [REPS]` (default 48 repetitions: about 2.6 s sequentially on
 //! one core of this project's machine).
 
+use prun_examples::timed;
 use std::process::ExitCode;
-use std::time::Instant;
 
 /// The numbers to test, as in the classic `concurrent.futures` example.
 const NUMBERS: [u64; 6] =
@@ -45,18 +45,6 @@ fn is_prime(n: u64) -> bool {
         d += 2;
     }
     true
-}
-
-/// Runs `f` between two barriers; returns its result and the wall time seen by this rank.
-fn timed<R>(
-    world: &prun::World,
-    f: impl FnOnce() -> Result<R, prun::Error>,
-) -> Result<(R, f64), prun::Error> {
-    world.barrier()?;
-    let start = Instant::now();
-    let r = f()?;
-    world.barrier()?;
-    Ok((r, start.elapsed().as_secs_f64()))
 }
 
 /// Checks one mode's answers against the expected ones; reports the first difference.

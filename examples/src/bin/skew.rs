@@ -19,6 +19,7 @@
 //! `prun -n 2 target/release/skew [TASKS] [HEAVY_MS] [LIGHT_MS] [HEAVY_FRACTION]`
 //! (defaults 200 20 2 0.25: 1.3 s of tasks, about 1.8 s for both runs at 2 ranks).
 
+use prun_examples::timed;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -94,18 +95,6 @@ fn task(plan: &Plan, overshoot: Duration, i: usize) -> (u64, u64) {
     let start = Instant::now();
     std::thread::sleep(plan.duration(i).saturating_sub(overshoot));
     (i as u64, start.elapsed().as_micros() as u64)
-}
-
-/// Runs `f` between two barriers; returns its result and the wall time seen by this rank.
-fn timed<R>(
-    world: &prun::World,
-    f: impl FnOnce() -> Result<R, prun::Error>,
-) -> Result<(R, f64), prun::Error> {
-    world.barrier()?;
-    let start = Instant::now();
-    let r = f()?;
-    world.barrier()?;
-    Ok((r, start.elapsed().as_secs_f64()))
 }
 
 /// Whether a map returned every task's index once, in order; and the tasks' measured total

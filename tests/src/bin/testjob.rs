@@ -297,7 +297,7 @@ fn maps(world: &World) -> Result<(), String> {
             if i < n / 10 && n <= 1000 {
                 spin(200);
             }
-            (i as u64).wrapping_mul(2_654_435_761) ^ (rank as u64 * 0)
+            (i as u64).wrapping_mul(2_654_435_761)
         };
         let want: Vec<u64> = (0..n).map(|i| (i as u64).wrapping_mul(2_654_435_761)).collect();
         let got = world.map_range(0, n, f).map_err(e)?;
@@ -462,10 +462,8 @@ fn main() -> ExitCode {
                     if i % 1000 == 0 {
                         std::thread::sleep(Duration::from_millis(1));
                     }
-                    if i == 1_000_000 || (rank == victim && i % 1000 == 500) {
-                        if rank == victim {
-                            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-                        }
+                    if rank == victim && i % 1000 == 500 {
+                        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
                     }
                     i
                 })
