@@ -93,6 +93,16 @@ pub struct Cli {
     #[arg(long = "map-by", value_name = "slot|node", default_value = "slot", value_parser = parse_map_by)]
     pub map_by: MapBy,
 
+    /// Command that starts prun's agent on a remote host (the host name and the agent's command
+    /// line are appended), as `ssh -p 2222 -i KEY`. Default: `ssh`, always in batch mode with a
+    /// connect timeout.
+    #[arg(long = "launch-agent", value_name = "COMMAND", env = "PRUN_LAUNCH_AGENT", hide_env = true)]
+    pub launch_agent: Option<String>,
+
+    /// Where prun is installed on remote hosts (DIR/bin/prun); default: the same path as here.
+    #[arg(long, value_name = "DIR")]
+    pub prefix: Option<PathBuf>,
+
     /// Allow more ranks than the hostfile or --host has slots.
     #[arg(long)]
     pub oversubscribe: bool,

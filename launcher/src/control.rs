@@ -5,8 +5,8 @@
 //! them into [`ControlEvent`]s for the job's event loop, which alone writes to the ranks.
 
 use prun::auth::{self, Credentials, HANDSHAKE_TIMEOUT};
-use prun::protocol::{self, ToLauncher};
-use prun::transport::{Endpoint, Listener, Stream};
+use prun::protocol::{self, Peer, ToLauncher};
+use prun::transport::{Listener, Stream};
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
@@ -16,12 +16,12 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a rank said on its control connection.
 pub enum ControlEvent {
-    /// The rank joined the job and listens at `endpoint`; `link` writes to it.
+    /// The rank joined the job and listens at `peer`; `link` writes to it.
     Registered {
         /// The rank.
         rank: usize,
-        /// Where it listens.
-        endpoint: Endpoint,
+        /// Its host and where it listens.
+        peer: Peer,
         /// The launcher's end of its control connection.
         link: Box<dyn Stream>,
     },
@@ -86,8 +86,8 @@ fn connection<E>(
         Ok(id) => id as usize,
         Err(e) => return refuse(e.to_string()),
     };
-    let endpoint = match protocol::recv::<ToLauncher>(&mut *stream) {
-        Ok(Some(ToLauncher::Register { rank: r, endpoint, .. })) if r as usize == rank => endpoint,
+    let peer = match protocol::recv::<ToLauncher>(&mut *stream) {
+        Ok(Some(ToLauncher::Register { rank: r, peer, .. })) if r as usize == rank => peer,
         Ok(other) => return refuse(format!("rank {rank} did not register first: {other:?}")),
         Err(e) => return refuse(format!("rank {rank}: {e}")),
     };
@@ -97,7 +97,7 @@ fn connection<E>(
         Err(e) => return refuse(e.to_string()),
     };
     let _ = link.set_write_timeout(Some(WRITE_TIMEOUT));
-    if events.send(wrap(ControlEvent::Registered { rank, endpoint, link })).is_err() {
+    if events.send(wrap(ControlEvent::Registered { rank, peer, link })).is_err() {
         return;
     }
     while let Ok(Some(message)) = protocol::recv::<ToLauncher>(&mut *stream) {

@@ -32,3 +32,36 @@ mod tests {
         assert!(!is_local("node-that-does-not-exist-42"));
     }
 }
+
+/// The IP address of `host` (`user@host` allowed): a literal address, or the name resolved.
+pub fn address_of(host: &str) -> Option<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    let name = host.rsplit('@').next().unwrap_or(host);
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = name.parse() {
+        return Some(ip);
+    }
+    (name, 0).to_socket_addrs().ok()?.next().map(|a| a.ip())
+}
+
+/// The address of this host that `hosts` can reach it on: loopback when they are all loopback
+/// addresses (several "hosts" on one machine), else the address the system would send from to
+/// reach the first of them (found without sending anything).
+pub fn reaching(hosts: &[&str]) -> std::io::Result<std::net::IpAddr> {
+    let addresses: Vec<std::net::IpAddr> = hosts
+        .iter()
+        .map(|h| {
+            address_of(h).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, format!("cannot resolve host '{h}'"))
+            })
+        })
+        .collect::<std::io::Result<_>>()?;
+    if addresses.iter().all(|a| a.is_loopback()) {
+        return Ok(std::net::IpAddr::from([127, 0, 0, 1]));
+    }
+    let target = addresses[0];
+    let socket = std::net::UdpSocket::bind(if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" })?;
+    // connecting a UDP socket only picks the route; nothing is sent
+    socket.connect((target, 9))?;
+    Ok(socket.local_addr()?.ip())
+}

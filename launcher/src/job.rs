@@ -5,13 +5,16 @@
 //! first failure decides the job's exit status; every path ends with every rank's process group
 //! gone: SIGTERM (or the forwarded signal) first, SIGKILL after the grace period.
 
+use crate::agent_wire::{AgentJob, FromAgent};
 use crate::cli::StdinTarget;
 use crate::control::{self, ControlEvent};
+use crate::hosts;
 use crate::jobdir::JobDir;
 use crate::local::{self, OutputTo, RankCommand};
 use crate::output::{self, OutputSink};
 use crate::plan::Plan;
 use crate::progress::Progress;
+use crate::remote::{Agent, AgentEvent};
 use crate::signals::{self, ENDING};
 use crate::status::{EXIT_FAILURE, EXIT_TIMEOUT, Ended, signal_name};
 use crate::stdin;
@@ -20,7 +23,7 @@ use crate::watchdog::Watchdog;
 use nix::sys::signal::Signal;
 use prun::auth::{Credentials, Secret};
 use prun::env;
-use prun::protocol::{self, ToRank};
+use prun::protocol::{self, Peer, ToRank};
 use prun::transport::{Endpoint, Listener, Stream};
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -44,6 +47,8 @@ pub enum Event {
     Signal(i32),
     /// A rank said something on its control connection.
     Control(ControlEvent),
+    /// A remote host's agent said something, or its channel closed.
+    Agent(AgentEvent),
 }
 
 /// Why the job ends early; the first one wins.
@@ -57,9 +62,11 @@ enum Cause {
 
 #[derive(Default)]
 struct Rank {
+    /// The rank's agent, for ranks on remote hosts.
+    agent: Option<usize>,
     pid: Option<i32>,
     ended: Option<Ended>,
-    endpoint: Option<Endpoint>,
+    endpoint: Option<Peer>,
     link: Option<Box<dyn Stream>>,
 }
 
@@ -75,6 +82,7 @@ struct Job {
     bootstrap_failure: Option<String>,
     watchdog: Watchdog,
     progress: Progress,
+    agents: Vec<Agent>,
 }
 
 /// Runs the job to its end; returns prun's exit status.
@@ -123,6 +131,7 @@ impl Job {
             bootstrap_failure: None,
             watchdog,
             progress: Progress::new(plan.progress, plan.verbosity < 0),
+            agents: Vec::new(),
             plan,
         };
         job.info(1, format_args!("job {job_id}: {np} ranks of {}", job.plan.program.display()));
@@ -144,6 +153,23 @@ impl Job {
             std::fs::create_dir(&trace_dir).map_err(|e| format!("cannot create the trace folder: {e}"))?;
             common.push((OsString::from(env::TRACE_DIR), trace_dir.clone().into_os_string()));
         }
+        // ranks on other hosts: a TCP control socket on the address that reaches them
+        let remote: Vec<usize> =
+            job.plan.placements.iter().filter(|p| !hosts::is_local(&p.host)).map(|p| p.rank).collect();
+        let mut tcp_control = None;
+        if !remote.is_empty() {
+            let hosts: Vec<&str> = remote.iter().map(|&r| job.plan.placements[r].host.as_str()).collect();
+            let ip = hosts::reaching(&hosts)
+                .map_err(|e| format!("cannot find an address that reaches the hosts: {e}"))?;
+            let listener = Listener::bind(&Endpoint::Tcp(std::net::SocketAddr::new(ip, 0)))
+                .map_err(|e| format!("cannot listen on {ip}: {e}"))?;
+            let at = listener.endpoint().map_err(|e| e.to_string())?;
+            let creds = Credentials { job_id: job_id.clone(), secret: secret.clone() };
+            control::serve(listener, creds, np, tx.clone(), Event::Control, job.plan.verbosity >= 2)
+                .map_err(|e| format!("cannot start the control thread: {e}"))?;
+            common.push((OsString::from(env::TCP_BIND), OsString::from(ip.to_string())));
+            tcp_control = Some(at);
+        }
         let output_to = match &job.plan.output_dir {
             Some(d) => OutputTo::Folder(d.clone()),
             None => OutputTo::Pipes,
@@ -151,7 +177,7 @@ impl Job {
         let mut pipes = Vec::new();
         let mut stdins = Vec::new();
         let mut pids = HashMap::new();
-        for p in &job.plan.placements {
+        for p in job.plan.placements.iter().filter(|p| hosts::is_local(&p.host)) {
             let mut env = common.clone();
             env.extend(
                 [
@@ -198,6 +224,9 @@ impl Job {
         local::reap(pids, tx.clone(), |rank, ended| Event::Exited { rank, ended })
             .map_err(|e| format!("cannot start the reaper thread: {e}"))?;
         let sink = Arc::new(Mutex::new(OutputSink::new(job.plan.tag_output, job.progress.clone())));
+        if let Some(control) = tcp_control.filter(|_| job.cause.is_none()) {
+            job.start_agents(&remote, &control, &job_id, &secret, &tx, &sink);
+        }
         let forwarder =
             output::forward_pipes(pipes, sink).map_err(|e| format!("cannot forward output: {e}"))?;
         stdin::forward(stdins).map_err(|e| format!("cannot forward stdin: {e}"))?;
@@ -206,6 +235,12 @@ impl Job {
 
         let status = job.status();
         job.watchdog.finish();
+        for agent in &mut job.agents {
+            agent.finish();
+        }
+        for agent in &mut job.agents {
+            agent.wait_until(Instant::now() + OUTPUT_DRAIN);
+        }
         let drained = Instant::now() + OUTPUT_DRAIN;
         while !forwarder.is_finished() && Instant::now() < drained {
             std::thread::sleep(Duration::from_millis(5));
@@ -234,10 +269,11 @@ impl Job {
             match event {
                 Ok(Event::Exited { rank, ended }) => self.exited(rank, ended),
                 Ok(Event::Signal(sig)) => self.signalled(sig),
-                Ok(Event::Control(ControlEvent::Registered { rank, endpoint, link })) => {
-                    self.registered(rank, endpoint, link)
+                Ok(Event::Control(ControlEvent::Registered { rank, peer, link })) => {
+                    self.registered(rank, peer, link)
                 }
                 Ok(Event::Control(ControlEvent::Abort { rank, code })) => self.aborted(rank, code),
+                Ok(Event::Agent(event)) => self.agent_event(event),
                 Ok(Event::Control(ControlEvent::Progress { map, done, total })) => {
                     self.progress.update(map, done, total)
                 }
@@ -276,13 +312,138 @@ impl Job {
         }
     }
 
-    /// Sends `signal` to every running rank's process group.
-    fn signal_all(&self, signal: Signal) {
+    /// Sends `signal` to every running rank's process group, through the agents for ranks on
+    /// other hosts.
+    fn signal_all(&mut self, signal: Signal) {
+        let mut agents = vec![false; self.agents.len()];
         for r in self.ranks.iter().filter(|r| r.ended.is_none()) {
-            if let Some(pid) = r.pid {
-                local::signal_group(pid, signal);
+            match (r.agent, r.pid) {
+                (Some(a), _) => agents[a] = true,
+                (None, Some(pid)) => local::signal_group(pid, signal),
+                (None, None) => {}
             }
         }
+        for (agent, _) in self.agents.iter_mut().zip(&agents).filter(|(_, used)| **used) {
+            agent.signal(signal as i32);
+        }
+    }
+
+    /// Starts one agent per remote host for the `remote` ranks.
+    fn start_agents(
+        &mut self,
+        remote: &[usize],
+        control: &Endpoint,
+        job_id: &str,
+        secret: &Secret,
+        tx: &mpsc::Sender<Event>,
+        sink: &Arc<Mutex<OutputSink>>,
+    ) {
+        let mut by_host: Vec<(String, u32, Vec<(usize, usize)>)> = Vec::new();
+        for &r in remote {
+            let p = &self.plan.placements[r];
+            match by_host.iter_mut().find(|(h, _, _)| *h == p.host) {
+                Some((_, _, ranks)) => ranks.push((r, p.local_rank)),
+                None => by_host.push((p.host.clone(), p.node_rank as u32, vec![(r, p.local_rank)])),
+            }
+        }
+        let text = |s: &std::ffi::OsStr| s.to_string_lossy().into_owned();
+        for (host, node, ranks) in by_host {
+            let job = AgentJob {
+                job_id: job_id.to_string(),
+                secret: secret.to_hex(),
+                control: control.to_string(),
+                tcp_bind: hosts::address_of(&host).map(|ip| ip.to_string()).unwrap_or_default(),
+                size: self.ranks.len(),
+                node,
+                host: host.clone(),
+                program: text(self.plan.program.as_os_str()),
+                arg0: text(&self.plan.arg0),
+                args: self.plan.args.iter().map(|a| text(a)).collect(),
+                wdir: self.plan.wdir.as_ref().map(|w| text(w.as_os_str())),
+                env: self.plan.exports.iter().map(|(k, v)| (text(k), text(v))).collect(),
+                ranks: ranks.clone(),
+            };
+            let index = self.agents.len();
+            for &(r, _) in &ranks {
+                self.ranks[r].agent = Some(index);
+            }
+            self.running += ranks.len();
+            let started = Agent::start(
+                index,
+                job,
+                &self.plan.launch_agent,
+                &self.plan.remote_prun,
+                tx.clone(),
+                Event::Agent,
+                Arc::clone(sink),
+            );
+            match started {
+                Ok(agent) => self.agents.push(agent),
+                Err(e) => {
+                    eprintln!(
+                        "prun: error: cannot run the launch agent {:?} for host {host}: {e}",
+                        self.plan.launch_agent
+                    );
+                    self.cause.get_or_insert(Cause::Internal);
+                    for &(r, _) in &ranks {
+                        self.ranks[r].ended = Some(Ended::Code(EXIT_FAILURE));
+                        self.running -= 1;
+                    }
+                    self.terminate(Signal::SIGTERM);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn agent_event(&mut self, event: AgentEvent) {
+        match event {
+            AgentEvent::Message(_, FromAgent::Started { rank, pid }) => {
+                if let Some(r) = self.ranks.get_mut(rank) {
+                    r.pid = Some(pid);
+                }
+            }
+            AgentEvent::Message(_, FromAgent::Exited { rank, code, signal, core }) => {
+                let ended = match code {
+                    Some(c) => Ended::Code(c),
+                    None => Ended::Signal { signal, core },
+                };
+                if rank < self.ranks.len() {
+                    self.exited(rank, ended);
+                }
+            }
+            AgentEvent::Message(agent, FromAgent::Failed(message)) => {
+                eprintln!("prun: error: {message}");
+                self.host_gone(agent);
+            }
+            AgentEvent::Message(_, FromAgent::Output { .. } | FromAgent::OutputEnd { .. }) => {}
+            AgentEvent::Lost(agent, words) => {
+                let left: Vec<usize> = (0..self.ranks.len())
+                    .filter(|&r| self.ranks[r].agent == Some(agent) && self.ranks[r].ended.is_none())
+                    .collect();
+                if let (Some(first), Some(last)) = (left.first(), left.last()) {
+                    let host = self.agents.get(agent).map_or("?", |a| a.host.as_str());
+                    let why = if words.is_empty() { String::new() } else { format!(": {words}") };
+                    eprintln!("prun: lost host {host} (ranks {first}..{last}){why}");
+                    self.host_gone(agent);
+                }
+            }
+        }
+    }
+
+    /// A host's agent failed or vanished: its ranks count as ended and the job ends.
+    fn host_gone(&mut self, agent: usize) {
+        for r in 0..self.ranks.len() {
+            if self.ranks[r].agent == Some(agent) && self.ranks[r].ended.is_none() {
+                self.ranks[r].ended = Some(Ended::Code(EXIT_FAILURE));
+                self.ranks[r].link = None;
+                self.running -= 1;
+                let how = format!("rank {r} was lost with its host");
+                self.broadcast(&ToRank::RankExited { rank: r as u32, how });
+            }
+        }
+        self.cause.get_or_insert(Cause::Internal);
+        self.terminate(Signal::SIGTERM);
     }
 
     /// Ends the job: `signal` now, SIGKILL after the grace period.
@@ -300,7 +461,7 @@ impl Job {
         r.ended = Some(ended);
         r.link = None;
         self.running -= 1;
-        if let Some(pid) = r.pid {
+        if let (None, Some(pid)) = (r.agent, r.pid) {
             // the rank's children live in its process group: they end with it
             local::signal_group(pid, Signal::SIGKILL);
             self.watchdog.forget(pid);
@@ -324,7 +485,7 @@ impl Job {
         }
     }
 
-    fn registered(&mut self, rank: usize, endpoint: Endpoint, link: Box<dyn Stream>) {
+    fn registered(&mut self, rank: usize, endpoint: Peer, link: Box<dyn Stream>) {
         let mut link = Some(link);
         for (other, r) in self.ranks.iter().enumerate() {
             if let Some(ended) = r.ended {
@@ -346,8 +507,8 @@ impl Job {
             && self.bootstrap_failure.is_none()
             && self.ranks.iter().all(|r| r.endpoint.is_some())
         {
-            let endpoints = self.ranks.iter().filter_map(|r| r.endpoint.clone()).collect();
-            self.broadcast(&ToRank::Table { endpoints });
+            let peers = self.ranks.iter().filter_map(|r| r.endpoint.clone()).collect();
+            self.broadcast(&ToRank::Table { peers });
             self.table_sent = true;
         }
     }

@@ -1,6 +1,8 @@
 //! `prun`: starts the ranks of an SPMD job, forwards their output, and ends the whole job
 //! cleanly. See `prun --help`, and the README for the environment of ranks and exit statuses.
 
+mod agent;
+mod agent_wire;
 mod cli;
 mod control;
 mod hostfile;
@@ -13,6 +15,7 @@ mod placement;
 mod plan;
 mod program;
 mod progress;
+mod remote;
 mod signals;
 mod status;
 mod stdin;
@@ -29,6 +32,9 @@ fn exit(status: i32) -> ExitCode {
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == agent::ARG) {
+        return exit(agent::run());
+    }
     if args.get(1).is_some_and(|a| a == watchdog::ARG) {
         let dir = args.get(2).map(PathBuf::from).unwrap_or_default();
         return exit(watchdog::run(dir));

@@ -28,6 +28,21 @@ const MAX_LINE: usize = 64 * 1024;
 /// How long an unfinished line (a prompt, say) waits before untagged output shows it.
 pub const IDLE_FLUSH: Duration = Duration::from_millis(100);
 
+/// Where forwarded output goes: prun's own streams ([`OutputSink`]) or, on a remote host, the
+/// agent's channel to the launcher.
+pub trait Sink: Send {
+    /// Output from a rank.
+    fn data(&mut self, rank: usize, kind: StreamKind, bytes: &[u8]);
+    /// A rank's stream ended.
+    fn eof(&mut self, rank: usize, kind: StreamKind);
+    /// Whether unfinished lines are waiting for [`Sink::idle`].
+    fn has_partial(&self) -> bool {
+        false
+    }
+    /// Output has been quiet for a while.
+    fn idle(&mut self) {}
+}
+
 /// Writes the ranks' output lines to prun's own streams.
 pub struct OutputSink {
     tag: bool,
@@ -73,9 +88,11 @@ impl OutputSink {
             *broken = true;
         }
     }
+}
 
+impl Sink for OutputSink {
     /// Output from a rank: complete lines are written now, the rest is kept.
-    pub fn data(&mut self, rank: usize, kind: StreamKind, bytes: &[u8]) {
+    fn data(&mut self, rank: usize, kind: StreamKind, bytes: &[u8]) {
         let mut held = self.partial.remove(&(rank, kind)).unwrap_or_default();
         held.extend_from_slice(bytes);
         match held.iter().rposition(|&b| b == b'\n') {
@@ -103,19 +120,19 @@ impl OutputSink {
     }
 
     /// A rank's stream ended: its last, unfinished line is written.
-    pub fn eof(&mut self, rank: usize, kind: StreamKind) {
+    fn eof(&mut self, rank: usize, kind: StreamKind) {
         if let Some(held) = self.partial.remove(&(rank, kind)) {
             self.emit(rank, kind, &held);
         }
     }
 
     /// Whether unfinished lines are waiting.
-    pub fn has_partial(&self) -> bool {
+    fn has_partial(&self) -> bool {
         !self.tag && !self.partial.is_empty()
     }
 
     /// Output has been quiet for a while: untagged unfinished lines (prompts) are shown.
-    pub fn idle(&mut self) {
+    fn idle(&mut self) {
         if !self.tag {
             for ((rank, kind), held) in std::mem::take(&mut self.partial) {
                 self.emit(rank, kind, &held);
@@ -135,9 +152,9 @@ pub struct Pipe {
 }
 
 /// Reads every pipe until all are closed, feeding the sink; one thread for all ranks.
-pub fn forward_pipes(
+pub fn forward_pipes<S: Sink + 'static>(
     pipes: Vec<Pipe>,
-    sink: Arc<Mutex<OutputSink>>,
+    sink: Arc<Mutex<S>>,
 ) -> io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("prun-output".into()).spawn(move || {
         let mut open: Vec<Pipe> = pipes;

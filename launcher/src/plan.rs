@@ -41,6 +41,10 @@ pub struct Plan {
     pub progress: bool,
     /// Where to write the merged trace.
     pub trace: Option<PathBuf>,
+    /// The launch agent command's words.
+    pub launch_agent: Vec<String>,
+    /// prun's path on remote hosts.
+    pub remote_prun: PathBuf,
 }
 
 /// A reason not to start, with prun's exit status.
@@ -78,16 +82,6 @@ pub fn plan(cli: Cli) -> Result<Plan, PlanError> {
             };
             let placements = placement::place(&hosts, np, cli.map_by, cli.oversubscribe, &source)
                 .map_err(|e| usage(e.to_string()))?;
-            if let Some(remote) = placements.iter().find(|p| !hosts::is_local(&p.host)) {
-                return Err(usage(format!(
-                    "{source} places ranks on '{}', which is not this host ({}); remote hosts need prun's \
-                     multi-host launch (ssh agents), which this version does not have yet. Use \
-                     localhost (or {}) in the host list to run on this host",
-                    remote.host,
-                    hosts::this_host(),
-                    hosts::this_host()
-                )));
-            }
             placements
         }
         None => {
@@ -166,5 +160,16 @@ pub fn plan(cli: Cli) -> Result<Plan, PlanError> {
         verbosity: if cli.quiet { -1 } else { cli.verbose as i8 },
         progress: cli.progress,
         trace: cli.trace,
+        launch_agent: cli
+            .launch_agent
+            .as_deref()
+            .unwrap_or("ssh")
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+        remote_prun: match &cli.prefix {
+            Some(dir) => dir.join("bin").join("prun"),
+            None => std::env::current_exe().map_err(|e| usage(format!("cannot tell where prun is: {e}")))?,
+        },
     })
 }

@@ -6,7 +6,7 @@ use crate::engine::{self, Engine};
 use crate::env::JobEnv;
 use crate::error::{Error, Result};
 use crate::mailbox::Mailbox;
-use crate::protocol::{self, ToLauncher, ToRank};
+use crate::protocol::{self, Peer, ToLauncher, ToRank};
 use crate::transport::{self, Endpoint, Listener, Stream};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -46,10 +46,17 @@ pub(crate) fn join(env: JobEnv, limit: u64) -> Result<(Engine, Control)> {
     let mailbox = Arc::new(Mailbox::new(env.rank, env.size, crate::env::spin(env.local_size)?));
 
     let path = env.socket_dir.join(format!("r{}.sock", env.rank));
-    let listener = Listener::bind(&Endpoint::Unix(path.clone()))
-        .map_err(|e| failed(&format!("cannot listen at {}", path.display()), e))?;
-    let endpoint = listener.endpoint().map_err(|e| failed("cannot read the socket's address", e))?;
-    engine::serve(listener, Arc::clone(&creds), Arc::clone(&mailbox), env.size, limit)?;
+    let mut listeners = vec![Endpoint::Unix(path)];
+    if let Some(ip) = env.tcp_bind {
+        listeners.push(Endpoint::Tcp(std::net::SocketAddr::new(ip, 0)));
+    }
+    let mut endpoints = Vec::new();
+    for at in listeners {
+        let listener = Listener::bind(&at).map_err(|e| failed(&format!("cannot listen at {at}"), e))?;
+        endpoints.push(listener.endpoint().map_err(|e| failed("cannot read the socket's address", e))?);
+        engine::serve(listener, Arc::clone(&creds), Arc::clone(&mailbox), env.size, limit)?;
+    }
+    let peer = Peer { node: env.node, endpoints };
 
     let reach =
         |e: &dyn std::fmt::Display| failed(&format!("cannot reach the launcher at {}", env.control), e);
@@ -57,12 +64,12 @@ pub(crate) fn join(env: JobEnv, limit: u64) -> Result<(Engine, Control)> {
     control.set_read_timeout(Some(HANDSHAKE_TIMEOUT)).map_err(|e| reach(&e))?;
     auth::client(&mut *control, &creds, env.rank as u32).map_err(|e| reach(&e))?;
     control.set_read_timeout(None).map_err(|e| reach(&e))?;
-    let register = ToLauncher::Register { rank: env.rank as u32, pid: std::process::id(), endpoint };
+    let register = ToLauncher::Register { rank: env.rank as u32, pid: std::process::id(), peer };
     protocol::send(&mut *control, &register).map_err(|e| reach(&e))?;
 
-    let endpoints = loop {
+    let peers = loop {
         match protocol::recv::<ToRank>(&mut *control).map_err(|e| reach(&e))? {
-            Some(ToRank::Table { endpoints }) => break endpoints,
+            Some(ToRank::Table { peers }) => break peers,
             Some(ToRank::RankExited { rank, how }) => mailbox.peer_exited(rank as usize, how),
             Some(ToRank::BootstrapFailed { reason }) => return Err(Error::Bootstrap(reason)),
             None => {
@@ -72,13 +79,14 @@ pub(crate) fn join(env: JobEnv, limit: u64) -> Result<(Engine, Control)> {
             }
         }
     };
-    if endpoints.len() != env.size {
+    if peers.len() != env.size {
         return Err(Error::Bootstrap(format!(
             "the launcher sent {} endpoints for a job of {} ranks",
-            endpoints.len(),
+            peers.len(),
             env.size
         )));
     }
+    let node = env.node;
     let reader = control.try_clone_box().map_err(|e| reach(&e))?;
     let watched = Arc::clone(&mailbox);
     let rank = env.rank;
@@ -86,7 +94,7 @@ pub(crate) fn join(env: JobEnv, limit: u64) -> Result<(Engine, Control)> {
         .name("prun-control".into())
         .spawn(move || watch_launcher(reader, &watched, rank))
         .map_err(|e| Error::io("starting the control thread", e))?;
-    let engine = Engine::new(env.rank, creds, endpoints, mailbox, limit);
+    let engine = Engine::new(env.rank, node, creds, peers, mailbox, limit);
     Ok((engine, Control { writer: Mutex::new(control) }))
 }
 

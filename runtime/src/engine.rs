@@ -11,7 +11,8 @@ use crate::auth::{self, Credentials, HANDSHAKE_TIMEOUT};
 use crate::error::{Error, Result};
 use crate::log::debug;
 use crate::mailbox::{Envelope, Mailbox, Pattern};
-use crate::transport::{self, Endpoint, Listener, Stream};
+use crate::protocol::Peer;
+use crate::transport::{self, Listener, Stream};
 use crate::wire::{self, HEADER_LEN, KIND_DATA};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -20,7 +21,9 @@ pub(crate) struct Engine {
     rank: usize,
     size: usize,
     creds: Option<Arc<Credentials>>,
-    endpoints: Vec<Endpoint>,
+    /// This rank's host, and every rank's host and endpoints.
+    node: u32,
+    peers: Vec<Peer>,
     mailbox: Arc<Mailbox>,
     outgoing: Vec<Mutex<Option<Box<dyn Stream>>>>,
     limit: u64,
@@ -33,7 +36,8 @@ impl Engine {
             rank: 0,
             size: 1,
             creds: None,
-            endpoints: Vec::new(),
+            node: 0,
+            peers: Vec::new(),
             mailbox: Arc::new(Mailbox::new(0, 1, std::time::Duration::ZERO)),
             outgoing: vec![Mutex::new(None)],
             limit,
@@ -43,17 +47,19 @@ impl Engine {
     /// The engine of rank `rank` of a job whose ranks listen at `endpoints`.
     pub fn new(
         rank: usize,
+        node: u32,
         creds: Arc<Credentials>,
-        endpoints: Vec<Endpoint>,
+        peers: Vec<Peer>,
         mailbox: Arc<Mailbox>,
         limit: u64,
     ) -> Engine {
-        let size = endpoints.len();
+        let size = peers.len();
         Engine {
             rank,
             size,
             creds: Some(creds),
-            endpoints,
+            node,
+            peers,
             mailbox,
             outgoing: (0..size).map(|_| Mutex::new(None)).collect(),
             limit,
@@ -131,7 +137,8 @@ impl Engine {
         if let Some(reason) = self.mailbox.exited(dest) {
             return Err(Error::PeerLost { rank: dest, reason });
         }
-        let (Some(creds), Some(endpoint)) = (&self.creds, self.endpoints.get(dest)) else {
+        let endpoint = self.peers.get(dest).and_then(|p| p.endpoint_from(self.node));
+        let (Some(creds), Some(endpoint)) = (&self.creds, endpoint) else {
             return Err(Error::InvalidRank { rank: dest, size: self.size });
         };
         let mut stream = transport::connect(endpoint).map_err(|e| self.lost(dest, &e))?;

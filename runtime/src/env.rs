@@ -11,6 +11,8 @@
 //! | `PRUN_LOCAL_RANK` | launcher | this rank's number among the ranks on its host, `0..PRUN_LOCAL_SIZE` |
 //! | `PRUN_LOCAL_SIZE` | launcher | number of ranks on this rank's host |
 //! | `PRUN_JOB_ID` | launcher | an opaque id, unique per job; connections of other jobs are refused |
+//! | `PRUN_NODE_RANK` | launcher | index of this rank's host among the job's hosts |
+//! | `PRUN_TCP_BIND` | launcher | in jobs spanning hosts: the address this rank listens on for ranks of other hosts |
 //! | `PRUN_HOST` | launcher | the host name this rank was placed on (as written in the hostfile) |
 //! | `PRUN_CONTROL` | launcher | address of the launcher's control socket, e.g. `unix:/tmp/prun-0-1a2b/control.sock` |
 //! | `PRUN_SECRET` | launcher | the per-job secret (64 hex digits); proves membership, never sent on the wire |
@@ -35,6 +37,10 @@ pub const LOCAL_RANK: &str = "PRUN_LOCAL_RANK";
 pub const LOCAL_SIZE: &str = "PRUN_LOCAL_SIZE";
 /// `PRUN_JOB_ID`: the job's opaque id.
 pub const JOB_ID: &str = "PRUN_JOB_ID";
+/// `PRUN_NODE_RANK`: index of the rank's host among the job's hosts.
+pub const NODE_RANK: &str = "PRUN_NODE_RANK";
+/// `PRUN_TCP_BIND`: the address to listen on for ranks of other hosts (multi-host jobs only).
+pub const TCP_BIND: &str = "PRUN_TCP_BIND";
 /// `PRUN_HOST`: the host name the rank was placed on.
 pub const HOST: &str = "PRUN_HOST";
 /// `PRUN_CONTROL`: address of the launcher's control socket.
@@ -55,8 +61,10 @@ pub const TRACE_DIR: &str = "PRUN_TRACE_DIR";
 pub const SPIN_US: &str = "PRUN_SPIN_US";
 
 /// Every variable the launcher sets for a rank (the others are the user's to set).
-pub const LAUNCHER_SET: &[&str] =
-    &[RANK, SIZE, LOCAL_RANK, LOCAL_SIZE, JOB_ID, HOST, CONTROL, SECRET, SOCKET_DIR, TRACE_DIR];
+pub const LAUNCHER_SET: &[&str] = &[
+    RANK, SIZE, LOCAL_RANK, LOCAL_SIZE, NODE_RANK, TCP_BIND, JOB_ID, HOST, CONTROL, SECRET, SOCKET_DIR,
+    TRACE_DIR,
+];
 
 /// Default for [`MAX_MESSAGE`]: 1 GiB.
 pub const DEFAULT_MAX_MESSAGE: u64 = 1 << 30;
@@ -72,6 +80,8 @@ pub(crate) struct JobEnv {
     pub control: Endpoint,
     pub secret: Secret,
     pub socket_dir: PathBuf,
+    pub node: u32,
+    pub tcp_bind: Option<std::net::IpAddr>,
 }
 
 fn var(name: &str) -> Result<String> {
@@ -148,6 +158,21 @@ impl JobEnv {
             control,
             secret,
             socket_dir: PathBuf::from(var(SOCKET_DIR)?),
+            node: match std::env::var(NODE_RANK) {
+                Ok(n) => n
+                    .trim()
+                    .parse()
+                    .map_err(|_| Error::Bootstrap(format!("{NODE_RANK}={n:?} is not a number")))?,
+                Err(_) => 0,
+            },
+            tcp_bind: match std::env::var(TCP_BIND) {
+                Ok(a) => Some(
+                    a.trim()
+                        .parse()
+                        .map_err(|_| Error::Bootstrap(format!("{TCP_BIND}={a:?} is not an IP address")))?,
+                ),
+                Err(_) => None,
+            },
         }))
     }
 }

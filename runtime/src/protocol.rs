@@ -14,17 +14,36 @@ use serde::{Deserialize, Serialize};
 /// Largest control message accepted (a table of endpoints for many thousands of ranks fits).
 pub const MAX_CONTROL_MESSAGE: u64 = 16 << 20;
 
+/// Where a rank listens: its host (node) and its endpoints. Peers on the same node use its Unix
+/// socket, others its TCP address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    /// Index of the rank's host in the job (`PRUN_NODE_RANK`).
+    pub node: u32,
+    /// A Unix endpoint, and a TCP one in jobs spanning several hosts.
+    pub endpoints: Vec<Endpoint>,
+}
+
+impl Peer {
+    /// The endpoint a rank on `node` should connect to.
+    pub fn endpoint_from(&self, node: u32) -> Option<&Endpoint> {
+        let unix = self.endpoints.iter().find(|e| matches!(e, Endpoint::Unix(_)));
+        let tcp = self.endpoints.iter().find(|e| matches!(e, Endpoint::Tcp(_)));
+        if node == self.node { unix.or(tcp) } else { tcp }
+    }
+}
+
 /// From a rank to the launcher.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ToLauncher {
-    /// The rank has started its runtime and listens at `endpoint`.
+    /// The rank has started its runtime and listens at `endpoints`.
     Register {
         /// The rank.
         rank: u32,
         /// Its process id.
         pid: u32,
         /// Where its peers connect.
-        endpoint: Endpoint,
+        peer: Peer,
     },
     /// The rank called `World::abort(code)`: end the job with `code`.
     Abort {
@@ -47,8 +66,8 @@ pub enum ToLauncher {
 pub enum ToRank {
     /// Every rank has registered: where each one listens, indexed by rank.
     Table {
-        /// Endpoint of each rank.
-        endpoints: Vec<Endpoint>,
+        /// Each rank's host and endpoints.
+        peers: Vec<Peer>,
     },
     /// A rank's process has ended; `how` says how (for error messages).
     RankExited {
@@ -91,7 +110,13 @@ mod tests {
     #[test]
     fn messages_round_trip() {
         let (mut a, mut b) = UnixStream::pair().expect("pair");
-        let m = ToLauncher::Register { rank: 3, pid: 99, endpoint: Endpoint::Unix("/x".into()) };
+        let peer = Peer {
+            node: 1,
+            endpoints: vec![Endpoint::Unix("/x".into()), "tcp:127.0.0.2:9".parse().expect("tcp")],
+        };
+        assert_eq!(peer.endpoint_from(1), Some(&Endpoint::Unix("/x".into())));
+        assert_eq!(peer.endpoint_from(0), peer.endpoints.get(1));
+        let m = ToLauncher::Register { rank: 3, pid: 99, peer };
         send(&mut a, &m).expect("send");
         assert_eq!(recv::<ToLauncher>(&mut b).expect("recv"), Some(m));
         drop(a);

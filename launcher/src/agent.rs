@@ -1,0 +1,193 @@
+//! The per-host agent: `prun __agent`, started on a remote host by the launch agent (ssh).
+//!
+//! It reads its host's share of the job from stdin, starts those ranks exactly as the launcher
+//! starts local ones (own process groups, pipes), forwards their output and exit statuses on
+//! stdout, passes on the launcher's signals, and ends every rank when the channel closes (the
+//! launcher or the ssh session died), so nothing is left on the host.
+
+use crate::agent_wire::{self, AgentJob, FromAgent, ToAgent};
+use crate::jobdir::JobDir;
+use crate::local::{self, OutputTo, RankCommand};
+use crate::output::{self, Sink, StreamKind};
+use crate::program;
+use crate::status::Ended;
+use nix::sys::signal::Signal;
+use prun::env;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// The hidden first argument that runs prun as an agent.
+pub const ARG: &str = "__agent";
+
+/// The agent's channel to the launcher, shared by the threads that write to it.
+#[derive(Clone)]
+struct Channel(Arc<Mutex<io::Stdout>>);
+
+impl Channel {
+    fn send(&self, message: &FromAgent) {
+        let mut out = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // a broken channel means the launcher is gone; the read side notices and ends the ranks
+        let _ = agent_wire::send(&mut *out, message);
+    }
+}
+
+/// Output of the host's ranks, sent to the launcher as it comes.
+struct Forward(Channel);
+
+impl Sink for Forward {
+    fn data(&mut self, rank: usize, kind: StreamKind, bytes: &[u8]) {
+        let stderr = kind == StreamKind::Stderr;
+        self.0.send(&FromAgent::Output { rank, stderr, bytes: bytes.to_vec() });
+    }
+
+    fn eof(&mut self, rank: usize, kind: StreamKind) {
+        self.0.send(&FromAgent::OutputEnd { rank, stderr: kind == StreamKind::Stderr });
+    }
+}
+
+enum Event {
+    Launcher(Option<ToAgent>),
+    Exited(usize, Ended),
+}
+
+/// The agent's main: returns its exit status.
+pub fn run() -> i32 {
+    let channel = Channel(Arc::new(Mutex::new(io::stdout())));
+    let mut input = io::stdin();
+    let job: AgentJob = match agent_wire::recv(&mut input) {
+        Ok(Some(ToAgent::Start(job))) => job,
+        _ => return 1,
+    };
+    match start(job, &channel, input) {
+        Ok(status) => status,
+        Err(message) => {
+            channel.send(&FromAgent::Failed(message));
+            1
+        }
+    }
+}
+
+fn start(job: AgentJob, channel: &Channel, input: io::Stdin) -> Result<i32, String> {
+    let host = job.host.clone();
+    let program =
+        program::resolve(OsStr::new(&job.program)).map_err(|e| format!("on {host}: {}", e.message))?;
+    let dir = JobDir::create(&format!("{}-n{}", job.job_id, job.node))
+        .map_err(|e| format!("on {host}: cannot create the job's socket folder: {e}"))?;
+    let wdir = job.wdir.as_ref().map(PathBuf::from);
+    if let Some(w) = &wdir
+        && !w.is_dir()
+    {
+        return Err(format!("on {host}: --wdir {}: no such directory", w.display()));
+    }
+    let common: Vec<(OsString, OsString)> = [
+        (env::JOB_ID, job.job_id.clone()),
+        (env::CONTROL, job.control.clone()),
+        (env::SECRET, job.secret.clone()),
+        (env::SIZE, job.size.to_string()),
+        (env::NODE_RANK, job.node.to_string()),
+        (env::TCP_BIND, job.tcp_bind.clone()),
+        (env::HOST, host.clone()),
+        (env::LOCAL_SIZE, job.ranks.len().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+    .chain([(OsString::from(env::SOCKET_DIR), dir.path().as_os_str().to_owned())])
+    .chain(job.env.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))))
+    .collect();
+    let arg0 = OsString::from(&job.arg0);
+    let args: Vec<OsString> = job.args.iter().map(OsString::from).collect();
+    let (tx, rx) = mpsc::channel();
+    let mut pids = HashMap::new();
+    let mut groups = HashMap::new();
+    let mut pipes = Vec::new();
+    for &(rank, local_rank) in &job.ranks {
+        let mut env = common.clone();
+        env.push((OsString::from(env::RANK), OsString::from(rank.to_string())));
+        env.push((OsString::from(env::LOCAL_RANK), OsString::from(local_rank.to_string())));
+        let command = RankCommand {
+            rank,
+            program: &program,
+            arg0: &arg0,
+            args: &args,
+            wdir: wdir.as_ref(),
+            env_remove: env::LAUNCHER_SET,
+            env,
+            stdin: false,
+            output: &OutputTo::Pipes,
+        };
+        match local::start(&command) {
+            Ok(started) => {
+                pids.insert(started.pid, rank);
+                groups.insert(rank, started.pid);
+                pipes.extend(started.pipes);
+                channel.send(&FromAgent::Started { rank, pid: started.pid });
+            }
+            Err(e) => {
+                for &pgid in groups.values() {
+                    local::signal_group(pgid, Signal::SIGKILL);
+                }
+                return Err(format!("on {host}: cannot start rank {rank}: {e}"));
+            }
+        }
+    }
+    local::reap(pids, tx.clone(), Event::Exited).map_err(|e| e.to_string())?;
+    let forwarder = output::forward_pipes(pipes, Arc::new(Mutex::new(Forward(channel.clone()))))
+        .map_err(|e| e.to_string())?;
+    std::thread::spawn(move || {
+        let mut input = input;
+        loop {
+            let message = agent_wire::recv::<_, ToAgent>(&mut input).ok().flatten();
+            let end = message.is_none();
+            if tx.send(Event::Launcher(message)).is_err() || end {
+                break;
+            }
+        }
+    });
+    let mut running: HashMap<usize, i32> = groups;
+    let signal_all = |running: &HashMap<usize, i32>, sig: Signal| {
+        for &pgid in running.values() {
+            local::signal_group(pgid, sig);
+        }
+    };
+    loop {
+        match rx.recv() {
+            Ok(Event::Exited(rank, ended)) => {
+                if let Some(pgid) = running.remove(&rank) {
+                    local::signal_group(pgid, Signal::SIGKILL);
+                }
+                let (code, signal, core) = match ended {
+                    Ended::Code(c) => (Some(c), 0, false),
+                    Ended::Signal { signal, core } => (None, signal, core),
+                };
+                channel.send(&FromAgent::Exited { rank, code, signal, core });
+            }
+            Ok(Event::Launcher(Some(ToAgent::Signal(sig)))) => {
+                if let Ok(sig) = Signal::try_from(sig) {
+                    signal_all(&running, sig);
+                }
+            }
+            Ok(Event::Launcher(Some(ToAgent::Finish))) => break,
+            Ok(Event::Launcher(Some(ToAgent::Start(_)))) => {}
+            Ok(Event::Launcher(None)) | Err(_) => {
+                // the launcher is gone: end this host's ranks
+                signal_all(&running, Signal::SIGTERM);
+                std::thread::sleep(Duration::from_secs(1));
+                signal_all(&running, Signal::SIGKILL);
+                drop(dir);
+                return Ok(1);
+            }
+        }
+    }
+    let drained = Instant::now() + Duration::from_secs(2);
+    while !forwarder.is_finished() && Instant::now() < drained {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = channel.0.lock().unwrap_or_else(PoisonError::into_inner).flush();
+    drop(dir);
+    Ok(0)
+}

@@ -1,0 +1,108 @@
+//! Messages between the launcher and a per-host agent, over the launch agent's channel (the ssh
+//! session's stdin and stdout), framed like every prun control message.
+
+use prun::wire::{self, HEADER_LEN, KIND_CONTROL, WireError};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+
+/// Largest message on an agent channel (output chunks are at most 64 KiB).
+const LIMIT: u64 = 16 << 20;
+
+/// What an agent must start: its host's share of the job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentJob {
+    /// The job's id.
+    pub job_id: String,
+    /// The job's secret, as hex (travels inside the authenticated launch channel only).
+    pub secret: String,
+    /// The launcher's TCP control address, `tcp:IP:PORT`.
+    pub control: String,
+    /// The address the host's ranks listen on for ranks of other hosts.
+    pub tcp_bind: String,
+    /// Ranks in the job.
+    pub size: usize,
+    /// This host's index among the job's hosts.
+    pub node: u32,
+    /// The host's name as the hostfile gives it.
+    pub host: String,
+    /// The program, its `argv[0]` and arguments.
+    pub program: String,
+    /// `argv[0]`.
+    pub arg0: String,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Working directory.
+    pub wdir: Option<String>,
+    /// Variables set for every rank (`-x`, tracing, ...).
+    pub env: Vec<(String, String)>,
+    /// The ranks to start here, with their local ranks.
+    pub ranks: Vec<(usize, usize)>,
+}
+
+/// From the launcher to an agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ToAgent {
+    /// Start these ranks.
+    Start(AgentJob),
+    /// Send this signal to every rank of the host.
+    Signal(i32),
+    /// The job is over: exit once the ranks' output is forwarded.
+    Finish,
+}
+
+/// From an agent to the launcher.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum FromAgent {
+    /// A rank's process started.
+    Started {
+        /// The rank.
+        rank: usize,
+        /// Its process id on the host.
+        pid: i32,
+    },
+    /// A chunk of a rank's output.
+    Output {
+        /// The rank.
+        rank: usize,
+        /// Its stderr (else stdout).
+        stderr: bool,
+        /// The bytes.
+        bytes: Vec<u8>,
+    },
+    /// A rank's stream ended.
+    OutputEnd {
+        /// The rank.
+        rank: usize,
+        /// Its stderr (else stdout).
+        stderr: bool,
+    },
+    /// A rank's process ended: exit code, or signal and core dump.
+    Exited {
+        /// The rank.
+        rank: usize,
+        /// Its exit code, if it exited.
+        code: Option<i32>,
+        /// The signal that killed it, if one did.
+        signal: i32,
+        /// Whether it dumped core.
+        core: bool,
+    },
+    /// The agent could not do its part (the program is missing on this host, ...).
+    Failed(String),
+}
+
+/// Sends one message.
+pub fn send<W: Write + ?Sized, T: Serialize>(w: &mut W, message: &T) -> Result<(), WireError> {
+    let mut frame = postcard::to_extend(message, vec![0; HEADER_LEN])
+        .map_err(|e| WireError::BadMessage(e.to_string()))?;
+    wire::write_framed(w, KIND_CONTROL, 0, 0, &mut frame)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Receives one message; `Ok(None)` at the end of the channel.
+pub fn recv<R: Read + ?Sized, T: DeserializeOwned>(r: &mut R) -> Result<Option<T>, WireError> {
+    let Some((_, payload)) = wire::read_frame(r, LIMIT)? else { return Ok(None) };
+    postcard::from_bytes(&payload).map(Some).map_err(|e| WireError::BadMessage(e.to_string()))
+}

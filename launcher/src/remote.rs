@@ -1,0 +1,146 @@
+//! The launcher's side of remote hosts: one agent per host, started with the launch agent
+//! command (ssh by default), spoken to over that command's stdin and stdout.
+
+use crate::agent;
+use crate::agent_wire::{self, AgentJob, FromAgent, ToAgent};
+use crate::output::{OutputSink, Sink, StreamKind};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Lines of the launch agent's own stderr kept for error messages.
+const KEPT_LINES: usize = 8;
+
+/// What an agent's channel tells the job.
+pub enum AgentEvent {
+    /// A message from agent `agent`.
+    Message(usize, FromAgent),
+    /// Agent `agent`'s channel closed; the launch agent's last words.
+    Lost(usize, String),
+}
+
+/// A running agent.
+pub struct Agent {
+    /// The host it runs on.
+    pub host: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+}
+
+/// The launch agent command for `host`: the user's words, then batch-mode options for ssh.
+fn command(launch_agent: &[String], host: &str, prun: &Path) -> Command {
+    let mut words = launch_agent.iter();
+    let program = words.next().map_or("ssh", String::as_str);
+    let mut cmd = Command::new(program);
+    cmd.args(words);
+    if Path::new(program).file_name().is_some_and(|n| n == "ssh") {
+        // never ask for a password or a host key; give up on unreachable hosts in bounded time
+        cmd.args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-T", "-x"]);
+    }
+    cmd.arg(host).arg(prun).arg(agent::ARG);
+    cmd
+}
+
+impl Agent {
+    /// Starts the agent for `job` on its host and the threads that read its channel.
+    pub fn start<E: Send + 'static>(
+        index: usize,
+        job: AgentJob,
+        launch_agent: &[String],
+        prun: &Path,
+        events: Sender<E>,
+        wrap: fn(AgentEvent) -> E,
+        sink: Arc<Mutex<OutputSink>>,
+    ) -> std::io::Result<Agent> {
+        let host = job.host.clone();
+        let mut child = command(launch_agent, &host, prun)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()?;
+        let mut stdin = child.stdin.take();
+        if let Some(w) = &mut stdin {
+            agent_wire::send(w, &ToAgent::Start(job)).map_err(std::io::Error::other)?;
+        }
+        let said = Arc::new(Mutex::new(VecDeque::new()));
+        if let Some(err) = child.stderr.take() {
+            let said = Arc::clone(&said);
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let mut kept = said.lock().unwrap_or_else(PoisonError::into_inner);
+                    kept.push_back(line);
+                    if kept.len() > KEPT_LINES {
+                        kept.pop_front();
+                    }
+                }
+            });
+        }
+        if let Some(mut out) = child.stdout.take() {
+            std::thread::spawn(move || {
+                loop {
+                    match agent_wire::recv::<_, FromAgent>(&mut out) {
+                        Ok(Some(FromAgent::Output { rank, stderr, bytes })) => {
+                            let kind = if stderr { StreamKind::Stderr } else { StreamKind::Stdout };
+                            sink.lock().unwrap_or_else(PoisonError::into_inner).data(rank, kind, &bytes);
+                        }
+                        Ok(Some(FromAgent::OutputEnd { rank, stderr })) => {
+                            let kind = if stderr { StreamKind::Stderr } else { StreamKind::Stdout };
+                            sink.lock().unwrap_or_else(PoisonError::into_inner).eof(rank, kind);
+                        }
+                        Ok(Some(message)) => {
+                            if events.send(wrap(AgentEvent::Message(index, message))).is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                // give the stderr reader a moment to collect the launch agent's last words
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let words: Vec<String> =
+                    said.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect();
+                let _ = events.send(wrap(AgentEvent::Lost(index, words.join("; "))));
+            });
+        }
+        Ok(Agent { host, child, stdin })
+    }
+
+    /// Passes `signal` on to every rank of the host.
+    pub fn signal(&mut self, signal: i32) {
+        if let Some(w) = &mut self.stdin
+            && agent_wire::send(w, &ToAgent::Signal(signal)).is_err()
+        {
+            self.stdin = None;
+        }
+    }
+
+    /// Tells the agent the job is over; it exits once its output is forwarded.
+    pub fn finish(&mut self) {
+        if let Some(mut w) = self.stdin.take() {
+            let _ = agent_wire::send(&mut w, &ToAgent::Finish);
+        }
+    }
+
+    /// Ends the launch agent process (after `finish`, or when the job is torn down).
+    pub fn kill(&mut self) {
+        self.stdin = None;
+        let _ = self.child.kill();
+    }
+
+    /// Waits for the launch agent process to end, killing it at `deadline`.
+    pub fn wait_until(&mut self, deadline: std::time::Instant) {
+        while std::time::Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        self.kill();
+        let _ = self.child.wait();
+    }
+}
