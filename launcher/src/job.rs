@@ -424,7 +424,15 @@ impl Job {
                 if let (Some(first), Some(last)) = (left.first(), left.last()) {
                     let host = self.agents.get(agent).map_or("?", |a| a.host.as_str());
                     let why = if words.is_empty() { String::new() } else { format!(": {words}") };
-                    eprintln!("prun: lost host {host} (ranks {first}..{last}){why}");
+                    let started = left.iter().any(|&r| self.ranks[r].pid.is_some());
+                    if started {
+                        eprintln!("prun: lost host {host} (ranks {first}..{last}){why}");
+                    } else {
+                        let agent = self.plan.launch_agent.join(" ");
+                        eprintln!(
+                            "prun: error: cannot start ranks {first}..{last} on host {host} with '{agent}'{why}"
+                        );
+                    }
                     self.host_gone(agent);
                 }
             }

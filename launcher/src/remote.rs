@@ -64,8 +64,12 @@ impl Agent {
             .process_group(0)
             .spawn()?;
         let mut stdin = child.stdin.take();
-        if let Some(w) = &mut stdin {
-            agent_wire::send(w, &ToAgent::Start(job)).map_err(std::io::Error::other)?;
+        // a launch agent that fails at once (host unreachable) closes its stdin: its own words
+        // then reach the job through the reader thread below
+        if let Some(w) = &mut stdin
+            && agent_wire::send(w, &ToAgent::Start(job)).is_err()
+        {
+            stdin = None;
         }
         let said = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(err) = child.stderr.take() {

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::mailbox::Mailbox;
 use crate::protocol::{self, Peer, ToLauncher, ToRank};
 use crate::transport::{self, Endpoint, Listener, Stream};
+use std::io::Write;
 use std::sync::{Arc, Mutex, PoisonError};
 
 /// Exit status of a rank whose launcher vanished.
@@ -108,6 +109,10 @@ fn watch_launcher(mut reader: Box<dyn Stream>, mailbox: &Mailbox, rank: usize) {
         }
     }
     mailbox.launcher_lost();
-    eprintln!("prun: rank {rank}: lost the launcher (it exited or was killed); exiting");
+    // stderr may be a pipe to a dead launcher or agent: a failed write must not stop the exit
+    let _ = writeln!(
+        std::io::stderr(),
+        "prun: rank {rank}: lost the launcher (it exited or was killed); exiting"
+    );
     std::process::exit(EXIT_LAUNCHER_LOST);
 }

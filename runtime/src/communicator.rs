@@ -358,7 +358,10 @@ impl Communicator {
             // the launcher now ends every rank, this one included; exit anyway if it is slow
             std::thread::sleep(Duration::from_secs(30));
         } else {
-            eprintln!("prun: rank {} called abort({code})", self.world_rank());
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!("prun: rank {} called abort({code})\n", self.world_rank()),
+            );
         }
         std::process::exit(code)
     }

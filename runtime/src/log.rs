@@ -12,7 +12,11 @@ pub(crate) fn enabled() -> bool {
 macro_rules! debug {
     ($($arg:tt)*) => {
         if $crate::log::enabled() {
-            eprintln!("prun[{}]: {}", std::process::id(), format_args!($($arg)*));
+            // a failed write to stderr (a closed pipe) is ignored, never a panic
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!("prun[{}]: {}\n", std::process::id(), format_args!($($arg)*)),
+            );
         }
     };
 }

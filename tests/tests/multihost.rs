@@ -1,0 +1,179 @@
+//! Jobs across hosts: a real sshd on loopback addresses 127.0.0.2 to 127.0.0.9 (each one host),
+//! agents started with ssh, ranks talking over TCP between hosts. The sshd is started by
+//! `tests/scripts/sshd.sh` (as root; it installs openssh-server when missing).
+
+use nix::sys::signal::Signal;
+use prun_tests::{Finished, assert_no_leftovers, prun};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The tests of this file run one at a time, so that "no agent left" means this test's agents.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const KEY: &str = "/tmp/prun-test-sshd/userkey";
+
+fn sshd() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/sshd.sh");
+        let out = std::process::Command::new("bash").arg(script).arg("start").output().expect("run sshd.sh");
+        assert!(out.status.success(), "cannot start the test sshd: {}", String::from_utf8_lossy(&out.stderr));
+    });
+}
+
+fn launch_agent(key: &str) -> String {
+    format!(
+        "ssh -p 2222 -i {key} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+    )
+}
+
+fn hosts(n: usize, slots: usize) -> String {
+    (2..2 + n).map(|i| format!("127.0.0.{i}:{slots}")).collect::<Vec<_>>().join(",")
+}
+
+/// prun over ssh with the test key; the job's mark is exported so that remote ranks carry it.
+fn remote_job(extra: &[&str]) -> prun_tests::Job {
+    sshd();
+    let agent = launch_agent(KEY);
+    let mut args = vec!["--launch-agent", agent.as_str(), "-x", "PRUN_TEST_MARK"];
+    args.extend_from_slice(extra);
+    prun(args)
+}
+
+/// No agent of any job is left on any host.
+fn no_agents_left() {
+    let start = Instant::now();
+    loop {
+        let agents: Vec<String> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.starts_with('/') && c.contains("prun __agent"))
+            .collect();
+        if agents.is_empty() {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "agents left: {agents:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn hello_over(n_hosts: usize) -> Finished {
+    let list = hosts(n_hosts, 2);
+    let n = (2 * n_hosts).to_string();
+    let out = remote_job(&["-n", &n, "--host", &list, "@hello"]).run();
+    out.expect_code(0).no_leftovers();
+    no_agents_left();
+    out
+}
+
+#[test]
+fn hello_and_ring_over_2_4_and_8_hosts() {
+    let _one = serial();
+    for n_hosts in [2, 4, 8] {
+        let out = hello_over(n_hosts);
+        let n = 2 * n_hosts;
+        for r in 0..n {
+            let line = format!("hello from rank {r} of {n} on ");
+            assert_eq!(out.lines().iter().filter(|l| l.starts_with(&line)).count(), 1, "{}", out.stdout);
+        }
+        let list = hosts(n_hosts, 2);
+        let out = remote_job(&["-n", &n.to_string(), "--host", &list, "@ring", "2"]).run();
+        out.expect_code(0).no_leftovers();
+        assert_eq!(out.lines(), [format!("ring ok: 2 laps of {n} ranks")], "{}", out.stderr);
+    }
+    no_agents_left();
+}
+
+#[test]
+fn local_and_remote_ranks_together() {
+    let _one = serial();
+    let out = remote_job(&[
+        "-n",
+        "6",
+        "--host",
+        "localhost:2,127.0.0.2:2,127.0.0.3:2",
+        "@prun-testjob",
+        "collectives",
+        "70000",
+    ])
+    .run();
+    out.expect_code(0).no_leftovers();
+    assert_eq!(out.lines().iter().filter(|l| l.starts_with("collectives ok")).count(), 6, "{}", out.stderr);
+    no_agents_left();
+}
+
+#[test]
+fn unreachable_host_is_named_with_ssh_own_words() {
+    let _one = serial();
+    // nothing listens on 127.0.0.12: ssh fails at once
+    let out = remote_job(&["-n", "4", "--host", "127.0.0.2:2,127.0.0.12:2", "@prun-testjob", "sleep"]).run();
+    out.expect_code(1).no_leftovers();
+    assert!(out.stderr.contains("127.0.0.12") && out.stderr.contains("Connection refused"), "{}", out.stderr);
+    no_agents_left();
+}
+
+#[test]
+fn refused_key_is_reported() {
+    let _one = serial();
+    sshd();
+    let wrong = std::env::temp_dir().join(format!("prun-wrong-key-{}", std::process::id()));
+    let _ = std::fs::remove_file(&wrong);
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&wrong)
+        .status()
+        .expect("ssh-keygen");
+    assert!(made.success());
+    let agent = launch_agent(wrong.to_str().expect("utf8"));
+    let out = prun(["--launch-agent", agent.as_str(), "-n", "2", "--host", "127.0.0.2:2", "@hello"]).run();
+    out.expect_code(1).no_leftovers();
+    assert!(out.stderr.contains("127.0.0.2") && out.stderr.contains("Permission denied"), "{}", out.stderr);
+    no_agents_left();
+}
+
+#[test]
+fn a_killed_agent_ends_the_job_everywhere() {
+    let _one = serial();
+    let list = hosts(2, 2);
+    let mut job = remote_job(&["-n", "4", "--host", &list, "@prun-testjob", "sleep"]).spawn();
+    job.wait_ready(4);
+    let mark = job.mark_owned();
+    let agent = std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .find(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c).replace('\0', " ").starts_with('/')
+                    && String::from_utf8_lossy(&c).contains("prun\0__agent")
+            })
+        })
+        .and_then(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .expect("an agent runs");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent), Signal::SIGKILL).expect("kill the agent");
+    let out = job.wait();
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("lost host 127.0.0."), "{}", out.stderr);
+    assert_no_leftovers(&mark);
+    no_agents_left();
+}
+
+#[test]
+fn ctrl_c_and_failures_cross_hosts() {
+    let _one = serial();
+    let list = hosts(2, 2);
+    let mut job = remote_job(&["-n", "4", "--host", &list, "@prun-testjob", "sleep"]).spawn();
+    job.wait_ready(4);
+    job.signal(Signal::SIGINT);
+    job.wait().expect_code(130).no_leftovers();
+    no_agents_left();
+    let out = remote_job(&["-n", "4", "--host", &list, "@prun-testjob", "fail-on", "3", "9"]).run();
+    out.expect_code(9).no_leftovers();
+    assert!(out.stderr.contains("rank 3") && out.stderr.contains("127.0.0.3"), "{}", out.stderr);
+    no_agents_left();
+}
