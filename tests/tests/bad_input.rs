@@ -56,10 +56,11 @@ fn too_many_ranks_for_the_slots() {
 }
 
 #[test]
-fn remote_hosts_are_refused_for_now() {
-    let out = prun(["-n", "2", "--host", "127.0.0.2:2", "@hello"]).run();
-    out.expect_code(2);
-    assert!(out.stderr.contains("127.0.0.2") && out.stderr.contains("remote hosts need"), "{}", out.stderr);
+fn a_missing_launch_agent_is_reported() {
+    let out =
+        prun(["-n", "2", "--host", "127.0.0.2:2", "--launch-agent", "/no/such/launcher", "@hello"]).run();
+    out.expect_code(1).no_leftovers();
+    assert!(out.stderr.contains("127.0.0.2") && out.stderr.contains("/no/such/launcher"), "{}", out.stderr);
 }
 
 #[test]

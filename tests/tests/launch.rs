@@ -145,7 +145,4 @@ fn sample_hostfiles_work() {
     let out = prun(["-n", "9", "--oversubscribe", "--hostfile", &path("openmpi.hosts"), "@hello"]).run();
     out.expect_code(2);
     assert!(out.stderr.contains("max_slots"), "max_slots=8 holds even with --oversubscribe: {}", out.stderr);
-    let out = prun(["--hostfile", &path("cluster.hosts"), "@hello"]).run();
-    out.expect_code(2);
-    assert!(out.stderr.contains("node01") && out.stderr.contains("remote hosts need"), "{}", out.stderr);
 }
