@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A real sshd on loopback addresses 127.0.0.2 to 127.0.0.9, port 2222, for the multi-host tests:
+# A real sshd on loopback addresses 127.0.0.2 to 127.0.0.17, port 2222, for the multi-host tests:
 # each address stands for one host. Keys and config live in /tmp/prun-test-sshd.
 #   tests/scripts/sshd.sh start   installs openssh-server if missing (as root), starts sshd
 #   tests/scripts/sshd.sh stop    stops it
@@ -21,7 +21,7 @@ start)
     [[ -f $dir/userkey ]] || ssh-keygen -q -t ed25519 -N '' -f "$dir/userkey"
     {
         echo "Port 2222"
-        for i in 2 3 4 5 6 7 8 9; do echo "ListenAddress 127.0.0.$i"; done
+        for i in $(seq 2 17); do echo "ListenAddress 127.0.0.$i"; done
         echo "HostKey $dir/hostkey"
         echo "AuthorizedKeysFile $dir/userkey.pub"
         echo "PermitRootLogin prohibit-password"

@@ -111,10 +111,10 @@ fn local_and_remote_ranks_together() {
 #[test]
 fn unreachable_host_is_named_with_ssh_own_words() {
     let _one = serial();
-    // nothing listens on 127.0.0.12: ssh fails at once
-    let out = remote_job(&["-n", "4", "--host", "127.0.0.2:2,127.0.0.12:2", "@prun-testjob", "sleep"]).run();
+    // nothing listens on 127.0.0.30: ssh fails at once
+    let out = remote_job(&["-n", "4", "--host", "127.0.0.2:2,127.0.0.30:2", "@prun-testjob", "sleep"]).run();
     out.expect_code(1).no_leftovers();
-    assert!(out.stderr.contains("127.0.0.12") && out.stderr.contains("Connection refused"), "{}", out.stderr);
+    assert!(out.stderr.contains("127.0.0.30") && out.stderr.contains("Connection refused"), "{}", out.stderr);
     no_agents_left();
 }
 
