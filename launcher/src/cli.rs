@@ -103,6 +103,19 @@ pub struct Cli {
     #[arg(long, value_name = "DIR")]
     pub prefix: Option<PathBuf>,
 
+    /// Ranks per host (also -ppn, --npernode): every host of the hostfile, --host or allocation
+    /// gets exactly N slots.
+    #[arg(long = "ppn", visible_alias = "npernode", value_name = "N", value_parser = parse_np)]
+    pub ppn: Option<u32>,
+
+    /// Print the placement (hosts, slots, ranks, and where the hosts came from) before starting.
+    #[arg(long = "display-map")]
+    pub display_map: bool,
+
+    /// With --tag-output, put the host in the tag too: `[3@node2] text`.
+    #[arg(long = "tag-host")]
+    pub tag_host: bool,
+
     /// Allow more ranks than the hostfile or --host has slots.
     #[arg(long)]
     pub oversubscribe: bool,

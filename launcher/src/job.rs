@@ -223,7 +223,11 @@ impl Job {
         }
         local::reap(pids, tx.clone(), |rank, ended| Event::Exited { rank, ended })
             .map_err(|e| format!("cannot start the reaper thread: {e}"))?;
-        let sink = Arc::new(Mutex::new(OutputSink::new(job.plan.tag_output, job.progress.clone())));
+        let mut sink = OutputSink::new(job.plan.tag_output, job.progress.clone());
+        if job.plan.tag_host {
+            sink = sink.with_hosts(job.plan.placements.iter().map(|p| p.host.clone()).collect());
+        }
+        let sink = Arc::new(Mutex::new(sink));
         if let Some(control) = tcp_control.filter(|_| job.cause.is_none()) {
             job.start_agents(&remote, &control, &job_id, &secret, &tx, &sink);
         }

@@ -3,6 +3,7 @@
 
 mod agent;
 mod agent_wire;
+mod allocation;
 mod cli;
 mod control;
 mod hostfile;

@@ -46,6 +46,8 @@ pub trait Sink: Send {
 /// Writes the ranks' output lines to prun's own streams.
 pub struct OutputSink {
     tag: bool,
+    /// With the host in the tag: each rank's host.
+    hosts: Option<Vec<String>>,
     progress: Progress,
     partial: HashMap<(usize, StreamKind), Vec<u8>>,
     stdout_broken: bool,
@@ -56,7 +58,20 @@ impl OutputSink {
     /// A sink writing to prun's stdout and stderr; `tag` prefixes lines with `[rank] `; lines
     /// are written with the progress bar hidden.
     pub fn new(tag: bool, progress: Progress) -> OutputSink {
-        OutputSink { tag, progress, partial: HashMap::new(), stdout_broken: false, stderr_broken: false }
+        OutputSink {
+            tag,
+            hosts: None,
+            progress,
+            partial: HashMap::new(),
+            stdout_broken: false,
+            stderr_broken: false,
+        }
+    }
+
+    /// Puts each rank's host in its tag: `[3@node2] `.
+    pub fn with_hosts(mut self, hosts: Vec<String>) -> OutputSink {
+        self.hosts = Some(hosts);
+        self
     }
 
     fn emit(&mut self, rank: usize, kind: StreamKind, bytes: &[u8]) {
@@ -65,7 +80,10 @@ impl OutputSink {
         }
         let mut line;
         let data = if self.tag {
-            line = format!("[{rank}] ").into_bytes();
+            line = match self.hosts.as_ref().and_then(|h| h.get(rank)) {
+                Some(host) => format!("[{rank}@{host}] ").into_bytes(),
+                None => format!("[{rank}] ").into_bytes(),
+            };
             line.extend_from_slice(bytes);
             if line.last() != Some(&b'\n') {
                 line.push(b'\n');

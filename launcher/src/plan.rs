@@ -1,6 +1,7 @@
 //! Turning the command line into a job plan, checking everything that can be checked before a
 //! single rank starts.
 
+use crate::allocation;
 use crate::cli::{Cli, StdinTarget};
 use crate::hostfile::{self, HostSpec};
 use crate::hosts;
@@ -10,6 +11,10 @@ use crate::status::EXIT_USAGE;
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Inside a Slurm allocation, agents start with srun: one task on the named node, sharing the
+/// allocation's resources with the ranks.
+const SRUN_AGENT: &str = "srun --nodes=1 --ntasks=1 --overlap --nodelist";
 
 /// Everything the job needs, checked.
 pub struct Plan {
@@ -27,6 +32,8 @@ pub struct Plan {
     pub exports: Vec<(OsString, OsString)>,
     /// Prefix output lines with the rank.
     pub tag_output: bool,
+    /// Put the host in the prefix too.
+    pub tag_host: bool,
     /// Per-rank output files instead of forwarding.
     pub output_dir: Option<PathBuf>,
     /// Who reads stdin.
@@ -72,7 +79,19 @@ pub fn plan(cli: Cli) -> Result<Plan, PlanError> {
             Some(hostfile::parse_host_list(&cli.host.join(",")).map_err(|e| usage(e.to_string()))?),
             "--host".into(),
         ),
-        (None, true) => (None, String::new()),
+        (None, true) => match allocation::detect().map_err(usage)? {
+            Some((hosts, source)) => (Some(hosts), source),
+            None => (None, String::new()),
+        },
+    };
+    let hosts = match (hosts, cli.ppn) {
+        (Some(hosts), Some(n)) => Some(
+            hosts
+                .into_iter()
+                .map(|h| HostSpec { slots: n as usize, max_slots: None, ..h })
+                .collect::<Vec<_>>(),
+        ),
+        (hosts, _) => hosts,
     };
     let placements = match hosts {
         Some(hosts) => {
@@ -82,6 +101,9 @@ pub fn plan(cli: Cli) -> Result<Plan, PlanError> {
             };
             let placements = placement::place(&hosts, np, cli.map_by, cli.oversubscribe, &source)
                 .map_err(|e| usage(e.to_string()))?;
+            if cli.display_map {
+                display_map(&hosts, &placements, &source);
+            }
             placements
         }
         None => {
@@ -152,7 +174,8 @@ pub fn plan(cli: Cli) -> Result<Plan, PlanError> {
         args: command.collect(),
         wdir: cli.wdir,
         exports,
-        tag_output: cli.tag_output,
+        tag_output: cli.tag_output || cli.tag_host,
+        tag_host: cli.tag_host,
         output_dir: cli.output_dir,
         stdin: cli.stdin,
         timeout: cli.timeout.map(Duration::from_secs_f64),
@@ -163,7 +186,7 @@ pub fn plan(cli: Cli) -> Result<Plan, PlanError> {
         launch_agent: cli
             .launch_agent
             .as_deref()
-            .unwrap_or("ssh")
+            .unwrap_or(if source.starts_with("the Slurm") { SRUN_AGENT } else { "ssh" })
             .split_whitespace()
             .map(String::from)
             .collect(),
@@ -172,4 +195,18 @@ pub fn plan(cli: Cli) -> Result<Plan, PlanError> {
             None => std::env::current_exe().map_err(|e| usage(format!("cannot tell where prun is: {e}")))?,
         },
     })
+}
+
+/// Prints the placement table: each host, its slots and its ranks.
+fn display_map(hosts: &[HostSpec], placements: &[Placement], source: &str) {
+    eprintln!("prun: placement of {} ranks on {} hosts from {source}:", placements.len(), hosts.len());
+    eprintln!("  {:<24} {:>6}  ranks", "host", "slots");
+    for h in hosts {
+        let ranks: Vec<usize> = placements.iter().filter(|p| p.host == h.name).map(|p| p.rank).collect();
+        let shown = match (ranks.first(), ranks.last()) {
+            (Some(a), Some(b)) if b - a + 1 == ranks.len() && a != b => format!("{a}-{b}"),
+            _ => ranks.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(","),
+        };
+        eprintln!("  {:<24} {:>6}  {}", h.name, h.slots, if shown.is_empty() { "-".into() } else { shown });
+    }
 }

@@ -41,6 +41,8 @@ pub(crate) struct Shared {
     pub job_id: String,
     pub local_rank: usize,
     pub local_size: usize,
+    /// Index of this process's host among the job's hosts.
+    pub node: u32,
     pub tracer: Option<Tracer>,
 }
 
@@ -345,6 +347,30 @@ impl Communicator {
             context,
             calls: AtomicU32::new(0),
         }))
+    }
+
+    /// The ranks of this communicator that share this rank's host, as a communicator of their
+    /// own (ranked as here), to exploit locality.
+    ///
+    /// **Collective.**
+    ///
+    /// ```
+    /// let world = prun::init()?;
+    /// let here = world.split_by_host()?;
+    /// assert_eq!(here.size(), world.local_size());
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Communicator::split`].
+    pub fn split_by_host(&self) -> Result<Communicator> {
+        self.split(Some(self.shared.node), self.rank as i64)?
+            .ok_or_else(|| Error::Malformed("split by host gave no communicator".into()))
+    }
+
+    /// Index of this rank's host among the job's hosts (`PRUN_NODE_RANK`). **Local.**
+    pub fn node_rank(&self) -> usize {
+        self.shared.node as usize
     }
 
     /// Ends the whole job: every rank is stopped and `prun` exits with status `code`.

@@ -51,12 +51,14 @@ fn join() -> Result<World> {
             job_id: format!("alone-{}", std::process::id()),
             local_rank: 0,
             local_size: 1,
+            node: 0,
             tracer: None,
         };
         return Ok(Communicator::world(shared, 0, 1));
     };
     let (rank, size) = (job.rank, job.size);
-    let (local_rank, local_size, job_id) = (job.local_rank, job.local_size, job.job_id.clone());
+    let (local_rank, local_size, job_id, node) =
+        (job.local_rank, job.local_size, job.job_id.clone(), job.node);
     let (engine, control) = bootstrap::join(job, limit)?;
     let tracer = crate::trace::Tracer::from_env(rank);
     let shared = Shared {
@@ -66,6 +68,7 @@ fn join() -> Result<World> {
         job_id,
         local_rank,
         local_size,
+        node,
         tracer,
     };
     Ok(Communicator::world(shared, rank, size))

@@ -177,3 +177,68 @@ fn ctrl_c_and_failures_cross_hosts() {
     assert!(out.stderr.contains("rank 3") && out.stderr.contains("127.0.0.3"), "{}", out.stderr);
     no_agents_left();
 }
+
+#[test]
+fn placement_tags_environment_and_host_communicators() {
+    let _one = serial();
+    let wdir = std::env::temp_dir();
+    let wdir = wdir.to_str().expect("utf8");
+    let out = remote_job(&[
+        "--display-map",
+        "--tag-host",
+        "-ppn",
+        "2",
+        "--host",
+        "localhost,127.0.0.2,127.0.0.3",
+        "--wdir",
+        wdir,
+        "-x",
+        "PRUN_TEST_EXTRA=seen",
+        "@prun-testjob",
+        "env",
+        "PRUN_TEST_EXTRA",
+    ])
+    .run();
+    out.expect_code(0).no_leftovers();
+    assert!(
+        out.stderr.contains("127.0.0.3") && out.stderr.contains("4-5"),
+        "placement shown: {}",
+        out.stderr
+    );
+    for (r, host) in [(0, "localhost"), (3, "127.0.0.2"), (5, "127.0.0.3")] {
+        let tag = format!("[{r}@{host}] env rank={r} size=6 local_rank={} local_size=2", r % 2);
+        let line = out
+            .lines()
+            .into_iter()
+            .find(|l| l.starts_with(&tag))
+            .unwrap_or_else(|| panic!("{tag}:\n{}", out.stdout));
+        assert!(
+            line.contains("extra=seen")
+                && line.contains(&format!("cwd={}", std::fs::canonicalize(wdir).expect("dir").display())),
+            "{line}"
+        );
+    }
+    let out =
+        remote_job(&["-ppn", "2", "--host", "localhost,127.0.0.2,127.0.0.3", "@prun-testjob", "host-comm"])
+            .run();
+    out.expect_code(0).no_leftovers();
+    assert_eq!(
+        out.lines().iter().filter(|l| l.starts_with("host comm ok") && l.ends_with("of size 2")).count(),
+        6,
+        "{}",
+        out.stderr
+    );
+    no_agents_left();
+}
+
+#[test]
+fn abort_and_timeout_cross_hosts() {
+    let _one = serial();
+    let list = hosts(2, 2);
+    let out = remote_job(&["-n", "4", "--host", &list, "@prun-testjob", "abort-on", "2", "17"]).run();
+    out.expect_code(17).no_leftovers();
+    assert!(out.stderr.contains("abort(17)"), "{}", out.stderr);
+    let out = remote_job(&["-n", "4", "--host", &list, "--timeout", "2", "@prun-testjob", "sleep"]).run();
+    out.expect_code(124).no_leftovers();
+    no_agents_left();
+}

@@ -454,6 +454,17 @@ fn main() -> ExitCode {
         "collectives" => collectives(&world, arg(2).max(0) as usize),
         "split" => split(&world),
         "maps" => maps(&world),
+        "host-comm" => {
+            // the ranks of one host: as many as PRUN_LOCAL_SIZE, all with this rank's host index
+            let here = world.split_by_host().map_err(|e| e.to_string());
+            here.and_then(|here| {
+                let nodes = here.allgather(&world.node_rank()).map_err(|e| e.to_string())?;
+                check(here.size() == world.local_size(), "host communicator size")?;
+                check(nodes.iter().all(|&n| n == world.node_rank()), "same host")?;
+                println!("host comm ok {} node {} of size {}", world.rank(), world.node_rank(), here.size());
+                Ok(())
+            })
+        }
         "die-in-map" => {
             // rank arg(2) kills itself with SIGKILL while items run
             let victim = arg(2);
