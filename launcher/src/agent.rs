@@ -60,7 +60,7 @@ pub fn run() -> i32 {
     let channel = Channel(Arc::new(Mutex::new(io::stdout())));
     let mut input = io::stdin();
     let job: AgentJob = match agent_wire::recv(&mut input) {
-        Ok(Some(ToAgent::Start(job))) => job,
+        Ok(Some(ToAgent::Start(job))) => *job,
         _ => return 1,
     };
     match start(job, &channel, input) {

@@ -44,7 +44,7 @@ pub struct AgentJob {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ToAgent {
     /// Start these ranks.
-    Start(AgentJob),
+    Start(Box<AgentJob>),
     /// Send this signal to every rank of the host.
     Signal(i32),
     /// The job is over: exit once the ranks' output is forwarded.

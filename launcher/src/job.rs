@@ -342,7 +342,9 @@ impl Job {
         tx: &mpsc::Sender<Event>,
         sink: &Arc<Mutex<OutputSink>>,
     ) {
-        let mut by_host: Vec<(String, u32, Vec<(usize, usize)>)> = Vec::new();
+        // (host, its index, its ranks with their local ranks), in placement order
+        type HostShare = (String, u32, Vec<(usize, usize)>);
+        let mut by_host: Vec<HostShare> = Vec::new();
         for &r in remote {
             let p = &self.plan.placements[r];
             match by_host.iter_mut().find(|(h, _, _)| *h == p.host) {

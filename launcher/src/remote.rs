@@ -67,7 +67,7 @@ impl Agent {
         // a launch agent that fails at once (host unreachable) closes its stdin: its own words
         // then reach the job through the reader thread below
         if let Some(w) = &mut stdin
-            && agent_wire::send(w, &ToAgent::Start(job)).is_err()
+            && agent_wire::send(w, &ToAgent::Start(Box::new(job))).is_err()
         {
             stdin = None;
         }
