@@ -18,21 +18,6 @@ pub fn is_local(name: &str) -> bool {
         || (name.parse::<std::net::IpAddr>().is_err() && short(name) == short(&me))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn local_names() {
-        assert!(is_local("localhost"));
-        assert!(is_local("127.0.0.1"));
-        assert!(is_local(&this_host()));
-        assert!(is_local(&format!("me@{}", this_host())));
-        assert!(!is_local("127.0.0.2"));
-        assert!(!is_local("node-that-does-not-exist-42"));
-    }
-}
-
 /// The IP address of `host` (`user@host` allowed): a literal address, or the name resolved.
 pub fn address_of(host: &str) -> Option<std::net::IpAddr> {
     use std::net::ToSocketAddrs;
@@ -64,4 +49,19 @@ pub fn reaching(hosts: &[&str]) -> std::io::Result<std::net::IpAddr> {
     // connecting a UDP socket only picks the route; nothing is sent
     socket.connect((target, 9))?;
     Ok(socket.local_addr()?.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_names() {
+        assert!(is_local("localhost"));
+        assert!(is_local("127.0.0.1"));
+        assert!(is_local(&this_host()));
+        assert!(is_local(&format!("me@{}", this_host())));
+        assert!(!is_local("127.0.0.2"));
+        assert!(!is_local("node-that-does-not-exist-42"));
+    }
 }
