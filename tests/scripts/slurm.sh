@@ -55,8 +55,15 @@ CONF
     exit 1
     ;;
 stop)
-    pkill -x slurmd 2>/dev/null || true
-    pkill -x slurmctld 2>/dev/null || true
+    scontrol shutdown >/dev/null 2>&1 || true
+    for name in slurmd slurmctld munged; do
+        pkill -x "$name" 2>/dev/null || true
+    done
+    for _ in $(seq 50); do
+        pgrep -x 'slurmd|slurmctld|munged' >/dev/null || break
+        sleep 0.1
+    done
+    pkill -9 -x 'slurmd|slurmctld|munged' 2>/dev/null || true
     ;;
 *)
     echo "usage: $0 start|stop" >&2
