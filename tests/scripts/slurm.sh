@@ -60,10 +60,12 @@ stop)
         pkill -x "$name" 2>/dev/null || true
     done
     for _ in $(seq 50); do
-        pgrep -x 'slurmd|slurmctld|munged' >/dev/null || break
+        pgrep -x slurmd >/dev/null || pgrep -x slurmctld >/dev/null || pgrep -x munged >/dev/null || break
         sleep 0.1
     done
-    pkill -9 -x 'slurmd|slurmctld|munged' 2>/dev/null || true
+    for name in slurmd slurmctld munged; do
+        pkill -9 -x "$name" 2>/dev/null || true
+    done
     ;;
 *)
     echo "usage: $0 start|stop" >&2
