@@ -227,6 +227,10 @@ impl Job {
         if job.plan.tag_host {
             sink = sink.with_hosts(job.plan.placements.iter().map(|p| p.host.clone()).collect());
         }
+        if let Some(dir) = &job.plan.output_dir {
+            // local ranks write their files directly; this is for remote ranks' forwarded output
+            sink = sink.into_folder(dir.clone());
+        }
         let sink = Arc::new(Mutex::new(sink));
         if let Some(control) = tcp_control.filter(|_| job.cause.is_none()) {
             job.start_agents(&remote, &control, &job_id, &secret, &tx, &sink);

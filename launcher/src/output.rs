@@ -45,6 +45,9 @@ pub trait Sink: Send {
 
 /// Writes the ranks' output lines to prun's own streams.
 pub struct OutputSink {
+    /// With `--output-dir`: the folder, and the files opened so far (for remote ranks, whose
+    /// output arrives through their agent).
+    folder: Option<(std::path::PathBuf, HashMap<(usize, StreamKind), File>)>,
     tag: bool,
     /// With the host in the tag: each rank's host.
     hosts: Option<Vec<String>>,
@@ -59,6 +62,7 @@ impl OutputSink {
     /// are written with the progress bar hidden.
     pub fn new(tag: bool, progress: Progress) -> OutputSink {
         OutputSink {
+            folder: None,
             tag,
             hosts: None,
             progress,
@@ -71,6 +75,12 @@ impl OutputSink {
     /// Puts each rank's host in its tag: `[3@node2] `.
     pub fn with_hosts(mut self, hosts: Vec<String>) -> OutputSink {
         self.hosts = Some(hosts);
+        self
+    }
+
+    /// Writes each rank's output to `dir/rank.R.stdout` and `dir/rank.R.stderr` instead.
+    pub fn into_folder(mut self, dir: std::path::PathBuf) -> OutputSink {
+        self.folder = Some((dir, HashMap::new()));
         self
     }
 
@@ -111,6 +121,22 @@ impl OutputSink {
 impl Sink for OutputSink {
     /// Output from a rank: complete lines are written now, the rest is kept.
     fn data(&mut self, rank: usize, kind: StreamKind, bytes: &[u8]) {
+        if let Some((dir, files)) = &mut self.folder {
+            let name = match kind {
+                StreamKind::Stdout => format!("rank.{rank}.stdout"),
+                StreamKind::Stderr => format!("rank.{rank}.stderr"),
+            };
+            let file = match files.entry((rank, kind)) {
+                std::collections::hash_map::Entry::Occupied(f) => Some(f.into_mut()),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    File::create(dir.join(name)).ok().map(|f| v.insert(f))
+                }
+            };
+            if let Some(f) = file {
+                let _ = f.write_all(bytes);
+            }
+            return;
+        }
         let mut held = self.partial.remove(&(rank, kind)).unwrap_or_default();
         held.extend_from_slice(bytes);
         match held.iter().rposition(|&b| b == b'\n') {
@@ -139,6 +165,11 @@ impl Sink for OutputSink {
 
     /// A rank's stream ended: its last, unfinished line is written.
     fn eof(&mut self, rank: usize, kind: StreamKind) {
+        if self.folder.is_some() {
+            // every rank gets both files, as local ranks do, even if it wrote nothing
+            self.data(rank, kind, &[]);
+            return;
+        }
         if let Some(held) = self.partial.remove(&(rank, kind)) {
             self.emit(rank, kind, &held);
         }

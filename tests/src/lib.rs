@@ -90,6 +90,10 @@ where
     }
     let mark = new_mark();
     cmd.env("PRUN_TEST_MARK", &mark);
+    // a test run inside a batch allocation must not place its jobs by it
+    for var in ["SLURM_JOB_NODELIST", "SLURM_NODELIST", "SLURM_TASKS_PER_NODE", "PBS_NODEFILE"] {
+        cmd.env_remove(var);
+    }
     Job { cmd, mark, input: None }
 }
 

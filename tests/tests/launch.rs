@@ -146,3 +146,25 @@ fn sample_hostfiles_work() {
     out.expect_code(2);
     assert!(out.stderr.contains("max_slots"), "max_slots=8 holds even with --oversubscribe: {}", out.stderr);
 }
+
+#[test]
+fn a_pbs_allocation_gives_hosts_and_rank_count() {
+    let nodefile = prun_tests::temp_file("pbs-nodes", "localhost\nlocalhost\nlocalhost\n");
+    let out = prun(["--display-map", "@hello"]).env("PBS_NODEFILE", nodefile.to_str().expect("utf8")).run();
+    out.expect_code(0).no_leftovers();
+    assert_eq!(out.lines().len(), 3, "one rank per line of the node file: {}", out.stdout);
+    assert!(out.stderr.contains("PBS allocation"), "the map names the source: {}", out.stderr);
+}
+
+#[test]
+fn a_slurm_allocation_gives_hosts_and_rank_count() {
+    let host = hostname();
+    let out = prun(["@hello"]).env("SLURM_JOB_NODELIST", &host).env("SLURM_TASKS_PER_NODE", "4").run();
+    out.expect_code(0).no_leftovers();
+    assert_eq!(out.lines().len(), 4, "{}", out.stdout);
+    let out = prun(["-n", "2", "--host", "localhost:2", "@hello"])
+        .env("SLURM_JOB_NODELIST", "elsewhere[1-4]")
+        .run();
+    out.expect_code(0);
+    assert_eq!(out.lines().len(), 2, "--host wins over the allocation: {}", out.stderr);
+}

@@ -242,3 +242,30 @@ fn abort_and_timeout_cross_hosts() {
     out.expect_code(124).no_leftovers();
     no_agents_left();
 }
+
+#[test]
+fn output_dir_holds_remote_ranks_too() {
+    let _one = serial();
+    let dir = std::env::temp_dir().join(format!("prun-remote-out-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_text = dir.to_str().expect("utf8").to_string();
+    let out = remote_job(&[
+        "--output-dir",
+        &dir_text,
+        "-ppn",
+        "1",
+        "--host",
+        "localhost,127.0.0.2,127.0.0.3",
+        "@hello",
+    ])
+    .run();
+    out.expect_code(0).no_leftovers();
+    assert!(out.stdout.is_empty(), "output went to the files: {}", out.stdout);
+    for r in 0..3 {
+        let text = std::fs::read_to_string(dir.join(format!("rank.{r}.stdout"))).expect("stdout file");
+        assert!(text.starts_with(&format!("hello from rank {r} of 3")), "{text}");
+        assert!(dir.join(format!("rank.{r}.stderr")).exists(), "stderr file of rank {r}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    no_agents_left();
+}
