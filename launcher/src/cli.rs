@@ -99,6 +99,11 @@ pub struct Cli {
     #[arg(long = "launch-agent", value_name = "COMMAND", env = "PRUN_LAUNCH_AGENT", hide_env = true)]
     pub launch_agent: Option<String>,
 
+    /// Network interface whose address the job uses between hosts (default: the one that
+    /// routes to them, loopback when every host is a loopback address).
+    #[arg(long, value_name = "NAME")]
+    pub iface: Option<String>,
+
     /// Where prun is installed on remote hosts (DIR/bin/prun); default: the same path as here.
     #[arg(long, value_name = "DIR")]
     pub prefix: Option<PathBuf>,

@@ -51,6 +51,30 @@ pub fn reaching(hosts: &[&str]) -> std::io::Result<std::net::IpAddr> {
     Ok(socket.local_addr()?.ip())
 }
 
+/// The first IPv4 address (else IPv6) of network interface `name`, for `--iface`.
+pub fn interface_address(name: &str) -> Result<std::net::IpAddr, String> {
+    let addrs = nix::ifaddrs::getifaddrs().map_err(|e| format!("cannot list network interfaces: {e}"))?;
+    let mut names = std::collections::BTreeSet::new();
+    let mut found: Option<std::net::IpAddr> = None;
+    for a in addrs {
+        names.insert(a.interface_name.clone());
+        if a.interface_name != name {
+            continue;
+        }
+        let Some(addr) = a.address else { continue };
+        if let Some(v4) = addr.as_sockaddr_in() {
+            return Ok(std::net::IpAddr::V4(v4.ip()));
+        }
+        if let Some(v6) = addr.as_sockaddr_in6() {
+            found.get_or_insert(std::net::IpAddr::V6(v6.ip()));
+        }
+    }
+    found.ok_or_else(|| {
+        let have: Vec<String> = names.into_iter().collect();
+        format!("--iface {name}: no such interface with an IP address (this host has: {})", have.join(", "))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,5 +87,8 @@ mod tests {
         assert!(is_local(&format!("me@{}", this_host())));
         assert!(!is_local("127.0.0.2"));
         assert!(!is_local("node-that-does-not-exist-42"));
+        assert_eq!(interface_address("lo"), Ok(std::net::IpAddr::from([127, 0, 0, 1])));
+        let missing = interface_address("no-such-if0").expect_err("missing");
+        assert!(missing.contains("lo"), "{missing}");
     }
 }

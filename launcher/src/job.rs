@@ -159,8 +159,11 @@ impl Job {
         let mut tcp_control = None;
         if !remote.is_empty() {
             let hosts: Vec<&str> = remote.iter().map(|&r| job.plan.placements[r].host.as_str()).collect();
-            let ip = hosts::reaching(&hosts)
-                .map_err(|e| format!("cannot find an address that reaches the hosts: {e}"))?;
+            let ip = match job.plan.iface {
+                Some(ip) => ip,
+                None => hosts::reaching(&hosts)
+                    .map_err(|e| format!("cannot find an address that reaches the hosts: {e}"))?,
+            };
             let listener = Listener::bind(&Endpoint::Tcp(std::net::SocketAddr::new(ip, 0)))
                 .map_err(|e| format!("cannot listen on {ip}: {e}"))?;
             let at = listener.endpoint().map_err(|e| e.to_string())?;

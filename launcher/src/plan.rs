@@ -52,6 +52,8 @@ pub struct Plan {
     pub launch_agent: Vec<String>,
     /// prun's path on remote hosts.
     pub remote_prun: PathBuf,
+    /// The address to use between hosts (`--iface`), if chosen.
+    pub iface: Option<std::net::IpAddr>,
 }
 
 /// A reason not to start, with prun's exit status.
@@ -190,6 +192,7 @@ pub fn plan(cli: Cli) -> Result<Plan, PlanError> {
             .split_whitespace()
             .map(String::from)
             .collect(),
+        iface: cli.iface.as_deref().map(hosts::interface_address).transpose().map_err(usage)?,
         remote_prun: match &cli.prefix {
             Some(dir) => dir.join("bin").join("prun"),
             None => std::env::current_exe().map_err(|e| usage(format!("cannot tell where prun is: {e}")))?,
