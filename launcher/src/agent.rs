@@ -105,6 +105,7 @@ fn start(job: AgentJob, channel: &Channel, input: io::Stdin) -> Result<i32, Stri
     let mut pids = HashMap::new();
     let mut groups = HashMap::new();
     let mut pipes = Vec::new();
+    let mut stdins = Vec::new();
     for &(rank, local_rank) in &job.ranks {
         let mut env = common.clone();
         env.push((OsString::from(env::RANK), OsString::from(rank.to_string())));
@@ -117,7 +118,7 @@ fn start(job: AgentJob, channel: &Channel, input: io::Stdin) -> Result<i32, Stri
             wdir: wdir.as_ref(),
             env_remove: env::LAUNCHER_SET,
             env,
-            stdin: false,
+            stdin: job.stdin_ranks.contains(&rank),
             output: &OutputTo::Pipes,
         };
         match local::start(&command) {
@@ -125,6 +126,7 @@ fn start(job: AgentJob, channel: &Channel, input: io::Stdin) -> Result<i32, Stri
                 pids.insert(started.pid, rank);
                 groups.insert(rank, started.pid);
                 pipes.extend(started.pipes);
+                stdins.extend(started.stdin);
                 channel.send(&FromAgent::Started { rank, pid: started.pid });
             }
             Err(e) => {
@@ -171,6 +173,11 @@ fn start(job: AgentJob, channel: &Channel, input: io::Stdin) -> Result<i32, Stri
                     signal_all(&running, sig);
                 }
             }
+            Ok(Event::Launcher(Some(ToAgent::Stdin(bytes)))) => {
+                // a rank that stopped reading drops out; the others still get their copy
+                stdins.retain_mut(|s| s.write_all(&bytes).is_ok());
+            }
+            Ok(Event::Launcher(Some(ToAgent::StdinEnd))) => stdins.clear(),
             Ok(Event::Launcher(Some(ToAgent::Finish))) => break,
             Ok(Event::Launcher(Some(ToAgent::Start(_)))) => {}
             Ok(Event::Launcher(None)) | Err(_) => {

@@ -38,6 +38,8 @@ pub struct AgentJob {
     pub env: Vec<(String, String)>,
     /// The ranks to start here, with their local ranks.
     pub ranks: Vec<(usize, usize)>,
+    /// The ranks here that read prun's stdin (the rest read /dev/null).
+    pub stdin_ranks: Vec<usize>,
 }
 
 /// From the launcher to an agent.
@@ -47,6 +49,10 @@ pub enum ToAgent {
     Start(Box<AgentJob>),
     /// Send this signal to every rank of the host.
     Signal(i32),
+    /// A chunk of prun's stdin, for the ranks here that read it.
+    Stdin(Vec<u8>),
+    /// prun's stdin ended.
+    StdinEnd,
     /// The job is over: exit once the ranks' output is forwarded.
     Finish,
 }

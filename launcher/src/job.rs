@@ -191,11 +191,7 @@ impl Job {
                 ]
                 .map(|(k, v)| (OsString::from(k), OsString::from(v))),
             );
-            let reads_stdin = match job.plan.stdin {
-                StdinTarget::None => false,
-                StdinTarget::All => true,
-                StdinTarget::Rank(r) => r == p.rank,
-            };
+            let reads_stdin = job.reads_stdin(p.rank);
             let command = RankCommand {
                 rank: p.rank,
                 program: &job.plan.program,
@@ -240,7 +236,15 @@ impl Job {
         }
         let forwarder =
             output::forward_pipes(pipes, sink).map_err(|e| format!("cannot forward output: {e}"))?;
-        stdin::forward(stdins).map_err(|e| format!("cannot forward stdin: {e}"))?;
+        let mut targets: Vec<Box<dyn stdin::Target>> =
+            stdins.into_iter().map(|s| Box::new(s) as Box<dyn stdin::Target>).collect();
+        for (index, agent) in job.agents.iter().enumerate() {
+            let reads = (0..np).any(|r| job.ranks[r].agent == Some(index) && job.reads_stdin(r));
+            if reads {
+                targets.push(Box::new(agent.channel()));
+            }
+        }
+        stdin::forward(targets).map_err(|e| format!("cannot forward stdin: {e}"))?;
 
         job.event_loop(&rx);
 
@@ -291,6 +295,15 @@ impl Job {
                 Err(RecvTimeoutError::Timeout) => self.tick(),
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+        }
+    }
+
+    /// Whether `rank` reads prun's stdin (`--stdin`).
+    fn reads_stdin(&self, rank: usize) -> bool {
+        match self.plan.stdin {
+            StdinTarget::None => false,
+            StdinTarget::All => true,
+            StdinTarget::Rank(r) => r == rank,
         }
     }
 
@@ -374,6 +387,7 @@ impl Job {
                 args: self.plan.args.iter().map(|a| text(a)).collect(),
                 wdir: self.plan.wdir.as_ref().map(|w| text(w.as_os_str())),
                 env: self.plan.exports.iter().map(|(k, v)| (text(k), text(v))).collect(),
+                stdin_ranks: ranks.iter().map(|&(r, _)| r).filter(|&r| self.reads_stdin(r)).collect(),
                 ranks: ranks.clone(),
             };
             let index = self.agents.len();

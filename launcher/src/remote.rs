@@ -28,7 +28,41 @@ pub struct Agent {
     /// The host it runs on.
     pub host: String,
     child: Child,
-    stdin: Option<ChildStdin>,
+    stdin: Channel,
+}
+
+/// The launcher's end of an agent's channel, shared with the stdin forwarder.
+#[derive(Clone)]
+pub struct Channel(Arc<Mutex<Option<ChildStdin>>>);
+
+impl Channel {
+    /// Sends a message; a broken channel is closed (the reader notices the agent is gone).
+    fn send(&self, message: &ToAgent) -> bool {
+        let mut w = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let sent = w.as_mut().is_some_and(|w| agent_wire::send(w, message).is_ok());
+        if !sent {
+            *w = None;
+        }
+        sent
+    }
+
+    fn close(&self) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+impl crate::stdin::Target for Channel {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.send(&ToAgent::Stdin(bytes.to_vec())) {
+            Ok(())
+        } else {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+    }
+
+    fn end(&mut self) {
+        self.send(&ToAgent::StdinEnd);
+    }
 }
 
 /// The launch agent command for `host`: the user's words, then batch-mode options for ssh.
@@ -63,14 +97,10 @@ impl Agent {
             .stderr(Stdio::piped())
             .process_group(0)
             .spawn()?;
-        let mut stdin = child.stdin.take();
+        let stdin = Channel(Arc::new(Mutex::new(child.stdin.take())));
         // a launch agent that fails at once (host unreachable) closes its stdin: its own words
         // then reach the job through the reader thread below
-        if let Some(w) = &mut stdin
-            && agent_wire::send(w, &ToAgent::Start(Box::new(job))).is_err()
-        {
-            stdin = None;
-        }
+        stdin.send(&ToAgent::Start(Box::new(job)));
         let said = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(err) = child.stderr.take() {
             let said = Arc::clone(&said);
@@ -116,23 +146,23 @@ impl Agent {
 
     /// Passes `signal` on to every rank of the host.
     pub fn signal(&mut self, signal: i32) {
-        if let Some(w) = &mut self.stdin
-            && agent_wire::send(w, &ToAgent::Signal(signal)).is_err()
-        {
-            self.stdin = None;
-        }
+        self.stdin.send(&ToAgent::Signal(signal));
+    }
+
+    /// The channel, for forwarding prun's stdin to ranks on this host.
+    pub fn channel(&self) -> Channel {
+        self.stdin.clone()
     }
 
     /// Tells the agent the job is over; it exits once its output is forwarded.
     pub fn finish(&mut self) {
-        if let Some(mut w) = self.stdin.take() {
-            let _ = agent_wire::send(&mut w, &ToAgent::Finish);
-        }
+        self.stdin.send(&ToAgent::Finish);
+        self.stdin.close();
     }
 
     /// Ends the launch agent process (after `finish`, or when the job is torn down).
     pub fn kill(&mut self) {
-        self.stdin = None;
+        self.stdin.close();
         let _ = self.child.kill();
     }
 

@@ -269,3 +269,28 @@ fn output_dir_holds_remote_ranks_too() {
     let _ = std::fs::remove_dir_all(dir);
     no_agents_left();
 }
+
+#[test]
+fn stdin_reaches_a_remote_rank_0_and_all() {
+    let _one = serial();
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    let sum: u64 = data.iter().map(|&b| u64::from(b)).sum();
+    let out = remote_job(&["-n", "2", "--host", "127.0.0.2:1,127.0.0.3:1", "@prun-testjob", "cat"])
+        .input(data.clone())
+        .run();
+    out.expect_code(0).no_leftovers();
+    assert!(out.stdout.contains(&format!("rank 0 read {} bytes, sum {sum}", data.len())), "{}", out.stdout);
+    assert!(out.stdout.contains("rank 1 read 0 bytes"), "{}", out.stdout);
+    let out =
+        remote_job(&["--stdin", "all", "-ppn", "1", "--host", "localhost,127.0.0.2", "@prun-testjob", "cat"])
+            .input("abc")
+            .run();
+    out.expect_code(0).no_leftovers();
+    assert_eq!(
+        out.lines().iter().filter(|l| l.ends_with("read 3 bytes, sum 294")).count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    no_agents_left();
+}
