@@ -10,13 +10,14 @@ use crate::jobdir::JobDir;
 use crate::local::{self, OutputTo, RankCommand};
 use crate::output::{self, Sink, StreamKind};
 use crate::program;
+use crate::remote::{Agent, Listener};
 use crate::status::Ended;
 use nix::sys::signal::Signal;
 use prun::env;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -50,6 +51,22 @@ impl Sink for Forward {
     }
 }
 
+/// Relays the messages of an agent this one started (below it in the launch tree) upwards.
+struct Relay {
+    channel: Channel,
+    host: String,
+}
+
+impl Listener for Relay {
+    fn message(&mut self, message: FromAgent) {
+        self.channel.send(&message);
+    }
+
+    fn lost(&mut self, words: String) {
+        self.channel.send(&FromAgent::Lost { host: self.host.clone(), words });
+    }
+}
+
 enum Event {
     Launcher(Option<ToAgent>),
     Exited(usize, Ended),
@@ -63,10 +80,11 @@ pub fn run() -> i32 {
         Ok(Some(ToAgent::Start(job))) => *job,
         _ => return 1,
     };
+    let host = job.host.clone();
     match start(job, &channel, input) {
         Ok(status) => status,
         Err(message) => {
-            channel.send(&FromAgent::Failed(message));
+            channel.send(&FromAgent::Failed { host, message });
             1
         }
     }
@@ -138,6 +156,18 @@ fn start(job: AgentJob, channel: &Channel, input: io::Stdin) -> Result<i32, Stri
         }
     }
     local::reap(pids, tx.clone(), Event::Exited).map_err(|e| e.to_string())?;
+    // then the agents below this one in the launch tree
+    let mut children = Vec::new();
+    for child in job.children {
+        let relay = Relay { channel: channel.clone(), host: child.host.clone() };
+        let host = child.host.clone();
+        match Agent::start(child, &job.launch_agent, Path::new(&job.prun), relay) {
+            Ok(agent) => children.push(agent),
+            Err(e) => {
+                channel.send(&FromAgent::Lost { host, words: format!("cannot run the launch agent: {e}") })
+            }
+        }
+    }
     let forwarder = output::forward_pipes(pipes, Arc::new(Mutex::new(Forward(channel.clone()))))
         .map_err(|e| e.to_string())?;
     std::thread::spawn(move || {
@@ -169,19 +199,31 @@ fn start(job: AgentJob, channel: &Channel, input: io::Stdin) -> Result<i32, Stri
                 channel.send(&FromAgent::Exited { rank, code, signal, core });
             }
             Ok(Event::Launcher(Some(ToAgent::Signal(sig)))) => {
-                if let Ok(sig) = Signal::try_from(sig) {
-                    signal_all(&running, sig);
+                if let Ok(signal) = Signal::try_from(sig) {
+                    signal_all(&running, signal);
                 }
+                children.iter_mut().for_each(|c| c.signal(sig));
             }
             Ok(Event::Launcher(Some(ToAgent::Stdin(bytes)))) => {
                 // a rank that stopped reading drops out; the others still get their copy
                 stdins.retain_mut(|s| s.write_all(&bytes).is_ok());
+                children.iter_mut().for_each(|c| c.stdin(&ToAgent::Stdin(bytes.clone())));
             }
-            Ok(Event::Launcher(Some(ToAgent::StdinEnd))) => stdins.clear(),
-            Ok(Event::Launcher(Some(ToAgent::Finish))) => break,
+            Ok(Event::Launcher(Some(ToAgent::StdinEnd))) => {
+                stdins.clear();
+                children.iter_mut().for_each(|c| c.stdin(&ToAgent::StdinEnd));
+            }
+            Ok(Event::Launcher(Some(ToAgent::Finish))) => {
+                children.iter_mut().for_each(Agent::finish);
+                let deadline = Instant::now() + Duration::from_secs(3);
+                children.iter_mut().for_each(|c| c.wait_until(deadline));
+                break;
+            }
             Ok(Event::Launcher(Some(ToAgent::Start(_)))) => {}
             Ok(Event::Launcher(None)) | Err(_) => {
-                // the launcher is gone: end this host's ranks
+                // the launcher is gone: the agents below end their ranks when their sessions
+                // close, and this one ends its own
+                children.iter_mut().for_each(Agent::kill);
                 signal_all(&running, Signal::SIGTERM);
                 std::thread::sleep(Duration::from_secs(1));
                 signal_all(&running, Signal::SIGKILL);

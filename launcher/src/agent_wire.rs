@@ -40,6 +40,23 @@ pub struct AgentJob {
     pub ranks: Vec<(usize, usize)>,
     /// The ranks here that read prun's stdin (the rest read /dev/null).
     pub stdin_ranks: Vec<usize>,
+    /// Hosts this agent starts agents on in turn (the launch tree), with their shares.
+    pub children: Vec<AgentJob>,
+    /// The launch agent command, for the children.
+    pub launch_agent: Vec<String>,
+    /// prun's path on the children's hosts.
+    pub prun: String,
+}
+
+impl AgentJob {
+    /// Every rank of this host and of the hosts below it in the launch tree.
+    pub fn subtree_ranks(&self) -> Vec<usize> {
+        let mut ranks: Vec<usize> = self.ranks.iter().map(|&(r, _)| r).collect();
+        for child in &self.children {
+            ranks.extend(child.subtree_ranks());
+        }
+        ranks
+    }
 }
 
 /// From the launcher to an agent.
@@ -94,8 +111,21 @@ pub enum FromAgent {
         /// Whether it dumped core.
         core: bool,
     },
-    /// The agent could not do its part (the program is missing on this host, ...).
-    Failed(String),
+    /// The agent of `host` could not do its part (the program is missing there, ...).
+    Failed {
+        /// The host.
+        host: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The agent of `host`, below this one in the launch tree, was lost: it, and the hosts
+    /// below it, ended their ranks.
+    Lost {
+        /// The lost host.
+        host: String,
+        /// Its launch agent's last words.
+        words: String,
+    },
 }
 
 /// Sends one message.

@@ -99,6 +99,10 @@ pub struct Cli {
     #[arg(long = "launch-agent", value_name = "COMMAND", env = "PRUN_LAUNCH_AGENT", hide_env = true)]
     pub launch_agent: Option<String>,
 
+    /// Agents started by prun itself, and by each agent in turn (the launch tree's width).
+    #[arg(long = "tree-width", value_name = "K", default_value = "16", value_parser = parse_np)]
+    pub tree_width: u32,
+
     /// Network interface whose address the job uses between hosts (default: the one that
     /// routes to them, loopback when every host is a loopback address).
     #[arg(long, value_name = "NAME")]

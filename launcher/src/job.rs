@@ -14,7 +14,7 @@ use crate::local::{self, OutputTo, RankCommand};
 use crate::output::{self, OutputSink};
 use crate::plan::Plan;
 use crate::progress::Progress;
-use crate::remote::{Agent, AgentEvent};
+use crate::remote::{Agent, AgentEvent, ToJob};
 use crate::signals::{self, ENDING};
 use crate::status::{EXIT_FAILURE, EXIT_TIMEOUT, Ended, signal_name};
 use crate::stdin;
@@ -83,6 +83,8 @@ struct Job {
     watchdog: Watchdog,
     progress: Progress,
     agents: Vec<Agent>,
+    /// Every rank of each remote host and of the hosts below it in the launch tree.
+    subtrees: HashMap<String, Vec<usize>>,
 }
 
 /// Runs the job to its end; returns prun's exit status.
@@ -132,6 +134,7 @@ impl Job {
             watchdog,
             progress: Progress::new(plan.progress, plan.verbosity < 0),
             agents: Vec::new(),
+            subtrees: HashMap::new(),
             plan,
         };
         job.info(1, format_args!("job {job_id}: {np} ranks of {}", job.plan.program.display()));
@@ -352,7 +355,9 @@ impl Job {
         }
     }
 
-    /// Starts one agent per remote host for the `remote` ranks.
+    /// Starts one agent per remote host for the `remote` ranks: the launcher starts the first
+    /// `--tree-width` hosts' agents, and each agent starts the next ones below it, so start-up
+    /// grows with the logarithm of the number of hosts.
     fn start_agents(
         &mut self,
         remote: &[usize],
@@ -373,46 +378,58 @@ impl Job {
             }
         }
         let text = |s: &std::ffi::OsStr| s.to_string_lossy().into_owned();
-        for (host, node, ranks) in by_host {
-            let job = AgentJob {
-                job_id: job_id.to_string(),
-                secret: secret.to_hex(),
-                control: control.to_string(),
-                tcp_bind: hosts::address_of(&host).map(|ip| ip.to_string()).unwrap_or_default(),
-                size: self.ranks.len(),
-                node,
-                host: host.clone(),
-                program: text(self.plan.program.as_os_str()),
-                arg0: text(&self.plan.arg0),
-                args: self.plan.args.iter().map(|a| text(a)).collect(),
-                wdir: self.plan.wdir.as_ref().map(|w| text(w.as_os_str())),
-                env: self.plan.exports.iter().map(|(k, v)| (text(k), text(v))).collect(),
-                stdin_ranks: ranks.iter().map(|&(r, _)| r).filter(|&r| self.reads_stdin(r)).collect(),
-                ranks: ranks.clone(),
-            };
+        let mut jobs: Vec<Option<AgentJob>> = by_host
+            .into_iter()
+            .map(|(host, node, ranks)| {
+                Some(AgentJob {
+                    job_id: job_id.to_string(),
+                    secret: secret.to_hex(),
+                    control: control.to_string(),
+                    tcp_bind: hosts::address_of(&host).map(|ip| ip.to_string()).unwrap_or_default(),
+                    size: self.ranks.len(),
+                    node,
+                    host,
+                    program: text(self.plan.program.as_os_str()),
+                    arg0: text(&self.plan.arg0),
+                    args: self.plan.args.iter().map(|a| text(a)).collect(),
+                    wdir: self.plan.wdir.as_ref().map(|w| text(w.as_os_str())),
+                    env: self.plan.exports.iter().map(|(k, v)| (text(k), text(v))).collect(),
+                    stdin_ranks: ranks.iter().map(|&(r, _)| r).filter(|&r| self.reads_stdin(r)).collect(),
+                    ranks,
+                    children: Vec::new(),
+                    launch_agent: self.plan.launch_agent.clone(),
+                    prun: text(self.plan.remote_prun.as_os_str()),
+                })
+            })
+            .collect();
+        // the launch tree: hosts 0..width are the launcher's; host i >= width hangs below
+        // host (i - width) / width; deeper hosts move into their parents first
+        let width = self.plan.tree_width.max(1);
+        for i in (width..jobs.len()).rev() {
+            let parent = (i - width) / width;
+            if let Some(child) = jobs[i].take()
+                && let Some(p) = jobs[parent].as_mut()
+            {
+                p.children.insert(0, child);
+            }
+        }
+        for job in jobs.into_iter().flatten() {
             let index = self.agents.len();
-            for &(r, _) in &ranks {
+            let host = job.host.clone();
+            let ranks = job.subtree_ranks();
+            for &r in &ranks {
                 self.ranks[r].agent = Some(index);
             }
             self.running += ranks.len();
-            let started = Agent::start(
-                index,
-                job,
-                &self.plan.launch_agent,
-                &self.plan.remote_prun,
-                tx.clone(),
-                Event::Agent,
-                Arc::clone(sink),
-            );
-            match started {
+            collect_subtrees(&job, &mut self.subtrees);
+            let listener = ToJob { index, events: tx.clone(), wrap: Event::Agent, sink: Arc::clone(sink) };
+            match Agent::start(job, &self.plan.launch_agent, &self.plan.remote_prun, listener) {
                 Ok(agent) => self.agents.push(agent),
                 Err(e) => {
-                    eprintln!(
-                        "prun: error: cannot run the launch agent {:?} for host {host}: {e}",
-                        self.plan.launch_agent
-                    );
+                    let agent = self.plan.launch_agent.join(" ");
+                    eprintln!("prun: error: cannot run the launch agent '{agent}' for host {host}: {e}");
                     self.cause.get_or_insert(Cause::Internal);
-                    for &(r, _) in &ranks {
+                    for &r in &ranks {
                         self.ranks[r].ended = Some(Ended::Code(EXIT_FAILURE));
                         self.running -= 1;
                     }
@@ -423,14 +440,40 @@ impl Job {
         }
     }
 
+    /// A host's agent (with every host below it in the launch tree) vanished: reports it and
+    /// ends the job.
+    fn lost_hosts(&mut self, host: &str, words: &str) {
+        let Some(ranks) = self.subtrees.get(host).cloned() else { return };
+        let left: Vec<usize> = ranks.into_iter().filter(|&r| self.ranks[r].ended.is_none()).collect();
+        let (Some(first), Some(last)) = (left.iter().min().copied(), left.iter().max().copied()) else {
+            return;
+        };
+        let why = if words.is_empty() { String::new() } else { format!(": {words}") };
+        if left.iter().any(|&r| self.ranks[r].pid.is_some()) {
+            eprintln!("prun: lost host {host} (ranks {first}..{last}){why}");
+        } else {
+            let agent = self.plan.launch_agent.join(" ");
+            eprintln!("prun: error: cannot start ranks {first}..{last} on host {host} with '{agent}'{why}");
+        }
+        for r in left {
+            self.ranks[r].ended = Some(Ended::Code(EXIT_FAILURE));
+            self.ranks[r].link = None;
+            self.running -= 1;
+            let how = format!("rank {r} was lost with its host");
+            self.broadcast(&ToRank::RankExited { rank: r as u32, how });
+        }
+        self.cause.get_or_insert(Cause::Internal);
+        self.terminate(Signal::SIGTERM);
+    }
+
     fn agent_event(&mut self, event: AgentEvent) {
         match event {
-            AgentEvent::Message(_, FromAgent::Started { rank, pid }) => {
+            AgentEvent::Message(FromAgent::Started { rank, pid }) => {
                 if let Some(r) = self.ranks.get_mut(rank) {
                     r.pid = Some(pid);
                 }
             }
-            AgentEvent::Message(_, FromAgent::Exited { rank, code, signal, core }) => {
+            AgentEvent::Message(FromAgent::Exited { rank, code, signal, core }) => {
                 let ended = match code {
                     Some(c) => Ended::Code(c),
                     None => Ended::Signal { signal, core },
@@ -439,46 +482,18 @@ impl Job {
                     self.exited(rank, ended);
                 }
             }
-            AgentEvent::Message(agent, FromAgent::Failed(message)) => {
+            AgentEvent::Message(FromAgent::Failed { host, message }) => {
                 eprintln!("prun: error: {message}");
-                self.host_gone(agent);
+                self.lost_hosts(&host, "");
             }
-            AgentEvent::Message(_, FromAgent::Output { .. } | FromAgent::OutputEnd { .. }) => {}
+            AgentEvent::Message(FromAgent::Lost { host, words }) => self.lost_hosts(&host, &words),
+            AgentEvent::Message(FromAgent::Output { .. } | FromAgent::OutputEnd { .. }) => {}
             AgentEvent::Lost(agent, words) => {
-                let left: Vec<usize> = (0..self.ranks.len())
-                    .filter(|&r| self.ranks[r].agent == Some(agent) && self.ranks[r].ended.is_none())
-                    .collect();
-                if let (Some(first), Some(last)) = (left.first(), left.last()) {
-                    let host = self.agents.get(agent).map_or("?", |a| a.host.as_str());
-                    let why = if words.is_empty() { String::new() } else { format!(": {words}") };
-                    let started = left.iter().any(|&r| self.ranks[r].pid.is_some());
-                    if started {
-                        eprintln!("prun: lost host {host} (ranks {first}..{last}){why}");
-                    } else {
-                        let agent = self.plan.launch_agent.join(" ");
-                        eprintln!(
-                            "prun: error: cannot start ranks {first}..{last} on host {host} with '{agent}'{why}"
-                        );
-                    }
-                    self.host_gone(agent);
+                if let Some(host) = self.agents.get(agent).map(|a| a.host.clone()) {
+                    self.lost_hosts(&host, &words);
                 }
             }
         }
-    }
-
-    /// A host's agent failed or vanished: its ranks count as ended and the job ends.
-    fn host_gone(&mut self, agent: usize) {
-        for r in 0..self.ranks.len() {
-            if self.ranks[r].agent == Some(agent) && self.ranks[r].ended.is_none() {
-                self.ranks[r].ended = Some(Ended::Code(EXIT_FAILURE));
-                self.ranks[r].link = None;
-                self.running -= 1;
-                let how = format!("rank {r} was lost with its host");
-                self.broadcast(&ToRank::RankExited { rank: r as u32, how });
-            }
-        }
-        self.cause.get_or_insert(Cause::Internal);
-        self.terminate(Signal::SIGTERM);
     }
 
     /// Ends the job: `signal` now, SIGKILL after the grace period.
@@ -621,5 +636,13 @@ impl Job {
             Some(Cause::Timeout) => EXIT_TIMEOUT,
             Some(Cause::Internal) => EXIT_FAILURE,
         }
+    }
+}
+
+/// Records, for `job`'s host and every host below it, the ranks of its subtree.
+fn collect_subtrees(job: &AgentJob, into: &mut HashMap<String, Vec<usize>>) {
+    into.insert(job.host.clone(), job.subtree_ranks());
+    for child in &job.children {
+        collect_subtrees(child, into);
     }
 }

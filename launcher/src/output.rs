@@ -43,11 +43,14 @@ pub trait Sink: Send {
     fn idle(&mut self) {}
 }
 
+/// Output files opened so far, by rank and stream.
+type OpenFiles = HashMap<(usize, StreamKind), File>;
+
 /// Writes the ranks' output lines to prun's own streams.
 pub struct OutputSink {
     /// With `--output-dir`: the folder, and the files opened so far (for remote ranks, whose
     /// output arrives through their agent).
-    folder: Option<(std::path::PathBuf, HashMap<(usize, StreamKind), File>)>,
+    folder: Option<(std::path::PathBuf, OpenFiles)>,
     tag: bool,
     /// With the host in the tag: each rank's host.
     hosts: Option<Vec<String>>,

@@ -52,6 +52,8 @@ pub struct Plan {
     pub launch_agent: Vec<String>,
     /// prun's path on remote hosts.
     pub remote_prun: PathBuf,
+    /// Agents each agent starts in the launch tree.
+    pub tree_width: usize,
     /// The address to use between hosts (`--iface`), if chosen.
     pub iface: Option<std::net::IpAddr>,
 }
@@ -192,6 +194,7 @@ pub fn plan(cli: Cli) -> Result<Plan, PlanError> {
             .split_whitespace()
             .map(String::from)
             .collect(),
+        tree_width: cli.tree_width as usize,
         iface: cli.iface.as_deref().map(hosts::interface_address).transpose().map_err(usage)?,
         remote_prun: match &cli.prefix {
             Some(dir) => dir.join("bin").join("prun"),

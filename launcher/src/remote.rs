@@ -15,10 +15,52 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// Lines of the launch agent's own stderr kept for error messages.
 const KEPT_LINES: usize = 8;
 
+/// What receives an agent's messages: the job, or, in an agent, the relay to its parent.
+pub trait Listener: Send + 'static {
+    /// A message from the agent.
+    fn message(&mut self, message: FromAgent);
+    /// The agent's channel closed; the launch agent's last words.
+    fn lost(&mut self, words: String);
+}
+
+/// The job's listener for agent `index`: output to the sink, the rest to the event loop.
+pub struct ToJob<E> {
+    /// The agent's index.
+    pub index: usize,
+    /// The job's events.
+    pub events: Sender<E>,
+    /// How agent events become job events.
+    pub wrap: fn(AgentEvent) -> E,
+    /// Where output goes.
+    pub sink: Arc<Mutex<OutputSink>>,
+}
+
+impl<E: Send + 'static> Listener for ToJob<E> {
+    fn message(&mut self, message: FromAgent) {
+        match message {
+            FromAgent::Output { rank, stderr, bytes } => {
+                let kind = if stderr { StreamKind::Stderr } else { StreamKind::Stdout };
+                self.sink.lock().unwrap_or_else(PoisonError::into_inner).data(rank, kind, &bytes);
+            }
+            FromAgent::OutputEnd { rank, stderr } => {
+                let kind = if stderr { StreamKind::Stderr } else { StreamKind::Stdout };
+                self.sink.lock().unwrap_or_else(PoisonError::into_inner).eof(rank, kind);
+            }
+            other => {
+                let _ = self.events.send((self.wrap)(AgentEvent::Message(other)));
+            }
+        }
+    }
+
+    fn lost(&mut self, words: String) {
+        let _ = self.events.send((self.wrap)(AgentEvent::Lost(self.index, words)));
+    }
+}
+
 /// What an agent's channel tells the job.
 pub enum AgentEvent {
-    /// A message from agent `agent`.
-    Message(usize, FromAgent),
+    /// A message from an agent (or from one below it in the launch tree).
+    Message(FromAgent),
     /// Agent `agent`'s channel closed; the launch agent's last words.
     Lost(usize, String),
 }
@@ -81,14 +123,11 @@ fn command(launch_agent: &[String], host: &str, prun: &Path) -> Command {
 
 impl Agent {
     /// Starts the agent for `job` on its host and the threads that read its channel.
-    pub fn start<E: Send + 'static>(
-        index: usize,
+    pub fn start(
         job: AgentJob,
         launch_agent: &[String],
         prun: &Path,
-        events: Sender<E>,
-        wrap: fn(AgentEvent) -> E,
-        sink: Arc<Mutex<OutputSink>>,
+        mut listener: impl Listener,
     ) -> std::io::Result<Agent> {
         let host = job.host.clone();
         let mut child = command(launch_agent, &host, prun)
@@ -116,32 +155,22 @@ impl Agent {
         }
         if let Some(mut out) = child.stdout.take() {
             std::thread::spawn(move || {
-                loop {
-                    match agent_wire::recv::<_, FromAgent>(&mut out) {
-                        Ok(Some(FromAgent::Output { rank, stderr, bytes })) => {
-                            let kind = if stderr { StreamKind::Stderr } else { StreamKind::Stdout };
-                            sink.lock().unwrap_or_else(PoisonError::into_inner).data(rank, kind, &bytes);
-                        }
-                        Ok(Some(FromAgent::OutputEnd { rank, stderr })) => {
-                            let kind = if stderr { StreamKind::Stderr } else { StreamKind::Stdout };
-                            sink.lock().unwrap_or_else(PoisonError::into_inner).eof(rank, kind);
-                        }
-                        Ok(Some(message)) => {
-                            if events.send(wrap(AgentEvent::Message(index, message))).is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) | Err(_) => break,
-                    }
+                while let Ok(Some(message)) = agent_wire::recv::<_, FromAgent>(&mut out) {
+                    listener.message(message);
                 }
                 // give the stderr reader a moment to collect the launch agent's last words
                 std::thread::sleep(std::time::Duration::from_millis(100));
                 let words: Vec<String> =
                     said.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect();
-                let _ = events.send(wrap(AgentEvent::Lost(index, words.join("; "))));
+                listener.lost(words.join("; "));
             });
         }
         Ok(Agent { host, child, stdin })
+    }
+
+    /// Passes prun's stdin on (to the agent's ranks that read it, and down the tree).
+    pub fn stdin(&mut self, message: &ToAgent) {
+        self.stdin.send(message);
     }
 
     /// Passes `signal` on to every rank of the host.

@@ -83,7 +83,9 @@ fn hello_and_ring_over_2_4_and_8_hosts() {
             assert_eq!(out.lines().iter().filter(|l| l.starts_with(&line)).count(), 1, "{}", out.stdout);
         }
         let list = hosts(n_hosts, 2);
-        let out = remote_job(&["-n", &n.to_string(), "--host", &list, "@ring", "2"]).run();
+        // a tree width of 2 makes agents start agents: three levels for 8 hosts
+        let out =
+            remote_job(&["--tree-width", "2", "-n", &n.to_string(), "--host", &list, "@ring", "2"]).run();
         out.expect_code(0).no_leftovers();
         assert_eq!(out.lines(), [format!("ring ok: 2 laps of {n} ranks")], "{}", out.stderr);
     }
@@ -292,5 +294,51 @@ fn stdin_reaches_a_remote_rank_0_and_all() {
         "{}",
         out.stdout
     );
+    no_agents_left();
+}
+
+#[test]
+fn the_launch_tree_relays_failures_and_losses() {
+    let _one = serial();
+    // a chain: prun starts 127.0.0.2, which starts the unreachable 127.0.0.30
+    let out = remote_job(&[
+        "--tree-width",
+        "1",
+        "-n",
+        "2",
+        "--host",
+        "127.0.0.2:1,127.0.0.30:1",
+        "@prun-testjob",
+        "sleep",
+    ])
+    .run();
+    out.expect_code(1).no_leftovers();
+    assert!(out.stderr.contains("127.0.0.30") && out.stderr.contains("Connection refused"), "{}", out.stderr);
+    no_agents_left();
+    // a chain of three: killing the middle agent loses its host and the one below it
+    let list = hosts(3, 1);
+    let mut job =
+        remote_job(&["--tree-width", "1", "-n", "3", "--host", &list, "@prun-testjob", "sleep"]).spawn();
+    job.wait_ready(3);
+    let mark = job.mark_owned();
+    let middle = std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let env = std::fs::read(e.path().join("environ")).ok()?;
+            let (cmd, env) = (String::from_utf8_lossy(&cmd), String::from_utf8_lossy(&env));
+            // sshd tells each session the address it was reached on: the middle host is 127.0.0.3
+            let middle =
+                cmd.starts_with('/') && cmd.contains("prun\0__agent") && env.contains(" 127.0.0.3 2222");
+            middle.then(|| e.file_name())
+        })
+        .find_map(|n| n.to_str().and_then(|n| n.parse::<i32>().ok()))
+        .expect("the middle agent runs");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(middle), Signal::SIGKILL).expect("kill it");
+    let out = job.wait();
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("lost host 127.0.0.3 (ranks 1..2)"), "{}", out.stderr);
+    assert_no_leftovers(&mark);
     no_agents_left();
 }
