@@ -342,3 +342,26 @@ fn the_launch_tree_relays_failures_and_losses() {
     assert_no_leftovers(&mark);
     no_agents_left();
 }
+
+#[test]
+fn killing_prun_ends_remote_ranks_and_a_missing_prun_is_named() {
+    let _one = serial();
+    let list = hosts(2, 2);
+    let mut job = remote_job(&["-n", "4", "--host", &list, "@prun-testjob", "sleep"]).spawn();
+    job.wait_ready(4);
+    let mark = job.mark_owned();
+    job.signal(Signal::SIGKILL);
+    let _ = job.wait();
+    assert_no_leftovers(&mark);
+    no_agents_left();
+    // a host without prun where --prefix says it is: ssh's shell says so, and prun passes it on
+    let out =
+        remote_job(&["--prefix", "/no/such/prefix", "-n", "2", "--host", "127.0.0.2:2", "@hello"]).run();
+    out.expect_code(1).no_leftovers();
+    assert!(
+        out.stderr.contains("127.0.0.2") && out.stderr.contains("/no/such/prefix/bin/prun"),
+        "{}",
+        out.stderr
+    );
+    no_agents_left();
+}
