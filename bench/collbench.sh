@@ -50,8 +50,9 @@ if [[ $# -gt 0 ]]; then RANKS=("$@"); else RANKS=(2 8); fi
 ALL_OPS=(latency barrier bcast allreduce gather scatter allgather)
 SIZES=(8 1024 65536 1048576 16777216)
 
-die() { echo "collbench.sh: $*" >&2; exit 2; }
-note() { echo "$*" >&2; }
+SCRIPT_NAME=collbench.sh
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "TIMEOUT must be a positive integer, not '$TIMEOUT'"
 [[ $MAX_BYTES =~ ^[0-9]+$ ]] || die "COLLBENCH_MAX_BYTES must be a non-negative integer, not '$MAX_BYTES'"
@@ -59,9 +60,7 @@ if ! [[ $ITERS_SCALE =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ ]] ||
     ! awk -v s="$ITERS_SCALE" 'BEGIN { exit !(s + 0 > 0) }'; then
     die "COLLBENCH_ITERS_SCALE must be a number > 0, not '$ITERS_SCALE'"
 fi
-for n in "${RANKS[@]}"; do
-    [[ $n =~ ^[1-9][0-9]*$ ]] || die "rank counts must be positive integers, not '$n'"
-done
+check_counts "rank counts" "${RANKS[@]}"
 read -r -a OPS_LIST <<<"${OPS:-}"
 for op in "${OPS_LIST[@]}"; do
     [[ " ${ALL_OPS[*]} " == *" $op "* ]] || die "unknown operation '$op' in OPS (known: ${ALL_OPS[*]})"
@@ -69,13 +68,7 @@ done
 [[ ${#OPS_LIST[@]} -gt 0 ]] || OPS_LIST=("${ALL_OPS[@]}")
 command -v timeout >/dev/null || die "needs timeout (coreutils)"
 
-if [[ (! -x $PRUN_BIN && $PRUN_BIN == target/release/prun) ||
-    (! -x $COLLBENCH_BIN && $COLLBENCH_BIN == target/release/collbench) ]]; then
-    note "building prun (cargo build --release -q) ..."
-    cargo build --release -q
-fi
-[[ -x $PRUN_BIN ]] || die "$PRUN_BIN not found"
-[[ -x $COLLBENCH_BIN ]] || die "$COLLBENCH_BIN not found"
+ensure_built "target/release/prun=$PRUN_BIN" "target/release/collbench=$COLLBENCH_BIN"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/prun-collbench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT

@@ -42,23 +42,16 @@ PRUN_BIN=${PRUN_BIN:-target/release/prun}
 HELLO_BIN=${HELLO_BIN:-target/release/hello}
 if [[ $# -gt 0 ]]; then RANKS=("$@"); else RANKS=(2 16 64); fi
 
-die() { echo "startup.sh: $*" >&2; exit 2; }
-note() { echo "$*" >&2; }
+SCRIPT_NAME=startup.sh
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, not '$RUNS'"
 [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "TIMEOUT must be a positive integer, not '$TIMEOUT'"
-for n in "${RANKS[@]}"; do
-    [[ $n =~ ^[1-9][0-9]*$ ]] || die "rank counts must be positive integers, not '$n'"
-done
+check_counts "rank counts" "${RANKS[@]}"
 command -v timeout >/dev/null || die "needs timeout (coreutils)"
 
-if [[ (! -x $PRUN_BIN && $PRUN_BIN == target/release/prun) ||
-    (! -x $HELLO_BIN && $HELLO_BIN == target/release/hello) ]]; then
-    note "building prun (cargo build --release -q) ..."
-    cargo build --release -q
-fi
-[[ -x $PRUN_BIN ]] || die "$PRUN_BIN not found"
-[[ -x $HELLO_BIN ]] || die "$HELLO_BIN not found"
+ensure_built "target/release/prun=$PRUN_BIN" "target/release/hello=$HELLO_BIN"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/prun-startup.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT

@@ -43,22 +43,36 @@ fn remote_job(extra: &[&str]) -> prun_tests::Job {
     prun(args)
 }
 
+/// Running agents: (pid, environment), found by their command line `/…/prun __agent`.
+fn agents() -> Vec<(i32, String)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let cmd = String::from_utf8_lossy(&cmd);
+            let env = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            (cmd.starts_with('/') && cmd.contains("prun\0__agent"))
+                .then(|| (pid, String::from_utf8_lossy(&env).into_owned()))
+        })
+        .collect()
+}
+
 /// No agent of any job is left on any host.
 fn no_agents_left() {
     let start = Instant::now();
     loop {
-        let agents: Vec<String> = std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-            .filter(|c| c.starts_with('/') && c.contains("prun __agent"))
-            .collect();
-        if agents.is_empty() {
+        let left = agents();
+        if left.is_empty() {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "agents left: {agents:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "agents left: {:?}",
+            left.iter().map(|a| a.0).collect::<Vec<_>>()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -146,17 +160,7 @@ fn a_killed_agent_ends_the_job_everywhere() {
     let mut job = remote_job(&["-n", "4", "--host", &list, "@prun-testjob", "sleep"]).spawn();
     job.wait_ready(4);
     let mark = job.mark_owned();
-    let agent = std::fs::read_dir("/proc")
-        .expect("proc")
-        .flatten()
-        .find(|e| {
-            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
-                String::from_utf8_lossy(&c).replace('\0', " ").starts_with('/')
-                    && String::from_utf8_lossy(&c).contains("prun\0__agent")
-            })
-        })
-        .and_then(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
-        .expect("an agent runs");
+    let agent = agents().first().map(|a| a.0).expect("an agent runs");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent), Signal::SIGKILL).expect("kill the agent");
     let out = job.wait();
     assert_eq!(out.code(), 1, "{}", out.stderr);
@@ -321,19 +325,11 @@ fn the_launch_tree_relays_failures_and_losses() {
         remote_job(&["--tree-width", "1", "-n", "3", "--host", &list, "@prun-testjob", "sleep"]).spawn();
     job.wait_ready(3);
     let mark = job.mark_owned();
-    let middle = std::fs::read_dir("/proc")
-        .expect("proc")
-        .flatten()
-        .filter_map(|e| {
-            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-            let env = std::fs::read(e.path().join("environ")).ok()?;
-            let (cmd, env) = (String::from_utf8_lossy(&cmd), String::from_utf8_lossy(&env));
-            // sshd tells each session the address it was reached on: the middle host is 127.0.0.3
-            let middle =
-                cmd.starts_with('/') && cmd.contains("prun\0__agent") && env.contains(" 127.0.0.3 2222");
-            middle.then(|| e.file_name())
-        })
-        .find_map(|n| n.to_str().and_then(|n| n.parse::<i32>().ok()))
+    // sshd tells each session the address it was reached on: the middle host is 127.0.0.3
+    let middle = agents()
+        .into_iter()
+        .find(|(_, env)| env.contains(" 127.0.0.3 2222"))
+        .map(|a| a.0)
         .expect("the middle agent runs");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(middle), Signal::SIGKILL).expect("kill it");
     let out = job.wait();
