@@ -1,6 +1,15 @@
 //! `prun`: starts the ranks of an SPMD job, forwards their output, and ends the whole job
 //! cleanly. See `prun --help`, and the README for the environment of ranks and exit statuses.
 
+/// `std::eprintln!`, except that a closed stderr (`prun ... 2>&-`) is not a panic: prun must
+/// always finish ending its job. Defined before the modules, so it serves all of them.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod agent;
 mod agent_wire;
 mod allocation;
