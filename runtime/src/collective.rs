@@ -50,16 +50,17 @@ impl Communicator {
     /// on the way has ended; [`Error::Decode`].
     pub fn broadcast<T: Serialize + DeserializeOwned>(&self, root: usize, value: Option<T>) -> Result<T> {
         self.check_root(root)?;
-        let call = self.begin("broadcast");
+        let mut call = self.begin("broadcast");
+        call.root = Some(root);
         let seq = call.seq;
         if self.rank() == root {
             let value = value.ok_or_else(|| {
                 Error::InvalidArgument("the root of broadcast must pass Some(value)".into())
             })?;
-            prun_collectives::broadcast(&self.channel(), seq, root, Some(encode(&value)?))?;
+            prun_collectives::broadcast(&self.channel_for(&call), seq, root, Some(encode(&value)?))?;
             Ok(value)
         } else {
-            let bytes = prun_collectives::broadcast(&self.channel(), seq, root, None)?;
+            let bytes = prun_collectives::broadcast(&self.channel_for(&call), seq, root, None)?;
             codec::decode(&bytes, root, 0)
         }
     }
@@ -81,7 +82,8 @@ impl Communicator {
     /// [`Error::InvalidArgument`] if the root passes `None` or not one value per rank.
     pub fn scatter<T: Serialize + DeserializeOwned>(&self, root: usize, values: Option<&[T]>) -> Result<T> {
         self.check_root(root)?;
-        let call = self.begin("scatter");
+        let mut call = self.begin("scatter");
+        call.root = Some(root);
         let seq = call.seq;
         let blocks = if self.rank() == root {
             let values = values.filter(|v| v.len() == self.size()).ok_or_else(|| {
@@ -91,7 +93,7 @@ impl Communicator {
         } else {
             None
         };
-        let mine = prun_collectives::scatter(&self.channel(), seq, root, blocks.as_deref(), false)?;
+        let mine = prun_collectives::scatter(&self.channel_for(&call), seq, root, blocks.as_deref(), false)?;
         codec::decode(&mine, root, 0)
     }
 
@@ -112,9 +114,10 @@ impl Communicator {
     /// [`Error::PeerLost`], [`Error::Decode`].
     pub fn gather<T: Serialize + DeserializeOwned>(&self, root: usize, value: &T) -> Result<Option<Vec<T>>> {
         self.check_root(root)?;
-        let call = self.begin("gather");
+        let mut call = self.begin("gather");
+        call.root = Some(root);
         let seq = call.seq;
-        let all = prun_collectives::gather(&self.channel(), seq, root, encode(value)?, false)?;
+        let all = prun_collectives::gather(&self.channel_for(&call), seq, root, encode(value)?, false)?;
         all.map(|blocks| blocks.iter().enumerate().map(|(r, b)| codec::decode(b, r, 0)).collect()).transpose()
     }
 
@@ -135,7 +138,7 @@ impl Communicator {
     pub fn allgather<T: Serialize + DeserializeOwned>(&self, value: &T) -> Result<Vec<T>> {
         let call = self.begin("allgather");
         let seq = call.seq;
-        let all = prun_collectives::allgather(&self.channel(), seq, encode(value)?, false)?;
+        let all = prun_collectives::allgather(&self.channel_for(&call), seq, encode(value)?, false)?;
         all.iter().enumerate().map(|(r, b)| codec::decode(b, r, 0)).collect()
     }
 
@@ -165,7 +168,7 @@ impl Communicator {
         let call = self.begin("alltoall");
         let seq = call.seq;
         let blocks = values.iter().map(|v| encode(v)).collect::<Result<Vec<_>>>()?;
-        let got = prun_collectives::alltoall(&self.channel(), seq, blocks)?;
+        let got = prun_collectives::alltoall(&self.channel_for(&call), seq, blocks)?;
         got.iter().enumerate().map(|(r, b)| codec::decode(b, r, 0)).collect()
     }
 
@@ -193,10 +196,12 @@ impl Communicator {
         F: Fn(T, T) -> T,
     {
         self.check_root(root)?;
-        let call = self.begin("reduce");
+        let mut call = self.begin("reduce");
+        call.root = Some(root);
         let seq = call.seq;
         let mut combine = self.combiner(&op);
-        let out = prun_collectives::reduce(&self.channel(), seq, root, encode(&value)?, &mut combine)?;
+        let out =
+            prun_collectives::reduce(&self.channel_for(&call), seq, root, encode(&value)?, &mut combine)?;
         out.map(|b| codec::decode(&b, root, 0)).transpose()
     }
 
@@ -222,7 +227,7 @@ impl Communicator {
         let call = self.begin("allreduce");
         let seq = call.seq;
         let mut combine = self.combiner(&op);
-        let out = prun_collectives::allreduce(&self.channel(), seq, encode(&value)?, &mut combine)?;
+        let out = prun_collectives::allreduce(&self.channel_for(&call), seq, encode(&value)?, &mut combine)?;
         codec::decode(&out, self.rank(), 0)
     }
 
@@ -247,7 +252,7 @@ impl Communicator {
         let call = self.begin("scan");
         let seq = call.seq;
         let mut combine = self.combiner(&op);
-        let out = prun_collectives::scan(&self.channel(), seq, encode(&value)?, &mut combine)?;
+        let out = prun_collectives::scan(&self.channel_for(&call), seq, encode(&value)?, &mut combine)?;
         codec::decode(&out, self.rank(), 0)
     }
 
@@ -272,7 +277,7 @@ impl Communicator {
         let call = self.begin("exscan");
         let seq = call.seq;
         let mut combine = self.combiner(&op);
-        let out = prun_collectives::exscan(&self.channel(), seq, encode(&value)?, &mut combine)?;
+        let out = prun_collectives::exscan(&self.channel_for(&call), seq, encode(&value)?, &mut combine)?;
         out.map(|b| codec::decode(&b, self.rank(), 0)).transpose()
     }
 }

@@ -45,14 +45,16 @@ impl Communicator {
     /// [`Error::Malformed`] when ranks pass buffers of different lengths; [`Error::PeerLost`].
     pub fn broadcast_into<T: Pod>(&self, root: usize, buf: &mut [T]) -> Result<()> {
         self.check_root(root)?;
-        let call = self.begin("broadcast_into");
+        let mut call = self.begin("broadcast_into");
+        call.root = Some(root);
         let seq = call.seq;
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(buf);
+        call.len = Some(bytes.len());
         if self.rank() == root {
-            prun_collectives::broadcast(&self.channel(), seq, root, Some(bytes.to_vec()))?;
+            prun_collectives::broadcast(&self.channel_for(&call), seq, root, Some(bytes.to_vec()))?;
             Ok(())
         } else {
-            let got = prun_collectives::broadcast(&self.channel(), seq, root, None)?;
+            let got = prun_collectives::broadcast(&self.channel_for(&call), seq, root, None)?;
             copy_exact("broadcast_into", bytes, &got)
         }
     }
@@ -75,9 +77,11 @@ impl Communicator {
     /// [`Error::InvalidArgument`] for a missing or wrongly sized root buffer; [`Error::Malformed`].
     pub fn scatter_into<T: Pod>(&self, root: usize, send: Option<&[T]>, recv: &mut [T]) -> Result<()> {
         self.check_root(root)?;
-        let call = self.begin("scatter_into");
+        let mut call = self.begin("scatter_into");
+        call.root = Some(root);
         let seq = call.seq;
         let recv: &mut [u8] = bytemuck::cast_slice_mut(recv);
+        call.len = Some(recv.len());
         let blocks = if self.rank() == root {
             let send: &[u8] = bytemuck::cast_slice(send.ok_or_else(|| missing("scatter_into"))?);
             if send.len() != recv.len() * self.size() {
@@ -96,7 +100,7 @@ impl Communicator {
             None
         };
         let large = recv.len() >= tuning::SCATTER_LARGE;
-        let got = prun_collectives::scatter(&self.channel(), seq, root, blocks.as_deref(), large)?;
+        let got = prun_collectives::scatter(&self.channel_for(&call), seq, root, blocks.as_deref(), large)?;
         copy_exact("scatter_into", recv, &got)
     }
 
@@ -118,12 +122,14 @@ impl Communicator {
     /// [`Error::InvalidArgument`] for a missing or wrongly sized root buffer; [`Error::Malformed`].
     pub fn gather_into<T: Pod>(&self, root: usize, send: &[T], recv: Option<&mut [T]>) -> Result<()> {
         self.check_root(root)?;
-        let call = self.begin("gather_into");
+        let mut call = self.begin("gather_into");
+        call.root = Some(root);
         let seq = call.seq;
         let send: &[u8] = bytemuck::cast_slice(send);
+        call.len = Some(send.len());
         let large = send.len() >= tuning::GATHER_LARGE;
         if self.rank() != root {
-            prun_collectives::gather(&self.channel(), seq, root, send.to_vec(), large)?;
+            prun_collectives::gather(&self.channel_for(&call), seq, root, send.to_vec(), large)?;
             return Ok(());
         }
         let recv: &mut [u8] = bytemuck::cast_slice_mut(recv.ok_or_else(|| missing("gather_into"))?);
@@ -135,7 +141,7 @@ impl Communicator {
                 recv.len()
             )));
         }
-        let blocks = prun_collectives::gather(&self.channel(), seq, root, send.to_vec(), large)?
+        let blocks = prun_collectives::gather(&self.channel_for(&call), seq, root, send.to_vec(), large)?
             .ok_or_else(|| Error::Malformed("gather_into: the root received nothing".into()))?;
         for (dst, block) in recv.chunks_mut(send.len().max(1)).zip(&blocks) {
             copy_exact("gather_into", dst, block)?;
@@ -169,10 +175,11 @@ impl Communicator {
                 recv.len()
             )));
         }
-        let call = self.begin("allgather_into");
+        let mut call = self.begin("allgather_into");
+        call.len = Some(send.len());
         let seq = call.seq;
         let large = send.len() >= tuning::ALLGATHER_LARGE;
-        let blocks = prun_collectives::allgather(&self.channel(), seq, send.to_vec(), large)?;
+        let blocks = prun_collectives::allgather(&self.channel_for(&call), seq, send.to_vec(), large)?;
         for (dst, block) in recv.chunks_mut(send.len().max(1)).zip(&blocks) {
             copy_exact("allgather_into", dst, block)?;
         }
@@ -205,14 +212,16 @@ impl Communicator {
     ) -> Result<()> {
         self.check_root(root)?;
         op::check::<T>(op)?;
-        let call = self.begin("reduce_into");
+        let mut call = self.begin("reduce_into");
+        call.root = Some(root);
         let seq = call.seq;
         let bytes: &[u8] = bytemuck::cast_slice(send);
+        call.len = Some(bytes.len());
         let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
         let out = if bytes.len() >= tuning::REDUCE_LARGE {
             let size = std::mem::size_of::<T>();
             prun_collectives::reduce_scatter_gather(
-                &self.channel(),
+                &self.channel_for(&call),
                 seq,
                 root,
                 bytes.to_vec(),
@@ -221,7 +230,7 @@ impl Communicator {
             )?
         } else {
             let mut combine = combiner::<T>(op, bytes.len());
-            prun_collectives::reduce(&self.channel(), seq, root, bytes.to_vec(), &mut combine)?
+            prun_collectives::reduce(&self.channel_for(&call), seq, root, bytes.to_vec(), &mut combine)?
         };
         match (out, recv) {
             (Some(out), Some(recv)) => copy_exact("reduce_into", bytemuck::cast_slice_mut(recv), &out),
@@ -256,16 +265,23 @@ impl Communicator {
                 recv.len()
             )));
         }
-        let call = self.begin("allreduce_into");
+        let mut call = self.begin("allreduce_into");
         let seq = call.seq;
         let bytes: &[u8] = bytemuck::cast_slice(send);
+        call.len = Some(bytes.len());
         let out = if bytes.len() >= tuning::ALLREDUCE_LARGE {
             let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
             let size = std::mem::size_of::<T>();
-            prun_collectives::allreduce_ring(&self.channel(), seq, bytes.to_vec(), size, &elementwise)?
+            prun_collectives::allreduce_ring(
+                &self.channel_for(&call),
+                seq,
+                bytes.to_vec(),
+                size,
+                &elementwise,
+            )?
         } else {
             let mut combine = combiner::<T>(op, bytes.len());
-            prun_collectives::allreduce(&self.channel(), seq, bytes.to_vec(), &mut combine)?
+            prun_collectives::allreduce(&self.channel_for(&call), seq, bytes.to_vec(), &mut combine)?
         };
         copy_exact("allreduce_into", bytemuck::cast_slice_mut(recv), &out)
     }

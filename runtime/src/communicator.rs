@@ -298,7 +298,7 @@ impl Communicator {
     pub fn barrier(&self) -> Result<()> {
         let call = self.begin("barrier");
         let seq = call.seq;
-        prun_collectives::barrier(&self.channel(), seq)
+        prun_collectives::barrier(&self.channel_for(&call), seq)
     }
 
     /// Splits the communicator into disjoint groups, as `MPI_Comm_split`.
@@ -321,7 +321,7 @@ impl Communicator {
         let call = self.begin("split");
         let seq = call.seq;
         let mine = codec::encode_into(&(color, key), Vec::new())?;
-        let all = prun_collectives::allgather(&self.channel(), seq, mine, false)?;
+        let all = prun_collectives::allgather(&self.channel_for(&call), seq, mine, false)?;
         let Some(color) = color else { return Ok(None) };
         let mut members = Vec::new();
         for (r, bytes) in all.iter().enumerate() {
@@ -447,8 +447,8 @@ impl Communicator {
     }
 
     /// This communicator's collective traffic, as the collectives crate's interface.
-    pub(crate) fn channel(&self) -> Channel<'_> {
-        Channel { comm: self }
+    pub(crate) fn channel_for(&self, call: &Call<'_>) -> Channel<'_> {
+        Channel { comm: self, signature: Signature::of(call) }
     }
 }
 
@@ -467,6 +467,73 @@ impl std::fmt::Debug for Communicator {
 /// A communicator's collective context, as the collectives crate's point-to-point interface.
 pub(crate) struct Channel<'a> {
     comm: &'a Communicator,
+    signature: Signature,
+}
+
+/// What every rank of a collective call must agree on, appended to each of its messages so that
+/// ranks calling different operations, roots or buffer lengths get an error instead of a hang or
+/// garbage.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Signature {
+    op: &'static str,
+    root: Option<usize>,
+    len: Option<usize>,
+}
+
+/// Operations, by their code in a signature.
+const OPERATIONS: [&str; 18] = [
+    "barrier",
+    "split",
+    "broadcast",
+    "scatter",
+    "gather",
+    "allgather",
+    "alltoall",
+    "reduce",
+    "allreduce",
+    "scan",
+    "exscan",
+    "broadcast_into",
+    "scatter_into",
+    "gather_into",
+    "allgather_into",
+    "reduce_into",
+    "allreduce_into",
+    "map",
+];
+
+/// Length of an encoded signature.
+const SIGNATURE_LEN: usize = 20;
+
+impl Signature {
+    fn of(call: &Call<'_>) -> Signature {
+        Signature { op: call.name, root: call.root, len: call.len }
+    }
+
+    fn encode(&self) -> [u8; SIGNATURE_LEN] {
+        let mut b = [0u8; SIGNATURE_LEN];
+        let code = OPERATIONS.iter().position(|&o| o == self.op).map_or(u32::MAX, |c| c as u32);
+        b[..4].copy_from_slice(&code.to_le_bytes());
+        b[4..12].copy_from_slice(&self.root.map_or(u64::MAX, |r| r as u64).to_le_bytes());
+        b[12..].copy_from_slice(&self.len.map_or(u64::MAX, |l| l as u64).to_le_bytes());
+        b
+    }
+
+    /// Describes an encoded signature, for error messages.
+    fn describe(b: &[u8]) -> String {
+        let word =
+            |r: std::ops::Range<usize>| b.get(r).and_then(|w| w.try_into().ok()).map(u64::from_le_bytes);
+        let code = b.get(..4).and_then(|w| w.try_into().ok()).map(u32::from_le_bytes);
+        let op = code.and_then(|c| OPERATIONS.get(c as usize)).copied().unwrap_or("an unknown operation");
+        let mut text = op.to_string();
+        if let Some(root) = word(4..12).filter(|&r| r != u64::MAX) {
+            text += &format!(" (root {root})");
+        }
+        if let Some(len) = word(12..20).filter(|&l| l != u64::MAX) {
+            text += &format!(" with {len}-byte buffers");
+        }
+        text
+    }
 }
 
 impl PointToPoint for Channel<'_> {
@@ -481,19 +548,51 @@ impl PointToPoint for Channel<'_> {
     }
 
     fn send(&self, dest: usize, tag: u32, data: &[u8]) -> Result<()> {
-        let dest = self.comm.check_rank(dest)?;
-        self.comm.shared.engine.send_parts(dest, self.comm.context | 1, tag, &[data])
+        self.send_parts(dest, tag, &[data])
     }
 
     fn send_parts(&self, dest: usize, tag: u32, parts: &[&[u8]]) -> Result<()> {
         let dest = self.comm.check_rank(dest)?;
-        self.comm.shared.engine.send_parts(dest, self.comm.context | 1, tag, parts)
+        let signature = self.signature.encode();
+        let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+        all.extend_from_slice(parts);
+        all.push(&signature);
+        self.comm.shared.engine.send_parts(dest, self.comm.context | 1, tag, &all)
     }
 
     fn recv(&self, src: usize, tag: u32) -> Result<Vec<u8>> {
-        let src = self.comm.check_rank(src)?;
-        let pattern = Pattern { src: Some(src), group: None, context: self.comm.context | 1, tag: Some(tag) };
-        Ok(self.comm.shared.engine.recv(&pattern)?.data)
+        let world_src = self.comm.check_rank(src)?;
+        let pattern =
+            Pattern { src: Some(world_src), group: None, context: self.comm.context | 1, tag: Some(tag) };
+        let ours = self.signature.encode();
+        let seq = tag >> 8;
+        let mismatch = |theirs: Option<&[u8]>| {
+            Error::Malformed(format!(
+                "collective mismatch at call #{seq} on this communicator: rank {src} called {}, this rank (rank {}) called {}",
+                theirs.map_or_else(|| "something unrecognisable".to_string(), Signature::describe),
+                self.comm.rank,
+                Signature::describe(&ours)
+            ))
+        };
+        let trailer = |data: &[u8]| data.len().checked_sub(SIGNATURE_LEN).map(|at| data[at..].to_vec());
+        // a message of the same call (same sequence number) from that rank with another
+        // signature means it is in another operation: fail now rather than wait forever
+        let engine = &self.comm.shared.engine;
+        let mut data = engine
+            .mailbox()
+            .recv_checked(&pattern, |e| {
+                let theirs = trailer(&e.data);
+                (e.tag >> 8 == seq && theirs.as_deref() != Some(&ours[..]))
+                    .then(|| mismatch(theirs.as_deref()))
+            })?
+            .data;
+        // the signature is a trailer, so the payload stays where it is
+        let theirs = trailer(&data);
+        if theirs.as_deref() != Some(&ours[..]) {
+            return Err(mismatch(theirs.as_deref()));
+        }
+        data.truncate(data.len() - SIGNATURE_LEN);
+        Ok(data)
     }
 
     fn malformed(&self, what: String) -> Error {

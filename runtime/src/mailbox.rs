@@ -217,6 +217,30 @@ impl Mailbox {
         }
     }
 
+    /// As [`Mailbox::recv`], but fails as soon as a queued message from the same source on the
+    /// same context makes `bad` return an error (a peer in another collective call, say),
+    /// instead of waiting for a message that will never come.
+    pub fn recv_checked(
+        &self,
+        pat: &Pattern<'_>,
+        bad: impl Fn(&Envelope) -> Option<Error>,
+    ) -> Result<Envelope> {
+        let mut s = self.lock();
+        loop {
+            if let Some(e) = Self::take(&mut s, pat) {
+                return Ok(e);
+            }
+            let related = |e: &&Envelope| e.context == pat.context && pat.src.is_none_or(|src| src == e.src);
+            if let Some(err) = s.queue.iter().filter(related).find_map(&bad) {
+                return Err(err);
+            }
+            if let Some(err) = self.hopeless(&s, pat) {
+                return Err(err);
+            }
+            s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
     /// Waits up to `timeout` for a message matching `pat`; `Ok(None)` when none came.
     pub fn recv_timeout(&self, pat: &Pattern<'_>, timeout: Duration) -> Result<Option<Envelope>> {
         let deadline = Instant::now() + timeout;

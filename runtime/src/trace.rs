@@ -83,14 +83,20 @@ impl Drop for Tracer {
     }
 }
 
-/// A collective call in progress: its sequence number, and its trace event when dropped.
+/// A collective call in progress: its sequence number, what every rank must agree on, and its
+/// trace event when dropped.
 pub(crate) struct Call<'a> {
     /// The call's sequence number on its communicator.
     pub seq: u32,
+    /// The operation's name.
+    pub name: &'static str,
+    /// The root, for rooted operations.
+    pub root: Option<usize>,
+    /// The buffer length every rank must pass, for zero-copy operations.
+    pub len: Option<usize>,
     /// More `"key":value` pairs for the trace event.
     pub args: String,
     tracer: Option<&'a Tracer>,
-    name: &'static str,
     cat: &'static str,
     start: Instant,
 }
@@ -98,7 +104,7 @@ pub(crate) struct Call<'a> {
 impl<'a> Call<'a> {
     /// Starts call `seq` named `name` in category `cat`.
     pub fn new(seq: u32, tracer: Option<&'a Tracer>, name: &'static str, cat: &'static str) -> Call<'a> {
-        Call { seq, args: String::new(), tracer, name, cat, start: Instant::now() }
+        Call { seq, name, root: None, len: None, args: String::new(), tracer, cat, start: Instant::now() }
     }
 }
 

@@ -38,3 +38,18 @@ fn a_rank_killed_mid_collective_ends_the_job() {
     out.expect_code(128 + 9).no_leftovers();
     assert!(out.stderr.contains("rank 2") && out.stderr.contains("SIGKILL"), "{}", out.stderr);
 }
+
+#[test]
+fn mismatched_collectives_are_errors_not_hangs() {
+    // (a root mismatch is caught only when a message crosses between ranks that disagree)
+    for (kind, said) in [("op", "allreduce_into"), ("len", "-byte buffers")] {
+        let out = prun(["-n", "4", "@prun-testjob", "coll-mismatch", kind]).run();
+        assert_ne!(out.code(), 0, "{kind}: {}", out.stderr);
+        out.no_leftovers();
+        assert!(
+            out.stderr.contains("collective mismatch") && out.stderr.contains(said),
+            "{kind}: {}",
+            out.stderr
+        );
+    }
+}

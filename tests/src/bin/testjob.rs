@@ -454,6 +454,24 @@ fn main() -> ExitCode {
         "collectives" => collectives(&world, arg(2).max(0) as usize),
         "split" => split(&world),
         "maps" => maps(&world),
+        "coll-mismatch" => {
+            // ranks disagree on the operation, the root or the buffer length
+            let mut buf = vec![1.0f64; 10];
+            let mut out = vec![0.0f64; 10];
+            let kind = std::env::args().nth(2).unwrap_or_default();
+            let result = match (kind.as_str(), rank) {
+                ("op", 0) => world.allreduce_into(&buf, &mut out, prun::Op::Sum),
+                ("op", _) => world.broadcast_into(0, &mut buf),
+                ("root", 0) => world.broadcast_into(0, &mut buf),
+                ("root", _) => world.broadcast_into(1, &mut buf),
+                _ => {
+                    let mine = vec![1.0f64; 10 + rank as usize];
+                    let mut sum = vec![0.0f64; 10 + rank as usize];
+                    world.allreduce_into(&mine, &mut sum, prun::Op::Sum)
+                }
+            };
+            result.map_err(|e| e.to_string())
+        }
         "host-comm" => {
             // the ranks of one host: as many as PRUN_LOCAL_SIZE, all with this rank's host index
             let here = world.split_by_host().map_err(|e| e.to_string());
