@@ -25,6 +25,13 @@ pub enum ControlEvent {
         /// The launcher's end of its control connection.
         link: Box<dyn Stream>,
     },
+    /// A rank said what it is waiting for (for the hang report).
+    Activity {
+        /// The rank.
+        rank: usize,
+        /// What it does, in words.
+        text: String,
+    },
     /// A dynamic map's root reported its progress.
     Progress {
         /// The map's call number.
@@ -104,6 +111,7 @@ fn connection<E>(
         let event = match message {
             ToLauncher::Abort { code } => ControlEvent::Abort { rank, code },
             ToLauncher::Progress { map, done, total } => ControlEvent::Progress { map, done, total },
+            ToLauncher::Activity { text } => ControlEvent::Activity { rank, text },
             ToLauncher::Register { .. } => continue,
         };
         if events.send(wrap(event)).is_err() {

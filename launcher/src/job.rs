@@ -31,6 +31,9 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Longest prun waits for the ranks' answers to a hang report.
+const REPORT_WAIT: Duration = Duration::from_secs(1);
+
 /// Longest prun waits, once every rank has ended, for output still in flight.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
 
@@ -85,6 +88,9 @@ struct Job {
     agents: Vec<Agent>,
     /// Every rank of each remote host and of the hosts below it in the launch tree.
     subtrees: HashMap<String, Vec<usize>>,
+    /// A hang report being collected: when to print it regardless, the answers so far, and
+    /// whether the job ends after it (on --timeout) or goes on (on SIGUSR1).
+    report: Option<(Instant, Vec<Option<String>>, bool)>,
 }
 
 /// Runs the job to its end; returns prun's exit status.
@@ -135,6 +141,7 @@ impl Job {
             progress: Progress::new(plan.progress, plan.verbosity < 0),
             agents: Vec::new(),
             subtrees: HashMap::new(),
+            report: None,
             plan,
         };
         job.info(1, format_args!("job {job_id}: {np} ranks of {}", job.plan.program.display()));
@@ -279,7 +286,8 @@ impl Job {
 
     fn event_loop(&mut self, rx: &mpsc::Receiver<Event>) {
         while self.running > 0 {
-            let next = [self.deadline, self.kill_at].into_iter().flatten().min();
+            let report_at = self.report.as_ref().map(|r| r.0);
+            let next = [self.deadline, self.kill_at, report_at].into_iter().flatten().min();
             let event = match next {
                 Some(t) => rx.recv_timeout(t.saturating_duration_since(Instant::now())),
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -292,6 +300,7 @@ impl Job {
                 }
                 Ok(Event::Control(ControlEvent::Abort { rank, code })) => self.aborted(rank, code),
                 Ok(Event::Agent(event)) => self.agent_event(event),
+                Ok(Event::Control(ControlEvent::Activity { rank, text })) => self.activity(rank, text),
                 Ok(Event::Control(ControlEvent::Progress { map, done, total })) => {
                     self.progress.update(map, done, total)
                 }
@@ -496,6 +505,45 @@ impl Job {
         }
     }
 
+    /// Asks every rank what it is waiting for; the table is printed when all have answered or
+    /// after a second, and then, if `then_end`, the job ends.
+    fn request_report(&mut self, then_end: bool) {
+        self.report = Some((Instant::now() + REPORT_WAIT, vec![None; self.ranks.len()], then_end));
+        self.broadcast(&ToRank::Report);
+        if self.ranks.iter().all(|r| r.link.is_none()) {
+            self.print_report();
+        }
+    }
+
+    fn activity(&mut self, rank: usize, text: String) {
+        let Some((_, answers, _)) = &mut self.report else { return };
+        if let Some(slot) = answers.get_mut(rank) {
+            *slot = Some(text);
+        }
+        let all = answers.iter().zip(&self.ranks).all(|(a, r)| a.is_some() || r.link.is_none());
+        if all {
+            self.print_report();
+        }
+    }
+
+    /// Prints the hang report: one line per rank.
+    fn print_report(&mut self) {
+        let Some((_, answers, then_end)) = self.report.take() else { return };
+        eprintln!("prun: what each rank is doing:");
+        for (rank, answer) in answers.into_iter().enumerate() {
+            let what = match (answer, &self.ranks[rank]) {
+                (Some(text), _) => text,
+                (None, r) if r.ended.is_some() => "ended".into(),
+                (None, r) if r.link.is_none() => "running (does not use the prun runtime)".into(),
+                (None, _) => "no answer (busy outside prun calls, or stopped)".into(),
+            };
+            eprintln!("prun:   {}: {what}", self.who(rank));
+        }
+        if then_end {
+            self.terminate(Signal::SIGTERM);
+        }
+    }
+
     /// Ends the job: `signal` now, SIGKILL after the grace period.
     fn terminate(&mut self, signal: Signal) {
         self.signal_all(signal);
@@ -595,6 +643,10 @@ impl Job {
         } else {
             self.info(1, format_args!("passing {name} to the ranks"));
             self.signal_all(signals::to_signal(sig));
+            if sig == Signal::SIGUSR1 as i32 && self.report.is_none() {
+                // and print what every rank is waiting for; the job goes on
+                self.request_report(false);
+            }
         }
     }
 
@@ -606,8 +658,12 @@ impl Job {
                 self.cause = Some(Cause::Timeout);
                 let secs = self.plan.timeout.map_or(0.0, |t| t.as_secs_f64());
                 eprintln!("prun: job exceeded --timeout {secs} s; ending it (exit status {EXIT_TIMEOUT})");
-                self.terminate(Signal::SIGTERM);
+                // first, what each rank is waiting for; the job ends once that is printed
+                self.request_report(true);
             }
+        }
+        if self.report.as_ref().is_some_and(|r| r.0 <= now) {
+            self.print_report();
         }
         if self.kill_at.is_some_and(|k| k <= now) {
             self.kill_at = None;

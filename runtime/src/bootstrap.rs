@@ -1,6 +1,7 @@
 //! Joining a job: listen, meet the launcher, learn every rank's endpoint, then watch the
 //! launcher for as long as the process lives.
 
+use crate::activity::Activity;
 use crate::auth::{self, Credentials, HANDSHAKE_TIMEOUT};
 use crate::engine::{self, Engine};
 use crate::env::JobEnv;
@@ -16,7 +17,7 @@ pub const EXIT_LAUNCHER_LOST: i32 = 1;
 
 /// The rank's connection to its launcher.
 pub(crate) struct Control {
-    writer: Mutex<Box<dyn Stream>>,
+    writer: Arc<Mutex<Box<dyn Stream>>>,
 }
 
 impl Control {
@@ -31,10 +32,14 @@ impl Control {
     }
 
     fn tell(&self, message: &ToLauncher) -> Result<()> {
-        let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        protocol::send(&mut **w, message)
-            .map_err(|e| Error::Bootstrap(format!("cannot reach the launcher: {e}")))
+        tell(&self.writer, message)
     }
+}
+
+/// Sends one message to the launcher on the control connection.
+fn tell(writer: &Mutex<Box<dyn Stream>>, message: &ToLauncher) -> Result<()> {
+    let mut w = writer.lock().unwrap_or_else(PoisonError::into_inner);
+    protocol::send(&mut **w, message).map_err(|e| Error::Bootstrap(format!("cannot reach the launcher: {e}")))
 }
 
 fn failed(what: &str, e: impl std::fmt::Display) -> Error {
@@ -42,7 +47,7 @@ fn failed(what: &str, e: impl std::fmt::Display) -> Error {
 }
 
 /// Joins the job described by `env`; returns the engine and the control connection.
-pub(crate) fn join(env: JobEnv, limit: u64) -> Result<(Engine, Control)> {
+pub(crate) fn join(env: JobEnv, limit: u64, activity: Arc<Activity>) -> Result<(Engine, Control)> {
     let creds = Arc::new(Credentials { job_id: env.job_id.clone(), secret: env.secret.clone() });
     let mailbox = Arc::new(Mailbox::new(env.rank, env.size, crate::env::spin(env.local_size)?));
 
@@ -72,6 +77,7 @@ pub(crate) fn join(env: JobEnv, limit: u64) -> Result<(Engine, Control)> {
         match protocol::recv::<ToRank>(&mut *control).map_err(|e| reach(&e))? {
             Some(ToRank::Table { peers }) => break peers,
             Some(ToRank::RankExited { rank, how }) => mailbox.peer_exited(rank as usize, how),
+            Some(ToRank::Report) => {}
             Some(ToRank::BootstrapFailed { reason }) => return Err(Error::Bootstrap(reason)),
             None => {
                 return Err(Error::Bootstrap(
@@ -91,19 +97,30 @@ pub(crate) fn join(env: JobEnv, limit: u64) -> Result<(Engine, Control)> {
     let reader = control.try_clone_box().map_err(|e| reach(&e))?;
     let watched = Arc::clone(&mailbox);
     let rank = env.rank;
+    let writer = Arc::new(Mutex::new(control));
+    let answer = Arc::clone(&writer);
     std::thread::Builder::new()
         .name("prun-control".into())
-        .spawn(move || watch_launcher(reader, &watched, rank))
+        .spawn(move || watch_launcher(reader, &watched, rank, &answer, &activity))
         .map_err(|e| Error::io("starting the control thread", e))?;
     let engine = Engine::new(env.rank, node, creds, peers, mailbox, limit);
-    Ok((engine, Control { writer: Mutex::new(control) }))
+    Ok((engine, Control { writer }))
 }
 
 /// Relays the launcher's news to the mailbox; exits the process when the launcher is gone.
-fn watch_launcher(mut reader: Box<dyn Stream>, mailbox: &Mailbox, rank: usize) {
+fn watch_launcher(
+    mut reader: Box<dyn Stream>,
+    mailbox: &Mailbox,
+    rank: usize,
+    writer: &Mutex<Box<dyn Stream>>,
+    activity: &Activity,
+) {
     loop {
         match protocol::recv::<ToRank>(&mut *reader) {
             Ok(Some(ToRank::RankExited { rank, how })) => mailbox.peer_exited(rank as usize, how),
+            Ok(Some(ToRank::Report)) => {
+                let _ = tell(writer, &ToLauncher::Activity { text: activity.describe() });
+            }
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => break,
         }

@@ -1,6 +1,7 @@
 //! [`Communicator`]: a group of ranks and the calls that address them; [`World`] is the one
 //! holding every rank of the job.
 
+use crate::activity::{Activity, Waiting};
 use crate::bootstrap::Control;
 use crate::codec;
 use crate::engine::Engine;
@@ -44,6 +45,8 @@ pub(crate) struct Shared {
     /// Index of this process's host among the job's hosts.
     pub node: u32,
     pub tracer: Option<Tracer>,
+    /// What this process waits for, for the launcher's hang report.
+    pub activity: std::sync::Arc<Activity>,
 }
 
 /// A group of ranks that exchange messages and call collectives together: the [`World`] from
@@ -239,7 +242,10 @@ impl Communicator {
         src: Option<usize>,
         tag: Option<Tag>,
     ) -> Result<(T, Status)> {
-        let e = self.shared.engine.recv(&self.pattern(src, tag)?)?;
+        let pattern = self.pattern(src, tag)?;
+        let waiting = Waiting { op: "recv", root: None, call: None, peer: src, tag };
+        let _wait = self.shared.activity.wait(waiting);
+        let e = self.shared.engine.recv(&pattern)?;
         let status = Status { source: self.member(e.src), tag: e.tag, len: e.data.len() };
         Ok((codec::decode(&e.data, status.source, e.tag)?, status))
     }
@@ -441,6 +447,11 @@ impl Communicator {
         self.shared.control.as_ref()
     }
 
+    /// What this process is waiting for.
+    pub(crate) fn activity(&self) -> &Activity {
+        &self.shared.activity
+    }
+
     /// The tracer, when `prun --trace` asked for one.
     pub(crate) fn tracer(&self) -> Option<&Tracer> {
         self.shared.tracer.as_ref()
@@ -578,6 +589,9 @@ impl PointToPoint for Channel<'_> {
         // a message of the same call (same sequence number) from that rank with another
         // signature means it is in another operation: fail now rather than wait forever
         let engine = &self.comm.shared.engine;
+        let sig = &self.signature;
+        let waiting = Waiting { op: sig.op, root: sig.root, call: Some(seq), peer: Some(src), tag: None };
+        let _wait = self.comm.shared.activity.wait(waiting);
         let mut data = engine
             .mailbox()
             .recv_checked(&pattern, |e| {

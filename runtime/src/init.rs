@@ -53,13 +53,15 @@ fn join() -> Result<World> {
             local_size: 1,
             node: 0,
             tracer: None,
+            activity: Default::default(),
         };
         return Ok(Communicator::world(shared, 0, 1));
     };
     let (rank, size) = (job.rank, job.size);
     let (local_rank, local_size, job_id, node) =
         (job.local_rank, job.local_size, job.job_id.clone(), job.node);
-    let (engine, control) = bootstrap::join(job, limit)?;
+    let activity = std::sync::Arc::new(crate::activity::Activity::default());
+    let (engine, control) = bootstrap::join(job, limit, std::sync::Arc::clone(&activity))?;
     let tracer = crate::trace::Tracer::from_env(rank);
     let shared = Shared {
         engine,
@@ -70,6 +72,7 @@ fn join() -> Result<World> {
         local_size,
         node,
         tracer,
+        activity,
     };
     Ok(Communicator::world(shared, rank, size))
 }

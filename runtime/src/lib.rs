@@ -29,6 +29,7 @@
 //! domain sockets, opened lazily on first use and authenticated with a per-job secret. Every
 //! call returns a [`Result`]; a peer that dies gives an error, never a hang.
 
+mod activity;
 pub mod auth;
 mod bootstrap;
 mod codec;

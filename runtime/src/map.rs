@@ -12,6 +12,7 @@
 //! fragments; the root counts them and, once it holds every item's result, tells every rank to
 //! stop. With stealing turned off the same machinery is the static block split.
 
+use crate::activity::Waiting;
 use crate::codec;
 use crate::communicator::Communicator;
 use crate::error::{Error, Result};
@@ -623,6 +624,9 @@ where
             let message = if wait.is_zero() {
                 mailbox.try_recv(&pattern)?
             } else {
+                let waiting =
+                    Waiting { op: "map", root: Some(self.root), call: Some(self.seq), peer: None, tag: None };
+                let _wait = self.comm.activity().wait(waiting);
                 mailbox.recv_timeout(&pattern, wait)?
             };
             let Some(e) = message else { return Ok(answer) };

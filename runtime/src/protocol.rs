@@ -50,6 +50,11 @@ pub enum ToLauncher {
         /// Exit status for the job.
         code: i32,
     },
+    /// What the rank is waiting for, in answer to [`ToRank::Report`].
+    Activity {
+        /// In words, as `gather(root 0) call #12, waiting for rank 5`.
+        text: String,
+    },
     /// Progress of a dynamic map, from its root (a few times a second at most).
     Progress {
         /// The map's call number on its communicator.
@@ -76,6 +81,8 @@ pub enum ToRank {
         /// Its status, in words.
         how: String,
     },
+    /// Say what you are waiting for (the launcher's hang report).
+    Report,
     /// The job cannot start (a rank ended without joining it).
     BootstrapFailed {
         /// Why.

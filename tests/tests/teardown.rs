@@ -115,3 +115,32 @@ fn sigusr1_is_passed_on_and_the_job_goes_on() {
     out.expect_code(0).no_leftovers();
     assert_eq!(out.lines().iter().filter(|l| l.ends_with("got SIGUSR1")).count(), 3, "{}", out.stdout);
 }
+
+#[test]
+fn a_timeout_reports_what_each_rank_waits_for() {
+    let out = prun(["-n", "4", "--timeout", "2", "@prun-testjob", "hang"]).run();
+    out.expect_code(124).no_leftovers();
+    let line = |r: usize| {
+        out.stderr.lines().find(|l| l.contains(&format!("rank {r} (pid"))).unwrap_or_default().to_string()
+    };
+    assert!(line(0).contains("recv tag 7, waiting for rank 1"), "{}", out.stderr);
+    assert!(line(1).contains("recv tag 8, waiting for rank 0"), "{}", out.stderr);
+    assert!(line(2).contains("barrier call #0, waiting for rank"), "{}", out.stderr);
+}
+
+#[test]
+fn sigusr1_prints_the_report_and_the_job_goes_on() {
+    let mut job = prun(["-n", "2", "@prun-testjob", "hang"]).spawn();
+    job.wait_ready(2);
+    job.signal(Signal::SIGUSR1);
+    // the report comes, then the job is still there to be ended
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    job.signal(Signal::SIGTERM);
+    let out = job.wait();
+    out.expect_code(143).no_leftovers();
+    assert!(
+        out.stderr.contains("what each rank is doing") && out.stderr.contains("waiting for rank 1"),
+        "{}",
+        out.stderr
+    );
+}

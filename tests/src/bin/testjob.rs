@@ -454,6 +454,22 @@ fn main() -> ExitCode {
         "collectives" => collectives(&world, arg(2).max(0) as usize),
         "split" => split(&world),
         "maps" => maps(&world),
+        "hang" => {
+            // rank 0 waits for a message rank 1 never sends, rank 1 for one from rank 0; the
+            // others wait in a barrier that 0 and 1 never reach (SIGUSR1, passed on by prun
+            // with its report, is caught)
+            let _ = signal_hook::flag::register(
+                signal_hook::consts::SIGUSR1,
+                std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            );
+            ready(&world);
+            let r = match rank {
+                0 => world.recv::<u64>(1, 7).map(drop),
+                1 => world.recv::<u64>(0, 8).map(drop),
+                _ => world.barrier(),
+            };
+            r.map_err(|e| e.to_string())
+        }
         "coll-mismatch" => {
             // ranks disagree on the operation, the root or the buffer length
             let mut buf = vec![1.0f64; 10];
