@@ -1,0 +1,76 @@
+//! Fault injection with real processes: ranks killed with SIGKILL in the middle of collectives,
+//! maps and heavy output at 16 ranks, and many short jobs in a row, with nothing left behind.
+
+use nix::sys::signal::Signal;
+use prun_tests::{assert_no_leftovers, prun};
+
+/// Pid of rank `rank` of the job marked `mark`.
+fn rank_pid(mark: &str, rank: usize) -> Option<i32> {
+    let want_mark = format!("PRUN_TEST_MARK={mark}\0");
+    let want_rank = format!("\0PRUN_RANK={rank}\0");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+        let env = std::fs::read(e.path().join("environ")).ok()?;
+        let env = String::from_utf8_lossy(&env);
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let is_rank = String::from_utf8_lossy(&cmd).contains("prun-testjob");
+        (is_rank && env.contains(&want_mark) && env.contains(&want_rank)).then_some(pid)
+    })
+}
+
+#[test]
+fn a_rank_killed_during_a_collective_a_map_or_heavy_output() {
+    for (mode, arg) in [("die-in-allreduce", "7"), ("die-in-map", "11")] {
+        let out = prun(["-n", "16", "@prun-testjob", mode, arg]).run();
+        out.expect_code(128 + 9).no_leftovers();
+        assert!(
+            out.stderr.contains(&format!("rank {arg} ")) && out.stderr.contains("SIGKILL"),
+            "{mode}: {}",
+            out.stderr
+        );
+    }
+    // heavy output: 16 ranks each writing lines as fast as they can; rank 5 is killed from outside
+    let mut job = prun(["-n", "16", "--tag-output", "@prun-testjob", "spew", "100000000", "100"]).spawn();
+    let mark = job.mark_owned();
+    let start = std::time::Instant::now();
+    let pid = loop {
+        if let Some(pid) = rank_pid(&mark, 5) {
+            break pid;
+        }
+        assert!(start.elapsed().as_secs() < 30, "rank 5 never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).expect("kill rank 5");
+    let out = job.wait();
+    out.expect_code(128 + 9);
+    assert!(out.stderr.contains("rank 5 ") && out.stderr.contains("SIGKILL"), "{}", out.stderr);
+    // every line that made it out is tagged and whole, but for at most one per rank: the line a
+    // rank was writing when the job ended it, which is kept as far as it got
+    let mut partial = std::collections::HashMap::new();
+    for line in out.stdout.lines() {
+        let (tag, _) = line.split_once(']').unwrap_or_else(|| panic!("untagged line {line:.60}"));
+        if !line.ends_with(&"x".repeat(100)) {
+            *partial.entry(tag.to_string()).or_insert(0) += 1;
+        }
+    }
+    assert!(partial.values().all(|&n| n <= 1), "lines cut in the middle of a rank's output: {partial:?}");
+    assert_no_leftovers(&mark);
+}
+
+#[test]
+fn a_thousand_short_jobs_leave_nothing_behind() {
+    let tmp = std::env::temp_dir().join(format!("pt{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    let tmp_text = tmp.to_str().expect("utf8").to_string();
+    for i in 0..1000 {
+        let out = prun(["-n", "2", "@hello"]).env("TMPDIR", &tmp_text).run();
+        assert_eq!(out.code(), 0, "job {i}: {}", out.stderr);
+        if i % 100 == 0 {
+            out.no_leftovers();
+        }
+    }
+    let left: Vec<_> = std::fs::read_dir(&tmp).expect("tmp").flatten().map(|e| e.path()).collect();
+    assert!(left.is_empty(), "job folders or sockets left: {left:?}");
+    let _ = std::fs::remove_dir(&tmp);
+}
