@@ -26,6 +26,7 @@ mod plan;
 mod program;
 mod progress;
 mod remote;
+mod robustness;
 mod signals;
 mod status;
 mod stdin;

@@ -196,3 +196,45 @@ mod tests {
         assert!(matches!(read_frame(&mut h.as_slice(), 100), Err(WireError::Io(_))));
     }
 }
+
+#[cfg(test)]
+mod robustness {
+    //! Bounded random-input tests of every decoder a peer's bytes reach: frames, control
+    //! messages, the handshake and typed messages. Any input gives a value or an error, never a
+    //! panic or an allocation the input merely claims.
+
+    use super::*;
+    use crate::auth::{self, Credentials, Secret};
+    use crate::protocol::{ToLauncher, ToRank};
+
+    fn generator(seed: u64) -> impl FnMut() -> u64 {
+        let mut x = seed;
+        move || {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+    }
+
+    #[test]
+    fn decoders_take_any_bytes() {
+        let mut next = generator(0xfeed_beef_0000_0001);
+        let creds =
+            Credentials { job_id: "job".into(), secret: Secret::from_hex(&"ab".repeat(32)).expect("hex") };
+        for i in 0..20_000usize {
+            let mut bytes: Vec<u8> = (0..i % 300).map(|_| next() as u8).collect();
+            if i % 3 == 0 && bytes.len() >= HEADER_LEN {
+                // a plausible header with a random length
+                bytes[0] = KIND_CONTROL;
+                bytes[1..4].copy_from_slice(&[0, 0, 0]);
+            }
+            let _ = read_frame(&mut bytes.as_slice(), 1 << 20);
+            let _ = postcard::from_bytes::<ToLauncher>(&bytes);
+            let _ = postcard::from_bytes::<ToRank>(&bytes);
+            let _ = crate::codec::decode::<(String, Vec<u64>, Option<f64>)>(&bytes, 0, 0);
+            let mut stream = std::io::Cursor::new(bytes);
+            let _ = auth::server(&mut stream, &creds, |_| true, |_| {});
+        }
+    }
+}
