@@ -30,7 +30,7 @@ fn a_rank_killed_during_a_collective_a_map_or_heavy_output() {
         );
     }
     // heavy output: 16 ranks each writing lines as fast as they can; rank 5 is killed from outside
-    let mut job = prun(["-n", "16", "--tag-output", "@prun-testjob", "spew", "100000000", "100"]).spawn();
+    let job = prun(["-n", "16", "--tag-output", "@prun-testjob", "spew", "100000000", "100"]).spawn();
     let mark = job.mark_owned();
     let start = std::time::Instant::now();
     let pid = loop {
