@@ -130,6 +130,16 @@ pub(crate) fn debug_enabled() -> bool {
     std::env::var(DEBUG).is_ok_and(|v| v == "1")
 }
 
+/// The MPI (or Slurm step) launcher that started this process with others, if one did: its
+/// variable and the number of processes it started.
+pub(crate) fn foreign_launcher() -> Option<(&'static str, usize)> {
+    const SIZES: [&str; 4] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS"];
+    SIZES.into_iter().find_map(|name| {
+        let n: usize = std::env::var(name).ok()?.trim().parse().ok()?;
+        (n > 1).then_some((name, n))
+    })
+}
+
 impl JobEnv {
     /// Reads the job's environment; `None` when the program was not started by prun.
     pub fn from_env() -> Result<Option<JobEnv>> {

@@ -43,7 +43,18 @@ fn hostname() -> String {
 
 fn join() -> Result<World> {
     let limit = env::max_message()?;
-    let Some(job) = JobEnv::from_env()? else {
+    let job = JobEnv::from_env()?;
+    if job.is_none()
+        && let Some((var, n)) = env::foreign_launcher()
+    {
+        // N copies each believing they are alone would be wrong, silently
+        return Err(Error::Bootstrap(format!(
+            "this process is one of {n} started by another launcher ({var} is set), but this program \
+             was built without MPI support: start it with prun (prun -n {n} ...), or build it with \
+             `--features mpi` to run on MPI"
+        )));
+    }
+    let Some(job) = job else {
         let shared = Shared {
             engine: Engine::alone(limit),
             control: None,

@@ -168,3 +168,17 @@ fn a_slurm_allocation_gives_hosts_and_rank_count() {
     out.expect_code(0);
     assert_eq!(out.lines().len(), 2, "--host wins over the allocation: {}", out.stderr);
 }
+
+#[test]
+fn started_by_an_mpi_launcher_without_mpi_support_is_a_clear_error() {
+    for var in ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"] {
+        let out = std::process::Command::new(bin("hello"))
+            .env_remove("PRUN_RANK")
+            .env(var, "4")
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "{var}: four lone worlds would be wrong");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(var) && err.contains("--features mpi") && err.contains("prun -n 4"), "{err}");
+    }
+}
