@@ -74,3 +74,22 @@ fn a_thousand_short_jobs_leave_nothing_behind() {
     assert!(left.is_empty(), "job folders or sockets left: {left:?}");
     let _ = std::fs::remove_dir(&tmp);
 }
+
+#[test]
+fn odd_output_and_input_habits_lose_nothing() {
+    // 100 MB of output from 4 ranks: every line arrives, whole and in order per rank
+    let out = prun(["-n", "4", "@prun-testjob", "spew", "250000", "90"]).run();
+    out.expect_code(0).no_leftovers();
+    let lines = out.lines();
+    assert_eq!(lines.len(), 1_000_000, "lines lost");
+    assert!(out.stdout.len() > 100_000_000, "{} bytes", out.stdout.len());
+    // a rank that closes its stdout early and goes on writing to stderr
+    let out = prun(["-n", "2", "@prun-testjob", "close-stdout"]).run();
+    out.expect_code(0).no_leftovers();
+    assert_eq!(out.stderr.lines().filter(|l| l.contains("still here")).count(), 2000, "{:.300}", out.stderr);
+    // a rank that never reads the stdin it is given: the job still ends normally
+    let input = vec![b'x'; 10 << 20];
+    let out = prun(["-n", "2", "@hello"]).input(input).run();
+    out.expect_code(0).no_leftovers();
+    assert_eq!(out.lines().len(), 2);
+}

@@ -153,6 +153,19 @@ fn stranger(world: &World) -> Result<(), String> {
             let _ = s.read_to_end(&mut answer);
             check(answer.is_empty(), "a stranger gets no answer")?;
         }
+        // a full handshake with the right job id but a wrong secret, and one for another job
+        use prun::auth::{self, AuthError, Credentials, Secret};
+        let job = std::env::var("PRUN_JOB_ID").map_err(|e| e.to_string())?;
+        let wrong = Secret::generate().map_err(|e| e.to_string())?;
+        for (job_id, what) in [(job.clone(), "wrong secret"), ("another-job".to_string(), "other job")] {
+            let mut s = std::os::unix::net::UnixStream::connect(&path).map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+            let creds = Credentials { job_id, secret: wrong.clone() };
+            match auth::client(&mut s, &creds, 0) {
+                Err(AuthError::BadProof | AuthError::Io(_) | AuthError::Protocol(_)) => {}
+                other => return Err(format!("{what}: the rank accepted a stranger: {other:?}")),
+            }
+        }
         world.send(1, 3, &42u32).map_err(e)?;
         check(world.recv::<u32>(1, 4).map_err(e)? == 43, "reply after strangers")?;
         println!("stranger ok");
@@ -421,6 +434,14 @@ fn main() -> ExitCode {
         }
         "spew" => {
             spew(&world, arg(2), arg(3));
+            Ok(())
+        }
+        "close-stdout" => {
+            // closes stdout at once, then goes on with stderr
+            let _ = nix::unistd::close(1);
+            for i in 0..1000 {
+                eprintln!("rank {rank} still here {i}");
+            }
             Ok(())
         }
         "no-newline" => {
