@@ -167,6 +167,16 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub trace: Option<PathBuf>,
 
+    /// Run the job through the system's MPI launcher (Open MPI's mpirun, MPICH's mpiexec, or srun
+    /// in a Slurm allocation), translating the options; for programs built with the runtime's
+    /// `mpi` feature.
+    #[arg(long)]
+    pub mpi: bool,
+
+    /// The MPI launcher for --mpi (default: srun in a Slurm allocation, else mpirun or mpiexec).
+    #[arg(long = "mpi-launcher", value_name = "PATH", requires = "mpi")]
+    pub mpi_launcher: Option<PathBuf>,
+
     /// Print only errors.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,

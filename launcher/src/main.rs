@@ -20,6 +20,7 @@ mod hosts;
 mod job;
 mod jobdir;
 mod local;
+mod mpi_launch;
 mod output;
 mod placement;
 mod plan;
@@ -57,6 +58,9 @@ fn main() -> ExitCode {
             return exit(if e.use_stderr() { status::EXIT_USAGE } else { 0 });
         }
     };
+    if cli.mpi {
+        return exit(mpi_launch::run(&cli));
+    }
     match plan::plan(cli) {
         Ok(plan) => exit(job::run(plan)),
         Err(e) => {

@@ -172,6 +172,12 @@ impl Job {
         Running { child, stdout: Some(stdout), seen: String::new(), err: Some(err), mark: self.mark }
     }
 
+    /// Appends `program` (a path) to the command line and runs prun to its end.
+    pub fn run_with_program(mut self, program: &std::path::Path) -> Finished {
+        self.cmd.arg(program);
+        self.run()
+    }
+
     /// Runs prun to its end.
     pub fn run(self) -> Finished {
         self.spawn().wait()
