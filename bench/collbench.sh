@@ -75,14 +75,7 @@ trap 'rm -rf "$WORK"' EXIT
 
 # ---- find and build the MPI reference ------------------------------------------
 
-OMPI_CC="" OMPI_RUN="" OMPI_STATUS="not installed"
-if command -v mpicc.openmpi >/dev/null && command -v mpirun.openmpi >/dev/null; then
-    OMPI_CC=mpicc.openmpi OMPI_RUN=mpirun.openmpi
-elif command -v mpicc >/dev/null && command -v mpirun >/dev/null &&
-    mpicc --showme:version >/dev/null 2>&1 &&
-    mpirun --version 2>/dev/null | grep -Eq 'Open MPI|OpenRTE'; then
-    OMPI_CC=mpicc OMPI_RUN=mpirun
-fi
+find_openmpi
 
 MPICH_CC="" MPICH_RUN="" MPICH_STATUS="not run (set WITH_MPICH=1)"
 if [[ $WITH_MPICH == 1 ]]; then

@@ -30,3 +30,17 @@ ensure_built() {
         [[ -x $path ]] || die "$path not found"
     done
 }
+
+# find_openmpi: sets OMPI_CC and OMPI_RUN to Open MPI's compiler and launcher (the .openmpi
+# names, or plain names that are Open MPI), empty when it is not installed; OMPI_STATUS too.
+# shellcheck disable=SC2034 # the variables are the caller's
+find_openmpi() {
+    OMPI_CC="" OMPI_RUN="" OMPI_STATUS="not installed"
+    if command -v mpicc.openmpi >/dev/null && command -v mpirun.openmpi >/dev/null; then
+        OMPI_CC=mpicc.openmpi OMPI_RUN=mpirun.openmpi
+    elif command -v mpicc >/dev/null && command -v mpirun >/dev/null &&
+        mpicc --showme:version >/dev/null 2>&1 &&
+        mpirun --version 2>/dev/null | grep -Eq 'Open MPI|OpenRTE'; then
+        OMPI_CC=mpicc OMPI_RUN=mpirun
+    fi
+}

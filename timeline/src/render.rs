@@ -631,12 +631,7 @@ fn draw_batch(out: &mut String, lay: &Layout, run: &BatchRun, rank: u64, y: f64,
             tip.push(')');
         }
     }
-    if run.batches == 1 {
-        let _ = write!(tip, "\nduration {}", fmt_dur(run.busy));
-    } else {
-        let _ = write!(tip, "\nduration {} (busy {})", fmt_dur(run.end - run.start), fmt_dur(run.busy));
-    }
-    let _ = write!(tip, "\nat {}", fmt_dur(run.start - lay.t0));
+    timing_tip(&mut tip, run.batches, run.start, run.end, run.busy, lay.t0);
     writeln!(
         out,
         r#"<rect class="b" x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}</title></rect>"#,
@@ -647,6 +642,16 @@ fn draw_batch(out: &mut String, lay: &Layout, run: &BatchRun, rank: u64, y: f64,
         fill(run.position()),
         Esc(&tip)
     )
+}
+
+/// Appends a merged run's duration (and busy time when several events were merged) and start.
+fn timing_tip(tip: &mut String, events: usize, start: f64, end: f64, busy: f64, t0: f64) {
+    if events == 1 {
+        let _ = write!(tip, "\nduration {}", fmt_dur(busy));
+    } else {
+        let _ = write!(tip, "\nduration {} (busy {})", fmt_dur(end - start), fmt_dur(busy));
+    }
+    let _ = write!(tip, "\nat {}", fmt_dur(start - t0));
 }
 
 fn draw_simple(
@@ -675,12 +680,7 @@ fn draw_simple(
     if !run.cat.is_empty() && run.cat != "collective" {
         let _ = write!(tip, "\ncategory {}", run.cat);
     }
-    if run.events == 1 {
-        let _ = write!(tip, "\nduration {}", fmt_dur(run.busy));
-    } else {
-        let _ = write!(tip, "\nduration {} (busy {})", fmt_dur(run.end - run.start), fmt_dur(run.busy));
-    }
-    let _ = write!(tip, "\nat {}", fmt_dur(run.start - lay.t0));
+    timing_tip(&mut tip, run.events, run.start, run.end, run.busy, lay.t0);
     writeln!(
         out,
         r#"<rect class="{class}" x="{}" y="{}" width="{}" height="{}"><title>{}</title></rect>"#,
