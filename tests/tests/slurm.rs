@@ -47,3 +47,25 @@ fn sbatch_job_gets_the_allocation_rank_count() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn an_interactive_allocation_gives_the_rank_count() {
+    slurm();
+    // salloc runs prun inside a fresh allocation of two tasks, as a user at a terminal would
+    let out = std::process::Command::new("timeout")
+        .args(["120", "salloc", "-n", "2", "--quiet", "--time=5"])
+        .arg(bin("prun"))
+        .arg(bin("hello"))
+        .env_remove("SLURM_JOB_ID")
+        .output()
+        .expect("run salloc");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "salloc: {}{}", text, String::from_utf8_lossy(&out.stderr));
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.sort();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("hello from rank 0 of 2") && lines[1].starts_with("hello from rank 1 of 2"),
+        "{text}"
+    );
+}
