@@ -44,3 +44,17 @@ find_openmpi() {
         OMPI_CC=mpicc OMPI_RUN=mpirun
     fi
 }
+
+# find_mpich: sets MPICH_CC and MPICH_RUN to MPICH's compiler and launcher (the .mpich names, or
+# plain names that are MPICH), empty when it is not installed; MPICH_STATUS too.
+# shellcheck disable=SC2034 # the variables are the caller's
+find_mpich() {
+    MPICH_CC="" MPICH_RUN="" MPICH_STATUS="not installed"
+    if command -v mpicc.mpich >/dev/null && command -v mpiexec.mpich >/dev/null; then
+        MPICH_CC=mpicc.mpich MPICH_RUN=mpiexec.mpich
+    elif command -v mpicc >/dev/null && command -v mpiexec >/dev/null &&
+        mpicc -v 2>/dev/null | grep -q MPICH &&
+        mpiexec --version 2>/dev/null | grep -q HYDRA; then
+        MPICH_CC=mpicc MPICH_RUN=mpiexec
+    fi
+}

@@ -131,14 +131,7 @@ fmt_ratio() {
 
 find_openmpi
 
-MPICH_CC="" MPICH_RUN="" MPICH_STATUS="not installed"
-if command -v mpicc.mpich >/dev/null && command -v mpiexec.mpich >/dev/null; then
-    MPICH_CC=mpicc.mpich MPICH_RUN=mpiexec.mpich
-elif command -v mpicc >/dev/null && command -v mpiexec >/dev/null &&
-    mpicc -v 2>/dev/null | grep -q MPICH &&
-    mpiexec --version 2>/dev/null | grep -q HYDRA; then
-    MPICH_CC=mpicc MPICH_RUN=mpiexec
-fi
+find_mpich
 
 if [[ -n $OMPI_CC ]]; then
     if "$OMPI_CC" -O2 -o "$WORK/mpi_hello_ompi" bench/mpi_hello.c 2>"$WORK/err"; then

@@ -146,7 +146,7 @@ impl Job {
         };
         job.info(1, format_args!("job {job_id}: {np} ranks of {}", job.plan.program.display()));
 
-        let common: Vec<(OsString, OsString)> = [
+        let mut common: Vec<(OsString, OsString)> = [
             (env::JOB_ID, OsString::from(&job_id)),
             (env::CONTROL, OsString::from(control_at.to_string())),
             (env::SECRET, OsString::from(secret.to_hex())),
@@ -158,7 +158,6 @@ impl Job {
         .chain(job.plan.exports.iter().cloned())
         .collect();
         let trace_dir = dir.path().join("trace");
-        let mut common = common;
         if job.plan.trace.is_some() {
             std::fs::create_dir(&trace_dir).map_err(|e| format!("cannot create the trace folder: {e}"))?;
             common.push((OsString::from(env::TRACE_DIR), trace_dir.clone().into_os_string()));

@@ -516,6 +516,11 @@ const OPERATIONS: [&str; 18] = [
 /// Length of an encoded signature.
 const SIGNATURE_LEN: usize = 20;
 
+/// The signature a collective message ends with, if it is long enough to hold one.
+fn trailer(data: &[u8]) -> Option<&[u8]> {
+    data.get(data.len().checked_sub(SIGNATURE_LEN)?..)
+}
+
 impl Signature {
     fn of(call: &Call<'_>) -> Signature {
         Signature { op: call.name, root: call.root, len: call.len }
@@ -585,7 +590,6 @@ impl PointToPoint for Channel<'_> {
                 Signature::describe(&ours)
             ))
         };
-        let trailer = |data: &[u8]| data.len().checked_sub(SIGNATURE_LEN).map(|at| data[at..].to_vec());
         // a message of the same call (same sequence number) from that rank with another
         // signature means it is in another operation: fail now rather than wait forever
         let engine = &self.comm.shared.engine;
@@ -596,14 +600,13 @@ impl PointToPoint for Channel<'_> {
             .mailbox()
             .recv_checked(&pattern, |e| {
                 let theirs = trailer(&e.data);
-                (e.tag >> 8 == seq && theirs.as_deref() != Some(&ours[..]))
-                    .then(|| mismatch(theirs.as_deref()))
+                (e.tag >> 8 == seq && theirs != Some(&ours[..])).then(|| mismatch(theirs))
             })?
             .data;
         // the signature is a trailer, so the payload stays where it is
         let theirs = trailer(&data);
-        if theirs.as_deref() != Some(&ours[..]) {
-            return Err(mismatch(theirs.as_deref()));
+        if theirs != Some(&ours[..]) {
+            return Err(mismatch(theirs));
         }
         data.truncate(data.len() - SIGNATURE_LEN);
         Ok(data)
