@@ -50,6 +50,11 @@ impl Communicator {
         let seq = call.seq;
         let bytes: &mut [u8] = bytemuck::cast_slice_mut(buf);
         call.len = Some(bytes.len());
+        #[cfg(feature = "mpi")]
+        if let Some(native) = self.native() {
+            native.broadcast(root, bytes);
+            return Ok(());
+        }
         if self.rank() == root {
             prun_collectives::broadcast(&self.channel_for(&call), seq, root, Some(bytes.to_vec()))?;
             Ok(())
@@ -99,6 +104,11 @@ impl Communicator {
         } else {
             None
         };
+        #[cfg(feature = "mpi")]
+        if let Some(native) = self.native() {
+            native.scatter(root, blocks.is_some().then(|| send.map(bytemuck::cast_slice)).flatten(), recv);
+            return Ok(());
+        }
         let large = recv.len() >= tuning::SCATTER_LARGE;
         let got = prun_collectives::scatter(&self.channel_for(&call), seq, root, blocks.as_deref(), large)?;
         copy_exact("scatter_into", recv, &got)
@@ -128,6 +138,13 @@ impl Communicator {
         let send: &[u8] = bytemuck::cast_slice(send);
         call.len = Some(send.len());
         let large = send.len() >= tuning::GATHER_LARGE;
+        #[cfg(feature = "mpi")]
+        if let Some(native) = self.native()
+            && self.rank() != root
+        {
+            native.gather(root, send, None);
+            return Ok(());
+        }
         if self.rank() != root {
             prun_collectives::gather(&self.channel_for(&call), seq, root, send.to_vec(), large)?;
             return Ok(());
@@ -140,6 +157,11 @@ impl Communicator {
                 send.len(),
                 recv.len()
             )));
+        }
+        #[cfg(feature = "mpi")]
+        if let Some(native) = self.native() {
+            native.gather(root, send, Some(recv));
+            return Ok(());
         }
         let blocks = prun_collectives::gather(&self.channel_for(&call), seq, root, send.to_vec(), large)?
             .ok_or_else(|| Error::Malformed("gather_into: the root received nothing".into()))?;
@@ -178,6 +200,11 @@ impl Communicator {
         let mut call = self.begin("allgather_into");
         call.len = Some(send.len());
         let seq = call.seq;
+        #[cfg(feature = "mpi")]
+        if let Some(native) = self.native() {
+            native.allgather(send, recv);
+            return Ok(());
+        }
         let large = send.len() >= tuning::ALLGATHER_LARGE;
         let blocks = prun_collectives::allgather(&self.channel_for(&call), seq, send.to_vec(), large)?;
         for (dst, block) in recv.chunks_mut(send.len().max(1)).zip(&blocks) {
@@ -217,6 +244,18 @@ impl Communicator {
         let seq = call.seq;
         let bytes: &[u8] = bytemuck::cast_slice(send);
         call.len = Some(bytes.len());
+        #[cfg(feature = "mpi")]
+        if let Some(native) = self.native().filter(|_| crate::mpi::Native::supports::<T>()) {
+            if self.rank() == root && recv.as_ref().is_none_or(|r| r.len() != send.len()) {
+                // MPI must not write past the root's buffer: refuse before anyone waits in vain
+                return Err(Error::InvalidArgument(format!(
+                    "reduce_into: the root must pass a recv of {} elements, as long as its send",
+                    send.len()
+                )));
+            }
+            native.reduce(root, send, recv, op);
+            return Ok(());
+        }
         let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
         let out = if bytes.len() >= tuning::REDUCE_LARGE {
             let size = std::mem::size_of::<T>();
@@ -269,6 +308,11 @@ impl Communicator {
         let seq = call.seq;
         let bytes: &[u8] = bytemuck::cast_slice(send);
         call.len = Some(bytes.len());
+        #[cfg(feature = "mpi")]
+        if let Some(native) = self.native().filter(|_| crate::mpi::Native::supports::<T>()) {
+            native.allreduce(send, recv, op);
+            return Ok(());
+        }
         let out = if bytes.len() >= tuning::ALLREDUCE_LARGE {
             let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
             let size = std::mem::size_of::<T>();

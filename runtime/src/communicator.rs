@@ -47,6 +47,22 @@ pub(crate) struct Shared {
     pub tracer: Option<Tracer>,
     /// What this process waits for, for the launcher's hang report.
     pub activity: std::sync::Arc<Activity>,
+    /// MPI, on the MPI backend; last, so that it is finalised after everything else is dropped.
+    #[cfg(feature = "mpi")]
+    #[allow(dead_code)] // held for its drop
+    pub mpi: Option<crate::mpi::Universe>,
+}
+
+/// Which implementation carries a communicator's messages, as [`Communicator::backend`] tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// prun's own: Unix sockets within a host, TCP between hosts, started by `prun`, or a world
+    /// of one without a launcher.
+    Builtin,
+    /// MPI (Open MPI, MPICH), for a program built with the `mpi` feature and started by an MPI
+    /// launcher (`mpirun`, `mpiexec`, `srun --mpi=...`, `prun --mpi`).
+    Mpi,
 }
 
 /// A group of ranks that exchange messages and call collectives together: the [`World`] from
@@ -58,6 +74,9 @@ pub(crate) struct Shared {
 /// never match each other. Methods take `&self` and a communicator may be shared between
 /// threads; its collectives must still be called in the same order on every rank.
 pub struct Communicator {
+    /// The MPI communicator, on the MPI backend; before `shared`, so that it is freed first.
+    #[cfg(feature = "mpi")]
+    native: Option<crate::mpi::Native>,
     shared: Arc<Shared>,
     /// World rank of each member, by rank in this communicator.
     group: Arc<[usize]>,
@@ -73,6 +92,8 @@ impl Communicator {
     /// The world of a job: every rank, in job order.
     pub(crate) fn world(shared: Shared, rank: usize, size: usize) -> Communicator {
         Communicator {
+            #[cfg(feature = "mpi")]
+            native: None,
             shared: Arc::new(shared),
             group: (0..size).collect(),
             index: None,
@@ -80,6 +101,43 @@ impl Communicator {
             context: 0,
             calls: AtomicU32::new(0),
         }
+    }
+
+    /// This world on MPI: its collectives become MPI's.
+    #[cfg(feature = "mpi")]
+    pub(crate) fn with_native(mut self, native: crate::mpi::Native) -> Communicator {
+        self.native = Some(native);
+        self
+    }
+
+    /// The MPI side of this communicator, on the MPI backend.
+    #[cfg(feature = "mpi")]
+    pub(crate) fn native(&self) -> Option<&crate::mpi::Native> {
+        self.native.as_ref()
+    }
+
+    /// The MPI side, when a plain-old-data message with `tag` to or from `peer` is an MPI
+    /// message: on the MPI backend, with a tag MPI accepts everywhere, and not to oneself (an
+    /// MPI send to oneself could wait for its own receive).
+    #[cfg(feature = "mpi")]
+    fn native_p2p(&self, peer: usize, tag: Tag) -> Option<&crate::mpi::Native> {
+        self.native().filter(|_| tag <= crate::mpi::MAX_NATIVE_TAG && peer != self.rank)
+    }
+
+    /// Which implementation carries this communicator's messages. **Local.**
+    ///
+    /// ```
+    /// let world = prun::init()?;
+    /// // alone, or under `prun`; `Backend::Mpi` under an MPI launcher with the `mpi` feature
+    /// assert_eq!(world.backend(), prun::Backend::Builtin);
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    pub fn backend(&self) -> Backend {
+        #[cfg(feature = "mpi")]
+        if self.native.is_some() {
+            return Backend::Mpi;
+        }
+        Backend::Builtin
     }
 
     /// This rank's number in the communicator, `0..size()`. **Local.**
@@ -161,8 +219,10 @@ impl Communicator {
     /// Sends the elements of a plain-old-data slice to rank `dest` with `tag`, without
     /// serialisation: the slice's bytes go on the wire as they are.
     ///
-    /// **Local.** Receive it with [`Communicator::recv_into`] (or as a `Vec<u8>`-free typed
-    /// value nowhere else: the bytes are not in the codec's format).
+    /// **Local.** Receive it with [`Communicator::recv_into`] only: the bytes are not in the
+    /// codec's format. On the MPI backend, a slice sent to another rank with a tag up to 32767
+    /// is one MPI message (`MPI_Send`), which [`Communicator::probe`] and
+    /// [`Communicator::try_recv`] do not see.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -176,6 +236,13 @@ impl Communicator {
     /// # Errors
     /// As [`Communicator::send`].
     pub fn send_slice<T: bytemuck::Pod>(&self, dest: usize, tag: Tag, data: &[T]) -> Result<()> {
+        #[cfg(feature = "mpi")]
+        if let Some(native) = self.native_p2p(dest, tag) {
+            self.check_rank(dest)?;
+            self.shared.engine.check_len(std::mem::size_of_val(data) as u64)?;
+            native.send(dest, tag, bytemuck::cast_slice(data));
+            return Ok(());
+        }
         let dest = self.check_rank(dest)?;
         self.shared.engine.send_parts(dest, self.context, tag, &[bytemuck::cast_slice(data)])
     }
@@ -187,6 +254,12 @@ impl Communicator {
     /// [`Error::Malformed`] when the message's length differs from `buf`'s (the message is then
     /// consumed); otherwise as [`Communicator::recv`].
     pub fn recv_into<T: bytemuck::Pod>(&self, src: usize, tag: Tag, buf: &mut [T]) -> Result<Status> {
+        #[cfg(feature = "mpi")]
+        if let Some(native) = self.native_p2p(src, tag) {
+            self.check_rank(src)?;
+            let len = native.recv_into(src, tag, bytemuck::cast_slice_mut(buf))?;
+            return Ok(Status { source: src, tag, len });
+        }
         let e = self.shared.engine.recv(&self.pattern(Some(src), Some(tag))?)?;
         let dst: &mut [u8] = bytemuck::cast_slice_mut(buf);
         if dst.len() != e.data.len() {
@@ -303,6 +376,11 @@ impl Communicator {
     /// [`Error::PeerLost`] when a rank it waits for has ended.
     pub fn barrier(&self) -> Result<()> {
         let call = self.begin("barrier");
+        #[cfg(feature = "mpi")]
+        if let Some(native) = self.native() {
+            native.barrier();
+            return Ok(());
+        }
         let seq = call.seq;
         prun_collectives::barrier(&self.channel_for(&call), seq)
     }
@@ -328,6 +406,8 @@ impl Communicator {
         let seq = call.seq;
         let mine = codec::encode_into(&(color, key), Vec::new())?;
         let all = prun_collectives::allgather(&self.channel_for(&call), seq, mine, false)?;
+        #[cfg(feature = "mpi")]
+        let native = self.native().map(|native| native_split(native, &all, self.rank)).transpose()?;
         let Some(color) = color else { return Ok(None) };
         let mut members = Vec::new();
         for (r, bytes) in all.iter().enumerate() {
@@ -346,6 +426,8 @@ impl Communicator {
         // even contexts carry point-to-point messages, odd ones collectives; 0 and 1 are the world's
         let context = self.derived_context(seq, &color.to_le_bytes()) & !1;
         Ok(Some(Communicator {
+            #[cfg(feature = "mpi")]
+            native: native.flatten(),
             shared: Arc::clone(&self.shared),
             group,
             index: Some(Arc::new(index)),
@@ -384,6 +466,10 @@ impl Communicator {
     /// **Local**: one rank calling it is enough, as `MPI_Abort`. Never returns. Alone (without a
     /// launcher), exits the process with `code`.
     pub fn abort(&self, code: i32) -> ! {
+        #[cfg(feature = "mpi")]
+        if let Some(native) = self.native() {
+            native.abort(code);
+        }
         if let Some(control) = &self.shared.control
             && control.abort(code).is_ok()
         {
@@ -463,6 +549,31 @@ impl Communicator {
     }
 }
 
+/// `MPI_Comm_split` matching a split whose every `(color, key)` is in `all`: the colours and
+/// the order of ranks become MPI's (small, non-negative colours; keys as positions), so that
+/// MPI's groups and ranks are exactly prun's.
+#[cfg(feature = "mpi")]
+fn native_split(
+    native: &crate::mpi::Native,
+    all: &[Vec<u8>],
+    me: usize,
+) -> Result<Option<crate::mpi::Native>> {
+    let mut pairs = Vec::with_capacity(all.len());
+    for (r, bytes) in all.iter().enumerate() {
+        let (c, k): (Option<u32>, i64) = codec::decode(bytes, r, 0)?;
+        pairs.push((c, k, r));
+    }
+    let (color, _, _) = pairs[me];
+    let mut colors: Vec<u32> = pairs.iter().filter_map(|p| p.0).collect();
+    colors.sort_unstable();
+    colors.dedup();
+    let mine = color.and_then(|c| colors.binary_search(&c).ok()).map(|c| c as i32);
+    let mut order: Vec<(i64, usize)> = pairs.iter().map(|&(_, k, r)| (k, r)).collect();
+    order.sort_unstable();
+    let key = order.iter().position(|&(_, r)| r == me).unwrap_or(me) as i32;
+    Ok(native.split(mine, key))
+}
+
 impl std::fmt::Debug for Communicator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Communicator")
@@ -471,6 +582,7 @@ impl std::fmt::Debug for Communicator {
             .field("world_rank", &self.world_rank())
             .field("hostname", &self.shared.hostname)
             .field("job_id", &self.shared.job_id)
+            .field("backend", &self.backend())
             .finish_non_exhaustive()
     }
 }

@@ -27,6 +27,9 @@ pub(crate) struct Engine {
     mailbox: Arc<Mailbox>,
     outgoing: Vec<Mutex<Option<Box<dyn Stream>>>>,
     limit: u64,
+    /// On the MPI backend, what carries the messages instead of sockets.
+    #[cfg(feature = "mpi")]
+    mpi: Option<crate::mpi::Transport>,
 }
 
 impl Engine {
@@ -41,6 +44,30 @@ impl Engine {
             mailbox: Arc::new(Mailbox::new(0, 1, std::time::Duration::ZERO)),
             outgoing: vec![Mutex::new(None)],
             limit,
+            #[cfg(feature = "mpi")]
+            mpi: None,
+        }
+    }
+
+    /// The engine of rank `rank` of `size` on the MPI backend.
+    #[cfg(feature = "mpi")]
+    pub fn over_mpi(
+        rank: usize,
+        size: usize,
+        mailbox: Arc<Mailbox>,
+        limit: u64,
+        transport: crate::mpi::Transport,
+    ) -> Engine {
+        Engine {
+            rank,
+            size,
+            creds: None,
+            node: 0,
+            peers: Vec::new(),
+            mailbox,
+            outgoing: Vec::new(),
+            limit,
+            mpi: Some(transport),
         }
     }
 
@@ -63,6 +90,8 @@ impl Engine {
             mailbox,
             outgoing: (0..size).map(|_| Mutex::new(None)).collect(),
             limit,
+            #[cfg(feature = "mpi")]
+            mpi: None,
         }
     }
 
@@ -79,6 +108,11 @@ impl Engine {
             self.mailbox.push(Envelope { src: dest, context, tag, data: frame });
             return Ok(());
         }
+        #[cfg(feature = "mpi")]
+        if let Some(mpi) = &self.mpi {
+            mpi.send(dest, context, tag, &mut frame);
+            return Ok(());
+        }
         self.write_to(dest, |s| wire::write_framed(s, KIND_DATA, context, tag, &mut frame))
     }
 
@@ -89,11 +123,24 @@ impl Engine {
             self.mailbox.push(Envelope { src: dest, context, tag, data: parts.concat() });
             return Ok(());
         }
+        #[cfg(feature = "mpi")]
+        if let Some(mpi) = &self.mpi {
+            let mut frame = Vec::with_capacity(HEADER_LEN + parts.iter().map(|p| p.len()).sum::<usize>());
+            frame.resize(HEADER_LEN, 0);
+            parts.iter().for_each(|p| frame.extend_from_slice(p));
+            mpi.send(dest, context, tag, &mut frame);
+            return Ok(());
+        }
         self.write_to(dest, |s| wire::write_parts(s, KIND_DATA, context, tag, parts))
     }
 
     fn check(&self, dest: usize, len: u64) -> Result<()> {
         self.check_rank(dest)?;
+        self.check_len(len)
+    }
+
+    /// Checks that a message of `len` bytes is within the limit.
+    pub fn check_len(&self, len: u64) -> Result<()> {
         if len > self.limit {
             return Err(Error::MessageTooLarge { len, limit: self.limit });
         }

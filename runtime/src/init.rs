@@ -47,7 +47,10 @@ fn join() -> Result<World> {
     if job.is_none()
         && let Some((var, n)) = env::foreign_launcher()
     {
+        #[cfg(feature = "mpi")]
+        return crate::mpi::join(limit, (var, n), hostname());
         // N copies each believing they are alone would be wrong, silently
+        #[cfg(not(feature = "mpi"))]
         return Err(Error::Bootstrap(format!(
             "this process is one of {n} started by another launcher ({var} is set), but this program \
              was built without MPI support: start it with prun (prun -n {n} ...), or build it with \
@@ -65,6 +68,8 @@ fn join() -> Result<World> {
             node: 0,
             tracer: None,
             activity: Default::default(),
+            #[cfg(feature = "mpi")]
+            mpi: None,
         };
         return Ok(Communicator::world(shared, 0, 1));
     };
@@ -84,6 +89,8 @@ fn join() -> Result<World> {
         node,
         tracer,
         activity,
+        #[cfg(feature = "mpi")]
+        mpi: None,
     };
     Ok(Communicator::world(shared, rank, size))
 }

@@ -43,13 +43,15 @@ mod init;
 mod log;
 mod mailbox;
 mod map;
+#[cfg(feature = "mpi")]
+mod mpi;
 mod op;
 pub mod protocol;
 mod trace;
 pub mod transport;
 pub mod wire;
 
-pub use communicator::{Communicator, Status, Tag, World};
+pub use communicator::{Backend, Communicator, Status, Tag, World};
 pub use error::{Error, Result};
 pub use init::init;
 pub use op::{Element, Op};

@@ -34,12 +34,48 @@ pub trait Element: Pod + private::Sealed {
 }
 
 mod private {
-    pub trait Sealed {}
+    /// The element types, for backends that need to name them (MPI's datatypes).
+    #[allow(non_camel_case_types, dead_code)]
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Kind {
+        i8,
+        i16,
+        i32,
+        i64,
+        i128,
+        isize,
+        u8,
+        u16,
+        u32,
+        u64,
+        u128,
+        usize,
+        f32,
+        f64,
+    }
+
+    pub trait Sealed {
+        /// Which primitive this is.
+        fn kind() -> Kind;
+    }
+}
+
+pub(crate) use private::Kind;
+
+/// The [`Kind`] of a primitive type's name.
+macro_rules! kind {
+    ($t:ident) => {
+        Kind::$t
+    };
 }
 
 macro_rules! integers {
-    ($($t:ty),*) => {$(
-        impl private::Sealed for $t {}
+    ($($t:ident),*) => {$(
+        impl private::Sealed for $t {
+            fn kind() -> Kind {
+                kind!($t)
+            }
+        }
         impl Element for $t {
             fn combine(op: Op, a: Self, b: Self) -> Option<Self> {
                 Some(match op {
@@ -57,8 +93,12 @@ macro_rules! integers {
 }
 
 macro_rules! floats {
-    ($($t:ty),*) => {$(
-        impl private::Sealed for $t {}
+    ($($t:ident),*) => {$(
+        impl private::Sealed for $t {
+            fn kind() -> Kind {
+                kind!($t)
+            }
+        }
         impl Element for $t {
             fn combine(op: Op, a: Self, b: Self) -> Option<Self> {
                 match op {

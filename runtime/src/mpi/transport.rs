@@ -1,0 +1,102 @@
+//! The engine's messages over MPI point-to-point: what the built-in backend sends over sockets
+//! goes here as MPI messages on a communicator of its own, and a receiver thread delivers them
+//! into the same [`Mailbox`], so typed messages, typed collectives and the dynamic map work
+//! unchanged on MPI.
+
+use super::handle::Comm;
+use crate::error::{Error, Result};
+use crate::log::debug;
+use crate::mailbox::{Envelope, Mailbox};
+use crate::wire::{HEADER_LEN, Header, KIND_DATA};
+use mpi::traits::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The one MPI tag of the engine's messages, on the engine's own communicator.
+const TAG: i32 = 1;
+
+/// Polls of the receiver that only yield before it starts to sleep.
+const YIELDING_POLLS: u32 = 64;
+
+/// Longest sleep between polls of an idle receiver.
+const MAX_NAP: Duration = Duration::from_millis(1);
+
+/// Sends engine frames over MPI and delivers the received ones into the mailbox.
+pub(crate) struct Transport {
+    comm: Arc<Comm>,
+    stop: Arc<AtomicBool>,
+    receiver: Option<JoinHandle<()>>,
+}
+
+impl Transport {
+    /// Starts the receiver thread on `comm`, which no one else uses.
+    pub fn start(comm: Comm, mailbox: Arc<Mailbox>) -> Result<Transport> {
+        let comm = Arc::new(comm);
+        let stop = Arc::new(AtomicBool::new(false));
+        let receiver = {
+            let (comm, stop) = (Arc::clone(&comm), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("prun-mpi-recv".into())
+                .spawn(move || receive(&comm, &mailbox, &stop))
+                .map_err(|e| Error::io("starting the MPI receiver thread", e))?
+        };
+        Ok(Transport { comm, stop, receiver: Some(receiver) })
+    }
+
+    /// Sends a frame (a [`Header`] with room for it at the front, then the payload) to `dest`.
+    /// Returns once MPI has the frame; a large one waits until the peer's receiver takes it,
+    /// which it does whatever its program is doing.
+    pub fn send(&self, dest: usize, context: u64, tag: u32, frame: &mut [u8]) {
+        let len = (frame.len() - HEADER_LEN) as u64;
+        frame[..HEADER_LEN].copy_from_slice(&Header { kind: KIND_DATA, tag, context, len }.encode());
+        self.comm.get().process_at_rank(dest as i32).send_with_tag(frame, TAG);
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(receiver) = self.receiver.take() {
+            let _ = receiver.join();
+        }
+    }
+}
+
+/// Takes every message that arrives on `comm` into the mailbox until `stop`. MPI cannot block
+/// without spinning, so an idle receiver polls: yielding at first, then sleeping ever longer,
+/// up to [`MAX_NAP`], so that an idle rank costs next to nothing.
+fn receive(comm: &Comm, mailbox: &Mailbox, stop: &AtomicBool) {
+    let mut idle = 0u32;
+    while !stop.load(Ordering::Acquire) {
+        match comm.get().any_process().immediate_matched_probe_with_tag(TAG) {
+            Some((message, status)) => {
+                let src = status.source_rank() as usize;
+                let (data, _) = (message, status).matched_receive_vec::<u8>();
+                deliver(mailbox, src, data);
+                idle = 0;
+            }
+            None => {
+                idle = idle.saturating_add(1);
+                if idle <= YIELDING_POLLS {
+                    std::thread::yield_now();
+                } else {
+                    let nap = Duration::from_micros(u64::from(idle - YIELDING_POLLS) * 10);
+                    std::thread::sleep(nap.min(MAX_NAP));
+                }
+            }
+        }
+    }
+}
+
+fn deliver(mailbox: &Mailbox, src: usize, mut data: Vec<u8>) {
+    let header = data.get(..HEADER_LEN).and_then(|h| h.try_into().ok()).map(Header::decode);
+    match header {
+        Some(Ok(h)) if h.kind == KIND_DATA && h.len == (data.len() - HEADER_LEN) as u64 => {
+            data.drain(..HEADER_LEN);
+            mailbox.push(Envelope { src, context: h.context, tag: h.tag, data });
+        }
+        _ => debug!("dropped a malformed {}-byte MPI message from rank {src}", data.len()),
+    }
+}
