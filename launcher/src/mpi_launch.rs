@@ -147,7 +147,10 @@ pub fn command(cli: &Cli, launcher: &Path, family: Family) -> Result<Vec<OsStrin
             Family::Slurm => arg("--distribution=cyclic"),
         }
     }
-    if cli.oversubscribe {
+    // without hosts prun runs every rank on this host however many cores it has; so does
+    // the translation (Open MPI would refuse more ranks than cores)
+    let local = cli.hostfile.is_none() && cli.host.is_empty();
+    if cli.oversubscribe || (local && family == Family::OpenMpi) {
         match family {
             Family::OpenMpi => arg("--oversubscribe"),
             Family::Slurm => arg("--overcommit"),
@@ -276,7 +279,10 @@ mod tests {
         assert_eq!(w, ["L", "-n", "4", "-genv", "A", "1", "-wdir", "/tmp", "-prepend-rank", "./a", "b"]);
         let w = words("--mpi -n 4 -x A --tag-output --timeout 5 ./a", Family::OpenMpi).expect("ok");
         assert!(
-            w.ends_with(&["-n", "4", "-x", "A", "--tag-output", "--timeout", "5", "./a"].map(String::from)),
+            w.ends_with(
+                &["-n", "4", "--oversubscribe", "-x", "A", "--tag-output", "--timeout", "5", "./a"]
+                    .map(String::from)
+            ),
             "{w:?}"
         );
         let w = words("--mpi -n 2 --wdir /w --tag-output ./a", Family::Slurm).expect("ok");

@@ -116,12 +116,12 @@ impl Communicator {
         self.native.as_ref()
     }
 
-    /// The MPI side, when a plain-old-data message with `tag` to or from `peer` is an MPI
-    /// message: on the MPI backend, with a tag MPI accepts everywhere, and not to oneself (an
-    /// MPI send to oneself could wait for its own receive).
+    /// The MPI side, when a plain-old-data message of `len` bytes with `tag` to `peer` is sent
+    /// as an MPI message: see [`crate::mpi::native_message`]; never to oneself (an MPI send to
+    /// oneself could wait for its own receive).
     #[cfg(feature = "mpi")]
-    fn native_p2p(&self, peer: usize, tag: Tag) -> Option<&crate::mpi::Native> {
-        self.native().filter(|_| tag <= crate::mpi::MAX_NATIVE_TAG && peer != self.rank)
+    fn native_p2p(&self, peer: usize, tag: Tag, len: usize) -> Option<&crate::mpi::Native> {
+        self.native().filter(|_| crate::mpi::native_message(tag, len) && peer != self.rank)
     }
 
     /// Which implementation carries this communicator's messages. **Local.**
@@ -220,9 +220,10 @@ impl Communicator {
     /// serialisation: the slice's bytes go on the wire as they are.
     ///
     /// **Local.** Receive it with [`Communicator::recv_into`] only: the bytes are not in the
-    /// codec's format. On the MPI backend, a slice sent to another rank with a tag up to 32767
-    /// is one MPI message (`MPI_Send`), which [`Communicator::probe`] and
-    /// [`Communicator::try_recv`] do not see.
+    /// codec's format. On the MPI backend, a small slice (at most 4000 bytes, with a tag up to
+    /// 32767) to another rank is one `MPI_Send`, which [`Communicator::probe`] and
+    /// [`Communicator::try_recv`] do not see; larger ones travel as typed messages do, so that
+    /// a send never waits for its receiver on any backend.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -237,7 +238,7 @@ impl Communicator {
     /// As [`Communicator::send`].
     pub fn send_slice<T: bytemuck::Pod>(&self, dest: usize, tag: Tag, data: &[T]) -> Result<()> {
         #[cfg(feature = "mpi")]
-        if let Some(native) = self.native_p2p(dest, tag) {
+        if let Some(native) = self.native_p2p(dest, tag, std::mem::size_of_val(data)) {
             self.check_rank(dest)?;
             self.shared.engine.check_len(std::mem::size_of_val(data) as u64)?;
             native.send(dest, tag, bytemuck::cast_slice(data));
@@ -255,9 +256,9 @@ impl Communicator {
     /// consumed); otherwise as [`Communicator::recv`].
     pub fn recv_into<T: bytemuck::Pod>(&self, src: usize, tag: Tag, buf: &mut [T]) -> Result<Status> {
         #[cfg(feature = "mpi")]
-        if let Some(native) = self.native_p2p(src, tag) {
-            self.check_rank(src)?;
-            let len = native.recv_into(src, tag, bytemuck::cast_slice_mut(buf))?;
+        if let Some(native) = self.native() {
+            let pattern = self.pattern(Some(src), Some(tag))?;
+            let len = crate::mpi::recv_into(native, self.shared.engine.mailbox(), &pattern, src, tag, buf)?;
             return Ok(Status { source: src, tag, len });
         }
         let e = self.shared.engine.recv(&self.pattern(Some(src), Some(tag))?)?;

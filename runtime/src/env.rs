@@ -131,10 +131,19 @@ pub(crate) fn debug_enabled() -> bool {
 }
 
 /// The MPI (or Slurm step) launcher that started this process with others, if one did: its
-/// variable and the number of processes it started.
+/// variable and the number of processes it started (with the `mpi` feature, an MPI launcher
+/// counts even for one process).
 pub(crate) fn foreign_launcher() -> Option<(&'static str, usize)> {
-    const SIZES: [&str; 4] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS"];
-    SIZES.into_iter().find_map(|name| {
+    // an MPI launcher's own variables mean MPI even for one rank; Slurm's are also set for
+    // one task outside any MPI
+    const MPI: [&str; 3] = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"];
+    #[cfg(feature = "mpi")]
+    if let Some(found) =
+        MPI.into_iter().find_map(|name| Some((name, std::env::var(name).ok()?.trim().parse().ok()?)))
+    {
+        return Some(found);
+    }
+    MPI.into_iter().chain(["SLURM_STEP_NUM_TASKS"]).find_map(|name| {
         let n: usize = std::env::var(name).ok()?.trim().parse().ok()?;
         (n > 1).then_some((name, n))
     })

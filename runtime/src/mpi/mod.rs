@@ -5,8 +5,7 @@
 //! - Rank and size are MPI's; ranks sharing a host are those of `MPI_Comm_split_type(SHARED)`.
 //! - Barrier and the plain-old-data collectives (`*_into`, with [`crate::Op`]) are MPI's own
 //!   (`MPI_Barrier`, `MPI_Bcast`, `MPI_Allreduce` with `MPI_SUM`, ...); `split` is
-//!   `MPI_Comm_split`, `abort` is `MPI_Abort`; `send_slice`/`recv_into` with a tag up to 32767
-//!   are MPI messages.
+//!   `MPI_Comm_split`, `abort` is `MPI_Abort`; small `send_slice` messages are MPI messages.
 //! - Typed messages, typed collectives (the same algorithms as the built-in backend) and the
 //!   dynamic map travel as MPI messages on a communicator of their own, delivered by a receiver
 //!   thread; so the backend asks for `MPI_THREAD_MULTIPLE` and refuses to start without it.
@@ -17,13 +16,13 @@ mod handle;
 mod native;
 mod transport;
 
-pub(crate) use native::{MAX_NATIVE_TAG, Native};
+pub(crate) use native::{Native, native_message};
 pub(crate) use transport::Transport;
 
 use crate::communicator::{Communicator, Shared, World};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::mailbox::Mailbox;
+use crate::mailbox::{Mailbox, Pattern};
 use handle::{Comm, ThreadMultiple};
 use mpi::Threading;
 use mpi::traits::*;
@@ -36,9 +35,11 @@ pub(crate) struct Universe(#[allow(dead_code)] mpi::environment::Universe);
 
 /// The MPI library's own description of itself, as `MPI_Get_library_version`.
 pub(crate) fn library() -> String {
-    mpi::environment::library_version()
-        .map(|v| v.lines().next().unwrap_or_default().trim().to_string())
-        .unwrap_or_else(|_| "an MPI library".into())
+    // "Open MPI v4.1.4, package: ..." or "MPICH Version:\t4.0.2\n...": the name and version
+    let text = mpi::environment::library_version().unwrap_or_default();
+    let first = text.lines().next().unwrap_or_default().split(',').next().unwrap_or_default();
+    let words: Vec<&str> = first.split_whitespace().collect();
+    if words.is_empty() { "an MPI library".into() } else { words.join(" ") }
 }
 
 /// Initialises MPI and returns the world, for a process started by an MPI launcher that set
@@ -96,4 +97,38 @@ pub(crate) fn join(limit: u64, (var, n): (&str, usize), hostname: String) -> Res
         mpi: Some(Universe(universe)),
     };
     Ok(Communicator::world(shared, rank, size).with_native(Native::new(proof, world)))
+}
+
+/// Receives a plain-old-data message from `src` with `tag` into `buf`, whichever way it came:
+/// as an MPI message, or through the engine (`pattern`, into `mailbox`). Polls both, at first
+/// at once and then with ever longer naps (up to a millisecond), so that a long wait does not
+/// burn a core as `MPI_Recv` would.
+pub(crate) fn recv_into<T: bytemuck::Pod>(
+    native: &Native,
+    mailbox: &Mailbox,
+    pattern: &Pattern<'_>,
+    src: usize,
+    tag: u32,
+    buf: &mut [T],
+) -> Result<usize> {
+    let bytes: &mut [u8] = bytemuck::cast_slice_mut(buf);
+    let mut polls = 0u32;
+    loop {
+        if let Some(got) = native.try_recv_into(src, tag, bytes) {
+            return got;
+        }
+        let nap = std::time::Duration::from_micros(u64::from(polls.saturating_sub(200)).min(1000));
+        if let Some(e) = mailbox.recv_timeout(pattern, nap)? {
+            if e.data.len() != bytes.len() {
+                return Err(Error::Malformed(format!(
+                    "message from rank {src} (tag {tag}) has {} bytes, the buffer {}",
+                    e.data.len(),
+                    bytes.len()
+                )));
+            }
+            bytes.copy_from_slice(&e.data);
+            return Ok(e.data.len());
+        }
+        polls = polls.saturating_add(1);
+    }
 }

@@ -14,7 +14,18 @@ use mpi::traits::*;
 
 /// Largest tag of plain-old-data messages sent as MPI messages; every MPI library allows it
 /// (`MPI_TAG_UB` is at least 32767). Larger tags go through the engine.
-pub(crate) const MAX_NATIVE_TAG: u32 = 32_767;
+const MAX_NATIVE_TAG: u32 = 32_767;
+
+/// Largest plain-old-data message sent as an MPI message: below the eager limits of Open MPI
+/// (4 KiB over shared memory) and MPICH, so that `MPI_Send` returns without waiting for the
+/// receiver, as every send of the runtime does. Larger ones go through the engine.
+const MAX_NATIVE_LEN: usize = 4000;
+
+/// Whether a plain-old-data message of `len` bytes with `tag` to another rank is sent as an MPI
+/// message (else through the engine).
+pub(crate) fn native_message(tag: u32, len: usize) -> bool {
+    tag <= MAX_NATIVE_TAG && len <= MAX_NATIVE_LEN
+}
 
 /// One communicator's MPI side.
 pub(crate) struct Native {
@@ -153,25 +164,26 @@ impl Native {
         }
     }
 
-    /// Sends bytes to `dest` as an MPI message with `tag` (at most [`MAX_NATIVE_TAG`]).
+    /// Sends bytes to `dest` as an MPI message with `tag`, when [`native_message`] says so.
     pub fn send(&self, dest: usize, tag: u32, data: &[u8]) {
         self.p2p.get().process_at_rank(dest as i32).send_with_tag(data, tag as i32);
     }
 
-    /// Receives the next MPI message from `src` with `tag` into `buf`; a message of another
-    /// length is consumed and reported.
-    pub fn recv_into(&self, src: usize, tag: u32, buf: &mut [u8]) -> Result<usize> {
-        let (message, status) = self.p2p.get().process_at_rank(src as i32).matched_probe_with_tag(tag as i32);
+    /// Receives the next MPI message from `src` with `tag` into `buf` if one has arrived; a
+    /// message of another length is consumed and reported.
+    pub fn try_recv_into(&self, src: usize, tag: u32, buf: &mut [u8]) -> Option<Result<usize>> {
+        let peer = self.p2p.get().process_at_rank(src as i32);
+        let (message, status) = peer.immediate_matched_probe_with_tag(tag as i32)?;
         let len = status.count(u8::equivalent_datatype()) as usize;
         if len == buf.len() {
             message.matched_receive_into(buf);
-            return Ok(len);
+            return Some(Ok(len));
         }
         let _ = (message, status).matched_receive_vec::<u8>();
-        Err(Error::Malformed(format!(
+        Some(Err(Error::Malformed(format!(
             "message from rank {src} (tag {tag}) has {len} bytes, the buffer {}",
             buf.len()
-        )))
+        ))))
     }
 
     /// `MPI_Comm_split` with MPI colour `color` (`None`: `MPI_UNDEFINED`) and key `key`.

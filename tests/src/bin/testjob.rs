@@ -294,6 +294,69 @@ fn split(world: &World) -> Result<(), String> {
     Ok(())
 }
 
+/// Plain-old-data messages and collectives on every path a backend may take: small and large
+/// tags, to another rank and to oneself, a length mismatch, 128-bit integers (which MPI has no
+/// datatype for), and a split communicator's collectives; prints the backend.
+fn pod(world: &World) -> Result<(), String> {
+    let e = |e: Error| e.to_string();
+    let (rank, size) = (world.rank(), world.size());
+    let (next, prev) = ((rank + 1) % size, (rank + size - 1) % size);
+    for tag in [3u32, 40_000] {
+        for len in [0usize, 5, 300_000] {
+            let mine: Vec<u32> = (0..len as u32).map(|i| i ^ rank as u32).collect();
+            world.send_slice(next, tag, &mine).map_err(e)?;
+            world.send_slice(rank, tag + 1, &mine).map_err(e)?;
+            let mut got = vec![0u32; len];
+            let st = world.recv_into(prev, tag, &mut got).map_err(e)?;
+            check(st.source == prev && st.len == 4 * len, "recv_into status")?;
+            check(got.iter().enumerate().all(|(i, &x)| x == i as u32 ^ prev as u32), "recv_into from prev")?;
+            world.recv_into(rank, tag + 1, &mut got).map_err(e)?;
+            check(got == mine, "recv_into from oneself")?;
+        }
+    }
+    // a message longer than the buffer is reported and consumed
+    world.send_slice(next, 9, &[1u8, 2, 3]).map_err(e)?;
+    let mut two = [0u8; 2];
+    check(matches!(world.recv_into(prev, 9, &mut two), Err(Error::Malformed(_))), "length mismatch")?;
+    world.send_slice(next, 9, &[4u8, 5]).map_err(e)?;
+    world.recv_into(prev, 9, &mut two).map_err(e)?;
+    check(two == [4, 5], "the next message after a mismatch")?;
+    // 128-bit integers and the ordinary ones
+    let mut wide = [0i128; 2];
+    world.allreduce_into(&[i128::from(rank as u32) << 70, -1], &mut wide, prun::Op::Sum).map_err(e)?;
+    let ranks: i128 = (0..size as i128).sum();
+    check(wide == [ranks << 70, -(size as i128)], "allreduce_into of i128")?;
+    let mut low = [0u16; 3];
+    world.allreduce_into(&[rank as u16, 1, 0xff], &mut low, prun::Op::BitOr).map_err(e)?;
+    check(low[1] == 1 && low[2] == 0xff, "allreduce_into of u16 with BitOr")?;
+    let mut most = [0usize; 1];
+    let recv = (rank == size - 1).then_some(&mut most[..]);
+    world.reduce_into(size - 1, &[rank], recv, prun::Op::Max).map_err(e)?;
+    check(rank != size - 1 || most[0] == size - 1, "reduce_into at the last rank")?;
+    // a split communicator's own collectives
+    let half = world.split(Some((rank % 2) as u32), rank as i64).map_err(e)?.ok_or("no communicator")?;
+    let members: Vec<u64> = (0..size as u64).filter(|r| r % 2 == rank as u64 % 2).collect();
+    let mut all = vec![0u64; half.size()];
+    half.allgather_into(&[rank as u64], &mut all).map_err(e)?;
+    check(all == members, "allgather_into on the half")?;
+    let mut first = [if half.rank() == 0 { rank as u64 } else { 0 }];
+    half.broadcast_into(0, &mut first).map_err(e)?;
+    check(first[0] == members[0], "broadcast_into on the half")?;
+    if half.size() > 1 {
+        let peer = 1 - half.rank().min(1);
+        if half.rank() < 2 {
+            half.send_slice(peer, 11, &[rank as u64]).map_err(e)?;
+            let mut got = [0u64];
+            half.recv_into(peer, 11, &mut got).map_err(e)?;
+            check(got[0] == members[peer], "send_slice on the half")?;
+        }
+    }
+    half.barrier().map_err(e)?;
+    world.barrier().map_err(e)?;
+    println!("pod ok {rank} backend {:?}", world.backend());
+    Ok(())
+}
+
 /// Dynamic and static maps give what a sequential map gives, for many sizes and cost patterns.
 fn maps(world: &World) -> Result<(), String> {
     let e = |e: Error| e.to_string();
@@ -474,6 +537,7 @@ fn main() -> ExitCode {
         "p2p" => p2p(&world),
         "collectives" => collectives(&world, arg(2).max(0) as usize),
         "split" => split(&world),
+        "pod" => pod(&world),
         "maps" => maps(&world),
         "hang" => {
             // rank 0 waits for a message rank 1 never sends, rank 1 for one from rank 0; the
