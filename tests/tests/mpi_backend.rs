@@ -1,0 +1,240 @@
+//! The runtime's MPI backend (cargo feature `mpi`) on real Open MPI and real MPICH: the test job
+//! and the examples, built with the feature against each library (each in a target folder of
+//! its own), run under the library's own launcher and under `prun --mpi`, and give what the
+//! built-in backend gives. `tests/scripts/mpi.sh` installs both libraries and libclang.
+
+use prun_tests::{assert_no_leftovers, bin, prun};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+
+/// An MPI library, its compiler wrapper and its launcher.
+#[derive(Clone, Copy, Debug)]
+struct Mpi {
+    name: &'static str,
+    mpicc: &'static str,
+    launcher: &'static str,
+}
+
+const OPEN_MPI: Mpi =
+    Mpi { name: "openmpi", mpicc: "/usr/bin/mpicc.openmpi", launcher: "/usr/bin/mpirun.openmpi" };
+const MPICH: Mpi = Mpi { name: "mpich", mpicc: "/usr/bin/mpicc.mpich", launcher: "/usr/bin/mpiexec.mpich" };
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The folder of the examples and the test job built with `--features mpi` against `mpi`.
+fn built(mpi: Mpi) -> PathBuf {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    static BUILDS: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    INSTALLED.get_or_init(|| {
+        let install = Command::new("bash").arg(root().join("tests/scripts/mpi.sh")).status();
+        assert!(install.is_ok_and(|s| s.success()), "cannot install Open MPI, MPICH and libclang");
+    });
+    // one build at a time: two would share two cores
+    let mut done = BUILDS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let target =
+        bin("prun").parent().and_then(Path::parent).expect("target folder").join(format!("mpi-{}", mpi.name));
+    if !done.contains(&mpi.name) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["build", "--quiet", "--release", "-p", "prun-examples", "-p", "prun-tests", "--bins"])
+            .args(["--features", "prun/mpi", "--target-dir"])
+            .arg(&target)
+            .env("MPICC", mpi.mpicc)
+            .current_dir(root())
+            .output()
+            .expect("run cargo build");
+        assert!(
+            out.status.success(),
+            "build against {}:\n{}",
+            mpi.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        done.push(mpi.name);
+    }
+    target.join("release")
+}
+
+/// collbench's sizes in these tests: up to 64 KiB.
+const COLLBENCH_MAX_BYTES: &str = "65536";
+
+/// Runs `program args` on `n` ranks with the library's own launcher.
+fn launch(mpi: Mpi, n: usize, program: &Path, args: &[&str]) -> (Output, String) {
+    let mark = format!("mpi-{}-{}", std::process::id(), program.display());
+    let mut cmd = Command::new(mpi.launcher);
+    if mpi.name == "openmpi" {
+        // Hydra passes the whole environment on; Open MPI the variables named
+        cmd.args([
+            "--oversubscribe",
+            "--allow-run-as-root",
+            "-x",
+            "COLLBENCH_MAX_BYTES",
+            "-x",
+            "PRUN_TEST_MARK",
+        ]);
+    }
+    let out = cmd
+        .args(["-n", &n.to_string()])
+        .arg(program)
+        .args(args)
+        .env("PRUN_TEST_MARK", &mark)
+        .env("COLLBENCH_MAX_BYTES", COLLBENCH_MAX_BYTES)
+        .output()
+        .expect("run the MPI launcher");
+    (out, mark)
+}
+
+/// Runs `program args` on `n` ranks with `prun --mpi` through the library's launcher.
+fn prun_mpi(mpi: Mpi, n: usize, program: &Path, args: &[&str]) -> prun_tests::Finished {
+    let mut all = vec!["--mpi", "--mpi-launcher", mpi.launcher, "-x"];
+    let max = format!("COLLBENCH_MAX_BYTES={COLLBENCH_MAX_BYTES}");
+    let (n, program) = (n.to_string(), program.display().to_string());
+    all.extend([max.as_str(), "-n", &n, &program]);
+    all.extend(args);
+    prun(all).run()
+}
+
+/// Runs `example args` on `n` ranks of the built-in backend.
+fn prun_builtin(n: usize, example: &str, args: &[&str]) -> prun_tests::Finished {
+    let (n, example) = (n.to_string(), format!("@{example}"));
+    let mut all = vec!["-n", &n, &example];
+    all.extend(args);
+    prun(all).env("COLLBENCH_MAX_BYTES", COLLBENCH_MAX_BYTES).run()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Every mode of the test job checks its own results; on MPI they must all pass, on MPI.
+fn test_job_passes_on(mpi: Mpi) {
+    let job = built(mpi).join("prun-testjob");
+    for (mode, n) in [("pod", 3), ("p2p", 3), ("collectives", 5), ("split", 4), ("maps", 3), ("pod", 1)] {
+        let (out, mark) = launch(mpi, n, &job, &[mode]);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{mode} under {}: {stdout}\n{}", mpi.launcher, text(&out.stderr));
+        for r in 0..n {
+            assert!(stdout.contains(&format!("{mode} ok {r}")), "{mode} rank {r}: {stdout}");
+        }
+        if mode == "pod" {
+            assert_eq!(stdout.matches("backend Mpi").count(), n, "every rank on MPI: {stdout}");
+        }
+        assert_no_leftovers(&mark);
+    }
+    let out = prun_mpi(mpi, 4, &job, &["pod"]);
+    out.expect_code(0).no_leftovers();
+    assert_eq!(out.stdout.matches("backend Mpi").count(), 4, "{}", out.stdout);
+}
+
+#[test]
+fn the_test_job_passes_on_open_mpi() {
+    test_job_passes_on(OPEN_MPI);
+}
+
+#[test]
+fn the_test_job_passes_on_mpich() {
+    test_job_passes_on(MPICH);
+}
+
+/// What an example's run must agree on between backends: the lines that carry results, not
+/// timings.
+fn results(example: &str, stdout: &str) -> Vec<String> {
+    let mut lines: Vec<String> = stdout
+        .lines()
+        .filter(|l| match example {
+            "hello" => l.starts_with("hello from"),
+            "ring" => l.starts_with("ring ok"),
+            "primes" => l.ends_with(" prime"),
+            "skew" => l.starts_with("tasks "),
+            "maprate" => l.starts_with("items "),
+            "collbench" => true,
+            _ => false,
+        })
+        .map(|l| match example {
+            // the operation and size, not the time
+            "collbench" => l.rsplit_once(' ').map_or(l, |(head, _)| head).to_string(),
+            _ => l.to_string(),
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn examples_agree_on(mpi: Mpi) {
+    let dir = built(mpi);
+    let small = ["latency", "barrier", "bcast", "allreduce", "gather", "scatter", "allgather"];
+    let runs: [(&str, usize, Vec<&str>); 6] = [
+        ("hello", 3, vec![]),
+        ("ring", 4, vec![]),
+        ("primes", 2, vec![]),
+        ("skew", 2, vec![]),
+        ("maprate", 2, vec![]),
+        ("collbench", 2, small.to_vec()),
+    ];
+    for (example, n, args) in runs {
+        let builtin = prun_builtin(n, example, &args);
+        builtin.expect_code(0);
+        let expected = results(example, &builtin.stdout);
+        assert!(!expected.is_empty(), "{example} printed no results: {}", builtin.stdout);
+        let program = dir.join(example);
+        let (out, mark) = launch(mpi, n, &program, &args);
+        assert!(out.status.success(), "{example} under {}: {}", mpi.launcher, text(&out.stderr));
+        assert_eq!(results(example, &text(&out.stdout)), expected, "{example} under {}", mpi.launcher);
+        assert_no_leftovers(&mark);
+        let through = prun_mpi(mpi, n, &program, &args);
+        through.expect_code(0).no_leftovers();
+        assert_eq!(results(example, &through.stdout), expected, "{example} under prun --mpi");
+    }
+}
+
+#[test]
+fn the_examples_agree_on_open_mpi_prun_mpi_and_the_builtin_backend() {
+    examples_agree_on(OPEN_MPI);
+}
+
+#[test]
+fn the_examples_agree_on_mpich_prun_mpi_and_the_builtin_backend() {
+    examples_agree_on(MPICH);
+}
+
+/// A rank that exits with an error, or calls abort, ends the MPI job with its status.
+fn failures_end_the_job_on(mpi: Mpi) {
+    let job = built(mpi).join("prun-testjob");
+    let (out, mark) = launch(mpi, 3, &job, &["abort-on", "1", "7"]);
+    assert_eq!(out.status.code(), Some(7), "MPI_Abort's code: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("MPI_Abort") || text(&out.stderr).contains("MPI_ABORT"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_no_leftovers(&mark);
+    let out = prun_mpi(mpi, 3, &job, &["fail-on", "2", "5"]);
+    assert_ne!(out.code(), 0, "a failed rank fails the job: {}", out.stderr);
+    out.no_leftovers();
+}
+
+#[test]
+fn a_failing_rank_ends_the_job_on_open_mpi() {
+    failures_end_the_job_on(OPEN_MPI);
+}
+
+#[test]
+fn a_failing_rank_ends_the_job_on_mpich() {
+    failures_end_the_job_on(MPICH);
+}
+
+#[test]
+fn a_program_built_against_another_mpi_says_so() {
+    // built for Open MPI, started by MPICH's launcher: each rank would be alone
+    let job = built(OPEN_MPI).join("prun-testjob");
+    let (out, mark) = launch(MPICH, 2, &job, &["pod"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("PMI_SIZE=2") && err.contains("Open MPI") && err.contains("another MPI library"),
+        "{err}"
+    );
+    assert_no_leftovers(&mark);
+}
