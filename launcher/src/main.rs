@@ -11,11 +11,10 @@ macro_rules! eprintln {
 }
 
 mod agent;
-mod agent_wire;
-mod allocation;
+// shared with the fuzz targets through the library target
+use prun_launcher::{agent_wire, allocation, hostfile};
 mod cli;
 mod control;
-mod hostfile;
 mod hosts;
 mod job;
 mod jobdir;
