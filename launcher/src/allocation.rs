@@ -6,6 +6,17 @@
 
 use crate::hostfile::HostSpec;
 
+/// Most hosts an allocation may name: more than any cluster has, and a bound on what a host
+/// list like `n[1-99999][1-99999]` may make prun allocate.
+pub const MAX_NODES: usize = 100_000;
+
+/// Longest host name (RFC 1035).
+const MAX_NAME: usize = 253;
+
+fn too_many(list: &str) -> String {
+    format!("host list '{list}' names more than {MAX_NODES} hosts")
+}
+
 /// Expands a Slurm host list such as `node[01-03,07],gpu5` into host names.
 pub fn slurm_nodelist(list: &str) -> Result<Vec<String>, String> {
     let mut hosts = Vec::new();
@@ -19,6 +30,9 @@ pub fn slurm_nodelist(list: &str) -> Result<Vec<String>, String> {
             b']' => depth -= 1,
             b',' if depth == 0 => {
                 hosts.extend(expand(&list[start..i], list)?);
+                if hosts.len() > MAX_NODES {
+                    return Err(too_many(list));
+                }
                 start = i + 1;
             }
             _ => {}
@@ -28,6 +42,9 @@ pub fn slurm_nodelist(list: &str) -> Result<Vec<String>, String> {
         return Err(format!("unbalanced '[' in host list '{list}'"));
     }
     hosts.extend(expand(&list[start..], list)?);
+    if hosts.len() > MAX_NODES {
+        return Err(too_many(list));
+    }
     Ok(hosts)
 }
 
@@ -42,14 +59,23 @@ fn expand(entry: &str, list: &str) -> Result<Vec<String>, String> {
         entry[open..].find(']').map(|c| open + c).ok_or_else(|| format!("unbalanced '[' in '{entry}'"))?;
     let (prefix, inner, rest) = (&entry[..open], &entry[open + 1..close], &entry[close + 1..]);
     let tails = expand_or_plain(rest, list)?;
+    let longest_tail = tails.iter().map(String::len).max().unwrap_or(0);
     let mut out = Vec::new();
     for part in inner.split(',') {
         let (lo, hi) = part.split_once('-').unwrap_or((part, part));
         let width = lo.len();
         let (a, b): (u64, u64) = match (lo.parse(), hi.parse()) {
-            (Ok(a), Ok(b)) if a <= b && b - a < 100_000 => (a, b),
+            (Ok(a), Ok(b)) if a <= b && b - a < MAX_NODES as u64 => (a, b),
             _ => return Err(format!("bad range '{part}' in host list '{list}'")),
         };
+        // checked before anything is made: nested ranges multiply
+        let count = ((b - a + 1) as usize).saturating_mul(tails.len());
+        if out.len().saturating_add(count) > MAX_NODES {
+            return Err(too_many(list));
+        }
+        if prefix.len() + width.max(hi.len()) + longest_tail > MAX_NAME {
+            return Err(format!("'{entry}' in host list '{list}' makes host names over {MAX_NAME} characters"));
+        }
         for n in a..=b {
             for tail in &tails {
                 out.push(format!("{prefix}{n:0width$}{tail}"));
@@ -79,7 +105,10 @@ pub fn slurm_tasks_per_node(text: &str) -> Result<Vec<usize>, String> {
             None => (part, 1),
         };
         let n: usize = n.parse().map_err(|_| format!("bad task count '{part}' in '{text}'"))?;
-        counts.extend(std::iter::repeat_n(n, times.min(100_000)));
+        if counts.len().saturating_add(times) > MAX_NODES {
+            return Err(format!("tasks per node '{text}' name more than {MAX_NODES} hosts"));
+        }
+        counts.extend(std::iter::repeat_n(n, times));
     }
     Ok(counts)
 }
@@ -150,6 +179,20 @@ mod tests {
         for bad in ["x", "2(3)", "2(x3", "-1"] {
             assert!(slurm_tasks_per_node(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Found by fuzzing (fuzz/regressions/allocation): lists whose expansion would not fit in
+    /// memory are refused before anything is made.
+    #[test]
+    fn expansions_are_bounded() {
+        let err = slurm_nodelist("a[1-99999][1-99999]").expect_err("10^10 hosts");
+        assert!(err.contains("more than 100000 hosts"), "{err}");
+        assert!(slurm_nodelist("a[1-60000],b[1-60000]").is_err(), "too many in all");
+        assert_eq!(slurm_nodelist("a[1-99999]").expect("many").len(), 99_999);
+        let wide = format!("n[{}1-2]", "0".repeat(300));
+        assert!(slurm_nodelist(&wide).expect_err("width").contains("253 characters"));
+        assert!(slurm_tasks_per_node("1(x100001)").is_err());
+        assert!(slurm_tasks_per_node(&vec!["1(x99999)"; 3].join(",")).is_err());
     }
 
     #[test]

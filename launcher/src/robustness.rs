@@ -64,4 +64,28 @@ mod tests {
             let _ = agent_wire::recv::<_, ToAgent>(&mut bytes.as_slice());
         }
     }
+
+    /// Inputs the fuzz targets once crashed on (`fuzz/regressions/TARGET/`), replayed through
+    /// the same parsers.
+    #[test]
+    fn fuzz_regressions() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
+        let mut replayed = 0;
+        for target in ["hostfile", "allocation", "agent_wire"] {
+            let Ok(files) = std::fs::read_dir(root.join(target)) else { continue };
+            for file in files.flatten() {
+                let data = std::fs::read(file.path()).expect("read a regression input");
+                let text = String::from_utf8_lossy(&data);
+                let _ = hostfile::parse_hostfile_text("fuzz", &text);
+                let _ = hostfile::parse_host_list(&text);
+                let _ = allocation::slurm_nodelist(&text);
+                let _ = allocation::slurm_tasks_per_node(&text);
+                let _ = allocation::pbs_nodefile(&text);
+                let mut rest = &data[..];
+                while let Ok(Some(_)) = agent_wire::recv::<_, ToAgent>(&mut rest) {}
+                replayed += 1;
+            }
+        }
+        assert!(replayed > 0, "no regression inputs under {}", root.display());
+    }
 }
