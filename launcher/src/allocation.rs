@@ -74,7 +74,9 @@ fn expand(entry: &str, list: &str) -> Result<Vec<String>, String> {
             return Err(too_many(list));
         }
         if prefix.len() + width.max(hi.len()) + longest_tail > MAX_NAME {
-            return Err(format!("'{entry}' in host list '{list}' makes host names over {MAX_NAME} characters"));
+            return Err(format!(
+                "'{entry}' in host list '{list}' makes host names over {MAX_NAME} characters"
+            ));
         }
         for n in a..=b {
             for tail in &tails {

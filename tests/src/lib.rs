@@ -307,3 +307,17 @@ pub fn temp_file(name: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).expect("write temp file");
     path
 }
+
+/// Pid of rank `rank` of the job marked `mark`.
+pub fn rank_pid(mark: &str, rank: usize) -> Option<i32> {
+    let want_mark = format!("PRUN_TEST_MARK={mark}\0");
+    let want_rank = format!("\0PRUN_RANK={rank}\0");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+        let env = std::fs::read(e.path().join("environ")).ok()?;
+        let env = String::from_utf8_lossy(&env);
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let is_rank = String::from_utf8_lossy(&cmd).contains("prun-testjob");
+        (is_rank && env.contains(&want_mark) && env.contains(&want_rank)).then_some(pid)
+    })
+}

@@ -2,21 +2,7 @@
 //! maps and heavy output at 16 ranks, and many short jobs in a row, with nothing left behind.
 
 use nix::sys::signal::Signal;
-use prun_tests::{assert_no_leftovers, prun};
-
-/// Pid of rank `rank` of the job marked `mark`.
-fn rank_pid(mark: &str, rank: usize) -> Option<i32> {
-    let want_mark = format!("PRUN_TEST_MARK={mark}\0");
-    let want_rank = format!("\0PRUN_RANK={rank}\0");
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
-        let env = std::fs::read(e.path().join("environ")).ok()?;
-        let env = String::from_utf8_lossy(&env);
-        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
-        let is_rank = String::from_utf8_lossy(&cmd).contains("prun-testjob");
-        (is_rank && env.contains(&want_mark) && env.contains(&want_rank)).then_some(pid)
-    })
-}
+use prun_tests::{assert_no_leftovers, prun, rank_pid};
 
 #[test]
 fn a_rank_killed_during_a_collective_a_map_or_heavy_output() {

@@ -3,7 +3,7 @@
 //! `tests/scripts/sshd.sh` (as root; it installs openssh-server when missing).
 
 use nix::sys::signal::Signal;
-use prun_tests::{Finished, assert_no_leftovers, prun};
+use prun_tests::{Finished, assert_no_leftovers, prun, rank_pid};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -359,5 +359,51 @@ fn killing_prun_ends_remote_ranks_and_a_missing_prun_is_named() {
         "{}",
         out.stderr
     );
+    no_agents_left();
+}
+
+/// The fault-injection suite across two hosts at 16 ranks: a rank SIGKILLed during an
+/// allreduce, during a map and during heavy output ends the job everywhere, naming the rank.
+#[test]
+fn faults_at_16_ranks_over_two_hosts() {
+    let _serial = serial();
+    let two = hosts(2, 8);
+    for (mode, arg) in [("die-in-allreduce", "12"), ("die-in-map", "3")] {
+        let out = remote_job(&["-n", "16", "--host", &two, "@prun-testjob", mode, arg]).run();
+        out.expect_code(128 + 9).no_leftovers();
+        assert!(
+            out.stderr.contains(&format!("rank {arg} ")) && out.stderr.contains("SIGKILL"),
+            "{mode}: {}",
+            out.stderr
+        );
+        no_agents_left();
+    }
+    let job = remote_job(&[
+        "-n",
+        "16",
+        "--host",
+        &two,
+        "--tag-output",
+        "@prun-testjob",
+        "spew",
+        "100000000",
+        "100",
+    ])
+    .spawn();
+    let mark = job.mark_owned();
+    let start = Instant::now();
+    let pid = loop {
+        if let Some(pid) = rank_pid(&mark, 13) {
+            break pid;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "rank 13 never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL).expect("kill rank 13");
+    let out = job.wait();
+    out.expect_code(128 + 9);
+    assert!(out.stderr.contains("rank 13 ") && out.stderr.contains("SIGKILL"), "{}", out.stderr);
+    assert_no_leftovers(&mark);
     no_agents_left();
 }
