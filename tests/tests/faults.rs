@@ -79,3 +79,37 @@ fn odd_output_and_input_habits_lose_nothing() {
     out.expect_code(0).no_leftovers();
     assert_eq!(out.lines().len(), 2);
 }
+
+/// Open file descriptors of process `pid`.
+fn fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// prun closes what it held for each rank when that rank ends: with 15 of 16 ranks gone, it holds
+/// no more descriptors than for a job of one rank.
+#[test]
+fn descriptors_in_prun_do_not_grow_with_ended_ranks() {
+    let mut one = prun(["-n", "1", "@prun-testjob", "sleep"]).spawn();
+    one.wait_ready(1);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let baseline = fds(one.pid());
+    one.signal(Signal::SIGTERM);
+    one.wait();
+    let mut job = prun(["-n", "16", "@prun-testjob", "linger", "0"]).spawn();
+    job.wait_ready(16);
+    let mark = job.mark_owned();
+    let start = std::time::Instant::now();
+    while (1..16).any(|r| rank_pid(&mark, r).is_some()) {
+        assert!(start.elapsed().as_secs() < 30, "ranks 1..15 did not end");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let left = fds(job.pid());
+    job.signal(Signal::SIGTERM);
+    job.wait();
+    assert!(
+        baseline > 0 && left <= baseline + 1,
+        "prun holds {left} descriptors with one rank left, {baseline} for a job of one"
+    );
+    assert_no_leftovers(&mark);
+}

@@ -451,6 +451,15 @@ fn main() -> ExitCode {
             ready(&world);
             sleep_forever()
         }
+        "linger" => {
+            // every rank but one ends normally; that one stays
+            ready(&world);
+            let passed = world.barrier().map_err(|e| e.to_string());
+            if passed.is_ok() && rank == arg(2) {
+                sleep_forever()
+            }
+            passed
+        }
         "fail-on" | "segv-on" | "abort-on" => {
             ready(&world);
             let _ = world.barrier();
