@@ -12,6 +12,7 @@ use crate::output::{self, Sink, StreamKind};
 use crate::program;
 use crate::remote::{Agent, Listener};
 use crate::status::Ended;
+use crate::watchdog::Watchdog;
 use nix::sys::signal::Signal;
 use prun::env;
 use std::collections::HashMap;
@@ -96,6 +97,9 @@ fn start(job: AgentJob, channel: &Channel, input: io::Stdin) -> Result<i32, Stri
         program::resolve(OsStr::new(&job.program)).map_err(|e| format!("on {host}: {}", e.message))?;
     let dir = JobDir::create(&format!("{}-n{}", job.job_id, job.node))
         .map_err(|e| format!("on {host}: cannot create the job's socket folder: {e}"))?;
+    // ends this host's ranks and removes the folder if this agent is killed
+    let mut watchdog =
+        Watchdog::start(dir.path()).map_err(|e| format!("on {host}: cannot start the watchdog: {e}"))?;
     let wdir = job.wdir.as_ref().map(PathBuf::from);
     if let Some(w) = &wdir
         && !w.is_dir()
@@ -143,6 +147,7 @@ fn start(job: AgentJob, channel: &Channel, input: io::Stdin) -> Result<i32, Stri
             Ok(started) => {
                 pids.insert(started.pid, rank);
                 groups.insert(rank, started.pid);
+                watchdog.watch(started.pid);
                 pipes.extend(started.pipes);
                 stdins.extend(started.stdin);
                 channel.send(&FromAgent::Started { rank, pid: started.pid });
@@ -191,6 +196,7 @@ fn start(job: AgentJob, channel: &Channel, input: io::Stdin) -> Result<i32, Stri
             Ok(Event::Exited(rank, ended)) => {
                 if let Some(pgid) = running.remove(&rank) {
                     local::signal_group(pgid, Signal::SIGKILL);
+                    watchdog.forget(pgid);
                 }
                 let (code, signal, core) = match ended {
                     Ended::Code(c) => (Some(c), 0, false),
@@ -227,6 +233,7 @@ fn start(job: AgentJob, channel: &Channel, input: io::Stdin) -> Result<i32, Stri
                 signal_all(&running, Signal::SIGTERM);
                 std::thread::sleep(Duration::from_secs(1));
                 signal_all(&running, Signal::SIGKILL);
+                watchdog.finish();
                 drop(dir);
                 return Ok(1);
             }
@@ -237,6 +244,7 @@ fn start(job: AgentJob, channel: &Channel, input: io::Stdin) -> Result<i32, Stri
         std::thread::sleep(Duration::from_millis(5));
     }
     let _ = channel.0.lock().unwrap_or_else(PoisonError::into_inner).flush();
+    watchdog.finish();
     drop(dir);
     Ok(0)
 }

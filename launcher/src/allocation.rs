@@ -194,7 +194,7 @@ mod tests {
         let wide = format!("n[{}1-2]", "0".repeat(300));
         assert!(slurm_nodelist(&wide).expect_err("width").contains("253 characters"));
         assert!(slurm_tasks_per_node("1(x100001)").is_err());
-        assert!(slurm_tasks_per_node(&vec!["1(x99999)"; 3].join(",")).is_err());
+        assert!(slurm_tasks_per_node(&["1(x99999)"; 3].join(",")).is_err());
     }
 
     #[test]

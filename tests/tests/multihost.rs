@@ -157,9 +157,12 @@ fn refused_key_is_reported() {
 fn a_killed_agent_ends_the_job_everywhere() {
     let _one = serial();
     let list = hosts(2, 2);
+    let before = agent_folders();
     let mut job = remote_job(&["-n", "4", "--host", &list, "@prun-testjob", "sleep"]).spawn();
     job.wait_ready(4);
     let mark = job.mark_owned();
+    let ours: Vec<_> = agent_folders().into_iter().filter(|f| !before.contains(f)).collect();
+    assert_eq!(ours.len(), 2, "one job folder per agent: {ours:?}");
     let agent = agents().first().map(|a| a.0).expect("an agent runs");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent), Signal::SIGKILL).expect("kill the agent");
     let out = job.wait();
@@ -167,6 +170,26 @@ fn a_killed_agent_ends_the_job_everywhere() {
     assert!(out.stderr.contains("lost host 127.0.0."), "{}", out.stderr);
     assert_no_leftovers(&mark);
     no_agents_left();
+    // the killed agent's watchdog removes its folder too
+    let start = Instant::now();
+    while ours.iter().any(|f| f.exists()) {
+        assert!(start.elapsed() < Duration::from_secs(10), "job folders left: {ours:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The agents' job folders (`/tmp/prun-<job>-n<node>`) that exist now.
+fn agent_folders() -> Vec<std::path::PathBuf> {
+    std::fs::read_dir("/tmp")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            name.starts_with("prun-") && name.rsplit_once("-n").is_some_and(|(_, n)| n.parse::<u32>().is_ok())
+        })
+        .collect()
 }
 
 #[test]
