@@ -116,12 +116,12 @@ impl Communicator {
         self.native.as_ref()
     }
 
-    /// The MPI side, when a plain-old-data message of `len` bytes with `tag` to `peer` is sent
-    /// as an MPI message: see [`crate::mpi::native_message`]; never to oneself (an MPI send to
+    /// The MPI side, when a plain-old-data message with `tag` to or from `peer` is an MPI
+    /// message: a tag every MPI accepts (up to 32767), and not to oneself (an MPI send to
     /// oneself could wait for its own receive).
     #[cfg(feature = "mpi")]
-    fn native_p2p(&self, peer: usize, tag: Tag, len: usize) -> Option<&crate::mpi::Native> {
-        self.native().filter(|_| crate::mpi::native_message(tag, len) && peer != self.rank)
+    fn native_p2p(&self, peer: usize, tag: Tag) -> Option<&crate::mpi::Native> {
+        self.native().filter(|_| crate::mpi::native_tag(tag) && peer != self.rank)
     }
 
     /// Which implementation carries this communicator's messages. **Local.**
@@ -220,10 +220,9 @@ impl Communicator {
     /// serialisation: the slice's bytes go on the wire as they are.
     ///
     /// **Local.** Receive it with [`Communicator::recv_into`] only: the bytes are not in the
-    /// codec's format. On the MPI backend, a small slice (at most 4000 bytes, with a tag up to
-    /// 32767) to another rank is one `MPI_Send`, which [`Communicator::probe`] and
-    /// [`Communicator::try_recv`] do not see; larger ones travel as typed messages do, so that
-    /// a send never waits for its receiver on any backend.
+    /// codec's format. On the MPI backend, a slice to another rank with a tag up to 32767 is
+    /// one `MPI_Send`, received in place when `recv_into` waits for it; the send still never
+    /// waits for the receiver's program (a receiver thread takes what nobody waits for).
     ///
     /// ```
     /// let world = prun::init()?;
@@ -238,10 +237,10 @@ impl Communicator {
     /// As [`Communicator::send`].
     pub fn send_slice<T: bytemuck::Pod>(&self, dest: usize, tag: Tag, data: &[T]) -> Result<()> {
         #[cfg(feature = "mpi")]
-        if let Some(native) = self.native_p2p(dest, tag, std::mem::size_of_val(data)) {
+        if let Some(native) = self.native_p2p(dest, tag) {
             self.check_rank(dest)?;
             self.shared.engine.check_len(std::mem::size_of_val(data) as u64)?;
-            native.send(dest, tag, bytemuck::cast_slice(data));
+            native.p2p().send(dest, tag, bytemuck::cast_slice(data));
             return Ok(());
         }
         let dest = self.check_rank(dest)?;
@@ -256,9 +255,10 @@ impl Communicator {
     /// consumed); otherwise as [`Communicator::recv`].
     pub fn recv_into<T: bytemuck::Pod>(&self, src: usize, tag: Tag, buf: &mut [T]) -> Result<Status> {
         #[cfg(feature = "mpi")]
-        if let Some(native) = self.native() {
+        if let Some(native) = self.native_p2p(src, tag) {
             let pattern = self.pattern(Some(src), Some(tag))?;
-            let len = crate::mpi::recv_into(native, self.shared.engine.mailbox(), &pattern, src, tag, buf)?;
+            let bytes = bytemuck::cast_slice_mut(buf);
+            let len = native.p2p().recv_into(self.shared.engine.mailbox(), &pattern, src, tag, bytes)?;
             return Ok(Status { source: src, tag, len });
         }
         let e = self.shared.engine.recv(&self.pattern(Some(src), Some(tag))?)?;
@@ -408,7 +408,7 @@ impl Communicator {
         let mine = codec::encode_into(&(color, key), Vec::new())?;
         let all = prun_collectives::allgather(&self.channel_for(&call), seq, mine, false)?;
         #[cfg(feature = "mpi")]
-        let native = self.native().map(|native| native_split(native, &all, self.rank)).transpose()?;
+        let native = self.native().map(|native| native_split(self, native, &all, seq)).transpose()?.flatten();
         let Some(color) = color else { return Ok(None) };
         let mut members = Vec::new();
         for (r, bytes) in all.iter().enumerate() {
@@ -424,11 +424,10 @@ impl Communicator {
             .position(|&(_, r)| r == self.rank)
             .ok_or_else(|| Error::Malformed("split: this rank is missing from its own color".into()))?;
         let index = group.iter().enumerate().map(|(i, &w)| (w, i)).collect();
-        // even contexts carry point-to-point messages, odd ones collectives; 0 and 1 are the world's
-        let context = self.derived_context(seq, &color.to_le_bytes()) & !1;
+        let context = self.split_context(seq, color);
         Ok(Some(Communicator {
             #[cfg(feature = "mpi")]
-            native: native.flatten(),
+            native,
             shared: Arc::clone(&self.shared),
             group,
             index: Some(Arc::new(index)),
@@ -483,6 +482,12 @@ impl Communicator {
             );
         }
         std::process::exit(code)
+    }
+
+    /// The point-to-point context of the part of colour `color` of split call `seq`: even
+    /// contexts carry point-to-point messages, odd ones collectives; 0 and 1 are the world's.
+    fn split_context(&self, seq: u32, color: u32) -> u64 {
+        self.derived_context(seq, &color.to_le_bytes()) & !1
     }
 
     /// A context of its own for collective call `seq` (the dynamic map's messages).
@@ -550,29 +555,34 @@ impl Communicator {
     }
 }
 
-/// `MPI_Comm_split` matching a split whose every `(color, key)` is in `all`: the colours and
-/// the order of ranks become MPI's (small, non-negative colours; keys as positions), so that
-/// MPI's groups and ranks are exactly prun's.
+/// `MPI_Comm_split` matching split call `seq` whose every `(color, key)` is in `all`: the
+/// colours and the order of ranks become MPI's (small, non-negative colours; keys as
+/// positions), so that MPI's groups and ranks are exactly prun's.
 #[cfg(feature = "mpi")]
 fn native_split(
+    comm: &Communicator,
     native: &crate::mpi::Native,
     all: &[Vec<u8>],
-    me: usize,
+    seq: u32,
 ) -> Result<Option<crate::mpi::Native>> {
     let mut pairs = Vec::with_capacity(all.len());
     for (r, bytes) in all.iter().enumerate() {
         let (c, k): (Option<u32>, i64) = codec::decode(bytes, r, 0)?;
         pairs.push((c, k, r));
     }
-    let (color, _, _) = pairs[me];
+    let me = comm.rank;
+    let color = pairs.get(me).and_then(|p| p.0);
     let mut colors: Vec<u32> = pairs.iter().filter_map(|p| p.0).collect();
     colors.sort_unstable();
     colors.dedup();
     let mine = color.and_then(|c| colors.binary_search(&c).ok()).map(|c| c as i32);
-    let mut order: Vec<(i64, usize)> = pairs.iter().map(|&(_, k, r)| (k, r)).collect();
+    let mut order: Vec<(i64, usize)> =
+        pairs.iter().filter(|p| p.0 == color).map(|&(_, k, r)| (k, r)).collect();
     order.sort_unstable();
     let key = order.iter().position(|&(_, r)| r == me).unwrap_or(me) as i32;
-    Ok(native.split(mine, key))
+    let group: Arc<[usize]> = order.iter().map(|&(_, r)| comm.group[r]).collect();
+    let context = color.map_or(0, |c| comm.split_context(seq, c));
+    Ok(native.split(mine, key, group, context))
 }
 
 impl std::fmt::Debug for Communicator {

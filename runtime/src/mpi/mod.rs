@@ -5,7 +5,8 @@
 //! - Rank and size are MPI's; ranks sharing a host are those of `MPI_Comm_split_type(SHARED)`.
 //! - Barrier and the plain-old-data collectives (`*_into`, with [`crate::Op`]) are MPI's own
 //!   (`MPI_Barrier`, `MPI_Bcast`, `MPI_Allreduce` with `MPI_SUM`, ...); `split` is
-//!   `MPI_Comm_split`, `abort` is `MPI_Abort`; small `send_slice` messages are MPI messages.
+//!   `MPI_Comm_split`, `abort` is `MPI_Abort`; `send_slice` messages are `MPI_Send`s, drained
+//!   by a receiver thread when no `recv_into` waits for them (see `p2p.rs`).
 //! - Typed messages, typed collectives (the same algorithms as the built-in backend) and the
 //!   dynamic map travel as MPI messages on a communicator of their own, delivered by a receiver
 //!   thread; so the backend asks for `MPI_THREAD_MULTIPLE` and refuses to start without it.
@@ -14,15 +15,17 @@
 
 mod handle;
 mod native;
+mod p2p;
 mod transport;
 
-pub(crate) use native::{Native, native_message};
+pub(crate) use native::Native;
+pub(crate) use p2p::native_tag;
 pub(crate) use transport::Transport;
 
 use crate::communicator::{Communicator, Shared, World};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::mailbox::{Mailbox, Pattern};
+use crate::mailbox::Mailbox;
 use handle::{Comm, ThreadMultiple};
 use mpi::Threading;
 use mpi::traits::*;
@@ -84,6 +87,7 @@ pub(crate) fn join(limit: u64, (var, n): (&str, usize), hostname: String) -> Res
 
     let mailbox = Arc::new(Mailbox::new(rank, size, crate::env::spin(local_size)?));
     let transport = Transport::start(Comm::new(proof, world.duplicate()), Arc::clone(&mailbox))?;
+    let native = Native::new(proof, world, (0..size).collect(), 0, transport.registry());
     let shared = Shared {
         engine: Engine::over_mpi(rank, size, mailbox, limit, transport),
         control: None,
@@ -96,39 +100,5 @@ pub(crate) fn join(limit: u64, (var, n): (&str, usize), hostname: String) -> Res
         activity: Default::default(),
         mpi: Some(Universe(universe)),
     };
-    Ok(Communicator::world(shared, rank, size).with_native(Native::new(proof, world)))
-}
-
-/// Receives a plain-old-data message from `src` with `tag` into `buf`, whichever way it came:
-/// as an MPI message, or through the engine (`pattern`, into `mailbox`). Polls both, at first
-/// at once and then with ever longer naps (up to a millisecond), so that a long wait does not
-/// burn a core as `MPI_Recv` would.
-pub(crate) fn recv_into<T: bytemuck::Pod>(
-    native: &Native,
-    mailbox: &Mailbox,
-    pattern: &Pattern<'_>,
-    src: usize,
-    tag: u32,
-    buf: &mut [T],
-) -> Result<usize> {
-    let bytes: &mut [u8] = bytemuck::cast_slice_mut(buf);
-    let mut polls = 0u32;
-    loop {
-        if let Some(got) = native.try_recv_into(src, tag, bytes) {
-            return got;
-        }
-        let nap = std::time::Duration::from_micros(u64::from(polls.saturating_sub(200)).min(1000));
-        if let Some(e) = mailbox.recv_timeout(pattern, nap)? {
-            if e.data.len() != bytes.len() {
-                return Err(Error::Malformed(format!(
-                    "message from rank {src} (tag {tag}) has {} bytes, the buffer {}",
-                    e.data.len(),
-                    bytes.len()
-                )));
-            }
-            bytes.copy_from_slice(&e.data);
-            return Ok(e.data.len());
-        }
-        polls = polls.saturating_add(1);
-    }
+    Ok(Communicator::world(shared, rank, size).with_native(native))
 }

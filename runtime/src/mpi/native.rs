@@ -1,39 +1,26 @@
 //! A communicator's collectives as MPI's own: `MPI_Barrier`, `MPI_Bcast`, `MPI_Scatter`,
 //! `MPI_Gather`, `MPI_Allgather`, `MPI_Reduce` and `MPI_Allreduce` with MPI's predefined
-//! operations, `MPI_Comm_split`, and plain-old-data messages as MPI messages.
+//! operations, `MPI_Comm_split`; and the communicator's plain-old-data messages ([`P2p`]).
 //!
 //! Callers check arguments first; what reaches here is well formed on this rank.
 
 use super::handle::{Comm, ThreadMultiple};
-use crate::error::{Error, Result};
+use super::p2p::{P2p, Registry};
 use crate::op::{Element, Kind, Op};
 use mpi::collective::SystemOperation;
 use mpi::datatype::{DynBuffer, DynBufferMut};
 use mpi::topology::Color;
 use mpi::traits::*;
-
-/// Largest tag of plain-old-data messages sent as MPI messages; every MPI library allows it
-/// (`MPI_TAG_UB` is at least 32767). Larger tags go through the engine.
-const MAX_NATIVE_TAG: u32 = 32_767;
-
-/// Largest plain-old-data message sent as an MPI message: below the eager limits of Open MPI
-/// (4 KiB over shared memory) and MPICH, so that `MPI_Send` returns without waiting for the
-/// receiver, as every send of the runtime does. Larger ones go through the engine.
-const MAX_NATIVE_LEN: usize = 4000;
-
-/// Whether a plain-old-data message of `len` bytes with `tag` to another rank is sent as an MPI
-/// message (else through the engine).
-pub(crate) fn native_message(tag: u32, len: usize) -> bool {
-    tag <= MAX_NATIVE_TAG && len <= MAX_NATIVE_LEN
-}
+use std::sync::Arc;
 
 /// One communicator's MPI side.
 pub(crate) struct Native {
     proof: ThreadMultiple,
     /// For collectives.
     coll: Comm,
-    /// For plain-old-data messages, apart from collectives and the engine.
-    p2p: Comm,
+    /// Plain-old-data messages, on a duplicate of `coll`.
+    p2p: Arc<P2p>,
+    registry: Registry,
 }
 
 fn mpi_op(op: Op) -> SystemOperation {
@@ -98,10 +85,22 @@ fn typed_mut<T: Element>(buf: &mut [T]) -> Option<DynBufferMut<'_>> {
 }
 
 impl Native {
-    /// The MPI side of a communicator `coll`.
-    pub fn new(proof: ThreadMultiple, coll: mpi::topology::SimpleCommunicator) -> Native {
-        let p2p = Comm::new(proof, coll.duplicate());
-        Native { proof, coll: Comm::new(proof, coll), p2p }
+    /// The MPI side of a communicator `coll` whose members have world ranks `group` and whose
+    /// point-to-point messages use `context` in the mailbox.
+    pub fn new(
+        proof: ThreadMultiple,
+        coll: mpi::topology::SimpleCommunicator,
+        group: Arc<[usize]>,
+        context: u64,
+        registry: &Registry,
+    ) -> Native {
+        let p2p = P2p::new(Comm::new(proof, coll.duplicate()), group, context, registry);
+        Native { proof, coll: Comm::new(proof, coll), p2p, registry: Arc::clone(registry) }
+    }
+
+    /// The communicator's plain-old-data messages.
+    pub fn p2p(&self) -> &P2p {
+        &self.p2p
     }
 
     fn root(&self, root: usize) -> mpi::topology::Process<'_> {
@@ -164,33 +163,12 @@ impl Native {
         }
     }
 
-    /// Sends bytes to `dest` as an MPI message with `tag`, when [`native_message`] says so.
-    pub fn send(&self, dest: usize, tag: u32, data: &[u8]) {
-        self.p2p.get().process_at_rank(dest as i32).send_with_tag(data, tag as i32);
-    }
-
-    /// Receives the next MPI message from `src` with `tag` into `buf` if one has arrived; a
-    /// message of another length is consumed and reported.
-    pub fn try_recv_into(&self, src: usize, tag: u32, buf: &mut [u8]) -> Option<Result<usize>> {
-        let peer = self.p2p.get().process_at_rank(src as i32);
-        let (message, status) = peer.immediate_matched_probe_with_tag(tag as i32)?;
-        let len = status.count(u8::equivalent_datatype()) as usize;
-        if len == buf.len() {
-            message.matched_receive_into(buf);
-            return Some(Ok(len));
-        }
-        let _ = (message, status).matched_receive_vec::<u8>();
-        Some(Err(Error::Malformed(format!(
-            "message from rank {src} (tag {tag}) has {len} bytes, the buffer {}",
-            buf.len()
-        ))))
-    }
-
-    /// `MPI_Comm_split` with MPI colour `color` (`None`: `MPI_UNDEFINED`) and key `key`.
-    pub fn split(&self, color: Option<i32>, key: i32) -> Option<Native> {
+    /// `MPI_Comm_split` with MPI colour `color` (`None`: `MPI_UNDEFINED`) and key `key`; the new
+    /// communicator's members and context as [`Native::new`] takes them.
+    pub fn split(&self, color: Option<i32>, key: i32, group: Arc<[usize]>, context: u64) -> Option<Native> {
         let color = color.map_or_else(Color::undefined, Color::with_value);
         let comm = self.coll.get().split_by_color_with_key(color, key)?;
-        Some(Native::new(self.proof, comm))
+        Some(Native::new(self.proof, comm, group, context, &self.registry))
     }
 
     /// `MPI_Abort` on this communicator.

@@ -4,13 +4,14 @@
 //! unchanged on MPI.
 
 use super::handle::Comm;
+use super::p2p::Registry;
 use crate::error::{Error, Result};
 use crate::log::debug;
 use crate::mailbox::{Envelope, Mailbox};
 use crate::wire::{HEADER_LEN, Header, KIND_DATA};
 use mpi::traits::*;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ const MAX_NAP: Duration = Duration::from_millis(1);
 /// Sends engine frames over MPI and delivers the received ones into the mailbox.
 pub(crate) struct Transport {
     comm: Arc<Comm>,
+    /// The communicators whose plain-old-data messages the receiver drains.
+    registry: Registry,
     stop: Arc<AtomicBool>,
     receiver: Option<JoinHandle<()>>,
 }
@@ -35,14 +38,20 @@ impl Transport {
     pub fn start(comm: Comm, mailbox: Arc<Mailbox>) -> Result<Transport> {
         let comm = Arc::new(comm);
         let stop = Arc::new(AtomicBool::new(false));
+        let registry = Registry::default();
         let receiver = {
-            let (comm, stop) = (Arc::clone(&comm), Arc::clone(&stop));
+            let (comm, stop, registry) = (Arc::clone(&comm), Arc::clone(&stop), Arc::clone(&registry));
             std::thread::Builder::new()
                 .name("prun-mpi-recv".into())
-                .spawn(move || receive(&comm, &mailbox, &stop))
+                .spawn(move || receive(&comm, &registry, &mailbox, &stop))
                 .map_err(|e| Error::io("starting the MPI receiver thread", e))?
         };
-        Ok(Transport { comm, stop, receiver: Some(receiver) })
+        Ok(Transport { comm, registry, stop, receiver: Some(receiver) })
+    }
+
+    /// Where communicators register their plain-old-data messages for the receiver to drain.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Sends a frame (a [`Header`] with room for it at the front, then the payload) to `dest`.
@@ -64,20 +73,32 @@ impl Drop for Transport {
     }
 }
 
-/// Takes every message that arrives on `comm` into the mailbox until `stop`. MPI cannot block
-/// without spinning, so an idle receiver polls: yielding at first, then sleeping ever longer,
-/// up to [`MAX_NAP`], so that an idle rank costs next to nothing.
-fn receive(comm: &Comm, mailbox: &Mailbox, stop: &AtomicBool) {
+/// Takes every message that arrives on `comm` into the mailbox until `stop`, and every
+/// registered communicator's plain-old-data message that no receive waits for. MPI cannot
+/// block without spinning, so an idle receiver polls: yielding at first, then sleeping ever
+/// longer, up to [`MAX_NAP`], so that an idle rank costs next to nothing.
+fn receive(comm: &Comm, registry: &Registry, mailbox: &Mailbox, stop: &AtomicBool) {
     let mut idle = 0u32;
     while !stop.load(Ordering::Acquire) {
-        match comm.get().any_process().immediate_matched_probe_with_tag(TAG) {
-            Some((message, status)) => {
-                let src = status.source_rank() as usize;
-                let (data, _) = (message, status).matched_receive_vec::<u8>();
-                deliver(mailbox, src, data);
-                idle = 0;
-            }
-            None => {
+        let mut took = false;
+        if let Some((message, status)) = comm.get().any_process().immediate_matched_probe_with_tag(TAG) {
+            let src = status.source_rank() as usize;
+            let (data, _) = (message, status).matched_receive_vec::<u8>();
+            deliver(mailbox, src, data);
+            took = true;
+        }
+        let live: Vec<_> = registry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(|w| w.upgrade())
+            .collect();
+        for p2p in live {
+            took |= p2p.drain_one(mailbox);
+        }
+        match took {
+            true => idle = 0,
+            false => {
                 idle = idle.saturating_add(1);
                 if idle <= YIELDING_POLLS {
                     std::thread::yield_now();

@@ -314,6 +314,19 @@ fn pod(world: &World) -> Result<(), String> {
             check(got == mine, "recv_into from oneself")?;
         }
     }
+    // many large messages in a row, some taken by the receiver while it sleeps and some in
+    // place: they arrive in order
+    for seq in 0..20u64 {
+        world.send_slice(next, 12, &vec![seq ^ rank as u64; 12_500]).map_err(e)?;
+        if seq == 10 {
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+    let mut big = vec![0u64; 12_500];
+    for seq in 0..20u64 {
+        world.recv_into(prev, 12, &mut big).map_err(e)?;
+        check(big.iter().all(|&x| x == seq ^ prev as u64), "large messages in order")?;
+    }
     // a message longer than the buffer is reported and consumed
     world.send_slice(next, 9, &[1u8, 2, 3]).map_err(e)?;
     let mut two = [0u8; 2];
