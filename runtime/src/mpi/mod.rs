@@ -87,7 +87,18 @@ pub(crate) fn join(limit: u64, (var, n): (&str, usize), hostname: String) -> Res
 
     let mailbox = Arc::new(Mailbox::new(rank, size, crate::env::spin(local_size)?));
     let transport = Transport::start(Comm::new(proof, world.duplicate()), Arc::clone(&mailbox))?;
-    let native = Native::new(proof, world, (0..size).collect(), 0, transport.registry());
+    // MPI's own receives poll forever; ours poll as long, up to 10 ms, when the host has a core
+    // per rank, and nap at once otherwise (the host's cores: MPI launchers bind each rank to one)
+    let online = nix::unistd::sysconf(nix::unistd::SysconfVar::_NPROCESSORS_ONLN).ok().flatten();
+    let cores = online
+        .map_or(1, |n| n.max(1) as usize)
+        .max(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let spin = match std::env::var_os(crate::env::SPIN_US) {
+        Some(_) => crate::env::spin(local_size)?,
+        None if local_size <= cores => std::time::Duration::from_millis(10),
+        None => std::time::Duration::ZERO,
+    };
+    let native = Native::new(proof, world, (0..size).collect(), 0, spin, transport.registry());
     let shared = Shared {
         engine: Engine::over_mpi(rank, size, mailbox, limit, transport),
         control: None,

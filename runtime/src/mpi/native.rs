@@ -12,6 +12,7 @@ use mpi::datatype::{DynBuffer, DynBufferMut};
 use mpi::topology::Color;
 use mpi::traits::*;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// One communicator's MPI side.
 pub(crate) struct Native {
@@ -21,6 +22,8 @@ pub(crate) struct Native {
     /// Plain-old-data messages, on a duplicate of `coll`.
     p2p: Arc<P2p>,
     registry: Registry,
+    /// How long a `recv_into` polls before it naps.
+    spin: Duration,
 }
 
 fn mpi_op(op: Op) -> SystemOperation {
@@ -92,10 +95,11 @@ impl Native {
         coll: mpi::topology::SimpleCommunicator,
         group: Arc<[usize]>,
         context: u64,
+        spin: Duration,
         registry: &Registry,
     ) -> Native {
-        let p2p = P2p::new(Comm::new(proof, coll.duplicate()), group, context, registry);
-        Native { proof, coll: Comm::new(proof, coll), p2p, registry: Arc::clone(registry) }
+        let p2p = P2p::new(Comm::new(proof, coll.duplicate()), group, context, spin, registry);
+        Native { proof, coll: Comm::new(proof, coll), p2p, registry: Arc::clone(registry), spin }
     }
 
     /// The communicator's plain-old-data messages.
@@ -168,7 +172,7 @@ impl Native {
     pub fn split(&self, color: Option<i32>, key: i32, group: Arc<[usize]>, context: u64) -> Option<Native> {
         let color = color.map_or_else(Color::undefined, Color::with_value);
         let comm = self.coll.get().split_by_color_with_key(color, key)?;
-        Some(Native::new(self.proof, comm, group, context, &self.registry))
+        Some(Native::new(self.proof, comm, group, context, self.spin, &self.registry))
     }
 
     /// `MPI_Abort` on this communicator.

@@ -13,12 +13,17 @@ use crate::error::{Error, Result};
 use crate::mailbox::{Envelope, Mailbox, Pattern};
 use mpi::traits::*;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 /// Largest tag of plain-old-data messages sent as MPI messages; every MPI library allows it
 /// (`MPI_TAG_UB` is at least 32767). Larger tags go through the engine.
 const MAX_NATIVE_TAG: u32 = 32_767;
+
+/// Smallest buffer `recv_into` posts an MPI receive for, when its message has not arrived yet:
+/// MPI then moves it straight into place (smaller ones are probed, so a length mismatch is an
+/// error rather than MPI's truncation).
+const POSTED: usize = 4096;
 
 /// Whether a plain-old-data message with `tag` is sent as an MPI message (else through the
 /// engine).
@@ -40,12 +45,22 @@ pub(crate) struct P2p {
     waiting: Mutex<HashMap<(usize, u32), usize>>,
     /// Held while a message is taken out of MPI, by the receiver thread or by `recv_into`.
     order: Mutex<()>,
+    /// How long `recv_into` polls before it starts to nap.
+    spin: Duration,
 }
 
 impl P2p {
-    /// The messages of a communicator on `comm`, registered with the receiver thread.
-    pub fn new(comm: Comm, group: Arc<[usize]>, context: u64, registry: &Registry) -> Arc<P2p> {
-        let p2p = Arc::new(P2p { comm, group, context, waiting: Mutex::default(), order: Mutex::new(()) });
+    /// The messages of a communicator on `comm`, registered with the receiver thread; a
+    /// `recv_into` polls for `spin` before it naps.
+    pub fn new(
+        comm: Comm,
+        group: Arc<[usize]>,
+        context: u64,
+        spin: Duration,
+        registry: &Registry,
+    ) -> Arc<P2p> {
+        let p2p =
+            Arc::new(P2p { comm, group, context, waiting: Mutex::default(), order: Mutex::new(()), spin });
         let mut live = registry.lock().unwrap_or_else(PoisonError::into_inner);
         live.retain(|w| w.strong_count() > 0);
         live.push(Arc::downgrade(&p2p));
@@ -58,8 +73,9 @@ impl P2p {
     }
 
     /// Receives the next message from `src` with `tag` into `buf`, from MPI or, if the receiver
-    /// thread drained it, from the mailbox (`pattern`). Polls at first at once, then with naps
-    /// growing to a millisecond, so that a long wait does not burn a core as `MPI_Recv` would.
+    /// thread drained it, from the mailbox (`pattern`). Polls without pause for the spin time
+    /// (as `MPI_Recv` would, but bounded), then with naps growing to a millisecond, so that a
+    /// long wait does not burn a core.
     pub fn recv_into(
         &self,
         mailbox: &Mailbox,
@@ -69,23 +85,61 @@ impl P2p {
         buf: &mut [u8],
     ) -> Result<usize> {
         let _waiting = Waiting::new(self, (src, tag));
-        let mut polls = 0u32;
+        let start = Instant::now();
+        let mut naps = 0u64;
         loop {
             {
-                let _order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
+                let order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
                 if let Some(e) = mailbox.try_recv(pattern)? {
                     return fill(buf, &e.data, src, tag);
                 }
                 if let Some(got) = self.try_recv_into(src, tag, buf) {
                     return got;
                 }
+                if buf.len() >= POSTED {
+                    // nothing older is left anywhere and the receiver thread leaves this source
+                    // and tag alone while we wait: the next message can only land here
+                    return self.posted(order, src, tag, buf);
+                }
             }
-            let nap = Duration::from_micros(u64::from(polls.saturating_sub(200)).min(1000));
-            if let Some(e) = mailbox.recv_timeout(pattern, nap)? {
+            if start.elapsed() < self.spin {
+                std::hint::spin_loop();
+                continue;
+            }
+            naps += 1;
+            if let Some(e) = mailbox.recv_timeout(pattern, Duration::from_micros((naps * 10).min(1000)))? {
                 return fill(buf, &e.data, src, tag);
             }
-            polls = polls.saturating_add(1);
         }
+    }
+
+    /// Receives the next message from `src` with `tag` into `buf` with a receive posted before
+    /// it arrives, so that MPI can move a large message straight into place; polls as
+    /// [`P2p::recv_into`] does. The `order` lock is held until the receive is posted (from then
+    /// on MPI matches the message to it, never to a probe). A longer message is MPI's
+    /// truncation error, which ends the job; a shorter one is reported.
+    fn posted(&self, order: MutexGuard<'_, ()>, src: usize, tag: u32, buf: &mut [u8]) -> Result<usize> {
+        let want = buf.len();
+        let peer = self.comm.get().process_at_rank(src as i32);
+        let len = mpi::request::scope(|scope| {
+            let mut request = peer.immediate_receive_into_with_tag(scope, buf, tag as i32);
+            drop(order);
+            let start = Instant::now();
+            let mut naps = 0u64;
+            loop {
+                match request.test() {
+                    Ok(status) => return status.count(u8::equivalent_datatype()) as usize,
+                    Err(pending) => request = pending,
+                }
+                if start.elapsed() < self.spin {
+                    std::hint::spin_loop();
+                } else {
+                    naps += 1;
+                    std::thread::sleep(Duration::from_micros((naps * 10).min(1000)));
+                }
+            }
+        });
+        if len == want { Ok(len) } else { Err(mismatch(src, tag, len, want)) }
     }
 
     /// Receives the next message from `src` with `tag` into `buf` if MPI has one; a message of

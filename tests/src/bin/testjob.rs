@@ -334,6 +334,14 @@ fn pod(world: &World) -> Result<(), String> {
     world.send_slice(next, 9, &[4u8, 5]).map_err(e)?;
     world.recv_into(prev, 9, &mut two).map_err(e)?;
     check(two == [4, 5], "the next message after a mismatch")?;
+    // and a large message shorter than the buffer, whether it arrives before or after the receive
+    world.barrier().map_err(e)?;
+    if rank % 2 == 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    world.send_slice(next, 10, &vec![7u8; 5000]).map_err(e)?;
+    let mut roomy = vec![0u8; 8000];
+    check(matches!(world.recv_into(prev, 10, &mut roomy), Err(Error::Malformed(_))), "short large message")?;
     // 128-bit integers and the ordinary ones
     let mut wide = [0i128; 2];
     world.allreduce_into(&[i128::from(rank as u32) << 70, -1], &mut wide, prun::Op::Sum).map_err(e)?;
