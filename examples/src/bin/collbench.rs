@@ -69,21 +69,24 @@ fn bench(world: &World, op: &str, max: usize) -> Result<(), prun::Error> {
         let mean = measure(world, 0, || world.barrier())?;
         return report(world, op, 0, mean, true);
     }
+    // buffers to send hold rank + 1 in every byte, as bench/mpi_collbench.c's: never zero, so
+    // that they are real pages rather than the kernel's shared zero page
+    let fill = (rank % 255) as u8 + 1;
     for bytes in SIZES.into_iter().filter(|&b| b <= max) {
         let mean = match op {
             "latency" => {
                 if size < 2 {
                     return Ok(());
                 }
-                let mut buf = vec![1u8; bytes];
+                let (send, mut recv) = (vec![fill; bytes], vec![0u8; bytes]);
                 let mean = measure(world, bytes, || match rank {
                     0 => {
-                        world.send_slice(1, 0, &buf)?;
-                        world.recv_into(1, 0, &mut buf).map(drop)
+                        world.send_slice(1, 0, &send)?;
+                        world.recv_into(1, 0, &mut recv).map(drop)
                     }
                     1 => {
-                        world.recv_into(0, 0, &mut buf)?;
-                        world.send_slice(0, 0, &buf)
+                        world.recv_into(0, 0, &mut recv)?;
+                        world.send_slice(0, 0, &send)
                     }
                     _ => Ok(()),
                 })?;
@@ -91,7 +94,7 @@ fn bench(world: &World, op: &str, max: usize) -> Result<(), prun::Error> {
                 continue;
             }
             "bcast" => {
-                let mut buf = vec![rank as u8; bytes];
+                let mut buf = vec![fill; bytes];
                 measure(world, bytes, || world.broadcast_into(0, &mut buf))?
             }
             "allreduce" => {
@@ -107,17 +110,17 @@ fn bench(world: &World, op: &str, max: usize) -> Result<(), prun::Error> {
                 mean
             }
             "gather" => {
-                let send = vec![rank as u8; bytes];
+                let send = vec![fill; bytes];
                 let mut recv = if rank == 0 { vec![0u8; bytes * size] } else { Vec::new() };
                 measure(world, bytes, || world.gather_into(0, &send, (rank == 0).then_some(&mut recv[..])))?
             }
             "scatter" => {
-                let send = if rank == 0 { vec![1u8; bytes * size] } else { Vec::new() };
+                let send = if rank == 0 { vec![fill; bytes * size] } else { Vec::new() };
                 let mut recv = vec![0u8; bytes];
                 measure(world, bytes, || world.scatter_into(0, (rank == 0).then_some(&send[..]), &mut recv))?
             }
             "allgather" => {
-                let send = vec![rank as u8; bytes];
+                let send = vec![fill; bytes];
                 let mut recv = vec![0u8; bytes * size];
                 measure(world, bytes, || world.allgather_into(&send, &mut recv))?
             }
