@@ -16,7 +16,9 @@
 #
 # collbench is built into target/mpi-<library> (MPICC names the library's compiler wrapper).
 # Prints a markdown table per library on stdout:
-#   | op | bytes | prun on MPI (us) | MPI (us) | ratio | difference (us) |
+#   | op | bytes | prun on MPI (us) | MPI (us) | ratio | difference (us) | MPI, THREAD_MULTIPLE (us) | ratio |
+# The last two columns: the reference built with -DTHREAD_MULTIPLE, the thread level the backend
+# needs, which costs something of its own.
 # Exits 1 if a run failed, 2 on bad arguments.
 
 set -euo pipefail
@@ -71,18 +73,21 @@ for lib in "${LIBS[@]}"; do
     note "$lib: building collbench with --features mpi ..."
     MPICC=$(command -v "$cc") cargo build --release -q -p prun-examples --features mpi --target-dir "target/mpi-$lib"
     "$cc" -O2 -o "$WORK/mpi_collbench-$lib" bench/mpi_collbench.c
+    "$cc" -O2 -DTHREAD_MULTIPLE -o "$WORK/mpi_collbench_mt-$lib" bench/mpi_collbench.c
     : >"$WORK/prun-$lib"
     : >"$WORK/mpi-$lib"
+    : >"$WORK/mt-$lib"
     for ((i = 1; i <= REPEAT; i++)); do
         note "$lib: run $i of $REPEAT ..."
         run "prun-$lib" "${launcher[@]}" -n 2 "target/mpi-$lib/release/collbench" "${OPS_LIST[@]}"
         run "mpi-$lib" "${launcher[@]}" -n 2 "$WORK/mpi_collbench-$lib" "${OPS_LIST[@]}"
+        run "mt-$lib" "${launcher[@]}" -n 2 "$WORK/mpi_collbench_mt-$lib" "${OPS_LIST[@]}"
     done
     echo
     echo "### $("${launcher[0]}" --version 2>/dev/null | awk '/Open MPI|OpenRTE/ { print "Open MPI " $NF; exit } /Version:/ { print "MPICH " $2; exit }')"
     echo
-    echo "| op | bytes | prun on MPI (us) | MPI (us) | ratio | difference (us) |"
-    echo "|----|------:|-----------------:|---------:|------:|----------------:|"
+    echo "| op | bytes | prun on MPI (us) | MPI (us) | ratio | difference (us) | MPI, THREAD_MULTIPLE (us) | ratio |"
+    echo "|----|------:|-----------------:|---------:|------:|----------------:|--------------------------:|------:|"
     # best (smallest) time per row of each program, then joined in the order of the first run
     awk '
         FNR == 1 { file++ }
@@ -94,10 +99,10 @@ for lib in "${LIBS[@]}"; do
         END {
             for (i = 1; i <= n; i++) {
                 k = order[i]; split(k, f, " ")
-                p = best[1, k]; m = best[2, k]
-                if (p == "" || m == "") { printf "| %s | %s | %s | %s | - | - |\n", f[1], f[2], p, m; continue }
-                printf "| %s | %s | %.2f | %.2f | %.2f | %+.2f |\n", f[1], f[2], p, m, (m > 0 ? p / m : 0), p - m
+                p = best[1, k]; m = best[2, k]; t = best[3, k]
+                if (p == "" || m == "" || t == "") { printf "| %s | %s | %s | %s | - | - | %s | - |\n", f[1], f[2], p, m, t; continue }
+                printf "| %s | %s | %.2f | %.2f | %.2f | %+.2f | %.2f | %.2f |\n", f[1], f[2], p, m, (m > 0 ? p / m : 0), p - m, t, (t > 0 ? p / t : 0)
             }
-        }' "$WORK/prun-$lib" "$WORK/mpi-$lib"
+        }' "$WORK/prun-$lib" "$WORK/mpi-$lib" "$WORK/mt-$lib"
 done
 exit "$STATUS"

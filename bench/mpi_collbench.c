@@ -40,6 +40,7 @@
  * Errors go to stderr; bad arguments or environment exit with status 2.
  *
  * Build: mpicc.openmpi -O2 -o mpi_collbench bench/mpi_collbench.c
+ *        (add -DTHREAD_MULTIPLE to initialise with MPI_THREAD_MULTIPLE, as prun's MPI backend)
  *        mpicc.mpich   -O2 -o mpi_collbench bench/mpi_collbench.c
  */
 #include <errno.h>
@@ -285,7 +286,13 @@ static const char *read_env(long *max_bytes)
 
 int main(int argc, char **argv)
 {
+#ifdef THREAD_MULTIPLE
+    /* built with -DTHREAD_MULTIPLE: the thread level prun's MPI backend runs at */
+    int provided;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+#else
     MPI_Init(&argc, &argv);
+#endif
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &nranks);
 
