@@ -6,7 +6,8 @@ use crate::cli::{Cli, StdinTarget};
 use crate::hostfile::{self, HostSpec};
 use crate::placement::MapBy;
 use crate::status::EXIT_USAGE;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -206,6 +207,13 @@ pub fn command(cli: &Cli, launcher: &Path, family: Family) -> Result<Vec<OsStrin
             Family::Slurm => arg("--label"),
         }
     }
+    if family == Family::Slurm
+        && std::env::var_os("SLURM_MPI_TYPE").is_none()
+        && let Some(kind) = cli.command.first().and_then(|p| slurm_mpi_type(p))
+    {
+        // srun's default may be no PMI at all, with which no MPI program starts
+        arg(&format!("--mpi={kind}"));
+    }
     if let Some(secs) = cli.timeout {
         match family {
             Family::OpenMpi => {
@@ -218,6 +226,23 @@ pub fn command(cli: &Cli, launcher: &Path, family: Family) -> Result<Vec<OsStrin
     }
     c.extend(cli.command.iter().cloned());
     Ok(c)
+}
+
+/// The PMI that srun must offer `program`, from the MPI library it is linked with: PMIx for
+/// Open MPI, PMI-2 for MPICH; `None` when that cannot be told (srun's default then applies).
+fn slurm_mpi_type(program: &OsStr) -> Option<&'static str> {
+    let path = crate::program::resolve(program).ok()?;
+    // the names of the shared libraries it needs are in its dynamic string table
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).ok()?.take(256 << 20).read_to_end(&mut bytes).ok()?;
+    let has = |name: &[u8]| bytes.windows(name.len()).any(|w| w == name);
+    if has(b"libmpich.so") {
+        Some("pmi2")
+    } else if has(b"libmpi.so") {
+        Some("pmix")
+    } else {
+        None
+    }
 }
 
 /// Runs the job through the MPI launcher; returns prun's exit status.

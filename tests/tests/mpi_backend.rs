@@ -238,3 +238,35 @@ fn a_program_built_against_another_mpi_says_so() {
     );
     assert_no_leftovers(&mark);
 }
+
+/// In a Slurm allocation (the real one-node Slurm of `tests/scripts/slurm.sh`): `srun` with the
+/// PMI each library needs starts the MPI backend, and `prun --mpi` picks that PMI itself from
+/// the program's MPI library.
+#[test]
+fn srun_and_prun_mpi_in_a_slurm_allocation() {
+    let slurm = Command::new("bash").arg(root().join("tests/scripts/slurm.sh")).arg("start").status();
+    assert!(slurm.is_ok_and(|s| s.success()), "cannot start the test Slurm");
+    for (mpi, pmi) in [(OPEN_MPI, "pmix"), (MPICH, "pmi2")] {
+        let dir = built(mpi);
+        let out = Command::new("srun")
+            .args([&format!("--mpi={pmi}"), "-n", "2"])
+            .arg(dir.join("prun-testjob"))
+            .arg("pod")
+            .output()
+            .expect("run srun");
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "srun --mpi={pmi}: {stdout}\n{}", text(&out.stderr));
+        assert_eq!(stdout.matches("backend Mpi").count(), 2, "{stdout}");
+        let out = Command::new("salloc")
+            .args(["-n", "2"])
+            .arg(bin("prun"))
+            .args(["--mpi", "-v"])
+            .arg(dir.join("ring"))
+            .output()
+            .expect("run salloc");
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "salloc prun --mpi ({}): {stdout}\n{stderr}", mpi.name);
+        assert!(stderr.contains(&format!("srun --mpi={pmi}")), "{stderr}");
+        assert!(stdout.contains("ring ok: 3 laps of 2 ranks"), "{stdout}");
+    }
+}
