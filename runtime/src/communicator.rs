@@ -468,6 +468,11 @@ impl Communicator {
     pub fn abort(&self, code: i32) -> ! {
         #[cfg(feature = "mpi")]
         if let Some(native) = self.native() {
+            // MPI's own words about it are not always printed (Open MPI 4.1 may lose them); one
+            // write, since the launcher may stop reading as soon as MPI_Abort starts
+            let line =
+                format!("prun: rank {} called abort({code}); MPI_Abort ends the job\n", self.world_rank());
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
             native.abort(code);
         }
         if let Some(control) = &self.shared.control
