@@ -63,7 +63,7 @@ const COLLBENCH_MAX_BYTES: &str = "65536";
 /// Runs `program args` on `n` ranks with the library's own launcher.
 fn launch(mpi: Mpi, n: usize, program: &Path, args: &[&str]) -> (Output, String) {
     let mark = format!("mpi-{}-{}", std::process::id(), program.display());
-    let mut cmd = Command::new(mpi.launcher);
+    let mut cmd = bounded(mpi.launcher);
     if mpi.name == "openmpi" {
         // Hydra passes the whole environment on; Open MPI the variables named
         cmd.args([
@@ -102,6 +102,14 @@ fn prun_builtin(n: usize, example: &str, args: &[&str]) -> prun_tests::Finished 
     let mut all = vec!["-n", &n, &example];
     all.extend(args);
     prun(all).env("COLLBENCH_MAX_BYTES", COLLBENCH_MAX_BYTES).run()
+}
+
+/// `program`, killed if it runs longer than a test job may (a hung MPI job fails the test
+/// instead of hanging the suite).
+fn bounded(program: &str) -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-k", "10", &prun_tests::HANG.as_secs().to_string(), program]);
+    cmd
 }
 
 fn text(b: &[u8]) -> String {
@@ -244,7 +252,7 @@ fn srun_and_prun_mpi_in_a_slurm_allocation() {
     assert!(slurm.is_ok_and(|s| s.success()), "cannot start the test Slurm");
     for (mpi, pmi) in [(OPEN_MPI, "pmix"), (MPICH, "pmi2")] {
         let dir = built(mpi);
-        let out = Command::new("srun")
+        let out = bounded("srun")
             .args([&format!("--mpi={pmi}"), "-n", "2"])
             .arg(dir.join("prun-testjob"))
             .arg("pod")
@@ -253,7 +261,7 @@ fn srun_and_prun_mpi_in_a_slurm_allocation() {
         let stdout = text(&out.stdout);
         assert!(out.status.success(), "srun --mpi={pmi}: {stdout}\n{}", text(&out.stderr));
         assert_eq!(stdout.matches("backend Mpi").count(), 2, "{stdout}");
-        let out = Command::new("salloc")
+        let out = bounded("salloc")
             .args(["-n", "2"])
             .arg(bin("prun"))
             .args(["--mpi", "-v"])
