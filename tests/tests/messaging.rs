@@ -31,3 +31,22 @@ fn strangers_on_a_rank_socket_are_dropped() {
     out.expect_code(0).no_leftovers();
     assert!(out.stdout.contains("stranger ok"), "{}", out.stderr);
 }
+
+/// The processor seconds `idle-wait` reports for its three waits of 1.5 s.
+fn idle_cpu(stdout: &str) -> Vec<f64> {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("idle-wait cpu "))
+        .unwrap_or_else(|| panic!("no idle-wait line: {stdout}"));
+    line["idle-wait cpu ".len()..].split_whitespace().map_while(|w| w.parse::<f64>().ok()).collect()
+}
+
+/// A rank blocked in a receive sleeps: over 1.5 s of waiting for a typed message, a small slice
+/// and a large one it uses a small fraction of a core (spinning would use all of it).
+#[test]
+fn a_waiting_rank_does_not_spin() {
+    let out = prun(["-n", "2", "@prun-testjob", "idle-wait"]).run();
+    out.expect_code(0);
+    let used = idle_cpu(&out.stdout);
+    assert!(used.len() == 3 && used.iter().all(|&s| s < 0.5), "{}", out.stdout);
+}

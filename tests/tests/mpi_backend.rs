@@ -134,6 +134,22 @@ fn test_job_passes_on(mpi: Mpi) {
     let out = prun_mpi(mpi, 4, &job, &["pod"]);
     out.expect_code(0).no_leftovers();
     assert_eq!(out.stdout.matches("backend Mpi").count(), 4, "{}", out.stdout);
+    // waiting on MPI does not spin: a small fraction of a core over each 1.5 s wait
+    let (out, mark) = launch(mpi, 2, &job, &["idle-wait"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "idle-wait: {stdout}\n{}", text(&out.stderr));
+    let used = idle_cpu(&stdout);
+    assert!(used.len() == 3 && used.iter().all(|&s| s < 0.5), "{stdout}");
+    assert_no_leftovers(&mark);
+}
+
+/// The processor seconds `idle-wait` reports for its three waits of 1.5 s.
+fn idle_cpu(stdout: &str) -> Vec<f64> {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("idle-wait cpu "))
+        .unwrap_or_else(|| panic!("no idle-wait line: {stdout}"));
+    line["idle-wait cpu ".len()..].split_whitespace().map_while(|w| w.parse::<f64>().ok()).collect()
 }
 
 #[test]

@@ -378,6 +378,48 @@ fn pod(world: &World) -> Result<(), String> {
     Ok(())
 }
 
+/// Seconds of processor time this process (every thread) has used, from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // the fields after the command's closing parenthesis; utime and stime are the 12th and 13th
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
+    ticks as f64 / 100.0
+}
+
+/// Rank 0 waits 1.5 s each for a typed message, a small slice and a large one from rank 1, and
+/// prints the processor time it used in each wait: a rank that waits must not spin.
+fn idle_wait(world: &World) -> Result<(), String> {
+    let e = |e: Error| e.to_string();
+    let pause = Duration::from_millis(1500);
+    match world.rank() {
+        0 => {
+            let mut used = Vec::new();
+            let start = cpu_seconds();
+            let _: u8 = world.recv(1, 1).map_err(e)?;
+            used.push(cpu_seconds() - start);
+            let start = cpu_seconds();
+            world.recv_into(1, 2, &mut [0u8; 8]).map_err(e)?;
+            used.push(cpu_seconds() - start);
+            let start = cpu_seconds();
+            world.recv_into(1, 3, &mut vec![0u8; 1 << 16]).map_err(e)?;
+            used.push(cpu_seconds() - start);
+            let text: Vec<String> = used.iter().map(|s| format!("{s:.2}")).collect();
+            println!("idle-wait cpu {} s over {} s each", text.join(" "), pause.as_secs_f64());
+        }
+        1 => {
+            std::thread::sleep(pause);
+            world.send(0, 1, &1u8).map_err(e)?;
+            std::thread::sleep(pause);
+            world.send_slice(0, 2, &[1u8; 8]).map_err(e)?;
+            std::thread::sleep(pause);
+            world.send_slice(0, 3, &vec![1u8; 1 << 16]).map_err(e)?;
+        }
+        _ => {}
+    }
+    world.barrier().map_err(e)
+}
+
 /// Dynamic and static maps give what a sequential map gives, for many sizes and cost patterns.
 fn maps(world: &World) -> Result<(), String> {
     let e = |e: Error| e.to_string();
@@ -472,6 +514,7 @@ fn main() -> ExitCode {
             ready(&world);
             sleep_forever()
         }
+        "idle-wait" => idle_wait(&world),
         "linger" => {
             // every rank but one ends normally; that one stays
             ready(&world);
