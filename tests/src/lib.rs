@@ -321,3 +321,12 @@ pub fn rank_pid(mark: &str, rank: usize) -> Option<i32> {
         (is_rank && env.contains(&want_mark) && env.contains(&want_rank)).then_some(pid)
     })
 }
+
+/// The processor seconds the test job's `idle-wait` mode reports for its three waits of 1.5 s.
+pub fn idle_cpu(stdout: &str) -> Vec<f64> {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("idle-wait cpu "))
+        .unwrap_or_else(|| panic!("no idle-wait line: {stdout}"));
+    line["idle-wait cpu ".len()..].split_whitespace().map_while(|w| w.parse::<f64>().ok()).collect()
+}

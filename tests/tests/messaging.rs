@@ -1,6 +1,6 @@
 //! Typed point-to-point messages between real rank processes, and their errors.
 
-use prun_tests::prun;
+use prun_tests::{idle_cpu, prun};
 
 #[test]
 fn typed_messages_any_source_order_probe() {
@@ -30,15 +30,6 @@ fn strangers_on_a_rank_socket_are_dropped() {
     let out = prun(["-n", "2", "@prun-testjob", "stranger"]).run();
     out.expect_code(0).no_leftovers();
     assert!(out.stdout.contains("stranger ok"), "{}", out.stderr);
-}
-
-/// The processor seconds `idle-wait` reports for its three waits of 1.5 s.
-fn idle_cpu(stdout: &str) -> Vec<f64> {
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("idle-wait cpu "))
-        .unwrap_or_else(|| panic!("no idle-wait line: {stdout}"));
-    line["idle-wait cpu ".len()..].split_whitespace().map_while(|w| w.parse::<f64>().ok()).collect()
 }
 
 /// A rank blocked in a receive sleeps: over 1.5 s of waiting for a typed message, a small slice

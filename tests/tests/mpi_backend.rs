@@ -3,7 +3,7 @@
 //! its own), run under the library's own launcher and under `prun --mpi`, and give what the
 //! built-in backend gives. `tests/scripts/mpi.sh` installs both libraries and libclang.
 
-use prun_tests::{assert_no_leftovers, bin, prun};
+use prun_tests::{assert_no_leftovers, bin, idle_cpu, prun};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
@@ -141,15 +141,6 @@ fn test_job_passes_on(mpi: Mpi) {
     let used = idle_cpu(&stdout);
     assert!(used.len() == 3 && used.iter().all(|&s| s < 0.5), "{stdout}");
     assert_no_leftovers(&mark);
-}
-
-/// The processor seconds `idle-wait` reports for its three waits of 1.5 s.
-fn idle_cpu(stdout: &str) -> Vec<f64> {
-    let line = stdout
-        .lines()
-        .find(|l| l.starts_with("idle-wait cpu "))
-        .unwrap_or_else(|| panic!("no idle-wait line: {stdout}"));
-    line["idle-wait cpu ".len()..].split_whitespace().map_while(|w| w.parse::<f64>().ok()).collect()
 }
 
 #[test]
