@@ -28,6 +28,11 @@
 //! Messages are any `serde` type, encoded with postcard. Ranks on one host talk over Unix
 //! domain sockets, opened lazily on first use and authenticated with a per-job secret. Every
 //! call returns a [`Result`]; a peer that dies gives an error, never a hang.
+//!
+//! Built with the `mpi` feature and started by an MPI launcher (`mpirun`, `mpiexec`,
+//! `srun --mpi=...`, `prun --mpi`), the same program runs on MPI instead: its rank and size are
+//! MPI's and its collectives MPI's own where MPI has them. [`Communicator::backend`] tells which
+//! [`Backend`] a program got.
 
 mod activity;
 pub mod auth;
