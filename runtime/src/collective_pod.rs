@@ -106,7 +106,7 @@ impl Communicator {
         };
         #[cfg(feature = "mpi")]
         if let Some(native) = self.native() {
-            native.scatter(root, blocks.is_some().then(|| send.map(bytemuck::cast_slice)).flatten(), recv);
+            native.scatter(root, send.map(bytemuck::cast_slice), recv);
             return Ok(());
         }
         let large = recv.len() >= tuning::SCATTER_LARGE;

@@ -407,22 +407,44 @@ impl Communicator {
         let seq = call.seq;
         let mine = codec::encode_into(&(color, key), Vec::new())?;
         let all = prun_collectives::allgather(&self.channel_for(&call), seq, mine, false)?;
-        #[cfg(feature = "mpi")]
-        let native = self.native().map(|native| native_split(self, native, &all, seq)).transpose()?.flatten();
-        let Some(color) = color else { return Ok(None) };
-        let mut members = Vec::new();
-        for (r, bytes) in all.iter().enumerate() {
-            let (c, k): (Option<u32>, i64) = codec::decode(bytes, r, 0)?;
-            if c == Some(color) {
-                members.push((k, r));
+        let pairs: Vec<(Option<u32>, i64)> =
+            all.iter().enumerate().map(|(r, bytes)| codec::decode(bytes, r, 0)).collect::<Result<_>>()?;
+        // this rank's part: its colour, its members (world ranks, by key then rank), its rank there
+        let part = match color {
+            None => None,
+            Some(color) => {
+                let mut members: Vec<(i64, usize)> = pairs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.0 == Some(color))
+                    .map(|(r, p)| (p.1, r))
+                    .collect();
+                members.sort_unstable();
+                let group: Arc<[usize]> = members.iter().map(|&(_, r)| self.group[r]).collect();
+                let rank = members.iter().position(|&(_, r)| r == self.rank).ok_or_else(|| {
+                    Error::Malformed("split: this rank is missing from its own color".into())
+                })?;
+                Some((color, group, rank))
             }
-        }
-        members.sort_unstable();
-        let group: Arc<[usize]> = members.iter().map(|&(_, r)| self.group[r]).collect();
-        let rank = members
-            .iter()
-            .position(|&(_, r)| r == self.rank)
-            .ok_or_else(|| Error::Malformed("split: this rank is missing from its own color".into()))?;
+        };
+        #[cfg(feature = "mpi")]
+        let native = self.native().and_then(|native| {
+            // MPI_Comm_split with small, non-negative colours (this one's place among all of
+            // them) and this rank's place as its key: MPI's groups and ranks are exactly these
+            let mut colors: Vec<u32> = pairs.iter().filter_map(|p| p.0).collect();
+            colors.sort_unstable();
+            colors.dedup();
+            match &part {
+                None => native.split(None, 0, Arc::from([]), 0),
+                Some((color, group, rank)) => native.split(
+                    colors.binary_search(color).ok().map(|c| c as i32),
+                    *rank as i32,
+                    Arc::clone(group),
+                    self.split_context(seq, *color),
+                ),
+            }
+        });
+        let Some((color, group, rank)) = part else { return Ok(None) };
         let index = group.iter().enumerate().map(|(i, &w)| (w, i)).collect();
         let context = self.split_context(seq, color);
         Ok(Some(Communicator {
@@ -558,36 +580,6 @@ impl Communicator {
     pub(crate) fn channel_for(&self, call: &Call<'_>) -> Channel<'_> {
         Channel { comm: self, signature: Signature::of(call) }
     }
-}
-
-/// `MPI_Comm_split` matching split call `seq` whose every `(color, key)` is in `all`: the
-/// colours and the order of ranks become MPI's (small, non-negative colours; keys as
-/// positions), so that MPI's groups and ranks are exactly prun's.
-#[cfg(feature = "mpi")]
-fn native_split(
-    comm: &Communicator,
-    native: &crate::mpi::Native,
-    all: &[Vec<u8>],
-    seq: u32,
-) -> Result<Option<crate::mpi::Native>> {
-    let mut pairs = Vec::with_capacity(all.len());
-    for (r, bytes) in all.iter().enumerate() {
-        let (c, k): (Option<u32>, i64) = codec::decode(bytes, r, 0)?;
-        pairs.push((c, k, r));
-    }
-    let me = comm.rank;
-    let color = pairs.get(me).and_then(|p| p.0);
-    let mut colors: Vec<u32> = pairs.iter().filter_map(|p| p.0).collect();
-    colors.sort_unstable();
-    colors.dedup();
-    let mine = color.and_then(|c| colors.binary_search(&c).ok()).map(|c| c as i32);
-    let mut order: Vec<(i64, usize)> =
-        pairs.iter().filter(|p| p.0 == color).map(|&(_, k, r)| (k, r)).collect();
-    order.sort_unstable();
-    let key = order.iter().position(|&(_, r)| r == me).unwrap_or(me) as i32;
-    let group: Arc<[usize]> = order.iter().map(|&(_, r)| comm.group[r]).collect();
-    let context = color.map_or(0, |c| comm.split_context(seq, c));
-    Ok(native.split(mine, key, group, context))
 }
 
 impl std::fmt::Debug for Communicator {

@@ -62,20 +62,18 @@ mod private {
 
 pub(crate) use private::Kind;
 
-/// The [`Kind`] of a primitive type's name.
-macro_rules! kind {
-    ($t:ident) => {
-        Kind::$t
-    };
+macro_rules! sealed {
+    ($($t:ident),*) => {$(
+        impl private::Sealed for $t {
+            fn kind() -> Kind {
+                Kind::$t
+            }
+        }
+    )*};
 }
 
 macro_rules! integers {
     ($($t:ident),*) => {$(
-        impl private::Sealed for $t {
-            fn kind() -> Kind {
-                kind!($t)
-            }
-        }
         impl Element for $t {
             fn combine(op: Op, a: Self, b: Self) -> Option<Self> {
                 Some(match op {
@@ -94,11 +92,6 @@ macro_rules! integers {
 
 macro_rules! floats {
     ($($t:ident),*) => {$(
-        impl private::Sealed for $t {
-            fn kind() -> Kind {
-                kind!($t)
-            }
-        }
         impl Element for $t {
             fn combine(op: Op, a: Self, b: Self) -> Option<Self> {
                 match op {
@@ -113,6 +106,7 @@ macro_rules! floats {
     )*};
 }
 
+sealed!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64);
 integers!(i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize);
 floats!(f32, f64);
 

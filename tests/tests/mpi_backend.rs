@@ -62,7 +62,10 @@ const COLLBENCH_MAX_BYTES: &str = "65536";
 
 /// Runs `program args` on `n` ranks with the library's own launcher.
 fn launch(mpi: Mpi, n: usize, program: &Path, args: &[&str]) -> (Output, String) {
-    let mark = format!("mpi-{}-{}", std::process::id(), program.display());
+    // unique per run: tests running at once may start the same program
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let mark = format!("mpi-{}-{run}", std::process::id());
     let mut cmd = bounded(mpi.launcher);
     if mpi.name == "openmpi" {
         // Hydra passes the whole environment on; Open MPI the variables named

@@ -38,53 +38,38 @@ fn mpi_op(op: Op) -> SystemOperation {
     }
 }
 
+/// `$buf`, a slice of the element type `T`, cast with bytemuck's `$cast` to the primitive `T` is
+/// and wrapped in `$wrap`, a buffer that carries its MPI datatype; `None` for the 128-bit
+/// integers, which MPI has no datatype for.
+macro_rules! as_mpi {
+    ($buf:expr, $cast:ident, $wrap:path) => {
+        match T::kind() {
+            Kind::i8 => bytemuck::$cast::<T, i8>($buf).ok().map($wrap),
+            Kind::i16 => bytemuck::$cast::<T, i16>($buf).ok().map($wrap),
+            Kind::i32 => bytemuck::$cast::<T, i32>($buf).ok().map($wrap),
+            Kind::i64 => bytemuck::$cast::<T, i64>($buf).ok().map($wrap),
+            Kind::isize => bytemuck::$cast::<T, isize>($buf).ok().map($wrap),
+            Kind::u8 => bytemuck::$cast::<T, u8>($buf).ok().map($wrap),
+            Kind::u16 => bytemuck::$cast::<T, u16>($buf).ok().map($wrap),
+            Kind::u32 => bytemuck::$cast::<T, u32>($buf).ok().map($wrap),
+            Kind::u64 => bytemuck::$cast::<T, u64>($buf).ok().map($wrap),
+            Kind::usize => bytemuck::$cast::<T, usize>($buf).ok().map($wrap),
+            Kind::f32 => bytemuck::$cast::<T, f32>($buf).ok().map($wrap),
+            Kind::f64 => bytemuck::$cast::<T, f64>($buf).ok().map($wrap),
+            Kind::i128 | Kind::u128 => None,
+        }
+    };
+}
+
 /// `buf` as a buffer of its MPI datatype; `None` for types MPI has no datatype for (128-bit
 /// integers), which the caller then reduces with the built-in algorithms.
 fn typed<T: Element>(buf: &[T]) -> Option<DynBuffer<'_>> {
-    macro_rules! as_ {
-        ($t:ty) => {
-            bytemuck::try_cast_slice::<T, $t>(buf).ok().map(DynBuffer::new)
-        };
-    }
-    match T::kind() {
-        Kind::i8 => as_!(i8),
-        Kind::i16 => as_!(i16),
-        Kind::i32 => as_!(i32),
-        Kind::i64 => as_!(i64),
-        Kind::isize => as_!(isize),
-        Kind::u8 => as_!(u8),
-        Kind::u16 => as_!(u16),
-        Kind::u32 => as_!(u32),
-        Kind::u64 => as_!(u64),
-        Kind::usize => as_!(usize),
-        Kind::f32 => as_!(f32),
-        Kind::f64 => as_!(f64),
-        Kind::i128 | Kind::u128 => None,
-    }
+    as_mpi!(buf, try_cast_slice, DynBuffer::new)
 }
 
 /// As [`typed`], for a buffer MPI writes.
 fn typed_mut<T: Element>(buf: &mut [T]) -> Option<DynBufferMut<'_>> {
-    macro_rules! as_ {
-        ($t:ty) => {
-            bytemuck::try_cast_slice_mut::<T, $t>(buf).ok().map(DynBufferMut::new)
-        };
-    }
-    match T::kind() {
-        Kind::i8 => as_!(i8),
-        Kind::i16 => as_!(i16),
-        Kind::i32 => as_!(i32),
-        Kind::i64 => as_!(i64),
-        Kind::isize => as_!(isize),
-        Kind::u8 => as_!(u8),
-        Kind::u16 => as_!(u16),
-        Kind::u32 => as_!(u32),
-        Kind::u64 => as_!(u64),
-        Kind::usize => as_!(usize),
-        Kind::f32 => as_!(f32),
-        Kind::f64 => as_!(f64),
-        Kind::i128 | Kind::u128 => None,
-    }
+    as_mpi!(buf, try_cast_slice_mut, DynBufferMut::new)
 }
 
 impl Native {

@@ -85,8 +85,7 @@ impl P2p {
         buf: &mut [u8],
     ) -> Result<usize> {
         let _waiting = Waiting::new(self, (src, tag));
-        let start = Instant::now();
-        let mut naps = 0u64;
+        let mut patience = Patience::new(self.spin);
         loop {
             {
                 let order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
@@ -102,12 +101,9 @@ impl P2p {
                     return self.posted(order, src, tag, buf);
                 }
             }
-            if start.elapsed() < self.spin {
-                std::hint::spin_loop();
-                continue;
-            }
-            naps += 1;
-            if let Some(e) = mailbox.recv_timeout(pattern, Duration::from_micros((naps * 10).min(1000)))? {
+            if let Some(nap) = patience.next()
+                && let Some(e) = mailbox.recv_timeout(pattern, nap)?
+            {
                 return fill(buf, &e.data, src, tag);
             }
         }
@@ -124,18 +120,14 @@ impl P2p {
         let len = mpi::request::scope(|scope| {
             let mut request = peer.immediate_receive_into_with_tag(scope, buf, tag as i32);
             drop(order);
-            let start = Instant::now();
-            let mut naps = 0u64;
+            let mut patience = Patience::new(self.spin);
             loop {
                 match request.test() {
                     Ok(status) => return status.count(u8::equivalent_datatype()) as usize,
                     Err(pending) => request = pending,
                 }
-                if start.elapsed() < self.spin {
-                    std::hint::spin_loop();
-                } else {
-                    naps += 1;
-                    std::thread::sleep(Duration::from_micros((naps * 10).min(1000)));
+                if let Some(nap) = patience.next() {
+                    std::thread::sleep(nap);
                 }
             }
         });
@@ -172,6 +164,30 @@ impl P2p {
         let world = self.group.get(key.0).copied().unwrap_or(usize::MAX);
         mailbox.push(Envelope { src: world, context: self.context, tag: key.1, data });
         true
+    }
+}
+
+/// How a receive polls: without pause for its spin time, then with naps 10 us longer each time,
+/// up to a millisecond.
+struct Patience {
+    start: Instant,
+    spin: Duration,
+    naps: u64,
+}
+
+impl Patience {
+    fn new(spin: Duration) -> Patience {
+        Patience { start: Instant::now(), spin, naps: 0 }
+    }
+
+    /// `None` while still spinning (poll again at once), else how long to nap first.
+    fn next(&mut self) -> Option<Duration> {
+        if self.start.elapsed() < self.spin {
+            std::hint::spin_loop();
+            return None;
+        }
+        self.naps += 1;
+        Some(Duration::from_micros((self.naps * 10).min(1000)))
     }
 }
 

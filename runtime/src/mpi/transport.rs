@@ -11,7 +11,7 @@ use crate::mailbox::{Envelope, Mailbox};
 use crate::wire::{HEADER_LEN, Header, KIND_DATA};
 use mpi::traits::*;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -79,6 +79,7 @@ impl Drop for Transport {
 /// longer, up to [`MAX_NAP`], so that an idle rank costs next to nothing.
 fn receive(comm: &Comm, registry: &Registry, mailbox: &Mailbox, stop: &AtomicBool) {
     let mut idle = 0u32;
+    let mut live = Vec::new();
     while !stop.load(Ordering::Acquire) {
         let mut took = false;
         if let Some((message, status)) = comm.get().any_process().immediate_matched_probe_with_tag(TAG) {
@@ -87,13 +88,9 @@ fn receive(comm: &Comm, registry: &Registry, mailbox: &Mailbox, stop: &AtomicBoo
             deliver(mailbox, src, data);
             took = true;
         }
-        let live: Vec<_> = registry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .filter_map(|w| w.upgrade())
-            .collect();
-        for p2p in live {
+        // the communicators alive now, held only while they are drained
+        live.extend(registry.lock().unwrap_or_else(PoisonError::into_inner).iter().filter_map(Weak::upgrade));
+        for p2p in live.drain(..) {
             took |= p2p.drain_one(mailbox);
         }
         match took {
