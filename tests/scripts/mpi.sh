@@ -6,7 +6,15 @@ set -euo pipefail
 need=()
 command -v mpicc.openmpi >/dev/null && command -v mpirun.openmpi >/dev/null || need+=(openmpi-bin libopenmpi-dev)
 command -v mpicc.mpich >/dev/null && command -v mpiexec.mpich >/dev/null || need+=(mpich libmpich-dev)
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need+=(libclang-dev)
+# libclang itself (libclang.so or libclang-N.so), not libclang-cpp, which other packages bring
+has_libclang() {
+    local f
+    for f in /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so*; do
+        [[ -e $f ]] && return 0
+    done
+    return 1
+}
+has_libclang || need+=(libclang-dev)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
