@@ -16,7 +16,7 @@ start)
             { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq openssh-server >/dev/null; }
     fi
     mkdir -p "$dir" /run/sshd
-    chmod 700 "$dir"
+    chmod 711 "$dir" # listable by nobody; sshd reads userkey.pub as the login user
     [[ -f $dir/hostkey ]] || ssh-keygen -q -t ed25519 -N '' -f "$dir/hostkey"
     [[ -f $dir/userkey ]] || ssh-keygen -q -t ed25519 -N '' -f "$dir/userkey"
     {
