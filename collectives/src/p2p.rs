@@ -53,6 +53,24 @@ pub trait PointToPoint {
     /// Receives the next message from rank `src` with `tag`, blocking until it arrives.
     fn recv(&self, src: usize, tag: u32) -> Result<Vec<u8>, Self::Error>;
 
+    /// Receives the next message from rank `src` with `tag` into `buf`, which the message must
+    /// fill exactly (a message of another length is an error, and is consumed).
+    ///
+    /// The default receives, then copies; transports that can read a message straight into
+    /// place override it.
+    fn recv_into(&self, src: usize, tag: u32, buf: &mut [u8]) -> Result<(), Self::Error> {
+        let data = self.recv(src, tag)?;
+        if data.len() != buf.len() {
+            return Err(self.malformed(format!(
+                "message from rank {src} has {} bytes where {} were expected",
+                data.len(),
+                buf.len()
+            )));
+        }
+        buf.copy_from_slice(&data);
+        Ok(())
+    }
+
     /// Sends `data` to `dest` with `send_tag` and receives the next message from `src` with
     /// `recv_tag`, as one exchange step.
     ///
@@ -71,6 +89,20 @@ pub trait PointToPoint {
     ) -> Result<Vec<u8>, Self::Error> {
         self.send(dest, send_tag, data)?;
         self.recv(src, recv_tag)
+    }
+
+    /// As [`PointToPoint::sendrecv`], receiving into `buf`, which the message must fill exactly.
+    fn sendrecv_into(
+        &self,
+        dest: usize,
+        send_tag: u32,
+        data: &[u8],
+        src: usize,
+        recv_tag: u32,
+        buf: &mut [u8],
+    ) -> Result<(), Self::Error> {
+        self.send(dest, send_tag, data)?;
+        self.recv_into(src, recv_tag, buf)
     }
 
     /// Builds the error for a malformed message from a peer, or arguments that violate a

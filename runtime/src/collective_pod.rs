@@ -6,7 +6,7 @@ use crate::communicator::Communicator;
 use crate::error::{Error, Result};
 use crate::op::{self, Element, Op};
 use bytemuck::Pod;
-use prun_collectives::tuning;
+use prun_collectives::{in_place, tuning};
 
 fn copy_exact(what: &str, dst: &mut [u8], src: &[u8]) -> Result<()> {
     if dst.len() != src.len() {
@@ -54,6 +54,10 @@ impl Communicator {
         if let Some(native) = self.native() {
             native.broadcast(root, bytes);
             return Ok(());
+        }
+        if self.size() <= 2 || bytes.len() < tuning::BCAST_LARGE {
+            // a binomial tree, each rank receiving in place
+            return in_place::broadcast_into(&self.channel_for(&call), seq, root, bytes);
         }
         if self.rank() == root {
             prun_collectives::broadcast(&self.channel_for(&call), seq, root, Some(bytes.to_vec()))?;
@@ -110,6 +114,10 @@ impl Communicator {
             return Ok(());
         }
         let large = recv.len() >= tuning::SCATTER_LARGE;
+        if large {
+            let send = send.map(bytemuck::cast_slice);
+            return in_place::scatter_into(&self.channel_for(&call), seq, root, send, recv);
+        }
         let got = prun_collectives::scatter(&self.channel_for(&call), seq, root, blocks.as_deref(), large)?;
         copy_exact("scatter_into", recv, &got)
     }
@@ -146,6 +154,9 @@ impl Communicator {
             return Ok(());
         }
         if self.rank() != root {
+            if large {
+                return in_place::gather_into(&self.channel_for(&call), seq, root, send, None);
+            }
             prun_collectives::gather(&self.channel_for(&call), seq, root, send.to_vec(), large)?;
             return Ok(());
         }
@@ -162,6 +173,9 @@ impl Communicator {
         if let Some(native) = self.native() {
             native.gather(root, send, Some(recv));
             return Ok(());
+        }
+        if large {
+            return in_place::gather_into(&self.channel_for(&call), seq, root, send, Some(recv));
         }
         let blocks = prun_collectives::gather(&self.channel_for(&call), seq, root, send.to_vec(), large)?
             .ok_or_else(|| Error::Malformed("gather_into: the root received nothing".into()))?;
@@ -206,6 +220,9 @@ impl Communicator {
             return Ok(());
         }
         let large = send.len() >= tuning::ALLGATHER_LARGE;
+        if large {
+            return in_place::allgather_ring_into(&self.channel_for(&call), seq, send, recv);
+        }
         let blocks = prun_collectives::allgather(&self.channel_for(&call), seq, send.to_vec(), large)?;
         for (dst, block) in recv.chunks_mut(send.len().max(1)).zip(&blocks) {
             copy_exact("allgather_into", dst, block)?;

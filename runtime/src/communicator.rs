@@ -6,7 +6,7 @@ use crate::bootstrap::Control;
 use crate::codec;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::mailbox::Pattern;
+use crate::mailbox::{Envelope, Pattern, Placed, Target};
 use crate::trace::{Call, Tracer};
 use crate::wire::HEADER_LEN;
 use prun_collectives::PointToPoint;
@@ -261,17 +261,22 @@ impl Communicator {
             let len = native.p2p().recv_into(self.shared.engine.mailbox(), &pattern, src, tag, bytes)?;
             return Ok(Status { source: src, tag, len });
         }
-        let e = self.shared.engine.recv(&self.pattern(Some(src), Some(tag))?)?;
         let dst: &mut [u8] = bytemuck::cast_slice_mut(buf);
-        if dst.len() != e.data.len() {
+        let len = dst.len();
+        let pattern = self.pattern(Some(src), Some(tag))?;
+        let target = Target { body: &mut *dst, tail: &mut [] };
+        let e = match self.shared.engine.mailbox().recv_placed(&pattern, target, |_| None)? {
+            Placed::InPlace => return Ok(Status { source: src, tag, len }),
+            Placed::Queued(e) => e,
+        };
+        if len != e.data.len() {
             return Err(Error::Malformed(format!(
-                "message from rank {src} (tag {tag}) has {} bytes, the buffer {}",
+                "message from rank {src} (tag {tag}) has {} bytes, the buffer {len}",
                 e.data.len(),
-                dst.len()
             )));
         }
         dst.copy_from_slice(&e.data);
-        Ok(Status { source: src, tag, len: e.data.len() })
+        Ok(Status { source: src, tag, len })
     }
 
     /// Receives the next message from rank `src` with `tag`, blocking until it arrives.
@@ -697,6 +702,33 @@ impl PointToPoint for Channel<'_> {
     }
 
     fn recv(&self, src: usize, tag: u32) -> Result<Vec<u8>> {
+        self.receive(src, tag, &mut [])?.ok_or_else(|| Error::Malformed("nothing received".into()))
+    }
+
+    fn recv_into(&self, src: usize, tag: u32, buf: &mut [u8]) -> Result<()> {
+        let len = buf.len();
+        if let Some(data) = self.receive(src, tag, buf)? {
+            if data.len() != len {
+                return Err(Error::Malformed(format!(
+                    "collective message from rank {src} has {} bytes where {len} were expected",
+                    data.len()
+                )));
+            }
+            buf.copy_from_slice(&data);
+        }
+        Ok(())
+    }
+
+    fn malformed(&self, what: String) -> Error {
+        Error::Malformed(what)
+    }
+}
+
+impl Channel<'_> {
+    /// Receives the next collective message from `src` with `tag`, checking its signature:
+    /// straight into `buf` when it is exactly `buf`'s length and `buf` is not empty (`None`),
+    /// otherwise as a vector without the signature.
+    fn receive(&self, src: usize, tag: u32, buf: &mut [u8]) -> Result<Option<Vec<u8>>> {
         let world_src = self.comm.check_rank(src)?;
         let pattern =
             Pattern { src: Some(world_src), group: None, context: self.comm.context | 1, tag: Some(tag) };
@@ -712,27 +744,30 @@ impl PointToPoint for Channel<'_> {
         };
         // a message of the same call (same sequence number) from that rank with another
         // signature means it is in another operation: fail now rather than wait forever
-        let engine = &self.comm.shared.engine;
         let sig = &self.signature;
         let waiting = Waiting { op: sig.op, root: sig.root, call: Some(seq), peer: Some(src), tag: None };
         let _wait = self.comm.shared.activity.wait(waiting);
-        let mut data = engine
-            .mailbox()
-            .recv_checked(&pattern, |e| {
-                let theirs = trailer(&e.data);
-                (e.tag >> 8 == seq && theirs != Some(&ours[..])).then(|| mismatch(theirs))
-            })?
-            .data;
+        let bad = |e: &Envelope| {
+            let theirs = trailer(&e.data);
+            (e.tag >> 8 == seq && theirs != Some(&ours[..])).then(|| mismatch(theirs))
+        };
+        let mailbox = self.comm.shared.engine.mailbox();
+        let mut data = if buf.is_empty() {
+            mailbox.recv_checked(&pattern, bad)?.data
+        } else {
+            let mut theirs = [0u8; SIGNATURE_LEN];
+            match mailbox.recv_placed(&pattern, Target { body: buf, tail: &mut theirs }, bad)? {
+                Placed::InPlace if theirs == ours => return Ok(None),
+                Placed::InPlace => return Err(mismatch(Some(&theirs))),
+                Placed::Queued(e) => e.data,
+            }
+        };
         // the signature is a trailer, so the payload stays where it is
         let theirs = trailer(&data);
         if theirs != Some(&ours[..]) {
             return Err(mismatch(theirs));
         }
         data.truncate(data.len() - SIGNATURE_LEN);
-        Ok(data)
-    }
-
-    fn malformed(&self, what: String) -> Error {
-        Error::Malformed(what)
+        Ok(Some(data))
     }
 }

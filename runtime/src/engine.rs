@@ -10,11 +10,22 @@
 use crate::auth::{self, Credentials, HANDSHAKE_TIMEOUT};
 use crate::error::{Error, Result};
 use crate::log::debug;
-use crate::mailbox::{Envelope, Mailbox, Pattern};
+use crate::mailbox::{Envelope, Handoff, Mailbox, Pattern};
 use crate::protocol::Peer;
 use crate::transport::{self, Listener, Stream};
-use crate::wire::{self, HEADER_LEN, KIND_DATA};
+use crate::wire::{self, HEADER_LEN, Header, KIND_DATA};
+use std::io::Read;
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
+
+/// Messages of at least this many bytes are read by a receive posted for them, straight into its
+/// buffer (see [`Mailbox::hand_over`]); shorter ones are queued whole, which costs less than
+/// the hand-over's two wake-ups.
+const HANDOFF_MIN: u64 = 16 * 1024;
+
+/// A large message is read in pieces of this many bytes while no receive is posted for it,
+/// so that one posted meanwhile takes over after at most one piece.
+const HANDOFF_PIECE: u64 = 256 * 1024;
 
 /// Sends and receives the messages of one rank.
 pub(crate) struct Engine {
@@ -236,6 +247,53 @@ pub(crate) fn serve(
         .map_err(|e| Error::io("starting the accept thread", e))
 }
 
+/// Delivers a large message from `src` whose `header` was just read: in pieces into a vector,
+/// unless a receive posted for it comes, which then takes the connection and reads the rest
+/// straight into its buffer. Returns the connection, or `None` when it failed.
+fn read_large(
+    mut stream: Box<dyn Stream>,
+    header: &Header,
+    src: usize,
+    mailbox: &Mailbox,
+    back: &SyncSender<(Box<dyn Stream>, bool)>,
+    returned: &Receiver<(Box<dyn Stream>, bool)>,
+) -> Option<Box<dyn Stream>> {
+    let (context, tag, len) = (header.context, header.tag, header.len);
+    let mut prefix = Vec::new();
+    loop {
+        let handoff = Handoff { stream, prefix, back: back.clone() };
+        match mailbox.hand_over(src, context, tag, len, handoff) {
+            Ok(()) => {
+                return match returned.recv() {
+                    Ok((stream, true)) => Some(stream),
+                    _ => {
+                        debug!("connection from rank {src} failed while a receive read from it");
+                        None
+                    }
+                };
+            }
+            Err(h) => (stream, prefix) = (h.stream, h.prefix),
+        }
+        let have = prefix.len() as u64;
+        if have == len {
+            mailbox.push(Envelope { src, context, tag, data: prefix });
+            return Some(stream);
+        }
+        if prefix.capacity() == 0 {
+            // `len` passed the limit check, so it is a length this process may allocate
+            prefix.reserve_exact(usize::try_from(len).ok()?);
+        }
+        let piece = (len - have).min(HANDOFF_PIECE);
+        match (&mut *stream).take(piece).read_to_end(&mut prefix) {
+            Ok(n) if n as u64 == piece => {}
+            result => {
+                debug!("connection from rank {src} failed mid-message: {result:?}");
+                return None;
+            }
+        }
+    }
+}
+
 /// Authenticates one incoming connection, then delivers its messages until it closes.
 fn incoming(mut stream: Box<dyn Stream>, creds: &Credentials, mailbox: &Mailbox, size: usize, limit: u64) {
     let claimed = std::cell::Cell::new(None);
@@ -270,16 +328,31 @@ fn incoming(mut stream: Box<dyn Stream>, creds: &Credentials, mailbox: &Mailbox,
         }
     };
     let _ = stream.set_read_timeout(None);
+    // a posted receive hands the connection back through this channel (see `Mailbox::hand_over`)
+    let (back, returned) = std::sync::mpsc::sync_channel(1);
     loop {
-        match wire::read_frame(&mut *stream, limit) {
-            Ok(Some((h, data))) if h.kind == KIND_DATA => {
-                mailbox.push(Envelope { src, context: h.context, tag: h.tag, data });
-            }
-            Ok(Some((h, _))) => {
+        let header = match wire::read_header(&mut *stream, limit) {
+            Ok(Some(h)) if h.kind == KIND_DATA => h,
+            Ok(Some(h)) => {
                 debug!("rank {src} sent a frame of kind {}; closing its connection", h.kind);
                 break;
             }
             Ok(None) => break,
+            Err(e) => {
+                debug!("connection from rank {src} failed: {e}");
+                break;
+            }
+        };
+        let (context, tag) = (header.context, header.tag);
+        if header.len >= HANDOFF_MIN {
+            match read_large(stream, &header, src, mailbox, &back, &returned) {
+                Some(rest) => stream = rest,
+                None => break,
+            }
+            continue;
+        }
+        match wire::read_payload(&mut *stream, &header) {
+            Ok(data) => mailbox.push(Envelope { src, context, tag, data }),
             Err(e) => {
                 debug!("connection from rank {src} failed: {e}");
                 break;

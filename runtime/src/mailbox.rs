@@ -4,10 +4,19 @@
 //! and tag in arrival order (so messages of one sender and tag keep their order). A blocked
 //! receive sleeps on a condition variable and is woken by every arrival and every change in a
 //! peer's state, so waiting never burns a core.
+//!
+//! A receive that knows where the payload goes ([`Mailbox::recv_placed`]) posts its buffer while
+//! it waits. A reader thread that reads the header of a large message for a posted receive does
+//! not read the payload itself: it hands its connection over ([`Mailbox::hand_over`]), the
+//! waiting receive reads the payload from the socket straight into its buffer and hands the
+//! connection back. So the payload is copied once on each side (into the kernel and out of it,
+//! at the same time on two cores), with no buffer allocated and no second copy in between.
 
 use crate::error::{Error, Result};
+use crate::transport::Stream;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -59,10 +68,48 @@ impl Peer {
     }
 }
 
+/// A connection lent by its reader thread to a posted receive, in the middle of a payload.
+pub(crate) struct Handoff {
+    /// The connection, its next bytes the rest of the payload.
+    pub stream: Box<dyn Stream>,
+    /// The payload's first bytes, which the reader thread had read before the receive came.
+    pub prefix: Vec<u8>,
+    /// Where the connection goes back, with whether the payload was read whole.
+    pub back: SyncSender<(Box<dyn Stream>, bool)>,
+}
+
+/// A receive waiting with a buffer for one exact source, context, tag and length.
+struct Post {
+    id: u64,
+    src: usize,
+    context: u64,
+    tag: u32,
+    len: u64,
+    /// Set by a reader thread that hands over its connection.
+    handed: Option<Handoff>,
+}
+
+/// Where a posted receive puts a message: its first bytes in `body`, the rest in `tail`.
+pub(crate) struct Target<'b> {
+    pub body: &'b mut [u8],
+    pub tail: &'b mut [u8],
+}
+
+/// What [`Mailbox::recv_placed`] got.
+#[derive(Debug)]
+pub(crate) enum Placed {
+    /// The payload is in the target.
+    InPlace,
+    /// A message that was already queued (or did not fit the target): the caller copies it.
+    Queued(Envelope),
+}
+
 struct State {
     queue: VecDeque<Envelope>,
     peers: Vec<Peer>,
     launcher_lost: bool,
+    posts: Vec<Post>,
+    next_post: u64,
 }
 
 /// The mailbox of one rank.
@@ -88,6 +135,8 @@ impl Mailbox {
                 queue: VecDeque::new(),
                 peers: (0..size).map(|_| Peer::default()).collect(),
                 launcher_lost: false,
+                posts: Vec::new(),
+                next_post: 0,
             }),
             changed: Condvar::new(),
         }
@@ -260,6 +309,96 @@ impl Mailbox {
         }
     }
 
+    /// Offers the payload of a message (from `src`, on `context` with `tag`, `len` bytes) to a
+    /// receive posted for exactly that message, lending it the connection. Gives the handoff
+    /// back when no such receive waits, or when an earlier message it would match is queued.
+    pub fn hand_over(
+        &self,
+        src: usize,
+        context: u64,
+        tag: u32,
+        len: u64,
+        handoff: Handoff,
+    ) -> std::result::Result<(), Handoff> {
+        let mut s = self.lock();
+        let queued = |s: &State| s.queue.iter().any(|e| e.src == src && e.context == context && e.tag == tag);
+        let found = s.posts.iter().position(|p| {
+            p.handed.is_none() && p.src == src && p.context == context && p.tag == tag && p.len == len
+        });
+        match found {
+            Some(i) if !queued(&s) => {
+                s.posts[i].handed = Some(handoff);
+                drop(s);
+                self.generation.fetch_add(1, Ordering::Release);
+                self.changed.notify_all();
+                Ok(())
+            }
+            _ => Err(handoff),
+        }
+    }
+
+    /// Receives the first message matching `pat`, which names one source and one tag, into
+    /// `target` when it is exactly as long as the target; an earlier queued message, or one of
+    /// another length, comes back as [`Placed::Queued`]. Fails as [`Mailbox::recv_checked`]
+    /// does when `bad` objects to a queued message.
+    pub fn recv_placed(
+        &self,
+        pat: &Pattern<'_>,
+        target: Target<'_>,
+        bad: impl Fn(&Envelope) -> Option<Error>,
+    ) -> Result<Placed> {
+        let (Some(src), Some(tag)) = (pat.src, pat.tag) else {
+            return self.recv_checked(pat, bad).map(Placed::Queued);
+        };
+        let mut s = self.lock();
+        let id = s.next_post;
+        s.next_post += 1;
+        let len = (target.body.len() + target.tail.len()) as u64;
+        s.posts.push(Post { id, src, context: pat.context, tag, len, handed: None });
+        let mut spun = false;
+        let outcome = loop {
+            let i = s.posts.iter().position(|p| p.id == id);
+            if let Some(handoff) = i.and_then(|i| s.posts[i].handed.take()) {
+                break Ok(Err(handoff));
+            }
+            if let Some(e) = Self::take(&mut s, pat) {
+                break Ok(Ok(e));
+            }
+            let related = |e: &&Envelope| e.context == pat.context && e.src == src;
+            if let Some(err) = s.queue.iter().filter(related).find_map(&bad) {
+                break Err(err);
+            }
+            if let Some(err) = self.hopeless(&s, pat) {
+                break Err(err);
+            }
+            if !spun {
+                spun = true;
+                let seen = self.generation.load(Ordering::Acquire);
+                drop(s);
+                self.spin_for_change(seen);
+                s = self.lock();
+                continue;
+            }
+            s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
+        };
+        s.posts.retain(|p| p.id != id);
+        drop(s);
+        match outcome? {
+            Ok(e) => Ok(Placed::Queued(e)),
+            Err(Handoff { mut stream, prefix, back }) => {
+                let read = fill(target, &prefix, &mut *stream);
+                // the reader thread waits for its connection; if it is gone, so is the connection
+                let _ = back.send((stream, read.is_ok()));
+                read.map(|()| Placed::InPlace).map_err(|e| Error::PeerLost {
+                    rank: src,
+                    reason: self
+                        .exited(src)
+                        .unwrap_or_else(|| format!("its connection failed mid-message ({e})")),
+                })
+            }
+        }
+    }
+
     /// Takes a message matching `pat` if one has arrived.
     pub fn try_recv(&self, pat: &Pattern<'_>) -> Result<Option<Envelope>> {
         let mut s = self.lock();
@@ -277,6 +416,21 @@ impl Mailbox {
         }
         self.hopeless(&s, pat).map_or(Ok(None), Err)
     }
+}
+
+/// Fills `target` with `prefix`, then with what follows on `stream`.
+fn fill(target: Target<'_>, prefix: &[u8], stream: &mut dyn Stream) -> std::io::Result<()> {
+    if prefix.len() > target.body.len() + target.tail.len() {
+        return Err(std::io::Error::other("a payload longer than its receive"));
+    }
+    // both split points are within their slices: checked just above
+    let in_body = prefix.len().min(target.body.len());
+    let (body_done, body_rest) = target.body.split_at_mut(in_body);
+    let (tail_done, tail_rest) = target.tail.split_at_mut(prefix.len() - in_body);
+    body_done.copy_from_slice(&prefix[..in_body]);
+    tail_done.copy_from_slice(&prefix[in_body..]);
+    stream.read_exact(body_rest)?;
+    stream.read_exact(tail_rest)
 }
 
 #[cfg(test)]
@@ -322,5 +476,48 @@ mod tests {
         assert!(matches!(second, Err(Error::PeerLost { rank: 1, .. })), "{second:?}");
         let any = m.recv(&Pattern { src: None, group: None, context: 0, tag: None });
         assert!(matches!(any, Err(Error::AllPeersGone)), "{any:?}");
+    }
+
+    /// A large message's payload goes straight into a posted receive's buffer, prefix first;
+    /// without such a receive, or to one of another length or tag, it is refused.
+    #[test]
+    fn hand_over_reads_into_a_posted_receive() {
+        use std::io::Write;
+        use std::os::unix::net::UnixStream;
+        let m = Arc::new(Mailbox::new(0, 2, Duration::ZERO));
+        m.handshake_started(1);
+        m.handshake_ended(1, true);
+        let (back, returned) = std::sync::mpsc::sync_channel(1);
+        let (mut writer, reader) = UnixStream::pair().expect("pair");
+        let lend = |prefix: Vec<u8>, stream: Box<dyn Stream>| Handoff { stream, prefix, back: back.clone() };
+
+        // nobody waits: the handoff comes back
+        let refused = m.hand_over(1, 0, 5, 10, lend(Vec::new(), Box::new(reader))).expect_err("no receive");
+        let reader = refused.stream;
+
+        let m2 = Arc::clone(&m);
+        let waiter = std::thread::spawn(move || {
+            let (mut body, mut tail) = ([0u8; 7], [0u8; 3]);
+            let pat = Pattern { src: Some(1), group: None, context: 0, tag: Some(5) };
+            let placed = m2.recv_placed(&pat, Target { body: &mut body, tail: &mut tail }, |_| None);
+            (placed.map(|p| matches!(p, Placed::InPlace)), body, tail)
+        });
+        // the receive posts itself; wrong lengths and tags are refused meanwhile
+        let mut reader = reader;
+        loop {
+            reader = match m.hand_over(1, 0, 5, 10, lend(b"abcd".to_vec(), reader)) {
+                Ok(()) => break,
+                Err(h) => h.stream,
+            };
+            reader = m.hand_over(1, 0, 5, 11, lend(Vec::new(), reader)).expect_err("length").stream;
+            reader = m.hand_over(1, 0, 6, 10, lend(Vec::new(), reader)).expect_err("tag").stream;
+            std::thread::yield_now();
+        }
+        writer.write_all(b"efghij").expect("write");
+        let (_, whole) = returned.recv().expect("connection back");
+        assert!(whole);
+        let (placed, body, tail) = waiter.join().expect("waiter");
+        assert!(placed.expect("received"), "not in place");
+        assert_eq!((&body, &tail), (b"abcdefg", b"hij"));
     }
 }

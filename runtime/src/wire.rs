@@ -89,6 +89,15 @@ impl Header {
 
 /// Reads one frame; `Ok(None)` on a clean end of stream before a header.
 pub fn read_frame<R: Read + ?Sized>(r: &mut R, limit: u64) -> Result<Option<(Header, Vec<u8>)>, WireError> {
+    let Some(header) = read_header(r, limit)? else {
+        return Ok(None);
+    };
+    read_payload(r, &header).map(|payload| Some((header, payload)))
+}
+
+/// Reads a frame's header and checks its length against `limit`; `Ok(None)` on a clean end of
+/// stream. The payload ([`read_payload`]) follows.
+pub fn read_header<R: Read + ?Sized>(r: &mut R, limit: u64) -> Result<Option<Header>, WireError> {
     let mut head = [0; HEADER_LEN];
     let mut got = 0;
     while got < HEADER_LEN {
@@ -104,14 +113,19 @@ pub fn read_frame<R: Read + ?Sized>(r: &mut R, limit: u64) -> Result<Option<(Hea
     if header.len > limit {
         return Err(WireError::TooLarge { len: header.len, limit });
     }
-    let len = usize::try_from(header.len).map_err(|_| WireError::TooLarge { len: header.len, limit })?;
-    // read straight into uninitialised capacity: no zeroing of large payloads
+    Ok(Some(header))
+}
+
+/// Reads the payload of a frame whose header [`read_header`] returned (and so checked).
+pub fn read_payload<R: Read + ?Sized>(r: &mut R, header: &Header) -> Result<Vec<u8>, WireError> {
+    let len = usize::try_from(header.len)
+        .map_err(|_| WireError::TooLarge { len: header.len, limit: usize::MAX as u64 })?;
     let mut payload = Vec::with_capacity(len);
     r.take(header.len).read_to_end(&mut payload)?;
     if payload.len() != len {
         return Err(WireError::Io(io::ErrorKind::UnexpectedEof.into()));
     }
-    Ok(Some((header, payload)))
+    Ok(payload)
 }
 
 /// Writes a frame whose first [`HEADER_LEN`] bytes are room for the header, in one write.

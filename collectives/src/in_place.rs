@@ -1,0 +1,263 @@
+//! Collectives on buffers whose length every rank knows: each message is received straight
+//! into its place in the caller's buffer ([`PointToPoint::recv_into`]) and sent from it, with
+//! no header, no intermediate vector and no copy beyond the transport's own.
+//!
+//! These serve the plain-old-data `_into` calls, where every rank passes buffers of agreed
+//! lengths (the runtime checks the agreement with each message). Their message patterns are the
+//! ones the vector-based algorithms use for the same sizes: a binomial tree for broadcast,
+//! direct sends to or from the root for large gather and scatter, and a ring for large
+//! allgather.
+
+use crate::binomial;
+use crate::p2p::{PointToPoint, step_tag, tag};
+
+/// The root's `buf` into every rank's `buf` (all of one length), down a binomial tree rooted
+/// at `root`: every rank receives the whole buffer once from its parent, in place, and sends it
+/// on to its children, farthest first.
+///
+/// Errors: a message of the wrong length, or `root` out of range.
+pub fn broadcast_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    root: usize,
+    buf: &mut [u8],
+) -> Result<(), P::Error> {
+    let (rank, size) = (p.rank(), p.size());
+    if root >= size || rank >= size {
+        return Err(
+            p.malformed(format!("broadcast: root {root} or rank {rank} out of range for {size} ranks"))
+        );
+    }
+    let vr = (rank + size - root) % size;
+    let abs = |v: usize| (v + root) % size;
+    if let Some(parent) = binomial::parent(vr) {
+        p.recv_into(abs(parent), tag(seq, 0), buf)?;
+    }
+    for child in binomial::children(vr, size).rev() {
+        p.send(abs(child), tag(seq, 0), buf)?;
+    }
+    Ok(())
+}
+
+/// Every rank's `block` (all of one length) straight to the root, which places block `r` at
+/// `recv[r * len..]`; `recv` is the root's, `size * len` bytes, and `None` elsewhere.
+///
+/// Errors: a message of the wrong length, `root` out of range, or a missing or wrongly sized
+/// `recv` on the root.
+pub fn gather_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    root: usize,
+    block: &[u8],
+    recv: Option<&mut [u8]>,
+) -> Result<(), P::Error> {
+    let (rank, size) = (p.rank(), p.size());
+    if root >= size || rank >= size {
+        return Err(p.malformed(format!("gather: root {root} or rank {rank} out of range for {size} ranks")));
+    }
+    if rank != root {
+        return p.send(root, tag(seq, 1), block);
+    }
+    let len = block.len();
+    let recv = blocks_of(p, "gather", recv, len)?;
+    for src in 0..size {
+        let dst = &mut recv[src * len..(src + 1) * len];
+        if src == rank {
+            dst.copy_from_slice(block);
+        } else {
+            p.recv_into(src, tag(seq, 1), dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// Block `r` of the root's `send` (`size * recv.len()` bytes) straight to rank `r`'s `recv`.
+///
+/// Errors: a message of the wrong length, `root` out of range, or a missing or wrongly sized
+/// `send` on the root.
+pub fn scatter_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    root: usize,
+    send: Option<&[u8]>,
+    recv: &mut [u8],
+) -> Result<(), P::Error> {
+    let (rank, size) = (p.rank(), p.size());
+    if root >= size || rank >= size {
+        return Err(p.malformed(format!("scatter: root {root} or rank {rank} out of range for {size} ranks")));
+    }
+    if rank != root {
+        return p.recv_into(root, tag(seq, 1), recv);
+    }
+    let len = recv.len();
+    let send = match send {
+        Some(s) if s.len() == len * size => s,
+        _ => return Err(p.malformed(format!("scatter: the root's buffer must hold {size} x {len} bytes"))),
+    };
+    for dest in (0..size).filter(|&d| d != rank) {
+        p.send(dest, tag(seq, 1), &send[dest * len..(dest + 1) * len])?;
+    }
+    recv.copy_from_slice(&send[rank * len..(rank + 1) * len]);
+    Ok(())
+}
+
+/// Every rank's `block` (all of one length) into every rank's `recv` (`size * len` bytes), in
+/// rank order, around a ring: in step `s` a rank passes block `rank - s` to the next rank and
+/// receives block `rank - s - 1` from the previous one into its place.
+///
+/// Errors: a message of the wrong length, or a wrongly sized `recv`.
+pub fn allgather_ring_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    block: &[u8],
+    recv: &mut [u8],
+) -> Result<(), P::Error> {
+    let (rank, size) = (p.rank(), p.size());
+    let len = block.len();
+    let recv = blocks_of(p, "allgather", Some(recv), len)?;
+    recv[rank * len..(rank + 1) * len].copy_from_slice(block);
+    let (next, prev) = ((rank + 1) % size, (rank + size - 1) % size);
+    for s in 0..size - 1 {
+        let (out, into) = ((rank + size - s) % size, (rank + 2 * size - s - 1) % size);
+        let (out, into) = disjoint(recv, len, out, into);
+        let t = step_tag(seq, s);
+        p.sendrecv_into(next, t, out, prev, t, into)?;
+    }
+    Ok(())
+}
+
+/// `recv` when it holds exactly `size` blocks of `len` bytes.
+fn blocks_of<'b, P: PointToPoint + ?Sized>(
+    p: &P,
+    op: &str,
+    recv: Option<&'b mut [u8]>,
+    len: usize,
+) -> Result<&'b mut [u8], P::Error> {
+    let size = p.size();
+    match recv {
+        Some(r) if r.len() == len * size => Ok(r),
+        Some(r) => {
+            Err(p.malformed(format!("{op}: the receive buffer holds {} bytes, not {size} x {len}", r.len())))
+        }
+        None => Err(p.malformed(format!("{op}: the root passed no receive buffer"))),
+    }
+}
+
+/// Block `a` to read and block `b` to write, of `len` bytes each, from `buf`; `a != b`.
+fn disjoint(buf: &mut [u8], len: usize, a: usize, b: usize) -> (&[u8], &mut [u8]) {
+    if a < b {
+        let (low, high) = buf.split_at_mut(b * len);
+        (&low[a * len..(a + 1) * len], &mut high[..len])
+    } else {
+        let (low, high) = buf.split_at_mut(a * len);
+        (&high[..len], &mut low[b * len..(b + 1) * len])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{LARGE_SIZES, SIZES, bytes, run};
+    use crate::threads::ThreadError;
+
+    /// Every rank ends with the root's bytes, for every size, root and a few lengths.
+    #[test]
+    fn broadcast_every_size_and_root() {
+        for size in SIZES {
+            for root in 0..size {
+                for len in [0, 1, 1000] {
+                    let data = bytes((size * 31 + root) as u64, len);
+                    let out = run(size, |p| {
+                        let mut buf = if p.rank() == root { data.clone() } else { vec![0; len] };
+                        broadcast_into(&p, 3, root, &mut buf).map(|()| buf)
+                    });
+                    for got in out {
+                        assert_eq!(got.expect("broadcast"), data, "size {size} root {root} len {len}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The root gets every block in rank order; each rank gets its block back from scatter.
+    #[test]
+    fn gather_and_scatter_every_size_and_root() {
+        for size in SIZES {
+            for root in 0..size {
+                for len in [0, 3, 4096] {
+                    let all: Vec<u8> = (0..size).flat_map(|r| bytes(r as u64 + 7, len)).collect();
+                    let out = run(size, |p| {
+                        let r = p.rank();
+                        let mine = &all[r * len..(r + 1) * len];
+                        let mut gathered = vec![0; size * len];
+                        let recv = (r == root).then_some(&mut gathered[..]);
+                        gather_into(&p, 0, root, mine, recv).expect("gather");
+                        let mut back = vec![0xff; len];
+                        let send = (r == root).then_some(&gathered[..]);
+                        scatter_into(&p, 1, root, send, &mut back).expect("scatter");
+                        (r == root).then_some(gathered).is_none_or(|g| g == all) && back == mine
+                    });
+                    assert!(out.iter().all(|&ok| ok), "size {size} root {root} len {len}: {out:?}");
+                }
+            }
+        }
+    }
+
+    /// Every rank gets every block in rank order.
+    #[test]
+    fn allgather_every_size() {
+        for size in SIZES {
+            for len in [0, 5, 2048] {
+                let all: Vec<u8> = (0..size).flat_map(|r| bytes(r as u64 + 99, len)).collect();
+                let out = run(size, |p| {
+                    let r = p.rank();
+                    let mut recv = vec![0; size * len];
+                    allgather_ring_into(&p, 2, &all[r * len..(r + 1) * len], &mut recv).map(|()| recv)
+                });
+                for got in out {
+                    assert_eq!(got.expect("allgather"), all, "size {size} len {len}");
+                }
+            }
+        }
+    }
+
+    /// Several MiB per rank.
+    #[test]
+    fn large() {
+        for size in LARGE_SIZES {
+            let len = 3 * 1024 * 1024 + 5;
+            let all: Vec<u8> = (0..size).flat_map(|r| bytes(r as u64, len)).collect();
+            let out = run(size, |p| {
+                let r = p.rank();
+                let mut recv = vec![0; size * len];
+                allgather_ring_into(&p, 0, &all[r * len..(r + 1) * len], &mut recv).expect("allgather");
+                let mut buf = if r == 0 { all[..len].to_vec() } else { vec![0; len] };
+                broadcast_into(&p, 1, 0, &mut buf).expect("broadcast");
+                recv == all && buf == all[..len]
+            });
+            assert!(out.iter().all(|&ok| ok), "size {size}");
+        }
+    }
+
+    /// A message of the wrong length, or a wrongly sized buffer, is an error, not a panic.
+    #[test]
+    fn wrong_lengths() {
+        let out = run(2, |p| {
+            if p.rank() == 1 {
+                p.send(0, tag(0, 0), b"four").expect("send");
+                None
+            } else {
+                Some(broadcast_into(&p, 0, 1, &mut [0u8; 3]))
+            }
+        });
+        assert!(matches!(out[0], Some(Err(ThreadError::Malformed(_)))), "{out:?}");
+        let out = run(2, |p| {
+            let mut small = [0u8; 3];
+            let recv = (p.rank() == 0).then_some(&mut small[..]);
+            gather_into(&p, 0, 0, &[1, 2], recv).err()
+        });
+        assert!(matches!(out[0], Some(ThreadError::Malformed(_))), "{out:?}");
+        let out = run(2, |p| allgather_ring_into(&p, 0, &[1], &mut [0u8; 3]).err());
+        assert!(out.iter().all(|e| matches!(e, Some(ThreadError::Malformed(_)))), "{out:?}");
+    }
+}
