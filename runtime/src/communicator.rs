@@ -719,10 +719,46 @@ impl PointToPoint for Channel<'_> {
         Ok(())
     }
 
+    /// Sends on a thread of its own while this one receives, for large messages: the receive
+    /// is then posted while the send goes out, and reads its message in place instead of
+    /// letting it be queued whole (two ranks exchanging large blocks both send first).
+    fn sendrecv_into(
+        &self,
+        dest: usize,
+        send_tag: u32,
+        data: &[u8],
+        src: usize,
+        recv_tag: u32,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        if data.len().min(buf.len()) < SENDRECV_THREAD_MIN {
+            self.send(dest, send_tag, data)?;
+            return self.recv_into(src, recv_tag, buf);
+        }
+        std::thread::scope(|scope| {
+            let sender = std::thread::Builder::new()
+                .name("prun-sendrecv".into())
+                .spawn_scoped(scope, || self.send(dest, send_tag, data));
+            let Ok(sender) = sender else {
+                // no thread to be had: send, then receive, as the default does
+                self.send(dest, send_tag, data)?;
+                return self.recv_into(src, recv_tag, buf);
+            };
+            let received = self.recv_into(src, recv_tag, buf);
+            let sent =
+                sender.join().unwrap_or_else(|_| Err(Error::Malformed("the sending thread panicked".into())));
+            sent.and(received)
+        })
+    }
+
     fn malformed(&self, what: String) -> Error {
         Error::Malformed(what)
     }
 }
+
+/// Exchanges of at least this many bytes each way send on a thread of their own (see
+/// `Channel::sendrecv_into`); below it, a thread costs more than the copy it saves.
+const SENDRECV_THREAD_MIN: usize = 256 * 1024;
 
 impl Channel<'_> {
     /// Receives the next collective message from `src` with `tag`, checking its signature:
