@@ -9,6 +9,8 @@
 /// binomial tree to van de Geijn's scatter + ring allgather (on more than two ranks).
 ///
 /// Measured at 8 ranks on 2 cores: binomial 1.07 ms against 3.2 ms at 1 MiB, equal at 16 MiB.
+/// The zero-copy broadcast ([`in_place::broadcast_into`](crate::in_place::broadcast_into))
+/// keeps the binomial tree at every size: received in place, it won at 16 MiB too.
 pub const BCAST_LARGE: usize = 8 << 20;
 
 /// Buffer size in bytes at or above which an allreduce should use the ring reduce-scatter +
