@@ -15,9 +15,9 @@
 use crate::error::{Error, Result};
 use crate::transport::Stream;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::SyncSender;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// A received message.
@@ -121,6 +121,19 @@ pub(crate) struct Mailbox {
     generation: AtomicU64,
     /// How long a receiver polls `generation` before sleeping on the condition variable.
     spin: Duration,
+    /// Receives blocked right now, and what to call when one starts to block (set by a
+    /// transport whose deliveries come from polling, to poll eagerly while someone waits).
+    waiters: AtomicUsize,
+    waker: OnceLock<Box<dyn Fn() + Send + Sync>>,
+}
+
+/// Counts a blocked receive for as long as it lives.
+struct Waiting<'m>(&'m Mailbox);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiters.fetch_sub(1, Ordering::Release);
+    }
 }
 
 impl Mailbox {
@@ -139,7 +152,30 @@ impl Mailbox {
                 next_post: 0,
             }),
             changed: Condvar::new(),
+            waiters: AtomicUsize::new(0),
+            waker: OnceLock::new(),
         }
+    }
+
+    /// Sets what to call whenever a receive starts to block (once; later calls are ignored).
+    #[cfg(feature = "mpi")]
+    pub fn set_waker(&self, waker: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.waker.set(waker);
+    }
+
+    /// Whether some receive is blocked, waiting for a message.
+    #[cfg(feature = "mpi")]
+    pub fn has_waiters(&self) -> bool {
+        self.waiters.load(Ordering::Acquire) > 0
+    }
+
+    /// Marks a receive as blocked until the returned guard is dropped, and calls the waker.
+    fn waiting(&self) -> Waiting<'_> {
+        self.waiters.fetch_add(1, Ordering::AcqRel);
+        if let Some(wake) = self.waker.get() {
+            wake();
+        }
+        Waiting(self)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -245,10 +281,12 @@ impl Mailbox {
     pub fn recv(&self, pat: &Pattern<'_>) -> Result<Envelope> {
         let mut s = self.lock();
         let mut spun = false;
+        let mut _waiting = None;
         loop {
             if let Some(e) = Self::take(&mut s, pat) {
                 return Ok(e);
             }
+            _waiting.get_or_insert_with(|| self.waiting());
             if let Some(err) = self.hopeless(&s, pat) {
                 return Err(err);
             }
@@ -275,10 +313,12 @@ impl Mailbox {
         bad: impl Fn(&Envelope) -> Option<Error>,
     ) -> Result<Envelope> {
         let mut s = self.lock();
+        let mut _waiting = None;
         loop {
             if let Some(e) = Self::take(&mut s, pat) {
                 return Ok(e);
             }
+            _waiting.get_or_insert_with(|| self.waiting());
             let related = |e: &&Envelope| e.context == pat.context && pat.src.is_none_or(|src| src == e.src);
             if let Some(err) = s.queue.iter().filter(related).find_map(&bad) {
                 return Err(err);
@@ -294,10 +334,12 @@ impl Mailbox {
     pub fn recv_timeout(&self, pat: &Pattern<'_>, timeout: Duration) -> Result<Option<Envelope>> {
         let deadline = Instant::now() + timeout;
         let mut s = self.lock();
+        let mut _waiting = None;
         loop {
             if let Some(e) = Self::take(&mut s, pat) {
                 return Ok(Some(e));
             }
+            _waiting.get_or_insert_with(|| self.waiting());
             if let Some(err) = self.hopeless(&s, pat) {
                 return Err(err);
             }
@@ -356,6 +398,7 @@ impl Mailbox {
         let len = (target.body.len() + target.tail.len()) as u64;
         s.posts.push(Post { id, src, context: pat.context, tag, len, handed: None });
         let mut spun = false;
+        let _waiting = self.waiting();
         let outcome = loop {
             let i = s.posts.iter().position(|p| p.id == id);
             if let Some(handoff) = i.and_then(|i| s.posts[i].handed.take()) {
