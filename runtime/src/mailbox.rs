@@ -563,4 +563,38 @@ mod tests {
         assert!(placed.expect("received"), "not in place");
         assert_eq!((&body, &tail), (b"abcdefg", b"hij"));
     }
+
+    /// A connection that ends in the middle of a payload fails the receive reading it (with
+    /// the peer named), and tells the reader thread the connection is no good.
+    #[test]
+    fn a_connection_ending_mid_payload_fails_the_posted_receive() {
+        use std::io::Write;
+        use std::os::unix::net::UnixStream;
+        let m = Arc::new(Mailbox::new(0, 2, Duration::ZERO));
+        m.handshake_started(1);
+        m.handshake_ended(1, true);
+        let (back, returned) = std::sync::mpsc::sync_channel(1);
+        let (mut writer, reader) = UnixStream::pair().expect("pair");
+        let m2 = Arc::clone(&m);
+        let waiter = std::thread::spawn(move || {
+            let mut body = [0u8; 100];
+            let pat = Pattern { src: Some(1), group: None, context: 7, tag: Some(2) };
+            m2.recv_placed(&pat, Target { body: &mut body, tail: &mut [] }, |_| None)
+        });
+        let mut reader: Box<dyn Stream> = Box::new(reader);
+        loop {
+            let handoff = Handoff { stream: reader, prefix: Vec::new(), back: back.clone() };
+            reader = match m.hand_over(1, 7, 2, 100, handoff) {
+                Ok(()) => break,
+                Err(h) => h.stream,
+            };
+            std::thread::yield_now();
+        }
+        writer.write_all(&[1; 40]).expect("write");
+        drop(writer);
+        let (_, whole) = returned.recv().expect("connection back");
+        assert!(!whole, "a short payload counted as whole");
+        let got = waiter.join().expect("waiter");
+        assert!(matches!(got, Err(Error::PeerLost { rank: 1, .. })), "{got:?}");
+    }
 }
