@@ -98,24 +98,26 @@ pub(crate) struct Call<'a> {
     pub args: String,
     tracer: Option<&'a Tracer>,
     cat: &'static str,
-    start: Instant,
+    /// When the call started, when it is traced (reading the clock costs a small call's time).
+    start: Option<Instant>,
 }
 
 impl<'a> Call<'a> {
     /// Starts call `seq` named `name` in category `cat`.
     pub fn new(seq: u32, tracer: Option<&'a Tracer>, name: &'static str, cat: &'static str) -> Call<'a> {
-        Call { seq, name, root: None, len: None, args: String::new(), tracer, cat, start: Instant::now() }
+        let start = tracer.map(|_| Instant::now());
+        Call { seq, name, root: None, len: None, args: String::new(), tracer, cat, start }
     }
 }
 
 impl Drop for Call<'_> {
     fn drop(&mut self) {
-        if let Some(t) = self.tracer {
+        if let (Some(t), Some(start)) = (self.tracer, self.start) {
             let sep = if self.args.is_empty() { "" } else { "," };
             t.record(
                 self.name,
                 self.cat,
-                self.start,
+                start,
                 Instant::now(),
                 &format!("\"call\":{}{sep}{}", self.seq, self.args),
             );

@@ -11,8 +11,8 @@
 use super::handle::Comm;
 use crate::error::{Error, Result};
 use crate::mailbox::{Envelope, Mailbox, Pattern};
+use mpi::topology::Process;
 use mpi::traits::*;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -42,7 +42,7 @@ pub(crate) struct P2p {
     /// The communicator's point-to-point context in the mailbox.
     context: u64,
     /// `(source, tag)` that `recv_into` calls wait for, with how many wait.
-    waiting: Mutex<HashMap<(usize, u32), usize>>,
+    waiting: Mutex<Vec<((usize, u32), usize)>>,
     /// Held while a message is taken out of MPI, by the receiver thread or by `recv_into`.
     order: Mutex<()>,
     /// How long `recv_into` polls before it starts to nap.
@@ -86,13 +86,21 @@ impl P2p {
     ) -> Result<usize> {
         let _waiting = Waiting::new(self, (src, tag));
         let mut patience = Patience::new(self.spin);
+        let comm = self.comm.get();
+        let peer = comm.process_at_rank(src as i32);
+        // Once this receive is registered (above) and has looked in the mailbox under the order
+        // lock, the receiver thread leaves its source and tag alone: nothing more can land in
+        // the mailbox for it, so later polls ask MPI only.
+        let mut look_in_mailbox = true;
         loop {
             {
                 let order = self.order.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Some(e) = mailbox.try_recv(pattern)? {
+                if std::mem::take(&mut look_in_mailbox)
+                    && let Some(e) = mailbox.try_recv(pattern)?
+                {
                     return fill(buf, &e.data, src, tag);
                 }
-                if let Some(got) = self.try_recv_into(src, tag, buf) {
+                if let Some(got) = try_recv_into(&peer, src, tag, buf) {
                     return got;
                 }
                 if buf.len() >= POSTED {
@@ -134,20 +142,6 @@ impl P2p {
         if len == want { Ok(len) } else { Err(mismatch(src, tag, len, want)) }
     }
 
-    /// Receives the next message from `src` with `tag` into `buf` if MPI has one; a message of
-    /// another length is consumed and reported.
-    fn try_recv_into(&self, src: usize, tag: u32, buf: &mut [u8]) -> Option<Result<usize>> {
-        let peer = self.comm.get().process_at_rank(src as i32);
-        let (message, status) = peer.immediate_matched_probe_with_tag(tag as i32)?;
-        let len = status.count(u8::equivalent_datatype()) as usize;
-        if len == buf.len() {
-            message.matched_receive_into(buf);
-            return Some(Ok(len));
-        }
-        let _ = (message, status).matched_receive_vec::<u8>();
-        Some(Err(mismatch(src, tag, len, buf.len())))
-    }
-
     /// Moves the first pending message into the mailbox unless a `recv_into` waits for it;
     /// whether there was one to move.
     pub fn drain_one(&self, mailbox: &Mailbox) -> bool {
@@ -155,7 +149,7 @@ impl P2p {
         let Some(status) = self.comm.get().any_process().immediate_probe() else { return false };
         let (src, tag) = (status.source_rank(), status.tag());
         let key = (src as usize, tag as u32);
-        if self.waiting.lock().unwrap_or_else(PoisonError::into_inner).contains_key(&key) {
+        if self.waiting.lock().unwrap_or_else(PoisonError::into_inner).iter().any(|(k, _)| *k == key) {
             return false;
         }
         let peer = self.comm.get().process_at_rank(src);
@@ -167,22 +161,45 @@ impl P2p {
     }
 }
 
+/// Receives the next message from `src` (`peer`) with `tag` into `buf` if MPI has one; a
+/// message of another length is consumed and reported.
+fn try_recv_into(peer: &Process<'_>, src: usize, tag: u32, buf: &mut [u8]) -> Option<Result<usize>> {
+    let (message, status) = peer.immediate_matched_probe_with_tag(tag as i32)?;
+    let len = status.count(u8::equivalent_datatype()) as usize;
+    if len == buf.len() {
+        message.matched_receive_into(buf);
+        return Some(Ok(len));
+    }
+    let _ = (message, status).matched_receive_vec::<u8>();
+    Some(Err(mismatch(src, tag, len, buf.len())))
+}
+
 /// How a receive polls: without pause for its spin time, then with naps 10 us longer each time,
 /// up to a millisecond.
 struct Patience {
-    start: Instant,
+    /// When the clock was first read (at the first [`CLOCK_EVERY`] polls, not before: most
+    /// receives are done by then).
+    start: Option<Instant>,
     spin: Duration,
     naps: u64,
+    /// Polls since the clock was last read: reading it costs as much as a poll, so it is read
+    /// every [`CLOCK_EVERY`] polls only.
+    polls: u32,
 }
+
+/// Polls between two readings of the clock while spinning.
+const CLOCK_EVERY: u32 = 32;
 
 impl Patience {
     fn new(spin: Duration) -> Patience {
-        Patience { start: Instant::now(), spin, naps: 0 }
+        Patience { start: None, spin, naps: 0, polls: 0 }
     }
 
     /// `None` while still spinning (poll again at once), else how long to nap first.
     fn next(&mut self) -> Option<Duration> {
-        if self.start.elapsed() < self.spin {
+        self.polls += 1;
+        let mut spinning = || self.start.get_or_insert_with(Instant::now).elapsed() < self.spin;
+        if self.naps == 0 && (self.polls % CLOCK_EVERY != 0 || spinning()) {
             std::hint::spin_loop();
             return None;
         }
@@ -199,7 +216,12 @@ struct Waiting<'a> {
 
 impl<'a> Waiting<'a> {
     fn new(p2p: &'a P2p, key: (usize, u32)) -> Waiting<'a> {
-        *p2p.waiting.lock().unwrap_or_else(PoisonError::into_inner).entry(key).or_insert(0) += 1;
+        let mut waiting = p2p.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        match waiting.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => waiting.push((key, 1)),
+        }
+        drop(waiting);
         Waiting { p2p, key }
     }
 }
@@ -207,10 +229,10 @@ impl<'a> Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         let mut waiting = self.p2p.waiting.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = waiting.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                waiting.remove(&self.key);
+        if let Some(i) = waiting.iter().position(|(k, _)| *k == self.key) {
+            waiting[i].1 -= 1;
+            if waiting[i].1 == 0 {
+                waiting.swap_remove(i);
             }
         }
     }
