@@ -9,7 +9,7 @@
 //! Every received segment's length is checked, which catches ranks passing different lengths.
 
 use crate::p2p::{PointToPoint, step_tag};
-use crate::partition::{bytes_of_parts, fill, slice, slice_mut};
+use crate::partition::{bytes_of_parts, slice, slice_mut};
 
 /// Reduces every rank's `data` element-wise with `op`; every rank returns the result.
 ///
@@ -28,24 +28,34 @@ pub fn allreduce_ring<P: PointToPoint + ?Sized>(
     elem_size: usize,
     op: &dyn Fn(&mut [u8], &[u8]),
 ) -> Result<Vec<u8>, P::Error> {
-    let mut ring = Ring::new(p, data, elem_size, "allreduce")?;
+    let mut data = data;
+    allreduce_ring_into(p, seq, &mut data, elem_size, op)?;
+    Ok(data)
+}
+
+/// As [`allreduce_ring`], in place: `buf` holds this rank's data, and afterwards the result.
+/// Every segment is received straight into its place ([`PointToPoint::sendrecv_into`]): into
+/// a scratch buffer while reducing, into `buf` while gathering.
+///
+/// Errors: as [`allreduce_ring`].
+pub fn allreduce_ring_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    buf: &mut [u8],
+    elem_size: usize,
+    op: &dyn Fn(&mut [u8], &[u8]),
+) -> Result<(), P::Error> {
+    let mut ring = Ring::new(p, buf, elem_size, "allreduce")?;
     ring.reduce_scatter(p, seq, op)?;
     let (rank, size) = (ring.rank, ring.size);
+    let (next, prev) = (ring.next(), ring.prev());
     for s in 0..size - 1 {
         let (send, recv) = ((rank + 1 + size - s) % size, (rank + size - s) % size);
         let t = step_tag(seq, size - 1 + s);
-        let got = p.sendrecv(
-            ring.next(),
-            t,
-            slice(p, &ring.buf, ring.segment(send), "allreduce")?,
-            ring.prev(),
-            t,
-        )?;
-        let what = format!("allreduce: segment {recv} from rank {}", ring.prev());
-        let range = ring.segment(recv);
-        fill(p, &mut ring.buf, range, &got, &what)?;
+        let (out, into) = ring.two_segments(p, send, recv)?;
+        p.sendrecv_into(next, t, out, prev, t, into)?;
     }
-    Ok(ring.buf)
+    Ok(())
 }
 
 /// Reduces every rank's `data` element-wise with `op`; `root` returns the result, others `None`.
@@ -66,42 +76,41 @@ pub fn reduce_scatter_gather<P: PointToPoint + ?Sized>(
     if root >= p.size() {
         return Err(p.malformed(format!("reduce: root {root} out of range for {} ranks", p.size())));
     }
-    let mut ring = Ring::new(p, data, elem_size, "reduce")?;
+    let mut data = data;
+    let mut ring = Ring::new(p, &mut data, elem_size, "reduce")?;
     ring.reduce_scatter(p, seq, op)?;
     let (rank, size) = (ring.rank, ring.size);
     let t = step_tag(seq, size - 1);
     if rank != root {
-        p.send(root, t, slice(p, &ring.buf, ring.segment((rank + 1) % size), "reduce")?)?;
+        p.send(root, t, slice(p, ring.buf, ring.segment((rank + 1) % size), "reduce")?)?;
         return Ok(None);
     }
     for src in (0..size).filter(|&src| src != root) {
-        let got = p.recv(src, t)?;
-        let what = format!("reduce: reduced segment from rank {src}");
         let range = ring.segment((src + 1) % size);
-        fill(p, &mut ring.buf, range, &got, &what)?;
+        p.recv_into(src, t, slice_mut(p, ring.buf, range, "reduce")?)?;
     }
-    Ok(Some(ring.buf))
+    Ok(Some(data))
 }
 
 /// One rank's state in a ring reduction.
-struct Ring {
+struct Ring<'b> {
     rank: usize,
     size: usize,
     /// The rank's buffer, reduced in place.
-    buf: Vec<u8>,
+    buf: &'b mut [u8],
     elem_size: usize,
     /// What the caller is, for error messages.
     what: &'static str,
 }
 
-impl Ring {
+impl<'b> Ring<'b> {
     /// Checks the arguments and wraps `data`.
     fn new<P: PointToPoint + ?Sized>(
         p: &P,
-        data: Vec<u8>,
+        data: &'b mut [u8],
         elem_size: usize,
         what: &'static str,
-    ) -> Result<Ring, P::Error> {
+    ) -> Result<Ring<'b>, P::Error> {
         let (rank, size) = (p.rank(), p.size());
         if rank >= size {
             return Err(p.malformed(format!("{what}: rank {rank} out of range for {size} ranks")));
@@ -139,22 +148,38 @@ impl Ring {
         op: &dyn Fn(&mut [u8], &[u8]),
     ) -> Result<(), P::Error> {
         let (rank, size, what) = (self.rank, self.size, self.what);
+        let (next, prev) = (self.next(), self.prev());
+        // each received partial segment lands here, then is folded into this rank's
+        let mut scratch = Vec::new();
         for s in 0..size - 1 {
             let (send, recv) = ((rank + size - s) % size, (rank + 2 * size - s - 1) % size);
             let t = step_tag(seq, s);
-            let got =
-                p.sendrecv(self.next(), t, slice(p, &self.buf, self.segment(send), what)?, self.prev(), t)?;
             let range = self.segment(recv);
-            if got.len() != range.len() {
-                let (n, prev) = (range.len(), self.prev());
-                return Err(p.malformed(format!(
-                    "{what}: rank {prev} sent {} bytes of segment {recv}, expected {n}: do all ranks pass the same length?",
-                    got.len()
-                )));
-            }
-            op(slice_mut(p, &mut self.buf, range, what)?, &got);
+            scratch.resize(range.len(), 0);
+            p.sendrecv_into(next, t, slice(p, self.buf, self.segment(send), what)?, prev, t, &mut scratch)?;
+            op(slice_mut(p, self.buf, range, what)?, &scratch);
         }
         Ok(())
+    }
+
+    /// Segment `a` to send and segment `b` to receive into, two different segments of `buf`.
+    fn two_segments<P: PointToPoint + ?Sized>(
+        &mut self,
+        p: &P,
+        a: usize,
+        b: usize,
+    ) -> Result<(&[u8], &mut [u8]), P::Error> {
+        let (ra, rb) = (self.segment(a), self.segment(b));
+        let what = self.what;
+        if ra.end <= rb.start {
+            let (low, high) = self.buf.split_at_mut(rb.start);
+            Ok((slice(p, low, ra, what)?, slice_mut(p, high, 0..rb.len(), what)?))
+        } else if rb.end <= ra.start {
+            let (low, high) = self.buf.split_at_mut(ra.start);
+            Ok((slice(p, high, 0..ra.len(), what)?, slice_mut(p, low, rb, what)?))
+        } else {
+            Err(p.malformed(format!("{what}: segments {a} and {b} overlap")))
+        }
     }
 }
 

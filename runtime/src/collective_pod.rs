@@ -6,7 +6,7 @@ use crate::communicator::Communicator;
 use crate::error::{Error, Result};
 use crate::op::{self, Element, Op};
 use bytemuck::Pod;
-use prun_collectives::{in_place, tuning};
+use prun_collectives::{elementwise, in_place, tuning};
 
 fn copy_exact(what: &str, dst: &mut [u8], src: &[u8]) -> Result<()> {
     if dst.len() != src.len() {
@@ -323,20 +323,22 @@ impl Communicator {
             native.allreduce(send, recv, op);
             return Ok(());
         }
-        let out = if bytes.len() >= tuning::ALLREDUCE_LARGE {
+        if bytes.len() >= tuning::ALLREDUCE_LARGE {
+            // in place: `recv` starts as this rank's contribution and ends as the result
             let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
-            let size = std::mem::size_of::<T>();
-            prun_collectives::allreduce_ring(
-                &self.channel_for(&call),
+            let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
+            out.copy_from_slice(bytes);
+            let channel = self.channel_for(&call);
+            return elementwise::allreduce_ring_into(
+                &channel,
                 seq,
-                bytes.to_vec(),
-                size,
+                out,
+                std::mem::size_of::<T>(),
                 &elementwise,
-            )?
-        } else {
-            let mut combine = combiner::<T>(op, bytes.len());
-            prun_collectives::allreduce(&self.channel_for(&call), seq, bytes.to_vec(), &mut combine)?
-        };
+            );
+        }
+        let mut combine = combiner::<T>(op, bytes.len());
+        let out = prun_collectives::allreduce(&self.channel_for(&call), seq, bytes.to_vec(), &mut combine)?;
         copy_exact("allreduce_into", bytemuck::cast_slice_mut(recv), &out)
     }
 }
