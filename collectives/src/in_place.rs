@@ -22,12 +22,7 @@ pub fn broadcast_into<P: PointToPoint + ?Sized>(
     root: usize,
     buf: &mut [u8],
 ) -> Result<(), P::Error> {
-    let (rank, size) = (p.rank(), p.size());
-    if root >= size || rank >= size {
-        return Err(
-            p.malformed(format!("broadcast: root {root} or rank {rank} out of range for {size} ranks"))
-        );
-    }
+    let (rank, size) = ranks(p, "broadcast", root)?;
     let vr = (rank + size - root) % size;
     let abs = |v: usize| (v + root) % size;
     if let Some(parent) = binomial::parent(vr) {
@@ -51,10 +46,7 @@ pub fn gather_into<P: PointToPoint + ?Sized>(
     block: &[u8],
     recv: Option<&mut [u8]>,
 ) -> Result<(), P::Error> {
-    let (rank, size) = (p.rank(), p.size());
-    if root >= size || rank >= size {
-        return Err(p.malformed(format!("gather: root {root} or rank {rank} out of range for {size} ranks")));
-    }
+    let (rank, size) = ranks(p, "gather", root)?;
     if rank != root {
         return p.send(root, tag(seq, 1), block);
     }
@@ -82,10 +74,7 @@ pub fn scatter_into<P: PointToPoint + ?Sized>(
     send: Option<&[u8]>,
     recv: &mut [u8],
 ) -> Result<(), P::Error> {
-    let (rank, size) = (p.rank(), p.size());
-    if root >= size || rank >= size {
-        return Err(p.malformed(format!("scatter: root {root} or rank {rank} out of range for {size} ranks")));
-    }
+    let (rank, size) = ranks(p, "scatter", root)?;
     if rank != root {
         return p.recv_into(root, tag(seq, 1), recv);
     }
@@ -124,6 +113,15 @@ pub fn allgather_ring_into<P: PointToPoint + ?Sized>(
         p.sendrecv_into(next, t, out, prev, t, into)?;
     }
     Ok(())
+}
+
+/// This rank and the group's size, once `root` and the rank are checked to be in the group.
+fn ranks<P: PointToPoint + ?Sized>(p: &P, op: &str, root: usize) -> Result<(usize, usize), P::Error> {
+    let (rank, size) = (p.rank(), p.size());
+    if root >= size || rank >= size {
+        return Err(p.malformed(format!("{op}: root {root} or rank {rank} out of range for {size} ranks")));
+    }
+    Ok((rank, size))
 }
 
 /// `recv` when it holds exactly `size` blocks of `len` bytes.

@@ -59,16 +59,7 @@ pub trait PointToPoint {
     /// The default receives, then copies; transports that can read a message straight into
     /// place override it.
     fn recv_into(&self, src: usize, tag: u32, buf: &mut [u8]) -> Result<(), Self::Error> {
-        let data = self.recv(src, tag)?;
-        if data.len() != buf.len() {
-            return Err(self.malformed(format!(
-                "message from rank {src} has {} bytes where {} were expected",
-                data.len(),
-                buf.len()
-            )));
-        }
-        buf.copy_from_slice(&data);
-        Ok(())
+        copy_received(self, src, &self.recv(src, tag)?, buf)
     }
 
     /// Sends `data` to `dest` with `send_tag` and receives the next message from `src` with
@@ -108,4 +99,23 @@ pub trait PointToPoint {
     /// Builds the error for a malformed message from a peer, or arguments that violate a
     /// collective's documented shape; `what` describes the problem.
     fn malformed(&self, what: String) -> Self::Error;
+}
+
+/// Copies `data`, a message received from rank `src`, into `buf`, which it must fill exactly:
+/// what a [`PointToPoint::recv_into`] does with a message it got as a vector.
+pub fn copy_received<P: PointToPoint + ?Sized>(
+    p: &P,
+    src: usize,
+    data: &[u8],
+    buf: &mut [u8],
+) -> Result<(), P::Error> {
+    if data.len() != buf.len() {
+        return Err(p.malformed(format!(
+            "message from rank {src} has {} bytes where {} were expected",
+            data.len(),
+            buf.len()
+        )));
+    }
+    buf.copy_from_slice(data);
+    Ok(())
 }

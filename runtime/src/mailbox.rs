@@ -127,6 +127,9 @@ pub(crate) struct Mailbox {
     waker: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
+/// What objects to a queued message while a receive waits (see [`Mailbox::recv_checked`]).
+type Objection<'f> = dyn Fn(&Envelope) -> Option<Error> + 'f;
+
 /// Counts a blocked receive for as long as it lives.
 struct Waiting<'m>(&'m Mailbox);
 
@@ -279,29 +282,9 @@ impl Mailbox {
 
     /// Blocks until a message matching `pat` arrives, or it never can.
     pub fn recv(&self, pat: &Pattern<'_>) -> Result<Envelope> {
-        let mut s = self.lock();
-        let mut spun = false;
-        let mut _waiting = None;
-        loop {
-            if let Some(e) = Self::take(&mut s, pat) {
-                return Ok(e);
-            }
-            _waiting.get_or_insert_with(|| self.waiting());
-            if let Some(err) = self.hopeless(&s, pat) {
-                return Err(err);
-            }
-            if !spun {
-                // poll briefly without the lock: a reply often comes within microseconds, and
-                // sleeping on the condition variable costs a wake-up more
-                spun = true;
-                let seen = self.generation.load(Ordering::Acquire);
-                drop(s);
-                self.spin_for_change(seen);
-                s = self.lock();
-                continue;
-            }
-            s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
-        }
+        // poll briefly before sleeping: a reply often comes within microseconds, and sleeping on
+        // the condition variable costs a wake-up more
+        self.wait_for(self.lock(), pat, true, None, |s| Self::take(s, pat)).1
     }
 
     /// As [`Mailbox::recv`], but fails as soon as a queued message from the same source on the
@@ -312,19 +295,42 @@ impl Mailbox {
         pat: &Pattern<'_>,
         bad: impl Fn(&Envelope) -> Option<Error>,
     ) -> Result<Envelope> {
-        let mut s = self.lock();
+        self.wait_for(self.lock(), pat, false, Some(&bad), |s| Self::take(s, pat)).1
+    }
+
+    /// Waits, holding `s` between checks, until `ready` yields a value; fails when `bad` (if
+    /// given) objects to a queued message from `pat`'s source on its context, or when nothing matching `pat` can
+    /// arrive any more. Counts as a blocked receive from its first miss on; with `spin`, polls
+    /// briefly before its first sleep. Returns the lock with the outcome.
+    fn wait_for<'s, T>(
+        &'s self,
+        mut s: MutexGuard<'s, State>,
+        pat: &Pattern<'_>,
+        spin: bool,
+        bad: Option<&Objection<'_>>,
+        mut ready: impl FnMut(&mut State) -> Option<T>,
+    ) -> (MutexGuard<'s, State>, Result<T>) {
+        let mut spun = !spin;
         let mut _waiting = None;
         loop {
-            if let Some(e) = Self::take(&mut s, pat) {
-                return Ok(e);
+            if let Some(value) = ready(&mut s) {
+                return (s, Ok(value));
             }
             _waiting.get_or_insert_with(|| self.waiting());
             let related = |e: &&Envelope| e.context == pat.context && pat.src.is_none_or(|src| src == e.src);
-            if let Some(err) = s.queue.iter().filter(related).find_map(&bad) {
-                return Err(err);
+            if let Some(err) = bad.and_then(|bad| s.queue.iter().filter(related).find_map(bad)) {
+                return (s, Err(err));
             }
             if let Some(err) = self.hopeless(&s, pat) {
-                return Err(err);
+                return (s, Err(err));
+            }
+            if !spun {
+                spun = true;
+                let seen = self.generation.load(Ordering::Acquire);
+                drop(s);
+                self.spin_for_change(seen);
+                s = self.lock();
+                continue;
             }
             s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
         }
@@ -397,33 +403,12 @@ impl Mailbox {
         s.next_post += 1;
         let len = (target.body.len() + target.tail.len()) as u64;
         s.posts.push(Post { id, src, context: pat.context, tag, len, handed: None });
-        let mut spun = false;
-        let _waiting = self.waiting();
-        let outcome = loop {
-            let i = s.posts.iter().position(|p| p.id == id);
-            if let Some(handoff) = i.and_then(|i| s.posts[i].handed.take()) {
-                break Ok(Err(handoff));
-            }
-            if let Some(e) = Self::take(&mut s, pat) {
-                break Ok(Ok(e));
-            }
-            let related = |e: &&Envelope| e.context == pat.context && e.src == src;
-            if let Some(err) = s.queue.iter().filter(related).find_map(&bad) {
-                break Err(err);
-            }
-            if let Some(err) = self.hopeless(&s, pat) {
-                break Err(err);
-            }
-            if !spun {
-                spun = true;
-                let seen = self.generation.load(Ordering::Acquire);
-                drop(s);
-                self.spin_for_change(seen);
-                s = self.lock();
-                continue;
-            }
-            s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
+        // a connection handed over to this post, or else an earlier message queued for it
+        let ready = |s: &mut State| {
+            let handed = s.posts.iter_mut().find(|p| p.id == id).and_then(|p| p.handed.take());
+            handed.map(Err).or_else(|| Self::take(s, pat).map(Ok))
         };
+        let (mut s, outcome) = self.wait_for(s, pat, true, Some(&bad), ready);
         s.posts.retain(|p| p.id != id);
         drop(s);
         match outcome? {

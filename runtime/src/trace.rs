@@ -96,23 +96,23 @@ pub(crate) struct Call<'a> {
     pub len: Option<usize>,
     /// More `"key":value` pairs for the trace event.
     pub args: String,
-    tracer: Option<&'a Tracer>,
+    /// The tracer and when the call started, when it is traced (reading the clock costs a small
+    /// call's time).
+    traced: Option<(&'a Tracer, Instant)>,
     cat: &'static str,
-    /// When the call started, when it is traced (reading the clock costs a small call's time).
-    start: Option<Instant>,
 }
 
 impl<'a> Call<'a> {
     /// Starts call `seq` named `name` in category `cat`.
     pub fn new(seq: u32, tracer: Option<&'a Tracer>, name: &'static str, cat: &'static str) -> Call<'a> {
-        let start = tracer.map(|_| Instant::now());
-        Call { seq, name, root: None, len: None, args: String::new(), tracer, cat, start }
+        let traced = tracer.map(|t| (t, Instant::now()));
+        Call { seq, name, root: None, len: None, args: String::new(), traced, cat }
     }
 }
 
 impl Drop for Call<'_> {
     fn drop(&mut self) {
-        if let (Some(t), Some(start)) = (self.tracer, self.start) {
+        if let Some((t, start)) = self.traced {
             let sep = if self.args.is_empty() { "" } else { "," };
             t.record(
                 self.name,
