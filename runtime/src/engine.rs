@@ -176,6 +176,16 @@ impl Engine {
         })
     }
 
+    /// Opens the connection to `dest` now unless it is open (nothing on MPI or to this rank), so
+    /// that a later send to it does not wait for the connection and handshake.
+    pub fn open(&self, dest: usize) -> Result<()> {
+        self.check_rank(dest)?;
+        if dest == self.rank || self.outgoing.is_empty() {
+            return Ok(());
+        }
+        self.write_to(dest, |_| Ok(()))
+    }
+
     /// Receives the first message matching `pattern`, blocking until there is one.
     pub fn recv(&self, pattern: &Pattern<'_>) -> Result<Envelope> {
         self.mailbox.recv(pattern)

@@ -1,16 +1,22 @@
 //! The dynamic map: a load-balanced parallel map across the ranks of a communicator, by
 //! decentralised work stealing over index ranges.
 //!
-//! Every rank starts with its own contiguous block of the items. It runs items from the front
-//! of its range in batches sized from the measured cost per item (about [`BATCH_TIME`] each),
-//! while a thread of its own answers steal requests at once, even in the middle of a long item. A
-//! rank that runs dry asks a peer chosen at random for work (one request in flight); the victim
-//! gives away the back half (rounded up) of what it has not started, items' data included when the items live
-//! at the root. A refused request
-//! makes the thief wait, doubling the wait up to [`MAX_BACKOFF`] while still answering others; an
-//! idle rank blocks, it never spins. Results travel to the root as `(first index, values)`
-//! fragments; the root counts them and, once it holds every item's result, tells every rank to
-//! stop. With stealing turned off the same machinery is the static block split.
+//! The items are cut into up to [`DEAL_ROUNDS`] contiguous blocks per rank (one item at least
+//! each), dealt round-robin like cards: rank `r` starts with blocks `r`, `r + size`, `r + 2 size`, ... So every rank starts with
+//! a sample of the whole list, and a list whose costs follow its order (heavy items first, a
+//! triangular loop, rows of an image) starts out nearly balanced; one contiguous block per rank
+//! would leave the ranks that got the cheap end idle while the costly items wait in a few queues
+//! (on `skew`'s heavy-first list at 16 ranks that caps the efficiency at 0.956 however well the
+//! ranks steal afterwards). A rank runs items from the front of its first block in batches sized
+//! from the measured cost per item (about [`BATCH_TIME`] each), while a thread of its own answers
+//! steal requests at once, even in the middle of a long item. A rank that runs dry asks a peer
+//! chosen at random for work (one request in flight); the victim gives away half of what it has
+//! not started (every other block, or the front half of its last block), items' data included
+//! when the items live at the root. A refused request makes the thief wait, doubling the wait up
+//! to [`MAX_BACKOFF`] while still answering others; an idle rank blocks, it never spins. Results
+//! travel to the root as `(first index, values)` fragments; the root counts them and, once it
+//! holds every item's result, tells every rank to stop. With stealing turned off the same
+//! machinery is the static split: one contiguous block per rank.
 
 use crate::activity::Waiting;
 use crate::codec;
@@ -20,13 +26,22 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Target duration of one batch: short enough that a victim answers a thief quickly, long
 /// enough that per-batch costs vanish next to the items' own.
 pub const BATCH_TIME: Duration = Duration::from_micros(50);
+/// Most blocks per rank in the dynamic map's first deal (blocks hold one item at least). More
+/// blocks sample the list more finely, so costs that follow the list's order start out better
+/// balanced, at the price of one more result fragment per block (fragments travel together).
+pub const DEAL_ROUNDS: usize = 64;
+/// Wait after a first refused steal request.
+const MIN_BACKOFF: Duration = Duration::from_micros(20);
+/// A rank that starts its last batch asks for more work at once if the batch should take at
+/// least this long, so that the answer is there when the batch ends.
+const ASK_AHEAD: Duration = Duration::from_micros(100);
 /// Longest wait between two steal attempts of an idle rank.
 pub const MAX_BACKOFF: Duration = Duration::from_millis(1);
 /// The root reports a map's progress to the launcher at most this often.
@@ -49,10 +64,73 @@ pub(crate) enum Balance {
     Static,
 }
 
-/// A contiguous range of items this rank holds: indices `lo..lo + items.len()`.
-struct Work<T> {
+/// A contiguous range of items: indices `lo..lo + items.len()`.
+struct Block<T> {
     lo: usize,
     items: VecDeque<T>,
+}
+
+/// The items this rank holds and has not started, as blocks in index order.
+struct Work<T> {
+    blocks: VecDeque<Block<T>>,
+}
+
+/// Blocks as they travel in messages: `(first index, items)`.
+type Blocks<T> = Vec<(u64, Vec<T>)>;
+
+impl<T> Work<T> {
+    fn new(blocks: Blocks<T>) -> Work<T> {
+        let blocks = blocks
+            .into_iter()
+            .filter(|(_, items)| !items.is_empty())
+            .map(|(lo, items)| Block { lo: lo as usize, items: items.into() })
+            .collect();
+        Work { blocks }
+    }
+
+    /// Takes up to `count` items from the front of the first block: the first one's index and
+    /// the items (none when no item is left).
+    fn take_front(&mut self, count: usize) -> (usize, Vec<T>) {
+        let Some(front) = self.blocks.front_mut() else { return (0, Vec::new()) };
+        let count = count.min(front.items.len());
+        let first = front.lo;
+        front.lo += count;
+        let items: Vec<T> = front.items.drain(..count).collect();
+        if front.items.is_empty() {
+            self.blocks.pop_front();
+        }
+        (first, items)
+    }
+
+    /// Gives a thief half of the items not started: every other block (the first, third, ...)
+    /// when there are several, so that both halves still sample the blocks' spread; else the
+    /// front half (rounded up) of the last block. The thief gets the front because this rank is
+    /// busy with the batch it has taken: even its last unstarted item is better started by an
+    /// idle thief, and both go on running the lowest indices first, so a list whose costly
+    /// items come first ends on cheap ones everywhere.
+    fn steal_half(&mut self) -> Blocks<T> {
+        if self.blocks.len() >= 2 {
+            let (mut given, mut kept) = (Vec::new(), VecDeque::new());
+            for (i, b) in self.blocks.drain(..).enumerate() {
+                if i % 2 == 0 {
+                    given.push((b.lo as u64, Vec::from(b.items)));
+                } else {
+                    kept.push_back(b);
+                }
+            }
+            self.blocks = kept;
+            return given;
+        }
+        let Some(last) = self.blocks.front_mut() else { return Vec::new() };
+        let give = last.items.len() - last.items.len() / 2;
+        let lo = last.lo;
+        last.lo += give;
+        let items: Vec<T> = last.items.drain(..give).collect();
+        if last.items.is_empty() {
+            self.blocks.clear();
+        }
+        vec![(lo as u64, items)]
+    }
 }
 
 /// Why an item failed: its index, the rank and the message, as sent to every rank.
@@ -69,9 +147,8 @@ struct Run<'a, T, R, F> {
     work: &'a Mutex<Work<T>>,
     /// Context of steal requests (the steal thread's).
     steals: u64,
-    /// Results not yet sent: indices `pending_lo..pending_lo + pending.len()`.
-    pending_lo: usize,
-    pending: Vec<R>,
+    /// Results not yet sent, as fragments `(first index, values)`.
+    pending: Blocks<R>,
     last_flush: Instant,
     /// At the root: every fragment received, and how many results they hold.
     fragments: Vec<(usize, Vec<R>)>,
@@ -84,12 +161,23 @@ struct Run<'a, T, R, F> {
     seq: u32,
     total: usize,
     last_report: Instant,
-    /// When the steal request in flight was sent.
+    /// The victim of the steal request in flight, when it was sent, when this rank may ask
+    /// next, and how long it waits after the next refusal.
+    asked: Option<usize>,
     asked_at: Instant,
-    /// The rank this one last got work from (`usize::MAX`: none yet), for refused thieves.
+    next_ask: Instant,
+    backoff: Duration,
+    /// The rank this one last gave work to or got work from (`usize::MAX`: none yet): where
+    /// work most likely still is, for the thieves this rank must refuse.
     hint: &'a AtomicUsize,
+    /// The thread that opens connections, waiting for this rank's first batch to end, and
+    /// its signal to start.
+    opener: Option<std::thread::Thread>,
+    go: &'a AtomicBool,
     /// Where to ask next, as a refusing victim suggested.
     next_victim: Option<usize>,
+    /// Whether the request in flight went where a refusing victim pointed.
+    hinted: bool,
 }
 
 impl Communicator {
@@ -97,8 +185,9 @@ impl Communicator {
     /// work stealing; the root gets the results in input order, other ranks `None`.
     ///
     /// **Collective.** The root passes `Some(items)`, the others `None`. Each rank starts with
-    /// a contiguous block of the items and steals half of a busy rank's remaining range when it
-    /// runs dry, so uneven item costs need no chunk size to tune. Items travel only to the rank
+    /// up to 64 contiguous blocks of the items spread over the list (dealt round-robin)
+    /// and steals half of a busy rank's remaining items when it runs dry, so uneven item costs
+    /// need no chunk size to tune. Items travel only to the rank
     /// that runs them. `f` runs on every rank; a panic in `f` ends the map on every rank with
     /// [`Error::MapFailed`] naming the item and the rank.
     ///
@@ -265,7 +354,8 @@ impl Communicator {
         let seq = call.seq;
         let context = self.derived_context(seq, b"map");
         let steals = self.derived_context(seq, b"map steals");
-        let work = Mutex::new(Work { lo: 0, items: VecDeque::new() });
+        let work = Mutex::new(Work { blocks: VecDeque::new() });
+        let (go, over) = (AtomicBool::new(false), AtomicBool::new(false));
         let hint = AtomicUsize::new(usize::MAX);
         let mut run = Run {
             comm: self,
@@ -275,7 +365,6 @@ impl Communicator {
             f,
             work: &work,
             steals,
-            pending_lo: 0,
             pending: Vec::new(),
             last_flush: Instant::now(),
             fragments: Vec::new(),
@@ -286,9 +375,15 @@ impl Communicator {
             seq,
             total: 0,
             last_report: Instant::now(),
+            asked: None,
             asked_at: Instant::now(),
+            next_ask: Instant::now(),
+            backoff: MIN_BACKOFF,
             hint: &hint,
+            opener: None,
+            go: &go,
             next_victim: None,
+            hinted: false,
         };
         let total = run.distribute(start)?;
         run.total = total;
@@ -297,7 +392,13 @@ impl Communicator {
         let stealing = balance == Balance::Dynamic && self.size() > 1;
         let outcome = std::thread::scope(|s| {
             let server = stealing.then(|| s.spawn(|| serve_steals(self, steals, context, &work, &hint)));
+            let opener = stealing.then(|| s.spawn(|| open_connections(self, &go, &over)).thread().clone());
+            run.opener = opener.clone();
             let outcome = run.work_loop(total);
+            over.store(true, Ordering::Relaxed);
+            if let Some(opener) = opener {
+                opener.unpark();
+            }
             if let Some(server) = server {
                 // a request from this rank to itself stops the steal thread
                 let _ = send_to(self, self.rank(), steals, STEAL, &());
@@ -340,9 +441,24 @@ pub(crate) enum Start<T> {
     Range(usize, fn() -> T),
 }
 
-/// Bounds of block `r` of `n` items over `size` ranks.
-fn block(n: usize, size: usize, r: usize) -> (usize, usize) {
-    (n * r / size, n * (r + 1) / size)
+/// Bounds of block `r` of `n` items cut into `count` blocks.
+fn block(n: usize, count: usize, r: usize) -> (usize, usize) {
+    (n * r / count, n * (r + 1) / count)
+}
+
+/// Bounds of the blocks rank `rank` of `size` starts with, in index order: blocks `rank`,
+/// `rank + size`, ... of `n` items cut into `size` times [`rounds`] blocks.
+fn dealt(n: usize, size: usize, rank: usize, balance: Balance) -> impl Iterator<Item = (usize, usize)> {
+    let count = size * rounds(balance, n, size);
+    (rank..count).step_by(size).map(move |b| block(n, count, b))
+}
+
+/// How many blocks `balance` cuts `n` items into per rank of `size`.
+fn rounds(balance: Balance, n: usize, size: usize) -> usize {
+    match balance {
+        Balance::Dynamic => (n / size).clamp(1, DEAL_ROUNDS),
+        Balance::Static => 1,
+    }
 }
 
 /// How a rank's part of a map ended early.
@@ -376,8 +492,31 @@ fn send_to<M: Serialize + ?Sized>(
     comm.shared_engine().send(dest, context, kind, frame)
 }
 
-/// The steal thread: answers every steal request at once with the back half (rounded up) of the
-/// items this rank has not started (nothing when none is left), until this rank asks it to stop.
+/// Once `go` (this rank's first batch has ended), opens this rank's connections to every peer
+/// (each rank starting after itself, so that ranks do not all knock at the same door), until
+/// `over`: the thieves that run dry together at the end of a map then find every victim a
+/// message away, instead of a connection and a handshake away on a crowded machine (which took 1
+/// to 2 ms per steal with 16 ranks on 2 cores). Waiting for the first batch keeps the handshakes
+/// from delaying the ranks' first items. Connections stay open for later maps and messages; one
+/// that fails is left to the send that needs it, which reports it.
+fn open_connections(comm: &Communicator, go: &AtomicBool, over: &AtomicBool) {
+    while !go.load(Ordering::Acquire) && !over.load(Ordering::Relaxed) {
+        std::thread::park();
+    }
+    let (rank, size) = (comm.rank(), comm.size());
+    for peer in (1..size).map(|k| (rank + k) % size) {
+        if over.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Ok(dest) = comm.world_rank_of(peer) {
+            let _ = comm.shared_engine().open(dest);
+        }
+    }
+}
+
+/// The steal thread: answers every steal request at once with half of the items this rank has
+/// not started ([`Work::steal_half`]; nothing when none is left), until this rank asks it to
+/// stop.
 fn serve_steals<T: Serialize + Send>(
     comm: &Communicator,
     steals: u64,
@@ -392,22 +531,18 @@ fn serve_steals<T: Serialize + Send>(
         if thief == comm.rank() {
             return;
         }
-        let (lo, given): (usize, Vec<T>) = {
-            let mut w = lock(work);
-            // the thief takes the front half (rounded up) and this rank goes on from the middle:
-            // both keep running the lowest indices first, so a list whose costly items come first
-            // ends on cheap ones everywhere; this rank is busy with the batch it has taken, so
-            // even its last unstarted item is better started by an idle thief
-            let give = w.items.len() - w.items.len() / 2;
-            let lo = w.lo;
-            w.lo += give;
-            (lo, w.items.drain(..give).collect())
-        };
+        let given = lock(work).steal_half();
         // a thief that has gone has left the map: its items were not given to anyone else, but
         // the map is over once any rank has left it (only the root's DONE lets ranks go)
-        // with nothing to give, point the thief at the rank this one last got work from
-        let hint = if given.is_empty() { hint.load(Ordering::Relaxed) as u64 } else { u64::MAX };
-        let _ = send_to(comm, thief, replies, GIVE, &(lo as u64, given, hint));
+        // with nothing to give, point the thief at the rank this one last dealt with, which
+        // holds half of what this rank had; having given, remember the thief as that rank
+        let hint = if given.is_empty() {
+            hint.load(Ordering::Relaxed) as u64
+        } else {
+            hint.store(thief, Ordering::Relaxed);
+            u64::MAX
+        };
+        let _ = send_to(comm, thief, replies, GIVE, &(given, hint));
     }
 }
 
@@ -421,30 +556,47 @@ where
         send_to(self.comm, dest, self.context, kind, message)
     }
 
-    fn set_work(&mut self, lo: usize, items: VecDeque<T>) {
-        *lock(self.work) = Work { lo, items };
+    fn set_work(&mut self, blocks: Blocks<T>) {
+        *lock(self.work) = Work::new(blocks);
     }
 
-    /// Hands every rank its first block; returns the number of items.
+    fn add_work(&mut self, blocks: Blocks<T>) {
+        lock(self.work).blocks.extend(Work::new(blocks).blocks);
+    }
+
+    /// Deals every rank its first blocks (one per rank for the static split, [`DEAL_ROUNDS`]
+    /// dealt round-robin for the dynamic map); returns the number of items.
     fn distribute(&mut self, start: Start<T>) -> Result<usize> {
         let (rank, size) = (self.comm.rank(), self.comm.size());
+        let n = match &start {
+            Start::Range(n, _) => *n,
+            Start::Items(Some(items)) => items.len(),
+            Start::Items(None) => 0,
+        };
+        let count = size * rounds(self.balance, n, size);
         match start {
             Start::Range(n, make) => {
-                let (lo, hi) = block(n, size, rank);
-                self.set_work(lo, std::iter::repeat_with(make).take(hi - lo).collect());
+                let blocks = dealt(n, size, rank, self.balance)
+                    .map(|(lo, hi)| (lo as u64, std::iter::repeat_with(make).take(hi - lo).collect()))
+                    .collect();
+                self.set_work(blocks);
                 Ok(n)
             }
             Start::Items(Some(items)) => {
                 let n = items.len();
-                let mut items = VecDeque::from(items);
-                // the root keeps its own block and sends the others theirs, from the back
-                for r in (0..size).rev() {
-                    let (lo, _) = block(n, size, r);
-                    let tail: Vec<T> = items.split_off(lo).into();
+                let mut items = items;
+                // cut the blocks from the back, then send each rank its own (the root keeps its)
+                let mut dealt: Vec<Blocks<T>> = (0..size).map(|_| Vec::new()).collect();
+                for b in (0..count).rev() {
+                    let (lo, _) = block(n, count, b);
+                    dealt[b % size].push((lo as u64, items.split_off(lo)));
+                }
+                for (r, mut blocks) in dealt.into_iter().enumerate() {
+                    blocks.reverse();
                     if r == rank {
-                        self.set_work(lo, tail.into());
+                        self.set_work(blocks);
                     } else {
-                        self.send(r, INIT, &(lo as u64, n as u64, tail))?;
+                        self.send(r, INIT, &(n as u64, blocks))?;
                     }
                 }
                 Ok(n)
@@ -452,8 +604,8 @@ where
             Start::Items(None) => {
                 let pattern = self.comm.pattern_on(self.context, Some(self.root), Some(INIT))?;
                 let e = self.comm.shared_engine().recv(&pattern)?;
-                let (lo, n, items): (u64, u64, Vec<T>) = codec::decode(&e.data, self.root, INIT)?;
-                self.set_work(lo as usize, items.into());
+                let (n, blocks): (u64, Blocks<T>) = codec::decode(&e.data, self.root, INIT)?;
+                self.set_work(blocks);
                 Ok(n as usize)
             }
         }
@@ -462,16 +614,15 @@ where
     /// Runs items and answers peers until the root says every result is in.
     fn work_loop(&mut self, total: usize) -> std::result::Result<(), Stop> {
         let size = self.comm.size();
-        let mut backoff = Duration::from_micros(20);
-        let mut asked: Option<usize> = None;
-        let mut next_ask = Instant::now();
         loop {
             while self.run_batch()? {
-                self.handle(Duration::ZERO, &mut asked)?;
+                self.start_opener();
+                self.handle(Duration::ZERO)?;
                 if self.last_flush.elapsed() >= FLUSH_EVERY {
                     self.flush()?;
                 }
             }
+            self.start_opener();
             self.flush()?;
             if self.comm.rank() == self.root && self.collected == total {
                 for r in (0..size).filter(|&r| r != self.root) {
@@ -479,36 +630,51 @@ where
                 }
                 return Ok(());
             }
-            // out of work: ask a random peer, one request at a time, backing off on refusals
-            if self.balance == Balance::Dynamic && size > 1 && asked.is_none() && Instant::now() >= next_ask {
-                let victim = self.victim();
-                // a victim can only have left after the root's DONE, which is then on its way
-                // here: a failed request counts as a refusal
-                if send_to(self.comm, victim, self.steals, STEAL, &()).is_ok() {
-                    self.asked_at = Instant::now();
-                    asked = Some(victim);
-                } else {
-                    next_ask = Instant::now() + backoff;
-                }
-            }
-            let wait = if asked.is_some() || self.balance == Balance::Static || size == 1 {
+            self.ask();
+            let wait = if self.asked.is_some() || self.balance == Balance::Static || size == 1 {
                 Duration::from_secs(1)
             } else {
-                next_ask.saturating_duration_since(Instant::now()).max(Duration::from_micros(1))
+                self.next_ask.saturating_duration_since(Instant::now()).max(Duration::from_micros(1))
             };
-            match self.handle(wait, &mut asked)? {
-                Some(true) => backoff = Duration::from_micros(20),
-                Some(false) => {
-                    next_ask = Instant::now() + backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-                None => {}
-            }
+            self.handle(wait)?;
+        }
+    }
+
+    /// Asks a peer for work: one request at a time, not before the wait after a refusal ends.
+    fn ask(&mut self) {
+        let stealing = self.balance == Balance::Dynamic && self.comm.size() > 1;
+        if !stealing || self.asked.is_some() || Instant::now() < self.next_ask {
+            return;
+        }
+        let victim = self.victim();
+        // a victim can only have left after the root's DONE, which is then on its way here: a
+        // failed request counts as a refusal
+        if send_to(self.comm, victim, self.steals, STEAL, &()).is_ok() {
+            self.asked_at = Instant::now();
+            self.asked = Some(victim);
+        } else {
+            self.refused();
+        }
+    }
+
+    /// Waits before asking again, twice as long as last time (up to [`MAX_BACKOFF`]).
+    fn refused(&mut self) {
+        self.next_ask = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    /// Lets the thread that opens connections start (once).
+    fn start_opener(&mut self) {
+        if let Some(opener) = self.opener.take() {
+            self.go.store(true, Ordering::Release);
+            opener.unpark();
         }
     }
 
     fn victim(&mut self) -> usize {
+        self.hinted = false;
         if let Some(v) = self.next_victim.take().filter(|&v| v != self.comm.rank()) {
+            self.hinted = true;
             return v;
         }
         // xorshift64*: a different, cheap sequence on every rank
@@ -524,29 +690,32 @@ where
     /// Runs one batch of items from the front of this rank's range, sized to take about
     /// [`BATCH_TIME`]; false when no item was left.
     fn run_batch(&mut self) -> std::result::Result<bool, Stop> {
-        let (first, items): (usize, Vec<T>) = {
+        let (first, items, last) = {
             let mut w = lock(self.work);
-            let count = self.batch.min(w.items.len());
-            let first = w.lo;
-            w.lo += count;
-            (first, w.items.drain(..count).collect())
+            let (first, items) = w.take_front(self.batch);
+            (first, items, w.blocks.is_empty())
         };
         if items.is_empty() {
             return Ok(false);
         }
-        if !self.pending.is_empty() && first != self.pending_lo + self.pending.len() {
-            self.flush()?;
-        }
-        if self.pending.is_empty() {
-            self.pending_lo = first;
+        if last && self.cost * items.len() as f64 >= ASK_AHEAD.as_secs_f64() {
+            self.ask();
         }
         let count = items.len();
+        let follows =
+            matches!(self.pending.last(), Some((lo, values)) if *lo as usize + values.len() == first);
+        if !follows {
+            self.pending.push((first as u64, Vec::with_capacity(count)));
+        }
+        let f = &mut self.f;
+        // just pushed when it was not there
+        let Some((_, values)) = self.pending.last_mut() else { return Ok(false) };
         let start = Instant::now();
         let mut index = first;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             for item in items {
-                match (self.f)(index, item) {
-                    Ok(r) => self.pending.push(r),
+                match f(index, item) {
+                    Ok(r) => values.push(r),
                     Err(e) => return Err(e),
                 }
                 index += 1;
@@ -597,26 +766,26 @@ where
         if self.pending.is_empty() {
             return Ok(());
         }
-        let values = std::mem::take(&mut self.pending);
-        let lo = self.pending_lo;
+        let fragments = std::mem::take(&mut self.pending);
         if self.comm.rank() == self.root {
-            self.collected += values.len();
-            self.fragments.push((lo, values));
-            self.report_progress();
+            self.keep(fragments);
             Ok(())
         } else {
-            self.send(self.root, RESULTS, &(lo as u64, values))
+            self.send(self.root, RESULTS, &fragments)
         }
     }
 
-    /// Handles the messages that arrive within `wait`; returns whether a steal request of ours
-    /// was answered with work (`Some(true)`) or refused (`Some(false)`).
-    fn handle(
-        &mut self,
-        wait: Duration,
-        asked: &mut Option<usize>,
-    ) -> std::result::Result<Option<bool>, Stop> {
-        let mut answer = None;
+    /// At the root: keeps result fragments and counts them.
+    fn keep(&mut self, fragments: Blocks<R>) {
+        for (lo, values) in fragments {
+            self.collected += values.len();
+            self.fragments.push((lo as usize, values));
+        }
+        self.report_progress();
+    }
+
+    /// Handles the messages that arrive within `wait`.
+    fn handle(&mut self, wait: Duration) -> std::result::Result<(), Stop> {
         let mut wait = wait;
         loop {
             let pattern = self.comm.pattern_on(self.context, None, None)?;
@@ -629,35 +798,37 @@ where
                 let _wait = self.comm.activity().wait(waiting);
                 mailbox.recv_timeout(&pattern, wait)?
             };
-            let Some(e) = message else { return Ok(answer) };
+            let Some(e) = message else { return Ok(()) };
             // after the first message, take what else is there without waiting
             wait = Duration::ZERO;
             let src = self.comm.member_of(e.src);
             match e.tag {
                 GIVE => {
-                    let (lo, items, hint): (u64, Vec<T>, u64) = codec::decode(&e.data, src, GIVE)?;
-                    if items.is_empty() {
-                        // try where the refusing rank last found work, rather than at random
+                    let (blocks, hint): (Blocks<T>, u64) = codec::decode(&e.data, src, GIVE)?;
+                    let got: usize = blocks.iter().map(|(_, items)| items.len()).sum();
+                    if got == 0 && !self.hinted {
+                        // try where the refusing rank last dealt work, rather than at random; but
+                        // only once in a row: two ranks that dealt with each other point at
+                        // each other
                         self.next_victim = usize::try_from(hint).ok().filter(|&h| h < self.comm.size());
                     } else {
                         self.hint.store(src, Ordering::Relaxed);
                     }
-                    *asked = None;
+                    self.asked = None;
                     if let Some(t) = self.comm.tracer() {
-                        let args = format!("\"map\":{},\"victim\":{src},\"got\":{}", self.seq, items.len());
+                        let args = format!("\"map\":{},\"victim\":{src},\"got\":{got}", self.seq);
                         t.record("steal", "map", self.asked_at, Instant::now(), &args);
                     }
-                    answer = Some(!items.is_empty());
-                    if !items.is_empty() {
-                        self.flush()?;
-                        self.set_work(lo as usize, items.into());
+                    if got > 0 {
+                        self.backoff = MIN_BACKOFF;
+                        self.add_work(blocks);
+                    } else {
+                        self.refused();
                     }
                 }
                 RESULTS => {
-                    let (lo, values): (u64, Vec<R>) = codec::decode(&e.data, src, RESULTS)?;
-                    self.collected += values.len();
-                    self.fragments.push((lo as usize, values));
-                    self.report_progress();
+                    let fragments: Blocks<R> = codec::decode(&e.data, src, RESULTS)?;
+                    self.keep(fragments);
                 }
                 DONE => return Err(Stop::Done),
                 FAIL => {
@@ -683,5 +854,72 @@ where
         if let Some(control) = self.comm.control() {
             let _ = control.progress(self.seq, self.collected as u64, self.total as u64);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn work(blocks: &[(u64, std::ops::Range<u32>)]) -> Work<u32> {
+        Work::new(blocks.iter().map(|(lo, r)| (*lo, r.clone().collect())).collect())
+    }
+
+    fn left(w: &Work<u32>) -> Vec<(usize, Vec<u32>)> {
+        w.blocks.iter().map(|b| (b.lo, b.items.iter().copied().collect())).collect()
+    }
+
+    #[test]
+    fn every_item_is_dealt_once_and_costly_ends_are_spread() {
+        for size in 1..=17 {
+            for n in [0, 1, 5, 16, 17, 200, 1000, 12_345] {
+                let mut seen = vec![0u8; n];
+                for rank in 0..size {
+                    let mut last = 0;
+                    for (lo, hi) in dealt(n, size, rank, Balance::Dynamic) {
+                        assert!(lo >= last && lo <= hi, "n {n} size {size} rank {rank}: {lo}..{hi}");
+                        last = hi;
+                        seen[lo..hi].iter_mut().for_each(|s| *s += 1);
+                    }
+                }
+                assert!(seen.iter().all(|&s| s == 1), "n {n} size {size}: {seen:?}");
+            }
+        }
+        // skew's list at 16 ranks: the 50 costly items first of 200 go 3 or 4 to every rank
+        for rank in 0..16 {
+            let costly: usize =
+                dealt(200, 16, rank, Balance::Dynamic).map(|(lo, hi)| hi.min(50) - lo.min(50)).sum();
+            assert!((3..=4).contains(&costly), "rank {rank} got {costly} of the first 50");
+        }
+        // the static split is one contiguous block per rank
+        let blocks: Vec<_> = dealt(200, 16, 3, Balance::Static).collect();
+        assert_eq!(blocks, vec![(37, 50)]);
+    }
+
+    #[test]
+    fn batches_come_from_the_front_across_blocks() {
+        let mut w = work(&[(0, 0..3), (10, 10..12)]);
+        assert_eq!(w.take_front(2), (0, vec![0, 1]));
+        assert_eq!(w.take_front(5), (2, vec![2]));
+        assert_eq!(w.take_front(5), (10, vec![10, 11]));
+        assert_eq!(w.take_front(5), (0, vec![]));
+        assert!(w.blocks.is_empty());
+    }
+
+    #[test]
+    fn thieves_get_every_other_block_then_the_front_half_of_the_last() {
+        let mut w = work(&[(0, 0..2), (10, 10..12), (20, 20..22)]);
+        let given = w.steal_half();
+        assert_eq!(given, vec![(0, vec![0, 1]), (20, vec![20, 21])]);
+        assert_eq!(left(&w), vec![(10, vec![10, 11])]);
+        let mut w = work(&[(5, 5..10)]);
+        assert_eq!(w.steal_half(), vec![(5, vec![5, 6, 7])]);
+        assert_eq!(left(&w), vec![(8, vec![8, 9])]);
+        assert_eq!(w.steal_half(), vec![(8, vec![8])]);
+        assert_eq!(w.steal_half(), vec![(9, vec![9])]);
+        assert!(w.blocks.is_empty());
+        assert_eq!(w.steal_half(), vec![]);
+        // empty blocks are dropped on arrival
+        assert!(work(&[(3, 3..3)]).blocks.is_empty());
     }
 }
