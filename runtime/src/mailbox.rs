@@ -110,7 +110,13 @@ struct State {
     launcher_lost: bool,
     posts: Vec<Post>,
     next_post: u64,
+    /// Contexts nobody will receive on again (the last [`RETIRED`]), whose late messages are
+    /// dropped on arrival rather than queued for ever.
+    retired: VecDeque<u64>,
 }
+
+/// How many retired contexts a mailbox remembers.
+const RETIRED: usize = 64;
 
 /// The mailbox of one rank.
 pub(crate) struct Mailbox {
@@ -153,6 +159,7 @@ impl Mailbox {
                 launcher_lost: false,
                 posts: Vec::new(),
                 next_post: 0,
+                retired: VecDeque::new(),
             }),
             changed: Condvar::new(),
             waiters: AtomicUsize::new(0),
@@ -208,7 +215,23 @@ impl Mailbox {
 
     /// A message arrived.
     pub fn push(&self, e: Envelope) {
-        self.update(|s| s.queue.push_back(e));
+        self.update(|s| {
+            if !s.retired.contains(&e.context) {
+                s.queue.push_back(e)
+            }
+        });
+    }
+
+    /// Drops the messages queued on `context` and every later one: the caller will never
+    /// receive on it again (a finished map's context, where a thief's last request or count can
+    /// arrive after the map ended). Only the last [`RETIRED`] contexts are remembered.
+    pub fn retire(&self, context: u64) {
+        let mut s = self.lock();
+        s.queue.retain(|e| e.context != context);
+        if s.retired.len() == RETIRED {
+            s.retired.pop_front();
+        }
+        s.retired.push_back(context);
     }
 
     /// A connection claiming to come from `src` started its handshake.
@@ -484,6 +507,25 @@ mod tests {
         assert_eq!(m.probe(&pat(None, None)).expect("p"), Some((1, 5, 1)));
         assert!(m.try_recv(&pat(Some(2), None)).expect("t").is_none());
         assert!(m.try_recv(&Pattern { src: None, group: None, context: 1, tag: None }).expect("t").is_none());
+    }
+
+    #[test]
+    fn a_retired_context_drops_its_messages() {
+        let m = Mailbox::new(0, 2, Duration::ZERO);
+        let on = |context, byte| Envelope { src: 1, context, tag: 0, data: vec![byte] };
+        m.push(on(7, 1));
+        m.push(on(8, 2));
+        m.retire(7);
+        m.push(on(7, 3));
+        let pat = |context| Pattern { src: None, group: None, context, tag: None };
+        assert!(m.try_recv(&pat(7)).expect("t").is_none());
+        assert_eq!(m.try_recv(&pat(8)).expect("t").map(|e| e.data), Some(vec![2]));
+        // only the last RETIRED contexts are remembered
+        for c in 100..100 + RETIRED as u64 {
+            m.retire(c);
+        }
+        m.push(on(7, 4));
+        assert_eq!(m.try_recv(&pat(7)).expect("t").map(|e| e.data), Some(vec![4]));
     }
 
     #[test]

@@ -39,9 +39,6 @@ pub const BATCH_TIME: Duration = Duration::from_micros(50);
 pub const DEAL_ROUNDS: usize = 64;
 /// Wait after a first refused steal request.
 const MIN_BACKOFF: Duration = Duration::from_micros(20);
-/// A rank that starts its last batch asks for more work at once if the batch should take at
-/// least this long, so that the answer is there when the batch ends.
-const ASK_AHEAD: Duration = Duration::from_micros(100);
 /// Longest wait between two steal attempts of an idle rank.
 pub const MAX_BACKOFF: Duration = Duration::from_millis(1);
 /// The root reports a map's progress to the launcher at most this often.
@@ -56,6 +53,8 @@ const GIVE: u32 = 3;
 const RESULTS: u32 = 4;
 const DONE: u32 = 5;
 const FAIL: u32 = 6;
+/// How many items a rank has not started, told to the root's steal thread.
+const LOAD: u32 = 7;
 
 /// Whether ranks steal from each other (the dynamic map) or keep their first block (static).
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -88,6 +87,11 @@ impl<T> Work<T> {
         Work { blocks }
     }
 
+    /// How many items are left.
+    fn len(&self) -> usize {
+        self.blocks.iter().map(|b| b.items.len()).sum()
+    }
+
     /// Takes up to `count` items from the front of the first block: the first one's index and
     /// the items (none when no item is left).
     fn take_front(&mut self, count: usize) -> (usize, Vec<T>) {
@@ -102,13 +106,25 @@ impl<T> Work<T> {
         (first, items)
     }
 
-    /// Gives a thief half of the items not started: every other block (the first, third, ...)
-    /// when there are several, so that both halves still sample the blocks' spread; else the
-    /// front half (rounded up) of the last block. The thief gets the front because this rank is
-    /// busy with the batch it has taken: even its last unstarted item is better started by an
-    /// idle thief, and both go on running the lowest indices first, so a list whose costly
-    /// items come first ends on cheap ones everywhere.
-    fn steal_half(&mut self) -> Blocks<T> {
+    /// Gives a thief half of the items not started, or only the first `want` items when that is
+    /// fewer. Half is every other block (the first, third, ...) when there are several, so that
+    /// both halves still sample the blocks' spread; else the front half (rounded up) of the last
+    /// block. The thief gets the front because this rank is busy with the batch it has taken:
+    /// even its last unstarted item is better started by an idle thief, and both go on running
+    /// the lowest indices first, so a list whose costly items come first ends on cheap ones
+    /// everywhere.
+    fn steal(&mut self, want: usize) -> Blocks<T> {
+        let len = self.len();
+        if want < len - len / 2 {
+            let mut given = Vec::new();
+            let mut left = want;
+            while left > 0 {
+                let (lo, items) = self.take_front(left);
+                left -= items.len();
+                given.push((lo as u64, items));
+            }
+            return given;
+        }
         if self.blocks.len() >= 2 {
             let (mut given, mut kept) = (Vec::new(), VecDeque::new());
             for (i, b) in self.blocks.drain(..).enumerate() {
@@ -150,6 +166,8 @@ struct Run<'a, T, R, F> {
     /// Results not yet sent, as fragments `(first index, values)`.
     pending: Blocks<R>,
     last_flush: Instant,
+    /// How many items not started this rank last told the root it had.
+    reported: u64,
     /// At the root: every fragment received, and how many results they hold.
     fragments: Vec<(usize, Vec<R>)>,
     collected: usize,
@@ -176,8 +194,12 @@ struct Run<'a, T, R, F> {
     go: &'a AtomicBool,
     /// Where to ask next, as a refusing victim suggested.
     next_victim: Option<usize>,
-    /// Whether the request in flight went where a refusing victim pointed.
+    /// Whether the request in flight went where a refusing victim pointed, and whether the next
+    /// one goes to the root, which knows best where work is.
     hinted: bool,
+    ask_root: bool,
+    /// How many items the next request asks for (`u64::MAX`: half), as the root advised.
+    want: u64,
 }
 
 impl Communicator {
@@ -367,6 +389,7 @@ impl Communicator {
             steals,
             pending: Vec::new(),
             last_flush: Instant::now(),
+            reported: 0,
             fragments: Vec::new(),
             collected: 0,
             cost: 0.0,
@@ -384,14 +407,26 @@ impl Communicator {
             go: &go,
             next_victim: None,
             hinted: false,
+            ask_root: false,
+            want: u64::MAX,
         };
         let total = run.distribute(start)?;
         run.total = total;
+        run.reported = lock(&work).len() as u64;
+        // the root's steal thread starts from the deal's counts
+        let loads: Vec<u64> = if self.rank() == root {
+            (0..self.size())
+                .map(|r| dealt(total, self.size(), r, balance).map(|(lo, hi)| (hi - lo) as u64).sum())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let kind = if balance == Balance::Dynamic { "dynamic" } else { "static" };
         call.args = format!("\"map\":{seq},\"total\":{total},\"balance\":\"{kind}\"");
         let stealing = balance == Balance::Dynamic && self.size() > 1;
         let outcome = std::thread::scope(|s| {
-            let server = stealing.then(|| s.spawn(|| serve_steals(self, steals, context, &work, &hint)));
+            let server =
+                stealing.then(|| s.spawn(|| serve_steals(self, loads, steals, context, &work, &hint)));
             let opener = stealing.then(|| s.spawn(|| open_connections(self, &go, &over)).thread().clone());
             run.opener = opener.clone();
             let outcome = run.work_loop(total);
@@ -407,6 +442,10 @@ impl Communicator {
             outcome
         });
         drop(call);
+        // late steal requests, counts and replies of this map must not pile up in the mailbox
+        let mailbox = self.shared_engine().mailbox();
+        mailbox.retire(context);
+        mailbox.retire(steals);
         if let Some(t) = self.tracer() {
             t.flush();
         }
@@ -515,35 +554,68 @@ fn open_connections(comm: &Communicator, go: &AtomicBool, over: &AtomicBool) {
 }
 
 /// The steal thread: answers every steal request at once with half of the items this rank has
-/// not started ([`Work::steal_half`]; nothing when none is left), until this rank asks it to
-/// stop.
+/// not started ([`Work::steal`]; nothing when none is left), until this rank asks it to
+/// stop. A refused thief is pointed somewhere: at the root, where work most likely is by the
+/// counts the ranks report ([`direct`]); elsewhere, at the rank this one last dealt work with.
 fn serve_steals<T: Serialize + Send>(
     comm: &Communicator,
+    mut loads: Vec<u64>,
     steals: u64,
     replies: u64,
     work: &Mutex<Work<T>>,
     hint: &AtomicUsize,
 ) {
+    // `loads`, at the root only: how many items each rank has not started, as dealt, reported
+    // or directed
     loop {
-        let Ok(pattern) = comm.pattern_on(steals, None, Some(STEAL)) else { return };
+        let Ok(pattern) = comm.pattern_on(steals, None, None) else { return };
         let Ok(request) = comm.shared_engine().recv(&pattern) else { return };
         let thief = comm.member_of(request.src);
+        if request.tag == LOAD {
+            if let (Some(load), Ok(n)) = (loads.get_mut(thief), codec::decode(&request.data, thief, LOAD)) {
+                *load = n;
+            }
+            continue;
+        }
         if thief == comm.rank() {
             return;
         }
-        let given = lock(work).steal_half();
+        let want = codec::decode::<u64>(&request.data, thief, STEAL).unwrap_or(u64::MAX);
+        let given = lock(work).steal(usize::try_from(want).unwrap_or(usize::MAX));
         // a thief that has gone has left the map: its items were not given to anyone else, but
         // the map is over once any rank has left it (only the root's DONE lets ranks go)
         // with nothing to give, point the thief at the rank this one last dealt with, which
         // holds half of what this rank had; having given, remember the thief as that rank
-        let hint = if given.is_empty() {
-            hint.load(Ordering::Relaxed) as u64
-        } else {
+        let (hint, want) = if !given.is_empty() {
             hint.store(thief, Ordering::Relaxed);
-            u64::MAX
+            (u64::MAX, u64::MAX)
+        } else if loads.is_empty() {
+            (hint.load(Ordering::Relaxed) as u64, u64::MAX)
+        } else {
+            direct(&mut loads, thief)
         };
-        let _ = send_to(comm, thief, replies, GIVE, &(given, hint));
+        let _ = send_to(comm, thief, replies, GIVE, &(given, hint, want));
     }
+}
+
+/// The root's pick for a refused thief: the rank with the most items not started, as the ranks
+/// last reported (`u64::MAX`, none, when every count is zero), and how many items to ask it for:
+/// a fair share of all the items left (half of the victim's at most), so that when many ranks
+/// are idle at the end of a map each gets a little at once, instead of the first taking half and
+/// the others queueing behind it. The counts move as if the thief had taken them, so the next
+/// thieves go elsewhere or take the rest. Ranks report when they run dry, when they get work and
+/// with their results, so the counts lag by one batch or one flush at most.
+fn direct(loads: &mut [u64], thief: usize) -> (u64, u64) {
+    let most = loads.iter().enumerate().filter(|&(r, _)| r != thief).max_by_key(|&(_, &n)| n);
+    let Some((victim, &n)) = most else { return (u64::MAX, u64::MAX) };
+    if n == 0 {
+        return (u64::MAX, u64::MAX);
+    }
+    let left: u64 = loads.iter().sum();
+    let want = left.div_ceil(loads.len() as u64).clamp(1, n - n / 2);
+    loads[victim] = n - want;
+    loads[thief] = want;
+    (victim as u64, want)
 }
 
 impl<T, R, F> Run<'_, T, R, F>
@@ -621,9 +693,14 @@ where
                 if self.last_flush.elapsed() >= FLUSH_EVERY {
                     self.flush()?;
                 }
+                self.report_load(false)?;
             }
             self.start_opener();
-            self.flush()?;
+            if !self.pending.is_empty() {
+                // just ran dry
+                self.flush()?;
+                self.report_load(true)?;
+            }
             if self.comm.rank() == self.root && self.collected == total {
                 for r in (0..size).filter(|&r| r != self.root) {
                     self.send(r, DONE, &())?;
@@ -649,7 +726,8 @@ where
         let victim = self.victim();
         // a victim can only have left after the root's DONE, which is then on its way here: a
         // failed request counts as a refusal
-        if send_to(self.comm, victim, self.steals, STEAL, &()).is_ok() {
+        let want = std::mem::replace(&mut self.want, u64::MAX);
+        if send_to(self.comm, victim, self.steals, STEAL, &want).is_ok() {
             self.asked_at = Instant::now();
             self.asked = Some(victim);
         } else {
@@ -661,6 +739,21 @@ where
     fn refused(&mut self) {
         self.next_ask = Instant::now() + self.backoff;
         self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    /// Tells the root's steal thread how many items this rank has not started, when `changed`
+    /// (it got work or ran dry) or when the count has halved since last told, so a rank tells it
+    /// a few dozen times in a map at most (dynamic map only).
+    fn report_load(&mut self, changed: bool) -> Result<()> {
+        if self.balance != Balance::Dynamic || self.comm.rank() == self.root {
+            return Ok(());
+        }
+        let load = lock(self.work).len() as u64;
+        if load == self.reported || !changed && load > self.reported / 2 {
+            return Ok(());
+        }
+        self.reported = load;
+        send_to(self.comm, self.root, self.steals, LOAD, &load)
     }
 
     /// Lets the thread that opens connections start (once).
@@ -677,6 +770,9 @@ where
             self.hinted = true;
             return v;
         }
+        if std::mem::take(&mut self.ask_root) && self.root != self.comm.rank() {
+            return self.root;
+        }
         // xorshift64*: a different, cheap sequence on every rank
         self.rng ^= self.rng >> 12;
         self.rng ^= self.rng << 25;
@@ -690,16 +786,9 @@ where
     /// Runs one batch of items from the front of this rank's range, sized to take about
     /// [`BATCH_TIME`]; false when no item was left.
     fn run_batch(&mut self) -> std::result::Result<bool, Stop> {
-        let (first, items, last) = {
-            let mut w = lock(self.work);
-            let (first, items) = w.take_front(self.batch);
-            (first, items, w.blocks.is_empty())
-        };
+        let (first, items) = lock(self.work).take_front(self.batch);
         if items.is_empty() {
             return Ok(false);
-        }
-        if last && self.cost * items.len() as f64 >= ASK_AHEAD.as_secs_f64() {
-            self.ask();
         }
         let count = items.len();
         let follows =
@@ -804,15 +893,19 @@ where
             let src = self.comm.member_of(e.src);
             match e.tag {
                 GIVE => {
-                    let (blocks, hint): (Blocks<T>, u64) = codec::decode(&e.data, src, GIVE)?;
+                    let (blocks, hint, want): (Blocks<T>, u64, u64) = codec::decode(&e.data, src, GIVE)?;
                     let got: usize = blocks.iter().map(|(_, items)| items.len()).sum();
-                    if got == 0 && !self.hinted {
-                        // try where the refusing rank last dealt work, rather than at random; but
-                        // only once in a row: two ranks that dealt with each other point at
-                        // each other
-                        self.next_victim = usize::try_from(hint).ok().filter(|&h| h < self.comm.size());
-                    } else {
+                    let hint = usize::try_from(hint).ok().filter(|&h| h < self.comm.size());
+                    if got > 0 {
                         self.hint.store(src, Ordering::Relaxed);
+                    } else if !self.hinted && hint.is_some() {
+                        // try where the refusing rank points, rather than at random; but only
+                        // once in a row: two ranks that dealt with each other point at each other
+                        self.next_victim = hint;
+                        self.want = want;
+                    } else if src != self.root {
+                        // then ask the root, which knows roughly who has work
+                        self.ask_root = true;
                     }
                     self.asked = None;
                     if let Some(t) = self.comm.tracer() {
@@ -822,6 +915,7 @@ where
                     if got > 0 {
                         self.backoff = MIN_BACKOFF;
                         self.add_work(blocks);
+                        self.report_load(true)?;
                     } else {
                         self.refused();
                     }
@@ -909,17 +1003,46 @@ mod tests {
     #[test]
     fn thieves_get_every_other_block_then_the_front_half_of_the_last() {
         let mut w = work(&[(0, 0..2), (10, 10..12), (20, 20..22)]);
-        let given = w.steal_half();
+        let given = w.steal(usize::MAX);
         assert_eq!(given, vec![(0, vec![0, 1]), (20, vec![20, 21])]);
         assert_eq!(left(&w), vec![(10, vec![10, 11])]);
         let mut w = work(&[(5, 5..10)]);
-        assert_eq!(w.steal_half(), vec![(5, vec![5, 6, 7])]);
+        assert_eq!(w.steal(usize::MAX), vec![(5, vec![5, 6, 7])]);
         assert_eq!(left(&w), vec![(8, vec![8, 9])]);
-        assert_eq!(w.steal_half(), vec![(8, vec![8])]);
-        assert_eq!(w.steal_half(), vec![(9, vec![9])]);
+        assert_eq!(w.steal(usize::MAX), vec![(8, vec![8])]);
+        assert_eq!(w.steal(usize::MAX), vec![(9, vec![9])]);
         assert!(w.blocks.is_empty());
-        assert_eq!(w.steal_half(), vec![]);
+        assert_eq!(w.steal(usize::MAX), vec![]);
         // empty blocks are dropped on arrival
         assert!(work(&[(3, 3..3)]).blocks.is_empty());
+    }
+
+    #[test]
+    fn a_thief_can_ask_for_fewer_than_half() {
+        let mut w = work(&[(0, 0..2), (10, 10..20)]);
+        assert_eq!(w.steal(3), vec![(0, vec![0, 1]), (10, vec![10])]);
+        assert_eq!(w.steal(1), vec![(11, vec![11])]);
+        assert_eq!(left(&w), vec![(12, (12..20).collect())]);
+        // asking for half or more gets half
+        assert_eq!(w.steal(5), vec![(12, vec![12, 13, 14, 15])]);
+        assert_eq!(w.steal(0), vec![]);
+        assert_eq!(left(&w), vec![(16, vec![16, 17, 18, 19])]);
+    }
+
+    #[test]
+    fn the_root_directs_thieves_to_a_fair_share_of_the_most_loaded() {
+        // 16 items left over 4 ranks: each should end with about 4
+        let mut loads = vec![0, 12, 4, 0];
+        assert_eq!(direct(&mut loads, 0), (1, 4));
+        assert_eq!(loads, vec![4, 8, 4, 0]);
+        assert_eq!(direct(&mut loads, 3), (1, 4));
+        assert_eq!(loads, vec![4, 4, 4, 4]);
+        // one item left: its holder keeps running it, a thief may take it
+        let mut loads = vec![0, 1, 0];
+        assert_eq!(direct(&mut loads, 2), (1, 1));
+        assert_eq!(loads, vec![0, 0, 1]);
+        // nothing anywhere (or only the thief's own): no hint
+        assert_eq!(direct(&mut [0, 0, 0], 1), (u64::MAX, u64::MAX));
+        assert_eq!(direct(&mut [0, 5], 1), (u64::MAX, u64::MAX));
     }
 }
