@@ -31,16 +31,17 @@ pub fn connect(path: &Path) -> io::Result<Box<dyn Stream>> {
     Ok(Box::new(s))
 }
 
-/// Send buffer asked for on every connection: room for a whole 1 MiB message and then some.
+/// Send buffer asked for on every connection (the kernel doubles it for its bookkeeping): room
+/// for a whole 1 MiB message.
 ///
 /// A Unix socket queues at most its sender's send buffer; the default, 208 KiB, cuts a 1 MiB
 /// message into five fills and drains, each a wake-up of the blocked writer and of the reader.
 /// Where wake-ups are dear (a VM sending interrupts between virtual cores) that dominates: on
-/// this 2-core VM with `wmem_max` at 4 MiB, a 1 MiB ping-pong took 410-500 us with the
-/// default and 145-260 us with 4 MiB, a 1 MiB broadcast 350-450 us and 170-220 us. Only
-/// buffer memory the kernel holds while messages wait is used; the reader threads drain
-/// connections eagerly, so the total a rank buffers does not grow.
-pub const SEND_BUFFER: usize = 4 << 20;
+/// this 2-core VM with `wmem_max` at 4 MiB, a 1 MiB ping-pong took 410-500 us with the default
+/// and 150-220 us with 2 MiB, a 1 MiB broadcast 350-450 us and 150-180 us. Larger is not
+/// better: with 4 MiB, 8 ranks broadcast 16 MiB in 22-23 ms against 18-19 ms. The reader
+/// threads drain connections eagerly, so the total a rank buffers does not grow.
+pub const SEND_BUFFER: usize = 2 << 20;
 
 /// A listening Unix socket that removes its file when dropped.
 pub struct UnixSocket {
