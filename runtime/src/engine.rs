@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// Messages of at least this many bytes are read by a receive posted for them, straight into its
 /// buffer (see [`Mailbox::hand_over`]); shorter ones are queued whole, which costs less than
 /// the hand-over's two wake-ups.
-const HANDOFF_MIN: u64 = 16 * 1024;
+pub(crate) const HANDOFF_MIN: u64 = 16 * 1024;
 
 /// A large message is read in pieces of this many bytes while no receive is posted for it,
 /// so that one posted meanwhile takes over after at most one piece.
