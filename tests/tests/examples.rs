@@ -92,6 +92,16 @@ fn maprate_checks_its_results_and_reports_a_rate() {
         let rate = lines[2].strip_prefix("items_per_s ").unwrap_or_else(|| panic!("{}", out.stdout));
         assert!(rate.parse::<u64>().is_ok_and(|r| r > 0), "a whole positive number: {rate}");
     }
+    // with work per item: the sequential cost of an item (at least the work asked for) and the
+    // efficiency against it come before the rate
+    let out = prun(["-n", "2", "@maprate", "20000", "1000"]).run();
+    out.expect_code(0).no_leftovers();
+    let lines = out.lines();
+    assert_eq!(lines.len(), 5, "{}", out.stdout);
+    assert!(figure(lines[2], "sequential_item_us ") >= 1.0, "{}", out.stdout);
+    let efficiency = figure(lines[3], "efficiency ");
+    assert!(efficiency > 0.0 && efficiency < 2.0, "{}", out.stdout);
+    assert!(lines[4].starts_with("items_per_s "), "{}", out.stdout);
 }
 
 #[test]

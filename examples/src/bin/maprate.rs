@@ -12,9 +12,12 @@
 //! number). The job exits non-zero if a result is missing or wrong.
 //!
 //! `prun -n 2 target/release/maprate [N] [WORK_NS]` (default 20000000 items of no work). With
-//! `WORK_NS`, every item also computes for that many nanoseconds (a busy loop), and the line
-//! `efficiency E` (the items' work over ranks x wall time) comes before `items_per_s`: with
-//! `WORK_NS` = 1000 it measures how well tasks of a microsecond are spread.
+//! `WORK_NS`, every item also computes for that many nanoseconds (a busy loop), and the lines
+//! `sequential_item_us T` and `efficiency E` come before `items_per_s`: `T` is what one item
+//! costs in a plain loop on rank 0 (the fastest of three timings of 20000 items: the busy loop
+//! overshoots its nanoseconds a little, and reads the clock), and `E` is the speedup over that
+//! sequential loop per rank, `N x T / (ranks x wall time)`. With `WORK_NS` = 1000 it measures how
+//! well tasks of a microsecond are spread.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -49,8 +52,27 @@ fn busy(ns: u64) {
     }
 }
 
+/// Seconds one item of `work_ns` takes in a plain loop: the fastest of three timings of a few
+/// thousand items (the fastest, so that a busy machine cannot flatter the efficiency).
+fn sequential_cost(work_ns: u64) -> f64 {
+    const ITEMS: usize = 20_000;
+    (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            let mut sum = 0u64;
+            for i in 0..ITEMS {
+                busy(work_ns);
+                sum = sum.wrapping_add(item(i));
+            }
+            std::hint::black_box(sum);
+            start.elapsed().as_secs_f64() / ITEMS as f64
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
 fn run(n: usize, work_ns: u64) -> Result<bool, prun::Error> {
     let world = prun::init()?;
+    let item_cost = if work_ns > 0 && world.rank() == 0 { sequential_cost(work_ns) } else { 0.0 };
     world.barrier()?;
     let start = Instant::now();
     let results = world.map_range(0, n, |i| {
@@ -72,7 +94,8 @@ fn run(n: usize, work_ns: u64) -> Result<bool, prun::Error> {
     println!("items {n}");
     println!("seconds {seconds:.3}");
     if work_ns > 0 {
-        let efficiency = n as f64 * work_ns as f64 * 1e-9 / (world.size() as f64 * seconds);
+        let efficiency = n as f64 * item_cost / (world.size() as f64 * seconds);
+        println!("sequential_item_us {:.3}", item_cost * 1e6);
         println!("efficiency {efficiency:.3}");
     }
     println!("items_per_s {}", (n as f64 / seconds).round() as u64);
