@@ -20,7 +20,7 @@
 //! | `PRUN_MAX_MESSAGE` | user | largest message a rank accepts, in bytes (default 1 GiB); larger ones are refused before allocation |
 //! | `PRUN_DEBUG` | user | `1` prints the runtime's debug messages (refused connections, ...) to stderr |
 //! | `PRUN_TRACE_DIR` | launcher | with `prun --trace FILE`: where each rank writes its trace events |
-//! | `PRUN_SPIN_US` | user | microseconds a blocked receive polls before sleeping (default 50 when the host has a core per rank, else 0) |
+//! | `PRUN_SPIN_US` | user | microseconds a blocked receive polls before sleeping (default 50 when the host has a core per rank, else 0; a receive posted for 16 KiB or more never polls) |
 
 use crate::auth::Secret;
 use crate::error::{Error, Result};
