@@ -13,7 +13,9 @@ use crate::log::debug;
 use crate::mailbox::{Envelope, Handoff, Mailbox, Pattern};
 use crate::protocol::Peer;
 use crate::transport::{self, Listener, Stream};
-use crate::wire::{self, HEADER_LEN, Header, KIND_DATA};
+use crate::lend::{self, LEND_MIN, MAX_PIECES};
+use crate::wire::{self, HEADER_LEN, Header, KIND_DATA, KIND_LEND};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::io::Read;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -38,6 +40,10 @@ pub(crate) struct Engine {
     mailbox: Arc<Mailbox>,
     outgoing: Vec<Mutex<Option<Box<dyn Stream>>>>,
     limit: u64,
+    /// Whether large messages to ranks on this host are lent ([`crate::lend`]), and the ranks
+    /// that could not read this rank's memory.
+    lending: bool,
+    refused: Vec<AtomicBool>,
     /// On the MPI backend, what carries the messages instead of sockets.
     #[cfg(feature = "mpi")]
     mpi: Option<crate::mpi::Transport>,
@@ -55,6 +61,8 @@ impl Engine {
             mailbox: Arc::new(Mailbox::new(0, 1, std::time::Duration::ZERO)),
             outgoing: vec![Mutex::new(None)],
             limit,
+            lending: false,
+            refused: Vec::new(),
             #[cfg(feature = "mpi")]
             mpi: None,
         }
@@ -78,6 +86,8 @@ impl Engine {
             mailbox,
             outgoing: Vec::new(),
             limit,
+            lending: false,
+            refused: Vec::new(),
             mpi: Some(transport),
         }
     }
@@ -101,6 +111,8 @@ impl Engine {
             mailbox,
             outgoing: (0..size).map(|_| Mutex::new(None)).collect(),
             limit,
+            lending: crate::env::single_copy(),
+            refused: (0..size).map(|_| AtomicBool::new(false)).collect(),
             #[cfg(feature = "mpi")]
             mpi: None,
         }
@@ -124,7 +136,31 @@ impl Engine {
             mpi.send(dest, context, tag, &mut frame);
             return Ok(());
         }
+        if self.lends_to(dest, frame.len() - HEADER_LEN, 1) {
+            return self.lend_to(dest, context, tag, &[&frame[HEADER_LEN..]]);
+        }
         self.write_to(dest, |s| wire::write_framed(s, KIND_DATA, context, tag, &mut frame))
+    }
+
+    /// Whether a message of `len` bytes in `pieces` non-empty parts to `dest` is lent rather
+    /// than written ([`crate::lend`]): large, to a rank on this host that has not refused.
+    fn lends_to(&self, dest: usize, len: usize, pieces: usize) -> bool {
+        self.lending
+            && len >= LEND_MIN
+            && pieces <= MAX_PIECES
+            && self.peers.get(dest).is_some_and(|p| p.node == self.node)
+            && self.refused.get(dest).is_some_and(|r| !r.load(Ordering::Relaxed))
+    }
+
+    /// Lends `parts` to `dest`; once it could not read them, later messages to it are written.
+    fn lend_to(&self, dest: usize, context: u64, tag: u32, parts: &[&[u8]]) -> Result<()> {
+        let mut read = true;
+        self.write_to(dest, |s| lend::send(s, context, tag, parts).map(|r| read = r))?;
+        if !read {
+            debug!("rank {} cannot read rank {dest}'s memory; writing large messages to it", self.rank);
+            self.refused[dest].store(true, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// Sends the concatenation of `parts` without copying them into a frame first.
@@ -141,6 +177,10 @@ impl Engine {
             parts.iter().for_each(|p| frame.extend_from_slice(p));
             mpi.send(dest, context, tag, &mut frame);
             return Ok(());
+        }
+        let (len, pieces) = (parts.iter().map(|p| p.len()).sum(), parts.iter().filter(|p| !p.is_empty()).count());
+        if self.lends_to(dest, len, pieces) {
+            return self.lend_to(dest, context, tag, parts);
         }
         self.write_to(dest, |s| wire::write_parts(s, KIND_DATA, context, tag, parts))
     }
@@ -271,7 +311,7 @@ fn read_large(
     let (context, tag, len) = (header.context, header.tag, header.len);
     let mut prefix = Vec::new();
     loop {
-        let handoff = Handoff { stream, prefix, back: back.clone() };
+        let handoff = Handoff { stream, prefix, back: back.clone(), lent: None };
         match mailbox.hand_over(src, context, tag, len, handoff) {
             Ok(()) => {
                 return match returned.recv() {
@@ -302,6 +342,69 @@ fn read_large(
             }
         }
     }
+}
+
+/// Delivers a lent message from `src` whose `header` was just read ([`crate::lend`]), as
+/// [`read_large`] does a written one: copied from the sender's memory in pieces into a vector,
+/// unless a receive posted for it comes, which then copies the rest straight into its buffer.
+/// Returns the connection, or `None` when it failed.
+fn read_lent(
+    mut stream: Box<dyn Stream>,
+    header: &Header,
+    src: usize,
+    mailbox: &Mailbox,
+    back: &SyncSender<(Box<dyn Stream>, bool)>,
+    returned: &Receiver<(Box<dyn Stream>, bool)>,
+) -> Option<Box<dyn Stream>> {
+    let (context, tag, len) = (header.context, header.tag, header.len);
+    let mut lent = match lend::read(&mut *stream, header) {
+        Ok(lent) => lent,
+        Err(e) => {
+            debug!("rank {src} lent a message badly: {e}");
+            return None;
+        }
+    };
+    // `len` passed the limit check, so it is a length this process may allocate
+    let total = usize::try_from(len).ok()?;
+    let readable = lend::readable(&*stream, &lent);
+    let mut prefix = Vec::new();
+    loop {
+        let handoff = Handoff { stream, prefix, back: back.clone(), lent: Some(lent) };
+        match mailbox.hand_over(src, context, tag, len, handoff) {
+            Ok(()) => {
+                return match returned.recv() {
+                    Ok((stream, true)) => Some(stream),
+                    _ => {
+                        debug!("connection from rank {src} failed while a receive read from it");
+                        None
+                    }
+                };
+            }
+            Err(h) => (stream, prefix, lent) = (h.stream, h.prefix, h.lent?),
+        }
+        if prefix.len() == total || !readable {
+            break;
+        }
+        let have = prefix.len();
+        let piece = (total - have).min(HANDOFF_PIECE as usize);
+        prefix.resize(have + piece, 0);
+        if !lend::pull(&lent, have, &mut [&mut prefix[have..]]) {
+            break;
+        }
+    }
+    let done = if readable && prefix.len() == total {
+        lend::accept(&mut *stream)
+    } else {
+        // the sender writes the whole payload on the connection
+        prefix.resize(total, 0);
+        lend::refuse(&mut *stream).and_then(|()| stream.read_exact(&mut prefix))
+    };
+    if let Err(e) = done {
+        debug!("connection from rank {src} failed mid-message: {e}");
+        return None;
+    }
+    mailbox.push(Envelope { src, context, tag, data: prefix });
+    Some(stream)
 }
 
 /// Authenticates one incoming connection, then delivers its messages until it closes.
@@ -343,6 +446,13 @@ fn incoming(mut stream: Box<dyn Stream>, creds: &Credentials, mailbox: &Mailbox,
     loop {
         let header = match wire::read_header(&mut *stream, limit) {
             Ok(Some(h)) if h.kind == KIND_DATA => h,
+            Ok(Some(h)) if h.kind == KIND_LEND => {
+                match read_lent(stream, &h, src, mailbox, &back, &returned) {
+                    Some(rest) => stream = rest,
+                    None => break,
+                }
+                continue;
+            }
             Ok(Some(h)) => {
                 debug!("rank {src} sent a frame of kind {}; closing its connection", h.kind);
                 break;

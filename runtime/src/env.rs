@@ -21,6 +21,7 @@
 //! | `PRUN_DEBUG` | user | `1` prints the runtime's debug messages (refused connections, ...) to stderr |
 //! | `PRUN_TRACE_DIR` | launcher | with `prun --trace FILE`: where each rank writes its trace events |
 //! | `PRUN_SPIN_US` | user | microseconds a blocked receive polls before sleeping (default 50 when the host has a core per rank, else 0; a receive posted for 16 KiB or more never polls) |
+//! | `PRUN_SINGLE_COPY` | user | `1`: large messages between ranks on one host are read from the sender's memory (copied once) instead of going through the socket (copied twice); default 0 |
 
 use crate::auth::Secret;
 use crate::error::{Error, Result};
@@ -59,6 +60,9 @@ pub const TRACE_DIR: &str = "PRUN_TRACE_DIR";
 
 /// `PRUN_SPIN_US`: how long a blocked receive polls before sleeping, in microseconds.
 pub const SPIN_US: &str = "PRUN_SPIN_US";
+/// `PRUN_SINGLE_COPY`: `1` makes large messages between ranks on one host be read from the
+/// sender's memory (copied once) rather than travel through their socket (copied twice).
+pub const SINGLE_COPY: &str = "PRUN_SINGLE_COPY";
 
 /// Every variable the launcher sets for a rank (the others are the user's to set).
 pub const LAUNCHER_SET: &[&str] = &[
@@ -123,6 +127,15 @@ pub(crate) fn spin(local_size: usize) -> Result<std::time::Duration> {
         }
     };
     Ok(std::time::Duration::from_micros(micros))
+}
+
+/// Whether large messages between ranks on one host are read from the sender's memory: when
+/// [`SINGLE_COPY`] is `1`. Off by default: on the 2-core VM this was built on, the copy is no
+/// faster than the socket's two (which run on two cores at once) and each message waits for an
+/// answer, so it lost at 2 ranks (1 MiB ping-pong 265-280 us against 137-171) and won only
+/// where the cores are the limit (8 ranks, 16 MiB broadcast 15 ms against 18-20).
+pub(crate) fn single_copy() -> bool {
+    std::env::var(SINGLE_COPY).is_ok_and(|v| v.trim() == "1")
 }
 
 /// Whether [`DEBUG`] asks for debug messages.

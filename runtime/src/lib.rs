@@ -45,6 +45,7 @@ mod engine;
 pub mod env;
 mod error;
 mod init;
+mod lend;
 mod log;
 mod mailbox;
 mod map;

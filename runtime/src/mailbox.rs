@@ -76,6 +76,9 @@ pub(crate) struct Handoff {
     pub prefix: Vec<u8>,
     /// Where the connection goes back, with whether the payload was read whole.
     pub back: SyncSender<(Box<dyn Stream>, bool)>,
+    /// Where the payload lies in the sender's memory, when it was lent rather than written
+    /// (then `prefix` is empty).
+    pub lent: Option<crate::lend::Lent>,
 }
 
 /// A receive waiting with a buffer for one exact source, context, tag and length.
@@ -440,8 +443,11 @@ impl Mailbox {
         drop(s);
         match outcome? {
             Ok(e) => Ok(Placed::Queued(e)),
-            Err(Handoff { mut stream, prefix, back }) => {
-                let read = fill(target, &prefix, &mut *stream);
+            Err(Handoff { mut stream, prefix, back, lent }) => {
+                let read = match &lent {
+                    Some(lent) => crate::lend::receive(&mut *stream, lent, &prefix, &mut [target.body, target.tail]),
+                    None => fill(target, &prefix, &mut *stream),
+                };
                 // the reader thread waits for its connection; if it is gone, so is the connection
                 let _ = back.send((stream, read.is_ok()));
                 read.map(|()| Placed::InPlace).map_err(|e| Error::PeerLost {
@@ -563,7 +569,7 @@ mod tests {
         m.handshake_ended(1, true);
         let (back, returned) = std::sync::mpsc::sync_channel(1);
         let (mut writer, reader) = UnixStream::pair().expect("pair");
-        let lend = |prefix: Vec<u8>, stream: Box<dyn Stream>| Handoff { stream, prefix, back: back.clone() };
+        let lend = |prefix: Vec<u8>, stream: Box<dyn Stream>| Handoff { stream, prefix, back: back.clone(), lent: None };
 
         // nobody waits: the handoff comes back
         let refused = m.hand_over(1, 0, 5, 10, lend(Vec::new(), Box::new(reader))).expect_err("no receive");
@@ -614,7 +620,7 @@ mod tests {
         });
         let mut reader: Box<dyn Stream> = Box::new(reader);
         loop {
-            let handoff = Handoff { stream: reader, prefix: Vec::new(), back: back.clone() };
+            let handoff = Handoff { stream: reader, prefix: Vec::new(), back: back.clone(), lent: None };
             reader = match m.hand_over(1, 7, 2, 100, handoff) {
                 Ok(()) => break,
                 Err(h) => h.stream,

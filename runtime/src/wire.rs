@@ -4,7 +4,7 @@
 //!
 //! | bytes | field |
 //! | --- | --- |
-//! | 0 | kind: [`KIND_DATA`] or [`KIND_CONTROL`] |
+//! | 0 | kind: [`KIND_DATA`], [`KIND_CONTROL`] or [`KIND_LEND`] |
 //! | 1..4 | zero |
 //! | 4..8 | tag, little endian |
 //! | 8..16 | context (communicator), little endian |
@@ -21,11 +21,15 @@ pub const HEADER_LEN: usize = 24;
 pub const KIND_DATA: u8 = 1;
 /// A message between a rank and its launcher.
 pub const KIND_CONTROL: u8 = 2;
+/// A large message between ranks on one host whose payload stays in the sender's memory: a
+/// description of where follows instead, and the receiver reads it from there (see the
+/// runtime's `lend` module).
+pub const KIND_LEND: u8 = 3;
 
 /// A frame header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
-    /// [`KIND_DATA`] or [`KIND_CONTROL`].
+    /// [`KIND_DATA`], [`KIND_CONTROL`] or [`KIND_LEND`].
     pub kind: u8,
     /// The communicator the message belongs to.
     pub context: u64,
@@ -70,7 +74,7 @@ impl Header {
 
     /// Parses and validates a header.
     pub fn decode(b: &[u8; HEADER_LEN]) -> Result<Header, WireError> {
-        if b[0] != KIND_DATA && b[0] != KIND_CONTROL {
+        if b[0] != KIND_DATA && b[0] != KIND_CONTROL && b[0] != KIND_LEND {
             return Err(WireError::Malformed(format!("unknown kind {}", b[0])));
         }
         if b[1..4] != [0, 0, 0] {

@@ -20,6 +20,25 @@ fn every_collective_at_every_root() {
     }
 }
 
+/// Large messages of every kind (in place, queued before the receive, of the wrong length, in
+/// order) and collectives on large buffers, written through the sockets and, with
+/// `PRUN_SINGLE_COPY=1`, read from the sender's memory.
+#[test]
+fn large_messages_by_socket_and_by_single_copy() {
+    for copy in ["0", "1"] {
+        let env = format!("PRUN_SINGLE_COPY={copy}");
+        for (n, args, word) in [(3, vec!["pod"], "pod ok"), (3, vec!["collectives", "300000"], "collectives ok")] {
+            let n_text = n.to_string();
+            let mut full = vec!["-x", &env, "-n", &n_text, "@prun-testjob"];
+            full.extend_from_slice(&args);
+            let out = prun(full).run();
+            out.expect_code(0).no_leftovers();
+            let ok = out.lines().iter().filter(|l| l.starts_with(word)).count();
+            assert_eq!(ok, n, "{env} {args:?}: every rank checks its results:\n{}", out.stderr);
+        }
+    }
+}
+
 #[test]
 fn collectives_with_64_ranks_on_2_cores() {
     all_ok(64, &["collectives", "1000"], "collectives ok");

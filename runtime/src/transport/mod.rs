@@ -63,6 +63,11 @@ pub trait Stream: Read + Write + Send + Sync {
     fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
     /// Shuts both directions down, waking a thread blocked on the other handle.
     fn shutdown(&self) -> io::Result<()>;
+    /// The process at the other end, when the transport can tell (a Unix socket on this host);
+    /// `None` otherwise.
+    fn peer_pid(&self) -> Option<i32> {
+        None
+    }
 }
 
 /// Opens a connection to `endpoint`.

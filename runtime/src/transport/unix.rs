@@ -19,6 +19,9 @@ impl Stream for UnixStream {
     fn shutdown(&self) -> io::Result<()> {
         UnixStream::shutdown(self, std::net::Shutdown::Both)
     }
+    fn peer_pid(&self) -> Option<i32> {
+        nix::sys::socket::getsockopt(self, nix::sys::socket::sockopt::PeerCredentials).ok().map(|c| c.pid())
+    }
 }
 
 /// Connects to the Unix socket at `path`.
