@@ -2,7 +2,8 @@
 //!
 //! The list is `112272535095293, 112582705942171, 112272535095293, 115280095190773,
 //! 115797848077099, 1099726899285419` (the first five prime, the last not) repeated `REPS`
-//! times. It is tested three ways, each timed on rank 0 between two barriers:
+//! times. It is tested three ways, each timed on rank 0 from a barrier until it has every answer
+//! ([`prun_examples::timed`]):
 //!
 //! - `sequential`: rank 0 alone, while the other ranks wait at the barrier;
 //! - `static`: [`prun::Communicator::map_static`], one contiguous block per rank;

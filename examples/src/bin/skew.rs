@@ -5,8 +5,10 @@
 //! wall time but no CPU: 64 ranks on 2 cores still measure the balancing, not the scheduler.
 //! The list runs once with [`prun::Communicator::map_range_static`] (one contiguous block per
 //! rank: the first ranks get every heavy task) and once with [`prun::Communicator::map_range`]
-//! (work stealing). Each makespan is rank 0's wall time between two barriers; the efficiency is
-//! the total planned task time over `ranks x makespan` (1 is perfect balance with no overhead).
+//! (work stealing). Each makespan is rank 0's (the root's) wall time from a barrier before the
+//! map until the map returns there with every result (see [`prun_examples::timed`]); the
+//! efficiency is the total planned task time over `ranks x makespan` (1 is perfect balance with
+//! no overhead).
 //! A sleep lasts a little longer than asked (about 0.1 ms here, 5% of a 2 ms task): each rank
 //! measures that overshoot first and shortens its sleeps by it, so that tasks last their
 //! planned time and the efficiency measures the balancing rather than the timers.
