@@ -9,14 +9,14 @@
 
 use crate::auth::{self, Credentials, HANDSHAKE_TIMEOUT};
 use crate::error::{Error, Result};
+use crate::lend::{self, LEND_MIN, MAX_PIECES};
 use crate::log::debug;
 use crate::mailbox::{Envelope, Handoff, Mailbox, Pattern};
 use crate::protocol::Peer;
 use crate::transport::{self, Listener, Stream};
-use crate::lend::{self, LEND_MIN, MAX_PIECES};
 use crate::wire::{self, HEADER_LEN, Header, KIND_DATA, KIND_LEND};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -178,7 +178,8 @@ impl Engine {
             mpi.send(dest, context, tag, &mut frame);
             return Ok(());
         }
-        let (len, pieces) = (parts.iter().map(|p| p.len()).sum(), parts.iter().filter(|p| !p.is_empty()).count());
+        let (len, pieces) =
+            (parts.iter().map(|p| p.len()).sum(), parts.iter().filter(|p| !p.is_empty()).count());
         if self.lends_to(dest, len, pieces) {
             return self.lend_to(dest, context, tag, parts);
         }

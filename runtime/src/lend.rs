@@ -122,7 +122,8 @@ pub(crate) fn pull(lent: &Lent, from: usize, into: &mut [&mut [u8]]) -> bool {
     if left > 0 {
         return false;
     }
-    let mut local: Vec<IoSliceMut<'_>> = into.iter_mut().filter(|b| !b.is_empty()).map(|b| IoSliceMut::new(b)).collect();
+    let mut local: Vec<IoSliceMut<'_>> =
+        into.iter_mut().filter(|b| !b.is_empty()).map(|b| IoSliceMut::new(b)).collect();
     // a short read (part of a piece not readable) counts as a failure
     len == 0 || process_vm_readv(Pid::from_raw(lent.pid), &mut local, &remote).is_ok_and(|n| n == len)
 }
@@ -136,7 +137,12 @@ pub(crate) fn readable(stream: &dyn Stream, lent: &Lent) -> bool {
 /// first bytes are `prefix` (read before), the rest is copied from the sender's memory, and the
 /// sender is told; if that cannot be done, the sender is asked for the bytes and the whole
 /// payload is read from `stream` instead.
-pub(crate) fn receive(stream: &mut dyn Stream, lent: &Lent, prefix: &[u8], into: &mut [&mut [u8]]) -> io::Result<()> {
+pub(crate) fn receive(
+    stream: &mut dyn Stream,
+    lent: &Lent,
+    prefix: &[u8],
+    into: &mut [&mut [u8]],
+) -> io::Result<()> {
     let total: usize = into.iter().map(|b| b.len()).sum();
     if prefix.len() > total {
         return Err(io::Error::other("a payload longer than its receive"));

@@ -445,7 +445,9 @@ impl Mailbox {
             Ok(e) => Ok(Placed::Queued(e)),
             Err(Handoff { mut stream, prefix, back, lent }) => {
                 let read = match &lent {
-                    Some(lent) => crate::lend::receive(&mut *stream, lent, &prefix, &mut [target.body, target.tail]),
+                    Some(lent) => {
+                        crate::lend::receive(&mut *stream, lent, &prefix, &mut [target.body, target.tail])
+                    }
                     None => fill(target, &prefix, &mut *stream),
                 };
                 // the reader thread waits for its connection; if it is gone, so is the connection
@@ -569,7 +571,12 @@ mod tests {
         m.handshake_ended(1, true);
         let (back, returned) = std::sync::mpsc::sync_channel(1);
         let (mut writer, reader) = UnixStream::pair().expect("pair");
-        let lend = |prefix: Vec<u8>, stream: Box<dyn Stream>| Handoff { stream, prefix, back: back.clone(), lent: None };
+        let lend = |prefix: Vec<u8>, stream: Box<dyn Stream>| Handoff {
+            stream,
+            prefix,
+            back: back.clone(),
+            lent: None,
+        };
 
         // nobody waits: the handoff comes back
         let refused = m.hand_over(1, 0, 5, 10, lend(Vec::new(), Box::new(reader))).expect_err("no receive");

@@ -2,21 +2,29 @@
 //! decentralised work stealing over index ranges.
 //!
 //! The items are cut into up to [`DEAL_ROUNDS`] contiguous blocks per rank (one item at least
-//! each), dealt round-robin like cards: rank `r` starts with blocks `r`, `r + size`, `r + 2 size`, ... So every rank starts with
-//! a sample of the whole list, and a list whose costs follow its order (heavy items first, a
-//! triangular loop, rows of an image) starts out nearly balanced; one contiguous block per rank
-//! would leave the ranks that got the cheap end idle while the costly items wait in a few queues
-//! (on `skew`'s heavy-first list at 16 ranks that caps the efficiency at 0.956 however well the
-//! ranks steal afterwards). A rank runs items from the front of its first block in batches sized
-//! from the measured cost per item (about [`BATCH_TIME`] each), while a thread of its own answers
-//! steal requests at once, even in the middle of a long item. A rank that runs dry asks a peer
-//! chosen at random for work (one request in flight); the victim gives away half of what it has
-//! not started (every other block, or the front half of its last block), items' data included
-//! when the items live at the root. A refused request makes the thief wait, doubling the wait up
-//! to [`MAX_BACKOFF`] while still answering others; an idle rank blocks, it never spins. Results
-//! travel to the root as `(first index, values)` fragments; the root counts them and, once it
-//! holds every item's result, tells every rank to stop. With stealing turned off the same
-//! machinery is the static split: one contiguous block per rank.
+//! each), dealt round-robin like cards: rank `r` starts with blocks `r`, `r + size`,
+//! `r + 2 size`, ... So every rank starts with a sample of the whole list, and a list whose costs
+//! follow its order (heavy items first, a triangular loop, rows of an image) starts out nearly
+//! balanced; one contiguous block per rank would leave the ranks that got the cheap end idle
+//! while the costly items wait in a few queues (on `skew`'s heavy-first list at 16 ranks that
+//! caps the efficiency at 0.956 however well the ranks steal afterwards).
+//!
+//! A rank runs items from the front of its first block in batches sized from the measured cost
+//! per item (about [`BATCH_TIME`] each), while a thread of its own answers steal requests at
+//! once, even in the middle of a long item. A rank that runs dry asks a peer chosen at random
+//! for work (one request in flight); the victim gives away half of what it has not started
+//! (every other block, or the front half of its last block), items' data included when the
+//! items live at the root. A refused request makes the thief wait, doubling the wait up to
+//! [`MAX_BACKOFF`] while still answering others, and points it at the rank the refuser last
+//! dealt work with (followed once in a row), else at the root. The root's steal thread keeps a
+//! rough count of every rank's unstarted items (the deal, then each rank's reports when it gets
+//! work, runs dry or sees its count halve) and sends a thief to the most loaded rank for a fair
+//! share of what is left, so that the many ranks that run dry together at the end of a map each
+//! get a little at once. An idle rank blocks, it never spins.
+//!
+//! Results travel to the root as `(first index, values)` fragments; the root counts them and,
+//! once it holds every item's result, tells every rank to stop. With stealing turned off the
+//! same machinery is the static split: one contiguous block per rank.
 
 use crate::activity::Waiting;
 use crate::codec;

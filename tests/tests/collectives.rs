@@ -27,7 +27,9 @@ fn every_collective_at_every_root() {
 fn large_messages_by_socket_and_by_single_copy() {
     for copy in ["0", "1"] {
         let env = format!("PRUN_SINGLE_COPY={copy}");
-        for (n, args, word) in [(3, vec!["pod"], "pod ok"), (3, vec!["collectives", "300000"], "collectives ok")] {
+        for (n, args, word) in
+            [(3, vec!["pod"], "pod ok"), (3, vec!["collectives", "300000"], "collectives ok")]
+        {
             let n_text = n.to_string();
             let mut full = vec!["-x", &env, "-n", &n_text, "@prun-testjob"];
             full.extend_from_slice(&args);
