@@ -157,7 +157,7 @@ impl Engine {
         let mut read = true;
         self.write_to(dest, |s| lend::send(s, context, tag, parts).map(|r| read = r))?;
         if !read {
-            debug!("rank {} cannot read rank {dest}'s memory; writing large messages to it", self.rank);
+            debug!("rank {dest} cannot read rank {}'s memory; writing large messages to it", self.rank);
             self.refused[dest].store(true, Ordering::Relaxed);
         }
         Ok(())
