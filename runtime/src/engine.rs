@@ -298,6 +298,26 @@ pub(crate) fn serve(
         .map_err(|e| Error::io("starting the accept thread", e))
 }
 
+/// Offers a connection in the middle of the message `header` from `src` to a receive posted for
+/// it: `Ok` with the connection once that receive has read the rest and given it back (`None`
+/// when the connection failed meanwhile), or `Err` with the offer when no such receive waits.
+fn offer(
+    handoff: Handoff,
+    src: usize,
+    header: &Header,
+    mailbox: &Mailbox,
+    returned: &Receiver<(Box<dyn Stream>, bool)>,
+) -> std::result::Result<Option<Box<dyn Stream>>, Handoff> {
+    mailbox.hand_over(src, header.context, header.tag, header.len, handoff)?;
+    match returned.recv() {
+        Ok((stream, true)) => Ok(Some(stream)),
+        _ => {
+            debug!("connection from rank {src} failed while a receive read from it");
+            Ok(None)
+        }
+    }
+}
+
 /// Delivers a large message from `src` whose `header` was just read: in pieces into a vector,
 /// unless a receive posted for it comes, which then takes the connection and reads the rest
 /// straight into its buffer. Returns the connection, or `None` when it failed.
@@ -313,16 +333,8 @@ fn read_large(
     let mut prefix = Vec::new();
     loop {
         let handoff = Handoff { stream, prefix, back: back.clone(), lent: None };
-        match mailbox.hand_over(src, context, tag, len, handoff) {
-            Ok(()) => {
-                return match returned.recv() {
-                    Ok((stream, true)) => Some(stream),
-                    _ => {
-                        debug!("connection from rank {src} failed while a receive read from it");
-                        None
-                    }
-                };
-            }
+        match offer(handoff, src, header, mailbox, returned) {
+            Ok(rest) => return rest,
             Err(h) => (stream, prefix) = (h.stream, h.prefix),
         }
         let have = prefix.len() as u64;
@@ -371,16 +383,8 @@ fn read_lent(
     let mut prefix = Vec::new();
     loop {
         let handoff = Handoff { stream, prefix, back: back.clone(), lent: Some(lent) };
-        match mailbox.hand_over(src, context, tag, len, handoff) {
-            Ok(()) => {
-                return match returned.recv() {
-                    Ok((stream, true)) => Some(stream),
-                    _ => {
-                        debug!("connection from rank {src} failed while a receive read from it");
-                        None
-                    }
-                };
-            }
+        match offer(handoff, src, header, mailbox, returned) {
+            Ok(rest) => return rest,
             Err(h) => (stream, prefix, lent) = (h.stream, h.prefix, h.lent?),
         }
         if prefix.len() == total || !readable {

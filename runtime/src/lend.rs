@@ -156,24 +156,24 @@ pub(crate) fn receive(
         copied += n;
         rest.push(&mut b[n..]);
     }
-    let read = readable(stream, lent) && pull(lent, prefix.len(), &mut rest);
-    stream.write_all(&[if read { READ } else { SEND }])?;
-    stream.flush()?;
-    if !read {
-        for b in into.iter_mut() {
-            stream.read_exact(b)?;
-        }
+    if readable(stream, lent) && pull(lent, prefix.len(), &mut rest) {
+        return accept(stream);
+    }
+    refuse(stream)?;
+    for b in into.iter_mut() {
+        stream.read_exact(b)?;
     }
     Ok(())
 }
 
-/// Tells the sender of `lent` that its payload could not be read, so that it writes it.
+/// Tells the sender at the other end of `stream` that its lent payload could not be read, so
+/// that it writes it.
 pub(crate) fn refuse(stream: &mut dyn Stream) -> io::Result<()> {
     stream.write_all(&[SEND])?;
     stream.flush()
 }
 
-/// Tells the sender of `lent` that its payload was read.
+/// Tells the sender at the other end of `stream` that its lent payload was read.
 pub(crate) fn accept(stream: &mut dyn Stream) -> io::Result<()> {
     stream.write_all(&[READ])?;
     stream.flush()

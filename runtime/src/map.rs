@@ -77,9 +77,10 @@ struct Block<T> {
     items: VecDeque<T>,
 }
 
-/// The items this rank holds and has not started, as blocks in index order.
+/// The items this rank holds and has not started, as blocks in index order, and how many.
 struct Work<T> {
     blocks: VecDeque<Block<T>>,
+    len: usize,
 }
 
 /// Blocks as they travel in messages: `(first index, items)`.
@@ -87,17 +88,22 @@ type Blocks<T> = Vec<(u64, Vec<T>)>;
 
 impl<T> Work<T> {
     fn new(blocks: Blocks<T>) -> Work<T> {
-        let blocks = blocks
-            .into_iter()
-            .filter(|(_, items)| !items.is_empty())
-            .map(|(lo, items)| Block { lo: lo as usize, items: items.into() })
-            .collect();
-        Work { blocks }
+        let mut work = Work { blocks: VecDeque::new(), len: 0 };
+        work.add(blocks);
+        work
+    }
+
+    /// Adds `blocks` after the ones held (empty ones are dropped).
+    fn add(&mut self, blocks: Blocks<T>) {
+        for (lo, items) in blocks.into_iter().filter(|(_, items)| !items.is_empty()) {
+            self.len += items.len();
+            self.blocks.push_back(Block { lo: lo as usize, items: items.into() });
+        }
     }
 
     /// How many items are left.
     fn len(&self) -> usize {
-        self.blocks.iter().map(|b| b.items.len()).sum()
+        self.len
     }
 
     /// Takes up to `count` items from the front of the first block: the first one's index and
@@ -111,6 +117,7 @@ impl<T> Work<T> {
         if front.items.is_empty() {
             self.blocks.pop_front();
         }
+        self.len -= items.len();
         (first, items)
     }
 
@@ -137,6 +144,7 @@ impl<T> Work<T> {
             let (mut given, mut kept) = (Vec::new(), VecDeque::new());
             for (i, b) in self.blocks.drain(..).enumerate() {
                 if i % 2 == 0 {
+                    self.len -= b.items.len();
                     given.push((b.lo as u64, Vec::from(b.items)));
                 } else {
                     kept.push_back(b);
@@ -153,6 +161,7 @@ impl<T> Work<T> {
         if last.items.is_empty() {
             self.blocks.clear();
         }
+        self.len -= items.len();
         vec![(lo as u64, items)]
     }
 }
@@ -384,7 +393,7 @@ impl Communicator {
         let seq = call.seq;
         let context = self.derived_context(seq, b"map");
         let steals = self.derived_context(seq, b"map steals");
-        let work = Mutex::new(Work { blocks: VecDeque::new() });
+        let work = Mutex::new(Work::new(Vec::new()));
         let (go, over) = (AtomicBool::new(false), AtomicBool::new(false));
         let hint = AtomicUsize::new(usize::MAX);
         let mut run = Run {
@@ -641,19 +650,13 @@ where
     }
 
     fn add_work(&mut self, blocks: Blocks<T>) {
-        lock(self.work).blocks.extend(Work::new(blocks).blocks);
+        lock(self.work).add(blocks);
     }
 
     /// Deals every rank its first blocks (one per rank for the static split, [`DEAL_ROUNDS`]
     /// dealt round-robin for the dynamic map); returns the number of items.
     fn distribute(&mut self, start: Start<T>) -> Result<usize> {
         let (rank, size) = (self.comm.rank(), self.comm.size());
-        let n = match &start {
-            Start::Range(n, _) => *n,
-            Start::Items(Some(items)) => items.len(),
-            Start::Items(None) => 0,
-        };
-        let count = size * rounds(self.balance, n, size);
         match start {
             Start::Range(n, make) => {
                 let blocks = dealt(n, size, rank, self.balance)
@@ -664,14 +667,15 @@ where
             }
             Start::Items(Some(items)) => {
                 let n = items.len();
+                let count = size * rounds(self.balance, n, size);
                 let mut items = items;
                 // cut the blocks from the back, then send each rank its own (the root keeps its)
-                let mut dealt: Vec<Blocks<T>> = (0..size).map(|_| Vec::new()).collect();
+                let mut hands: Vec<Blocks<T>> = (0..size).map(|_| Vec::new()).collect();
                 for b in (0..count).rev() {
                     let (lo, _) = block(n, count, b);
-                    dealt[b % size].push((lo as u64, items.split_off(lo)));
+                    hands[b % size].push((lo as u64, items.split_off(lo)));
                 }
-                for (r, mut blocks) in dealt.into_iter().enumerate() {
+                for (r, mut blocks) in hands.into_iter().enumerate() {
                     blocks.reverse();
                     if r == rank {
                         self.set_work(blocks);
@@ -904,9 +908,19 @@ where
                     let (blocks, hint, want): (Blocks<T>, u64, u64) = codec::decode(&e.data, src, GIVE)?;
                     let got: usize = blocks.iter().map(|(_, items)| items.len()).sum();
                     let hint = usize::try_from(hint).ok().filter(|&h| h < self.comm.size());
+                    self.asked = None;
+                    if let Some(t) = self.comm.tracer() {
+                        let args = format!("\"map\":{},\"victim\":{src},\"got\":{got}", self.seq);
+                        t.record("steal", "map", self.asked_at, Instant::now(), &args);
+                    }
                     if got > 0 {
                         self.hint.store(src, Ordering::Relaxed);
-                    } else if !self.hinted && hint.is_some() {
+                        self.backoff = MIN_BACKOFF;
+                        self.add_work(blocks);
+                        self.report_load(true)?;
+                        continue;
+                    }
+                    if !self.hinted && hint.is_some() {
                         // try where the refusing rank points, rather than at random; but only
                         // once in a row: two ranks that dealt with each other point at each other
                         self.next_victim = hint;
@@ -915,18 +929,7 @@ where
                         // then ask the root, which knows roughly who has work
                         self.ask_root = true;
                     }
-                    self.asked = None;
-                    if let Some(t) = self.comm.tracer() {
-                        let args = format!("\"map\":{},\"victim\":{src},\"got\":{got}", self.seq);
-                        t.record("steal", "map", self.asked_at, Instant::now(), &args);
-                    }
-                    if got > 0 {
-                        self.backoff = MIN_BACKOFF;
-                        self.add_work(blocks);
-                        self.report_load(true)?;
-                    } else {
-                        self.refused();
-                    }
+                    self.refused();
                 }
                 RESULTS => {
                     let fragments: Blocks<R> = codec::decode(&e.data, src, RESULTS)?;
@@ -1001,7 +1004,9 @@ mod tests {
     #[test]
     fn batches_come_from_the_front_across_blocks() {
         let mut w = work(&[(0, 0..3), (10, 10..12)]);
+        assert_eq!(w.len(), 5);
         assert_eq!(w.take_front(2), (0, vec![0, 1]));
+        assert_eq!(w.len(), 3);
         assert_eq!(w.take_front(5), (2, vec![2]));
         assert_eq!(w.take_front(5), (10, vec![10, 11]));
         assert_eq!(w.take_front(5), (0, vec![]));
@@ -1014,6 +1019,7 @@ mod tests {
         let given = w.steal(usize::MAX);
         assert_eq!(given, vec![(0, vec![0, 1]), (20, vec![20, 21])]);
         assert_eq!(left(&w), vec![(10, vec![10, 11])]);
+        assert_eq!(w.len(), 2);
         let mut w = work(&[(5, 5..10)]);
         assert_eq!(w.steal(usize::MAX), vec![(5, vec![5, 6, 7])]);
         assert_eq!(left(&w), vec![(8, vec![8, 9])]);
@@ -1031,10 +1037,13 @@ mod tests {
         assert_eq!(w.steal(3), vec![(0, vec![0, 1]), (10, vec![10])]);
         assert_eq!(w.steal(1), vec![(11, vec![11])]);
         assert_eq!(left(&w), vec![(12, (12..20).collect())]);
+        assert_eq!(w.len(), 8);
         // asking for half or more gets half
         assert_eq!(w.steal(5), vec![(12, vec![12, 13, 14, 15])]);
         assert_eq!(w.steal(0), vec![]);
         assert_eq!(left(&w), vec![(16, vec![16, 17, 18, 19])]);
+        w.add(vec![(30, vec![30]), (40, vec![])]);
+        assert_eq!((w.len(), w.blocks.len()), (5, 2));
     }
 
     #[test]
