@@ -13,12 +13,19 @@
 #   COLLBENCH_ITERS_SCALE   iteration multiplier (default 1)          } both programs
 #   REPEAT=3                runs of each program, alternating; the table keeps each row's best
 #   TIMEOUT=600             seconds before one run is killed
+#   OVERHEAD_ITERS_SCALE=10 iteration multiplier of the in-process comparison
 #
 # collbench is built into target/mpi-<library> (MPICC names the library's compiler wrapper).
 # Prints a markdown table per library on stdout:
 #   | op | bytes | prun on MPI (us) | MPI (us) | ratio | difference (us) | MPI, THREAD_MULTIPLE (us) | ratio |
 # The last two columns: the reference built with -DTHREAD_MULTIPLE, the thread level the backend
 # needs, which costs something of its own.
+# Then a second table per library from `mpi_overhead` (examples/src/bin/mpi_overhead.rs): each
+# operation through prun and directly on MPI in one process, alternating iteration by iteration,
+# with OVERHEAD_ITERS_SCALE (default 10) times collbench's iterations; medians of REPEAT runs:
+#   | op | bytes | prun on MPI (us) | MPI, same process (us) | ratio | ratio range |
+# Two programs run one after the other see this shared machine differently (rows move 10-30%);
+# in one process the noise mostly cancels, and what is left is prun's own path to MPI.
 # Exits 1 if a run failed, 2 on bad arguments.
 
 set -euo pipefail
@@ -31,7 +38,8 @@ source bench/lib.sh
 
 TIMEOUT=${TIMEOUT:-600}
 REPEAT=${REPEAT:-3}
-check_counts "TIMEOUT and REPEAT" "$TIMEOUT" "$REPEAT"
+OVERHEAD_ITERS_SCALE=${OVERHEAD_ITERS_SCALE:-10}
+check_counts "TIMEOUT, REPEAT and OVERHEAD_ITERS_SCALE" "$TIMEOUT" "$REPEAT" "$OVERHEAD_ITERS_SCALE"
 read -r -a OPS_LIST <<<"${OPS:-latency barrier bcast allreduce gather scatter allgather}"
 export COLLBENCH_MAX_BYTES=${COLLBENCH_MAX_BYTES:-16777216}
 export COLLBENCH_ITERS_SCALE=${COLLBENCH_ITERS_SCALE:-1}
@@ -104,5 +112,36 @@ for lib in "${LIBS[@]}"; do
                 printf "| %s | %s | %.2f | %.2f | %.2f | %+.2f | %.2f | %.2f |\n", f[1], f[2], p, m, (m > 0 ? p / m : 0), p - m, t, (t > 0 ? p / t : 0)
             }
         }' "$WORK/prun-$lib" "$WORK/mpi-$lib" "$WORK/mt-$lib"
+
+    : >"$WORK/same-$lib"
+    for ((i = 1; i <= REPEAT; i++)); do
+        note "$lib: in one process, run $i of $REPEAT ..."
+        run "same-$lib" env COLLBENCH_ITERS_SCALE="$(awk -v a="$COLLBENCH_ITERS_SCALE" -v b="$OVERHEAD_ITERS_SCALE" 'BEGIN { print a * b }')" \
+            "${launcher[@]}" -n 2 "target/mpi-$lib/release/mpi_overhead" "${OPS_LIST[@]}"
+    done
+    echo
+    echo "Same library, one process: prun's call and MPI's, alternating, median of $REPEAT runs"
+    echo
+    echo "| op | bytes | prun on MPI (us) | MPI, same process (us) | ratio | ratio range |"
+    echo "|----|------:|-----------------:|-----------------------:|------:|------------:|"
+    awk '
+        function median(list,    v, n, i, j, t) {
+            n = split(list, v, " ")
+            for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+            return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+        }
+        NF == 4 && $3 ~ /^[0-9.]+$/ && $4 ~ /^[0-9.]+$/ && $4 > 0 {
+            key = $1 " " $2
+            if (!(key in p)) order[++n] = key
+            p[key] = p[key] " " $3; m[key] = m[key] " " $4; r = $3 / $4; q[key] = q[key] " " r
+            if (!(key in lo) || r < lo[key]) lo[key] = r
+            if (!(key in hi) || r > hi[key]) hi[key] = r
+        }
+        END {
+            for (i = 1; i <= n; i++) {
+                k = order[i]; split(k, f, " ")
+                printf "| %s | %s | %.2f | %.2f | %.2f | %.2f-%.2f |\n", f[1], f[2], median(p[k]), median(m[k]), median(q[k]), lo[k], hi[k]
+            }
+        }' "$WORK/same-$lib"
 done
 exit "$STATUS"

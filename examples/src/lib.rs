@@ -4,6 +4,8 @@
 
 use std::time::Instant;
 
+pub mod collbench;
+
 /// Runs `f` between two barriers; returns its result and this rank's wall time from the first
 /// barrier until `f` returned. For a map, the root's time is the makespan: from the start until
 /// it holds every result, as Python's `Pool.map` is timed; the second barrier only keeps the

@@ -40,7 +40,7 @@ fn built(mpi: Mpi) -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let out = Command::new(cargo)
             .args(["build", "--quiet", "--release", "-p", "prun-examples", "-p", "prun-tests", "--bins"])
-            .args(["--features", "prun/mpi", "--target-dir"])
+            .args(["--features", "prun/mpi,prun-examples/mpi", "--target-dir"])
             .arg(&target)
             .env("MPICC", mpi.mpicc)
             .current_dir(root())
@@ -215,6 +215,39 @@ fn the_examples_agree_on_open_mpi_prun_mpi_and_the_builtin_backend() {
 #[test]
 fn the_examples_agree_on_mpich_prun_mpi_and_the_builtin_backend() {
     examples_agree_on(MPICH);
+}
+
+/// `mpi_overhead` (bench/mpi_backend.sh's in-process comparison) runs every operation through
+/// prun and directly on MPI and fails unless both give the expected results; on the built-in
+/// backend it refuses to run.
+fn overhead_benchmark_on(mpi: Mpi) {
+    let program = built(mpi).join("mpi_overhead");
+    let (out, mark) = launch(mpi, 2, &program, &[]);
+    assert!(out.status.success(), "mpi_overhead under {}: {}", mpi.launcher, text(&out.stderr));
+    assert_no_leftovers(&mark);
+    let stdout = text(&out.stdout);
+    let rows: Vec<Vec<&str>> = stdout.lines().map(|l| l.split(' ').collect()).collect();
+    // 7 operations, 3 sizes up to 64 KiB but the barrier's one
+    assert_eq!(rows.len(), 6 * 3 + 1, "{stdout}");
+    for row in &rows {
+        assert!(
+            row.len() == 4 && row[2..].iter().all(|t| t.parse::<f64>().is_ok_and(|us| us > 0.0)),
+            "{stdout}"
+        );
+    }
+    let builtin = prun(["-n", "2", &program.display().to_string()]).run();
+    builtin.expect_code(1).no_leftovers();
+    assert!(builtin.stderr.contains("not on the MPI backend"), "{}", builtin.stderr);
+}
+
+#[test]
+fn the_overhead_benchmark_checks_its_results_on_open_mpi() {
+    overhead_benchmark_on(OPEN_MPI);
+}
+
+#[test]
+fn the_overhead_benchmark_checks_its_results_on_mpich() {
+    overhead_benchmark_on(MPICH);
 }
 
 /// A rank that exits with an error, or calls abort, ends the MPI job with its status.

@@ -16,56 +16,9 @@ use prun::{Op, World};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use prun_examples::collbench::{EMPTY, Page, SIZES, iterations, max_bytes};
+
 const OPS: [&str; 7] = ["latency", "barrier", "bcast", "allreduce", "gather", "scatter", "allgather"];
-/// What receive buffers hold before a receive (not zero, so that their pages are real).
-const EMPTY: u8 = 0xEE;
-
-/// `n` values starting on a page boundary, as bench/mpi_collbench.c's (`posix_memalign`). Where
-/// buffers start matters: copies between buffers at different offsets within their pages ran
-/// 2 to 3 times slower here (MPI's own 1 MiB gather took 130-180 us with page-aligned buffers,
-/// 310-330 us with buffers from the middle of the heap, which is where glibc puts them once a
-/// 16 MiB block has been freed); aligned on both sides, the two programs compare like for like.
-struct Page<T> {
-    v: Vec<T>,
-    at: usize,
-    n: usize,
-}
-
-impl<T: Copy> Page<T> {
-    fn new(n: usize, value: T) -> Page<T> {
-        let spare = 4096 / std::mem::size_of::<T>();
-        let v = vec![value; n + spare];
-        let at = v.as_ptr().align_offset(4096).min(spare);
-        Page { v, at, n }
-    }
-}
-
-impl<T> std::ops::Deref for Page<T> {
-    type Target = [T];
-    fn deref(&self) -> &[T] {
-        &self.v[self.at..self.at + self.n]
-    }
-}
-
-impl<T> std::ops::DerefMut for Page<T> {
-    fn deref_mut(&mut self) -> &mut [T] {
-        &mut self.v[self.at..self.at + self.n]
-    }
-}
-
-const SIZES: [usize; 5] = [8, 1024, 65536, 1 << 20, 16 << 20];
-
-fn env_f64(name: &str, default: f64) -> f64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// Warm-up and timed iteration counts for a message of `bytes`.
-fn iterations(bytes: usize) -> (usize, usize) {
-    let scale = env_f64("COLLBENCH_ITERS_SCALE", 1.0);
-    let iters = ((64usize << 20) / bytes.max(1024)).clamp(10, 1000);
-    let warm = (iters / 10).max(2);
-    (((iters as f64 * scale) as usize).max(2), ((warm as f64 * scale) as usize).max(1))
-}
 
 /// Mean seconds of `op` over the timed iterations, after warm-up; a barrier before each.
 fn measure(
@@ -176,7 +129,7 @@ fn main() -> ExitCode {
     if ops.is_empty() {
         ops = OPS.iter().map(|s| s.to_string()).collect();
     }
-    let max = env_f64("COLLBENCH_MAX_BYTES", (16 << 20) as f64) as usize;
+    let max = max_bytes();
     let run = || -> Result<(), prun::Error> {
         let world = prun::init()?;
         for op in &ops {

@@ -1,0 +1,284 @@
+//! The MPI backend's own cost, measured in one process: each of collbench's operations through
+//! prun's `World` and the same MPI call made directly (through rsmpi, on a duplicate of
+//! `MPI_COMM_WORLD`), alternating iteration by iteration.
+//!
+//! `mpirun -n 2 target/mpi-openmpi/release/mpi_overhead [latency|barrier|bcast|...]...`
+//! (built with `--features mpi`; bench/mpi_backend.sh runs it).
+//!
+//! Two programs started one after the other (collbench against bench/mpi_collbench.c) see
+//! different machines: on a shared 2-core VM their rows move 10 to 30% from run to run, which
+//! hides a 5% overhead. Here both calls run in the same process, on the same buffers, at the same
+//! MPI thread level and beside the same receiver thread, in alternating order (prun first on even
+//! iterations, MPI first on odd ones), each after an `MPI_Barrier`: what differs is prun's own
+//! path from `World` to MPI. What the backend costs by running at all (its thread level and its
+//! receiver thread) is left to bench/mpi_backend.sh's comparison with the C reference.
+//!
+//! Sizes and iteration counts are collbench's (`COLLBENCH_MAX_BYTES`, `COLLBENCH_ITERS_SCALE`).
+//! Rank 0 prints exactly `<op> <bytes> <prun_us> <mpi_us>` per measurement, each the mean time
+//! per operation averaged over the ranks (over ranks 0 and 1 for `latency`, one way), and nothing
+//! else on stdout. Exits 2 on an unknown operation, 1 when not started on the MPI backend or
+//! when a result is wrong.
+
+use mpi::collective::SystemOperation;
+use mpi::topology::{Communicator as _, SimpleCommunicator};
+use mpi::traits::*;
+use prun::{Backend, Op, World};
+use prun_examples::collbench::{EMPTY, Page, SIZES, iterations, max_bytes};
+use std::process::ExitCode;
+use std::time::Instant;
+
+const OPS: [&str; 7] = ["latency", "barrier", "bcast", "allreduce", "gather", "scatter", "allgather"];
+
+/// Mean seconds per operation through prun (`op(true)`) and directly on MPI (`op(false)`), timed
+/// in alternating order after an `MPI_Barrier` each, after warm-up iterations of both.
+fn measure(
+    raw: &SimpleCommunicator,
+    bytes: usize,
+    mut op: impl FnMut(bool) -> Result<(), prun::Error>,
+) -> Result<[f64; 2], prun::Error> {
+    let (iters, warm) = iterations(bytes);
+    let mut total = [0.0f64; 2];
+    for i in 0..warm + iters {
+        for which in [i % 2, 1 - i % 2] {
+            raw.barrier();
+            let t = Instant::now();
+            op(which == 0)?;
+            if i >= warm {
+                total[which] += t.elapsed().as_secs_f64();
+            }
+        }
+    }
+    Ok(total.map(|t| t / iters as f64))
+}
+
+/// Runs `op` once through prun and once directly on MPI, each on receive buffers reset by
+/// `reset` first; whether both left what `check` expects on every rank.
+fn verify(
+    raw: &SimpleCommunicator,
+    mut reset: impl FnMut(),
+    mut op: impl FnMut(bool) -> Result<(), prun::Error>,
+    mut check: impl FnMut() -> bool,
+) -> Result<bool, prun::Error> {
+    let mut ok = true;
+    for through_prun in [true, false] {
+        reset();
+        raw.barrier();
+        op(through_prun)?;
+        ok &= check();
+    }
+    let mut bad = 0u32;
+    raw.all_reduce_into(&u32::from(!ok), &mut bad, SystemOperation::sum());
+    Ok(bad == 0)
+}
+
+/// Averages both means over the ranks (those that `take_part`); rank 0 prints them.
+fn report(raw: &SimpleCommunicator, op: &str, bytes: usize, means: [f64; 2], take_part: bool) {
+    let mine = if take_part { [means[0], means[1], 1.0] } else { [0.0; 3] };
+    let mut sums = [0.0f64; 3];
+    raw.all_reduce_into(&mine[..], &mut sums[..], SystemOperation::sum());
+    if raw.rank() == 0 {
+        let n = sums[2].max(1.0);
+        println!("{op} {bytes} {:.2} {:.2}", sums[0] / n * 1e6, sums[1] / n * 1e6);
+    }
+}
+
+/// Whether every chunk `r` of `bytes` in `buf` holds rank `r`'s fill byte.
+fn filled_by_rank(buf: &[u8], bytes: usize) -> bool {
+    buf.chunks(bytes.max(1)).enumerate().all(|(r, c)| c.iter().all(|&b| b == (r % 255) as u8 + 1))
+}
+
+/// Measures `op` at every size up to `max`, both ways on the same buffers (so that where they
+/// lie cannot favour either), then checks both ways' results; false when one is wrong.
+fn bench(world: &World, raw: &SimpleCommunicator, op: &str, max: usize) -> Result<bool, prun::Error> {
+    let (rank, size) = (world.rank(), world.size());
+    if op == "barrier" {
+        let means = measure(raw, 0, |p| if p { world.barrier() } else { Ok(raw.barrier()) })?;
+        report(raw, op, 0, means, true);
+        return Ok(true);
+    }
+    let fill = (rank % 255) as u8 + 1;
+    let root = raw.process_at_rank(0);
+    for bytes in SIZES.into_iter().filter(|&b| b <= max) {
+        let (means, ok) = match op {
+            "latency" => {
+                if size < 2 {
+                    return Ok(true);
+                }
+                let (send, mut recv) = (Page::new(bytes, fill), Page::new(bytes, EMPTY));
+                let peer = 1 - rank.min(1);
+                let mpi_peer = raw.process_at_rank(peer as i32);
+                let recv = std::cell::RefCell::new(&mut recv);
+                let mut op = |through_prun: bool| {
+                    let mut recv = recv.borrow_mut();
+                    match (rank, through_prun) {
+                        (0, true) => {
+                            world.send_slice(peer, 0, &send)?;
+                            world.recv_into(peer, 0, &mut recv[..]).map(drop)
+                        }
+                        (1, true) => {
+                            world.recv_into(peer, 0, &mut recv[..])?;
+                            world.send_slice(peer, 0, &send)
+                        }
+                        (0, false) => {
+                            mpi_peer.send(&send[..]);
+                            mpi_peer.receive_into(&mut recv[..]);
+                            Ok(())
+                        }
+                        (1, false) => {
+                            mpi_peer.receive_into(&mut recv[..]);
+                            mpi_peer.send(&send[..]);
+                            Ok(())
+                        }
+                        _ => Ok(()),
+                    }
+                };
+                let means = measure(raw, bytes, &mut op)?;
+                let expect = (peer % 255) as u8 + 1;
+                let ok = verify(
+                    raw,
+                    || recv.borrow_mut().fill(EMPTY),
+                    &mut op,
+                    || rank >= 2 || recv.borrow().iter().all(|&b| b == expect),
+                )?;
+                (means.map(|m| m / 2.0), ok)
+            }
+            "bcast" => {
+                let buf = std::cell::RefCell::new(Page::new(bytes, fill));
+                let mut op = |p: bool| match p {
+                    true => world.broadcast_into(0, &mut buf.borrow_mut()),
+                    false => Ok(root.broadcast_into(&mut buf.borrow_mut()[..])),
+                };
+                let means = measure(raw, bytes, &mut op)?;
+                let reset = || {
+                    if rank != 0 {
+                        buf.borrow_mut().fill(EMPTY)
+                    }
+                };
+                (means, verify(raw, reset, &mut op, || buf.borrow().iter().all(|&b| b == 1))?)
+            }
+            "allreduce" => {
+                let n = (bytes / 8).max(1);
+                let send = Page::new(n, rank as f64 + 1.0);
+                let recv = std::cell::RefCell::new(Page::new(n, -1.0f64));
+                let mut op = |p: bool| match p {
+                    true => world.allreduce_into(&send, &mut recv.borrow_mut(), Op::Sum),
+                    false => {
+                        Ok(raw.all_reduce_into(&send[..], &mut recv.borrow_mut()[..], SystemOperation::sum()))
+                    }
+                };
+                let means = measure(raw, bytes, &mut op)?;
+                let expect = (size * (size + 1) / 2) as f64;
+                let ok = verify(
+                    raw,
+                    || recv.borrow_mut().fill(-1.0),
+                    &mut op,
+                    || recv.borrow().iter().all(|&x| x == expect),
+                )?;
+                (means, ok)
+            }
+            "gather" => {
+                let send = Page::new(bytes, fill);
+                let recv =
+                    std::cell::RefCell::new(Page::new(if rank == 0 { bytes * size } else { 0 }, EMPTY));
+                let mut op = |p: bool| {
+                    let mut recv = recv.borrow_mut();
+                    match (p, rank) {
+                        (true, _) => world.gather_into(0, &send, (rank == 0).then_some(&mut recv[..])),
+                        (false, 0) => Ok(root.gather_into_root(&send[..], &mut recv[..])),
+                        (false, _) => Ok(root.gather_into(&send[..])),
+                    }
+                };
+                let means = measure(raw, bytes, &mut op)?;
+                let ok = verify(
+                    raw,
+                    || recv.borrow_mut().fill(EMPTY),
+                    &mut op,
+                    || filled_by_rank(&recv.borrow(), bytes),
+                )?;
+                (means, ok)
+            }
+            "scatter" => {
+                let send = Page::new(if rank == 0 { bytes * size } else { 0 }, fill);
+                let recv = std::cell::RefCell::new(Page::new(bytes, EMPTY));
+                let mut op = |p: bool| {
+                    let mut recv = recv.borrow_mut();
+                    match (p, rank) {
+                        (true, _) => world.scatter_into(0, (rank == 0).then_some(&send[..]), &mut recv),
+                        (false, 0) => Ok(root.scatter_into_root(&send[..], &mut recv[..])),
+                        (false, _) => Ok(root.scatter_into(&mut recv[..])),
+                    }
+                };
+                let means = measure(raw, bytes, &mut op)?;
+                let ok = verify(
+                    raw,
+                    || recv.borrow_mut().fill(EMPTY),
+                    &mut op,
+                    || recv.borrow().iter().all(|&b| b == 1),
+                )?;
+                (means, ok)
+            }
+            "allgather" => {
+                let send = Page::new(bytes, fill);
+                let recv = std::cell::RefCell::new(Page::new(bytes * size, EMPTY));
+                let mut op = |p: bool| match p {
+                    true => world.allgather_into(&send, &mut recv.borrow_mut()),
+                    false => Ok(raw.all_gather_into(&send[..], &mut recv.borrow_mut()[..])),
+                };
+                let means = measure(raw, bytes, &mut op)?;
+                let ok = verify(
+                    raw,
+                    || recv.borrow_mut().fill(EMPTY),
+                    &mut op,
+                    || filled_by_rank(&recv.borrow(), bytes),
+                )?;
+                (means, ok)
+            }
+            _ => unreachable!("operations are checked in main"),
+        };
+        // the ping-pong's figure is ranks 0 and 1's
+        report(raw, op, bytes, means, op != "latency" || rank < 2);
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn main() -> ExitCode {
+    let mut ops: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(bad) = ops.iter().find(|o| !OPS.contains(&o.as_str())) {
+        eprintln!("mpi_overhead: unknown operation '{bad}'; choose among {}", OPS.join(" "));
+        return ExitCode::from(2);
+    }
+    if ops.is_empty() {
+        ops = OPS.iter().map(|s| s.to_string()).collect();
+    }
+    let run = || -> Result<bool, prun::Error> {
+        let world = prun::init()?;
+        if world.backend() != Backend::Mpi {
+            eprintln!("mpi_overhead: not on the MPI backend; start it with mpirun, mpiexec or prun --mpi");
+            return Ok(false);
+        }
+        // a communicator of its own: the backend's receiver thread drains MPI_COMM_WORLD's
+        // messages that no receive of prun's waits for
+        let raw = SimpleCommunicator::world().duplicate();
+        let max = max_bytes();
+        for op in &ops {
+            if !bench(&world, &raw, op, max)? {
+                if raw.rank() == 0 {
+                    eprintln!("mpi_overhead: {op}: prun and MPI gave different or wrong results");
+                }
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    match run() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("mpi_overhead: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
