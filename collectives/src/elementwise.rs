@@ -28,31 +28,57 @@ pub fn allreduce_ring<P: PointToPoint + ?Sized>(
     elem_size: usize,
     op: &dyn Fn(&mut [u8], &[u8]),
 ) -> Result<Vec<u8>, P::Error> {
-    let mut data = data;
-    allreduce_ring_into(p, seq, &mut data, elem_size, op)?;
-    Ok(data)
+    let mut out = vec![0; data.len()];
+    allreduce_ring_into(p, seq, &data, &mut out, elem_size, op)?;
+    Ok(out)
 }
 
-/// As [`allreduce_ring`], in place: `buf` holds this rank's data, and afterwards the result.
-/// Every segment is received straight into its place ([`PointToPoint::sendrecv_into`]): into
-/// a scratch buffer while reducing, into `buf` while gathering.
+/// As [`allreduce_ring`], from `send` into `recv` (of the same length): every segment is
+/// received straight into its place in `recv` ([`PointToPoint::sendrecv_into`]) and this rank's
+/// own part folded into it there, so that nothing is copied or allocated on the way (a copy of
+/// `send` into `recv` first and a scratch buffer for each step cost a fifth of a 1 MiB
+/// allreduce at 2 ranks here).
 ///
-/// Errors: as [`allreduce_ring`].
+/// Errors: as [`allreduce_ring`], or `send` and `recv` of different lengths.
 pub fn allreduce_ring_into<P: PointToPoint + ?Sized>(
     p: &P,
     seq: u32,
-    buf: &mut [u8],
+    send: &[u8],
+    recv: &mut [u8],
     elem_size: usize,
     op: &dyn Fn(&mut [u8], &[u8]),
 ) -> Result<(), P::Error> {
-    let mut ring = Ring::new(p, buf, elem_size, "allreduce")?;
-    ring.reduce_scatter(p, seq, op)?;
+    if send.len() != recv.len() {
+        let (s, r) = (send.len(), recv.len());
+        return Err(p.malformed(format!("allreduce: {s} bytes to send but {r} to receive into")));
+    }
+    let mut ring = Ring::new(p, recv, elem_size, "allreduce")?;
     let (rank, size) = (ring.rank, ring.size);
+    if size == 1 {
+        ring.buf.copy_from_slice(send);
+        return Ok(());
+    }
     let (next, prev) = (ring.next(), ring.prev());
+    // reduce-scatter: step 0 sends this rank's own segment, later steps the segment reduced in
+    // the step before; each received partial segment is folded with this rank's own in place
     for s in 0..size - 1 {
-        let (send, recv) = ((rank + 1 + size - s) % size, (rank + size - s) % size);
+        let (out, into) = ((rank + size - s) % size, (rank + 2 * size - s - 1) % size);
+        let t = step_tag(seq, s);
+        if s == 0 {
+            let out = slice(p, send, ring.segment(out), "allreduce")?;
+            let range = ring.segment(into);
+            p.sendrecv_into(next, t, out, prev, t, slice_mut(p, ring.buf, range, "allreduce")?)?;
+        } else {
+            let (out, into) = ring.two_segments(p, out, into)?;
+            p.sendrecv_into(next, t, out, prev, t, into)?;
+        }
+        let range = ring.segment(into);
+        op(slice_mut(p, ring.buf, range.clone(), "allreduce")?, slice(p, send, range, "allreduce")?);
+    }
+    for s in 0..size - 1 {
+        let (out, into) = ((rank + 1 + size - s) % size, (rank + size - s) % size);
         let t = step_tag(seq, size - 1 + s);
-        let (out, into) = ring.two_segments(p, send, recv)?;
+        let (out, into) = ring.two_segments(p, out, into)?;
         p.sendrecv_into(next, t, out, prev, t, into)?;
     }
     Ok(())
@@ -311,13 +337,14 @@ mod tests {
         }
     }
 
-    /// Bad element sizes and roots are errors.
+    /// Bad element sizes, lengths and roots are errors.
     #[test]
     fn bad_arguments() {
         let out = run(1, |p| {
             [
                 allreduce_ring(&p, 0, vec![0; 12], 8, &add_u64).err(),
                 allreduce_ring(&p, 0, vec![0; 8], 0, &add_u64).err(),
+                allreduce_ring_into(&p, 0, &[0; 16], &mut [0; 8], 8, &add_u64).err(),
                 reduce_scatter_gather(&p, 0, 1, vec![0; 8], 8, &add_u64).err(),
             ]
         });

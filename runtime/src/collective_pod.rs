@@ -324,14 +324,14 @@ impl Communicator {
             return Ok(());
         }
         if bytes.len() >= tuning::ALLREDUCE_LARGE {
-            // in place: `recv` starts as this rank's contribution and ends as the result
+            // every segment received straight into `recv` and folded with `send` there
             let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
             let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
-            out.copy_from_slice(bytes);
             let channel = self.channel_for(&call);
             return elementwise::allreduce_ring_into(
                 &channel,
                 seq,
+                bytes,
                 out,
                 std::mem::size_of::<T>(),
                 &elementwise,
