@@ -104,8 +104,25 @@ pub fn allgather_ring_into<P: PointToPoint + ?Sized>(
     let (rank, size) = (p.rank(), p.size());
     let len = block.len();
     let recv = blocks_of(p, "allgather", Some(recv), len)?;
-    recv[rank * len..(rank + 1) * len].copy_from_slice(block);
     let (next, prev) = ((rank + 1) % size, (rank + size - 1) % size);
+    if size == 2 && len >= crate::tuning::ALLGATHER_PAIR_SPLIT {
+        // one exchange: the lower rank sends, then the higher; each copies its own block where
+        // it would otherwise wait (the lower between its send and its receive, the higher after
+        // its send, while the lower reads), not before it starts
+        let t = step_tag(seq, 0);
+        let (own, other) = recv.split_at_mut(len);
+        let (own, other) = if rank == 0 { (own, other) } else { (other, own) };
+        if rank == 0 {
+            p.send(next, t, block)?;
+            own.copy_from_slice(block);
+            return p.recv_into(prev, t, other);
+        }
+        p.recv_into(prev, t, other)?;
+        p.send(next, t, block)?;
+        own.copy_from_slice(block);
+        return Ok(());
+    }
+    recv[rank * len..(rank + 1) * len].copy_from_slice(block);
     for s in 0..size - 1 {
         let (out, into) = ((rank + size - s) % size, (rank + 2 * size - s - 1) % size);
         let (out, into) = disjoint(recv, len, out, into);
