@@ -64,6 +64,12 @@ const FAIL: u32 = 6;
 /// How many items a rank has not started, told to the root's steal thread.
 const LOAD: u32 = 7;
 
+/// A rank with at most this many items not started reports every change of the count (more,
+/// only when it halves): at the end of a map of costly items the root must know which rank
+/// still holds the last few (one left unreported waited 2 ms behind its holder's item while
+/// thieves were sent elsewhere).
+const REPORT_EVERY_BELOW: u64 = 4;
+
 /// Whether ranks steal from each other (the dynamic map) or keep their first block (static).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Balance {
@@ -609,6 +615,11 @@ fn serve_steals<T: Serialize + Send>(
         } else if loads.is_empty() {
             (hint.load(Ordering::Relaxed) as u64, u64::MAX)
         } else {
+            // the root's own count is known here, not reported: none left, as it just gave none
+            // (left at the deal's, it sent thieves back to the root, which refused them again)
+            if let Some(own) = loads.get_mut(comm.rank()) {
+                *own = 0;
+            }
             direct(&mut loads, thief)
         };
         let _ = send_to(comm, thief, replies, GIVE, &(given, hint, want));
@@ -705,7 +716,6 @@ where
                 if self.last_flush.elapsed() >= FLUSH_EVERY {
                     self.flush()?;
                 }
-                self.report_load(false)?;
             }
             self.start_opener();
             if !self.pending.is_empty() {
@@ -754,14 +764,15 @@ where
     }
 
     /// Tells the root's steal thread how many items this rank has not started, when `changed`
-    /// (it got work or ran dry) or when the count has halved since last told, so a rank tells it
-    /// a few dozen times in a map at most (dynamic map only).
+    /// (it got work or ran dry), when the count has halved since last told, or at every change
+    /// once it is [`REPORT_EVERY_BELOW`] or less, so a rank tells it a few dozen times in a map at
+    /// most (dynamic map only).
     fn report_load(&mut self, changed: bool) -> Result<()> {
         if self.balance != Balance::Dynamic || self.comm.rank() == self.root {
             return Ok(());
         }
         let load = lock(self.work).len() as u64;
-        if load == self.reported || !changed && load > self.reported / 2 {
+        if load == self.reported || !changed && load > self.reported / 2 && load > REPORT_EVERY_BELOW {
             return Ok(());
         }
         self.reported = load;
@@ -802,6 +813,8 @@ where
         if items.is_empty() {
             return Ok(false);
         }
+        // before the batch runs: the items left are what thieves can still get
+        self.report_load(false)?;
         let count = items.len();
         let follows =
             matches!(self.pending.last(), Some((lo, values)) if *lo as usize + values.len() == first);
