@@ -73,6 +73,26 @@ enum Event {
     Exited(usize, Ended),
 }
 
+/// Most bytes of trace lines in one message (the channel's frames hold 16 MiB at most).
+const TRACE_CHUNK: usize = 4 << 20;
+
+/// Sends the trace events rank `rank` wrote to `file` (none if it wrote none), in whole lines
+/// of at most [`TRACE_CHUNK`] bytes a message.
+fn send_trace(channel: &Channel, rank: usize, file: &std::path::Path) {
+    let Ok(text) = std::fs::read_to_string(file) else { return };
+    let mut chunk = String::new();
+    for line in text.lines() {
+        if !chunk.is_empty() && chunk.len() + line.len() + 1 > TRACE_CHUNK {
+            channel.send(&FromAgent::Trace { rank, text: std::mem::take(&mut chunk) });
+        }
+        chunk.push_str(line);
+        chunk.push('\n');
+    }
+    if !chunk.is_empty() {
+        channel.send(&FromAgent::Trace { rank, text: chunk });
+    }
+}
+
 /// The agent's main: returns its exit status.
 pub fn run() -> i32 {
     let channel = Channel(Arc::new(Mutex::new(io::stdout())));
@@ -121,6 +141,14 @@ fn start(job: AgentJob, channel: &Channel, input: io::Stdin) -> Result<i32, Stri
     .chain([(OsString::from(env::SOCKET_DIR), dir.path().as_os_str().to_owned())])
     .chain(job.env.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))))
     .collect();
+    // the ranks here write their trace events into this host's job folder; each rank's go up
+    // once it has ended
+    let trace_dir = job.trace.then(|| dir.path().join("trace"));
+    let mut common = common;
+    if let Some(t) = &trace_dir {
+        std::fs::create_dir(t).map_err(|e| format!("on {host}: cannot create the trace folder: {e}"))?;
+        common.push((OsString::from(env::TRACE_DIR), t.as_os_str().to_owned()));
+    }
     let arg0 = OsString::from(&job.arg0);
     let args: Vec<OsString> = job.args.iter().map(OsString::from).collect();
     let (tx, rx) = mpsc::channel();
@@ -202,6 +230,9 @@ fn start(job: AgentJob, channel: &Channel, input: io::Stdin) -> Result<i32, Stri
                     Ended::Code(c) => (Some(c), 0, false),
                     Ended::Signal { signal, core } => (None, signal, core),
                 };
+                if let Some(t) = &trace_dir {
+                    send_trace(&channel, rank, &t.join(format!("rank-{rank}.trace")));
+                }
                 channel.send(&FromAgent::Exited { rank, code, signal, core });
             }
             Ok(Event::Launcher(Some(ToAgent::Signal(sig)))) => {

@@ -46,6 +46,9 @@ pub struct AgentJob {
     pub launch_agent: Vec<String>,
     /// prun's path on the children's hosts.
     pub prun: String,
+    /// Whether the launcher records a trace (`--trace`): the agent then gives its ranks a trace
+    /// folder of its own and sends each rank's events up when the rank has ended.
+    pub trace: bool,
 }
 
 impl AgentJob {
@@ -110,6 +113,14 @@ pub enum FromAgent {
         signal: i32,
         /// Whether it dumped core.
         core: bool,
+    },
+    /// Part of a rank's trace events (`--trace`), sent when the rank has ended: lines of JSON,
+    /// as the rank wrote them to its trace file.
+    Trace {
+        /// The rank.
+        rank: usize,
+        /// Whole lines.
+        text: String,
     },
     /// The agent of `host` could not do its part (the program is missing there, ...).
     Failed {

@@ -27,6 +27,8 @@ use prun::protocol::{self, Peer, ToRank};
 use prun::transport::{Endpoint, Listener, Stream};
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -91,6 +93,9 @@ struct Job {
     /// A hang report being collected: when to print it regardless, the answers so far, and
     /// whether the job ends after it (on --timeout) or goes on (on SIGUSR1).
     report: Option<(Instant, Vec<Option<String>>, bool)>,
+    /// With `--trace`: the folder where ranks here write their events, and where those of
+    /// ranks on other hosts, sent by their agents, are kept until the merge.
+    trace_dir: Option<PathBuf>,
 }
 
 /// Runs the job to its end; returns prun's exit status.
@@ -142,6 +147,7 @@ impl Job {
             agents: Vec::new(),
             subtrees: HashMap::new(),
             report: None,
+            trace_dir: None,
             plan,
         };
         job.info(1, format_args!("job {job_id}: {np} ranks of {}", job.plan.program.display()));
@@ -161,6 +167,7 @@ impl Job {
         if job.plan.trace.is_some() {
             std::fs::create_dir(&trace_dir).map_err(|e| format!("cannot create the trace folder: {e}"))?;
             common.push((OsString::from(env::TRACE_DIR), trace_dir.clone().into_os_string()));
+            job.trace_dir = Some(trace_dir.clone());
         }
         // ranks on other hosts: a TCP control socket on the address that reaches them
         let remote: Vec<usize> =
@@ -407,6 +414,7 @@ impl Job {
                     children: Vec::new(),
                     launch_agent: self.plan.launch_agent.clone(),
                     prun: text(self.plan.remote_prun.as_os_str()),
+                    trace: self.plan.trace.is_some(),
                 })
             })
             .collect();
@@ -474,6 +482,18 @@ impl Job {
         self.terminate(Signal::SIGTERM);
     }
 
+    /// Appends trace events that rank `rank`'s agent sent to the rank's file, for the merge.
+    fn keep_trace(&self, rank: usize, text: &str) {
+        let Some(dir) = &self.trace_dir else { return };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(format!("rank-{rank}.trace")));
+        if let Err(e) = file.and_then(|mut f| f.write_all(text.as_bytes())) {
+            eprintln!("prun: error: cannot keep rank {rank}'s trace events: {e}");
+        }
+    }
+
     fn agent_event(&mut self, event: AgentEvent) {
         match event {
             AgentEvent::Message(FromAgent::Started { rank, pid }) => {
@@ -495,6 +515,7 @@ impl Job {
                 self.lost_hosts(&host, "");
             }
             AgentEvent::Message(FromAgent::Lost { host, words }) => self.lost_hosts(&host, &words),
+            AgentEvent::Message(FromAgent::Trace { rank, text }) => self.keep_trace(rank, &text),
             AgentEvent::Message(FromAgent::Output { .. } | FromAgent::OutputEnd { .. }) => {}
             AgentEvent::Lost(agent, words) => {
                 if let Some(host) = self.agents.get(agent).map(|a| a.host.clone()) {

@@ -142,6 +142,12 @@ impl Engine {
         self.write_to(dest, |s| wire::write_framed(s, KIND_DATA, context, tag, &mut frame))
     }
 
+    /// Whether world rank `other` runs on this rank's host; `None` when the engine does not
+    /// know where ranks run (on MPI, or without a launcher).
+    pub(crate) fn same_host(&self, other: usize) -> Option<bool> {
+        self.peers.get(other).map(|p| p.node == self.node)
+    }
+
     /// Whether a message of `len` bytes in `pieces` non-empty parts to `dest` is lent rather
     /// than written ([`crate::lend`]): large, to a rank on this host that has not refused.
     fn lends_to(&self, dest: usize, len: usize, pieces: usize) -> bool {

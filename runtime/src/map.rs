@@ -223,6 +223,9 @@ struct Run<'a, T, R, F> {
     ask_root: bool,
     /// How many items the next request asks for (`u64::MAX`: half), as the root advised.
     want: u64,
+    /// The other ranks on this rank's host, where a random steal goes first (empty when every
+    /// rank is on it, or where ranks run is not known: then any rank).
+    near: Vec<usize>,
 }
 
 impl Communicator {
@@ -389,6 +392,19 @@ impl Communicator {
         Ok(Start::Items(Some(items)))
     }
 
+    /// The other members on this rank's host, when some members run elsewhere (else none: a
+    /// random steal then picks among all).
+    fn near_ranks(&self) -> Vec<usize> {
+        let engine = self.shared_engine();
+        let others = (0..self.size()).filter(|&r| r != self.rank());
+        let here: Vec<Option<bool>> =
+            others.clone().map(|r| self.world_rank_of(r).ok().and_then(|w| engine.same_host(w))).collect();
+        if here.iter().all(|h| *h == Some(true)) || here.iter().any(Option::is_none) {
+            return Vec::new();
+        }
+        others.zip(here).filter(|(_, h)| *h == Some(true)).map(|(r, _)| r).collect()
+    }
+
     fn run_map<T, R, F>(&self, root: usize, start: Start<T>, balance: Balance, f: F) -> Result<Option<Vec<R>>>
     where
         T: Serialize + DeserializeOwned + Send,
@@ -432,6 +448,7 @@ impl Communicator {
             hinted: false,
             ask_root: false,
             want: u64::MAX,
+            near: self.near_ranks(),
         };
         let total = run.distribute(start)?;
         run.total = total;
@@ -626,6 +643,20 @@ fn serve_steals<T: Serialize + Send>(
     }
 }
 
+/// A victim for a random steal of rank `rank` of `size` from the random number `r`: one of the
+/// ranks on its host (`near`) when there are some, else any other rank. A refused thief then
+/// follows where the refuser points and asks the root, which knows the counts of every host's
+/// ranks, so work elsewhere is still found; the first try stays on the host, where a steal
+/// costs a Unix socket's round trip rather than a network's (Cilk-style clusters steal locally
+/// first for the same reason).
+fn random_victim(r: u64, rank: usize, size: usize, near: &[usize]) -> usize {
+    if !near.is_empty() {
+        return near[(r % near.len() as u64) as usize];
+    }
+    let pick = (r % (size as u64 - 1)) as usize;
+    if pick >= rank { pick + 1 } else { pick }
+}
+
 /// The root's pick for a refused thief: the rank with the most items not started, as the ranks
 /// last reported (`u64::MAX`, none, when every count is zero), and how many items to ask it for:
 /// a fair share of all the items left (half of the victim's at most), so that when many ranks
@@ -800,10 +831,12 @@ where
         self.rng ^= self.rng >> 12;
         self.rng ^= self.rng << 25;
         self.rng ^= self.rng >> 27;
-        let r = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        let others = self.comm.size() - 1;
-        let pick = (r % others as u64) as usize;
-        if pick >= self.comm.rank() { pick + 1 } else { pick }
+        random_victim(
+            self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D),
+            self.comm.rank(),
+            self.comm.size(),
+            &self.near,
+        )
     }
 
     /// Runs one batch of items from the front of this rank's range, sized to take about
@@ -1057,6 +1090,22 @@ mod tests {
         assert_eq!(left(&w), vec![(16, vec![16, 17, 18, 19])]);
         w.add(vec![(30, vec![30]), (40, vec![])]);
         assert_eq!((w.len(), w.blocks.len()), (5, 2));
+    }
+
+    #[test]
+    fn random_steals_stay_on_the_host_when_it_has_other_ranks() {
+        let mut seen = [0usize; 8];
+        for r in 0..4000u64 {
+            let r = r.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let v = random_victim(r, 1, 8, &[0, 2, 3]);
+            assert!([0, 2, 3].contains(&v), "rank 1 stole from {v}, off its host");
+            seen[v] += 1;
+            let any = random_victim(r, 1, 8, &[]);
+            assert!(any != 1 && any < 8, "{any}");
+            seen[any] += 1;
+        }
+        // every rank of the host, and with no host ranks every other rank, gets picked
+        assert!(seen.iter().enumerate().all(|(v, &n)| (v == 1) == (n == 0)), "{seen:?}");
     }
 
     #[test]

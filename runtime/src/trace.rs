@@ -2,8 +2,9 @@
 //! and collectives as Chrome trace events, and the launcher merges them into one file that opens
 //! in Perfetto (or renders with `prun-timeline`).
 //!
-//! The launcher sets `PRUN_TRACE_DIR`; each rank appends one JSON event per line to
-//! `rank-R.trace` there, buffering in memory and writing at the end of each map, every few
+//! The launcher sets `PRUN_TRACE_DIR` (on other hosts, the host's agent sets it to a folder of
+//! its own and sends each rank's events to the launcher once the rank has ended); each rank
+//! appends one JSON event per line to `rank-R.trace` there, buffering in memory and writing at the end of each map, every few
 //! thousand events, and when the last communicator is dropped (events of a process that exits
 //! without dropping its `World` after its last map or collective are lost). Without the
 //! variable nothing is recorded and tracing costs one branch per batch.

@@ -430,3 +430,55 @@ fn faults_at_16_ranks_over_two_hosts() {
     assert_no_leftovers(&mark);
     no_agents_left();
 }
+
+/// The number after `"key":` in a line of a trace.
+fn field(line: &str, key: &str) -> Option<f64> {
+    let rest = &line[line.find(&format!("\"{key}\":"))? + key.len() + 3..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// Over two hosts, a map's thieves try ranks of their own host first, and `--trace` holds the
+/// events of the ranks on other hosts (their agents send them up).
+#[test]
+fn steals_stay_on_the_host_first_and_remote_ranks_are_traced() {
+    let _one = serial();
+    let trace = std::env::temp_dir().join(format!("prun-mh-trace-{}.json", std::process::id()));
+    let path = trace.to_str().expect("utf8");
+    // 3 ranks on each host: ranks 0-2 on the first, 3-5 on the second
+    let list = hosts(2, 3);
+    let out =
+        remote_job(&["--trace", path, "-n", "6", "--host", &list, "@skew", "60", "10", "1", "0.25"]).run();
+    out.expect_code(0).no_leftovers();
+    no_agents_left();
+    let text = std::fs::read_to_string(&trace).expect("trace written");
+    let _ = std::fs::remove_file(&trace);
+    for rank in 0..6 {
+        let tid = format!("\"tid\":{rank},");
+        assert!(
+            text.lines().any(|l| l.contains("\"name\":\"batch\"") && l.contains(&tid)),
+            "rank {rank}'s batches are in the trace"
+        );
+    }
+    // each thief's first steal of each map: (map, thief) -> (time, victim)
+    let mut first: std::collections::HashMap<(u64, u64), (f64, u64)> = Default::default();
+    for line in text.lines().filter(|l| l.contains("\"name\":\"steal\"")) {
+        let (Some(ts), Some(tid), Some(map), Some(victim)) =
+            (field(line, "ts"), field(line, "tid"), field(line, "map"), field(line, "victim"))
+        else {
+            panic!("a steal event without its fields: {line}");
+        };
+        let e = first.entry((map as u64, tid as u64)).or_insert((ts, victim as u64));
+        if ts < e.0 {
+            *e = (ts, victim as u64);
+        }
+    }
+    assert!(!first.is_empty(), "the dynamic map's ranks stole: {text}");
+    for ((map, thief), (_, victim)) in &first {
+        assert_eq!(
+            thief / 3,
+            victim / 3,
+            "map {map}: rank {thief} first stole from rank {victim}, on another host"
+        );
+    }
+}
