@@ -231,7 +231,7 @@ fn start(job: AgentJob, channel: &Channel, input: io::Stdin) -> Result<i32, Stri
                     Ended::Signal { signal, core } => (None, signal, core),
                 };
                 if let Some(t) = &trace_dir {
-                    send_trace(&channel, rank, &t.join(format!("rank-{rank}.trace")));
+                    send_trace(channel, rank, &t.join(format!("rank-{rank}.trace")));
                 }
                 channel.send(&FromAgent::Exited { rank, code, signal, core });
             }
