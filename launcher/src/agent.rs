@@ -80,17 +80,27 @@ const TRACE_CHUNK: usize = 4 << 20;
 /// of at most [`TRACE_CHUNK`] bytes a message.
 fn send_trace(channel: &Channel, rank: usize, file: &std::path::Path) {
     let Ok(text) = std::fs::read_to_string(file) else { return };
+    for text in chunks(&text, TRACE_CHUNK) {
+        channel.send(&FromAgent::Trace { rank, text });
+    }
+}
+
+/// `text`'s lines, each ended by a newline, gathered into chunks of at most `max` bytes (a
+/// longer line alone in its chunk).
+fn chunks(text: &str, max: usize) -> Vec<String> {
+    let mut out = Vec::new();
     let mut chunk = String::new();
     for line in text.lines() {
-        if !chunk.is_empty() && chunk.len() + line.len() + 1 > TRACE_CHUNK {
-            channel.send(&FromAgent::Trace { rank, text: std::mem::take(&mut chunk) });
+        if !chunk.is_empty() && chunk.len() + line.len() + 1 > max {
+            out.push(std::mem::take(&mut chunk));
         }
         chunk.push_str(line);
         chunk.push('\n');
     }
     if !chunk.is_empty() {
-        channel.send(&FromAgent::Trace { rank, text: chunk });
+        out.push(chunk);
     }
+    out
 }
 
 /// The agent's main: returns its exit status.
@@ -278,4 +288,22 @@ fn start(job: AgentJob, channel: &Channel, input: io::Stdin) -> Result<i32, Stri
     watchdog.finish();
     drop(dir);
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunks;
+
+    #[test]
+    fn trace_lines_go_up_whole_in_bounded_chunks() {
+        let text = "aaaa\nbb\ncccccc\nd";
+        assert_eq!(chunks(text, 8), ["aaaa\nbb\n", "cccccc\n", "d\n"]);
+        // a line longer than a chunk travels alone, whole
+        assert_eq!(chunks("0123456789\nx\n", 4), ["0123456789\n", "x\n"]);
+        assert!(chunks("", 8).is_empty());
+        let many: String = (0..1000).map(|i| format!("{{\"i\":{i}}}\n")).collect();
+        let parts = chunks(&many, 100);
+        assert!(parts.iter().all(|p| p.len() <= 100 && p.ends_with('\n')));
+        assert_eq!(parts.concat(), many);
+    }
 }
