@@ -136,7 +136,7 @@ fn start(job: AgentJob, channel: &Channel, input: io::Stdin) -> Result<i32, Stri
     {
         return Err(format!("on {host}: --wdir {}: no such directory", w.display()));
     }
-    let common: Vec<(OsString, OsString)> = [
+    let mut common: Vec<(OsString, OsString)> = [
         (env::JOB_ID, job.job_id.clone()),
         (env::CONTROL, job.control.clone()),
         (env::SECRET, job.secret.clone()),
@@ -154,7 +154,6 @@ fn start(job: AgentJob, channel: &Channel, input: io::Stdin) -> Result<i32, Stri
     // the ranks here write their trace events into this host's job folder; each rank's go up
     // once it has ended
     let trace_dir = job.trace.then(|| dir.path().join("trace"));
-    let mut common = common;
     if let Some(t) = &trace_dir {
         std::fs::create_dir(t).map_err(|e| format!("on {host}: cannot create the trace folder: {e}"))?;
         common.push((OsString::from(env::TRACE_DIR), t.as_os_str().to_owned()));

@@ -484,7 +484,7 @@ impl Job {
 
     /// Appends trace events that rank `rank`'s agent sent to the rank's file, for the merge.
     fn keep_trace(&self, rank: usize, text: &str) {
-        let Some(dir) = &self.trace_dir else { return };
+        let Some(dir) = self.trace_dir.as_ref().filter(|_| rank < self.ranks.len()) else { return };
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
