@@ -110,16 +110,15 @@ pub fn allgather_ring_into<P: PointToPoint + ?Sized>(
         // it would otherwise wait (the lower between its send and its receive, the higher after
         // its send, while the lower reads), not before it starts
         let t = step_tag(seq, 0);
-        let (own, other) = recv.split_at_mut(len);
-        let (own, other) = if rank == 0 { (own, other) } else { (other, own) };
+        let (low, high) = recv.split_at_mut(len);
         if rank == 0 {
             p.send(next, t, block)?;
-            own.copy_from_slice(block);
-            return p.recv_into(prev, t, other);
+            low.copy_from_slice(block);
+            return p.recv_into(prev, t, high);
         }
-        p.recv_into(prev, t, other)?;
+        p.recv_into(prev, t, low)?;
         p.send(next, t, block)?;
-        own.copy_from_slice(block);
+        high.copy_from_slice(block);
         return Ok(());
     }
     recv[rank * len..(rank + 1) * len].copy_from_slice(block);

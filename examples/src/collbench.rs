@@ -4,6 +4,19 @@
 /// Message sizes measured, in bytes (per rank for gather, scatter and allgather).
 pub const SIZES: [usize; 5] = [8, 1024, 65536, 1 << 20, 16 << 20];
 
+/// The operations measured, in the order they run when none are named.
+pub const OPS: [&str; 7] = ["latency", "barrier", "bcast", "allreduce", "gather", "scatter", "allgather"];
+
+/// The operations named on the command line (all of [`OPS`] when none is), or, for a name not
+/// among them, a message saying so that starts with `program`.
+pub fn operations(program: &str) -> Result<Vec<String>, String> {
+    let ops: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(bad) = ops.iter().find(|o| !OPS.contains(&o.as_str())) {
+        return Err(format!("{program}: unknown operation '{bad}'; choose among {}", OPS.join(" ")));
+    }
+    Ok(if ops.is_empty() { OPS.iter().map(|s| s.to_string()).collect() } else { ops })
+}
+
 /// What receive buffers hold before a receive (not zero, so that their pages are real).
 pub const EMPTY: u8 = 0xEE;
 

@@ -159,15 +159,11 @@ impl<T> Work<T> {
             self.blocks = kept;
             return given;
         }
-        let Some(last) = self.blocks.front_mut() else { return Vec::new() };
-        let give = last.items.len() - last.items.len() / 2;
-        let lo = last.lo;
-        last.lo += give;
-        let items: Vec<T> = last.items.drain(..give).collect();
-        if last.items.is_empty() {
-            self.blocks.clear();
+        // one block (or none): its front half
+        let (lo, items) = self.take_front(len - len / 2);
+        if items.is_empty() {
+            return Vec::new();
         }
-        self.len -= items.len();
         vec![(lo as u64, items)]
     }
 }

@@ -16,9 +16,7 @@ use prun::{Op, World};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use prun_examples::collbench::{EMPTY, Page, SIZES, iterations, max_bytes};
-
-const OPS: [&str; 7] = ["latency", "barrier", "bcast", "allreduce", "gather", "scatter", "allgather"];
+use prun_examples::collbench::{EMPTY, Page, SIZES, iterations, max_bytes, operations};
 
 /// Mean seconds of `op` over the timed iterations, after warm-up; a barrier before each.
 fn measure(
@@ -121,14 +119,13 @@ fn bench(world: &World, op: &str, max: usize) -> Result<(), prun::Error> {
 }
 
 fn main() -> ExitCode {
-    let mut ops: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(bad) = ops.iter().find(|o| !OPS.contains(&o.as_str())) {
-        eprintln!("collbench: unknown operation '{bad}'; choose among {}", OPS.join(" "));
-        return ExitCode::from(2);
-    }
-    if ops.is_empty() {
-        ops = OPS.iter().map(|s| s.to_string()).collect();
-    }
+    let ops = match operations("collbench") {
+        Ok(ops) => ops,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     let max = max_bytes();
     let run = || -> Result<(), prun::Error> {
         let world = prun::init()?;

@@ -23,11 +23,9 @@ use mpi::collective::SystemOperation;
 use mpi::topology::{Communicator as _, SimpleCommunicator};
 use mpi::traits::*;
 use prun::{Backend, Op, World};
-use prun_examples::collbench::{EMPTY, Page, SIZES, iterations, max_bytes};
+use prun_examples::collbench::{EMPTY, Page, SIZES, iterations, max_bytes, operations};
 use std::process::ExitCode;
 use std::time::Instant;
-
-const OPS: [&str; 7] = ["latency", "barrier", "bcast", "allreduce", "gather", "scatter", "allgather"];
 
 /// Mean seconds per operation through prun (`op(true)`) and directly on MPI (`op(false)`), timed
 /// in alternating order after an `MPI_Barrier` each, after warm-up iterations of both.
@@ -69,6 +67,18 @@ fn verify(
     let mut bad = 0u32;
     raw.all_reduce_into(&u32::from(!ok), &mut bad, SystemOperation::sum());
     Ok(bad == 0)
+}
+
+/// [`measure`]s `op` both ways, then [`verify`]s both ways' results.
+fn compare(
+    raw: &SimpleCommunicator,
+    bytes: usize,
+    mut op: impl FnMut(bool) -> Result<(), prun::Error>,
+    reset: impl FnMut(),
+    check: impl FnMut() -> bool,
+) -> Result<([f64; 2], bool), prun::Error> {
+    let means = measure(raw, bytes, &mut op)?;
+    Ok((means, verify(raw, reset, op, check)?))
 }
 
 /// Averages both means over the ranks (those that `take_part`); rank 0 prints them.
@@ -115,7 +125,7 @@ fn bench(world: &World, raw: &SimpleCommunicator, op: &str, max: usize) -> Resul
                 let peer = 1 - rank.min(1);
                 let mpi_peer = raw.process_at_rank(peer as i32);
                 let recv = std::cell::RefCell::new(&mut recv);
-                let mut op = |through_prun: bool| {
+                let op = |through_prun: bool| {
                     let mut recv = recv.borrow_mut();
                     match (rank, through_prun) {
                         (0, true) => {
@@ -139,59 +149,57 @@ fn bench(world: &World, raw: &SimpleCommunicator, op: &str, max: usize) -> Resul
                         _ => Ok(()),
                     }
                 };
-                let means = measure(raw, bytes, &mut op)?;
                 let expect = (peer % 255) as u8 + 1;
-                let ok = verify(
+                let (means, ok) = compare(
                     raw,
+                    bytes,
+                    op,
                     || recv.borrow_mut().fill(EMPTY),
-                    &mut op,
                     || rank >= 2 || recv.borrow().iter().all(|&b| b == expect),
                 )?;
                 (means.map(|m| m / 2.0), ok)
             }
             "bcast" => {
                 let buf = std::cell::RefCell::new(Page::new(bytes, fill));
-                let mut op = |p: bool| match p {
+                let op = |p: bool| match p {
                     true => world.broadcast_into(0, &mut buf.borrow_mut()),
                     false => {
                         root.broadcast_into(&mut buf.borrow_mut()[..]);
                         Ok(())
                     }
                 };
-                let means = measure(raw, bytes, &mut op)?;
                 let reset = || {
                     if rank != 0 {
                         buf.borrow_mut().fill(EMPTY)
                     }
                 };
-                (means, verify(raw, reset, &mut op, || buf.borrow().iter().all(|&b| b == 1))?)
+                compare(raw, bytes, op, reset, || buf.borrow().iter().all(|&b| b == 1))?
             }
             "allreduce" => {
                 let n = (bytes / 8).max(1);
                 let send = Page::new(n, rank as f64 + 1.0);
                 let recv = std::cell::RefCell::new(Page::new(n, -1.0f64));
-                let mut op = |p: bool| match p {
+                let op = |p: bool| match p {
                     true => world.allreduce_into(&send, &mut recv.borrow_mut(), Op::Sum),
                     false => {
                         raw.all_reduce_into(&send[..], &mut recv.borrow_mut()[..], SystemOperation::sum());
                         Ok(())
                     }
                 };
-                let means = measure(raw, bytes, &mut op)?;
                 let expect = (size * (size + 1) / 2) as f64;
-                let ok = verify(
+                compare(
                     raw,
+                    bytes,
+                    op,
                     || recv.borrow_mut().fill(-1.0),
-                    &mut op,
                     || recv.borrow().iter().all(|&x| x == expect),
-                )?;
-                (means, ok)
+                )?
             }
             "gather" => {
                 let send = Page::new(bytes, fill);
                 let recv =
                     std::cell::RefCell::new(Page::new(if rank == 0 { bytes * size } else { 0 }, EMPTY));
-                let mut op = |p: bool| {
+                let op = |p: bool| {
                     let mut recv = recv.borrow_mut();
                     match (p, rank) {
                         (true, _) => world.gather_into(0, &send, (rank == 0).then_some(&mut recv[..])),
@@ -205,19 +213,18 @@ fn bench(world: &World, raw: &SimpleCommunicator, op: &str, max: usize) -> Resul
                         }
                     }
                 };
-                let means = measure(raw, bytes, &mut op)?;
-                let ok = verify(
+                compare(
                     raw,
+                    bytes,
+                    op,
                     || recv.borrow_mut().fill(EMPTY),
-                    &mut op,
                     || filled_by_rank(&recv.borrow(), bytes),
-                )?;
-                (means, ok)
+                )?
             }
             "scatter" => {
                 let send = Page::new(if rank == 0 { bytes * size } else { 0 }, fill);
                 let recv = std::cell::RefCell::new(Page::new(bytes, EMPTY));
-                let mut op = |p: bool| {
+                let op = |p: bool| {
                     let mut recv = recv.borrow_mut();
                     match (p, rank) {
                         (true, _) => world.scatter_into(0, (rank == 0).then_some(&send[..]), &mut recv),
@@ -231,33 +238,31 @@ fn bench(world: &World, raw: &SimpleCommunicator, op: &str, max: usize) -> Resul
                         }
                     }
                 };
-                let means = measure(raw, bytes, &mut op)?;
-                let ok = verify(
+                compare(
                     raw,
+                    bytes,
+                    op,
                     || recv.borrow_mut().fill(EMPTY),
-                    &mut op,
                     || recv.borrow().iter().all(|&b| b == 1),
-                )?;
-                (means, ok)
+                )?
             }
             "allgather" => {
                 let send = Page::new(bytes, fill);
                 let recv = std::cell::RefCell::new(Page::new(bytes * size, EMPTY));
-                let mut op = |p: bool| match p {
+                let op = |p: bool| match p {
                     true => world.allgather_into(&send, &mut recv.borrow_mut()),
                     false => {
                         raw.all_gather_into(&send[..], &mut recv.borrow_mut()[..]);
                         Ok(())
                     }
                 };
-                let means = measure(raw, bytes, &mut op)?;
-                let ok = verify(
+                compare(
                     raw,
+                    bytes,
+                    op,
                     || recv.borrow_mut().fill(EMPTY),
-                    &mut op,
                     || filled_by_rank(&recv.borrow(), bytes),
-                )?;
-                (means, ok)
+                )?
             }
             _ => unreachable!("operations are checked in main"),
         };
@@ -271,14 +276,13 @@ fn bench(world: &World, raw: &SimpleCommunicator, op: &str, max: usize) -> Resul
 }
 
 fn main() -> ExitCode {
-    let mut ops: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(bad) = ops.iter().find(|o| !OPS.contains(&o.as_str())) {
-        eprintln!("mpi_overhead: unknown operation '{bad}'; choose among {}", OPS.join(" "));
-        return ExitCode::from(2);
-    }
-    if ops.is_empty() {
-        ops = OPS.iter().map(|s| s.to_string()).collect();
-    }
+    let ops = match operations("mpi_overhead") {
+        Ok(ops) => ops,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     let run = || -> Result<bool, prun::Error> {
         let world = prun::init()?;
         if world.backend() != Backend::Mpi {
