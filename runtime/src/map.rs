@@ -462,7 +462,7 @@ impl Communicator {
         let stealing = balance == Balance::Dynamic && self.size() > 1;
         let outcome = std::thread::scope(|s| {
             let server =
-                stealing.then(|| s.spawn(|| serve_steals(self, loads, steals, context, &work, &hint)));
+                stealing.then(|| s.spawn(|| serve_steals(self, root, loads, steals, context, &work, &hint)));
             let opener = stealing.then(|| s.spawn(|| open_connections(self, &go, &over)).thread().clone());
             run.opener = opener.clone();
             let outcome = run.work_loop(total);
@@ -471,11 +471,21 @@ impl Communicator {
                 opener.unpark();
             }
             if let Some(server) = server {
-                // a request from this rank to itself stops the steal thread
+                // a request from this rank to itself stops the steal thread; at the root before
+                // the other ranks hear DONE, so that their wake-ups do not delay this one
                 let _ = send_to(self, self.rank(), steals, STEAL, &());
                 let _ = server.join();
             }
-            outcome
+            match outcome {
+                Ok(()) if self.rank() == root => {
+                    let others = (0..self.size()).filter(|&r| r != root);
+                    others
+                        .map(|r| send_to(self, r, context, DONE, &()))
+                        .collect::<Result<()>>()
+                        .map_err(Stop::from)
+                }
+                other => other,
+            }
         });
         drop(call);
         // late steal requests, counts and replies of this map must not pile up in the mailbox
@@ -590,11 +600,15 @@ fn open_connections(comm: &Communicator, go: &AtomicBool, over: &AtomicBool) {
 }
 
 /// The steal thread: answers every steal request at once with half of the items this rank has
-/// not started ([`Work::steal`]; nothing when none is left), until this rank asks it to
-/// stop. A refused thief is pointed somewhere: at the root, where work most likely is by the
-/// counts the ranks report ([`direct`]); elsewhere, at the rank this one last dealt work with.
+/// not started ([`Work::steal`]), until this rank asks it to stop. A victim that gives tells
+/// the root how many it has left. A refused thief is pointed somewhere: elsewhere than at the
+/// root, at the rank this one last dealt work with; at the root, at the rank with the most work
+/// by the counts the ranks report ([`direct`]), and when no rank has any, the thief's request
+/// waits here until a count rises above zero (or the map ends), so that the idle ranks of a
+/// map's last moments sleep rather than asking each other round in circles.
 fn serve_steals<T: Serialize + Send>(
     comm: &Communicator,
+    root: usize,
     mut loads: Vec<u64>,
     steals: u64,
     replies: u64,
@@ -602,7 +616,10 @@ fn serve_steals<T: Serialize + Send>(
     hint: &AtomicUsize,
 ) {
     // `loads`, at the root only: how many items each rank has not started, as dealt, reported
-    // or directed
+    // or directed; `waiting`: the thieves the root could not yet point anywhere
+    let at_root = !loads.is_empty();
+    let mut waiting: Vec<usize> = Vec::new();
+    let me = comm.rank();
     loop {
         let Ok(pattern) = comm.pattern_on(steals, None, None) else { return };
         let Ok(request) = comm.shared_engine().recv(&pattern) else { return };
@@ -611,31 +628,56 @@ fn serve_steals<T: Serialize + Send>(
             if let (Some(load), Ok(n)) = (loads.get_mut(thief), codec::decode(&request.data, thief, LOAD)) {
                 *load = n;
             }
+            // point the waiting thieves at the work that appeared, as long as there is some
+            while let Some(&waiter) = waiting.last() {
+                let (victim, want) = direct(&mut loads, waiter);
+                if victim == u64::MAX {
+                    break;
+                }
+                waiting.pop();
+                let _ = send_to(comm, waiter, replies, GIVE, &(Blocks::<T>::new(), victim, want));
+            }
             continue;
         }
-        if thief == comm.rank() {
+        if thief == me {
             return;
         }
         let want = codec::decode::<u64>(&request.data, thief, STEAL).unwrap_or(u64::MAX);
-        let given = lock(work).steal(usize::try_from(want).unwrap_or(usize::MAX));
+        let (given, left) = {
+            let mut work = lock(work);
+            let given = work.steal(usize::try_from(want).unwrap_or(usize::MAX));
+            (given, work.len() as u64)
+        };
         // a thief that has gone has left the map: its items were not given to anyone else, but
         // the map is over once any rank has left it (only the root's DONE lets ranks go)
-        // with nothing to give, point the thief at the rank this one last dealt with, which
-        // holds half of what this rank had; having given, remember the thief as that rank
-        let (hint, want) = if !given.is_empty() {
+        if !given.is_empty() {
+            // having given, remember the thief as the rank that holds half of what this had
             hint.store(thief, Ordering::Relaxed);
-            (u64::MAX, u64::MAX)
-        } else if loads.is_empty() {
-            (hint.load(Ordering::Relaxed) as u64, u64::MAX)
-        } else {
-            // the root's own count is known here, not reported: none left, as it just gave none
-            // (left at the deal's, it sent thieves back to the root, which refused them again)
-            if let Some(own) = loads.get_mut(comm.rank()) {
-                *own = 0;
+            if at_root {
+                loads[me] = left;
+                loads[thief] = given.iter().map(|(_, items)| items.len() as u64).sum();
+            } else {
+                let _ = send_to(comm, root, steals, LOAD, &left);
             }
-            direct(&mut loads, thief)
-        };
-        let _ = send_to(comm, thief, replies, GIVE, &(given, hint, want));
+            let _ = send_to(comm, thief, replies, GIVE, &(given, u64::MAX, u64::MAX));
+            continue;
+        }
+        if !at_root {
+            // with nothing to give, point the thief at the rank this one last dealt with
+            let _ =
+                send_to(comm, thief, replies, GIVE, &(given, hint.load(Ordering::Relaxed) as u64, u64::MAX));
+            continue;
+        }
+        // a thief has nothing left (it asks only when dry), nor has the root, which just gave
+        // nothing (left at the deal's count, it sent thieves back to itself)
+        loads[thief] = 0;
+        loads[me] = 0;
+        let (victim, want) = direct(&mut loads, thief);
+        if victim == u64::MAX {
+            waiting.push(thief);
+            continue;
+        }
+        let _ = send_to(comm, thief, replies, GIVE, &(given, victim, want));
     }
 }
 
@@ -751,9 +793,7 @@ where
                 self.report_load(true)?;
             }
             if self.comm.rank() == self.root && self.collected == total {
-                for r in (0..size).filter(|&r| r != self.root) {
-                    self.send(r, DONE, &())?;
-                }
+                // every result is in: the caller stops the steal thread, then sends DONE
                 return Ok(());
             }
             self.ask();
@@ -795,7 +835,7 @@ where
     /// once it is [`REPORT_EVERY_BELOW`] or less, so a rank tells it a few dozen times in a map at
     /// most (dynamic map only).
     fn report_load(&mut self, changed: bool) -> Result<()> {
-        if self.balance != Balance::Dynamic || self.comm.rank() == self.root {
+        if self.balance != Balance::Dynamic || self.comm.size() == 1 {
             return Ok(());
         }
         let load = lock(self.work).len() as u64;
@@ -960,6 +1000,13 @@ where
                         self.backoff = MIN_BACKOFF;
                         self.add_work(blocks);
                         self.report_load(true)?;
+                        continue;
+                    }
+                    if src == self.root && hint.is_some() {
+                        // the root counts work there: ask at once, for as much as it said
+                        self.next_victim = hint;
+                        self.want = want;
+                        self.next_ask = Instant::now();
                         continue;
                     }
                     if !self.hinted && hint.is_some() {
