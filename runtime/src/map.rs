@@ -646,7 +646,12 @@ fn serve_steals<T: Serialize + Send>(
         let (given, left) = {
             let mut work = lock(work);
             let given = work.steal(usize::try_from(want).unwrap_or(usize::MAX));
-            (given, work.len() as u64)
+            let left = work.len() as u64;
+            if !given.is_empty() && !at_root {
+                // the root hears what is left here (holding the lock: see `report_load`)
+                let _ = send_to(comm, root, steals, LOAD, &left);
+            }
+            (given, left)
         };
         // a thief that has gone has left the map: its items were not given to anyone else, but
         // the map is over once any rank has left it (only the root's DONE lets ranks go)
@@ -655,9 +660,6 @@ fn serve_steals<T: Serialize + Send>(
             hint.store(thief, Ordering::Relaxed);
             if at_root {
                 loads[me] = left;
-                loads[thief] = given.iter().map(|(_, items)| items.len() as u64).sum();
-            } else {
-                let _ = send_to(comm, root, steals, LOAD, &left);
             }
             let _ = send_to(comm, thief, replies, GIVE, &(given, u64::MAX, u64::MAX));
             continue;
@@ -699,9 +701,11 @@ fn random_victim(r: u64, rank: usize, size: usize, near: &[usize]) -> usize {
 /// last reported (`u64::MAX`, none, when every count is zero), and how many items to ask it for:
 /// a fair share of all the items left (half of the victim's at most), so that when many ranks
 /// are idle at the end of a map each gets a little at once, instead of the first taking half and
-/// the others queueing behind it. The counts move as if the thief had taken them, so the next
-/// thieves go elsewhere or take the rest. Ranks report when they run dry, when they get work and
-/// with their results, so the counts lag by one batch or one flush at most.
+/// the others queueing behind it. The victim's count drops as if the thief had taken them, so the
+/// next thieves go elsewhere or take the rest; the thief's stays at zero until it reports what it
+/// got (counting it there at once would send other thieves to a rank that may be refused).
+/// Ranks report when they get work, before each batch when their count has halved or is small,
+/// and after giving to a thief, so the counts lag by one batch at most.
 fn direct(loads: &mut [u64], thief: usize) -> (u64, u64) {
     let most = loads.iter().enumerate().filter(|&(r, _)| r != thief).max_by_key(|&(_, &n)| n);
     let Some((victim, &n)) = most else { return (u64::MAX, u64::MAX) };
@@ -711,7 +715,6 @@ fn direct(loads: &mut [u64], thief: usize) -> (u64, u64) {
     let left: u64 = loads.iter().sum();
     let want = left.div_ceil(loads.len() as u64).clamp(1, n - n / 2);
     loads[victim] = n - want;
-    loads[thief] = want;
     (victim as u64, want)
 }
 
@@ -838,7 +841,10 @@ where
         if self.balance != Balance::Dynamic || self.comm.size() == 1 {
             return Ok(());
         }
-        let load = lock(self.work).len() as u64;
+        // sent holding the lock, as the steal thread sends its count after giving, so that the
+        // root hears the two in the order they were true
+        let work = lock(self.work);
+        let load = work.len() as u64;
         if load == self.reported || !changed && load > self.reported / 2 && load > REPORT_EVERY_BELOW {
             return Ok(());
         }
@@ -1156,13 +1162,15 @@ mod tests {
         // 16 items left over 4 ranks: each should end with about 4
         let mut loads = vec![0, 12, 4, 0];
         assert_eq!(direct(&mut loads, 0), (1, 4));
-        assert_eq!(loads, vec![4, 8, 4, 0]);
+        assert_eq!(loads, vec![0, 8, 4, 0]);
+        // the thieves' counts wait for their own reports
+        loads[0] = 4;
         assert_eq!(direct(&mut loads, 3), (1, 4));
-        assert_eq!(loads, vec![4, 4, 4, 4]);
+        assert_eq!(loads, vec![4, 4, 4, 0]);
         // one item left: its holder keeps running it, a thief may take it
         let mut loads = vec![0, 1, 0];
         assert_eq!(direct(&mut loads, 2), (1, 1));
-        assert_eq!(loads, vec![0, 0, 1]);
+        assert_eq!(loads, vec![0, 0, 0]);
         // nothing anywhere (or only the thief's own): no hint
         assert_eq!(direct(&mut [0, 0, 0], 1), (u64::MAX, u64::MAX));
         assert_eq!(direct(&mut [0, 5], 1), (u64::MAX, u64::MAX));
