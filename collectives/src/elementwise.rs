@@ -84,6 +84,36 @@ pub fn allreduce_ring_into<P: PointToPoint + ?Sized>(
     Ok(())
 }
 
+/// As [`allreduce_ring_into`], for two ranks: rank 1 sends its whole `send` to rank 0, which
+/// folds its own into it and sends the result back, so that both hold the same bits whatever
+/// the operation does with signed zeros or NaNs. Two transfers of the whole buffer instead of
+/// the ring's two exchanges of halves, each paying a transfer's fixed cost (wake-ups) once:
+/// faster while the buffer is small enough for that cost to matter (see
+/// [`ALLREDUCE_PAIR_MAX`](crate::tuning::ALLREDUCE_PAIR_MAX)).
+///
+/// Errors: as [`allreduce_ring_into`], or a communicator of other than two ranks.
+pub fn allreduce_pair_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    send: &[u8],
+    recv: &mut [u8],
+    op: &dyn Fn(&mut [u8], &[u8]),
+) -> Result<(), P::Error> {
+    if send.len() != recv.len() || p.size() != 2 {
+        let (s, r, n) = (send.len(), recv.len(), p.size());
+        return Err(p.malformed(format!("allreduce: a pair exchange of {s} bytes into {r} on {n} ranks")));
+    }
+    let (there, back) = (step_tag(seq, 0), step_tag(seq, 1));
+    if p.rank() == 0 {
+        p.recv_into(1, there, recv)?;
+        op(recv, send);
+        p.send(1, back, recv)
+    } else {
+        p.send(0, there, send)?;
+        p.recv_into(0, back, recv)
+    }
+}
+
 /// Reduces every rank's `data` element-wise with `op`; `root` returns the result, others `None`.
 ///
 /// Same arguments as [`allreduce_ring`]. Ring reduce-scatter (`size - 1` steps), then every rank
@@ -215,7 +245,7 @@ mod tests {
     use crate::p2p::tag;
     use crate::testutil::{LARGE_SIZES, SIZES, bytes, run};
     use crate::threads::ThreadError;
-    use crate::tuning::{ALLREDUCE_LARGE, REDUCE_LARGE};
+    use crate::tuning::{ALLREDUCE_LARGE, ALLREDUCE_PAIR_MAX, ALLREDUCE_PAIR_MIN, REDUCE_LARGE};
 
     /// Element-wise wrapping sum of little-endian u64s.
     fn add_u64(acc: &mut [u8], other: &[u8]) {
@@ -297,6 +327,48 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The two-rank exchange equals the reference at every length it serves and around it, and
+    /// both ranks hold the same bits even where the operation depends on its operands' order
+    /// (`f64::min` of two zeros of different signs returns its second operand).
+    #[test]
+    fn pair_exchange() {
+        let lens = [0, 8, 24, ALLREDUCE_PAIR_MIN, ALLREDUCE_PAIR_MAX, ALLREDUCE_PAIR_MAX + 8];
+        let ops: [(Data, Op); 2] = [(u64s, add_u64), (f64s, max_f64)];
+        for &len in &lens {
+            for (data, op) in ops {
+                let want = reference(2, len, data, op);
+                run(2, |p| {
+                    let mut got = vec![0xAA; len];
+                    allreduce_pair_into(&p, 0, &data(p.rank(), len), &mut got, &op).expect("allreduce");
+                    assert!(got == want, "len {len}");
+                });
+            }
+        }
+        let min_f64 = |acc: &mut [u8], other: &[u8]| {
+            let (a, b) = (
+                f64::from_le_bytes(acc[..8].try_into().expect("8")),
+                f64::from_le_bytes(other[..8].try_into().expect("8")),
+            );
+            acc[..8].copy_from_slice(&a.min(b).to_le_bytes());
+        };
+        let out = run(2, |p| {
+            let mine = if p.rank() == 0 { 0.0f64 } else { -0.0 };
+            let mut got = [0u8; 8];
+            allreduce_pair_into(&p, 0, &mine.to_le_bytes(), &mut got, &min_f64).expect("allreduce");
+            got
+        });
+        assert_eq!(out[0], out[1]);
+    }
+
+    /// The two-rank exchange refuses other rank counts and buffers of different lengths.
+    #[test]
+    fn pair_exchange_bad_arguments() {
+        let out = run(3, |p| allreduce_pair_into(&p, 0, &[0; 8], &mut [0; 8], &add_u64).err());
+        assert!(out.iter().all(|e| matches!(e, Some(ThreadError::Malformed(_)))), "{out:?}");
+        let out = run(2, |p| allreduce_pair_into(&p, 0, &[0; 16], &mut [0; 8], &add_u64).err());
+        assert!(out.iter().all(|e| matches!(e, Some(ThreadError::Malformed(_)))), "{out:?}");
     }
 
     /// Several MiB.

@@ -20,6 +20,18 @@ pub const BCAST_LARGE: usize = 8 << 20;
 /// 938 us at 8), the ring at 1 MiB (0.54 against 1.5 ms at 2 ranks, 3.0 against 9.4 ms at 8).
 pub const ALLREDUCE_LARGE: usize = 256 * 1024;
 
+/// Smallest and largest buffer, in bytes, that a zero-copy allreduce between two ranks sends
+/// whole to rank 0 and back ([`allreduce_pair_into`](crate::elementwise::allreduce_pair_into))
+/// rather than by recursive doubling (below) or the ring (above).
+///
+/// Measured at 2 ranks, alternating runs: 128 KiB 112-170 us against 279-338 with recursive
+/// doubling (64 KiB 136-182 against 105-154); against the ring 512 KiB 176-305 us against
+/// 410-527, 1 MiB 290-499 against 441-804, 2 MiB 567-1174 against 689-1102, and 4 MiB 2.0-2.7 ms
+/// against 1.3-2.7, where the ring's halves win.
+pub const ALLREDUCE_PAIR_MIN: usize = 128 * 1024;
+/// See [`ALLREDUCE_PAIR_MIN`].
+pub const ALLREDUCE_PAIR_MAX: usize = 2 << 20;
+
 /// Buffer size in bytes at or above which a reduce should use
 /// [`reduce_scatter_gather`](crate::reduce_scatter_gather()) rather than a binomial tree.
 ///

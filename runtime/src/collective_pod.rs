@@ -323,6 +323,15 @@ impl Communicator {
             native.allreduce(send, recv, op);
             return Ok(());
         }
+        if self.size() == 2
+            && (tuning::ALLREDUCE_PAIR_MIN..=tuning::ALLREDUCE_PAIR_MAX).contains(&bytes.len())
+        {
+            // the whole buffer there and back: two transfers instead of the ring's four halves
+            let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
+            let channel = self.channel_for(&call);
+            let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
+            return elementwise::allreduce_pair_into(&channel, seq, bytes, out, &elementwise);
+        }
         if bytes.len() >= tuning::ALLREDUCE_LARGE {
             // every segment received straight into `recv` and folded with `send` there
             let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
