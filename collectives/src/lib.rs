@@ -24,6 +24,7 @@ mod binomial;
 pub mod broadcast;
 pub mod elementwise;
 pub mod gather;
+pub mod halving;
 pub mod in_place;
 pub mod p2p;
 mod partition;

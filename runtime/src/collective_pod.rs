@@ -6,7 +6,7 @@ use crate::communicator::Communicator;
 use crate::error::{Error, Result};
 use crate::op::{self, Element, Op};
 use bytemuck::Pod;
-use prun_collectives::{elementwise, in_place, tuning};
+use prun_collectives::{elementwise, halving, in_place, tuning};
 
 fn copy_exact(what: &str, dst: &mut [u8], src: &[u8]) -> Result<()> {
     if dst.len() != src.len() {
@@ -291,7 +291,10 @@ impl Communicator {
     /// Combines every rank's `send` element-wise with `op` into every rank's `recv`.
     ///
     /// **Collective.** All buffers have the same length. Recursive doubling for small buffers;
-    /// a ring reduce-scatter then allgather for large ones.
+    /// for large ones (or from 128 KiB at two ranks) received in place, without serialising:
+    /// between two ranks the whole buffer goes to rank 0 and back up to 2 MiB, beyond that a ring
+    /// reduce-scatter then allgather; from four ranks recursive halving then doubling
+    /// (Rabenseifner's). Every rank gets the same bits: each element is reduced in one place.
     ///
     /// ```
     /// use prun::Op;
@@ -323,28 +326,22 @@ impl Communicator {
             native.allreduce(send, recv, op);
             return Ok(());
         }
-        if self.size() == 2
-            && (tuning::ALLREDUCE_PAIR_MIN..=tuning::ALLREDUCE_PAIR_MAX).contains(&bytes.len())
-        {
-            // the whole buffer there and back: two transfers instead of the ring's four halves
-            let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
-            let channel = self.channel_for(&call);
-            let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
-            return elementwise::allreduce_pair_into(&channel, seq, bytes, out, &elementwise);
-        }
-        if bytes.len() >= tuning::ALLREDUCE_LARGE {
-            // every segment received straight into `recv` and folded with `send` there
+        // two ranks: the whole buffer to rank 0 and back, two transfers instead of the ring's
+        // four halves; more: as many bytes as the ring in 2 log2(size) steps, not 2 (size - 1)
+        let pair = self.size() == 2
+            && (tuning::ALLREDUCE_PAIR_MIN..=tuning::ALLREDUCE_PAIR_MAX).contains(&bytes.len());
+        if pair || bytes.len() >= tuning::ALLREDUCE_LARGE {
+            // every part received straight into `recv` and folded with `send` there
             let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
             let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
-            let channel = self.channel_for(&call);
-            return elementwise::allreduce_ring_into(
-                &channel,
-                seq,
-                bytes,
-                out,
-                std::mem::size_of::<T>(),
-                &elementwise,
-            );
+            let (channel, elem) = (self.channel_for(&call), std::mem::size_of::<T>());
+            return if pair {
+                elementwise::allreduce_pair_into(&channel, seq, bytes, out, &elementwise)
+            } else if self.size() >= tuning::ALLREDUCE_HALVING_MIN_RANKS {
+                halving::allreduce_halving_into(&channel, seq, bytes, out, elem, &elementwise)
+            } else {
+                elementwise::allreduce_ring_into(&channel, seq, bytes, out, elem, &elementwise)
+            };
         }
         let mut combine = combiner::<T>(op, bytes.len());
         let out = prun_collectives::allreduce(&self.channel_for(&call), seq, bytes.to_vec(), &mut combine)?;
