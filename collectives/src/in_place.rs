@@ -131,6 +131,37 @@ pub fn allgather_ring_into<P: PointToPoint + ?Sized>(
     Ok(())
 }
 
+/// As [`allgather_ring_into`], by recursive doubling, for a power-of-two number of ranks: in
+/// step `k` a rank exchanges the `2^k` blocks it holds with rank `rank ^ 2^k`, so that
+/// `log2(size)` steps move as many bytes as the ring's `size - 1` (see
+/// [`ALLGATHER_DOUBLING_MIN_RANKS`](crate::tuning::ALLGATHER_DOUBLING_MIN_RANKS)).
+///
+/// Errors: as [`allgather_ring_into`], or a number of ranks that is not a power of two.
+pub fn allgather_doubling_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    block: &[u8],
+    recv: &mut [u8],
+) -> Result<(), P::Error> {
+    let (rank, size) = (p.rank(), p.size());
+    if !size.is_power_of_two() || rank >= size {
+        return Err(p.malformed(format!("allgather: recursive doubling on {size} ranks")));
+    }
+    let len = block.len();
+    let recv = blocks_of(p, "allgather", Some(recv), len)?;
+    recv[rank * len..(rank + 1) * len].copy_from_slice(block);
+    for k in 0..size.ilog2() as usize {
+        let mask = 1usize << k;
+        let partner = rank ^ mask;
+        // this rank's group of `mask` blocks, and the partner's, side by side
+        let (mine, theirs) = (rank & !(mask - 1), partner & !(mask - 1));
+        let (out, into) = disjoint(recv, len * mask, mine / mask, theirs / mask);
+        let t = step_tag(seq, k);
+        p.sendrecv_into(partner, t, out, partner, t, into)?;
+    }
+    Ok(())
+}
+
 /// This rank and the group's size, once `root` and the rank are checked to be in the group.
 fn ranks<P: PointToPoint + ?Sized>(p: &P, op: &str, root: usize) -> Result<(usize, usize), P::Error> {
     let (rank, size) = (p.rank(), p.size());
@@ -231,6 +262,18 @@ mod tests {
                 for got in out {
                     assert_eq!(got.expect("allgather"), all, "size {size} len {len}");
                 }
+                let out = run(size, |p| {
+                    let r = p.rank();
+                    let mut recv = vec![0; size * len];
+                    allgather_doubling_into(&p, 3, &all[r * len..(r + 1) * len], &mut recv).map(|()| recv)
+                });
+                for got in out {
+                    match got {
+                        Ok(got) => assert_eq!(got, all, "doubling: size {size} len {len}"),
+                        // only a power of two of ranks doubles
+                        Err(e) => assert!(!size.is_power_of_two(), "doubling: size {size}: {e:?}"),
+                    }
+                }
             }
         }
     }
@@ -245,9 +288,16 @@ mod tests {
                 let r = p.rank();
                 let mut recv = vec![0; size * len];
                 allgather_ring_into(&p, 0, &all[r * len..(r + 1) * len], &mut recv).expect("allgather");
+                let mut twice = vec![0; size * len];
+                if size.is_power_of_two() {
+                    let mine = &all[r * len..(r + 1) * len];
+                    allgather_doubling_into(&p, 2, mine, &mut twice).expect("allgather");
+                } else {
+                    twice.clone_from(&all);
+                }
                 let mut buf = if r == 0 { all[..len].to_vec() } else { vec![0; len] };
                 broadcast_into(&p, 1, 0, &mut buf).expect("broadcast");
-                recv == all && buf == all[..len]
+                recv == all && twice == all && buf == all[..len]
             });
             assert!(out.iter().all(|&ok| ok), "size {size}");
         }

@@ -181,7 +181,8 @@ impl Communicator {
     /// Collects every rank's `send` into every rank's `recv`, in rank order.
     ///
     /// **Collective.** Every `send` has the same length and every `recv` `size()` times that.
-    /// Recursive doubling or Bruck for small buffers, a ring for large ones.
+    /// Recursive doubling or Bruck for small buffers; for large ones, received in place,
+    /// recursive doubling on four, eight, sixteen... ranks and a ring on other counts.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -214,7 +215,12 @@ impl Communicator {
         }
         let large = send.len() >= tuning::ALLGATHER_LARGE;
         if large {
-            return in_place::allgather_ring_into(&self.channel_for(&call), seq, send, recv);
+            let (channel, size) = (self.channel_for(&call), self.size());
+            // as many bytes as the ring in log2(size) steps rather than size - 1
+            if size.is_power_of_two() && size >= tuning::ALLGATHER_DOUBLING_MIN_RANKS {
+                return in_place::allgather_doubling_into(&channel, seq, send, recv);
+            }
+            return in_place::allgather_ring_into(&channel, seq, send, recv);
         }
         let blocks = prun_collectives::allgather(&self.channel_for(&call), seq, send.to_vec(), large)?;
         for (dst, block) in recv.chunks_mut(send.len().max(1)).zip(&blocks) {
