@@ -17,10 +17,11 @@
 //! items live at the root. A refused request makes the thief wait, doubling the wait up to
 //! [`MAX_BACKOFF`] while still answering others, and points it at the rank the refuser last
 //! dealt work with (followed once in a row), else at the root. The root's steal thread keeps a
-//! rough count of every rank's unstarted items (the deal, then each rank's reports when it gets
-//! work, runs dry or sees its count halve) and sends a thief to the most loaded rank for a fair
-//! share of what is left, so that the many ranks that run dry together at the end of a map each
-//! get a little at once. An idle rank blocks, it never spins.
+//! count of every rank's unstarted items (the deal, then each rank's reports when it gets work,
+//! sees its count halve or small, or has just given to a thief) and sends a thief to the most
+//! loaded rank for a fair share of what is left, so that the many ranks that run dry together at
+//! the end of a map each get a little at once; while no rank has any, it holds the thief's
+//! request until one does or the map ends. An idle rank blocks, it never spins.
 //!
 //! Results travel to the root as `(first index, values)` fragments; the root counts them and,
 //! once it holds every item's result, tells every rank to stop. With stealing turned off the
