@@ -479,11 +479,8 @@ impl Communicator {
             }
             match outcome {
                 Ok(()) if self.rank() == root => {
-                    let others = (0..self.size()).filter(|&r| r != root);
-                    others
-                        .map(|r| send_to(self, r, context, DONE, &()))
-                        .collect::<Result<()>>()
-                        .map_err(Stop::from)
+                    let mut others = (0..self.size()).filter(|&r| r != root);
+                    others.try_for_each(|r| send_to(self, r, context, DONE, &())).map_err(Stop::from)
                 }
                 other => other,
             }
