@@ -9,7 +9,7 @@
 //! Every received segment's length is checked, which catches ranks passing different lengths.
 
 use crate::p2p::{PointToPoint, step_tag};
-use crate::partition::{bytes_of_parts, slice, slice_mut};
+use crate::partition::{bytes_of_parts, disjoint_ranges, slice, slice_mut};
 
 /// Reduces every rank's `data` element-wise with `op`; every rank returns the result.
 ///
@@ -226,16 +226,7 @@ impl<'b> Ring<'b> {
         b: usize,
     ) -> Result<(&[u8], &mut [u8]), P::Error> {
         let (ra, rb) = (self.segment(a), self.segment(b));
-        let what = self.what;
-        if ra.end <= rb.start {
-            let (low, high) = self.buf.split_at_mut(rb.start);
-            Ok((slice(p, low, ra, what)?, slice_mut(p, high, 0..rb.len(), what)?))
-        } else if rb.end <= ra.start {
-            let (low, high) = self.buf.split_at_mut(ra.start);
-            Ok((slice(p, high, 0..ra.len(), what)?, slice_mut(p, low, rb, what)?))
-        } else {
-            Err(p.malformed(format!("{what}: segments {a} and {b} overlap")))
-        }
+        disjoint_ranges(p, self.buf, ra, rb, self.what)
     }
 }
 
@@ -243,18 +234,9 @@ impl<'b> Ring<'b> {
 mod tests {
     use super::*;
     use crate::p2p::tag;
-    use crate::testutil::{LARGE_SIZES, SIZES, bytes, run};
+    use crate::testutil::{LARGE_SIZES, SIZES, add_u64, bytes, run};
     use crate::threads::ThreadError;
     use crate::tuning::{ALLREDUCE_LARGE, ALLREDUCE_PAIR_MAX, ALLREDUCE_PAIR_MIN, REDUCE_LARGE};
-
-    /// Element-wise wrapping sum of little-endian u64s.
-    fn add_u64(acc: &mut [u8], other: &[u8]) {
-        for (a, b) in acc.chunks_exact_mut(8).zip(other.chunks_exact(8)) {
-            let sum = u64::from_le_bytes((&*a).try_into().expect("8 bytes"))
-                .wrapping_add(u64::from_le_bytes(b.try_into().expect("8 bytes")));
-            a.copy_from_slice(&sum.to_le_bytes());
-        }
-    }
 
     /// Element-wise maximum of little-endian f64s.
     fn max_f64(acc: &mut [u8], other: &[u8]) {

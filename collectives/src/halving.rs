@@ -18,7 +18,7 @@
 //! steps then exchange reduced segments until every rank holds them all.
 
 use crate::p2p::{PointToPoint, step_tag};
-use crate::partition::{bytes_of_parts, slice, slice_mut};
+use crate::partition::{bytes_of_parts, disjoint_ranges, slice, slice_mut};
 
 /// As [`allreduce_ring_into`](crate::elementwise::allreduce_ring_into), by recursive halving and
 /// doubling: every rank ends with the element-wise reduction of every rank's `send` in `recv`.
@@ -103,7 +103,7 @@ pub fn allreduce_halving_into<P: PointToPoint + ?Sized>(
         let theirs = (v ^ mask) & !(mask - 1);
         let (out_range, in_range) = (segments(lo, mask), segments(theirs, mask));
         let t = step_tag(seq, 1 + steps + k);
-        let (out, into) = disjoint(p, recv, out_range, in_range)?;
+        let (out, into) = disjoint_ranges(p, recv, out_range, in_range, "allreduce")?;
         p.sendrecv_into(partner, t, out, partner, t, into)?;
         lo = lo.min(theirs);
     }
@@ -113,37 +113,11 @@ pub fn allreduce_halving_into<P: PointToPoint + ?Sized>(
     Ok(())
 }
 
-/// `buf[a]` to read and `buf[b]` to write, two ranges that do not overlap.
-fn disjoint<'a, P: PointToPoint + ?Sized>(
-    p: &P,
-    buf: &'a mut [u8],
-    a: std::ops::Range<usize>,
-    b: std::ops::Range<usize>,
-) -> Result<(&'a [u8], &'a mut [u8]), P::Error> {
-    if a.end <= b.start {
-        let (low, high) = buf.split_at_mut(b.start);
-        Ok((slice(p, low, a, "allreduce")?, slice_mut(p, high, 0..b.len(), "allreduce")?))
-    } else if b.end <= a.start {
-        let (low, high) = buf.split_at_mut(a.start);
-        Ok((slice(p, high, 0..a.len(), "allreduce")?, slice_mut(p, low, b, "allreduce")?))
-    } else {
-        Err(p.malformed(format!("allreduce: byte ranges {a:?} and {b:?} overlap")))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{LARGE_SIZES, SIZES, bytes, run};
+    use crate::testutil::{LARGE_SIZES, SIZES, add_u64, bytes, run};
     use crate::threads::ThreadError;
-
-    fn add_u64(acc: &mut [u8], other: &[u8]) {
-        for (a, b) in acc.chunks_exact_mut(8).zip(other.chunks_exact(8)) {
-            let x = u64::from_le_bytes((&*a).try_into().expect("8 bytes"));
-            let y = u64::from_le_bytes(b.try_into().expect("8 bytes"));
-            a.copy_from_slice(&x.wrapping_add(y).to_le_bytes());
-        }
-    }
 
     /// Rank `r`'s u64s: `len` bytes of them.
     fn u64s(r: usize, len: usize) -> Vec<u8> {

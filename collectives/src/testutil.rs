@@ -24,6 +24,15 @@ pub(crate) fn bytes(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// Element-wise wrapping sum of little-endian u64s, an operation for the reduction tests.
+pub(crate) fn add_u64(acc: &mut [u8], other: &[u8]) {
+    for (a, b) in acc.chunks_exact_mut(8).zip(other.chunks_exact(8)) {
+        let sum = u64::from_le_bytes((&*a).try_into().expect("8 bytes"))
+            .wrapping_add(u64::from_le_bytes(b.try_into().expect("8 bytes")));
+        a.copy_from_slice(&sum.to_le_bytes());
+    }
+}
+
 /// Runs `body` on a group of `size` thread ranks and returns what each rank returned, by rank.
 pub(crate) fn run<T: Send>(size: usize, body: impl Fn(ThreadRank) -> T + Sync) -> Vec<T> {
     let results: Mutex<Vec<Option<T>>> = Mutex::new((0..size).map(|_| None).collect());
