@@ -234,7 +234,7 @@ impl<'b> Ring<'b> {
 mod tests {
     use super::*;
     use crate::p2p::tag;
-    use crate::testutil::{LARGE_SIZES, SIZES, add_u64, bytes, run};
+    use crate::testutil::{LARGE_SIZES, SIZES, add_u64, bytes, reference, run, u64s};
     use crate::threads::ThreadError;
     use crate::tuning::{ALLREDUCE_LARGE, ALLREDUCE_PAIR_MAX, ALLREDUCE_PAIR_MIN, REDUCE_LARGE};
 
@@ -253,11 +253,6 @@ mod tests {
     /// An element-wise operation of a test.
     type Op = fn(&mut [u8], &[u8]);
 
-    /// Rank `r`'s u64s: `len` bytes of them.
-    fn u64s(r: usize, len: usize) -> Vec<u8> {
-        bytes(r as u64 * 31 + len as u64, len)
-    }
-
     /// Rank `r`'s f64s: `len` bytes of finite values of both signs.
     fn f64s(r: usize, len: usize) -> Vec<u8> {
         bytes(r as u64 * 17 + 5, len)
@@ -267,20 +262,6 @@ mod tests {
                 ((x % 2_000_001) as f64 - 1_000_000.0).to_le_bytes()
             })
             .collect()
-    }
-
-    /// The reference: every rank's data folded with `op`, one after the other.
-    fn reference(
-        size: usize,
-        len: usize,
-        data: fn(usize, usize) -> Vec<u8>,
-        op: fn(&mut [u8], &[u8]),
-    ) -> Vec<u8> {
-        let mut acc = data(0, len);
-        for r in 1..size {
-            op(&mut acc, &data(r, len));
-        }
-        acc
     }
 
     /// Both algorithms, both operations, every size and root; empty buffers, fewer elements

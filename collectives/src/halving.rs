@@ -116,28 +116,15 @@ pub fn allreduce_halving_into<P: PointToPoint + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{LARGE_SIZES, SIZES, add_u64, bytes, run};
+    use crate::testutil::{LARGE_SIZES, SIZES, add_u64, reference, run, u64s};
     use crate::threads::ThreadError;
-
-    /// Rank `r`'s u64s: `len` bytes of them.
-    fn u64s(r: usize, len: usize) -> Vec<u8> {
-        bytes(r as u64 * 31 + len as u64, len)
-    }
-
-    fn reference(size: usize, len: usize) -> Vec<u8> {
-        let mut acc = u64s(0, len);
-        for r in 1..size {
-            add_u64(&mut acc, &u64s(r, len));
-        }
-        acc
-    }
 
     /// Every rank count, powers of two or not, and lengths with fewer elements than segments.
     #[test]
     fn every_size() {
         for size in SIZES {
             for len in [0, 8, 24, 8 * 17 + 8, 8 * 1000] {
-                let want = reference(size, len);
+                let want = reference(size, len, u64s, add_u64);
                 let out = run(size, |p| {
                     let mut got = vec![0xAA; len];
                     allreduce_halving_into(&p, 3, &u64s(p.rank(), len), &mut got, 8, &add_u64).map(|()| got)
@@ -154,7 +141,7 @@ mod tests {
     fn large() {
         let len = 4 * 1024 * 1024 + 8 * 3;
         for size in LARGE_SIZES {
-            let want = reference(size, len);
+            let want = reference(size, len, u64s, add_u64);
             run(size, |p| {
                 let mut got = vec![0; len];
                 allreduce_halving_into(&p, 0, &u64s(p.rank(), len), &mut got, 8, &add_u64)

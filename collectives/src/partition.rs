@@ -70,6 +70,26 @@ pub(crate) fn fill<P: PointToPoint + ?Sized>(
     Ok(())
 }
 
+/// `buf[a]` to read and `buf[b]` to write, two byte ranges that must not overlap; an error
+/// naming `what` when they do or one lies outside `buf`.
+pub(crate) fn disjoint_ranges<'a, P: PointToPoint + ?Sized>(
+    p: &P,
+    buf: &'a mut [u8],
+    a: Range<usize>,
+    b: Range<usize>,
+    what: &str,
+) -> Result<(&'a [u8], &'a mut [u8]), P::Error> {
+    if a.end <= b.start {
+        let (low, high) = buf.split_at_mut(b.start);
+        Ok((slice(p, low, a, what)?, slice_mut(p, high, 0..b.len(), what)?))
+    } else if b.end <= a.start {
+        let (low, high) = buf.split_at_mut(a.start);
+        Ok((slice(p, high, 0..a.len(), what)?, slice_mut(p, low, b, what)?))
+    } else {
+        Err(p.malformed(format!("{what}: byte ranges {a:?} and {b:?} overlap")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,25 +111,5 @@ mod tests {
         }
         assert_eq!(bound(5, 0, 3), 0);
         assert_eq!(bytes_of_parts(10, 3, 1, 2, 4), 16..40);
-    }
-}
-
-/// `buf[a]` to read and `buf[b]` to write, two byte ranges that must not overlap; an error
-/// naming `what` when they do or one lies outside `buf`.
-pub(crate) fn disjoint_ranges<'a, P: PointToPoint + ?Sized>(
-    p: &P,
-    buf: &'a mut [u8],
-    a: Range<usize>,
-    b: Range<usize>,
-    what: &str,
-) -> Result<(&'a [u8], &'a mut [u8]), P::Error> {
-    if a.end <= b.start {
-        let (low, high) = buf.split_at_mut(b.start);
-        Ok((slice(p, low, a, what)?, slice_mut(p, high, 0..b.len(), what)?))
-    } else if b.end <= a.start {
-        let (low, high) = buf.split_at_mut(a.start);
-        Ok((slice(p, high, 0..a.len(), what)?, slice_mut(p, low, b, what)?))
-    } else {
-        Err(p.malformed(format!("{what}: byte ranges {a:?} and {b:?} overlap")))
     }
 }

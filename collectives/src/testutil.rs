@@ -33,6 +33,25 @@ pub(crate) fn add_u64(acc: &mut [u8], other: &[u8]) {
     }
 }
 
+/// Rank `r`'s u64s for the reduction tests: `len` bytes of them.
+pub(crate) fn u64s(r: usize, len: usize) -> Vec<u8> {
+    bytes(r as u64 * 31 + len as u64, len)
+}
+
+/// The reduction tests' reference: every rank's `data` folded with `op`, one after the other.
+pub(crate) fn reference(
+    size: usize,
+    len: usize,
+    data: fn(usize, usize) -> Vec<u8>,
+    op: fn(&mut [u8], &[u8]),
+) -> Vec<u8> {
+    let mut acc = data(0, len);
+    for r in 1..size {
+        op(&mut acc, &data(r, len));
+    }
+    acc
+}
+
 /// Runs `body` on a group of `size` thread ranks and returns what each rank returned, by rank.
 pub(crate) fn run<T: Send>(size: usize, body: impl Fn(ThreadRank) -> T + Sync) -> Vec<T> {
     let results: Mutex<Vec<Option<T>>> = Mutex::new((0..size).map(|_| None).collect());
