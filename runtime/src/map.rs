@@ -21,7 +21,8 @@
 //! sees its count halve or small, or has just given to a thief) and sends a thief to the most
 //! loaded rank for a fair share of what is left, so that the many ranks that run dry together at
 //! the end of a map each get a little at once; while no rank has any, it holds the thief's
-//! request until one does or the map ends. An idle rank blocks, it never spins.
+//! request until one does, the map ends or [`HOLD_LIMIT`] passes. An idle rank blocks, it never
+//! spins.
 //!
 //! Results travel to the root as `(first index, values)` fragments; the root counts them and,
 //! once it holds every item's result, tells every rank to stop. With stealing turned off the
@@ -46,6 +47,10 @@ pub const BATCH_TIME: Duration = Duration::from_micros(50);
 /// blocks sample the list more finely, so costs that follow the list's order start out better
 /// balanced, at the price of one more result fragment per block (fragments travel together).
 pub const DEAL_ROUNDS: usize = 64;
+/// Longest the root holds a thief's request while it counts no work anywhere, before it refuses
+/// it (a safety net: counts can lag a rank's work by a batch, or more for a rank whose own batches
+/// are long).
+const HOLD_LIMIT: Duration = Duration::from_millis(10);
 /// Wait after a first refused steal request.
 const MIN_BACKOFF: Duration = Duration::from_micros(20);
 /// Longest wait between two steal attempts of an idle rank.
@@ -620,7 +625,23 @@ fn serve_steals<T: Serialize + Send>(
     let me = comm.rank();
     loop {
         let Ok(pattern) = comm.pattern_on(steals, None, None) else { return };
-        let Ok(request) = comm.shared_engine().recv(&pattern) else { return };
+        let request = if waiting.is_empty() {
+            comm.shared_engine().recv(&pattern).map(Some)
+        } else {
+            comm.shared_engine().mailbox().recv_timeout(&pattern, HOLD_LIMIT)
+        };
+        let request = match request {
+            Ok(Some(request)) => request,
+            Ok(None) => {
+                // held too long: the counts may have missed some work, so let the waiting
+                // thieves look for themselves (they come back here when they find none)
+                for waiter in waiting.drain(..) {
+                    let _ = send_to(comm, waiter, replies, GIVE, &(Blocks::<T>::new(), u64::MAX, u64::MAX));
+                }
+                continue;
+            }
+            Err(_) => return,
+        };
         let thief = comm.member_of(request.src);
         if request.tag == LOAD {
             if let (Some(load), Ok(n)) = (loads.get_mut(thief), codec::decode(&request.data, thief, LOAD)) {
