@@ -105,7 +105,11 @@ pub fn allreduce_pair_into<P: PointToPoint + ?Sized>(
     }
     let (there, back) = (step_tag(seq, 0), step_tag(seq, 1));
     if p.rank() == 0 {
-        p.recv_into(1, there, recv)?;
+        if let Err(e) = p.recv_into(1, there, recv) {
+            // rank 1 waits for an answer: this rank's own buffer makes its receive fail too
+            let _ = p.send(1, back, send);
+            return Err(e);
+        }
         op(recv, send);
         p.send(1, back, recv)
     } else {
@@ -323,6 +327,21 @@ mod tests {
             got
         });
         assert_eq!(out[0], out[1]);
+    }
+
+    /// A rank that finds the lengths differ and goes on (rather than exit) leaves its peer an
+    /// error, not a wait for ever.
+    #[test]
+    fn pair_exchange_mismatch_leaves_no_one_waiting() {
+        let gate = std::sync::Barrier::new(2);
+        let out = run(2, |p| {
+            let len = 8 * (2 + p.rank());
+            let result = allreduce_pair_into(&p, 0, &vec![0; len], &mut vec![0; len], &add_u64);
+            // both ranks stay until both have returned
+            gate.wait();
+            result.is_err()
+        });
+        assert_eq!(out, vec![true, true]);
     }
 
     /// The two-rank exchange refuses other rank counts and buffers of different lengths.

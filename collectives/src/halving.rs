@@ -62,7 +62,11 @@ pub fn allreduce_halving_into<P: PointToPoint + ?Sized>(
             p.send(rank + 1, step_tag(seq, 0), send)?;
             return p.recv_into(rank + 1, unfold, recv);
         }
-        p.recv_into(rank - 1, step_tag(seq, 0), recv)?;
+        if let Err(e) = p.recv_into(rank - 1, step_tag(seq, 0), recv) {
+            // the even rank waits for the result: this rank's own buffer makes it fail too
+            let _ = p.send(rank - 1, unfold, send);
+            return Err(e);
+        }
         op(recv, send);
         own_in_recv = true;
     }
