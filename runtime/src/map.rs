@@ -607,8 +607,8 @@ fn open_connections(comm: &Communicator, go: &AtomicBool, over: &AtomicBool) {
 /// the root how many it has left. A refused thief is pointed somewhere: elsewhere than at the
 /// root, at the rank this one last dealt work with; at the root, at the rank with the most work
 /// by the counts the ranks report ([`direct`]), and when no rank has any, the thief's request
-/// waits here until a count rises above zero (or the map ends), so that the idle ranks of a
-/// map's last moments sleep rather than asking each other round in circles.
+/// waits here until a count rises above zero, the map ends or [`HOLD_LIMIT`] passes, so that the
+/// idle ranks of a map's last moments sleep rather than ask each other round in circles.
 fn serve_steals<T: Serialize + Send>(
     comm: &Communicator,
     root: usize,
