@@ -1,10 +1,11 @@
-//! Rabenseifner's allreduce: reduce-scatter by recursive halving, then allgather by recursive
-//! doubling, for equal-length buffers of fixed-size elements and a commutative, associative
-//! element-wise operation.
+//! Rabenseifner's allreduce and reduce: reduce-scatter by recursive halving, then allgather by
+//! recursive doubling (allreduce) or a gather to the root (reduce), for equal-length buffers of
+//! fixed-size elements and a commutative, associative element-wise operation.
 //!
-//! It moves as many bytes as the ring ([`allreduce_ring_into`](crate::elementwise::allreduce_ring_into))
-//! but in `2 log2(size)` steps rather than `2 (size - 1)`: with more ranks than cores every step
-//! waits for the scheduler to wake each rank, so fewer, larger steps win (see
+//! They move as many bytes as the ring ([`allreduce_ring_into`](crate::elementwise::allreduce_ring_into),
+//! [`reduce_scatter_gather`](crate::elementwise::reduce_scatter_gather)) but reduce-scatter in
+//! `log2(size)` steps rather than `size - 1`: with more ranks than cores every step waits for the
+//! scheduler to wake each rank, so fewer, larger steps win (see
 //! [`ALLREDUCE_HALVING_MIN_RANKS`](crate::tuning::ALLREDUCE_HALVING_MIN_RANKS)).
 //!
 //! With `size` not a power of two, the first `2 * (size - pof2)` ranks pair up first (as MPICH
@@ -15,10 +16,118 @@
 //! other half to its partner and folds the partner's copy of the kept half into its own; at the
 //! end rank `v` holds segment `v` fully reduced, reduced in one place only, so that every rank
 //! ends with the same bits whatever the operation does with signed zeros or NaNs. The doubling
-//! steps then exchange reduced segments until every rank holds them all.
+//! steps then exchange reduced segments until every rank holds them all; a reduce instead sends
+//! each segment to the root.
 
 use crate::p2p::{PointToPoint, step_tag};
 use crate::partition::{bytes_of_parts, disjoint_ranges, slice, slice_mut};
+use std::ops::Range;
+
+/// One rank's part in a reduction by recursive halving.
+struct Halving {
+    rank: usize,
+    /// The largest power of two not above the group's size, and how many ranks pair up first.
+    pof2: usize,
+    folded: usize,
+    steps: usize,
+    elems: usize,
+    elem_size: usize,
+    what: &'static str,
+}
+
+impl Halving {
+    /// Checks the arguments: `len` bytes of `elem_size`-byte elements.
+    fn new<P: PointToPoint + ?Sized>(
+        p: &P,
+        len: usize,
+        elem_size: usize,
+        what: &'static str,
+    ) -> Result<Halving, P::Error> {
+        let (rank, size) = (p.rank(), p.size());
+        if rank >= size {
+            return Err(p.malformed(format!("{what}: rank {rank} out of range for {size} ranks")));
+        }
+        if elem_size == 0 || len % elem_size != 0 {
+            return Err(p.malformed(format!(
+                "{what}: {len} bytes is not a whole number of {elem_size}-byte elements"
+            )));
+        }
+        let pof2 = 1usize << size.ilog2();
+        let steps = pof2.ilog2() as usize;
+        Ok(Halving { rank, pof2, folded: 2 * (size - pof2), steps, elems: len / elem_size, elem_size, what })
+    }
+
+    /// This rank's number among the `pof2` that take part, `None` for an even rank that pairs up.
+    fn v(&self) -> Option<usize> {
+        let (rank, folded) = (self.rank, self.folded);
+        if rank >= folded { Some(rank - folded / 2) } else { (rank % 2 == 1).then_some(rank / 2) }
+    }
+
+    /// The rank that takes part as number `w`.
+    fn real(&self, w: usize) -> usize {
+        if w < self.folded / 2 { 2 * w + 1 } else { w + self.folded / 2 }
+    }
+
+    /// Byte range of segments `first..first + count`.
+    fn segments(&self, first: usize, count: usize) -> Range<usize> {
+        bytes_of_parts(self.elems, self.pof2, first, count, self.elem_size)
+    }
+
+    /// Pairs up and reduce-scatters `send` into `acc` (as long): afterwards a rank that takes
+    /// part as number `v` (returned) holds segment `v` of `acc` reduced over every rank; an even
+    /// rank that paired up has sent its `send` to the odd rank after it and returns `None`.
+    fn reduce_scatter<P: PointToPoint + ?Sized>(
+        &self,
+        p: &P,
+        seq: u32,
+        send: &[u8],
+        acc: &mut [u8],
+        op: &dyn Fn(&mut [u8], &[u8]),
+        unfold: u32,
+    ) -> Result<Option<usize>, P::Error> {
+        let (rank, what) = (self.rank, self.what);
+        let Some(v) = self.v() else {
+            p.send(rank + 1, step_tag(seq, 0), send)?;
+            return Ok(None);
+        };
+        let mut own_in_acc = false;
+        if rank < self.folded {
+            if let Err(e) = p.recv_into(rank - 1, step_tag(seq, 0), acc) {
+                // the even rank waits for an answer: this rank's own buffer makes it fail too
+                let _ = p.send(rank - 1, unfold, send);
+                return Err(e);
+            }
+            op(acc, send);
+            own_in_acc = true;
+        }
+        let (mut lo, mut count) = (0, self.pof2);
+        let mut scratch = Vec::new();
+        for k in 0..self.steps {
+            let half = count / 2;
+            let mask = self.pof2 >> (k + 1);
+            let partner = self.real(v ^ mask);
+            let (keep, give) = if v & mask == 0 { (lo, lo + half) } else { (lo + half, lo) };
+            let (keep_range, give_range) = (self.segments(keep, half), self.segments(give, half));
+            let t = step_tag(seq, 1 + k);
+            if own_in_acc {
+                // the partner's part lands aside, then this rank's part (in `acc`) takes it in
+                scratch.resize(keep_range.len(), 0);
+                let out = slice(p, acc, give_range, what)?;
+                p.sendrecv_into(partner, t, out, partner, t, &mut scratch)?;
+                op(slice_mut(p, acc, keep_range, what)?, &scratch);
+            } else {
+                // this rank's data is still `send`: the partner's part lands in place in `acc`
+                let out = slice(p, send, give_range, what)?;
+                let into = slice_mut(p, acc, keep_range.clone(), what)?;
+                p.sendrecv_into(partner, t, out, partner, t, into)?;
+                op(into, slice(p, send, keep_range, what)?);
+                own_in_acc = true;
+            }
+            (lo, count) = (keep, half);
+        }
+        Ok(Some(lo))
+    }
+}
 
 /// As [`allreduce_ring_into`](crate::elementwise::allreduce_ring_into), by recursive halving and
 /// doubling: every rank ends with the element-wise reduction of every rank's `send` in `recv`.
@@ -37,82 +146,83 @@ pub fn allreduce_halving_into<P: PointToPoint + ?Sized>(
     elem_size: usize,
     op: &dyn Fn(&mut [u8], &[u8]),
 ) -> Result<(), P::Error> {
-    let (rank, size) = (p.rank(), p.size());
-    if rank >= size {
-        return Err(p.malformed(format!("allreduce: rank {rank} out of range for {size} ranks")));
-    }
-    if elem_size == 0 || send.len() % elem_size != 0 || send.len() != recv.len() {
+    let h = Halving::new(p, send.len(), elem_size, "allreduce")?;
+    if send.len() != recv.len() {
         let (s, r) = (send.len(), recv.len());
-        return Err(p.malformed(format!(
-            "allreduce: {s} bytes to send and {r} to receive into, in {elem_size}-byte elements"
-        )));
+        return Err(p.malformed(format!("allreduce: {s} bytes to send but {r} to receive into")));
     }
-    if size == 1 {
+    if p.size() == 1 {
         recv.copy_from_slice(send);
         return Ok(());
     }
-    let pof2 = 1usize << size.ilog2();
-    let folded = 2 * (size - pof2);
-    let steps = pof2.ilog2() as usize;
-    let unfold = step_tag(seq, 2 * steps + 1);
-    // pair up the ranks beyond a power of two: the even one of each pair sits the steps out
-    let mut own_in_recv = false;
-    if rank < folded {
-        if rank % 2 == 0 {
-            p.send(rank + 1, step_tag(seq, 0), send)?;
-            return p.recv_into(rank + 1, unfold, recv);
-        }
-        if let Err(e) = p.recv_into(rank - 1, step_tag(seq, 0), recv) {
-            // the even rank waits for the result: this rank's own buffer makes it fail too
-            let _ = p.send(rank - 1, unfold, send);
-            return Err(e);
-        }
-        op(recv, send);
-        own_in_recv = true;
-    }
-    let v = if rank < folded { rank / 2 } else { rank - folded / 2 };
-    let real = |w: usize| if w < folded / 2 { 2 * w + 1 } else { w + folded / 2 };
-    let elems = send.len() / elem_size;
-    let segments = |first: usize, count: usize| bytes_of_parts(elems, pof2, first, count, elem_size);
-    // reduce-scatter: the segments this rank answers for halve at every step
-    let (mut lo, mut count) = (0, pof2);
-    let mut scratch = Vec::new();
-    for k in 0..steps {
-        let half = count / 2;
-        let mask = pof2 >> (k + 1);
-        let partner = real(v ^ mask);
-        let (keep, give) = if v & mask == 0 { (lo, lo + half) } else { (lo + half, lo) };
-        let (keep_range, give_range) = (segments(keep, half), segments(give, half));
-        let t = step_tag(seq, 1 + k);
-        if own_in_recv {
-            // the partner's part lands aside, then this rank's part (in `recv`) takes it in
-            scratch.resize(keep_range.len(), 0);
-            let out = slice(p, recv, give_range, "allreduce")?;
-            p.sendrecv_into(partner, t, out, partner, t, &mut scratch)?;
-            op(slice_mut(p, recv, keep_range, "allreduce")?, &scratch);
-        } else {
-            // this rank's data is still `send`: the partner's part lands in place in `recv`
-            let out = slice(p, send, give_range, "allreduce")?;
-            let into = slice_mut(p, recv, keep_range.clone(), "allreduce")?;
-            p.sendrecv_into(partner, t, out, partner, t, into)?;
-            op(into, slice(p, send, keep_range, "allreduce")?);
-            own_in_recv = true;
-        }
-        (lo, count) = (keep, half);
-    }
+    let unfold = step_tag(seq, 2 * h.steps + 1);
+    let Some(mut lo) = h.reduce_scatter(p, seq, send, recv, op, unfold)? else {
+        return p.recv_into(h.rank + 1, unfold, recv);
+    };
+    let v = lo;
     // allgather: the reduced segments double at every step
-    for k in 0..steps {
+    for k in 0..h.steps {
         let mask = 1usize << k;
-        let partner = real(v ^ mask);
+        let partner = h.real(v ^ mask);
         let theirs = (v ^ mask) & !(mask - 1);
-        let (out_range, in_range) = (segments(lo, mask), segments(theirs, mask));
-        let t = step_tag(seq, 1 + steps + k);
+        let (out_range, in_range) = (h.segments(lo, mask), h.segments(theirs, mask));
+        let t = step_tag(seq, 1 + h.steps + k);
         let (out, into) = disjoint_ranges(p, recv, out_range, in_range, "allreduce")?;
         p.sendrecv_into(partner, t, out, partner, t, into)?;
         lo = lo.min(theirs);
     }
-    if rank < folded {
-        p.send(rank - 1, unfold, recv)?;
+    if h.rank < h.folded {
+        p.send(h.rank - 1, unfold, recv)?;
+    }
+    Ok(())
+}
+
+/// As [`reduce_scatter_gather`](crate::elementwise::reduce_scatter_gather), by recursive
+/// halving: every rank's `send` reduced element-wise into the root's `recv` (`Some` at the root,
+/// as long as `send`; ignored elsewhere), each reduced segment sent straight to the root.
+///
+/// Errors: as [`allreduce_halving_into`], `root` out of range, or no `recv` of `send`'s length
+/// at the root.
+pub fn reduce_halving_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    root: usize,
+    send: &[u8],
+    recv: Option<&mut [u8]>,
+    elem_size: usize,
+    op: &dyn Fn(&mut [u8], &[u8]),
+) -> Result<(), P::Error> {
+    let h = Halving::new(p, send.len(), elem_size, "reduce")?;
+    if root >= p.size() {
+        return Err(p.malformed(format!("reduce: root {root} out of range for {} ranks", p.size())));
+    }
+    let mut own = Vec::new();
+    let acc: &mut [u8] = match recv {
+        Some(r) if h.rank == root && r.len() == send.len() => r,
+        _ if h.rank == root => {
+            return Err(
+                p.malformed(format!("reduce: the root needs a receive buffer of {} bytes", send.len()))
+            );
+        }
+        _ => {
+            own.resize(send.len(), 0);
+            &mut own
+        }
+    };
+    if p.size() == 1 {
+        acc.copy_from_slice(send);
+        return Ok(());
+    }
+    let gather = step_tag(seq, 1 + h.steps);
+    let mine = h.reduce_scatter(p, seq, send, acc, op, gather)?;
+    if h.rank != root {
+        if let Some(v) = mine {
+            p.send(root, gather, slice(p, acc, h.segments(v, 1), "reduce")?)?;
+        }
+        return Ok(());
+    }
+    for w in (0..h.pof2).filter(|&w| Some(w) != mine) {
+        p.recv_into(h.real(w), gather, slice_mut(p, acc, h.segments(w, 1), "reduce")?)?;
     }
     Ok(())
 }
@@ -140,6 +250,26 @@ mod tests {
         }
     }
 
+    /// The reduce: every rank count and root, the root alone getting the result.
+    #[test]
+    fn reduce_every_size_and_root() {
+        for size in SIZES {
+            for len in [0, 8, 24, 8 * 17 + 8, 8 * 1000] {
+                let want = reference(size, len, u64s, add_u64);
+                for root in 0..size {
+                    let out = run(size, |p| {
+                        let mut got = vec![0xAA; len];
+                        let recv = (p.rank() == root).then_some(&mut got[..]);
+                        reduce_halving_into(&p, 5, root, &u64s(p.rank(), len), recv, 8, &add_u64)
+                            .map(|()| got)
+                    });
+                    let got = out.into_iter().nth(root).expect("the root's").expect("reduce");
+                    assert!(got == want, "size {size} len {len} root {root}");
+                }
+            }
+        }
+    }
+
     /// Several MiB.
     #[test]
     fn large() {
@@ -151,6 +281,11 @@ mod tests {
                 allreduce_halving_into(&p, 0, &u64s(p.rank(), len), &mut got, 8, &add_u64)
                     .expect("allreduce");
                 assert!(got == want, "size {size}");
+                let mut reduced = vec![0; len];
+                let recv = (p.rank() == size - 1).then_some(&mut reduced[..]);
+                reduce_halving_into(&p, 1, size - 1, &u64s(p.rank(), len), recv, 8, &add_u64)
+                    .expect("reduce");
+                assert!(p.rank() != size - 1 || reduced == want, "reduce, size {size}");
             });
         }
     }
@@ -170,6 +305,22 @@ mod tests {
                 allreduce_halving_into(&p, 0, &[0; 12], &mut [0; 12], 8, &add_u64).err(),
                 allreduce_halving_into(&p, 0, &[0; 8], &mut [0; 8], 0, &add_u64).err(),
                 allreduce_halving_into(&p, 0, &[0; 16], &mut [0; 8], 8, &add_u64).err(),
+            ]
+        });
+        assert!(out[0].iter().all(|e| matches!(e, Some(ThreadError::Malformed(_)))), "{out:?}");
+        for size in [2, 3, 5] {
+            let out = run(size, |p| {
+                let len = 8 * (3 + p.rank());
+                let mut got = vec![0; len];
+                reduce_halving_into(&p, 0, 0, &vec![0; len], Some(&mut got), 8, &add_u64)
+            });
+            assert!(out.iter().any(|r| matches!(r, Err(ThreadError::Malformed(_)))), "{out:?}");
+        }
+        let out = run(1, |p| {
+            [
+                reduce_halving_into(&p, 0, 1, &[0; 8], Some(&mut [0; 8]), 8, &add_u64).err(),
+                reduce_halving_into(&p, 0, 0, &[0; 8], None, 8, &add_u64).err(),
+                reduce_halving_into(&p, 0, 0, &[0; 8], Some(&mut [0; 16]), 8, &add_u64).err(),
             ]
         });
         assert!(out[0].iter().all(|e| matches!(e, Some(ThreadError::Malformed(_)))), "{out:?}");

@@ -232,7 +232,9 @@ impl Communicator {
     /// Combines every rank's `send` element-wise with `op` into the root's `recv`.
     ///
     /// **Collective.** Every `send` has the same length; the root passes `Some(recv)` of that
-    /// length. Binomial tree for small buffers; reduce-scatter then gather for large ones.
+    /// length. Binomial tree for small buffers; for large ones a reduce-scatter then a gather to
+    /// the root: around a ring on two and three ranks, by recursive halving (Rabenseifner's)
+    /// from four, each reduced segment received straight into the root's `recv`.
     ///
     /// ```
     /// use prun::Op;
@@ -273,6 +275,27 @@ impl Communicator {
             return Ok(());
         }
         let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
+        if bytes.len() >= tuning::REDUCE_LARGE && self.size() >= tuning::ALLREDUCE_HALVING_MIN_RANKS {
+            // each segment reduced in place and sent straight into the root's `recv`; a root
+            // without a fitting one takes part on a buffer of its own, then fails
+            let mut own = Vec::new();
+            let (target, fault) = match recv.map(bytemuck::cast_slice_mut::<T, u8>) {
+                other if self.rank() != root => (other, None),
+                Some(r) if r.len() == bytes.len() => (Some(r), None),
+                other => {
+                    own.resize(bytes.len(), 0);
+                    let fault = match other {
+                        Some(r) => copy_exact("reduce_into", r, &own).err(),
+                        None => Some(missing("reduce_into")),
+                    };
+                    (Some(&mut own[..]), fault)
+                }
+            };
+            let channel = self.channel_for(&call);
+            let elem = std::mem::size_of::<T>();
+            halving::reduce_halving_into(&channel, seq, root, bytes, target, elem, &elementwise)?;
+            return fault.map_or(Ok(()), Err);
+        }
         let out = if bytes.len() >= tuning::REDUCE_LARGE {
             let size = std::mem::size_of::<T>();
             prun_collectives::reduce_scatter_gather(

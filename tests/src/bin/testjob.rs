@@ -226,6 +226,9 @@ fn collectives(world: &World, max_len: usize) -> Result<(), String> {
                     "reduce_into",
                 )?;
             }
+            // a root that passes no buffer gets an error, and nobody waits for it in vain
+            let missing = world.reduce_into(root, &send, None, prun::Op::Sum);
+            check(missing.is_err() == (rank == root), "reduce_into without the root's buffer")?;
             let chunk = len / size.max(1) + 1;
             let all: Vec<u32> = (0..(chunk * size) as u32).collect();
             let mut part = vec![0u32; chunk];
