@@ -75,6 +75,12 @@ struct Rank {
     link: Option<Box<dyn Stream>>,
 }
 
+/// How soon after a rank's failing exit another rank's death by a signal still counts as the
+/// job's first cause: a killed process's sockets close before it can be reaped, so the ranks that
+/// lose it can exit with an error before the launcher sees it die (a race of milliseconds, even
+/// with 16 ranks on 2 cores).
+const FIRST_CAUSE_WINDOW: Duration = Duration::from_millis(200);
+
 struct Job {
     plan: Plan,
     ranks: Vec<Rank>,
@@ -82,6 +88,8 @@ struct Job {
     cause: Option<Cause>,
     deadline: Option<Instant>,
     kill_at: Option<Instant>,
+    /// When the first rank failed, for [`Job::not_ours`].
+    failed_at: Option<Instant>,
     interrupts: u32,
     table_sent: bool,
     bootstrap_failure: Option<String>,
@@ -139,6 +147,7 @@ impl Job {
             cause: None,
             deadline: plan.timeout.map(|t| Instant::now() + t),
             kill_at: None,
+            failed_at: None,
             interrupts: 0,
             table_sent: false,
             bootstrap_failure: None,
@@ -564,6 +573,23 @@ impl Job {
         }
     }
 
+    /// Whether a rank's end, seen within [`FIRST_CAUSE_WINDOW`] of the first failure, came from
+    /// elsewhere than this launcher's teardown: a signal other than the SIGTERM it sends, or
+    /// SIGKILL before its grace period has run out.
+    fn not_ours(&self, ended: Ended) -> bool {
+        if self.failed_at.is_none_or(|at| at.elapsed() > FIRST_CAUSE_WINDOW) {
+            return false;
+        }
+        match ended {
+            Ended::Code(_) => false,
+            Ended::Signal { signal, .. } if signal == Signal::SIGTERM as i32 => false,
+            Ended::Signal { signal, .. } if signal == Signal::SIGKILL as i32 => {
+                self.kill_at.is_some_and(|at| Instant::now() < at)
+            }
+            Ended::Signal { .. } => true,
+        }
+    }
+
     /// Ends the job: `signal` now, SIGKILL after the grace period.
     fn terminate(&mut self, signal: Signal) {
         self.signal_all(signal);
@@ -590,9 +616,16 @@ impl Job {
         if !ended.success() {
             if self.cause.is_none() {
                 self.cause = Some(Cause::Failed(ended));
+                self.failed_at = Some(Instant::now());
                 let others = if self.running > 0 { "; ending the job" } else { "" };
                 eprintln!("prun: {} {ended}{others}", self.who(rank));
                 self.terminate(Signal::SIGTERM);
+            } else if matches!(self.cause, Some(Cause::Failed(Ended::Code(_)))) && self.not_ours(ended) {
+                // a killed process's sockets close before it can be reaped, so the ranks that
+                // lose it can exit (with an error) before the launcher sees it die: the signal
+                // is the likelier first cause, and the status the job reports
+                self.cause = Some(Cause::Failed(ended));
+                eprintln!("prun: {} {ended}", self.who(rank));
             }
         } else if !registered && !self.table_sent && self.bootstrap_failure.is_none() {
             let reason = format!(

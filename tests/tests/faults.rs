@@ -4,6 +4,18 @@
 use nix::sys::signal::Signal;
 use prun_tests::{assert_no_leftovers, prun, rank_pid};
 
+/// A rank killed by a signal just after a peer exited with an error is the job's cause, and its
+/// status the job's (a killed rank's sockets close before prun can see it die, so the peers that
+/// lose it can exit first); a signal long after the first failure is not.
+#[test]
+fn a_signal_just_after_a_failure_is_the_cause() {
+    let out = prun(["-n", "2", "@prun-testjob", "exit-then-killed", "20"]).run();
+    out.expect_code(128 + 9).no_leftovers();
+    assert!(out.stderr.contains("rank 0 ") && out.stderr.contains("SIGKILL"), "{}", out.stderr);
+    let out = prun(["-n", "2", "@prun-testjob", "exit-then-killed", "900"]).run();
+    out.expect_code(4).no_leftovers();
+}
+
 #[test]
 fn a_rank_killed_during_a_collective_a_map_or_heavy_output() {
     for (mode, arg) in [("die-in-allreduce", "7"), ("die-in-map", "11")] {

@@ -693,6 +693,22 @@ fn main() -> ExitCode {
             }
             outcome
         }
+        "exit-then-killed" => {
+            // rank 1 fails at once; rank 0, deaf to the launcher's SIGTERM, kills itself with
+            // SIGKILL arg(2) ms later (a killed rank whose peer exits before prun sees it die)
+            world.barrier().map_err(|e| e.to_string()).and_then(|()| {
+                if rank == 1 {
+                    return Err("failing first".to_string());
+                }
+                let _ = signal_hook::flag::register(
+                    signal_hook::consts::SIGTERM,
+                    std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+                );
+                std::thread::sleep(std::time::Duration::from_millis(arg(2) as u64));
+                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+                Ok(())
+            })
+        }
         "peer-lost" => peer_lost(&world),
         "mismatch" => mismatch(&world),
         "too-large" => too_large(&world),
