@@ -196,14 +196,13 @@ pub fn reduce_halving_into<P: PointToPoint + ?Sized>(
     if root >= p.size() {
         return Err(p.malformed(format!("reduce: root {root} out of range for {} ranks", p.size())));
     }
+    // a root without a fitting buffer still takes part, on one of its own, so that no rank
+    // waits for it in vain, and fails at the end
+    let fits = h.rank != root || recv.as_ref().is_some_and(|r| r.len() == send.len());
+    let unfit = || p.malformed(format!("reduce: the root needs a receive buffer of {} bytes", send.len()));
     let mut own = Vec::new();
     let acc: &mut [u8] = match recv {
-        Some(r) if h.rank == root && r.len() == send.len() => r,
-        _ if h.rank == root => {
-            return Err(
-                p.malformed(format!("reduce: the root needs a receive buffer of {} bytes", send.len()))
-            );
-        }
+        Some(r) if h.rank == root && fits => r,
         _ => {
             own.resize(send.len(), 0);
             &mut own
@@ -211,7 +210,7 @@ pub fn reduce_halving_into<P: PointToPoint + ?Sized>(
     };
     if p.size() == 1 {
         acc.copy_from_slice(send);
-        return Ok(());
+        return if fits { Ok(()) } else { Err(unfit()) };
     }
     let gather = step_tag(seq, 1 + h.steps);
     let mine = h.reduce_scatter(p, seq, send, acc, op, gather)?;
@@ -224,7 +223,7 @@ pub fn reduce_halving_into<P: PointToPoint + ?Sized>(
     for w in (0..h.pof2).filter(|&w| Some(w) != mine) {
         p.recv_into(h.real(w), gather, slice_mut(p, acc, h.segments(w, 1), "reduce")?)?;
     }
-    Ok(())
+    if fits { Ok(()) } else { Err(unfit()) }
 }
 
 #[cfg(test)]
@@ -308,6 +307,11 @@ mod tests {
             ]
         });
         assert!(out[0].iter().all(|e| matches!(e, Some(ThreadError::Malformed(_)))), "{out:?}");
+        // a root without a buffer fails alone, after taking part
+        for size in [4, 5] {
+            let out = run(size, |p| reduce_halving_into(&p, 0, 1, &[0; 64], None, 8, &add_u64).is_err());
+            assert_eq!(out, (0..size).map(|r| r == 1).collect::<Vec<_>>(), "size {size}");
+        }
         for size in [2, 3, 5] {
             let out = run(size, |p| {
                 let len = 8 * (3 + p.rank());

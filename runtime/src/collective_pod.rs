@@ -10,14 +10,17 @@ use prun_collectives::{elementwise, halving, in_place, tuning};
 
 fn copy_exact(what: &str, dst: &mut [u8], src: &[u8]) -> Result<()> {
     if dst.len() != src.len() {
-        return Err(Error::Malformed(format!(
-            "{what}: received {} bytes for a buffer of {} bytes (ranks passed buffers of different lengths)",
-            src.len(),
-            dst.len()
-        )));
+        return Err(length_mismatch(what, dst.len(), src.len()));
     }
     dst.copy_from_slice(src);
     Ok(())
+}
+
+/// The error for `received` bytes that were to fill a buffer of `buffer` bytes.
+fn length_mismatch(what: &str, buffer: usize, received: usize) -> Error {
+    Error::Malformed(format!(
+        "{what}: received {received} bytes for a buffer of {buffer} bytes (ranks passed buffers of different lengths)"
+    ))
 }
 
 fn missing(what: &str) -> Error {
@@ -277,24 +280,20 @@ impl Communicator {
         let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
         if bytes.len() >= tuning::REDUCE_LARGE && self.size() >= tuning::ALLREDUCE_HALVING_MIN_RANKS {
             // each segment reduced in place and sent straight into the root's `recv`; a root
-            // without a fitting one takes part on a buffer of its own, then fails
-            let mut own = Vec::new();
-            let (target, fault) = match recv.map(bytemuck::cast_slice_mut::<T, u8>) {
-                other if self.rank() != root => (other, None),
-                Some(r) if r.len() == bytes.len() => (Some(r), None),
-                other => {
-                    own.resize(bytes.len(), 0);
-                    let fault = match other {
-                        Some(r) => copy_exact("reduce_into", r, &own).err(),
-                        None => Some(missing("reduce_into")),
-                    };
-                    (Some(&mut own[..]), fault)
+            // without a fitting one takes part all the same (no rank waits for it), then fails
+            // as the other algorithms make it fail
+            let fault = match &recv {
+                _ if self.rank() != root => None,
+                None => Some(missing("reduce_into")),
+                Some(r) if r.len() != send.len() => {
+                    Some(length_mismatch("reduce_into", std::mem::size_of_val(*r), bytes.len()))
                 }
+                Some(_) => None,
             };
             let channel = self.channel_for(&call);
-            let elem = std::mem::size_of::<T>();
-            halving::reduce_halving_into(&channel, seq, root, bytes, target, elem, &elementwise)?;
-            return fault.map_or(Ok(()), Err);
+            let (recv, elem) = (recv.map(bytemuck::cast_slice_mut::<T, u8>), std::mem::size_of::<T>());
+            let reduced = halving::reduce_halving_into(&channel, seq, root, bytes, recv, elem, &elementwise);
+            return fault.map_or(reduced, Err);
         }
         let out = if bytes.len() >= tuning::REDUCE_LARGE {
             let size = std::mem::size_of::<T>();
