@@ -23,6 +23,7 @@ pub mod barrier;
 mod binomial;
 pub mod broadcast;
 pub mod elementwise;
+pub mod flat;
 pub mod gather;
 pub mod halving;
 pub mod in_place;

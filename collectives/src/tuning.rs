@@ -88,3 +88,55 @@ pub const GATHER_LARGE: usize = 64 * 1024;
 ///
 /// Measured at 8 ranks: the tree moves each block up to log2(size) times.
 pub const SCATTER_LARGE: usize = 64 * 1024;
+
+/// Most ranks for which short messages go flat ([`flat`](crate::flat)): straight between one
+/// rank and every other, in one or two hops, rather than `ceil(log2(size))` hops of a tree.
+///
+/// Measured on 2 cores, alternating runs, 8 B and 1 KiB per rank (medians of five): at 16 ranks
+/// allreduce 484-497 us against 716-766 by recursive doubling, allgather 489-577 against
+/// 692-747, broadcast 177-179 against 207-223, gather 42 against 198-211, scatter 195-208 against
+/// 229-238. Above this the root's `size - 1` messages in a row are not measured to pay.
+pub const FLAT_MAX_RANKS: usize = 16;
+
+/// Fewest ranks for which broadcast, reduce, allreduce and allgather go flat ([`flat()`]).
+/// Gather and scatter go straight to or from the root from two ranks ([`direct()`]).
+///
+/// Measured: at 4 ranks recursive doubling beats the flat allreduce's two hops (8 B 123 us
+/// against 149, 1 KiB 133 against 155) and allgather's (117 against 168); at 8 ranks the flat
+/// ones win a little (allreduce 1 KiB 223 against 276 us, allgather 8 B 247 against 291), at 16
+/// by a third (see [`FLAT_MAX_RANKS`]).
+pub const FLAT_MIN_RANKS: usize = 8;
+
+/// Most bytes the root of a flat collective sends or receives in all (`size - 1` times the
+/// per-rank payload) for the flat algorithm to be chosen: beyond it the root's copies, one
+/// after the other, cost more than the tree's hops (at 8 ranks a 64 KiB broadcast straight from
+/// the root took 192 us against 155 down the tree, 1 MiB 1.00 ms against 0.90).
+pub const FLAT_MAX_BYTES: usize = 256 * 1024;
+
+/// Fewest ranks for which the barrier is the gather-and-release tree of
+/// [`flat::barrier`](crate::flat::barrier) rather than the dissemination barrier, whose
+/// `size * ceil(log2(size))` messages cost more wake-ups than the tree's `2 (size - 1)`.
+///
+/// Measured on 2 cores, alternating runs (medians of five, three at 32 and 64): 4 ranks 113 us
+/// against 136 by dissemination, 8 ranks 183 against 306, 16 ranks 370 against 681, 32 ranks
+/// 696 against 1630, 64 ranks (flat) 1.53 ms against 4.86; 2 ranks 107 against 75, where
+/// dissemination is one exchange.
+pub const FAN_MIN_RANKS: usize = 4;
+
+/// Fan-out of the barrier's gather-and-release tree ([`flat::barrier`](crate::flat::barrier)):
+/// flat up to `FAN_OUT + 1` ranks, so that no rank handles more than `2 FAN_OUT` messages.
+pub const FAN_OUT: usize = 32;
+
+/// Whether a gather or scatter of `bytes` per rank on `size` ranks goes straight to or from
+/// the root although its blocks are small: at most [`FLAT_MAX_RANKS`] ranks and
+/// [`FLAT_MAX_BYTES`] through the root.
+pub fn direct(size: usize, bytes: usize) -> bool {
+    size <= FLAT_MAX_RANKS && bytes.saturating_mul(size.saturating_sub(1)) <= FLAT_MAX_BYTES
+}
+
+/// Whether a broadcast, reduce, allreduce or allgather of `bytes` per rank on `size` ranks
+/// goes flat ([`flat`](crate::flat)): from [`FLAT_MIN_RANKS`] ranks, within [`direct()`]'s
+/// bounds.
+pub fn flat(size: usize, bytes: usize) -> bool {
+    size >= FLAT_MIN_RANKS && direct(size, bytes)
+}

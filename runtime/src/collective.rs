@@ -7,6 +7,7 @@
 use crate::codec;
 use crate::communicator::Communicator;
 use crate::error::{Error, Result};
+use prun_collectives::tuning;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -68,7 +69,8 @@ impl Communicator {
     /// Hands value `r` of the root's `values` to rank `r`; returns this rank's value.
     ///
     /// **Collective.** The root passes `Some(values)` with one value per rank (of any sizes),
-    /// the others `None`. Binomial tree.
+    /// the others `None`. Straight from the root to each rank up to 16 ranks, a binomial tree
+    /// beyond.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -93,13 +95,16 @@ impl Communicator {
         } else {
             None
         };
-        let mine = prun_collectives::scatter(&self.channel_for(&call), seq, root, blocks.as_deref(), false)?;
+        // the same choice on every rank, which cannot know the values' sizes
+        let direct = self.size() <= tuning::FLAT_MAX_RANKS;
+        let mine = prun_collectives::scatter(&self.channel_for(&call), seq, root, blocks.as_deref(), direct)?;
         codec::decode(&mine, root, 0)
     }
 
     /// Collects every rank's `value` at `root`, in rank order; other ranks get `None`.
     ///
-    /// **Collective.** Values may differ in size (as `MPI_Gatherv`). Binomial tree.
+    /// **Collective.** Values may differ in size (as `MPI_Gatherv`). Straight from each rank to
+    /// the root up to 16 ranks, a binomial tree beyond.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -117,7 +122,8 @@ impl Communicator {
         let mut call = self.begin("gather");
         call.root = Some(root);
         let seq = call.seq;
-        let all = prun_collectives::gather(&self.channel_for(&call), seq, root, encode(value)?, false)?;
+        let direct = self.size() <= tuning::FLAT_MAX_RANKS;
+        let all = prun_collectives::gather(&self.channel_for(&call), seq, root, encode(value)?, direct)?;
         all.map(|blocks| blocks.iter().enumerate().map(|(r, b)| codec::decode(b, r, 0)).collect()).transpose()
     }
 

@@ -6,7 +6,7 @@ use crate::communicator::Communicator;
 use crate::error::{Error, Result};
 use crate::op::{self, Element, Op};
 use bytemuck::Pod;
-use prun_collectives::{elementwise, halving, in_place, tuning};
+use prun_collectives::{elementwise, flat, halving, in_place, tuning};
 
 fn copy_exact(what: &str, dst: &mut [u8], src: &[u8]) -> Result<()> {
     if dst.len() != src.len() {
@@ -30,8 +30,9 @@ fn missing(what: &str) -> Error {
 impl Communicator {
     /// Copies the root's `buf` into `buf` on every rank.
     ///
-    /// **Collective.** Every rank passes a buffer of the same length. Binomial tree; each rank
-    /// receives the buffer straight into `buf`.
+    /// **Collective.** Every rank passes a buffer of the same length. A short buffer on 8 to 16
+    /// ranks goes straight from the root to every rank, otherwise down a binomial tree; each rank
+    /// receives it straight into `buf`.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -57,6 +58,9 @@ impl Communicator {
         if let Some(native) = self.native() {
             native.broadcast(root, bytes);
             return Ok(());
+        }
+        if tuning::flat(self.size(), bytes.len()) {
+            return flat::broadcast_into(&self.channel_for(&call), seq, root, bytes);
         }
         // a binomial tree, each rank receiving in place: with every rank's copy done straight
         // into its buffer, this beats scatter + allgather at every size measured (8 ranks on 2
@@ -109,7 +113,7 @@ impl Communicator {
             native.scatter(root, send.map(bytemuck::cast_slice), recv);
             return Ok(());
         }
-        let large = recv.len() >= tuning::SCATTER_LARGE;
+        let large = recv.len() >= tuning::SCATTER_LARGE || tuning::direct(self.size(), recv.len());
         if large {
             let send = send.map(bytemuck::cast_slice);
             return in_place::scatter_into(&self.channel_for(&call), seq, root, send, recv);
@@ -121,8 +125,8 @@ impl Communicator {
     /// Collects every rank's `send` into the root's `recv`, in rank order.
     ///
     /// **Collective.** Every rank's `send` has the same length; the root passes `Some(recv)`
-    /// with `size() * send.len()` elements. Binomial tree for small buffers, direct sends to the
-    /// root for large ones.
+    /// with `size() * send.len()` elements. Every rank sends straight to the root, except for
+    /// small buffers on more than 16 ranks, which go up a binomial tree.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -141,7 +145,7 @@ impl Communicator {
         let seq = call.seq;
         let send: &[u8] = bytemuck::cast_slice(send);
         call.len = Some(send.len());
-        let large = send.len() >= tuning::GATHER_LARGE;
+        let large = send.len() >= tuning::GATHER_LARGE || tuning::direct(self.size(), send.len());
         #[cfg(feature = "mpi")]
         if let Some(native) = self.native()
             && self.rank() != root
@@ -184,8 +188,9 @@ impl Communicator {
     /// Collects every rank's `send` into every rank's `recv`, in rank order.
     ///
     /// **Collective.** Every `send` has the same length and every `recv` `size()` times that.
-    /// Recursive doubling or Bruck for small buffers; for large ones, received in place,
-    /// recursive doubling on four, eight, sixteen... ranks and a ring on other counts.
+    /// Small buffers go to rank 0 and back out on 8 to 16 ranks, by recursive doubling or Bruck
+    /// otherwise; large ones are received in place, by recursive doubling on four, eight,
+    /// sixteen... ranks and a ring on other counts.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -225,7 +230,11 @@ impl Communicator {
             }
             return in_place::allgather_ring_into(&channel, seq, send, recv);
         }
-        let blocks = prun_collectives::allgather(&self.channel_for(&call), seq, send.to_vec(), large)?;
+        let blocks = if tuning::flat(self.size(), send.len()) {
+            flat::allgather(&self.channel_for(&call), seq, send.to_vec())?
+        } else {
+            prun_collectives::allgather(&self.channel_for(&call), seq, send.to_vec(), large)?
+        };
         for (dst, block) in recv.chunks_mut(send.len().max(1)).zip(&blocks) {
             copy_exact("allgather_into", dst, block)?;
         }
@@ -235,9 +244,10 @@ impl Communicator {
     /// Combines every rank's `send` element-wise with `op` into the root's `recv`.
     ///
     /// **Collective.** Every `send` has the same length; the root passes `Some(recv)` of that
-    /// length. Binomial tree for small buffers; for large ones a reduce-scatter then a gather to
-    /// the root: around a ring on two and three ranks, by recursive halving (Rabenseifner's)
-    /// from four, each reduced segment received straight into the root's `recv`.
+    /// length. Small buffers go straight to the root on 8 to 16 ranks, up a binomial tree
+    /// otherwise; for large ones a reduce-scatter then a gather to the root: around a ring on
+    /// two and three ranks, by recursive halving (Rabenseifner's) from four, each reduced segment
+    /// received straight into the root's `recv`.
     ///
     /// ```
     /// use prun::Op;
@@ -307,7 +317,11 @@ impl Communicator {
             )?
         } else {
             let mut combine = combiner::<T>(op, bytes.len());
-            prun_collectives::reduce(&self.channel_for(&call), seq, root, bytes.to_vec(), &mut combine)?
+            if tuning::flat(self.size(), bytes.len()) {
+                flat::reduce(&self.channel_for(&call), seq, root, bytes.to_vec(), &mut combine)?
+            } else {
+                prun_collectives::reduce(&self.channel_for(&call), seq, root, bytes.to_vec(), &mut combine)?
+            }
         };
         match (out, recv) {
             (Some(out), Some(recv)) => copy_exact("reduce_into", bytemuck::cast_slice_mut(recv), &out),
@@ -318,7 +332,8 @@ impl Communicator {
 
     /// Combines every rank's `send` element-wise with `op` into every rank's `recv`.
     ///
-    /// **Collective.** All buffers have the same length. Recursive doubling for small buffers;
+    /// **Collective.** All buffers have the same length. Small buffers are reduced on rank 0
+    /// and sent from there on 8 to 16 ranks, by recursive doubling otherwise;
     /// for large ones (or from 128 KiB at two ranks) received in place, without serialising:
     /// between two ranks the whole buffer goes to rank 0 and back up to 2 MiB, beyond that a ring
     /// reduce-scatter then allgather; from four ranks recursive halving then doubling
@@ -372,7 +387,11 @@ impl Communicator {
             };
         }
         let mut combine = combiner::<T>(op, bytes.len());
-        let out = prun_collectives::allreduce(&self.channel_for(&call), seq, bytes.to_vec(), &mut combine)?;
+        let out = if tuning::flat(self.size(), bytes.len()) {
+            flat::allreduce(&self.channel_for(&call), seq, bytes.to_vec(), &mut combine)?
+        } else {
+            prun_collectives::allreduce(&self.channel_for(&call), seq, bytes.to_vec(), &mut combine)?
+        };
         copy_exact("allreduce_into", bytemuck::cast_slice_mut(recv), &out)
     }
 }

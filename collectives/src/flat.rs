@@ -1,0 +1,254 @@
+//! Flat algorithms for short messages: one rank talks to every other rank directly, so a
+//! collective takes one or two hops however many ranks there are.
+//!
+//! A tree takes `ceil(log2(size))` hops in a row, and wherever ranks outnumber cores (or a
+//! message costs more in wake-ups than in bytes) every hop waits for the scheduler: a 8-byte
+//! broadcast of eight ranks on two cores took 100 us down a binomial tree against 40 us straight
+//! from the root (figures in [`tuning::FLAT_MAX_BYTES`](crate::tuning::FLAT_MAX_BYTES)). The price
+//! is the root's: it sends or receives `size - 1` messages itself, which is why these are for
+//! short messages on groups of moderate size only ([`tuning::flat`](crate::tuning::flat)).
+//!
+//! The barrier here is the same idea made to scale: a gather-and-release tree of fan-out
+//! [`FAN_OUT`](crate::tuning::FAN_OUT), which is flat up to `FAN_OUT + 1` ranks.
+
+use crate::p2p::{PointToPoint, tag};
+use crate::reduce::Combine;
+use crate::tuning::FAN_OUT;
+use crate::wire::{decode_blocks, send_blocks};
+
+/// Blocks until every rank of the group has entered the barrier with the same `seq`.
+///
+/// Ranks form a tree of fan-out [`FAN_OUT`] rooted at rank 0 (rank `r`'s children are
+/// `FAN_OUT * r + 1 ..= FAN_OUT * r + FAN_OUT`): each rank waits for a message from each of its
+/// children, tells its parent, and waits for its parent's release, which it passes on to its
+/// children. Up to `FAN_OUT + 1` ranks that is two hops: every rank to rank 0 and back.
+pub fn barrier<P: PointToPoint + ?Sized>(p: &P, seq: u32) -> Result<(), P::Error> {
+    let (rank, size) = (p.rank(), p.size());
+    let children = fan_children(rank, size);
+    for child in children.clone() {
+        p.recv(child, tag(seq, 0))?;
+    }
+    if rank > 0 {
+        let parent = (rank - 1) / FAN_OUT;
+        p.send(parent, tag(seq, 0), &[])?;
+        p.recv(parent, tag(seq, 1))?;
+    }
+    for child in children {
+        p.send(child, tag(seq, 1), &[])?;
+    }
+    Ok(())
+}
+
+/// The children of `rank` in the barrier's tree of fan-out [`FAN_OUT`].
+fn fan_children(rank: usize, size: usize) -> std::ops::Range<usize> {
+    let first = rank.saturating_mul(FAN_OUT).saturating_add(1).min(size);
+    first..first.saturating_add(FAN_OUT).min(size)
+}
+
+/// Broadcasts the root's `buf` into every rank's `buf` (all of one length), straight from the
+/// root to each rank.
+///
+/// Errors: a message of the wrong length, or `root` out of range.
+pub fn broadcast_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    root: usize,
+    buf: &mut [u8],
+) -> Result<(), P::Error> {
+    let (rank, size) = checked(p, "broadcast", root)?;
+    if rank != root {
+        return p.recv_into(root, tag(seq, 0), buf);
+    }
+    for dest in (0..size).filter(|&r| r != root) {
+        p.send(dest, tag(seq, 0), buf)?;
+    }
+    Ok(())
+}
+
+/// Reduces every rank's `data` in rank order on `root`, which returns the result (others
+/// `None`): every rank sends its value straight to the root, which combines them from rank 0
+/// up, so the operation need not be commutative.
+///
+/// Errors: a transport error, the combiner's error, or `root` out of range.
+pub fn reduce<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    root: usize,
+    data: Vec<u8>,
+    combine: &mut Combine<'_, P::Error>,
+) -> Result<Option<Vec<u8>>, P::Error> {
+    let (rank, size) = checked(p, "reduce", root)?;
+    if rank != root {
+        p.send(root, tag(seq, 0), &data)?;
+        return Ok(None);
+    }
+    let mut own = Some(data);
+    let mut acc: Option<Vec<u8>> = None;
+    for src in 0..size {
+        let value = match own.take_if(|_| src == rank) {
+            Some(mine) => mine,
+            None => p.recv(src, tag(seq, 0))?,
+        };
+        acc = Some(match acc {
+            None => value,
+            Some(left) => combine(&left, &value)?,
+        });
+    }
+    // The loop runs at least once (size > root), so `acc` is set.
+    Ok(acc)
+}
+
+/// Reduces every rank's `data` in rank order; every rank returns the result: a flat
+/// [`reduce`] to rank 0, which sends the result straight to every rank. Every rank gets the
+/// same bytes, combined in one place.
+///
+/// Errors: a transport error or the combiner's error.
+pub fn allreduce<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    data: Vec<u8>,
+    combine: &mut Combine<'_, P::Error>,
+) -> Result<Vec<u8>, P::Error> {
+    let (rank, size) = checked(p, "allreduce", 0)?;
+    match reduce(p, seq, 0, data, combine)? {
+        Some(result) => {
+            for dest in 1..size {
+                p.send(dest, tag(seq, 1), &result)?;
+            }
+            Ok(result)
+        }
+        None if rank == 0 => Err(p.malformed("allreduce: rank 0 got no result".to_string())),
+        None => p.recv(0, tag(seq, 1)),
+    }
+}
+
+/// Every rank's block (blocks may differ in size) to every rank, in rank order: every rank
+/// sends its block straight to rank 0, which sends the list of all of them straight to every
+/// rank.
+///
+/// Errors: a transport error or a malformed message.
+pub fn allgather<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    block: Vec<u8>,
+) -> Result<Vec<Vec<u8>>, P::Error> {
+    let (rank, size) = checked(p, "allgather", 0)?;
+    if rank != 0 {
+        p.send(0, tag(seq, 0), &block)?;
+        let msg = p.recv(0, tag(seq, 1))?;
+        return decode_blocks(p, &msg, size, "allgather: blocks from rank 0");
+    }
+    let mut own = Some(block);
+    let mut blocks = Vec::with_capacity(size);
+    for src in 0..size {
+        blocks.push(match own.take_if(|_| src == 0) {
+            Some(mine) => mine,
+            None => p.recv(src, tag(seq, 0))?,
+        });
+    }
+    for dest in 1..size {
+        send_blocks(p, dest, tag(seq, 1), &blocks)?;
+    }
+    Ok(blocks)
+}
+
+/// This rank and the group's size, after checking that `root` and the rank are in range.
+fn checked<P: PointToPoint + ?Sized>(p: &P, what: &str, root: usize) -> Result<(usize, usize), P::Error> {
+    let (rank, size) = (p.rank(), p.size());
+    if root >= size || rank >= size {
+        return Err(p.malformed(format!("{what}: root {root} or rank {rank} out of range for {size} ranks")));
+    }
+    Ok((rank, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::threads::ThreadGroup;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A value of `len` bytes distinct for each rank.
+    fn value(rank: usize, len: usize) -> Vec<u8> {
+        (0..len).map(|i| (rank * 31 + i * 7) as u8).collect()
+    }
+
+    /// Concatenation: associative, not commutative, so any reordering shows.
+    fn concat<E>(left: &[u8], right: &[u8]) -> Result<Vec<u8>, E> {
+        Ok([left, right].concat())
+    }
+
+    /// Nobody leaves the barrier before everybody has entered it, for every size 1..=17 and at
+    /// sizes where the tree has two and three levels.
+    #[test]
+    fn barrier_lets_nobody_out_early() {
+        for size in (1..=17).chain([FAN_OUT + 2, 3 * FAN_OUT, FAN_OUT * FAN_OUT + FAN_OUT + 2]) {
+            let entered = AtomicUsize::new(0);
+            ThreadGroup::run(size, |p| {
+                for seq in 0..3 {
+                    entered.fetch_add(1, Ordering::SeqCst);
+                    barrier(&p, 2 * seq).expect("barrier");
+                    let seen = entered.load(Ordering::SeqCst);
+                    assert!(seen >= size * (seq as usize + 1), "size {size}: left after {seen}");
+                    barrier(&p, 2 * seq + 1).expect("barrier");
+                }
+            });
+        }
+    }
+
+    /// Every rank of the tree has one parent that lists it, so every rank is reached.
+    #[test]
+    fn fan_tree_covers_every_rank_once() {
+        for size in 1..=300 {
+            let mut seen = vec![0; size];
+            for r in 0..size {
+                for c in fan_children(r, size) {
+                    assert_eq!((c - 1) / FAN_OUT, r);
+                    seen[c] += 1;
+                }
+            }
+            assert!(seen[1..].iter().all(|&n| n == 1) && seen[0] == 0, "size {size}");
+        }
+    }
+
+    /// Broadcast, reduce, allreduce and allgather against the obvious results, for every size
+    /// 1..=17, every root, and lengths 0, 1 and uneven.
+    #[test]
+    fn match_the_reference() {
+        for size in 1..=17 {
+            ThreadGroup::run(size, |p| {
+                let rank = p.rank();
+                let mut seq = 0;
+                for root in 0..size {
+                    for len in [0, 1, 13] {
+                        let mut buf = if rank == root { value(root, len) } else { vec![0; len] };
+                        broadcast_into(&p, seq, root, &mut buf).expect("broadcast");
+                        assert_eq!(buf, value(root, len));
+                        let got =
+                            reduce(&p, seq + 1, root, value(rank, len + rank), &mut concat).expect("reduce");
+                        let expected: Vec<u8> = (0..size).flat_map(|r| value(r, len + r)).collect();
+                        assert_eq!(got, (rank == root).then(|| expected.clone()));
+                        seq += 2;
+                    }
+                }
+                let got = allreduce(&p, seq, value(rank, rank % 3), &mut concat).expect("allreduce");
+                let expected: Vec<u8> = (0..size).flat_map(|r| value(r, r % 3)).collect();
+                assert_eq!(got, expected);
+                let got = allgather(&p, seq + 1, value(rank, rank)).expect("allgather");
+                assert_eq!(got, (0..size).map(|r| value(r, r)).collect::<Vec<_>>());
+            });
+        }
+    }
+
+    /// A broadcast into a buffer of another length fails on that rank; a root out of range
+    /// fails everywhere.
+    #[test]
+    fn bad_arguments_are_errors() {
+        ThreadGroup::run(3, |p| {
+            let mut buf = vec![0; if p.rank() == 2 { 5 } else { 4 }];
+            let got = broadcast_into(&p, 0, 0, &mut buf);
+            assert_eq!(got.is_err(), p.rank() == 2);
+            assert!(broadcast_into(&p, 1, 3, &mut buf).is_err());
+            assert!(reduce(&p, 2, 7, vec![], &mut concat).is_err());
+        });
+    }
+}
