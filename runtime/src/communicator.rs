@@ -781,22 +781,24 @@ impl Channel<'_> {
             Pattern { src: Some(world_src), group: None, context: self.comm.context | 1, tag: Some(tag) };
         let ours = self.signature.encode();
         let seq = tag >> 8;
-        let mismatch = |theirs: Option<&[u8]>| {
+        let mismatch = |from: usize, theirs: Option<&[u8]>| {
             Error::Malformed(format!(
-                "collective mismatch at call #{seq} on this communicator: rank {src} called {}, this rank (rank {}) called {}",
+                "collective mismatch at call #{seq} on this communicator: rank {from} called {}, this rank (rank {}) called {}",
                 theirs.map_or_else(|| "something unrecognisable".to_string(), Signature::describe),
                 self.comm.rank,
                 Signature::describe(&ours)
             ))
         };
-        // a message of the same call (same sequence number) from that rank with another
-        // signature means it is in another operation: fail now rather than wait forever
+        // a message of the same call (same sequence number) from any member with another
+        // signature means that rank is in another operation, or chose another algorithm for
+        // another length: fail now rather than wait forever for a message that will not come
         let sig = &self.signature;
         let waiting = Waiting { op: sig.op, root: sig.root, call: Some(seq), peer: Some(src), tag: None };
         let _wait = self.comm.shared.activity.wait(waiting);
         let bad = |e: &Envelope| {
             let theirs = trailer(&e.data);
-            (e.tag >> 8 == seq && theirs != Some(&ours[..])).then(|| mismatch(theirs))
+            (e.tag >> 8 == seq && theirs != Some(&ours[..]))
+                .then(|| mismatch(self.comm.member(e.src), theirs))
         };
         let mailbox = self.comm.shared.engine.mailbox();
         let mut data = if buf.is_empty() {
@@ -805,14 +807,14 @@ impl Channel<'_> {
             let mut theirs = [0u8; SIGNATURE_LEN];
             match mailbox.recv_placed(&pattern, Target { body: buf, tail: &mut theirs }, bad)? {
                 Placed::InPlace if theirs == ours => return Ok(None),
-                Placed::InPlace => return Err(mismatch(Some(&theirs))),
+                Placed::InPlace => return Err(mismatch(src, Some(&theirs))),
                 Placed::Queued(e) => e.data,
             }
         };
         // the signature is a trailer, so the payload stays where it is
         let theirs = trailer(&data);
         if theirs != Some(&ours[..]) {
-            return Err(mismatch(theirs));
+            return Err(mismatch(src, theirs));
         }
         data.truncate(data.len() - SIGNATURE_LEN);
         Ok(Some(data))

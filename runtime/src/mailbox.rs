@@ -325,7 +325,7 @@ impl Mailbox {
     }
 
     /// Waits, holding `s` between checks, until `ready` yields a value; fails when `bad` (if
-    /// given) objects to a queued message from `pat`'s source on its context, or when nothing matching `pat` can
+    /// given) objects to a queued message on `pat`'s context (from any source), or when nothing matching `pat` can
     /// arrive any more. Counts as a blocked receive from its first miss on; with `spin`, polls
     /// briefly before its first sleep. Returns the lock with the outcome.
     fn wait_for<'s, T>(
@@ -343,7 +343,9 @@ impl Mailbox {
                 return (s, Ok(value));
             }
             _waiting.get_or_insert_with(|| self.waiting());
-            let related = |e: &&Envelope| e.context == pat.context && pat.src.is_none_or(|src| src == e.src);
+            // any source: a rank that chose another algorithm for the same call may be sending
+            // to this one while the peer it waits for never will
+            let related = |e: &&Envelope| e.context == pat.context;
             if let Some(err) = bad.and_then(|bad| s.queue.iter().filter(related).find_map(bad)) {
                 return (s, Err(err));
             }

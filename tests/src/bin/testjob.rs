@@ -641,6 +641,8 @@ fn main() -> ExitCode {
                 ("op", _) => world.broadcast_into(0, &mut buf),
                 ("root", 0) => world.broadcast_into(0, &mut buf),
                 ("root", _) => world.broadcast_into(1, &mut buf),
+                ("bcast-len", 5) => world.broadcast_into(0, &mut vec![0.0f64; 8192]),
+                ("bcast-len", _) => world.broadcast_into(0, &mut buf),
                 _ => {
                     let mine = vec![1.0f64; 10 + rank as usize];
                     let mut sum = vec![0.0f64; 10 + rank as usize];
