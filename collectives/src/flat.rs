@@ -14,7 +14,7 @@
 use crate::p2p::{PointToPoint, tag};
 use crate::reduce::Combine;
 use crate::tuning::FAN_OUT;
-use crate::wire::{decode_blocks, send_blocks};
+use crate::wire::{blocks_head, decode_blocks};
 
 /// Blocks until every rank of the group has entered the barrier with the same `seq`.
 ///
@@ -102,7 +102,9 @@ pub fn reduce<P: PointToPoint + ?Sized>(
 /// [`reduce`] to rank 0, which sends the result straight to every rank. Every rank gets the
 /// same bytes, combined in one place.
 ///
-/// Errors: a transport error or the combiner's error.
+/// Errors: a transport error or the combiner's error; when rank 0 fails to reduce (a value
+/// that does not combine, a lost rank), it still answers every rank, which then fails too
+/// rather than wait for a result that will not come.
 pub fn allreduce<P: PointToPoint + ?Sized>(
     p: &P,
     seq: u32,
@@ -110,23 +112,23 @@ pub fn allreduce<P: PointToPoint + ?Sized>(
     combine: &mut Combine<'_, P::Error>,
 ) -> Result<Vec<u8>, P::Error> {
     let (rank, size) = checked(p, "allreduce", 0)?;
-    match reduce(p, seq, 0, data, combine)? {
-        Some(result) => {
-            for dest in 1..size {
-                p.send(dest, tag(seq, 1), &result)?;
-            }
-            Ok(result)
-        }
-        None if rank == 0 => Err(p.malformed("allreduce: rank 0 got no result".to_string())),
-        None => p.recv(0, tag(seq, 1)),
+    if rank != 0 {
+        reduce(p, seq, 0, data, combine)?;
+        let msg = p.recv(0, tag(seq, 1))?;
+        return outcome(p, "allreduce", msg);
     }
+    let reduced = reduce(p, seq, 0, data, combine)
+        .and_then(|result| result.ok_or_else(|| p.malformed("allreduce: rank 0 got no result".to_string())));
+    answer(p, seq, size, reduced.as_ref().map(|r| vec![&r[..]]))?;
+    reduced
 }
 
 /// Every rank's block (blocks may differ in size) to every rank, in rank order: every rank
 /// sends its block straight to rank 0, which sends the list of all of them straight to every
 /// rank.
 ///
-/// Errors: a transport error or a malformed message.
+/// Errors: a transport error or a malformed message; when rank 0 fails to collect the blocks,
+/// every rank fails (as for [`allreduce`]).
 pub fn allgather<P: PointToPoint + ?Sized>(
     p: &P,
     seq: u32,
@@ -135,21 +137,59 @@ pub fn allgather<P: PointToPoint + ?Sized>(
     let (rank, size) = checked(p, "allgather", 0)?;
     if rank != 0 {
         p.send(0, tag(seq, 0), &block)?;
-        let msg = p.recv(0, tag(seq, 1))?;
+        let msg = outcome(p, "allgather", p.recv(0, tag(seq, 1))?)?;
         return decode_blocks(p, &msg, size, "allgather: blocks from rank 0");
     }
     let mut own = Some(block);
-    let mut blocks = Vec::with_capacity(size);
-    for src in 0..size {
-        blocks.push(match own.take_if(|_| src == 0) {
-            Some(mine) => mine,
-            None => p.recv(src, tag(seq, 0))?,
-        });
-    }
+    let collected = (0..size)
+        .map(|src| match own.take_if(|_| src == 0) {
+            Some(mine) => Ok(mine),
+            None => p.recv(src, tag(seq, 0)),
+        })
+        .collect::<Result<Vec<Vec<u8>>, P::Error>>();
+    let head = collected.as_ref().map(|blocks| blocks_head(blocks));
+    let parts = match (&head, &collected) {
+        (Ok(head), Ok(blocks)) => {
+            Ok(std::iter::once(&head[..]).chain(blocks.iter().map(|b| &b[..])).collect())
+        }
+        _ => Err(()),
+    };
+    answer(p, seq, size, parts)?;
+    collected
+}
+
+/// First byte of rank 0's answer in [`allreduce`] and [`allgather`]: the result follows.
+const OK: u8 = 0;
+/// First byte of rank 0's answer: it failed, and so must the receiver.
+const FAILED: u8 = 1;
+
+/// Rank 0 sends every other rank the result's `parts` after [`OK`], or only [`FAILED`] when it
+/// has no result, so that nobody waits for one in vain.
+fn answer<P: PointToPoint + ?Sized, E>(
+    p: &P,
+    seq: u32,
+    size: usize,
+    parts: Result<Vec<&[u8]>, E>,
+) -> Result<(), P::Error> {
+    let status: &[u8] = if parts.is_ok() { &[OK] } else { &[FAILED] };
+    let mut message = vec![status];
+    message.extend(parts.unwrap_or_default());
     for dest in 1..size {
-        send_blocks(p, dest, tag(seq, 1), &blocks)?;
+        p.send_parts(dest, tag(seq, 1), &message)?;
     }
-    Ok(blocks)
+    Ok(())
+}
+
+/// The result in rank 0's answer `msg`, or an error when rank 0 failed.
+fn outcome<P: PointToPoint + ?Sized>(p: &P, what: &str, mut msg: Vec<u8>) -> Result<Vec<u8>, P::Error> {
+    match msg.first() {
+        Some(&OK) => {
+            msg.remove(0);
+            Ok(msg)
+        }
+        Some(&FAILED) => Err(p.malformed(format!("{what}: rank 0 failed (its own error says why)"))),
+        _ => Err(p.malformed(format!("{what}: rank 0 answered with an unknown status"))),
+    }
 }
 
 /// This rank and the group's size, after checking that `root` and the rank are in range.
@@ -235,6 +275,32 @@ mod tests {
                 assert_eq!(got, expected);
                 let got = allgather(&p, seq + 1, value(rank, rank)).expect("allgather");
                 assert_eq!(got, (0..size).map(|r| value(r, r)).collect::<Vec<_>>());
+            });
+        }
+    }
+
+    /// A value that does not combine at rank 0 (the last rank's is longer) fails the allreduce
+    /// on every rank, none waiting for ever, and the next collective still works.
+    #[test]
+    fn a_failure_at_rank_0_fails_every_rank() {
+        for size in [2, 4, 9] {
+            ThreadGroup::run(size, |p| {
+                let rank = p.rank();
+                let mut same_length = |left: &[u8], right: &[u8]| {
+                    if left.len() == right.len() {
+                        Ok(left.to_vec())
+                    } else {
+                        Err(p.malformed("length".into()))
+                    }
+                };
+                let value = vec![1; if rank == size - 1 { 3 } else { 2 }];
+                assert!(allreduce(&p, 0, value, &mut same_length).is_err(), "rank {rank} of {size}");
+                let got = allgather(&p, 1, vec![rank as u8]);
+                assert_eq!(
+                    got.ok(),
+                    Some((0..size as u8).map(|r| vec![r]).collect()),
+                    "rank {rank} of {size}"
+                );
             });
         }
     }
