@@ -6,7 +6,9 @@
 //! allreduce of sixteen ranks on two cores took 766 us by recursive doubling against 484 us
 //! through rank 0 (figures in [`tuning::FLAT_MAX_RANKS`](crate::tuning::FLAT_MAX_RANKS)). The
 //! price is the root's: it sends or receives `size - 1` messages itself, which is why these are
-//! for short messages on groups of moderate size only ([`tuning::flat`](crate::tuning::flat)).
+//! for short messages on groups of moderate size only ([`tuning::flat`](crate::tuning::flat)),
+//! and why the runtime uses them only where ranks outnumber cores: with a core per rank a hop
+//! is cheap, and the trees win as they do for MPI libraries.
 //!
 //! The barrier here is the same idea made to scale: a gather-and-release tree of fan-out
 //! [`FAN_OUT`], which is flat up to `FAN_OUT + 1` ranks.

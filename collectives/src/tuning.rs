@@ -92,11 +92,20 @@ pub const SCATTER_LARGE: usize = 64 * 1024;
 /// Most ranks for which short messages go flat ([`flat`](crate::flat)): straight between one
 /// rank and every other, in one or two hops, rather than `ceil(log2(size))` hops of a tree.
 ///
-/// Measured on 2 cores, alternating runs, 8 B and 1 KiB per rank (medians of five): at 16 ranks
-/// allreduce 484-497 us against 716-766 by recursive doubling, allgather 489-577 against
-/// 692-747, broadcast 177-179 against 207-223, gather 42 against 198-211, scatter 195-208 against
-/// 229-238. Above this the root's `size - 1` messages in a row are not measured to pay.
-pub const FLAT_MAX_RANKS: usize = 16;
+/// These thresholds, [`flat()`], [`direct()`] and the gather-and-release barrier are for jobs in
+/// which some host runs more ranks than it has cores (the runtime uses them only then): each hop
+/// of a tree then waits for the scheduler, and every message costs wake-ups. With a core per
+/// rank a hop is cheap and the root's `size - 1` messages in a row are not, so the runtime keeps
+/// the trees and recursive doubling there, as MPI libraries do.
+///
+/// Measured on 2 cores, alternating runs, 8 B and 1 KiB per rank (medians of five at 16 ranks,
+/// of three at 32 and 64): at 16 ranks allreduce 484-497 us against 716-766 by recursive
+/// doubling, allgather 489-577 against 692-747, broadcast 177-179 against 207-223, gather 42
+/// against 198-211, scatter 195-208 against 229-238; at 32 ranks allreduce 791-805 us against
+/// 2.1-2.4 ms, allgather 0.96-1.40 ms against 2.2-3.1, gather 28 us against 232-240; at 64
+/// ranks allreduce 2.5 ms against 7.2, allgather 2.5-4.7 against 7.1-9.0, broadcast 0.67
+/// against 1.1-1.2, gather 56-90 us against 718-729, scatter 0.51-0.70 ms against 1.2-1.4.
+pub const FLAT_MAX_RANKS: usize = 64;
 
 /// Fewest ranks for which broadcast, reduce, allreduce and allgather go flat ([`flat()`]).
 /// Gather and scatter go straight to or from the root from two ranks ([`direct()`]).
@@ -104,7 +113,7 @@ pub const FLAT_MAX_RANKS: usize = 16;
 /// Measured: at 4 ranks recursive doubling beats the flat allreduce's two hops (8 B 123 us
 /// against 149, 1 KiB 133 against 155) and allgather's (117 against 168); at 8 ranks the flat
 /// ones win a little (allreduce 1 KiB 223 against 276 us, allgather 8 B 247 against 291), at 16
-/// by a third (see [`FLAT_MAX_RANKS`]).
+/// by a third, at 32 and 64 by a factor of 2 to 3 (see [`FLAT_MAX_RANKS`]).
 pub const FLAT_MIN_RANKS: usize = 8;
 
 /// Most bytes the root of a flat collective sends or receives in all (`size - 1` times the
@@ -119,8 +128,9 @@ pub const FLAT_MAX_BYTES: usize = 256 * 1024;
 ///
 /// Measured on 2 cores, alternating runs (medians of five, three at 32 and 64): 4 ranks 113 us
 /// against 136 by dissemination, 8 ranks 183 against 306, 16 ranks 370 against 681, 32 ranks
-/// 696 against 1630, 64 ranks (flat) 1.53 ms against 4.86; 2 ranks 107 against 75, where
-/// dissemination is one exchange.
+/// 696 against 1630, 64 ranks 1.53 ms flat and 2.3 ms with fan-out 32 against 4.9-7.4; 2
+/// ranks 107 against 75, where dissemination is one exchange. Used only where some host runs
+/// more ranks than it has cores (see [`FLAT_MAX_RANKS`]).
 pub const FAN_MIN_RANKS: usize = 4;
 
 /// Fan-out of the barrier's gather-and-release tree ([`flat::barrier`](crate::flat::barrier)):

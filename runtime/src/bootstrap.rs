@@ -62,7 +62,7 @@ pub(crate) fn join(env: JobEnv, limit: u64, activity: Arc<Activity>) -> Result<(
         endpoints.push(listener.endpoint().map_err(|e| failed("cannot read the socket's address", e))?);
         engine::serve(listener, Arc::clone(&creds), Arc::clone(&mailbox), env.size, limit)?;
     }
-    let peer = Peer { node: env.node, endpoints };
+    let peer = Peer { node: env.node, endpoints, crowded: crate::env::crowded(env.local_size) };
 
     let reach =
         |e: &dyn std::fmt::Display| failed(&format!("cannot reach the launcher at {}", env.control), e);

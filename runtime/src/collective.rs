@@ -69,8 +69,8 @@ impl Communicator {
     /// Hands value `r` of the root's `values` to rank `r`; returns this rank's value.
     ///
     /// **Collective.** The root passes `Some(values)` with one value per rank (of any sizes),
-    /// the others `None`. Straight from the root to each rank up to 16 ranks, a binomial tree
-    /// beyond.
+    /// the others `None`. A binomial tree; straight from the root to each rank up to 64 ranks
+    /// where some host runs more ranks than it has cores.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -96,15 +96,16 @@ impl Communicator {
             None
         };
         // the same choice on every rank, which cannot know the values' sizes
-        let direct = self.size() <= tuning::FLAT_MAX_RANKS;
+        let direct = self.shared_engine().crowded() && self.size() <= tuning::FLAT_MAX_RANKS;
         let mine = prun_collectives::scatter(&self.channel_for(&call), seq, root, blocks.as_deref(), direct)?;
         codec::decode(&mine, root, 0)
     }
 
     /// Collects every rank's `value` at `root`, in rank order; other ranks get `None`.
     ///
-    /// **Collective.** Values may differ in size (as `MPI_Gatherv`). Straight from each rank to
-    /// the root up to 16 ranks, a binomial tree beyond.
+    /// **Collective.** Values may differ in size (as `MPI_Gatherv`). A binomial tree; straight
+    /// from each rank to the root up to 64 ranks where some host runs more ranks than it has
+    /// cores.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -122,7 +123,7 @@ impl Communicator {
         let mut call = self.begin("gather");
         call.root = Some(root);
         let seq = call.seq;
-        let direct = self.size() <= tuning::FLAT_MAX_RANKS;
+        let direct = self.shared_engine().crowded() && self.size() <= tuning::FLAT_MAX_RANKS;
         let all = prun_collectives::gather(&self.channel_for(&call), seq, root, encode(value)?, direct)?;
         all.map(|blocks| blocks.iter().enumerate().map(|(r, b)| codec::decode(b, r, 0)).collect()).transpose()
     }

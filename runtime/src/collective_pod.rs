@@ -30,9 +30,9 @@ fn missing(what: &str) -> Error {
 impl Communicator {
     /// Copies the root's `buf` into `buf` on every rank.
     ///
-    /// **Collective.** Every rank passes a buffer of the same length. A short buffer on 8 to 16
-    /// ranks goes straight from the root to every rank, otherwise down a binomial tree; each rank
-    /// receives it straight into `buf`.
+    /// **Collective.** Every rank passes a buffer of the same length. A binomial tree, each rank
+    /// receiving straight into `buf`; a short buffer goes straight from the root to every rank
+    /// on 8 to 64 ranks where some host runs more ranks than it has cores.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -59,7 +59,7 @@ impl Communicator {
             native.broadcast(root, bytes);
             return Ok(());
         }
-        if tuning::flat(self.size(), bytes.len()) {
+        if self.flat(bytes.len()) {
             return flat::broadcast_into(&self.channel_for(&call), seq, root, bytes);
         }
         // a binomial tree, each rank receiving in place: with every rank's copy done straight
@@ -113,7 +113,7 @@ impl Communicator {
             native.scatter(root, send.map(bytemuck::cast_slice), recv);
             return Ok(());
         }
-        let large = recv.len() >= tuning::SCATTER_LARGE || tuning::direct(self.size(), recv.len());
+        let large = recv.len() >= tuning::SCATTER_LARGE || self.direct(recv.len());
         if large {
             let send = send.map(bytemuck::cast_slice);
             return in_place::scatter_into(&self.channel_for(&call), seq, root, send, recv);
@@ -125,8 +125,9 @@ impl Communicator {
     /// Collects every rank's `send` into the root's `recv`, in rank order.
     ///
     /// **Collective.** Every rank's `send` has the same length; the root passes `Some(recv)`
-    /// with `size() * send.len()` elements. Every rank sends straight to the root, except for
-    /// small buffers on more than 16 ranks, which go up a binomial tree.
+    /// with `size() * send.len()` elements. Large buffers go straight to the root, small ones up
+    /// a binomial tree (straight too, up to 64 ranks, where some host runs more ranks than it
+    /// has cores).
     ///
     /// ```
     /// let world = prun::init()?;
@@ -145,7 +146,7 @@ impl Communicator {
         let seq = call.seq;
         let send: &[u8] = bytemuck::cast_slice(send);
         call.len = Some(send.len());
-        let large = send.len() >= tuning::GATHER_LARGE || tuning::direct(self.size(), send.len());
+        let large = send.len() >= tuning::GATHER_LARGE || self.direct(send.len());
         #[cfg(feature = "mpi")]
         if let Some(native) = self.native()
             && self.rank() != root
@@ -188,8 +189,8 @@ impl Communicator {
     /// Collects every rank's `send` into every rank's `recv`, in rank order.
     ///
     /// **Collective.** Every `send` has the same length and every `recv` `size()` times that.
-    /// Small buffers go to rank 0 and back out on 8 to 16 ranks, by recursive doubling or Bruck
-    /// otherwise; large ones are received in place, by recursive doubling on four, eight,
+    /// Small buffers by recursive doubling or Bruck (to rank 0 and back out on 8 to 64 ranks
+    /// where some host runs more ranks than it has cores); large ones are received in place, by recursive doubling on four, eight,
     /// sixteen... ranks and a ring on other counts.
     ///
     /// ```
@@ -230,7 +231,7 @@ impl Communicator {
             }
             return in_place::allgather_ring_into(&channel, seq, send, recv);
         }
-        let blocks = if tuning::flat(self.size(), send.len()) {
+        let blocks = if self.flat(send.len()) {
             flat::allgather(&self.channel_for(&call), seq, send.to_vec())?
         } else {
             prun_collectives::allgather(&self.channel_for(&call), seq, send.to_vec(), large)?
@@ -244,8 +245,8 @@ impl Communicator {
     /// Combines every rank's `send` element-wise with `op` into the root's `recv`.
     ///
     /// **Collective.** Every `send` has the same length; the root passes `Some(recv)` of that
-    /// length. Small buffers go straight to the root on 8 to 16 ranks, up a binomial tree
-    /// otherwise; for large ones a reduce-scatter then a gather to the root: around a ring on
+    /// length. Small buffers up a binomial tree (straight to the root on 8 to 64 ranks where
+    /// some host runs more ranks than it has cores); for large ones a reduce-scatter then a gather to the root: around a ring on
     /// two and three ranks, by recursive halving (Rabenseifner's) from four, each reduced segment
     /// received straight into the root's `recv`.
     ///
@@ -317,7 +318,7 @@ impl Communicator {
             )?
         } else {
             let mut combine = combiner::<T>(op, bytes.len());
-            if tuning::flat(self.size(), bytes.len()) {
+            if self.flat(bytes.len()) {
                 flat::reduce(&self.channel_for(&call), seq, root, bytes.to_vec(), &mut combine)?
             } else {
                 prun_collectives::reduce(&self.channel_for(&call), seq, root, bytes.to_vec(), &mut combine)?
@@ -332,8 +333,9 @@ impl Communicator {
 
     /// Combines every rank's `send` element-wise with `op` into every rank's `recv`.
     ///
-    /// **Collective.** All buffers have the same length. Small buffers are reduced on rank 0
-    /// and sent from there on 8 to 16 ranks, by recursive doubling otherwise;
+    /// **Collective.** All buffers have the same length. Small buffers by recursive doubling
+    /// (reduced on rank 0 and sent from there on 8 to 64 ranks where some host runs more ranks
+    /// than it has cores);
     /// for large ones (or from 128 KiB at two ranks) received in place, without serialising:
     /// between two ranks the whole buffer goes to rank 0 and back up to 2 MiB, beyond that a ring
     /// reduce-scatter then allgather; from four ranks recursive halving then doubling
@@ -387,7 +389,7 @@ impl Communicator {
             };
         }
         let mut combine = combiner::<T>(op, bytes.len());
-        let out = if tuning::flat(self.size(), bytes.len()) {
+        let out = if self.flat(bytes.len()) {
             flat::allreduce(&self.channel_for(&call), seq, bytes.to_vec(), &mut combine)?
         } else {
             prun_collectives::allreduce(&self.channel_for(&call), seq, bytes.to_vec(), &mut combine)?

@@ -371,8 +371,9 @@ impl Communicator {
 
     /// Blocks until every rank of the communicator has called `barrier`.
     ///
-    /// **Collective.** From four ranks every rank tells rank 0 and waits for its release (a
-    /// tree of fan-out 32 beyond 33 ranks); on two and three, a dissemination barrier.
+    /// **Collective.** A dissemination barrier (`ceil(log2(size))` rounds); where some host runs
+    /// more ranks than it has cores, from four ranks every rank tells rank 0 and waits for its
+    /// release (a tree of fan-out 32 beyond 33 ranks), fewer messages and so fewer wake-ups.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -390,8 +391,8 @@ impl Communicator {
             return Ok(());
         }
         let seq = call.seq;
-        // fewer messages, hence fewer wake-ups, than dissemination from four ranks
-        if self.size() >= prun_collectives::tuning::FAN_MIN_RANKS {
+        // where ranks outnumber cores: fewer messages, hence fewer wake-ups, than dissemination
+        if self.shared.engine.crowded() && self.size() >= prun_collectives::tuning::FAN_MIN_RANKS {
             return prun_collectives::flat::barrier(&self.channel_for(&call), seq);
         }
         prun_collectives::barrier(&self.channel_for(&call), seq)
@@ -541,6 +542,19 @@ impl Communicator {
     }
 
     /// The engine every communicator of this process shares.
+    /// Whether short collectives of `bytes` per rank go flat (broadcast, reduce, allreduce,
+    /// allgather): only when some host of the job runs more ranks than it has cores, where each
+    /// hop of a tree waits for the scheduler (see `prun_collectives::flat`); the classical trees
+    /// otherwise. The same answer on every rank.
+    pub(crate) fn flat(&self, bytes: usize) -> bool {
+        self.shared.engine.crowded() && prun_collectives::tuning::flat(self.size(), bytes)
+    }
+
+    /// As [`Communicator::flat`], for gather and scatter going straight to or from the root.
+    pub(crate) fn direct(&self, bytes: usize) -> bool {
+        self.shared.engine.crowded() && prun_collectives::tuning::direct(self.size(), bytes)
+    }
+
     pub(crate) fn shared_engine(&self) -> &Engine {
         &self.shared.engine
     }

@@ -40,6 +40,8 @@ pub(crate) struct Engine {
     mailbox: Arc<Mailbox>,
     outgoing: Vec<Mutex<Option<Box<dyn Stream>>>>,
     limit: u64,
+    /// Whether some host of the job runs more ranks than it has cores (see [`Peer::crowded`]).
+    crowded: bool,
     /// Whether large messages to ranks on this host are lent ([`crate::lend`]), and the ranks
     /// that could not read this rank's memory.
     lending: bool,
@@ -58,6 +60,7 @@ impl Engine {
             creds: None,
             node: 0,
             peers: Vec::new(),
+            crowded: false,
             mailbox: Arc::new(Mailbox::new(0, 1, std::time::Duration::ZERO)),
             outgoing: vec![Mutex::new(None)],
             limit,
@@ -83,6 +86,7 @@ impl Engine {
             creds: None,
             node: 0,
             peers: Vec::new(),
+            crowded: false,
             mailbox,
             outgoing: Vec::new(),
             limit,
@@ -107,6 +111,7 @@ impl Engine {
             size,
             creds: Some(creds),
             node,
+            crowded: peers.iter().any(|p| p.crowded),
             peers,
             mailbox,
             outgoing: (0..size).map(|_| Mutex::new(None)).collect(),
@@ -116,6 +121,12 @@ impl Engine {
             #[cfg(feature = "mpi")]
             mpi: None,
         }
+    }
+
+    /// Whether some host of the job runs more ranks than it has cores: the same answer on every
+    /// rank (false on the MPI backend, whose own collectives are used where they exist).
+    pub(crate) fn crowded(&self) -> bool {
+        self.crowded
     }
 
     /// Checks that `rank` exists.

@@ -21,6 +21,7 @@
 //! | `PRUN_DEBUG` | user | `1` prints the runtime's debug messages (refused connections, ...) to stderr |
 //! | `PRUN_TRACE_DIR` | launcher | with `prun --trace FILE`: where each rank writes its trace events |
 //! | `PRUN_SPIN_US` | user | microseconds a blocked receive polls before sleeping (default 50 when the host has a core per rank, else 0; a receive posted for 16 KiB or more never polls) |
+//! | `PRUN_CROWDED` | user | `1` or `0`: whether this host counts as running more ranks than it has cores (default: it does when `PRUN_LOCAL_SIZE` exceeds its cores); if any host does, short collectives take the flat algorithms made for that |
 //! | `PRUN_SINGLE_COPY` | user | `1`: large messages between ranks on one host are read from the sender's memory (copied once) instead of going through the socket (copied twice); default 0 |
 
 use crate::auth::Secret;
@@ -54,6 +55,9 @@ pub const SOCKET_DIR: &str = "PRUN_SOCKET_DIR";
 pub const MAX_MESSAGE: &str = "PRUN_MAX_MESSAGE";
 /// `PRUN_DEBUG`: `1` turns on the runtime's debug messages.
 pub const DEBUG: &str = "PRUN_DEBUG";
+
+/// `PRUN_CROWDED`: `1` or `0`, whether this host counts as running more ranks than it has cores.
+pub const CROWDED: &str = "PRUN_CROWDED";
 
 /// `PRUN_TRACE_DIR`: where ranks write trace events (set by `prun --trace`).
 pub const TRACE_DIR: &str = "PRUN_TRACE_DIR";
@@ -112,6 +116,16 @@ pub(crate) fn max_message() -> Result<u64> {
     }
 }
 
+/// Whether this host runs more ranks (`local_size`) than it has cores (as far as this process
+/// may use them), unless [`CROWDED`] says (`1` or `0`; anything else is ignored).
+pub(crate) fn crowded(local_size: usize) -> bool {
+    match std::env::var(CROWDED).as_deref().map(str::trim) {
+        Ok("1") => true,
+        Ok("0") => false,
+        _ => local_size > std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
+
 /// How long a blocked receive polls before sleeping: [`SPIN_US`], or 50 us when this host has
 /// a core for each of its `local_size` ranks and nothing otherwise (polling on an oversubscribed
 /// host would take the core a peer needs to send).
@@ -121,10 +135,8 @@ pub(crate) fn spin(local_size: usize) -> Result<std::time::Duration> {
             .trim()
             .parse()
             .map_err(|_| Error::Bootstrap(format!("{SPIN_US}={text:?} is not a number of microseconds")))?,
-        Err(_) => {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            if local_size <= cores { 50 } else { 0 }
-        }
+        Err(_) if crowded(local_size) => 0,
+        Err(_) => 50,
     };
     Ok(std::time::Duration::from_micros(micros))
 }

@@ -22,6 +22,10 @@ pub struct Peer {
     pub node: u32,
     /// A Unix endpoint, and a TCP one in jobs spanning several hosts.
     pub endpoints: Vec<Endpoint>,
+    /// Whether the rank's host runs more of the job's ranks than it has cores. If any host does,
+    /// every rank chooses the collective algorithms made for that (fewer hops, see
+    /// `prun_collectives::flat`): the choice must be the same on every rank.
+    pub crowded: bool,
 }
 
 impl Peer {
@@ -120,6 +124,7 @@ mod tests {
         let peer = Peer {
             node: 1,
             endpoints: vec![Endpoint::Unix("/x".into()), "tcp:127.0.0.2:9".parse().expect("tcp")],
+            crowded: true,
         };
         assert_eq!(peer.endpoint_from(1), Some(&Endpoint::Unix("/x".into())));
         assert_eq!(peer.endpoint_from(0), peer.endpoints.get(1));

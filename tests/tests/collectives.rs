@@ -4,8 +4,14 @@
 use prun_tests::prun;
 
 fn all_ok(n: usize, args: &[&str], word: &str) {
+    all_ok_with(&[], n, args, word);
+}
+
+/// As [`all_ok`], with launcher options `options` (such as `-x NAME=VALUE`) first.
+fn all_ok_with(options: &[&str], n: usize, args: &[&str], word: &str) {
     let n_text = n.to_string();
-    let mut full = vec!["-n", &n_text, "@prun-testjob"];
+    let mut full = options.to_vec();
+    full.extend_from_slice(&["-n", &n_text, "@prun-testjob"]);
     full.extend_from_slice(args);
     let out = prun(full).run();
     out.expect_code(0).no_leftovers();
@@ -17,6 +23,13 @@ fn all_ok(n: usize, args: &[&str], word: &str) {
 fn every_collective_at_every_root() {
     for n in [1, 2, 3, 5, 8] {
         all_ok(n, &["collectives", "300000"], "collectives ok");
+    }
+    // both families of algorithms whatever this machine's cores: the flat ones (and the
+    // gather-and-release barrier) for hosts with more ranks than cores, the trees otherwise
+    for crowded in ["PRUN_CROWDED=1", "PRUN_CROWDED=0"] {
+        for n in [8, 17] {
+            all_ok_with(&["-x", crowded], n, &["collectives", "1000"], "collectives ok");
+        }
     }
 }
 

@@ -77,10 +77,11 @@ fn every_rank_gets_its_environment() {
 
 #[test]
 fn connections_open_lazily() {
-    // after a barrier (from four ranks a gather-and-release tree: rank 0's children are ranks
-    // 1-32, rank 1's 33-63), each rank has its listener, its control connection and one
-    // connection each way to its parent and to each child: rank 0 and rank 1 about 2 x 32, every
-    // other rank 2 (if every rank opened a connection to every peer, each would hold 2 x 63)
+    // after a barrier each rank has its listener, its control connection and one connection
+    // each way to the ranks the barrier talks to: by dissemination log2(64) = 6 of them, or, on
+    // a host with fewer cores than ranks, up a gather-and-release tree (rank 0's children are
+    // ranks 1-32, rank 1's 33-63) 1 for most ranks and up to 33 for ranks 0 and 1; if every rank
+    // opened a connection to every peer, each would hold 2 x 63
     let out = prun(["-n", "64", "@prun-testjob", "sockets"]).run();
     out.expect_code(0).no_leftovers();
     let counts: Vec<usize> = out
@@ -92,8 +93,8 @@ fn connections_open_lazily() {
     assert_eq!(counts.len(), 64);
     let most = counts.iter().max().copied().unwrap_or(0);
     assert!(most <= 2 + 2 * 33 + 2, "a rank holds {most} sockets: connections are not lazy");
-    let busy = counts.iter().filter(|&&n| n > 2 + 2 + 2).count();
-    assert!(busy <= 2, "{busy} ranks hold more than 6 sockets ({counts:?}): connections are not lazy");
+    let total: usize = counts.iter().sum();
+    assert!(total <= 64 * 16, "the ranks hold {total} sockets ({counts:?}): connections are not lazy");
 }
 
 #[test]
