@@ -642,7 +642,9 @@ fn main() -> ExitCode {
                 ("root", 0) => world.broadcast_into(0, &mut buf),
                 ("root", _) => world.broadcast_into(1, &mut buf),
                 ("bcast-len", 5) => world.broadcast_into(0, &mut vec![0.0f64; 8192]),
-                ("bcast-len", _) => world.broadcast_into(0, &mut buf),
+                // the others go on (into a barrier) rather than exit, so that rank 5 cannot
+                // learn of its mistake from its tree parent's exit
+                ("bcast-len", _) => world.broadcast_into(0, &mut buf).and_then(|()| world.barrier()),
                 _ => {
                     let mine = vec![1.0f64; 10 + rank as usize];
                     let mut sum = vec![0.0f64; 10 + rank as usize];
