@@ -698,16 +698,19 @@ fn main() -> ExitCode {
             outcome
         }
         "exit-then-killed" => {
-            // rank 1 fails at once; rank 0, deaf to the launcher's SIGTERM, kills itself with
-            // SIGKILL arg(2) ms later (a killed rank whose peer exits before prun sees it die)
-            world.barrier().map_err(|e| e.to_string()).and_then(|()| {
-                if rank == 1 {
-                    return Err("failing first".to_string());
-                }
+            // rank 1 fails at once; rank 0, deaf to the launcher's SIGTERM (from before the
+            // barrier, so that the SIGTERM cannot come first), kills itself with SIGKILL arg(2)
+            // ms later (a killed rank whose peer exits before prun sees it die)
+            if rank == 0 {
                 let _ = signal_hook::flag::register(
                     signal_hook::consts::SIGTERM,
                     std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
                 );
+            }
+            world.barrier().map_err(|e| e.to_string()).and_then(|()| {
+                if rank == 1 {
+                    return Err("failing first".to_string());
+                }
                 std::thread::sleep(std::time::Duration::from_millis(arg(2) as u64));
                 let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
                 Ok(())
