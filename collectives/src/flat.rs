@@ -67,6 +67,27 @@ pub fn broadcast_into<P: PointToPoint + ?Sized>(
     Ok(())
 }
 
+/// Sends the root's `data` (`Some` on the root; what others pass is ignored) straight to every
+/// rank; every rank returns it. For receivers that do not know the length in advance.
+///
+/// Errors: a transport error, `root` out of range, or `None` on the root.
+pub fn broadcast<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    root: usize,
+    data: Option<Vec<u8>>,
+) -> Result<Vec<u8>, P::Error> {
+    let (rank, size) = checked(p, "broadcast", root)?;
+    if rank != root {
+        return p.recv(root, tag(seq, 0));
+    }
+    let data = data.ok_or_else(|| p.malformed("broadcast: the root passed no data".to_string()))?;
+    for dest in (0..size).filter(|&r| r != root) {
+        p.send(dest, tag(seq, 0), &data)?;
+    }
+    Ok(data)
+}
+
 /// Reduces every rank's `data` in rank order on `root`, which returns the result (others
 /// `None`): every rank sends its value straight to the root, which combines them from rank 0
 /// up, so the operation need not be commutative.
@@ -265,6 +286,9 @@ mod tests {
                         let mut buf = if rank == root { value(root, len) } else { vec![0; len] };
                         broadcast_into(&p, seq, root, &mut buf).expect("broadcast");
                         assert_eq!(buf, value(root, len));
+                        let mine = (rank == root).then(|| value(root, len + 2));
+                        let got = broadcast(&p, seq + 1000, root, mine).expect("typed broadcast");
+                        assert_eq!(got, value(root, len + 2));
                         let got =
                             reduce(&p, seq + 1, root, value(rank, len + rank), &mut concat).expect("reduce");
                         let expected: Vec<u8> = (0..size).flat_map(|r| value(r, len + r)).collect();

@@ -148,5 +148,12 @@ pub fn direct(size: usize, bytes: usize) -> bool {
 /// goes flat ([`flat`](crate::flat)): from [`FLAT_MIN_RANKS`] ranks, within [`direct()`]'s
 /// bounds.
 pub fn flat(size: usize, bytes: usize) -> bool {
-    size >= FLAT_MIN_RANKS && direct(size, bytes)
+    flat_ranks(size) && direct(size, bytes)
+}
+
+/// Whether `size` ranks are within [`FLAT_MIN_RANKS`] and [`FLAT_MAX_RANKS`]: the test for the
+/// typed collectives, whose ranks cannot know each other's value sizes and so choose by the
+/// number of ranks alone.
+pub fn flat_ranks(size: usize) -> bool {
+    (FLAT_MIN_RANKS..=FLAT_MAX_RANKS).contains(&size)
 }

@@ -7,7 +7,7 @@
 use crate::codec;
 use crate::communicator::Communicator;
 use crate::error::{Error, Result};
-use prun_collectives::tuning;
+use prun_collectives::{flat, tuning};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -36,7 +36,9 @@ impl Communicator {
     /// Sends `value` from `root` to every rank; returns it on every rank.
     ///
     /// **Collective.** The root passes `Some(value)`, the others `None` (what they pass is
-    /// ignored). Binomial tree for small values, scatter then allgather (van de Geijn) for large.
+    /// ignored). Binomial tree for small values, scatter then allgather (van de Geijn) for large;
+    /// straight from the root to every rank on 8 to 64 ranks where some host runs more ranks
+    /// than it has cores.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -58,10 +60,19 @@ impl Communicator {
             let value = value.ok_or_else(|| {
                 Error::InvalidArgument("the root of broadcast must pass Some(value)".into())
             })?;
-            prun_collectives::broadcast(&self.channel_for(&call), seq, root, Some(encode(&value)?))?;
+            let bytes = Some(encode(&value)?);
+            if self.flat_typed() {
+                flat::broadcast(&self.channel_for(&call), seq, root, bytes)?;
+            } else {
+                prun_collectives::broadcast(&self.channel_for(&call), seq, root, bytes)?;
+            }
             Ok(value)
         } else {
-            let bytes = prun_collectives::broadcast(&self.channel_for(&call), seq, root, None)?;
+            let bytes = if self.flat_typed() {
+                flat::broadcast(&self.channel_for(&call), seq, root, None)?
+            } else {
+                prun_collectives::broadcast(&self.channel_for(&call), seq, root, None)?
+            };
             codec::decode(&bytes, root, 0)
         }
     }
@@ -131,7 +142,8 @@ impl Communicator {
     /// Collects every rank's `value` on every rank, in rank order.
     ///
     /// **Collective.** Values may differ in size. Recursive doubling (Bruck's algorithm when the
-    /// size is not a power of two).
+    /// size is not a power of two); through rank 0 on 8 to 64 ranks where some host runs more
+    /// ranks than it has cores.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -145,7 +157,11 @@ impl Communicator {
     pub fn allgather<T: Serialize + DeserializeOwned>(&self, value: &T) -> Result<Vec<T>> {
         let call = self.begin("allgather");
         let seq = call.seq;
-        let all = prun_collectives::allgather(&self.channel_for(&call), seq, encode(value)?, false)?;
+        let all = if self.flat_typed() {
+            flat::allgather(&self.channel_for(&call), seq, encode(value)?)?
+        } else {
+            prun_collectives::allgather(&self.channel_for(&call), seq, encode(value)?, false)?
+        };
         all.iter().enumerate().map(|(r, b)| codec::decode(b, r, 0)).collect()
     }
 
@@ -183,7 +199,8 @@ impl Communicator {
     /// order; other ranks get `None`.
     ///
     /// **Collective.** `op` must be associative; it need not be commutative (values are always
-    /// combined in rank order, lower ranks on the left). Binomial tree.
+    /// combined in rank order, lower ranks on the left). Binomial tree; straight to the root on
+    /// 8 to 64 ranks where some host runs more ranks than it has cores.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -207,15 +224,19 @@ impl Communicator {
         call.root = Some(root);
         let seq = call.seq;
         let mut combine = self.combiner(&op);
-        let out =
-            prun_collectives::reduce(&self.channel_for(&call), seq, root, encode(&value)?, &mut combine)?;
+        let out = if self.flat_typed() {
+            flat::reduce(&self.channel_for(&call), seq, root, encode(&value)?, &mut combine)?
+        } else {
+            prun_collectives::reduce(&self.channel_for(&call), seq, root, encode(&value)?, &mut combine)?
+        };
         out.map(|b| codec::decode(&b, root, 0)).transpose()
     }
 
     /// Combines every rank's `value` with `op` and returns the result on every rank.
     ///
     /// **Collective.** `op` must be associative; it need not be commutative (rank order is
-    /// kept). Recursive doubling.
+    /// kept). Recursive doubling; reduced on rank 0 and sent from there on 8 to 64 ranks where
+    /// some host runs more ranks than it has cores.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -234,7 +255,11 @@ impl Communicator {
         let call = self.begin("allreduce");
         let seq = call.seq;
         let mut combine = self.combiner(&op);
-        let out = prun_collectives::allreduce(&self.channel_for(&call), seq, encode(&value)?, &mut combine)?;
+        let out = if self.flat_typed() {
+            flat::allreduce(&self.channel_for(&call), seq, encode(&value)?, &mut combine)?
+        } else {
+            prun_collectives::allreduce(&self.channel_for(&call), seq, encode(&value)?, &mut combine)?
+        };
         codec::decode(&out, self.rank(), 0)
     }
 

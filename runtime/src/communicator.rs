@@ -550,6 +550,12 @@ impl Communicator {
         self.shared.engine.crowded() && prun_collectives::tuning::flat(self.size(), bytes)
     }
 
+    /// As [`Communicator::flat`], for the typed collectives, whose ranks cannot know each
+    /// other's value sizes: by the number of ranks alone.
+    pub(crate) fn flat_typed(&self) -> bool {
+        self.shared.engine.crowded() && prun_collectives::tuning::flat_ranks(self.size())
+    }
+
     /// As [`Communicator::flat`], for gather and scatter going straight to or from the root.
     pub(crate) fn direct(&self, bytes: usize) -> bool {
         self.shared.engine.crowded() && prun_collectives::tuning::direct(self.size(), bytes)
