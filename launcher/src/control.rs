@@ -91,6 +91,21 @@ fn connection<E>(
     let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
     let rank = match auth::server(&mut *stream, creds, |id| (id as usize) < np, |_| {}) {
         Ok(id) => id as usize,
+        Err(auth::AuthError::Version { theirs }) => {
+            // only the job's own ranks can reach this socket: a program of another prun (said
+            // once, not by every rank)
+            static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+            eprintln!(
+                "prun: a rank speaks prun protocol version {theirs}, this launcher version {}: the \
+                 program was built against another version of the prun crate than this launcher; \
+                 rebuild it against this prun, or start it with the prun launcher of its version",
+                auth::PROTOCOL_VERSION
+            );
+            return;
+        }
         Err(e) => return refuse(e.to_string()),
     };
     let peer = match protocol::recv::<ToLauncher>(&mut *stream) {

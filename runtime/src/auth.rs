@@ -13,8 +13,9 @@ use std::time::Duration;
 
 /// First bytes of every connection.
 pub const MAGIC: [u8; 4] = *b"PRUN";
-/// Version of the wire protocol; peers with another version are refused.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version of the wire protocol; peers with another version are refused. Raised whenever a
+/// message changes shape (2: [`crate::protocol::Peer`] says whether its host is crowded).
+pub const PROTOCOL_VERSION: u16 = 2;
 /// How long either end waits for the other during the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest job id accepted.
@@ -74,9 +75,16 @@ pub struct Credentials {
 /// Why a handshake failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    /// The peer is not a prun peer, or speaks another protocol version.
+    /// The peer is not a prun peer.
     #[error("not a prun peer of this protocol version ({0})")]
     Protocol(String),
+    /// The peer speaks another version of the protocol: it was built against another version of
+    /// the `prun` crate.
+    #[error("the peer speaks prun protocol version {theirs}, this process version {PROTOCOL_VERSION}")]
+    Version {
+        /// The peer's version.
+        theirs: u16,
+    },
     /// The peer belongs to another job.
     #[error("peer belongs to another job")]
     WrongJob,
@@ -162,7 +170,7 @@ pub fn server<S: Read + Write + ?Sized>(
     }
     let version = u16::from_le_bytes([head[4], head[5]]);
     if version != PROTOCOL_VERSION {
-        return Err(AuthError::Protocol(format!("version {version}, expected {PROTOCOL_VERSION}")));
+        return Err(AuthError::Version { theirs: version });
     }
     let job_len = head[6] as usize;
     if job_len > MAX_JOB_ID {
@@ -258,6 +266,15 @@ mod tests {
         drop(a);
         let sv = server(&mut b, &creds("j"), |_| true, |_| {});
         assert!(matches!(sv, Err(AuthError::Protocol(_))), "{sv:?}");
+    }
+
+    #[test]
+    fn another_protocol_version_is_named() {
+        let (mut a, mut b) = UnixStream::pair().expect("pair");
+        a.write_all(b"PRUN\x01\x00\x03job").expect("write");
+        drop(a);
+        let sv = server(&mut b, &creds("job"), |_| true, |_| {});
+        assert!(matches!(sv, Err(AuthError::Version { theirs: 1 })), "{sv:?}");
     }
 
     #[test]

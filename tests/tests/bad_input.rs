@@ -71,3 +71,14 @@ fn bad_options() {
     prun(["-n", "2", "--hostfile", "/no/such/hostfile", "@hello"]).run().expect_code(2);
     prun(["-n", "2", "--frobnicate", "@hello"]).run().expect_code(2);
 }
+
+/// A program built against another version of the prun crate (its handshake names protocol
+/// version 1) is named as such by the launcher, once, and the job's own ranks carry on.
+#[test]
+fn a_program_of_another_prun_version_is_named() {
+    let out = prun(["-n", "3", "@prun-testjob", "old-protocol"]).run();
+    out.expect_code(0).no_leftovers();
+    assert!(out.stdout.contains("old protocol refused"), "{}", out.stdout);
+    let said = out.stderr.matches("speaks prun protocol version 1, this launcher version").count();
+    assert_eq!(said, 1, "{}", out.stderr);
+}

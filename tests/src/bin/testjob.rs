@@ -188,6 +188,21 @@ fn sockets(world: &World) -> Result<(), String> {
     world.barrier().map_err(|e| e.to_string())
 }
 
+/// Rank 0 knocks at the launcher's control socket as a program built against an older prun
+/// would (protocol version 1), then the job goes on.
+fn old_protocol(world: &World) -> Result<(), String> {
+    if world.rank() == 0 {
+        let control = std::env::var("PRUN_CONTROL").map_err(|e| e.to_string())?;
+        let path = control.strip_prefix("unix:").ok_or("PRUN_CONTROL is not a Unix socket")?;
+        let mut s = std::os::unix::net::UnixStream::connect(path).map_err(|e| e.to_string())?;
+        let _ = s.write_all(b"PRUN\x01\x00\x03job");
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        println!("old protocol refused");
+    }
+    world.barrier().map_err(|e| e.to_string())
+}
+
 /// Every collective, typed and zero-copy, at every root, checked against what it must give.
 fn collectives(world: &World, max_len: usize) -> Result<(), String> {
     let e = |e: Error| e.to_string();
@@ -721,6 +736,7 @@ fn main() -> ExitCode {
         "too-large" => too_large(&world),
         "stranger" => stranger(&world),
         "sockets" => sockets(&world),
+        "old-protocol" => old_protocol(&world),
         "barriers" => (0..arg(2)).try_for_each(|_| world.barrier()).map_err(|e| e.to_string()),
         other => Err(format!("unknown mode '{other}'")),
     };
