@@ -215,6 +215,36 @@ fn outcome<P: PointToPoint + ?Sized>(p: &P, what: &str, mut msg: Vec<u8>) -> Res
     }
 }
 
+/// Sends `blocks[d]` to rank `d` for every `d` (exactly `size` blocks, which may differ in
+/// size); returns the blocks received, indexed by source. Every block goes at once, then every
+/// block is received: one hop, where the pairwise exchange takes `size - 1` in a row. Only for
+/// transports whose sends never wait for the receiver (the runtime's sockets, whose reader
+/// threads take every message), or the sends could wait for each other.
+///
+/// Errors: a transport error, or a number of blocks other than `size`.
+pub fn alltoall<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    blocks: Vec<Vec<u8>>,
+) -> Result<Vec<Vec<u8>>, P::Error> {
+    let (rank, size) = checked(p, "alltoall", 0)?;
+    if blocks.len() != size {
+        let n = blocks.len();
+        return Err(p.malformed(format!("alltoall: rank {rank} passed {n} blocks for {size} ranks")));
+    }
+    // each rank starts with its next neighbour, so that not everyone writes to rank 0 first
+    for to in (1..size).map(|k| (rank + k) % size) {
+        p.send(to, tag(seq, 0), &blocks[to])?;
+    }
+    let mut blocks = blocks;
+    let mut received: Vec<Vec<u8>> = vec![Vec::new(); size];
+    received[rank] = std::mem::take(&mut blocks[rank]);
+    for from in (1..size).map(|k| (rank + size - k) % size) {
+        received[from] = p.recv(from, tag(seq, 0))?;
+    }
+    Ok(received)
+}
+
 /// This rank and the group's size, after checking that `root` and the rank are in range.
 fn checked<P: PointToPoint + ?Sized>(p: &P, what: &str, root: usize) -> Result<(usize, usize), P::Error> {
     let (rank, size) = (p.rank(), p.size());
@@ -301,6 +331,12 @@ mod tests {
                 assert_eq!(got, expected);
                 let got = allgather(&p, seq + 1, value(rank, rank)).expect("allgather");
                 assert_eq!(got, (0..size).map(|r| value(r, r)).collect::<Vec<_>>());
+                // block (s, d): what rank s sends rank d, of a length of its own
+                let block = |s: usize, d: usize| value(s * 100 + d, (s + 2 * d) % 5);
+                let got =
+                    alltoall(&p, seq + 2, (0..size).map(|d| block(rank, d)).collect()).expect("alltoall");
+                assert_eq!(got, (0..size).map(|s| block(s, rank)).collect::<Vec<_>>());
+                assert!(alltoall(&p, seq + 3, vec![Vec::new(); size + 1]).is_err());
             });
         }
     }

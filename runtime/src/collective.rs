@@ -168,7 +168,8 @@ impl Communicator {
     /// Every rank sends `values[d]` to rank `d`; returns what each rank sent this one, by source.
     ///
     /// **Collective.** Each rank passes exactly one value per rank; sizes may differ. Pairwise
-    /// exchange.
+    /// exchange; every value at once, then every receive, on 8 to 64 ranks where some host runs
+    /// more ranks than it has cores.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -191,7 +192,11 @@ impl Communicator {
         let call = self.begin("alltoall");
         let seq = call.seq;
         let blocks = values.iter().map(|v| encode(v)).collect::<Result<Vec<_>>>()?;
-        let got = prun_collectives::alltoall(&self.channel_for(&call), seq, blocks)?;
+        let got = if self.flat_typed() {
+            flat::alltoall(&self.channel_for(&call), seq, blocks)?
+        } else {
+            prun_collectives::alltoall(&self.channel_for(&call), seq, blocks)?
+        };
         got.iter().enumerate().map(|(r, b)| codec::decode(b, r, 0)).collect()
     }
 
