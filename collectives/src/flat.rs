@@ -181,6 +181,55 @@ pub fn allgather<P: PointToPoint + ?Sized>(
     collected
 }
 
+/// Prefix reduction through rank 0: every rank sends its `data` to rank 0, which combines them
+/// in rank order and sends rank `r` the combination of ranks `0..=r` (`inclusive`) or `0..r`
+/// (else; rank 0 then returns `None`, and every other rank `Some`). Two hops, where recursive
+/// doubling takes `ceil(log2(size))` rounds of exchanges.
+///
+/// Errors: a transport error or the combiner's error; when rank 0 fails, every rank fails (as
+/// for [`allreduce`]).
+pub fn scan<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    data: Vec<u8>,
+    inclusive: bool,
+    combine: &mut Combine<'_, P::Error>,
+) -> Result<Option<Vec<u8>>, P::Error> {
+    let (rank, size) = checked(p, "scan", 0)?;
+    if rank != 0 {
+        p.send(0, tag(seq, 0), &data)?;
+        return outcome(p, "scan", p.recv(0, tag(seq, 1))?).map(Some);
+    }
+    // prefixes[r]: the combination of ranks 0..=r, computed in rank order
+    let mut prefixes: Vec<Vec<u8>> = Vec::with_capacity(size);
+    let mut failure = None;
+    for src in 0..size {
+        let value = if src == 0 { Ok(data.clone()) } else { p.recv(src, tag(seq, 0)) };
+        let next = value.and_then(|v| match prefixes.last() {
+            None => Ok(v),
+            Some(left) => combine(left, &v),
+        });
+        match next {
+            Ok(prefix) => prefixes.push(prefix),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    for dest in 1..size {
+        let status: &[u8] = if failure.is_none() { &[OK] } else { &[FAILED] };
+        // rank `dest`'s prefix: through itself, or through the rank before
+        let mine = failure.is_none().then(|| &prefixes[if inclusive { dest } else { dest - 1 }][..]);
+        p.send_parts(dest, tag(seq, 1), &[status, mine.unwrap_or_default()])?;
+    }
+    match failure {
+        Some(e) => Err(e),
+        None if inclusive => Ok(prefixes.into_iter().next()),
+        None => Ok(None),
+    }
+}
+
 /// First byte of rank 0's answer in [`allreduce`] and [`allgather`]: the result follows.
 const OK: u8 = 0;
 /// First byte of rank 0's answer: it failed, and so must the receiver.
@@ -337,6 +386,12 @@ mod tests {
                     alltoall(&p, seq + 2, (0..size).map(|d| block(rank, d)).collect()).expect("alltoall");
                 assert_eq!(got, (0..size).map(|s| block(s, rank)).collect::<Vec<_>>());
                 assert!(alltoall(&p, seq + 3, vec![Vec::new(); size + 1]).is_err());
+                let value = value(rank, rank % 3 + 1);
+                let got = scan(&p, seq + 4, value.clone(), true, &mut concat).expect("scan");
+                assert_eq!(got, Some((0..=rank).flat_map(|r| super::tests::value(r, r % 3 + 1)).collect()));
+                let got = scan(&p, seq + 5, value, false, &mut concat).expect("exscan");
+                let before: Vec<u8> = (0..rank).flat_map(|r| super::tests::value(r, r % 3 + 1)).collect();
+                assert_eq!(got, (rank > 0).then_some(before));
             });
         }
     }
@@ -356,7 +411,9 @@ mod tests {
                     }
                 };
                 let value = vec![1; if rank == size - 1 { 3 } else { 2 }];
-                assert!(allreduce(&p, 0, value, &mut same_length).is_err(), "rank {rank} of {size}");
+                assert!(allreduce(&p, 0, value.clone(), &mut same_length).is_err(), "rank {rank} of {size}");
+                let got = scan(&p, 2, value, true, &mut same_length);
+                assert!(got.is_err(), "rank {rank} of {size}: {got:?}");
                 let got = allgather(&p, 1, vec![rank as u8]);
                 assert_eq!(
                     got.ok(),

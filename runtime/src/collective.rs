@@ -270,7 +270,9 @@ impl Communicator {
 
     /// Inclusive prefix reduction: rank `r` gets `op(v0, ... vr)`.
     ///
-    /// **Collective.** `op` must be associative, need not be commutative. Recursive doubling.
+    /// **Collective.** `op` must be associative, need not be commutative. Recursive doubling;
+    /// through rank 0 (which combines in rank order and sends each rank its prefix) on 8 to 64
+    /// ranks where some host runs more ranks than it has cores.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -289,13 +291,18 @@ impl Communicator {
         let call = self.begin("scan");
         let seq = call.seq;
         let mut combine = self.combiner(&op);
-        let out = prun_collectives::scan(&self.channel_for(&call), seq, encode(&value)?, &mut combine)?;
+        let out = if self.flat_typed() {
+            flat::scan(&self.channel_for(&call), seq, encode(&value)?, true, &mut combine)?
+                .ok_or_else(|| Error::Malformed("scan: no result".into()))?
+        } else {
+            prun_collectives::scan(&self.channel_for(&call), seq, encode(&value)?, &mut combine)?
+        };
         codec::decode(&out, self.rank(), 0)
     }
 
     /// Exclusive prefix reduction: rank `r > 0` gets `op(v0, ... v(r-1))`, rank 0 gets `None`.
     ///
-    /// **Collective.** `op` must be associative, need not be commutative.
+    /// **Collective.** `op` must be associative, need not be commutative. As [`Communicator::scan`].
     ///
     /// ```
     /// let world = prun::init()?;
@@ -314,7 +321,11 @@ impl Communicator {
         let call = self.begin("exscan");
         let seq = call.seq;
         let mut combine = self.combiner(&op);
-        let out = prun_collectives::exscan(&self.channel_for(&call), seq, encode(&value)?, &mut combine)?;
+        let out = if self.flat_typed() {
+            flat::scan(&self.channel_for(&call), seq, encode(&value)?, false, &mut combine)?
+        } else {
+            prun_collectives::exscan(&self.channel_for(&call), seq, encode(&value)?, &mut combine)?
+        };
         out.map(|b| codec::decode(&b, self.rank(), 0)).transpose()
     }
 }
