@@ -48,10 +48,7 @@ pub fn allreduce_ring_into<P: PointToPoint + ?Sized>(
     elem_size: usize,
     op: &dyn Fn(&mut [u8], &[u8]),
 ) -> Result<(), P::Error> {
-    if send.len() != recv.len() {
-        let (s, r) = (send.len(), recv.len());
-        return Err(p.malformed(format!("allreduce: {s} bytes to send but {r} to receive into")));
-    }
+    same_length(p, send, recv)?;
     let mut ring = Ring::new(p, recv, elem_size, "allreduce")?;
     let (rank, size) = (ring.rank, ring.size);
     if size == 1 {
@@ -80,6 +77,15 @@ pub fn allreduce_ring_into<P: PointToPoint + ?Sized>(
         let t = step_tag(seq, size - 1 + s);
         let (out, into) = ring.two_segments(p, out, into)?;
         p.sendrecv_into(next, t, out, prev, t, into)?;
+    }
+    Ok(())
+}
+
+/// Checks that an allreduce's `send` and `recv` have the same length.
+pub(crate) fn same_length<P: PointToPoint + ?Sized>(p: &P, send: &[u8], recv: &[u8]) -> Result<(), P::Error> {
+    if send.len() != recv.len() {
+        let (s, r) = (send.len(), recv.len());
+        return Err(p.malformed(format!("allreduce: {s} bytes to send but {r} to receive into")));
     }
     Ok(())
 }

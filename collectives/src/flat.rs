@@ -61,10 +61,7 @@ pub fn broadcast_into<P: PointToPoint + ?Sized>(
     if rank != root {
         return p.recv_into(root, tag(seq, 0), buf);
     }
-    for dest in (0..size).filter(|&r| r != root) {
-        p.send(dest, tag(seq, 0), buf)?;
-    }
-    Ok(())
+    to_others(p, seq, root, size, buf)
 }
 
 /// Sends the root's `data` (`Some` on the root; what others pass is ignored) straight to every
@@ -82,10 +79,19 @@ pub fn broadcast<P: PointToPoint + ?Sized>(
         return p.recv(root, tag(seq, 0));
     }
     let data = data.ok_or_else(|| p.malformed("broadcast: the root passed no data".to_string()))?;
-    for dest in (0..size).filter(|&r| r != root) {
-        p.send(dest, tag(seq, 0), &data)?;
-    }
+    to_others(p, seq, root, size, &data)?;
     Ok(data)
+}
+
+/// The root sends `data` to every other rank.
+fn to_others<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    root: usize,
+    size: usize,
+    data: &[u8],
+) -> Result<(), P::Error> {
+    (0..size).filter(|&r| r != root).try_for_each(|dest| p.send(dest, tag(seq, 0), data))
 }
 
 /// Reduces every rank's `data` in rank order on `root`, which returns the result (others
@@ -105,20 +111,32 @@ pub fn reduce<P: PointToPoint + ?Sized>(
         p.send(root, tag(seq, 0), &data)?;
         return Ok(None);
     }
-    let mut own = Some(data);
     let mut acc: Option<Vec<u8>> = None;
-    for src in 0..size {
-        let value = match own.take_if(|_| src == rank) {
-            Some(mine) => mine,
-            None => p.recv(src, tag(seq, 0))?,
-        };
+    for value in in_rank_order(p, seq, size, rank, data) {
+        let value = value?;
         acc = Some(match acc {
             None => value,
             Some(left) => combine(&left, &value)?,
         });
     }
-    // The loop runs at least once (size > root), so `acc` is set.
+    // at least the root's own value was combined
     Ok(acc)
+}
+
+/// Every rank's value, in rank order, as the collecting rank `me` receives them (tag round 0);
+/// its own `mine` is moved in at its place.
+fn in_rank_order<'p, P: PointToPoint + ?Sized>(
+    p: &'p P,
+    seq: u32,
+    size: usize,
+    me: usize,
+    mine: Vec<u8>,
+) -> impl Iterator<Item = Result<Vec<u8>, P::Error>> + 'p {
+    let mut mine = Some(mine);
+    (0..size).map(move |src| match mine.take_if(|_| src == me) {
+        Some(own) => Ok(own),
+        None => p.recv(src, tag(seq, 0)),
+    })
 }
 
 /// Reduces every rank's `data` in rank order; every rank returns the result: a flat
@@ -137,12 +155,11 @@ pub fn allreduce<P: PointToPoint + ?Sized>(
     let (rank, size) = checked(p, "allreduce", 0)?;
     if rank != 0 {
         reduce(p, seq, 0, data, combine)?;
-        let msg = p.recv(0, tag(seq, 1))?;
-        return outcome(p, "allreduce", msg);
+        return outcome(p, "allreduce", seq);
     }
     let reduced = reduce(p, seq, 0, data, combine)
         .and_then(|result| result.ok_or_else(|| p.malformed("allreduce: rank 0 got no result".to_string())));
-    answer(p, seq, size, reduced.as_ref().map(|r| vec![&r[..]]))?;
+    answer(p, seq, size, reduced.as_ref().ok().map(|r| move |_| vec![&r[..]]))?;
     reduced
 }
 
@@ -160,23 +177,14 @@ pub fn allgather<P: PointToPoint + ?Sized>(
     let (rank, size) = checked(p, "allgather", 0)?;
     if rank != 0 {
         p.send(0, tag(seq, 0), &block)?;
-        let msg = outcome(p, "allgather", p.recv(0, tag(seq, 1))?)?;
+        let msg = outcome(p, "allgather", seq)?;
         return decode_blocks(p, &msg, size, "allgather: blocks from rank 0");
     }
-    let mut own = Some(block);
-    let collected = (0..size)
-        .map(|src| match own.take_if(|_| src == 0) {
-            Some(mine) => Ok(mine),
-            None => p.recv(src, tag(seq, 0)),
-        })
-        .collect::<Result<Vec<Vec<u8>>, P::Error>>();
-    let head = collected.as_ref().map(|blocks| blocks_head(blocks));
-    let parts = match (&head, &collected) {
-        (Ok(head), Ok(blocks)) => {
-            Ok(std::iter::once(&head[..]).chain(blocks.iter().map(|b| &b[..])).collect())
-        }
-        _ => Err(()),
-    };
+    let collected = in_rank_order(p, seq, size, 0, block).collect::<Result<Vec<Vec<u8>>, P::Error>>();
+    let list = collected.as_ref().ok().map(|blocks| (blocks_head(blocks), blocks));
+    let parts = list.as_ref().map(|(head, blocks)| {
+        move |_| std::iter::once(&head[..]).chain(blocks.iter().map(|b| &b[..])).collect()
+    });
     answer(p, seq, size, parts)?;
     collected
 }
@@ -198,13 +206,12 @@ pub fn scan<P: PointToPoint + ?Sized>(
     let (rank, size) = checked(p, "scan", 0)?;
     if rank != 0 {
         p.send(0, tag(seq, 0), &data)?;
-        return outcome(p, "scan", p.recv(0, tag(seq, 1))?).map(Some);
+        return outcome(p, "scan", seq).map(Some);
     }
     // prefixes[r]: the combination of ranks 0..=r, computed in rank order
     let mut prefixes: Vec<Vec<u8>> = Vec::with_capacity(size);
     let mut failure = None;
-    for src in 0..size {
-        let value = if src == 0 { Ok(data.clone()) } else { p.recv(src, tag(seq, 0)) };
+    for value in in_rank_order(p, seq, size, 0, data) {
         let next = value.and_then(|v| match prefixes.last() {
             None => Ok(v),
             Some(left) => combine(left, &v),
@@ -217,12 +224,10 @@ pub fn scan<P: PointToPoint + ?Sized>(
             }
         }
     }
-    for dest in 1..size {
-        let status: &[u8] = if failure.is_none() { &[OK] } else { &[FAILED] };
-        // rank `dest`'s prefix: through itself, or through the rank before
-        let mine = failure.is_none().then(|| &prefixes[if inclusive { dest } else { dest - 1 }][..]);
-        p.send_parts(dest, tag(seq, 1), &[status, mine.unwrap_or_default()])?;
-    }
+    // rank `dest`'s prefix: through itself, or through the rank before
+    let through = |dest: usize| if inclusive { dest } else { dest - 1 };
+    let parts = failure.is_none().then_some(|dest| vec![&prefixes[through(dest)][..]]);
+    answer(p, seq, size, parts)?;
     match failure {
         Some(e) => Err(e),
         None if inclusive => Ok(prefixes.into_iter().next()),
@@ -230,30 +235,31 @@ pub fn scan<P: PointToPoint + ?Sized>(
     }
 }
 
-/// First byte of rank 0's answer in [`allreduce`] and [`allgather`]: the result follows.
+/// First byte of rank 0's answer in [`allreduce`], [`allgather`] and [`scan`]: the result
+/// follows.
 const OK: u8 = 0;
 /// First byte of rank 0's answer: it failed, and so must the receiver.
 const FAILED: u8 = 1;
 
-/// Rank 0 sends every other rank the result's `parts` after [`OK`], or only [`FAILED`] when it
-/// has no result, so that nobody waits for one in vain.
-fn answer<P: PointToPoint + ?Sized, E>(
+/// Rank 0 sends every other rank `dest` its result's parts, `parts(dest)`, after [`OK`], or
+/// only [`FAILED`] when it has no result (`None`), so that nobody waits for one in vain.
+fn answer<'a, P: PointToPoint + ?Sized>(
     p: &P,
     seq: u32,
     size: usize,
-    parts: Result<Vec<&[u8]>, E>,
+    parts: Option<impl Fn(usize) -> Vec<&'a [u8]>>,
 ) -> Result<(), P::Error> {
-    let status: &[u8] = if parts.is_ok() { &[OK] } else { &[FAILED] };
-    let mut message = vec![status];
-    message.extend(parts.unwrap_or_default());
     for dest in 1..size {
+        let mut message: Vec<&[u8]> = vec![if parts.is_some() { &[OK] } else { &[FAILED] }];
+        message.extend(parts.as_ref().map(|f| f(dest)).unwrap_or_default());
         p.send_parts(dest, tag(seq, 1), &message)?;
     }
     Ok(())
 }
 
-/// The result in rank 0's answer `msg`, or an error when rank 0 failed.
-fn outcome<P: PointToPoint + ?Sized>(p: &P, what: &str, mut msg: Vec<u8>) -> Result<Vec<u8>, P::Error> {
+/// Receives rank 0's [`answer`]: the result, or an error when rank 0 failed.
+fn outcome<P: PointToPoint + ?Sized>(p: &P, what: &str, seq: u32) -> Result<Vec<u8>, P::Error> {
+    let mut msg = p.recv(0, tag(seq, 1))?;
     match msg.first() {
         Some(&OK) => {
             msg.remove(0);

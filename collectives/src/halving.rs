@@ -147,10 +147,7 @@ pub fn allreduce_halving_into<P: PointToPoint + ?Sized>(
     op: &dyn Fn(&mut [u8], &[u8]),
 ) -> Result<(), P::Error> {
     let h = Halving::new(p, send.len(), elem_size, "allreduce")?;
-    if send.len() != recv.len() {
-        let (s, r) = (send.len(), recv.len());
-        return Err(p.malformed(format!("allreduce: {s} bytes to send but {r} to receive into")));
-    }
+    crate::elementwise::same_length(p, send, recv)?;
     if p.size() == 1 {
         recv.copy_from_slice(send);
         return Ok(());

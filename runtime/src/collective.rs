@@ -7,7 +7,7 @@
 use crate::codec;
 use crate::communicator::Communicator;
 use crate::error::{Error, Result};
-use prun_collectives::{flat, tuning};
+use prun_collectives::flat;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -106,8 +106,8 @@ impl Communicator {
         } else {
             None
         };
-        // the same choice on every rank, which cannot know the values' sizes
-        let direct = self.shared_engine().crowded() && self.size() <= tuning::FLAT_MAX_RANKS;
+        // by the number of ranks alone (bytes 0): ranks cannot know each other's value sizes
+        let direct = self.direct(0);
         let mine = prun_collectives::scatter(&self.channel_for(&call), seq, root, blocks.as_deref(), direct)?;
         codec::decode(&mine, root, 0)
     }
@@ -134,7 +134,7 @@ impl Communicator {
         let mut call = self.begin("gather");
         call.root = Some(root);
         let seq = call.seq;
-        let direct = self.shared_engine().crowded() && self.size() <= tuning::FLAT_MAX_RANKS;
+        let direct = self.direct(0);
         let all = prun_collectives::gather(&self.channel_for(&call), seq, root, encode(value)?, direct)?;
         all.map(|blocks| blocks.iter().enumerate().map(|(r, b)| codec::decode(b, r, 0)).collect()).transpose()
     }

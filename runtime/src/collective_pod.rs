@@ -113,12 +113,13 @@ impl Communicator {
             native.scatter(root, send.map(bytemuck::cast_slice), recv);
             return Ok(());
         }
-        let large = recv.len() >= tuning::SCATTER_LARGE || self.direct(recv.len());
-        if large {
+        // straight from the root for large blocks, and for small ones where ranks outnumber cores
+        let direct = recv.len() >= tuning::SCATTER_LARGE || self.direct(recv.len());
+        if direct {
             let send = send.map(bytemuck::cast_slice);
             return in_place::scatter_into(&self.channel_for(&call), seq, root, send, recv);
         }
-        let got = prun_collectives::scatter(&self.channel_for(&call), seq, root, blocks.as_deref(), large)?;
+        let got = prun_collectives::scatter(&self.channel_for(&call), seq, root, blocks.as_deref(), direct)?;
         copy_exact("scatter_into", recv, &got)
     }
 
@@ -146,7 +147,8 @@ impl Communicator {
         let seq = call.seq;
         let send: &[u8] = bytemuck::cast_slice(send);
         call.len = Some(send.len());
-        let large = send.len() >= tuning::GATHER_LARGE || self.direct(send.len());
+        // straight to the root for large blocks, and for small ones where ranks outnumber cores
+        let direct = send.len() >= tuning::GATHER_LARGE || self.direct(send.len());
         #[cfg(feature = "mpi")]
         if let Some(native) = self.native()
             && self.rank() != root
@@ -155,10 +157,10 @@ impl Communicator {
             return Ok(());
         }
         if self.rank() != root {
-            if large {
+            if direct {
                 return in_place::gather_into(&self.channel_for(&call), seq, root, send, None);
             }
-            prun_collectives::gather(&self.channel_for(&call), seq, root, send.to_vec(), large)?;
+            prun_collectives::gather(&self.channel_for(&call), seq, root, send.to_vec(), direct)?;
             return Ok(());
         }
         let recv: &mut [u8] = bytemuck::cast_slice_mut(recv.ok_or_else(|| missing("gather_into"))?);
@@ -175,10 +177,10 @@ impl Communicator {
             native.gather(root, send, Some(recv));
             return Ok(());
         }
-        if large {
+        if direct {
             return in_place::gather_into(&self.channel_for(&call), seq, root, send, Some(recv));
         }
-        let blocks = prun_collectives::gather(&self.channel_for(&call), seq, root, send.to_vec(), large)?
+        let blocks = prun_collectives::gather(&self.channel_for(&call), seq, root, send.to_vec(), direct)?
             .ok_or_else(|| Error::Malformed("gather_into: the root received nothing".into()))?;
         for (dst, block) in recv.chunks_mut(send.len().max(1)).zip(&blocks) {
             copy_exact("gather_into", dst, block)?;
@@ -190,8 +192,8 @@ impl Communicator {
     ///
     /// **Collective.** Every `send` has the same length and every `recv` `size()` times that.
     /// Small buffers by recursive doubling or Bruck (to rank 0 and back out on 8 to 64 ranks
-    /// where some host runs more ranks than it has cores); large ones are received in place, by recursive doubling on four, eight,
-    /// sixteen... ranks and a ring on other counts.
+    /// where some host runs more ranks than it has cores); large ones are received in place, by
+    /// recursive doubling on four, eight, sixteen... ranks and a ring on other counts.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -246,9 +248,10 @@ impl Communicator {
     ///
     /// **Collective.** Every `send` has the same length; the root passes `Some(recv)` of that
     /// length. Small buffers up a binomial tree (straight to the root on 8 to 64 ranks where
-    /// some host runs more ranks than it has cores); for large ones a reduce-scatter then a gather to the root: around a ring on
-    /// two and three ranks, by recursive halving (Rabenseifner's) from four, each reduced segment
-    /// received straight into the root's `recv`.
+    /// some host runs more ranks than it has cores); for large ones a reduce-scatter then a
+    /// gather to the root: around a ring on two and three ranks, by recursive halving
+    /// (Rabenseifner's) from four, each reduced segment received straight into the root's
+    /// `recv`.
     ///
     /// ```
     /// use prun::Op;
