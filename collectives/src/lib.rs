@@ -44,5 +44,5 @@ pub use broadcast::broadcast;
 pub use elementwise::{allreduce_ring, reduce_scatter_gather};
 pub use gather::gather;
 pub use p2p::{PointToPoint, tag};
-pub use reduce::{Combine, allreduce, exscan, reduce, scan};
+pub use reduce::{Combine, allreduce, allreduce_doubling_into, exscan, reduce, scan};
 pub use scatter::scatter;

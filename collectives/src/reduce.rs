@@ -110,6 +110,74 @@ pub fn allreduce<P: PointToPoint + ?Sized>(
     Ok(acc)
 }
 
+/// As [`allreduce`], on buffers: every rank's `send` reduced in rank order into its `recv` (of
+/// the same length), with `op(acc, other)` setting `acc` to `op(acc, other)` element-wise.
+///
+/// The same recursive doubling, each round's partial result received into one scratch buffer
+/// rather than a fresh vector, so that a receive can be posted for it (read straight from the
+/// socket, see the runtime's hand-over) and nothing is allocated per round.
+///
+/// Errors: a transport error, or buffers of other lengths than this rank's (a peer's message of
+/// another length fails the receive).
+pub fn allreduce_doubling_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    send: &[u8],
+    recv: &mut [u8],
+    op: &dyn Fn(&mut [u8], &[u8]),
+) -> Result<(), P::Error> {
+    let (rank, size) = (p.rank(), p.size());
+    if rank >= size || send.len() != recv.len() {
+        let (s, r) = (send.len(), recv.len());
+        return Err(p.malformed(format!("allreduce: {s} bytes into {r} at rank {rank} of {size}")));
+    }
+    let pof2 = 1 << size.ilog2();
+    let folded = 2 * (size - pof2);
+    recv.copy_from_slice(send);
+    let mut theirs = vec![0u8; send.len()];
+    // `op` folds into its first argument: a lower partner's part goes first, into `theirs`,
+    // and the result is copied back
+    let lower_first = |theirs: &mut [u8], acc: &mut [u8]| {
+        op(theirs, acc);
+        acc.copy_from_slice(theirs);
+    };
+    let new_rank = if rank >= folded {
+        Some(rank - folded / 2)
+    } else if rank % 2 == 0 {
+        p.send(rank + 1, tag(seq, 0), recv)?;
+        None
+    } else {
+        p.recv_into(rank - 1, tag(seq, 0), &mut theirs)?;
+        lower_first(&mut theirs, recv);
+        Some(rank / 2)
+    };
+    if let Some(new_rank) = new_rank {
+        let (mut mask, mut round) = (1, 1);
+        while mask < pof2 {
+            let new_partner = new_rank ^ mask;
+            let partner =
+                if new_partner < folded / 2 { new_partner * 2 + 1 } else { new_partner + folded / 2 };
+            let t = tag(seq, round);
+            p.sendrecv_into(partner, t, recv, partner, t, &mut theirs)?;
+            if partner < rank {
+                lower_first(&mut theirs, recv);
+            } else {
+                op(recv, &theirs);
+            }
+            mask <<= 1;
+            round += 1;
+        }
+    }
+    if rank < folded {
+        if rank % 2 == 1 {
+            p.send(rank - 1, tag(seq, UNFOLD_ROUND), recv)?;
+        } else {
+            p.recv_into(rank + 1, tag(seq, UNFOLD_ROUND), recv)?;
+        }
+    }
+    Ok(())
+}
+
 /// Inclusive prefix reduction: rank `r` returns the combination of the `data` of ranks `0..=r`.
 ///
 /// Recursive doubling, `ceil(log2(size))` rounds: in round `k` a rank swaps its partial result
@@ -259,6 +327,39 @@ mod tests {
     }
 
     /// Rank order is kept by every operation, at every size and root, with concatenation.
+
+    /// The buffer version combines in rank order as the vector one does, for every size, with
+    /// a non-commutative operation, and refuses a buffer of another length.
+    #[test]
+    fn allreduce_doubling_into_matches_allreduce() {
+        let fold = |acc: &mut [u8], other: &[u8]| {
+            let out = affine(acc, other).expect("16-byte elements");
+            acc.copy_from_slice(&out);
+        };
+        let element = |r: usize, i: usize| -> [u8; 16] {
+            let mut e = [0u8; 16];
+            e[..8].copy_from_slice(&(3 + 2 * (r + i) as u64).to_le_bytes());
+            e[8..].copy_from_slice(&(7 * r as u64 + i as u64).to_le_bytes());
+            e
+        };
+        for size in SIZES {
+            for elems in [0, 1, 9] {
+                let data = |r: usize| (0..elems).flat_map(|i| element(r, i)).collect::<Vec<u8>>();
+                run(size, |p| {
+                    let want = allreduce(&p, 0, data(p.rank()), &mut affine).expect("allreduce");
+                    let mut got = vec![0xAA; want.len()];
+                    allreduce_doubling_into(&p, 1, &data(p.rank()), &mut got, &fold).expect("into");
+                    assert!(got == want, "size {size}, {elems} elements");
+                });
+            }
+        }
+        let out = run(3, |p| {
+            let len = if p.rank() == 1 { 32 } else { 16 };
+            allreduce_doubling_into(&p, 0, &vec![0; len], &mut vec![0; len], &fold).is_err()
+        });
+        assert!(out.iter().any(|&failed| failed), "a length mismatch went unnoticed");
+    }
+
     #[test]
     fn rank_order_with_concatenation() {
         for size in SIZES {

@@ -3,7 +3,7 @@
 
 use crate::activity::Activity;
 use crate::auth::{self, Credentials, HANDSHAKE_TIMEOUT};
-use crate::engine::{self, Engine};
+use crate::engine::Engine;
 use crate::env::JobEnv;
 use crate::error::{Error, Result};
 use crate::mailbox::Mailbox;
@@ -57,10 +57,12 @@ pub(crate) fn join(env: JobEnv, limit: u64, activity: Arc<Activity>) -> Result<(
         listeners.push(Endpoint::Tcp(std::net::SocketAddr::new(ip, 0)));
     }
     let mut endpoints = Vec::new();
+    mailbox.attach(crate::incoming::Incoming::new(limit)?);
+    crate::incoming::start(Arc::clone(&mailbox))?;
     for at in listeners {
         let listener = Listener::bind(&at).map_err(|e| failed(&format!("cannot listen at {at}"), e))?;
         endpoints.push(listener.endpoint().map_err(|e| failed("cannot read the socket's address", e))?);
-        engine::serve(listener, Arc::clone(&creds), Arc::clone(&mailbox), env.size, limit)?;
+        crate::incoming::serve(listener, Arc::clone(&creds), Arc::clone(&mailbox), env.size)?;
     }
     let peer = Peer { node: env.node, endpoints, crowded: crate::env::crowded(env.local_size) };
 

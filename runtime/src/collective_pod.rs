@@ -391,12 +391,20 @@ impl Communicator {
                 elementwise::allreduce_ring_into(&channel, seq, bytes, out, elem, &elementwise)
             };
         }
+        if !self.flat(bytes.len()) {
+            // recursive doubling, each round received straight into one scratch buffer
+            let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
+            let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
+            return prun_collectives::allreduce_doubling_into(
+                &self.channel_for(&call),
+                seq,
+                bytes,
+                out,
+                &elementwise,
+            );
+        }
         let mut combine = combiner::<T>(op, bytes.len());
-        let out = if self.flat(bytes.len()) {
-            flat::allreduce(&self.channel_for(&call), seq, bytes.to_vec(), &mut combine)?
-        } else {
-            prun_collectives::allreduce(&self.channel_for(&call), seq, bytes.to_vec(), &mut combine)?
-        };
+        let out = flat::allreduce(&self.channel_for(&call), seq, bytes.to_vec(), &mut combine)?;
         copy_exact("allreduce_into", bytemuck::cast_slice_mut(recv), &out)
     }
 }

@@ -1,23 +1,28 @@
 //! Received messages waiting to be matched, and what is known of each peer.
 //!
-//! Reader threads push messages here as they arrive; user calls match them by source, context
-//! and tag in arrival order (so messages of one sender and tag keep their order). A blocked
-//! receive sleeps on a condition variable and is woken by every arrival and every change in a
-//! peer's state, so waiting never burns a core.
+//! Messages are pushed here as they arrive; user calls match them by source, context and tag in
+//! arrival order (so messages of one sender and tag keep their order). A receive waiting for one
+//! source reads that source's connection itself when nobody else does
+//! ([`crate::incoming`]), woken by its socket or by any change here; any other blocked receive
+//! sleeps on a condition variable and is woken by every arrival and every change in a peer's
+//! state. So waiting never burns a core.
 //!
 //! A receive that knows where the payload goes ([`Mailbox::recv_placed`]) posts its buffer while
-//! it waits. A reader thread that reads the header of a large message for a posted receive does
-//! not read the payload itself: it hands its connection over ([`Mailbox::hand_over`]), the
-//! waiting receive reads the payload from the socket straight into its buffer and hands the
-//! connection back. So the payload is copied once on each side (into the kernel and out of it,
-//! at the same time on two cores), with no buffer allocated and no second copy in between.
+//! it waits. Whoever reads the header of a large message for a posted receive does not read the
+//! payload itself: it hands the connection over ([`Mailbox::hand_over`]), the receive reads the
+//! payload from the socket straight into its buffer and puts the connection back. So the payload
+//! is copied once on each side (into the kernel and out of it, at the same time on two cores),
+//! with no buffer allocated and no second copy in between.
 
 use crate::error::{Error, Result};
+use crate::incoming::{Conn, Incoming};
 use crate::transport::Stream;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::collections::VecDeque;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::SyncSender;
-use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 /// A received message.
@@ -68,14 +73,14 @@ impl Peer {
     }
 }
 
-/// A connection lent by its reader thread to a posted receive, in the middle of a payload.
+/// A connection handed by its reader to a posted receive, in the middle of a payload.
 pub(crate) struct Handoff {
     /// The connection, its next bytes the rest of the payload.
     pub stream: Box<dyn Stream>,
-    /// The payload's first bytes, which the reader thread had read before the receive came.
+    /// The payload's first bytes, which the reader had read before the receive came.
     pub prefix: Vec<u8>,
-    /// Where the connection goes back, with whether the payload was read whole.
-    pub back: SyncSender<(Box<dyn Stream>, bool)>,
+    /// Where the connection goes back ([`Incoming::release`]) once the payload is read.
+    pub conn: Arc<Conn>,
     /// Where the payload lies in the sender's memory, when it was lent rather than written
     /// (then `prefix` is empty).
     pub lent: Option<crate::lend::Lent>,
@@ -88,7 +93,7 @@ struct Post {
     context: u64,
     tag: u32,
     len: u64,
-    /// Set by a reader thread that hands over its connection.
+    /// Set by a reader that hands over its connection.
     handed: Option<Handoff>,
 }
 
@@ -116,6 +121,8 @@ struct State {
     /// Contexts nobody will receive on again (the last [`RETIRED`]), whose late messages are
     /// dropped on arrival rather than queued for ever.
     retired: VecDeque<u64>,
+    /// What wakes each receive that waits on a connection it reads itself, at every change.
+    wakers: Vec<Arc<EventFd>>,
 }
 
 /// How many retired contexts a mailbox remembers.
@@ -134,6 +141,15 @@ pub(crate) struct Mailbox {
     /// transport whose deliveries come from polling, to poll eagerly while someone waits).
     waiters: AtomicUsize,
     waker: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// The connections messages arrive on (none on MPI, or in a world of one).
+    incoming: OnceLock<Incoming>,
+}
+
+thread_local! {
+    /// What wakes this thread while it waits on a connection it reads itself (`None` if the
+    /// system would not make one: such a thread waits on the condition variable instead).
+    static WAKER: Option<Arc<EventFd>> =
+        EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).ok().map(Arc::new);
 }
 
 /// What objects to a queued message while a receive waits (see [`Mailbox::recv_checked`]).
@@ -163,11 +179,23 @@ impl Mailbox {
                 posts: Vec::new(),
                 next_post: 0,
                 retired: VecDeque::new(),
+                wakers: Vec::new(),
             }),
             changed: Condvar::new(),
             waiters: AtomicUsize::new(0),
             waker: OnceLock::new(),
+            incoming: OnceLock::new(),
         }
+    }
+
+    /// Sets the connections messages arrive on (once; later calls are ignored).
+    pub fn attach(&self, incoming: Incoming) {
+        let _ = self.incoming.set(incoming);
+    }
+
+    /// The connections messages arrive on, once attached.
+    pub fn incoming(&self) -> Option<&Incoming> {
+        self.incoming.get()
     }
 
     /// Sets what to call whenever a receive starts to block (once; later calls are ignored).
@@ -196,9 +224,26 @@ impl Mailbox {
     }
 
     fn update(&self, f: impl FnOnce(&mut State)) {
-        f(&mut self.lock());
+        let mut s = self.lock();
+        f(&mut s);
+        Self::changed(&s);
+        drop(s);
         self.generation.fetch_add(1, Ordering::Release);
         self.changed.notify_all();
+    }
+
+    /// Wakes the receives that read a connection themselves (the condition variable's sleepers
+    /// are the caller's to notify).
+    fn changed(s: &State) {
+        if s.wakers.is_empty() {
+            return;
+        }
+        // not this thread's own: it is not waiting while it changes something
+        let own = WAKER.with(|w| w.as_ref().map(Arc::as_ptr));
+        for w in s.wakers.iter().filter(|w| Some(Arc::as_ptr(w)) != own) {
+            // a full counter already wakes its thread
+            let _ = w.write(1);
+        }
     }
 
     /// Polls briefly for a change after `seen`; true if one happened.
@@ -325,16 +370,35 @@ impl Mailbox {
     }
 
     /// Waits, holding `s` between checks, until `ready` yields a value; fails when `bad` (if
-    /// given) objects to a queued message on `pat`'s context (from any source), or when nothing matching `pat` can
-    /// arrive any more. Counts as a blocked receive from its first miss on; with `spin`, polls
-    /// briefly before its first sleep. Returns the lock with the outcome.
+    /// given) objects to a queued message on `pat`'s context (from any source), or when nothing
+    /// matching `pat` can arrive any more. Counts as a blocked receive from its first miss on;
+    /// with `spin`, polls briefly before its first sleep. Waiting for one source, it reads that
+    /// source's connection itself whenever nobody else does. Returns the lock with the outcome.
     fn wait_for<'s, T>(
+        &'s self,
+        s: MutexGuard<'s, State>,
+        pat: &Pattern<'_>,
+        spin: bool,
+        bad: Option<&Objection<'_>>,
+        ready: impl FnMut(&mut State) -> Option<T>,
+    ) -> (MutexGuard<'s, State>, Result<T>) {
+        let mut registered = None;
+        let (mut s, outcome) = self.wait_loop(s, pat, spin, bad, ready, &mut registered);
+        if let Some(waker) = registered {
+            s.wakers.retain(|w| !Arc::ptr_eq(w, &waker));
+        }
+        (s, outcome)
+    }
+
+    /// [`Mailbox::wait_for`]'s loop; a waker it adds to the state is left in `registered`.
+    fn wait_loop<'s, T>(
         &'s self,
         mut s: MutexGuard<'s, State>,
         pat: &Pattern<'_>,
         spin: bool,
         bad: Option<&Objection<'_>>,
         mut ready: impl FnMut(&mut State) -> Option<T>,
+        registered: &mut Option<Arc<EventFd>>,
     ) -> (MutexGuard<'s, State>, Result<T>) {
         let mut spun = !spin;
         let mut _waiting = None;
@@ -360,10 +424,38 @@ impl Mailbox {
                 s = self.lock();
                 continue;
             }
+            if let Some(claim) = self.claim(&mut s, pat, registered) {
+                drop(s);
+                claim.wait(self);
+                s = self.lock();
+                continue;
+            }
             s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
         }
     }
 
+    /// Takes the connection of the one source `pat` waits for, if nobody reads it, with this
+    /// thread's waker added to the state (and left in `registered`) so that every change wakes
+    /// it. Called with the lock held, after the checks a change could make come out otherwise.
+    fn claim(
+        &self,
+        s: &mut State,
+        pat: &Pattern<'_>,
+        registered: &mut Option<Arc<EventFd>>,
+    ) -> Option<Claim<'_>> {
+        let src = pat.src.filter(|&src| src != self.rank)?;
+        let incoming = self.incoming.get()?;
+        let waker = match registered {
+            Some(w) => Arc::clone(w),
+            None => {
+                let w = WAKER.with(Clone::clone)?;
+                s.wakers.push(Arc::clone(&w));
+                registered.insert(w).clone()
+            }
+        };
+        let (conn, stream) = incoming.claim(src)?;
+        Some(Claim { incoming, conn, stream, waker })
+    }
     /// Waits up to `timeout` for a message matching `pat`; `Ok(None)` when none came.
     pub fn recv_timeout(&self, pat: &Pattern<'_>, timeout: Duration) -> Result<Option<Envelope>> {
         let deadline = Instant::now() + timeout;
@@ -404,6 +496,7 @@ impl Mailbox {
         match found {
             Some(i) if !queued(&s) => {
                 s.posts[i].handed = Some(handoff);
+                Self::changed(&s);
                 drop(s);
                 self.generation.fetch_add(1, Ordering::Release);
                 self.changed.notify_all();
@@ -436,24 +529,25 @@ impl Mailbox {
             let handed = s.posts.iter_mut().find(|p| p.id == id).and_then(|p| p.handed.take());
             handed.map(Err).or_else(|| Self::take(s, pat).map(Ok))
         };
-        // no polling for a large message: a reader thread of this process reads it (or hands
-        // it over), and polling would hold the core it needs (2 ranks on 2 cores, 1 MiB
-        // ping-pong: 120-175 us without polling, 225-265 us with 50 us of it)
-        let spin = len < crate::engine::HANDOFF_MIN;
+        // no polling for a large message: this receive or the progress thread reads it, and
+        // polling would hold the core the latter needs (2 ranks on 2 cores, 1 MiB ping-pong
+        // with a reader thread per connection: 120-175 us without polling, 225-265 with 50 us)
+        let spin = len < crate::incoming::HANDOFF_MIN;
         let (mut s, outcome) = self.wait_for(s, pat, spin, Some(&bad), ready);
         s.posts.retain(|p| p.id != id);
         drop(s);
         match outcome? {
             Ok(e) => Ok(Placed::Queued(e)),
-            Err(Handoff { mut stream, prefix, back, lent }) => {
+            Err(Handoff { mut stream, prefix, conn, lent }) => {
                 let read = match &lent {
                     Some(lent) => {
                         crate::lend::receive(&mut *stream, lent, &prefix, &mut [target.body, target.tail])
                     }
                     None => fill(target, &prefix, &mut *stream),
                 };
-                // the reader thread waits for its connection; if it is gone, so is the connection
-                let _ = back.send((stream, read.is_ok()));
+                if let Some(incoming) = self.incoming.get() {
+                    incoming.release(self, &conn, stream, read.is_ok());
+                }
                 read.map(|()| Placed::InPlace).map_err(|e| Error::PeerLost {
                     rank: src,
                     reason: self
@@ -480,6 +574,39 @@ impl Mailbox {
             return Ok(Some((e.src, e.tag, e.data.len())));
         }
         self.hopeless(&s, pat).map_or(Ok(None), Err)
+    }
+}
+
+/// A connection a receive took to read itself, and what wakes it when anything else changes.
+struct Claim<'m> {
+    incoming: &'m Incoming,
+    conn: Arc<Conn>,
+    stream: Box<dyn Stream>,
+    waker: Arc<EventFd>,
+}
+
+impl Claim<'_> {
+    /// Waits until the connection has something to read, then reads and delivers one frame;
+    /// or until the mailbox changes. Puts the connection back either way.
+    ///
+    /// The waker is emptied only when it woke the wait: a count left from before is at worst
+    /// one needless round of the caller's checks, never a missed change, since every change
+    /// is written under the lock the caller made its checks under.
+    fn wait(self, mailbox: &Mailbox) {
+        let Claim { incoming, conn, stream, waker } = self;
+        let mut fds =
+            [PollFd::new(stream.as_fd(), PollFlags::POLLIN), PollFd::new(waker.as_fd(), PollFlags::POLLIN)];
+        let polled = nix::poll::poll(&mut fds, PollTimeout::NONE);
+        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+        let (readable, woken) = (polled.is_ok() && ready(&fds[0]), polled.is_ok() && ready(&fds[1]));
+        if woken {
+            let _ = waker.read();
+        }
+        if readable {
+            incoming.read_one(mailbox, &conn, stream);
+        } else {
+            incoming.release(mailbox, &conn, stream, true);
+        }
     }
 }
 
@@ -562,26 +689,36 @@ mod tests {
         assert!(matches!(any, Err(Error::AllPeersGone)), "{any:?}");
     }
 
-    /// A large message's payload goes straight into a posted receive's buffer, prefix first;
-    /// without such a receive, or to one of another length or tag, it is refused.
+    /// A mailbox with one open connection from rank 1, taken as its reader would take it.
+    fn reading_from_one() -> (Arc<Mailbox>, std::os::unix::net::UnixStream, Arc<Conn>, Box<dyn Stream>) {
+        use std::os::unix::net::UnixStream;
+        let m = Arc::new(Mailbox::new(0, 2, Duration::ZERO));
+        m.attach(Incoming::new(1 << 30).expect("epoll"));
+        m.handshake_started(1);
+        m.handshake_ended(1, true);
+        let (writer, reader) = UnixStream::pair().expect("pair");
+        let incoming = m.incoming().expect("attached");
+        incoming.add(1, Box::new(reader)).expect("add");
+        let (conn, stream) = incoming.claim(1).expect("idle");
+        (m, writer, conn, stream)
+    }
+
+    /// A large message's payload goes straight into a posted receive's buffer, prefix first,
+    /// and the connection is put back for the next reader; without such a receive, or to one of
+    /// another length or tag, it is refused.
     #[test]
     fn hand_over_reads_into_a_posted_receive() {
         use std::io::Write;
-        use std::os::unix::net::UnixStream;
-        let m = Arc::new(Mailbox::new(0, 2, Duration::ZERO));
-        m.handshake_started(1);
-        m.handshake_ended(1, true);
-        let (back, returned) = std::sync::mpsc::sync_channel(1);
-        let (mut writer, reader) = UnixStream::pair().expect("pair");
+        let (m, mut writer, conn, reader) = reading_from_one();
         let lend = |prefix: Vec<u8>, stream: Box<dyn Stream>| Handoff {
             stream,
             prefix,
-            back: back.clone(),
+            conn: Arc::clone(&conn),
             lent: None,
         };
 
         // nobody waits: the handoff comes back
-        let refused = m.hand_over(1, 0, 5, 10, lend(Vec::new(), Box::new(reader))).expect_err("no receive");
+        let refused = m.hand_over(1, 0, 5, 10, lend(Vec::new(), reader)).expect_err("no receive");
         let reader = refused.stream;
 
         let m2 = Arc::clone(&m);
@@ -603,33 +740,26 @@ mod tests {
             std::thread::yield_now();
         }
         writer.write_all(b"efghij").expect("write");
-        let (_, whole) = returned.recv().expect("connection back");
-        assert!(whole);
         let (placed, body, tail) = waiter.join().expect("waiter");
         assert!(placed.expect("received"), "not in place");
         assert_eq!((&body, &tail), (b"abcdefg", b"hij"));
+        assert!(m.incoming().expect("attached").claim(1).is_some(), "the connection was not put back");
     }
 
     /// A connection that ends in the middle of a payload fails the receive reading it (with
-    /// the peer named), and tells the reader thread the connection is no good.
+    /// the peer named), and is closed rather than put back.
     #[test]
     fn a_connection_ending_mid_payload_fails_the_posted_receive() {
         use std::io::Write;
-        use std::os::unix::net::UnixStream;
-        let m = Arc::new(Mailbox::new(0, 2, Duration::ZERO));
-        m.handshake_started(1);
-        m.handshake_ended(1, true);
-        let (back, returned) = std::sync::mpsc::sync_channel(1);
-        let (mut writer, reader) = UnixStream::pair().expect("pair");
+        let (m, mut writer, conn, mut reader) = reading_from_one();
         let m2 = Arc::clone(&m);
         let waiter = std::thread::spawn(move || {
             let mut body = [0u8; 100];
             let pat = Pattern { src: Some(1), group: None, context: 7, tag: Some(2) };
             m2.recv_placed(&pat, Target { body: &mut body, tail: &mut [] }, |_| None)
         });
-        let mut reader: Box<dyn Stream> = Box::new(reader);
         loop {
-            let handoff = Handoff { stream: reader, prefix: Vec::new(), back: back.clone(), lent: None };
+            let handoff = Handoff { stream: reader, prefix: Vec::new(), conn: Arc::clone(&conn), lent: None };
             reader = match m.hand_over(1, 7, 2, 100, handoff) {
                 Ok(()) => break,
                 Err(h) => h.stream,
@@ -638,9 +768,57 @@ mod tests {
         }
         writer.write_all(&[1; 40]).expect("write");
         drop(writer);
-        let (_, whole) = returned.recv().expect("connection back");
-        assert!(!whole, "a short payload counted as whole");
         let got = waiter.join().expect("waiter");
         assert!(matches!(got, Err(Error::PeerLost { rank: 1, .. })), "{got:?}");
+        assert!(m.incoming().expect("attached").claim(1).is_none(), "a failed connection was put back");
+    }
+
+    /// A receive waiting for one source reads that source's connection itself, and still sees
+    /// a message from another source that objects to its wait.
+    #[test]
+    fn a_receive_reads_its_source_itself_and_hears_the_others() {
+        use std::io::Write;
+        let m = Arc::new(Mailbox::new(0, 3, Duration::ZERO));
+        m.attach(Incoming::new(1 << 30).expect("epoll"));
+        for src in [1, 2] {
+            m.handshake_started(src);
+            m.handshake_ended(src, true);
+        }
+        let (mut writer, reader) = std::os::unix::net::UnixStream::pair().expect("pair");
+        m.incoming().expect("attached").add(1, Box::new(reader)).expect("add");
+        // no progress thread runs: only the receive itself can read the connection
+        let m2 = Arc::clone(&m);
+        let first = std::thread::spawn(move || {
+            m2.recv(&Pattern { src: Some(1), group: None, context: 3, tag: Some(4) }).map(|e| e.data)
+        });
+        let frame = |tag: u32, payload: &[u8]| {
+            let mut out = Vec::new();
+            crate::wire::write_parts(&mut out, crate::wire::KIND_DATA, 3, tag, &[payload]).expect("frame");
+            out
+        };
+        // another tag first: queued on the way to the one wanted
+        writer.write_all(&frame(9, b"other")).expect("write");
+        writer.write_all(&frame(4, b"mine")).expect("write");
+        assert_eq!(first.join().expect("thread").expect("received"), b"mine");
+        assert_eq!(
+            m.try_recv(&Pattern { src: Some(1), group: None, context: 3, tag: Some(9) })
+                .expect("t")
+                .map(|e| e.data),
+            Some(b"other".to_vec())
+        );
+
+        // rank 2's message, pushed while the receive waits on rank 1's socket, wakes it
+        let m2 = Arc::clone(&m);
+        let second = std::thread::spawn(move || {
+            let pat = Pattern { src: Some(1), group: None, context: 3, tag: Some(4) };
+            m2.recv_checked(&pat, |e| (e.src == 2).then_some(Error::AllPeersGone))
+        });
+        while m.waiters.load(Ordering::Acquire) == 0 {
+            std::thread::yield_now();
+        }
+        m.push(Envelope { src: 2, context: 3, tag: 4, data: vec![1] });
+        let got = second.join().expect("thread");
+        assert!(matches!(got, Err(Error::AllPeersGone)), "{got:?}");
+        assert!(m.incoming().expect("attached").claim(1).is_some(), "the connection was not put back");
     }
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -53,8 +54,8 @@ impl FromStr for Endpoint {
     }
 }
 
-/// A connected, reliable, ordered byte stream.
-pub trait Stream: Read + Write + Send + Sync {
+/// A connected, reliable, ordered byte stream, with a file descriptor to wait on.
+pub trait Stream: Read + Write + AsFd + Send + Sync {
     /// A second handle on the same connection (one thread reads while another writes).
     fn try_clone_box(&self) -> io::Result<Box<dyn Stream>>;
     /// Sets a timeout on reads; `None` blocks indefinitely.

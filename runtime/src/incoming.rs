@@ -1,0 +1,491 @@
+//! Incoming connections: accepted, authenticated, then read by whoever needs them first.
+//!
+//! Messages *from* a peer arrive on the connection the peer opened. A rank does not give each
+//! such connection a thread of its own: one progress thread waits on all of them at once (an
+//! epoll set, each connection armed for one event at a time) and delivers what arrives into the
+//! [`Mailbox`]. But a receive that waits for one source does not wait for the progress thread:
+//! it *claims* that source's connection (takes it out of the set) and reads it itself, so the
+//! message wakes the thread that wants it and no other. Where ranks share cores, every wake-up
+//! is a trip through the scheduler: a token passed around 8 processes on 2 cores over Unix
+//! sockets took 27-34 us a hop read by its receiver, 52-53 us through a reader thread and a
+//! condition variable.
+//!
+//! Whoever holds a connection (the progress thread or a claiming receive) owns it until it puts
+//! it back ([`Incoming::release`]), which re-arms it in the set, so every byte is read by one
+//! thread and in order. The progress thread keeps reading whatever nobody claims, so a send
+//! never waits for its receiver to call `recv`, and large messages are still handed over to a
+//! receive posted for them ([`Mailbox::hand_over`]) so that their payload is copied once.
+
+use crate::auth::{self, Credentials, HANDSHAKE_TIMEOUT};
+use crate::error::{Error, Result};
+use crate::lend;
+use crate::log::debug;
+use crate::mailbox::{Envelope, Handoff, Mailbox};
+use crate::transport::{Listener, Stream};
+use crate::wire::{self, Header, KIND_DATA, KIND_LEND};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// Messages of at least this many bytes are read by a receive posted for them, straight into its
+/// buffer (see [`Mailbox::hand_over`]); shorter ones are queued whole, which costs less than
+/// the hand-over's wake-up.
+pub(crate) const HANDOFF_MIN: u64 = 16 * 1024;
+
+/// A large message is read in pieces of this many bytes while no receive is posted for it,
+/// so that one posted meanwhile takes over after at most one piece.
+const HANDOFF_PIECE: u64 = 256 * 1024;
+
+/// One authenticated connection from a peer.
+pub(crate) struct Conn {
+    /// The peer's rank.
+    pub src: usize,
+    /// Its index among the incoming connections.
+    index: usize,
+    slot: Mutex<Slot>,
+}
+
+/// Who may read a connection now.
+struct Slot {
+    /// The connection while nobody reads it; `None` while the progress thread or a receive
+    /// does (or once it closed).
+    stream: Option<Box<dyn Stream>>,
+    /// How many times it was armed in the epoll set. An event carries the count it was armed
+    /// with: one from before the connection was last read (by a receive that claimed it while
+    /// the event waited) is stale, and reading on it would block the progress thread.
+    arms: u32,
+    /// The header of a large message a claiming receive read but left for the progress thread
+    /// (one nobody had posted a buffer for), whose payload comes next.
+    pending: Option<Header>,
+}
+
+impl Conn {
+    fn slot(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Arms the connection for its next event; called with its slot locked.
+    fn arm(&self, slot: &mut Slot, epoll: &Epoll, stream: &dyn Stream) -> nix::Result<()> {
+        slot.arms = slot.arms.wrapping_add(1);
+        let key = self.index as u64 | u64::from(slot.arms) << 32;
+        epoll
+            .modify(stream.as_fd(), &mut EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLONESHOT, key))
+    }
+}
+
+/// The incoming connections of one rank.
+pub(crate) struct Incoming {
+    epoll: Epoll,
+    /// Every open connection, by token (closed ones leave `None`).
+    conns: Mutex<Vec<Option<Arc<Conn>>>>,
+    /// The longest message accepted.
+    limit: u64,
+}
+
+/// Who reads a frame.
+enum Reader {
+    /// The progress thread, with the header a receive read already, if it did.
+    Progress(Option<Header>),
+    /// A receive that claimed the connection.
+    Receive,
+}
+
+/// What reading one frame did with the connection.
+enum Read1 {
+    /// The frame was delivered; the connection is the reader's again.
+    Kept(Box<dyn Stream>),
+    /// A receive read the header of a large message nobody posted for, and leaves the rest to
+    /// the progress thread.
+    Left(Box<dyn Stream>, Header),
+    /// A receive posted for the message took the connection to read the payload itself; it
+    /// puts the connection back when done.
+    HandedOver,
+    /// The connection closed or failed (and is closed now).
+    Closed,
+}
+
+impl Incoming {
+    /// An empty set, for messages of at most `limit` bytes.
+    pub fn new(limit: u64) -> Result<Incoming> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+            .map_err(|e| Error::io("creating the epoll set", e.into()))?;
+        Ok(Incoming { epoll, conns: Mutex::new(Vec::new()), limit })
+    }
+
+    fn conns(&self) -> MutexGuard<'_, Vec<Option<Arc<Conn>>>> {
+        self.conns.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds an authenticated connection from `src`, armed for the progress thread.
+    pub fn add(&self, src: usize, stream: Box<dyn Stream>) -> std::io::Result<()> {
+        let mut conns = self.conns();
+        let index = conns.iter().position(Option::is_none).unwrap_or(conns.len());
+        let conn =
+            Arc::new(Conn { src, index, slot: Mutex::new(Slot { stream: None, arms: 0, pending: None }) });
+        let mut slot = conn.slot();
+        self.epoll.add(stream.as_fd(), EpollEvent::new(EpollFlags::empty(), index as u64))?;
+        conn.arm(&mut slot, &self.epoll, &*stream)?;
+        slot.stream = Some(stream);
+        drop(slot);
+        if index == conns.len() {
+            conns.push(Some(conn));
+        } else {
+            conns[index] = Some(conn);
+        }
+        Ok(())
+    }
+
+    /// Takes an idle connection from `src` out of the set, for a receive that waits for it to
+    /// read it itself; `None` when there is none (not opened yet, or being read).
+    pub fn claim(&self, src: usize) -> Option<(Arc<Conn>, Box<dyn Stream>)> {
+        let conns = self.conns();
+        conns.iter().flatten().filter(|c| c.src == src).find_map(|c| {
+            let mut slot = c.slot();
+            if slot.pending.is_some() {
+                return None;
+            }
+            let stream = slot.stream.take()?;
+            drop(slot);
+            // disarmed, so that its next message wakes the claiming receive only; should this
+            // fail, the progress thread may wake for it once and finds the slot empty
+            let _ = self.epoll.modify(stream.as_fd(), &mut EpollEvent::new(EpollFlags::empty(), 0));
+            Some((Arc::clone(c), stream))
+        })
+    }
+
+    /// Puts a connection back after reading from it, armed again (at once ready if more has
+    /// arrived meanwhile); or, when it failed (`ok` false), closes it.
+    pub fn release(&self, mailbox: &Mailbox, conn: &Conn, stream: Box<dyn Stream>, ok: bool) {
+        if ok { self.put_back(mailbox, conn, stream, None) } else { self.close(mailbox, conn, stream) }
+    }
+
+    /// Puts a connection back, armed, with the header of a message whose payload is still to
+    /// be read, if any.
+    fn put_back(&self, mailbox: &Mailbox, conn: &Conn, stream: Box<dyn Stream>, pending: Option<Header>) {
+        let mut slot = conn.slot();
+        slot.pending = pending;
+        // armed while the slot is locked: the event this may raise at once waits for the
+        // connection to be in its slot, where the progress thread finds it
+        if let Err(e) = conn.arm(&mut slot, &self.epoll, &*stream) {
+            debug!("cannot re-arm the connection from rank {}: {e}", conn.src);
+            drop(slot);
+            return self.close(mailbox, conn, stream);
+        }
+        slot.stream = Some(stream);
+    }
+
+    fn close(&self, mailbox: &Mailbox, conn: &Conn, stream: Box<dyn Stream>) {
+        let _ = self.epoll.delete(stream.as_fd());
+        drop(stream);
+        if let Some(entry) = self.conns().get_mut(conn.index) {
+            *entry = None;
+        }
+        mailbox.connection_closed(conn.src);
+    }
+
+    /// Reads one frame from a connection taken by a receive that waited for it, and delivers
+    /// it (to that receive's post, for a large message it posted for), then puts the connection
+    /// back unless a receive took it.
+    pub fn read_one(&self, mailbox: &Mailbox, conn: &Arc<Conn>, stream: Box<dyn Stream>) {
+        match self.read_frame(mailbox, conn, stream, Reader::Receive) {
+            Read1::Kept(stream) => self.release(mailbox, conn, stream, true),
+            Read1::Left(stream, header) => self.put_back(mailbox, conn, stream, Some(header)),
+            Read1::HandedOver | Read1::Closed => {}
+        }
+    }
+
+    /// Reads one frame from `stream` (the rest of one, after `pending`'s header) and delivers
+    /// it.
+    fn read_frame(
+        &self,
+        mailbox: &Mailbox,
+        conn: &Arc<Conn>,
+        mut stream: Box<dyn Stream>,
+        reader: Reader,
+    ) -> Read1 {
+        let src = conn.src;
+        let read = match reader {
+            Reader::Progress(Some(header)) => Ok(Some(header)),
+            _ => wire::read_header(&mut *stream, self.limit),
+        };
+        let header = match read {
+            Ok(Some(h)) if h.kind == KIND_DATA => h,
+            Ok(Some(h)) if h.kind == KIND_LEND => {
+                return match read_lent(stream, &h, conn, mailbox) {
+                    Delivered::Kept(s) => Read1::Kept(s),
+                    Delivered::HandedOver => Read1::HandedOver,
+                    Delivered::Failed(s) => self.closed(mailbox, conn, s),
+                };
+            }
+            Ok(Some(h)) => {
+                debug!("rank {src} sent a frame of kind {}; closing its connection", h.kind);
+                return self.closed(mailbox, conn, stream);
+            }
+            Ok(None) => return self.closed(mailbox, conn, stream),
+            Err(e) => {
+                debug!("connection from rank {src} failed: {e}");
+                return self.closed(mailbox, conn, stream);
+            }
+        };
+        if header.len >= HANDOFF_MIN {
+            if let Reader::Receive = reader {
+                // straight to a receive posted for it (most likely the reader's own); or else
+                // into a vector by the progress thread, not by a receive that waits for another
+                // message: a vector it allocates and frees churns its thread's heap (glibc gives
+                // the main thread's back to the system and takes it again, a 64 KiB allreduce at
+                // 8 ranks 30% slower)
+                let handoff = Handoff { stream, prefix: Vec::new(), conn: Arc::clone(conn), lent: None };
+                return match mailbox.hand_over(src, header.context, header.tag, header.len, handoff) {
+                    Ok(()) => Read1::HandedOver,
+                    Err(h) => Read1::Left(h.stream, header),
+                };
+            }
+            return match read_large(stream, &header, conn, mailbox) {
+                Delivered::Kept(s) => Read1::Kept(s),
+                Delivered::HandedOver => Read1::HandedOver,
+                Delivered::Failed(s) => self.closed(mailbox, conn, s),
+            };
+        }
+        match wire::read_payload(&mut *stream, &header) {
+            Ok(data) => {
+                let (context, tag) = (header.context, header.tag);
+                mailbox.push(Envelope { src, context, tag, data });
+                Read1::Kept(stream)
+            }
+            Err(e) => {
+                debug!("connection from rank {src} failed: {e}");
+                self.closed(mailbox, conn, stream)
+            }
+        }
+    }
+
+    fn closed(&self, mailbox: &Mailbox, conn: &Conn, stream: Box<dyn Stream>) -> Read1 {
+        self.close(mailbox, conn, stream);
+        Read1::Closed
+    }
+
+    /// The progress thread: reads every connection nobody claimed, one frame per event.
+    fn progress(mailbox: &Mailbox, incoming: &Incoming) {
+        let mut events = vec![EpollEvent::empty(); 64];
+        loop {
+            let n = match incoming.epoll.wait(&mut events, EpollTimeout::NONE) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => {
+                    debug!("waiting for incoming messages failed: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    continue;
+                }
+            };
+            for event in &events[..n] {
+                let (index, arms) = (event.data() as u32 as usize, (event.data() >> 32) as u32);
+                let Some(conn) = incoming.conns().get(index).and_then(Clone::clone) else {
+                    continue;
+                };
+                // a receive that claimed the connection reads it, and re-arms it when done; an
+                // event from before its last read may have nothing to read
+                let (stream, pending) = {
+                    let mut slot = conn.slot();
+                    if slot.arms != arms {
+                        continue;
+                    }
+                    (slot.stream.take(), slot.pending.take())
+                };
+                let Some(stream) = stream else { continue };
+                match incoming.read_frame(mailbox, &conn, stream, Reader::Progress(pending)) {
+                    Read1::Kept(stream) => incoming.release(mailbox, &conn, stream, true),
+                    Read1::Left(stream, header) => incoming.put_back(mailbox, &conn, stream, Some(header)),
+                    Read1::HandedOver | Read1::Closed => {}
+                }
+            }
+        }
+    }
+}
+
+/// Starts the progress thread of `mailbox`'s incoming connections.
+pub(crate) fn start(mailbox: Arc<Mailbox>) -> Result<()> {
+    std::thread::Builder::new()
+        .name("prun-progress".into())
+        .spawn(move || {
+            if let Some(incoming) = mailbox.incoming() {
+                Incoming::progress(&mailbox, incoming);
+            }
+        })
+        .map(drop)
+        .map_err(|e| Error::io("starting the progress thread", e))
+}
+
+/// Accepts connections from peers on `listener` for as long as the process lives, each
+/// authenticated on a thread of its own, then added to `mailbox`'s incoming connections.
+pub(crate) fn serve(
+    listener: Listener,
+    creds: Arc<Credentials>,
+    mailbox: Arc<Mailbox>,
+    size: usize,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name("prun-accept".into())
+        .spawn(move || {
+            loop {
+                match listener.accept() {
+                    Ok(stream) => {
+                        let (creds, mailbox) = (Arc::clone(&creds), Arc::clone(&mailbox));
+                        let spawned = std::thread::Builder::new()
+                            .name("prun-handshake".into())
+                            .spawn(move || admit(stream, &creds, &mailbox, size));
+                        if let Err(e) = spawned {
+                            debug!("cannot start a handshake thread: {e}");
+                        }
+                    }
+                    Err(e) => {
+                        debug!("accept failed: {e}");
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| Error::io("starting the accept thread", e))
+}
+
+/// Authenticates one incoming connection, then adds it to the set.
+fn admit(mut stream: Box<dyn Stream>, creds: &Credentials, mailbox: &Mailbox, size: usize) {
+    let claimed = std::cell::Cell::new(None);
+    let accepted = std::cell::Cell::new(false);
+    let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+    let verdict = auth::server(
+        &mut *stream,
+        creds,
+        |id| {
+            let ok = (id as usize) < size;
+            if ok {
+                mailbox.handshake_started(id as usize);
+                claimed.set(Some(id as usize));
+            }
+            ok
+        },
+        |id| {
+            accepted.set(true);
+            mailbox.handshake_ended(id as usize, true);
+        },
+    );
+    let src = match verdict {
+        Ok(id) => id as usize,
+        Err(e) => {
+            match (claimed.get(), accepted.get()) {
+                (Some(id), false) => mailbox.handshake_ended(id, false),
+                (Some(id), true) => mailbox.connection_closed(id),
+                (None, _) => {}
+            }
+            debug!("refused a connection: {e}");
+            return;
+        }
+    };
+    let added = stream
+        .set_read_timeout(None)
+        .and_then(|()| mailbox.incoming().ok_or_else(|| std::io::Error::other("no progress thread")))
+        .and_then(|incoming| incoming.add(src, stream));
+    if let Err(e) = added {
+        debug!("cannot read the connection from rank {src}: {e}");
+        mailbox.connection_closed(src);
+    }
+}
+
+/// What became of a connection while one large message was read from it.
+enum Delivered {
+    /// The message was delivered; the connection is the reader's again.
+    Kept(Box<dyn Stream>),
+    /// A receive posted for it took the connection, and puts it back when done.
+    HandedOver,
+    /// The connection failed mid-message.
+    Failed(Box<dyn Stream>),
+}
+
+/// Delivers a large message from `conn` whose `header` was just read: in pieces into a vector,
+/// unless a receive posted for it comes, which then takes the connection and reads the rest
+/// straight into its buffer.
+fn read_large(
+    mut stream: Box<dyn Stream>,
+    header: &Header,
+    conn: &Arc<Conn>,
+    mailbox: &Mailbox,
+) -> Delivered {
+    let (src, context, tag, len) = (conn.src, header.context, header.tag, header.len);
+    let mut prefix = Vec::new();
+    loop {
+        let handoff = Handoff { stream, prefix, conn: Arc::clone(conn), lent: None };
+        match mailbox.hand_over(src, context, tag, len, handoff) {
+            Ok(()) => return Delivered::HandedOver,
+            Err(h) => (stream, prefix) = (h.stream, h.prefix),
+        }
+        let have = prefix.len() as u64;
+        if have == len {
+            mailbox.push(Envelope { src, context, tag, data: prefix });
+            return Delivered::Kept(stream);
+        }
+        if prefix.capacity() == 0 {
+            // `len` passed the limit check, so it is a length this process may allocate
+            let Ok(total) = usize::try_from(len) else { return Delivered::Failed(stream) };
+            prefix.reserve_exact(total);
+        }
+        let piece = (len - have).min(HANDOFF_PIECE);
+        match (&mut *stream).take(piece).read_to_end(&mut prefix) {
+            Ok(n) if n as u64 == piece => {}
+            result => {
+                debug!("connection from rank {src} failed mid-message: {result:?}");
+                return Delivered::Failed(stream);
+            }
+        }
+    }
+}
+
+/// Delivers a lent message from `conn` whose `header` was just read ([`crate::lend`]), as
+/// [`read_large`] does a written one: copied from the sender's memory in pieces into a vector,
+/// unless a receive posted for it comes, which then copies the rest straight into its buffer.
+fn read_lent(mut stream: Box<dyn Stream>, header: &Header, conn: &Arc<Conn>, mailbox: &Mailbox) -> Delivered {
+    let (src, context, tag, len) = (conn.src, header.context, header.tag, header.len);
+    let mut lent = match lend::read(&mut *stream, header) {
+        Ok(lent) => lent,
+        Err(e) => {
+            debug!("rank {src} lent a message badly: {e}");
+            return Delivered::Failed(stream);
+        }
+    };
+    // `len` passed the limit check, so it is a length this process may allocate
+    let Ok(total) = usize::try_from(len) else { return Delivered::Failed(stream) };
+    let readable = lend::readable(&*stream, &lent);
+    let mut prefix = Vec::new();
+    loop {
+        let handoff = Handoff { stream, prefix, conn: Arc::clone(conn), lent: Some(lent) };
+        match mailbox.hand_over(src, context, tag, len, handoff) {
+            Ok(()) => return Delivered::HandedOver,
+            Err(h) => match h.lent {
+                Some(l) => (stream, prefix, lent) = (h.stream, h.prefix, l),
+                None => return Delivered::Failed(h.stream),
+            },
+        }
+        if prefix.len() == total || !readable {
+            break;
+        }
+        let have = prefix.len();
+        let piece = (total - have).min(HANDOFF_PIECE as usize);
+        prefix.resize(have + piece, 0);
+        if !lend::pull(&lent, have, &mut [&mut prefix[have..]]) {
+            break;
+        }
+    }
+    let done = if readable && prefix.len() == total {
+        lend::accept(&mut *stream)
+    } else {
+        // the sender writes the whole payload on the connection
+        prefix.resize(total, 0);
+        lend::refuse(&mut *stream).and_then(|()| stream.read_exact(&mut prefix))
+    };
+    if let Err(e) = done {
+        debug!("connection from rank {src} failed mid-message: {e}");
+        return Delivered::Failed(stream);
+    }
+    mailbox.push(Envelope { src, context, tag, data: prefix });
+    Delivered::Kept(stream)
+}
