@@ -279,26 +279,32 @@ impl Incoming {
                 }
             };
             for event in &events[..n] {
-                let (index, arms) = (event.data() as u32 as usize, (event.data() >> 32) as u32);
-                let Some(conn) = incoming.conns().get(index).and_then(Clone::clone) else {
-                    continue;
-                };
-                // a receive that claimed the connection reads it, and re-arms it when done; an
-                // event from before its last read may have nothing to read
-                let (stream, pending) = {
-                    let mut slot = conn.slot();
-                    if slot.arms != arms {
-                        continue;
-                    }
-                    (slot.stream.take(), slot.pending.take())
-                };
-                let Some(stream) = stream else { continue };
-                match incoming.read_frame(mailbox, &conn, stream, Reader::Progress(pending)) {
-                    Read1::Kept(stream) => incoming.release(mailbox, &conn, stream, true),
-                    Read1::Left(stream, header) => incoming.put_back(mailbox, &conn, stream, Some(header)),
-                    Read1::HandedOver | Read1::Closed => {}
-                }
+                incoming.on_event(mailbox, event.data());
             }
+        }
+    }
+
+    /// Handles one event of the set (`key`: a connection's index, and its arm count then):
+    /// reads one frame from that connection unless a receive holds it or has read it since.
+    fn on_event(&self, mailbox: &Mailbox, key: u64) {
+        let (index, arms) = (key as u32 as usize, (key >> 32) as u32);
+        let Some(conn) = self.conns().get(index).and_then(Clone::clone) else {
+            return;
+        };
+        // a receive that claimed the connection reads it, and re-arms it when done; an event
+        // from before its last read may have nothing to read
+        let (stream, pending) = {
+            let mut slot = conn.slot();
+            if slot.arms != arms {
+                return;
+            }
+            (slot.stream.take(), slot.pending.take())
+        };
+        let Some(stream) = stream else { return };
+        match self.read_frame(mailbox, &conn, stream, Reader::Progress(pending)) {
+            Read1::Kept(stream) => self.release(mailbox, &conn, stream, true),
+            Read1::Left(stream, header) => self.put_back(mailbox, &conn, stream, Some(header)),
+            Read1::HandedOver | Read1::Closed => {}
         }
     }
 }
@@ -488,4 +494,57 @@ fn read_lent(mut stream: Box<dyn Stream>, header: &Header, conn: &Arc<Conn>, mai
     }
     mailbox.push(Envelope { src, context, tag, data: prefix });
     Delivered::Kept(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mailbox::Pattern;
+    use std::io::Write;
+    use std::time::Duration;
+
+    /// An event raised before a receive claimed and read the connection finds nothing to read
+    /// then; the progress thread must drop it, not block on the empty connection (and with it
+    /// every other connection), and must still read what arrives later.
+    #[test]
+    fn a_stale_event_does_not_block_the_progress_thread() {
+        let m = Arc::new(Mailbox::new(0, 2, Duration::ZERO));
+        m.attach(Incoming::new(1 << 20).expect("epoll"));
+        m.handshake_started(1);
+        m.handshake_ended(1, true);
+        let (mut writer, reader) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let incoming = m.incoming().expect("attached");
+        incoming.add(1, Box::new(reader)).expect("add");
+        let frame = |tag: u32| {
+            let mut out = Vec::new();
+            wire::write_parts(&mut out, KIND_DATA, 0, tag, &[b"x"]).expect("frame");
+            out
+        };
+        let pat = |tag| Pattern { src: Some(1), group: None, context: 0, tag: Some(tag) };
+
+        writer.write_all(&frame(1)).expect("write");
+        let mut events = [EpollEvent::empty(); 4];
+        let n = incoming.epoll.wait(&mut events, EpollTimeout::from(1000u16)).expect("wait");
+        assert_eq!(n, 1, "no event for the message");
+        let stale = events[0].data();
+        // a receive claims the connection and reads the message itself
+        assert_eq!(m.recv(&pat(1)).expect("received").data, b"x");
+
+        let (done, finished) = std::sync::mpsc::channel();
+        let m2 = Arc::clone(&m);
+        std::thread::spawn(move || {
+            m2.incoming().expect("attached").on_event(&m2, stale);
+            let _ = done.send(());
+        });
+        assert!(
+            finished.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "a stale event blocked the progress thread"
+        );
+
+        writer.write_all(&frame(2)).expect("write");
+        let n = incoming.epoll.wait(&mut events, EpollTimeout::from(1000u16)).expect("wait");
+        assert_eq!(n, 1, "the connection was not armed again");
+        incoming.on_event(&m, events[0].data());
+        assert!(m.try_recv(&pat(2)).expect("try").is_some(), "the next message was not read");
+    }
 }

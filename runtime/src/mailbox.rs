@@ -371,9 +371,10 @@ impl Mailbox {
 
     /// Waits, holding `s` between checks, until `ready` yields a value; fails when `bad` (if
     /// given) objects to a queued message on `pat`'s context (from any source), or when nothing
-    /// matching `pat` can arrive any more. Counts as a blocked receive from its first miss on;
-    /// with `spin`, polls briefly before its first sleep. Waiting for one source, it reads that
-    /// source's connection itself whenever nobody else does. Returns the lock with the outcome.
+    /// matching `pat` can arrive any more. Counts as a blocked receive from its first miss on.
+    /// Waiting for one source, it reads that source's connection itself whenever nobody else
+    /// does; otherwise, with `spin`, it polls briefly before its first sleep. Returns the lock
+    /// with the outcome.
     fn wait_for<'s, T>(
         &'s self,
         s: MutexGuard<'s, State>,
@@ -416,17 +417,19 @@ impl Mailbox {
             if let Some(err) = self.hopeless(&s, pat) {
                 return (s, Err(err));
             }
+            // reading the connection itself beats polling for the progress thread's delivery
+            // (2 ranks on 2 cores, 8-byte ping-pong: 22 us against 47 with 50 us of polling)
+            if let Some(claim) = self.claim(&mut s, pat, registered) {
+                drop(s);
+                claim.wait(self);
+                s = self.lock();
+                continue;
+            }
             if !spun {
                 spun = true;
                 let seen = self.generation.load(Ordering::Acquire);
                 drop(s);
                 self.spin_for_change(seen);
-                s = self.lock();
-                continue;
-            }
-            if let Some(claim) = self.claim(&mut s, pat, registered) {
-                drop(s);
-                claim.wait(self);
                 s = self.lock();
                 continue;
             }
