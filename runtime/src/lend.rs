@@ -16,7 +16,7 @@
 //! to the process that claims them), after which the sender writes the payload on the
 //! connection as it would have. Either way the send returns once the payload is safe, so the
 //! caller may reuse its buffer, and a send still never waits for the receiving program: the
-//! receiver's reader thread copies the payload into a vector of its own when no receive is
+//! receiver's progress thread copies the payload into a vector of its own when no receive is
 //! posted for it, and a posted receive copies it straight into its buffer.
 //!
 //! The receiver checks that the process id in the frame is the one at the other end of the
@@ -216,7 +216,7 @@ mod tests {
             assert_eq!((header.kind, header.context, header.tag), (KIND_LEND, 7, 3));
             let lent = read(&mut b, &header).expect("description");
             let mut data = vec![0u8; header.len as usize];
-            // from the sender's memory: its first 2 bytes pulled first, as a reader thread does
+            // from the sender's memory: its first 2 bytes pulled first, as the progress thread does
             // before a receive is posted; the rest into two slices
             let mut prefix = Vec::new();
             if forge.is_none() {
