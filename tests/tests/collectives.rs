@@ -33,6 +33,17 @@ fn every_collective_at_every_root() {
     }
 }
 
+/// Three threads per rank exchange messages on their own tags with every other rank while a
+/// fourth receives from any source: several threads wait on one connection at once (one reads,
+/// the others' messages included, each large one handed to the thread that posted for it), and
+/// every message arrives whole, once and in order, with and without polling before sleeping.
+#[test]
+fn threads_share_connections_without_losing_or_reordering() {
+    for (crowded, n) in [("PRUN_CROWDED=1", 6), ("PRUN_CROWDED=0", 3)] {
+        all_ok_with(&["-x", crowded], n, &["traffic", "24"], "traffic ok");
+    }
+}
+
 /// Large messages of every kind (in place, queued before the receive, of the wrong length, in
 /// order) and collectives on large buffers, written through the sockets and, with
 /// `PRUN_SINGLE_COPY=1`, read from the sender's memory.

@@ -503,6 +503,76 @@ fn maps(world: &World) -> Result<(), String> {
     Ok(())
 }
 
+/// Threads of every rank exchange messages at once: thread `t` sends every other rank, on tag
+/// `t`, messages of sizes on both sides of the hand-over threshold (typed, and plain slices
+/// received in place), and receives each source's in order, while one more thread takes tag
+/// 100 from any source. Several threads of a rank wait on one connection at a time, so one of
+/// them reads the others' messages; every message must arrive whole, in order, once.
+fn traffic(world: &World, rounds: usize) -> Result<(), String> {
+    const THREADS: u32 = 3;
+    let (rank, size) = (world.rank(), world.size());
+    let others: Vec<usize> = (0..size).filter(|&r| r != rank).collect();
+    let len = |round: usize, t: u32| [8, 20_000, 300_000, 1000][(round + t as usize) % 4];
+    let fill = |src: usize, round: usize, t: u32| (src * 1_000_003 + round * 101 + t as usize) as u32;
+    let result: Result<(), String> = std::thread::scope(|scope| {
+        let mut threads = Vec::new();
+        for t in 0..THREADS {
+            let others = &others;
+            threads.push(scope.spawn(move || -> Result<(), String> {
+                let e = |e: Error| format!("thread {t}: {e}");
+                for round in 0..rounds {
+                    let data = vec![fill(rank, round, t); len(round, t) / 4];
+                    for &dest in others {
+                        if round % 2 == 0 {
+                            world.send_slice(dest, t, &data).map_err(e)?;
+                        } else {
+                            world.send(dest, t, &data).map_err(e)?;
+                        }
+                    }
+                    world.send((rank + 1) % size, 100, &(rank, round)).map_err(e)?;
+                    for &src in others {
+                        let want = vec![fill(src, round, t); len(round, t) / 4];
+                        let got = if round % 2 == 0 {
+                            let mut buf = vec![0u32; want.len()];
+                            world.recv_into(src, t, &mut buf).map_err(e)?;
+                            buf
+                        } else {
+                            world.recv::<Vec<u32>>(src, t).map_err(e)?
+                        };
+                        if got != want {
+                            return Err(format!("thread {t} round {round}: wrong message from rank {src}"));
+                        }
+                    }
+                }
+                Ok(())
+            }));
+        }
+        let any = scope.spawn(move || -> Result<(), String> {
+            let from = (rank + size - 1) % size;
+            let mut next = vec![0usize; THREADS as usize];
+            for _ in 0..rounds * THREADS as usize {
+                let (src, (sender, round)) =
+                    world.recv_any::<(usize, usize)>(100).map_err(|e| e.to_string())?;
+                if src != from || sender != from || !next.contains(&round) {
+                    return Err(format!("tag 100: ({sender}, {round}) from rank {src}"));
+                }
+                // each sending thread's rounds arrive in order
+                let slot = next.iter().position(|&n| n == round).unwrap_or(0);
+                next[slot] += 1;
+            }
+            Ok(())
+        });
+        for thread in threads {
+            thread.join().map_err(|_| "a thread panicked".to_string())??;
+        }
+        any.join().map_err(|_| "the any-source thread panicked".to_string())?
+    });
+    result?;
+    world.barrier().map_err(|e| e.to_string())?;
+    println!("traffic ok {rank}");
+    Ok(())
+}
+
 fn spew(world: &World, lines: i64, width: i64) {
     let mut out = std::io::stdout().lock();
     let payload = "x".repeat(width as usize);
@@ -737,6 +807,7 @@ fn main() -> ExitCode {
         "stranger" => stranger(&world),
         "sockets" => sockets(&world),
         "old-protocol" => old_protocol(&world),
+        "traffic" => traffic(&world, arg(2).max(1) as usize),
         "barriers" => (0..arg(2)).try_for_each(|_| world.barrier()).map_err(|e| e.to_string()),
         other => Err(format!("unknown mode '{other}'")),
     };
