@@ -326,8 +326,6 @@ mod tests {
         *seq += 3;
     }
 
-    /// Rank order is kept by every operation, at every size and root, with concatenation.
-
     /// The buffer version combines in rank order as the vector one does, for every size, with
     /// a non-commutative operation, and refuses a buffer of another length.
     #[test]
@@ -360,6 +358,7 @@ mod tests {
         assert!(out.iter().any(|&failed| failed), "a length mismatch went unnoticed");
     }
 
+    /// Rank order is kept by every operation, at every size and root, with concatenation.
     #[test]
     fn rank_order_with_concatenation() {
         for size in SIZES {
