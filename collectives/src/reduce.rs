@@ -54,6 +54,44 @@ pub fn reduce<P: PointToPoint + ?Sized>(
     }
 }
 
+/// Where one rank stands in the recursive doubling of [`allreduce`] over `size` ranks.
+struct Doubling {
+    rank: usize,
+    /// The largest power of two at most `size`.
+    pof2: usize,
+    /// How many of the lowest ranks fold in pairs first: `2 * (size - pof2)`.
+    folded: usize,
+}
+
+impl Doubling {
+    fn new(rank: usize, size: usize) -> Doubling {
+        let pof2 = 1 << size.ilog2();
+        Doubling { rank, pof2, folded: 2 * (size - pof2) }
+    }
+
+    /// Whether this rank hands its value to `rank + 1` and sits the rounds out.
+    fn sends_away(&self) -> bool {
+        self.rank < self.folded && self.rank % 2 == 0
+    }
+
+    /// This rank's partner and round number in each exchange (none when it sits them out).
+    fn rounds(&self) -> impl Iterator<Item = (usize, u32)> + use<> {
+        let Doubling { rank, pof2, folded } = *self;
+        // this rank's number among the pof2 ranks that exchange, if it is one of them
+        let new_rank =
+            if rank >= folded { Some(rank - folded / 2) } else { (rank % 2 == 1).then_some(rank / 2) };
+        let masks = std::iter::successors(Some(1usize), |m| Some(m << 1)).take_while(move |&m| m < pof2);
+        new_rank.into_iter().flat_map(move |new_rank| {
+            masks.clone().zip(1..).map(move |(mask, round)| {
+                let new_partner = new_rank ^ mask;
+                let partner =
+                    if new_partner < folded / 2 { new_partner * 2 + 1 } else { new_partner + folded / 2 };
+                (partner, round)
+            })
+        })
+    }
+}
+
 /// Reduces every rank's `data` in rank order; every rank returns the result.
 ///
 /// Recursive doubling over the largest power of two `pof2 <= size` ranks: first the lowest
@@ -73,34 +111,20 @@ pub fn allreduce<P: PointToPoint + ?Sized>(
     if rank >= size {
         return Err(p.malformed(format!("allreduce: rank {rank} out of range for {size} ranks")));
     }
-    let pof2 = 1 << size.ilog2();
-    let folded = 2 * (size - pof2);
+    let doubling = Doubling::new(rank, size);
     let mut acc = data;
-    // This rank's number among the pof2 ranks of the recursive doubling, if it takes part.
-    let new_rank = if rank >= folded {
-        Some(rank - folded / 2)
-    } else if rank % 2 == 0 {
+    if doubling.sends_away() {
         p.send(rank + 1, tag(seq, 0), &acc)?;
-        None
-    } else {
+    } else if rank < doubling.folded {
         let lower = p.recv(rank - 1, tag(seq, 0))?;
         acc = combine(&lower, &acc)?;
-        Some(rank / 2)
-    };
-    if let Some(new_rank) = new_rank {
-        let (mut mask, mut round) = (1, 1);
-        while mask < pof2 {
-            let new_partner = new_rank ^ mask;
-            let partner =
-                if new_partner < folded / 2 { new_partner * 2 + 1 } else { new_partner + folded / 2 };
-            let t = tag(seq, round);
-            let theirs = p.sendrecv(partner, t, &acc, partner, t)?;
-            acc = if partner < rank { combine(&theirs, &acc)? } else { combine(&acc, &theirs)? };
-            mask <<= 1;
-            round += 1;
-        }
     }
-    if rank < folded {
+    for (partner, round) in doubling.rounds() {
+        let t = tag(seq, round);
+        let theirs = p.sendrecv(partner, t, &acc, partner, t)?;
+        acc = if partner < rank { combine(&theirs, &acc)? } else { combine(&acc, &theirs)? };
+    }
+    if rank < doubling.folded {
         if rank % 2 == 1 {
             p.send(rank - 1, tag(seq, UNFOLD_ROUND), &acc)?;
         } else {
@@ -131,8 +155,7 @@ pub fn allreduce_doubling_into<P: PointToPoint + ?Sized>(
         let (s, r) = (send.len(), recv.len());
         return Err(p.malformed(format!("allreduce: {s} bytes into {r} at rank {rank} of {size}")));
     }
-    let pof2 = 1 << size.ilog2();
-    let folded = 2 * (size - pof2);
+    let doubling = Doubling::new(rank, size);
     recv.copy_from_slice(send);
     let mut theirs = vec![0u8; send.len()];
     // `op` folds into its first argument: a lower partner's part goes first, into `theirs`,
@@ -141,34 +164,22 @@ pub fn allreduce_doubling_into<P: PointToPoint + ?Sized>(
         op(theirs, acc);
         acc.copy_from_slice(theirs);
     };
-    let new_rank = if rank >= folded {
-        Some(rank - folded / 2)
-    } else if rank % 2 == 0 {
+    if doubling.sends_away() {
         p.send(rank + 1, tag(seq, 0), recv)?;
-        None
-    } else {
+    } else if rank < doubling.folded {
         p.recv_into(rank - 1, tag(seq, 0), &mut theirs)?;
         lower_first(&mut theirs, recv);
-        Some(rank / 2)
-    };
-    if let Some(new_rank) = new_rank {
-        let (mut mask, mut round) = (1, 1);
-        while mask < pof2 {
-            let new_partner = new_rank ^ mask;
-            let partner =
-                if new_partner < folded / 2 { new_partner * 2 + 1 } else { new_partner + folded / 2 };
-            let t = tag(seq, round);
-            p.sendrecv_into(partner, t, recv, partner, t, &mut theirs)?;
-            if partner < rank {
-                lower_first(&mut theirs, recv);
-            } else {
-                op(recv, &theirs);
-            }
-            mask <<= 1;
-            round += 1;
+    }
+    for (partner, round) in doubling.rounds() {
+        let t = tag(seq, round);
+        p.sendrecv_into(partner, t, recv, partner, t, &mut theirs)?;
+        if partner < rank {
+            lower_first(&mut theirs, recv);
+        } else {
+            op(recv, &theirs);
         }
     }
-    if rank < folded {
+    if rank < doubling.folded {
         if rank % 2 == 1 {
             p.send(rank - 1, tag(seq, UNFOLD_ROUND), recv)?;
         } else {
