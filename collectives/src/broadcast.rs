@@ -7,7 +7,7 @@
 //! whole payload; with scatter + allgather, by the bytes of the segments of the receiver's subtree.
 
 use crate::binomial;
-use crate::p2p::{PointToPoint, step_tag, tag};
+use crate::p2p::{PointToPoint, rank_and_size, step_tag, tag};
 use crate::partition::{bytes_of_parts, fill, slice};
 use crate::tuning::BCAST_LARGE;
 use crate::wire::{read_u64, u64_bytes};
@@ -36,12 +36,7 @@ pub fn broadcast<P: PointToPoint + ?Sized>(
     root: usize,
     data: Option<Vec<u8>>,
 ) -> Result<Vec<u8>, P::Error> {
-    let (rank, size) = (p.rank(), p.size());
-    if root >= size || rank >= size {
-        return Err(
-            p.malformed(format!("broadcast: root {root} or rank {rank} out of range for {size} ranks"))
-        );
-    }
+    let (rank, size) = rank_and_size(p, "broadcast", root)?;
     let tree = Tree { seq, root, size, vr: (rank + size - root) % size };
     let Some(parent) = binomial::parent(tree.vr) else {
         let data = data.ok_or_else(|| p.malformed("broadcast: the root passed no data".to_string()))?;

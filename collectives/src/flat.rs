@@ -13,7 +13,7 @@
 //! The barrier here is the same idea made to scale: a gather-and-release tree of fan-out
 //! [`FAN_OUT`], which is flat up to `FAN_OUT + 1` ranks.
 
-use crate::p2p::{PointToPoint, tag};
+use crate::p2p::{PointToPoint, rank_and_size, tag};
 use crate::reduce::Combine;
 use crate::tuning::FAN_OUT;
 use crate::wire::{blocks_head, decode_blocks};
@@ -57,7 +57,7 @@ pub fn broadcast_into<P: PointToPoint + ?Sized>(
     root: usize,
     buf: &mut [u8],
 ) -> Result<(), P::Error> {
-    let (rank, size) = checked(p, "broadcast", root)?;
+    let (rank, size) = rank_and_size(p, "broadcast", root)?;
     if rank != root {
         return p.recv_into(root, tag(seq, 0), buf);
     }
@@ -74,7 +74,7 @@ pub fn broadcast<P: PointToPoint + ?Sized>(
     root: usize,
     data: Option<Vec<u8>>,
 ) -> Result<Vec<u8>, P::Error> {
-    let (rank, size) = checked(p, "broadcast", root)?;
+    let (rank, size) = rank_and_size(p, "broadcast", root)?;
     if rank != root {
         return p.recv(root, tag(seq, 0));
     }
@@ -106,7 +106,7 @@ pub fn reduce<P: PointToPoint + ?Sized>(
     data: Vec<u8>,
     combine: &mut Combine<'_, P::Error>,
 ) -> Result<Option<Vec<u8>>, P::Error> {
-    let (rank, size) = checked(p, "reduce", root)?;
+    let (rank, size) = rank_and_size(p, "reduce", root)?;
     if rank != root {
         p.send(root, tag(seq, 0), &data)?;
         return Ok(None);
@@ -152,7 +152,7 @@ pub fn allreduce<P: PointToPoint + ?Sized>(
     data: Vec<u8>,
     combine: &mut Combine<'_, P::Error>,
 ) -> Result<Vec<u8>, P::Error> {
-    let (rank, size) = checked(p, "allreduce", 0)?;
+    let (rank, size) = rank_and_size(p, "allreduce", 0)?;
     if rank != 0 {
         reduce(p, seq, 0, data, combine)?;
         return outcome(p, "allreduce", seq);
@@ -174,7 +174,7 @@ pub fn allgather<P: PointToPoint + ?Sized>(
     seq: u32,
     block: Vec<u8>,
 ) -> Result<Vec<Vec<u8>>, P::Error> {
-    let (rank, size) = checked(p, "allgather", 0)?;
+    let (rank, size) = rank_and_size(p, "allgather", 0)?;
     if rank != 0 {
         p.send(0, tag(seq, 0), &block)?;
         let msg = outcome(p, "allgather", seq)?;
@@ -203,7 +203,7 @@ pub fn scan<P: PointToPoint + ?Sized>(
     inclusive: bool,
     combine: &mut Combine<'_, P::Error>,
 ) -> Result<Option<Vec<u8>>, P::Error> {
-    let (rank, size) = checked(p, "scan", 0)?;
+    let (rank, size) = rank_and_size(p, "scan", 0)?;
     if rank != 0 {
         p.send(0, tag(seq, 0), &data)?;
         return outcome(p, "scan", seq).map(Some);
@@ -273,8 +273,8 @@ fn outcome<P: PointToPoint + ?Sized>(p: &P, what: &str, seq: u32) -> Result<Vec<
 /// Sends `blocks[d]` to rank `d` for every `d` (exactly `size` blocks, which may differ in
 /// size); returns the blocks received, indexed by source. Every block goes at once, then every
 /// block is received: one hop, where the pairwise exchange takes `size - 1` in a row. Only for
-/// transports whose sends never wait for the receiver (the runtime's sockets, whose reader
-/// threads take every message), or the sends could wait for each other.
+/// transports whose sends never wait for the receiver (the runtime's sockets, whose progress
+/// thread reads whatever no receive waits for), or the sends could wait for each other.
 ///
 /// Errors: a transport error, or a number of blocks other than `size`.
 pub fn alltoall<P: PointToPoint + ?Sized>(
@@ -282,7 +282,7 @@ pub fn alltoall<P: PointToPoint + ?Sized>(
     seq: u32,
     blocks: Vec<Vec<u8>>,
 ) -> Result<Vec<Vec<u8>>, P::Error> {
-    let (rank, size) = checked(p, "alltoall", 0)?;
+    let (rank, size) = rank_and_size(p, "alltoall", 0)?;
     if blocks.len() != size {
         let n = blocks.len();
         return Err(p.malformed(format!("alltoall: rank {rank} passed {n} blocks for {size} ranks")));
@@ -298,15 +298,6 @@ pub fn alltoall<P: PointToPoint + ?Sized>(
         received[from] = p.recv(from, tag(seq, 0))?;
     }
     Ok(received)
-}
-
-/// This rank and the group's size, after checking that `root` and the rank are in range.
-fn checked<P: PointToPoint + ?Sized>(p: &P, what: &str, root: usize) -> Result<(usize, usize), P::Error> {
-    let (rank, size) = (p.rank(), p.size());
-    if root >= size || rank >= size {
-        return Err(p.malformed(format!("{what}: root {root} or rank {rank} out of range for {size} ranks")));
-    }
-    Ok((rank, size))
 }
 
 #[cfg(test)]

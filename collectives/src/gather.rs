@@ -1,7 +1,7 @@
 //! Gather: the root collects every rank's block, up a binomial tree or straight.
 
 use crate::binomial;
-use crate::p2p::{PointToPoint, tag};
+use crate::p2p::{PointToPoint, rank_and_size, tag};
 use crate::wire::{decode_blocks, send_blocks};
 
 /// Collects every rank's `block` on `root`, which returns them in rank order; others get `None`.
@@ -20,10 +20,7 @@ pub fn gather<P: PointToPoint + ?Sized>(
     block: Vec<u8>,
     large: bool,
 ) -> Result<Option<Vec<Vec<u8>>>, P::Error> {
-    let (rank, size) = (p.rank(), p.size());
-    if root >= size || rank >= size {
-        return Err(p.malformed(format!("gather: root {root} or rank {rank} out of range for {size} ranks")));
-    }
+    let (rank, size) = rank_and_size(p, "gather", root)?;
     if large {
         if rank != root {
             p.send(root, tag(seq, 1), &block)?;

@@ -9,7 +9,7 @@
 //! allgather.
 
 use crate::binomial;
-use crate::p2p::{PointToPoint, step_tag, tag};
+use crate::p2p::{PointToPoint, rank_and_size, step_tag, tag};
 
 /// The root's `buf` into every rank's `buf` (all of one length), down a binomial tree rooted
 /// at `root`: every rank receives the whole buffer once from its parent, in place, and sends it
@@ -22,7 +22,7 @@ pub fn broadcast_into<P: PointToPoint + ?Sized>(
     root: usize,
     buf: &mut [u8],
 ) -> Result<(), P::Error> {
-    let (rank, size) = ranks(p, "broadcast", root)?;
+    let (rank, size) = rank_and_size(p, "broadcast", root)?;
     let vr = (rank + size - root) % size;
     let abs = |v: usize| (v + root) % size;
     if let Some(parent) = binomial::parent(vr) {
@@ -46,7 +46,7 @@ pub fn gather_into<P: PointToPoint + ?Sized>(
     block: &[u8],
     recv: Option<&mut [u8]>,
 ) -> Result<(), P::Error> {
-    let (rank, size) = ranks(p, "gather", root)?;
+    let (rank, size) = rank_and_size(p, "gather", root)?;
     if rank != root {
         return p.send(root, tag(seq, 1), block);
     }
@@ -74,7 +74,7 @@ pub fn scatter_into<P: PointToPoint + ?Sized>(
     send: Option<&[u8]>,
     recv: &mut [u8],
 ) -> Result<(), P::Error> {
-    let (rank, size) = ranks(p, "scatter", root)?;
+    let (rank, size) = rank_and_size(p, "scatter", root)?;
     if rank != root {
         return p.recv_into(root, tag(seq, 1), recv);
     }
@@ -160,15 +160,6 @@ pub fn allgather_doubling_into<P: PointToPoint + ?Sized>(
         p.sendrecv_into(partner, t, out, partner, t, into)?;
     }
     Ok(())
-}
-
-/// This rank and the group's size, once `root` and the rank are checked to be in the group.
-fn ranks<P: PointToPoint + ?Sized>(p: &P, op: &str, root: usize) -> Result<(usize, usize), P::Error> {
-    let (rank, size) = (p.rank(), p.size());
-    if root >= size || rank >= size {
-        return Err(p.malformed(format!("{op}: root {root} or rank {rank} out of range for {size} ranks")));
-    }
-    Ok((rank, size))
 }
 
 /// `recv` when it holds exactly `size` blocks of `len` bytes.

@@ -101,6 +101,20 @@ pub trait PointToPoint {
     fn malformed(&self, what: String) -> Self::Error;
 }
 
+/// This rank and the group's size, after checking that `root` and the rank are in range; `op`
+/// names the collective in the error.
+pub(crate) fn rank_and_size<P: PointToPoint + ?Sized>(
+    p: &P,
+    op: &str,
+    root: usize,
+) -> Result<(usize, usize), P::Error> {
+    let (rank, size) = (p.rank(), p.size());
+    if root >= size || rank >= size {
+        return Err(p.malformed(format!("{op}: root {root} or rank {rank} out of range for {size} ranks")));
+    }
+    Ok((rank, size))
+}
+
 /// Copies `data`, a message received from rank `src`, into `buf`, which it must fill exactly:
 /// what a [`PointToPoint::recv_into`] does with a message it got as a vector.
 pub fn copy_received<P: PointToPoint + ?Sized>(

@@ -7,7 +7,7 @@
 //! the algorithm groups them (which associativity makes equivalent).
 
 use crate::binomial;
-use crate::p2p::{PointToPoint, tag};
+use crate::p2p::{PointToPoint, rank_and_size, tag};
 
 /// A combiner: takes the encoded `(left, right)` values, `left` holding the contributions of
 /// lower ranks, and returns the encoded `op(left, right)`, or an error (for instance
@@ -30,10 +30,7 @@ pub fn reduce<P: PointToPoint + ?Sized>(
     data: Vec<u8>,
     combine: &mut Combine<'_, P::Error>,
 ) -> Result<Option<Vec<u8>>, P::Error> {
-    let (rank, size) = (p.rank(), p.size());
-    if root >= size || rank >= size {
-        return Err(p.malformed(format!("reduce: root {root} or rank {rank} out of range for {size} ranks")));
-    }
+    let (rank, size) = rank_and_size(p, "reduce", root)?;
     // Combination of ranks rank..rank + m, for the children rank + m seen so far.
     let mut acc = data;
     for child in binomial::children(rank, size) {

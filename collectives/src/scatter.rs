@@ -1,7 +1,7 @@
 //! Scatter: the root hands each rank its own block, down a binomial tree.
 
 use crate::binomial;
-use crate::p2p::{PointToPoint, tag};
+use crate::p2p::{PointToPoint, rank_and_size, tag};
 use crate::wire::{decode_ranges, send_blocks};
 
 /// Sends block `r` of the root's `blocks` to rank `r`; every rank returns its block.
@@ -21,10 +21,7 @@ pub fn scatter<P: PointToPoint + ?Sized, B: AsRef<[u8]>>(
     blocks: Option<&[B]>,
     large: bool,
 ) -> Result<Vec<u8>, P::Error> {
-    let (rank, size) = (p.rank(), p.size());
-    if root >= size || rank >= size {
-        return Err(p.malformed(format!("scatter: root {root} or rank {rank} out of range for {size} ranks")));
-    }
+    let (rank, size) = rank_and_size(p, "scatter", root)?;
     if large {
         return linear(p, seq, root, blocks);
     }

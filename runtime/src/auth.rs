@@ -76,7 +76,7 @@ pub struct Credentials {
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     /// The peer is not a prun peer.
-    #[error("not a prun peer of this protocol version ({0})")]
+    #[error("not a prun peer ({0})")]
     Protocol(String),
     /// The peer speaks another version of the protocol: it was built against another version of
     /// the `prun` crate.

@@ -541,7 +541,6 @@ impl Communicator {
         u64::from_le_bytes(context).max(2)
     }
 
-    /// The engine every communicator of this process shares.
     /// Whether short collectives of `bytes` per rank go flat (broadcast, reduce, allreduce,
     /// allgather): only when some host of the job runs more ranks than it has cores, where each
     /// hop of a tree waits for the scheduler (see `prun_collectives::flat`); the classical trees
@@ -561,6 +560,7 @@ impl Communicator {
         self.shared.engine.crowded() && prun_collectives::tuning::direct(self.size(), bytes)
     }
 
+    /// The engine every communicator of this process shares.
     pub(crate) fn shared_engine(&self) -> &Engine {
         &self.shared.engine
     }

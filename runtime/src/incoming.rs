@@ -188,11 +188,7 @@ impl Incoming {
     /// it (to that receive's post, for a large message it posted for), then puts the connection
     /// back unless a receive took it.
     pub fn read_one(&self, mailbox: &Mailbox, conn: &Arc<Conn>, stream: Box<dyn Stream>) {
-        match self.read_frame(mailbox, conn, stream, Reader::Receive) {
-            Read1::Kept(stream) => self.release(mailbox, conn, stream, true),
-            Read1::Left(stream, header) => self.put_back(mailbox, conn, stream, Some(header)),
-            Read1::HandedOver | Read1::Closed => {}
-        }
+        self.finish(mailbox, conn, self.read_frame(mailbox, conn, stream, Reader::Receive));
     }
 
     /// Reads one frame from `stream` (the rest of one, after `pending`'s header) and delivers
@@ -212,11 +208,7 @@ impl Incoming {
         let header = match read {
             Ok(Some(h)) if h.kind == KIND_DATA => h,
             Ok(Some(h)) if h.kind == KIND_LEND => {
-                return match read_lent(stream, &h, conn, mailbox) {
-                    Delivered::Kept(s) => Read1::Kept(s),
-                    Delivered::HandedOver => Read1::HandedOver,
-                    Delivered::Failed(s) => self.closed(mailbox, conn, s),
-                };
+                return self.delivered(mailbox, conn, read_lent(stream, &h, conn, mailbox));
             }
             Ok(Some(h)) => {
                 debug!("rank {src} sent a frame of kind {}; closing its connection", h.kind);
@@ -241,11 +233,7 @@ impl Incoming {
                     Err(h) => Read1::Left(h.stream, header),
                 };
             }
-            return match read_large(stream, &header, conn, mailbox) {
-                Delivered::Kept(s) => Read1::Kept(s),
-                Delivered::HandedOver => Read1::HandedOver,
-                Delivered::Failed(s) => self.closed(mailbox, conn, s),
-            };
+            return self.delivered(mailbox, conn, read_large(stream, &header, conn, mailbox));
         }
         match wire::read_payload(&mut *stream, &header) {
             Ok(data) => {
@@ -263,6 +251,26 @@ impl Incoming {
     fn closed(&self, mailbox: &Mailbox, conn: &Conn, stream: Box<dyn Stream>) -> Read1 {
         self.close(mailbox, conn, stream);
         Read1::Closed
+    }
+
+    /// What a large message's delivery left of the connection, closed if it failed.
+    fn delivered(&self, mailbox: &Mailbox, conn: &Conn, delivered: Delivered) -> Read1 {
+        match delivered {
+            Delivered::Kept(s) => Read1::Kept(s),
+            Delivered::HandedOver => Read1::HandedOver,
+            Delivered::Failed(s) => self.closed(mailbox, conn, s),
+        }
+    }
+
+    /// Puts the connection back after one frame, as the frame left it: armed, or with the
+    /// rest of a large message pending for the progress thread; nothing when a receive took it
+    /// or it closed.
+    fn finish(&self, mailbox: &Mailbox, conn: &Conn, read: Read1) {
+        match read {
+            Read1::Kept(stream) => self.release(mailbox, conn, stream, true),
+            Read1::Left(stream, header) => self.put_back(mailbox, conn, stream, Some(header)),
+            Read1::HandedOver | Read1::Closed => {}
+        }
     }
 
     /// The progress thread: reads every connection nobody claimed, one frame per event.
@@ -301,11 +309,7 @@ impl Incoming {
             (slot.stream.take(), slot.pending.take())
         };
         let Some(stream) = stream else { return };
-        match self.read_frame(mailbox, &conn, stream, Reader::Progress(pending)) {
-            Read1::Kept(stream) => self.release(mailbox, &conn, stream, true),
-            Read1::Left(stream, header) => self.put_back(mailbox, &conn, stream, Some(header)),
-            Read1::HandedOver | Read1::Closed => {}
-        }
+        self.finish(mailbox, &conn, self.read_frame(mailbox, &conn, stream, Reader::Progress(pending)));
     }
 }
 

@@ -226,6 +226,11 @@ impl Mailbox {
     fn update(&self, f: impl FnOnce(&mut State)) {
         let mut s = self.lock();
         f(&mut s);
+        self.notify(s);
+    }
+
+    /// Tells every waiting receive that the state just changed under `s`, and unlocks it.
+    fn notify(&self, s: MutexGuard<'_, State>) {
         Self::changed(&s);
         drop(s);
         self.generation.fetch_add(1, Ordering::Release);
@@ -459,6 +464,7 @@ impl Mailbox {
         let (conn, stream) = incoming.claim(src)?;
         Some(Claim { incoming, conn, stream, waker })
     }
+
     /// Waits up to `timeout` for a message matching `pat`; `Ok(None)` when none came.
     pub fn recv_timeout(&self, pat: &Pattern<'_>, timeout: Duration) -> Result<Option<Envelope>> {
         let deadline = Instant::now() + timeout;
@@ -499,10 +505,7 @@ impl Mailbox {
         match found {
             Some(i) if !queued(&s) => {
                 s.posts[i].handed = Some(handoff);
-                Self::changed(&s);
-                drop(s);
-                self.generation.fetch_add(1, Ordering::Release);
-                self.changed.notify_all();
+                self.notify(s);
                 Ok(())
             }
             _ => Err(handoff),
@@ -816,7 +819,9 @@ mod tests {
             let pat = Pattern { src: Some(1), group: None, context: 3, tag: Some(4) };
             m2.recv_checked(&pat, |e| (e.src == 2).then_some(Error::AllPeersGone))
         });
-        while m.waiters.load(Ordering::Acquire) == 0 {
+        // once its waker is in the state, the receive has made its checks and waits on the
+        // socket: only the waker can tell it of rank 2's message
+        while m.lock().wakers.is_empty() {
             std::thread::yield_now();
         }
         m.push(Envelope { src: 2, context: 3, tag: 4, data: vec![1] });
