@@ -9,7 +9,7 @@
 
 use crate::auth::{self, Credentials, HANDSHAKE_TIMEOUT};
 use crate::error::{Error, Result};
-use crate::lend::{self, LEND_MIN, MAX_PIECES};
+use crate::lend::{self, LEND_MIN, Pipe};
 use crate::log::debug;
 use crate::mailbox::{Envelope, Mailbox, Pattern};
 use crate::protocol::Peer;
@@ -31,9 +31,11 @@ pub(crate) struct Engine {
     limit: u64,
     /// Whether some host of the job runs more ranks than it has cores (see [`Peer::crowded`]).
     crowded: bool,
-    /// Whether large messages to ranks on this host are lent ([`crate::lend`]), and the ranks
-    /// that could not read this rank's memory.
-    lending: bool,
+    /// Whether large messages to ranks on this host are lent ([`crate::lend`]): always, never,
+    /// or (`None`) when the host has a core per rank; the pipe to each rank, once made; and the
+    /// ranks that could not read from one.
+    lending: Option<bool>,
+    pipes: Vec<Mutex<Option<Pipe>>>,
     refused: Vec<AtomicBool>,
     /// On the MPI backend, what carries the messages instead of sockets.
     #[cfg(feature = "mpi")]
@@ -53,7 +55,8 @@ impl Engine {
             mailbox: Arc::new(Mailbox::new(0, 1, std::time::Duration::ZERO)),
             outgoing: vec![Mutex::new(None)],
             limit,
-            lending: false,
+            lending: Some(false),
+            pipes: Vec::new(),
             refused: Vec::new(),
             #[cfg(feature = "mpi")]
             mpi: None,
@@ -79,7 +82,8 @@ impl Engine {
             mailbox,
             outgoing: Vec::new(),
             limit,
-            lending: false,
+            lending: Some(false),
+            pipes: Vec::new(),
             refused: Vec::new(),
             mpi: Some(transport),
         }
@@ -106,6 +110,7 @@ impl Engine {
             outgoing: (0..size).map(|_| Mutex::new(None)).collect(),
             limit,
             lending: crate::env::single_copy(),
+            pipes: (0..size).map(|_| Mutex::new(None)).collect(),
             refused: (0..size).map(|_| AtomicBool::new(false)).collect(),
             #[cfg(feature = "mpi")]
             mpi: None,
@@ -136,8 +141,10 @@ impl Engine {
             mpi.send(dest, context, tag, &mut frame);
             return Ok(());
         }
-        if self.lends_to(dest, frame.len() - HEADER_LEN, 1) {
-            return self.lend_to(dest, context, tag, &[&frame[HEADER_LEN..]]);
+        if self.lends_to(dest, frame.len() - HEADER_LEN) {
+            if let Some(sent) = self.lend_to(dest, context, tag, &[&frame[HEADER_LEN..]]) {
+                return sent;
+            }
         }
         self.write_to(dest, |s| wire::write_framed(s, KIND_DATA, context, tag, &mut frame))
     }
@@ -148,25 +155,43 @@ impl Engine {
         self.peers.get(other).map(|p| p.node == self.node)
     }
 
-    /// Whether a message of `len` bytes in `pieces` non-empty parts to `dest` is lent rather
-    /// than written ([`crate::lend`]): large, to a rank on this host that has not refused.
-    fn lends_to(&self, dest: usize, len: usize, pieces: usize) -> bool {
-        self.lending
-            && len >= LEND_MIN
-            && pieces <= MAX_PIECES
-            && self.peers.get(dest).is_some_and(|p| p.node == self.node)
+    /// Whether a message of `len` bytes to `dest` may be lent rather than written
+    /// ([`crate::lend`]): large, to a rank on this host (not crowded, unless lending is asked
+    /// for) that has not refused.
+    fn lends_to(&self, dest: usize, len: usize) -> bool {
+        len >= LEND_MIN
+            && self.peers.get(dest).is_some_and(|p| p.node == self.node && self.lending.unwrap_or(!p.crowded))
             && self.refused.get(dest).is_some_and(|r| !r.load(Ordering::Relaxed))
     }
 
-    /// Lends `parts` to `dest`; once it could not read them, later messages to it are written.
-    fn lend_to(&self, dest: usize, context: u64, tag: u32, parts: &[&[u8]]) -> Result<()> {
+    /// Lends `parts` to `dest` through this rank's pipe to it, made now if need be; `None` when
+    /// they do not fit in the pipe (or no pipe can be made), and are to be written. Once `dest`
+    /// could not read the pipe, later messages to it are written.
+    fn lend_to(&self, dest: usize, context: u64, tag: u32, parts: &[&[u8]]) -> Option<Result<()>> {
+        let len = parts.iter().map(|p| p.len()).sum();
+        let mut pipe = self.pipes.get(dest)?.lock().unwrap_or_else(PoisonError::into_inner);
+        if pipe.is_none() {
+            match Pipe::new() {
+                Ok(p) => *pipe = Some(p),
+                Err(e) => {
+                    debug!("cannot make a pipe to rank {dest}: {e}; writing large messages to it");
+                    self.refused[dest].store(true, Ordering::Relaxed);
+                    return None;
+                }
+            }
+        }
+        let lent = pipe.as_ref().filter(|p| p.fits(len))?;
         let mut read = true;
-        self.write_to(dest, |s| lend::send(s, context, tag, parts).map(|r| read = r))?;
-        if !read {
-            debug!("rank {dest} cannot read rank {}'s memory; writing large messages to it", self.rank);
+        let sent = self.write_to(dest, |s| lend::send(s, lent, context, tag, parts).map(|r| read = r));
+        if sent.is_err() || !read {
+            // it may still hold the message's pages
+            *pipe = None;
+        }
+        if sent.is_ok() && !read {
+            debug!("rank {dest} cannot read rank {}'s pipe; writing large messages to it", self.rank);
             self.refused[dest].store(true, Ordering::Relaxed);
         }
-        Ok(())
+        Some(sent)
     }
 
     /// Sends the concatenation of `parts` without copying them into a frame first.
@@ -184,10 +209,10 @@ impl Engine {
             mpi.send(dest, context, tag, &mut frame);
             return Ok(());
         }
-        let (len, pieces) =
-            (parts.iter().map(|p| p.len()).sum(), parts.iter().filter(|p| !p.is_empty()).count());
-        if self.lends_to(dest, len, pieces) {
-            return self.lend_to(dest, context, tag, parts);
+        if self.lends_to(dest, parts.iter().map(|p| p.len()).sum()) {
+            if let Some(sent) = self.lend_to(dest, context, tag, parts) {
+                return sent;
+            }
         }
         self.write_to(dest, |s| wire::write_parts(s, KIND_DATA, context, tag, parts))
     }

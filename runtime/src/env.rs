@@ -22,7 +22,7 @@
 //! | `PRUN_TRACE_DIR` | launcher | with `prun --trace FILE`: where each rank writes its trace events |
 //! | `PRUN_SPIN_US` | user | microseconds a blocked receive polls before sleeping, when it cannot read its source's connection itself (any source, or the connection busy; default 50 when the host has a core per rank, else 0; a receive posted for 16 KiB or more never polls) |
 //! | `PRUN_CROWDED` | user | `1` or `0`: whether this host counts as running more ranks than it has cores (default: it does when `PRUN_LOCAL_SIZE` exceeds its cores); if any host does, short collectives take the flat algorithms made for that |
-//! | `PRUN_SINGLE_COPY` | user | `1`: large messages between ranks on one host are read from the sender's memory (copied once) instead of going through the socket (copied twice); default 0 |
+//! | `PRUN_SINGLE_COPY` | user | `1` or `0`: whether large messages (64 KiB to 1 MiB) between ranks on one host go through a pipe the sender lends its pages to (copied once) instead of the socket (copied twice); default: they do when the host has a core for each of its ranks |
 
 use crate::auth::Secret;
 use crate::error::{Error, Result};
@@ -64,8 +64,8 @@ pub const TRACE_DIR: &str = "PRUN_TRACE_DIR";
 
 /// `PRUN_SPIN_US`: how long a blocked receive polls before sleeping, in microseconds.
 pub const SPIN_US: &str = "PRUN_SPIN_US";
-/// `PRUN_SINGLE_COPY`: `1` makes large messages between ranks on one host be read from the
-/// sender's memory (copied once) rather than travel through their socket (copied twice).
+/// `PRUN_SINGLE_COPY`: `1` or `0`, whether large messages between ranks on one host are lent
+/// through a pipe (copied once) rather than written to their socket (copied twice).
 pub const SINGLE_COPY: &str = "PRUN_SINGLE_COPY";
 
 /// Every variable the launcher sets for a rank (the others are the user's to set).
@@ -141,13 +141,18 @@ pub(crate) fn spin(local_size: usize) -> Result<std::time::Duration> {
     Ok(std::time::Duration::from_micros(micros))
 }
 
-/// Whether large messages between ranks on one host are read from the sender's memory: when
-/// [`SINGLE_COPY`] is `1`. Off by default: on the 2-core VM this was built on, the copy is no
-/// faster than the socket's two (which run on two cores at once) and each message waits for an
-/// answer, so it lost at 2 ranks (1 MiB ping-pong 265-280 us against 137-171) and won only
-/// where the cores are the limit (8 ranks, 16 MiB broadcast 15 ms against 18-20).
-pub(crate) fn single_copy() -> bool {
-    std::env::var(SINGLE_COPY).is_ok_and(|v| v.trim() == "1")
+/// Whether large messages between ranks on one host are lent through a pipe ([`crate::lend`]):
+/// `Some` when [`SINGLE_COPY`] says (`1` or `0`), `None` to decide by the host. Lending wins
+/// where the ranks have a core each (2 ranks on 2 cores, 1 MiB: allgather 327 against 378 us,
+/// allreduce 349 against 420, 64 KiB broadcast and scatter in half the time) and loses where
+/// they share cores, since each message waits for its receiver to run and copy it (8 ranks on
+/// 2 cores, 64 KiB gather 140 against 51 us, allreduce 667 against 492).
+pub(crate) fn single_copy() -> Option<bool> {
+    match std::env::var(SINGLE_COPY).as_deref().map(str::trim) {
+        Ok("1") => Some(true),
+        Ok("0") => Some(false),
+        _ => None,
+    }
 }
 
 /// Whether [`DEBUG`] asks for debug messages.

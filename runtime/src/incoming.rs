@@ -44,6 +44,8 @@ pub(crate) struct Conn {
     /// Its index among the incoming connections.
     index: usize,
     slot: Mutex<Slot>,
+    /// The pipe the peer lends large messages through, once opened ([`crate::lend`]).
+    pipe: lend::Opened,
 }
 
 /// Who may read a connection now.
@@ -121,8 +123,12 @@ impl Incoming {
     pub fn add(&self, src: usize, stream: Box<dyn Stream>) -> std::io::Result<()> {
         let mut conns = self.conns();
         let index = conns.iter().position(Option::is_none).unwrap_or(conns.len());
-        let conn =
-            Arc::new(Conn { src, index, slot: Mutex::new(Slot { stream: None, arms: 0, pending: None }) });
+        let conn = Arc::new(Conn {
+            src,
+            index,
+            slot: Mutex::new(Slot { stream: None, arms: 0, pending: None }),
+            pipe: lend::Opened::default(),
+        });
         let mut slot = conn.slot();
         self.epoll.add(stream.as_fd(), EpollEvent::new(EpollFlags::empty(), index as u64))?;
         conn.arm(&mut slot, &self.epoll, &*stream)?;
@@ -451,11 +457,11 @@ fn read_large(
 }
 
 /// Delivers a lent message from `conn` whose `header` was just read ([`crate::lend`]), as
-/// [`read_large`] does a written one: copied from the sender's memory in pieces into a vector,
+/// [`read_large`] does a written one: copied out of the sender's pipe in pieces into a vector,
 /// unless a receive posted for it comes, which then copies the rest straight into its buffer.
 fn read_lent(mut stream: Box<dyn Stream>, header: &Header, conn: &Arc<Conn>, mailbox: &Mailbox) -> Delivered {
     let (src, context, tag, len) = (conn.src, header.context, header.tag, header.len);
-    let mut lent = match lend::read(&mut *stream, header) {
+    let mut lent = match lend::read(&mut *stream, &conn.pipe) {
         Ok(lent) => lent,
         Err(e) => {
             debug!("rank {src} lent a message badly: {e}");
@@ -464,7 +470,7 @@ fn read_lent(mut stream: Box<dyn Stream>, header: &Header, conn: &Arc<Conn>, mai
     };
     // `len` passed the limit check, so it is a length this process may allocate
     let Ok(total) = usize::try_from(len) else { return Delivered::Failed(stream) };
-    let readable = lend::readable(&*stream, &lent);
+    let readable = lend::readable(&lent);
     let mut prefix = Vec::new();
     loop {
         let handoff = Handoff { stream, prefix, conn: Arc::clone(conn), lent: Some(lent) };
@@ -481,11 +487,12 @@ fn read_lent(mut stream: Box<dyn Stream>, header: &Header, conn: &Arc<Conn>, mai
         let have = prefix.len();
         let piece = (total - have).min(HANDOFF_PIECE as usize);
         prefix.resize(have + piece, 0);
-        if !lend::pull(&lent, have, &mut [&mut prefix[have..]]) {
-            break;
+        if !lend::pull(&lent, &mut [&mut prefix[have..]]) {
+            debug!("the pipe rank {src} lent a message through failed");
+            return Delivered::Failed(stream);
         }
     }
-    let done = if readable && prefix.len() == total {
+    let done = if readable {
         lend::accept(&mut *stream)
     } else {
         // the sender writes the whole payload on the connection

@@ -81,8 +81,8 @@ pub(crate) struct Handoff {
     pub prefix: Vec<u8>,
     /// Where the connection goes back ([`Incoming::release`]) once the payload is read.
     pub conn: Arc<Conn>,
-    /// Where the payload lies in the sender's memory, when it was lent rather than written
-    /// (then `prefix` is empty).
+    /// The pipe the rest of the payload comes through, when it was lent rather than written
+    /// ([`crate::lend`]).
     pub lent: Option<crate::lend::Lent>,
 }
 

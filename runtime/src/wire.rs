@@ -21,9 +21,9 @@ pub const HEADER_LEN: usize = 24;
 pub const KIND_DATA: u8 = 1;
 /// A message between a rank and its launcher.
 pub const KIND_CONTROL: u8 = 2;
-/// A large message between ranks on one host whose payload stays in the sender's memory: a
-/// description of where follows instead, and the receiver reads it from there (see the
-/// runtime's `lend` module).
+/// A large message between ranks on one host whose payload comes through a pipe the sender
+/// lent its pages to: which pipe follows instead, and the receiver reads the payload from it
+/// (see the runtime's `lend` module).
 pub const KIND_LEND: u8 = 3;
 
 /// A frame header.

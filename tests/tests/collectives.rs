@@ -46,7 +46,7 @@ fn threads_share_connections_without_losing_or_reordering() {
 
 /// Large messages of every kind (in place, queued before the receive, of the wrong length, in
 /// order) and collectives on large buffers, written through the sockets and, with
-/// `PRUN_SINGLE_COPY=1`, read from the sender's memory.
+/// `PRUN_SINGLE_COPY=1`, lent through pipes.
 #[test]
 fn large_messages_by_socket_and_by_single_copy() {
     for copy in ["0", "1"] {
