@@ -36,6 +36,9 @@ pub(crate) struct Engine {
     /// ranks that could not read from one.
     lending: Option<bool>,
     pipes: Vec<Mutex<Option<Pipe>>>,
+    /// How large each pipe is to be ([`lend::pipe_size`]; 0 when there are too many ranks on
+    /// this host to lend).
+    pipe_size: usize,
     refused: Vec<AtomicBool>,
     /// On the MPI backend, what carries the messages instead of sockets.
     #[cfg(feature = "mpi")]
@@ -57,6 +60,7 @@ impl Engine {
             limit,
             lending: Some(false),
             pipes: Vec::new(),
+            pipe_size: 0,
             refused: Vec::new(),
             #[cfg(feature = "mpi")]
             mpi: None,
@@ -84,6 +88,7 @@ impl Engine {
             limit,
             lending: Some(false),
             pipes: Vec::new(),
+            pipe_size: 0,
             refused: Vec::new(),
             mpi: Some(transport),
         }
@@ -99,6 +104,7 @@ impl Engine {
         limit: u64,
     ) -> Engine {
         let size = peers.len();
+        let pipe_size = lend::pipe_size(peers.iter().filter(|p| p.node == node).count()).unwrap_or(0);
         Engine {
             rank,
             size,
@@ -111,6 +117,7 @@ impl Engine {
             limit,
             lending: crate::env::single_copy(),
             pipes: (0..size).map(|_| Mutex::new(None)).collect(),
+            pipe_size,
             refused: (0..size).map(|_| AtomicBool::new(false)).collect(),
             #[cfg(feature = "mpi")]
             mpi: None,
@@ -160,6 +167,7 @@ impl Engine {
     /// for) that has not refused.
     fn lends_to(&self, dest: usize, len: usize) -> bool {
         len >= LEND_MIN
+            && len <= self.pipe_size
             && self.peers.get(dest).is_some_and(|p| p.node == self.node && self.lending.unwrap_or(!p.crowded))
             && self.refused.get(dest).is_some_and(|r| !r.load(Ordering::Relaxed))
     }
@@ -171,7 +179,7 @@ impl Engine {
         let len = parts.iter().map(|p| p.len()).sum();
         let mut pipe = self.pipes.get(dest)?.lock().unwrap_or_else(PoisonError::into_inner);
         if pipe.is_none() {
-            match Pipe::new() {
+            match Pipe::new(self.pipe_size) {
                 Ok(p) => *pipe = Some(p),
                 Err(e) => {
                     debug!("cannot make a pipe to rank {dest}: {e}; writing large messages to it");

@@ -5,7 +5,8 @@
 //! On by default; `PRUN_SINGLE_COPY=0` turns it off (see [`crate::env`]).
 //!
 //! Each sender keeps one pipe per receiver on its host ([`Pipe`], made at the first large
-//! message), as large as the kernel grants up to [`LEND_MAX`]; a message that fits in it is
+//! message), of up to [`LEND_MAX`] bytes (less when the host runs many ranks: [`pipe_size`]
+//! keeps the pipes within the kernel's quota for one user); a message that fits in it is
 //! lent, a larger one written (the pipe then takes several rounds, and measured slower than
 //! the socket from 4 MiB on). The sender puts the payload's pages into its pipe, then writes a
 //! [`KIND_LEND`] frame on the connection: the usual header (context, tag, payload length), then
@@ -58,12 +59,12 @@ pub(crate) struct Pipe {
 }
 
 impl Pipe {
-    /// A new pipe of up to [`LEND_MAX`] bytes: less when the user's pipes are over the kernel's
-    /// quota (`/proc/sys/fs/pipe-user-pages-soft`), and then only shorter messages are lent.
-    pub fn new() -> io::Result<Pipe> {
+    /// A new pipe of up to `size` bytes (see [`pipe_size`]): less when the user's pipes are
+    /// over the kernel's quota after all, and then only shorter messages are lent.
+    pub fn new(size: usize) -> io::Result<Pipe> {
         let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         // refused over the quota or above `/proc/sys/fs/pipe-max-size`: the pipe keeps its size
-        let _ = fcntl(&write, FcntlArg::F_SETPIPE_SZ(LEND_MAX as i32));
+        let _ = fcntl(&write, FcntlArg::F_SETPIPE_SZ(i32::try_from(size).unwrap_or(i32::MAX)));
         let capacity = usize::try_from(fcntl(&write, FcntlArg::F_GETPIPE_SZ)?).unwrap_or(0);
         Ok(Pipe { read, write, capacity })
     }
@@ -72,6 +73,27 @@ impl Pipe {
     pub fn fits(&self, len: usize) -> bool {
         len <= self.capacity
     }
+}
+
+/// The size of each lending pipe when `local` ranks share a host, or `None` when they are too
+/// many to lend at all: up to [`LEND_MAX`], and all of the host's pipes (one per pair of ranks)
+/// within half the pages the kernel lets one user's pipes take
+/// (`/proc/sys/fs/pipe-user-pages-soft`; past it, every new pipe of the user's, this job's or
+/// any other program's, gets two pages).
+pub(crate) fn pipe_size(local: usize) -> Option<usize> {
+    let pages: usize = std::fs::read_to_string("/proc/sys/fs/pipe-user-pages-soft")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(16384);
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096);
+    let pairs = local.saturating_mul(local.saturating_sub(1)).max(1);
+    let share = if pages == 0 { LEND_MAX } else { pages.saturating_mul(page as usize) / 2 / pairs };
+    // a power of two, as the kernel rounds to one anyway
+    let size = match share.min(LEND_MAX) {
+        0 => 0,
+        s => 1 << s.ilog2(),
+    };
+    (size >= 2 * LEND_MIN).then_some(size)
 }
 
 /// A pipe a receiver opened, and whose it is.
@@ -258,7 +280,7 @@ mod tests {
     /// the pipe. `forge` changes the frame's process id.
     fn exchange(payload: &[&[u8]], forge: Option<u32>) -> (Vec<u8>, bool) {
         let (mut a, mut b) = UnixStream::pair().expect("pair");
-        let pipe = Pipe::new().expect("pipe");
+        let pipe = Pipe::new(LEND_MAX).expect("pipe");
         std::thread::scope(|s| {
             let sender = s.spawn(|| match forge {
                 // a frame by hand, naming another process's pipe
@@ -296,6 +318,28 @@ mod tests {
     }
 
     #[test]
+    fn pipes_shrink_with_the_ranks_of_a_host_and_stop_at_a_quota() {
+        let quota: usize = std::fs::read_to_string("/proc/sys/fs/pipe-user-pages-soft")
+            .expect("quota")
+            .trim()
+            .parse()
+            .expect("pages");
+        if quota == 0 {
+            assert_eq!(pipe_size(1000), Some(LEND_MAX));
+            return;
+        }
+        let sizes: Vec<Option<usize>> = [1, 2, 8, 16, 64, 1000].into_iter().map(pipe_size).collect();
+        assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{sizes:?}");
+        assert!(sizes[0].is_some_and(|s| s <= LEND_MAX && s.is_power_of_two()));
+        assert_eq!(sizes[5], None, "1000 ranks' pipes would take {quota} pages");
+        // every pipe of the host together within half the quota
+        for (local, size) in [1usize, 2, 8, 16, 64].into_iter().zip(&sizes) {
+            let total = size.unwrap_or(0) * local * (local - 1);
+            assert!(total <= quota * 4096 / 2, "{local} ranks: {total} bytes of pipes");
+        }
+    }
+
+    #[test]
     fn a_lent_payload_is_read_from_the_pipe() {
         let (x, y) = (vec![1u8; 100_000], vec![2u8; 5]);
         let (data, read) = exchange(&[&x, &[], &y], None);
@@ -317,7 +361,7 @@ mod tests {
     #[test]
     fn one_pipe_carries_message_after_message() {
         let (mut a, mut b) = UnixStream::pair().expect("pair");
-        let pipe = Pipe::new().expect("pipe");
+        let pipe = Pipe::new(LEND_MAX).expect("pipe");
         let opened = Opened::default();
         let sizes = [LEND_MIN, 65_537, 300_000, pipe.capacity];
         std::thread::scope(|s| {
