@@ -173,7 +173,8 @@ impl Engine {
     }
 
     /// Lends `parts` to `dest` through this rank's pipe to it, made now if need be; `None` when
-    /// they do not fit in the pipe (or no pipe can be made), and are to be written. Once `dest`
+    /// they do not fit in the pipe (or lie in too many pieces, or no pipe can be made), and are
+    /// to be written. Once `dest`
     /// could not read the pipe, later messages to it are written.
     fn lend_to(&self, dest: usize, context: u64, tag: u32, parts: &[&[u8]]) -> Option<Result<()>> {
         let len = parts.iter().map(|p| p.len()).sum();
@@ -188,7 +189,7 @@ impl Engine {
                 }
             }
         }
-        let lent = pipe.as_ref().filter(|p| p.fits(len))?;
+        let lent = pipe.as_ref().filter(|p| p.fits(len) && parts.len() <= lend::MAX_PIECES)?;
         let mut read = true;
         let sent = self.write_to(dest, |s| lend::send(s, lent, context, tag, parts).map(|r| read = r));
         if sent.is_err() || !read {

@@ -43,6 +43,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 pub(crate) const LEND_MIN: usize = 64 * 1024;
 /// The pipe size a sender asks for, and so the largest message it lends.
 pub(crate) const LEND_MAX: usize = 1 << 20;
+/// Most pieces one lent message may lie in (one `vmsplice` takes up to 1024).
+pub(crate) const MAX_PIECES: usize = 64;
 /// The receiver's answer: the payload was read from the pipe.
 const READ: u8 = 1;
 /// The receiver's answer: it could not read the pipe; the sender writes the payload.
@@ -121,8 +123,8 @@ pub(crate) fn send(
     parts: &[&[u8]],
 ) -> io::Result<bool> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
-    if !pipe.fits(len) {
-        return Err(io::Error::other("a lent message larger than its pipe"));
+    if !pipe.fits(len) || parts.len() > MAX_PIECES {
+        return Err(io::Error::other("a lent message larger than its pipe, or in too many pieces"));
     }
     let header = Header { kind: KIND_LEND, context, tag, len: len as u64 };
     let mut frame = Vec::with_capacity(HEADER_LEN + 8);
