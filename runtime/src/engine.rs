@@ -174,8 +174,7 @@ impl Engine {
 
     /// Lends `parts` to `dest` through this rank's pipe to it, made now if need be; `None` when
     /// they do not fit in the pipe (or lie in too many pieces, or no pipe can be made), and are
-    /// to be written. Once `dest`
-    /// could not read the pipe, later messages to it are written.
+    /// to be written. Once `dest` could not read the pipe, later messages to it are written.
     fn lend_to(&self, dest: usize, context: u64, tag: u32, parts: &[&[u8]]) -> Option<Result<()>> {
         let len = parts.iter().map(|p| p.len()).sum();
         let mut pipe = self.pipes.get(dest)?.lock().unwrap_or_else(PoisonError::into_inner);
