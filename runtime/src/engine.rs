@@ -190,7 +190,9 @@ impl Engine {
         }
         let lent = pipe.as_ref().filter(|p| p.fits(len) && parts.len() <= lend::MAX_PIECES)?;
         let mut read = true;
-        let sent = self.write_to(dest, |s| lend::send(s, lent, context, tag, parts).map(|r| read = r));
+        let sent = self.write_to(dest, |s| {
+            lend::send(s, self.mailbox.spin_time(), lent, context, tag, parts).map(|r| read = r)
+        });
         if sent.is_err() || !read {
             // it may still hold the message's pages
             *pipe = None;

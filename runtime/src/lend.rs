@@ -114,9 +114,10 @@ pub(crate) struct Opened(Mutex<Option<Lent>>);
 /// Lends `parts` (no more than `pipe` holds, [`LEND_MIN`] bytes or more in all) to the receiver
 /// at the other end of `stream`, writing them instead when it cannot read them. Returns whether
 /// the receiver read them from the pipe; after `false` or an error, `pipe` may still hold some
-/// of them and must not be used again.
+/// of them and must not be used again. Polls for the answer for up to `spin` before sleeping.
 pub(crate) fn send(
     stream: &mut dyn Stream,
+    spin: std::time::Duration,
     pipe: &Pipe,
     context: u64,
     tag: u32,
@@ -169,6 +170,10 @@ pub(crate) fn send(
         }
     }
     let mut answer = [0u8];
+    if !spin.is_zero() {
+        let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
+        let _ = crate::mailbox::poll_then_sleep(&mut fds, spin);
+    }
     stream.read_exact(&mut answer)?;
     match answer[0] {
         READ if pages.is_empty() => Ok(true),
@@ -299,7 +304,7 @@ mod tests {
                     payload.iter().for_each(|p| a.write_all(p).expect("bytes"));
                     false
                 }
-                None => send(&mut a, &pipe, 7, 3, payload).expect("send"),
+                None => send(&mut a, std::time::Duration::ZERO, &pipe, 7, 3, payload).expect("send"),
             });
             let header = read_header(&mut b, u64::MAX).expect("header").expect("a frame");
             assert_eq!((header.kind, header.context, header.tag), (KIND_LEND, 7, 3));
@@ -370,7 +375,10 @@ mod tests {
             s.spawn(|| {
                 for (i, &n) in sizes.iter().enumerate() {
                     let data: Vec<u8> = (0..n).map(|j| (j * 7 + i) as u8).collect();
-                    assert!(send(&mut a, &pipe, 0, i as u32, &[&data]).expect("send"), "message {i} written");
+                    assert!(
+                        send(&mut a, std::time::Duration::ZERO, &pipe, 0, i as u32, &[&data]).expect("send"),
+                        "message {i} written"
+                    );
                 }
             });
             for (i, &n) in sizes.iter().enumerate() {
@@ -382,6 +390,7 @@ mod tests {
                 assert!(got.iter().enumerate().all(|(j, &v)| v == (j * 7 + i) as u8), "message {i}");
             }
         });
-        assert!(matches!(send(&mut a, &pipe, 0, 0, &[&vec![0u8; pipe.capacity + 1]]), Err(_)), "too large");
+        let too_large = vec![0u8; pipe.capacity + 1];
+        assert!(send(&mut a, std::time::Duration::ZERO, &pipe, 0, 0, &[&too_large]).is_err(), "too large");
     }
 }
