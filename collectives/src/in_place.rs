@@ -106,19 +106,13 @@ pub fn allgather_ring_into<P: PointToPoint + ?Sized>(
     let recv = blocks_of(p, "allgather", Some(recv), len)?;
     let (next, prev) = ((rank + 1) % size, (rank + size - 1) % size);
     if size == 2 && len >= crate::tuning::ALLGATHER_PAIR_SPLIT {
-        // one exchange: the lower rank sends, then the higher; each copies its own block where
-        // it would otherwise wait (the lower between its send and its receive, the higher after
-        // its send, while the lower reads), not before it starts
+        // one exchange, in the order the transport moves it fastest (a socket transport one
+        // way, then the other: see `PointToPoint::sendrecv_into`), then the own block
         let t = step_tag(seq, 0);
         let (low, high) = recv.split_at_mut(len);
-        if rank == 0 {
-            p.send(next, t, block)?;
-            low.copy_from_slice(block);
-            return p.recv_into(prev, t, high);
-        }
-        p.recv_into(prev, t, low)?;
-        p.send(next, t, block)?;
-        high.copy_from_slice(block);
+        let (own, other) = if rank == 0 { (low, high) } else { (high, low) };
+        p.sendrecv_into(next, t, block, prev, t, other)?;
+        own.copy_from_slice(block);
         return Ok(());
     }
     recv[rank * len..(rank + 1) * len].copy_from_slice(block);

@@ -740,8 +740,10 @@ impl PointToPoint for Channel<'_> {
 
     /// For large messages, makes sure the receive is posted when its message comes, so that it
     /// is read in place instead of queued whole (two ranks exchanging large blocks would both
-    /// send first): a pairwise exchange goes one way, then the other (the lower rank sends
-    /// first); otherwise this thread receives while a thread of its own sends.
+    /// send first): a lent message ([`crate::lend`]) is announced, then received while the
+    /// peer copies it; otherwise a pairwise exchange goes one way, then the other (the lower
+    /// rank sends first), and other exchanges receive on this thread while a thread of its own
+    /// sends.
     fn sendrecv_into(
         &self,
         dest: usize,
@@ -751,6 +753,19 @@ impl PointToPoint for Channel<'_> {
         recv_tag: u32,
         buf: &mut [u8],
     ) -> Result<()> {
+        // lent (to a rank on this host, where ranks have a core each): the receive runs while
+        // the peer copies, and two ranks exchanging copy each other's message at once
+        let engine = &self.comm.shared.engine;
+        let world_dest = self.comm.check_rank(dest)?;
+        let signature = self.signature.encode();
+        engine.check_len((data.len() + signature.len()) as u64)?;
+        let parts = [data, &signature[..]];
+        let context = self.comm.context | 1;
+        if let Some((sent, received)) =
+            engine.lend_while(world_dest, context, send_tag, &parts, || self.recv_into(src, recv_tag, buf))
+        {
+            return received.and(sent);
+        }
         let large = data.len().min(buf.len()) >= SENDRECV_THREAD_MIN;
         if large && dest == src && self.comm.rank > dest {
             // a pairwise exchange: one direction after the other, each finding its receive

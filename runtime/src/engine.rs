@@ -148,10 +148,8 @@ impl Engine {
             mpi.send(dest, context, tag, &mut frame);
             return Ok(());
         }
-        if self.lends_to(dest, frame.len() - HEADER_LEN) {
-            if let Some(sent) = self.lend_to(dest, context, tag, &[&frame[HEADER_LEN..]]) {
-                return sent;
-            }
+        if let Some(sent) = self.lend_to(dest, context, tag, &[&frame[HEADER_LEN..]]) {
+            return sent;
         }
         self.write_to(dest, |s| wire::write_framed(s, KIND_DATA, context, tag, &mut frame))
     }
@@ -167,7 +165,7 @@ impl Engine {
     /// for) that has not refused.
     fn lends_to(&self, dest: usize, len: usize) -> bool {
         len >= LEND_MIN
-            && len <= self.pipe_size
+            && len <= self.pipe_size + lend::INLINE_MAX
             && self.peers.get(dest).is_some_and(|p| p.node == self.node && self.lending.unwrap_or(!p.crowded))
             && self.refused.get(dest).is_some_and(|r| !r.load(Ordering::Relaxed))
     }
@@ -176,7 +174,27 @@ impl Engine {
     /// they do not fit in the pipe (or lie in too many pieces, or no pipe can be made), and are
     /// to be written. Once `dest` could not read the pipe, later messages to it are written.
     fn lend_to(&self, dest: usize, context: u64, tag: u32, parts: &[&[u8]]) -> Option<Result<()>> {
+        self.lend_while(dest, context, tag, parts, || ()).map(|(sent, ())| sent)
+    }
+
+    /// As [`Engine::lend_to`], calling `meanwhile` once the message is announced and in the
+    /// pipe, before waiting for `dest` to take it: so a rank can receive while its peer
+    /// copies, and two ranks can exchange lent messages each copying the other's at once
+    /// (without that wait first, each would wait for the other's answer before receiving).
+    /// `meanwhile` runs after the send when the message does not fit in the pipe at once, and
+    /// not at all when it returns `None`.
+    pub(crate) fn lend_while<R>(
+        &self,
+        dest: usize,
+        context: u64,
+        tag: u32,
+        parts: &[&[u8]],
+        meanwhile: impl FnOnce() -> R,
+    ) -> Option<(Result<()>, R)> {
         let len = parts.iter().map(|p| p.len()).sum();
+        if !self.lends_to(dest, len) {
+            return None;
+        }
         let mut pipe = self.pipes.get(dest)?.lock().unwrap_or_else(PoisonError::into_inner);
         if pipe.is_none() {
             match Pipe::new(self.pipe_size) {
@@ -188,10 +206,17 @@ impl Engine {
                 }
             }
         }
-        let lent = pipe.as_ref().filter(|p| p.fits(len) && parts.len() <= lend::MAX_PIECES)?;
+        let lent = pipe.as_ref().filter(|p| p.takes(parts))?;
         let mut read = true;
+        let (mut meanwhile, mut outcome) = (Some(meanwhile), None);
+        let spin = self.mailbox.spin_time();
         let sent = self.write_to(dest, |s| {
-            lend::send(s, self.mailbox.spin_time(), lent, context, tag, parts).map(|r| read = r)
+            let announced = lend::announce(s, lent, context, tag, parts)?;
+            if announced.complete {
+                outcome = meanwhile.take().map(|f| f());
+            }
+            read = lend::finish(s, spin, lent, parts, announced)?;
+            Ok(())
         });
         if sent.is_err() || !read {
             // it may still hold the message's pages
@@ -201,7 +226,10 @@ impl Engine {
             debug!("rank {dest} cannot read rank {}'s pipe; writing large messages to it", self.rank);
             self.refused[dest].store(true, Ordering::Relaxed);
         }
-        Some(sent)
+        drop(pipe);
+        // one of the two holds it: `meanwhile` was taken only to fill `outcome`
+        let outcome = outcome.or_else(|| meanwhile.map(|f| f()))?;
+        Some((sent, outcome))
     }
 
     /// Sends the concatenation of `parts` without copying them into a frame first.
@@ -219,10 +247,8 @@ impl Engine {
             mpi.send(dest, context, tag, &mut frame);
             return Ok(());
         }
-        if self.lends_to(dest, parts.iter().map(|p| p.len()).sum()) {
-            if let Some(sent) = self.lend_to(dest, context, tag, parts) {
-                return sent;
-            }
+        if let Some(sent) = self.lend_to(dest, context, tag, parts) {
+            return sent;
         }
         self.write_to(dest, |s| wire::write_parts(s, KIND_DATA, context, tag, parts))
     }

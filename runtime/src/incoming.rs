@@ -461,7 +461,7 @@ fn read_large(
 /// unless a receive posted for it comes, which then copies the rest straight into its buffer.
 fn read_lent(mut stream: Box<dyn Stream>, header: &Header, conn: &Arc<Conn>, mailbox: &Mailbox) -> Delivered {
     let (src, context, tag, len) = (conn.src, header.context, header.tag, header.len);
-    let mut lent = match lend::read(&mut *stream, &conn.pipe) {
+    let mut lent = match lend::read(&mut *stream, header, &conn.pipe) {
         Ok(lent) => lent,
         Err(e) => {
             debug!("rank {src} lent a message badly: {e}");
@@ -487,7 +487,7 @@ fn read_lent(mut stream: Box<dyn Stream>, header: &Header, conn: &Arc<Conn>, mai
         let have = prefix.len();
         let piece = (total - have).min(HANDOFF_PIECE as usize);
         prefix.resize(have + piece, 0);
-        if !lend::pull(&lent, &mut [&mut prefix[have..]]) {
+        if !lend::pull(&mut lent, &mut [&mut prefix[have..]]) {
             debug!("the pipe rank {src} lent a message through failed");
             return Delivered::Failed(stream);
         }

@@ -555,8 +555,8 @@ impl Mailbox {
         drop(s);
         match outcome? {
             Ok(e) => Ok(Placed::Queued(e)),
-            Err(Handoff { mut stream, prefix, conn, lent }) => {
-                let read = match &lent {
+            Err(Handoff { mut stream, prefix, conn, mut lent }) => {
+                let read = match &mut lent {
                     Some(lent) => {
                         crate::lend::receive(&mut *stream, lent, &prefix, &mut [target.body, target.tail])
                     }
