@@ -2,16 +2,19 @@
 //! to a pipe (`vmsplice`), and the receiver copies them out of it into their destination, where
 //! a socket copies every byte twice (into the kernel and out of it). Open MPI and MPICH copy
 //! once over shared memory the same way (from the sender's memory by cross-memory attach).
-//! On by default; `PRUN_SINGLE_COPY=0` turns it off (see [`crate::env`]).
+//! On by default where the host has a core per rank; `PRUN_SINGLE_COPY` says otherwise (see
+//! [`crate::env`]).
 //!
 //! Each sender keeps one pipe per receiver on its host ([`Pipe`], made at the first large
 //! message), of up to [`LEND_MAX`] bytes (less when the host runs many ranks: [`pipe_size`]
 //! keeps the pipes within the kernel's quota for one user); a message that fits in it is
 //! lent, a larger one written (the pipe then takes several rounds, and measured slower than
-//! the socket from 4 MiB on). The sender puts the payload's pages into its pipe, then writes a
-//! [`KIND_LEND`] frame on the connection: the usual header (context, tag, payload length), then
-//! its process id and the pipe's file descriptor number. It then waits on the connection for
-//! one byte: [`READ`] when the receiver has copied the payload out of the pipe, or [`SEND`]
+//! the socket from 4 MiB on). The sender puts the payload's pages into its pipe ([`announce`]),
+//! all but a last piece of up to [`INLINE_MAX`] bytes (a collective's signature), then writes a
+//! [`KIND_LEND`] frame on the connection: the usual header (context, tag, payload length), its
+//! process id, the pipe's file descriptor number, and the length and bytes of that last piece.
+//! It may do something else now (receive, in an exchange: [`crate::engine`]'s `lend_while`),
+//! then waits on the connection ([`finish`]) for one byte: [`READ`] when the receiver has copied the payload out of the pipe, or [`SEND`]
 //! when it could not open the pipe (the connection is not a Unix socket to the process that
 //! names it, or `/proc` refused), after which the sender writes the payload on the connection
 //! as it would have, and stops lending to that receiver. Either way the send returns once the
