@@ -182,7 +182,9 @@ impl Engine {
     /// copies, and two ranks can exchange lent messages each copying the other's at once
     /// (without that wait first, each would wait for the other's answer before receiving).
     /// `meanwhile` runs after the send when the message does not fit in the pipe at once, and
-    /// not at all when it returns `None`.
+    /// not at all when it returns `None`. While it runs, the connection to `dest` stays this
+    /// thread's: another thread of this rank sending to `dest` waits for `meanwhile` to end
+    /// (so only the collectives' exchange steps use it, whose receive is of the same call).
     pub(crate) fn lend_while<R>(
         &self,
         dest: usize,
