@@ -761,9 +761,17 @@ impl PointToPoint for Channel<'_> {
         engine.check_len((data.len() + signature.len()) as u64)?;
         let parts = [data, &signature[..]];
         let context = self.comm.context | 1;
-        if let Some((sent, received)) =
-            engine.lend_while(world_dest, context, send_tag, &parts, || self.recv_into(src, recv_tag, buf))
-        {
+        let lending = engine.lends(world_dest, data.len() + signature.len());
+        if lending {
+            // the peer's message, which may come before this rank's receive starts, waits for it
+            engine.mailbox().hold(self.comm.check_rank(src)?);
+        }
+        let lent =
+            engine.lend_while(world_dest, context, send_tag, &parts, || self.recv_into(src, recv_tag, buf));
+        if lending {
+            engine.mailbox().unhold();
+        }
+        if let Some((sent, received)) = lent {
             return received.and(sent);
         }
         let large = data.len().min(buf.len()) >= SENDRECV_THREAD_MIN;

@@ -170,6 +170,12 @@ impl Engine {
             && self.refused.get(dest).is_some_and(|r| !r.load(Ordering::Relaxed))
     }
 
+    /// Whether a message of `len` bytes to `dest` may be lent ([`Engine::lend_while`] may still
+    /// write it when it does not fit in the pipe).
+    pub(crate) fn lends(&self, dest: usize, len: usize) -> bool {
+        self.lends_to(dest, len)
+    }
+
     /// Lends `parts` to `dest` through this rank's pipe to it, made now if need be; `None` when
     /// they do not fit in the pipe (or lie in too many pieces, or no pipe can be made), and are
     /// to be written. Once `dest` could not read the pipe, later messages to it are written.
@@ -216,6 +222,10 @@ impl Engine {
             let announced = lend::announce(s, lent, context, tag, parts)?;
             if announced.complete {
                 outcome = meanwhile.take().map(|f| f());
+            } else {
+                // the peer may be waiting the same way for this rank to read its message: let
+                // the progress thread read it ([`Mailbox::hold`])
+                self.mailbox.unhold();
             }
             read = lend::finish(s, spin, lent, parts, announced)?;
             Ok(())

@@ -558,4 +558,38 @@ mod tests {
         incoming.on_event(&m, events[0].data());
         assert!(m.try_recv(&pat(2)).expect("try").is_some(), "the next message was not read");
     }
+
+    /// A connection held for this thread's next receive ([`Mailbox::hold`]) raises no event
+    /// for the progress thread, and that receive reads it; held and not used, it goes back.
+    #[test]
+    fn a_held_connection_waits_for_its_receive_and_goes_back_unused() {
+        let m = Arc::new(Mailbox::new(0, 2, Duration::ZERO));
+        m.attach(Incoming::new(1 << 20).expect("epoll"));
+        m.handshake_started(1);
+        m.handshake_ended(1, true);
+        let (mut writer, reader) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let incoming = m.incoming().expect("attached");
+        incoming.add(1, Box::new(reader)).expect("add");
+        let frame = |tag: u32| {
+            let mut out = Vec::new();
+            wire::write_parts(&mut out, KIND_DATA, 0, tag, &[b"x"]).expect("frame");
+            out
+        };
+        let pat = |tag| Pattern { src: Some(1), group: None, context: 0, tag: Some(tag) };
+        let mut events = [EpollEvent::empty(); 4];
+
+        m.hold(1);
+        writer.write_all(&frame(1)).expect("write");
+        let n = incoming.epoll.wait(&mut events, EpollTimeout::from(200u16)).expect("wait");
+        assert_eq!(n, 0, "the progress thread would have read a held connection");
+        assert_eq!(m.recv(&pat(1)).expect("received").data, b"x");
+
+        m.hold(1);
+        m.unhold();
+        writer.write_all(&frame(2)).expect("write");
+        let n = incoming.epoll.wait(&mut events, EpollTimeout::from(1000u16)).expect("wait");
+        assert_eq!(n, 1, "an unused held connection did not go back");
+        incoming.on_event(&m, events[0].data());
+        assert!(m.try_recv(&pat(2)).expect("try").is_some(), "the next message was not read");
+    }
 }

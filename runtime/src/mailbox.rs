@@ -152,6 +152,13 @@ thread_local! {
         EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).ok().map(Arc::new);
 }
 
+thread_local! {
+    /// A connection this thread took out of the progress thread's reach before a receive on
+    /// it ([`Mailbox::hold`]), with its source.
+    static HELD: std::cell::RefCell<Option<(usize, Arc<Conn>, Box<dyn Stream>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 /// What objects to a queued message while a receive waits (see [`Mailbox::recv_checked`]).
 type Objection<'f> = dyn Fn(&Envelope) -> Option<Error> + 'f;
 
@@ -248,6 +255,26 @@ impl Mailbox {
         for w in s.wakers.iter().filter(|w| Some(Arc::as_ptr(w)) != own) {
             // a full counter already wakes its thread
             let _ = w.write(1);
+        }
+    }
+
+    /// Takes the connection from `src` out of the progress thread's reach, for this thread's
+    /// next receive from `src` to read itself; so a message that comes before that receive
+    /// starts waits for it rather than going to the progress thread (an exchange step announces
+    /// its own message first). [`Mailbox::unhold`] puts it back if no receive took it.
+    pub(crate) fn hold(&self, src: usize) {
+        let Some(incoming) = self.incoming.get() else { return };
+        self.unhold();
+        if let Some((conn, stream)) = incoming.claim(src) {
+            HELD.with(|h| *h.borrow_mut() = Some((src, conn, stream)));
+        }
+    }
+
+    /// Puts back a connection [`Mailbox::hold`] took, if no receive took it.
+    pub(crate) fn unhold(&self) {
+        let held = HELD.with(|h| h.borrow_mut().take());
+        if let (Some((_, conn, stream)), Some(incoming)) = (held, self.incoming.get()) {
+            incoming.release(self, &conn, stream, true);
         }
     }
 
@@ -471,7 +498,11 @@ impl Mailbox {
                 registered.insert(w).clone()
             }
         };
-        let (conn, stream) = incoming.claim(src)?;
+        let held = HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            h.take_if(|(from, _, _)| *from == src).map(|(_, conn, stream)| (conn, stream))
+        });
+        let (conn, stream) = held.or_else(|| incoming.claim(src))?;
         Some(Claim { incoming, conn, stream, waker })
     }
 
