@@ -152,11 +152,13 @@ thread_local! {
         EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC).ok().map(Arc::new);
 }
 
+/// A connection taken out of the progress thread's reach, with its source.
+type Held = (usize, Arc<Conn>, Box<dyn Stream>);
+
 thread_local! {
     /// A connection this thread took out of the progress thread's reach before a receive on
-    /// it ([`Mailbox::hold`]), with its source.
-    static HELD: std::cell::RefCell<Option<(usize, Arc<Conn>, Box<dyn Stream>)>> =
-        const { std::cell::RefCell::new(None) };
+    /// it ([`Mailbox::hold`]).
+    static HELD: std::cell::RefCell<Option<Held>> = const { std::cell::RefCell::new(None) };
 }
 
 /// What objects to a queued message while a receive waits (see [`Mailbox::recv_checked`]).
