@@ -514,24 +514,36 @@ mod tests {
     use std::io::Write;
     use std::time::Duration;
 
+    /// Rank 0's mailbox with one connection from rank 1, and rank 1's end of it.
+    fn one_connection() -> (Arc<Mailbox>, std::os::unix::net::UnixStream) {
+        let m = Arc::new(Mailbox::new(0, 2, Duration::ZERO));
+        m.attach(Incoming::new(1 << 20).expect("epoll"));
+        m.handshake_started(1);
+        m.handshake_ended(1, true);
+        let (writer, reader) = std::os::unix::net::UnixStream::pair().expect("pair");
+        m.incoming().expect("attached").add(1, Box::new(reader)).expect("add");
+        (m, writer)
+    }
+
+    /// A one-byte message from rank 1 with `tag`, as a frame.
+    fn frame(tag: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        wire::write_parts(&mut out, KIND_DATA, 0, tag, &[b"x"]).expect("frame");
+        out
+    }
+
+    /// Rank 1's messages with `tag`.
+    fn pat(tag: u32) -> Pattern<'static> {
+        Pattern { src: Some(1), group: None, context: 0, tag: Some(tag) }
+    }
+
     /// An event raised before a receive claimed and read the connection finds nothing to read
     /// then; the progress thread must drop it, not block on the empty connection (and with it
     /// every other connection), and must still read what arrives later.
     #[test]
     fn a_stale_event_does_not_block_the_progress_thread() {
-        let m = Arc::new(Mailbox::new(0, 2, Duration::ZERO));
-        m.attach(Incoming::new(1 << 20).expect("epoll"));
-        m.handshake_started(1);
-        m.handshake_ended(1, true);
-        let (mut writer, reader) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let (m, mut writer) = one_connection();
         let incoming = m.incoming().expect("attached");
-        incoming.add(1, Box::new(reader)).expect("add");
-        let frame = |tag: u32| {
-            let mut out = Vec::new();
-            wire::write_parts(&mut out, KIND_DATA, 0, tag, &[b"x"]).expect("frame");
-            out
-        };
-        let pat = |tag| Pattern { src: Some(1), group: None, context: 0, tag: Some(tag) };
 
         writer.write_all(&frame(1)).expect("write");
         let mut events = [EpollEvent::empty(); 4];
@@ -563,19 +575,8 @@ mod tests {
     /// for the progress thread, and that receive reads it; held and not used, it goes back.
     #[test]
     fn a_held_connection_waits_for_its_receive_and_goes_back_unused() {
-        let m = Arc::new(Mailbox::new(0, 2, Duration::ZERO));
-        m.attach(Incoming::new(1 << 20).expect("epoll"));
-        m.handshake_started(1);
-        m.handshake_ended(1, true);
-        let (mut writer, reader) = std::os::unix::net::UnixStream::pair().expect("pair");
+        let (m, mut writer) = one_connection();
         let incoming = m.incoming().expect("attached");
-        incoming.add(1, Box::new(reader)).expect("add");
-        let frame = |tag: u32| {
-            let mut out = Vec::new();
-            wire::write_parts(&mut out, KIND_DATA, 0, tag, &[b"x"]).expect("frame");
-            out
-        };
-        let pat = |tag| Pattern { src: Some(1), group: None, context: 0, tag: Some(tag) };
         let mut events = [EpollEvent::empty(); 4];
 
         m.hold(1);
