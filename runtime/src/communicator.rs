@@ -758,21 +758,19 @@ impl PointToPoint for Channel<'_> {
         let engine = &self.comm.shared.engine;
         let world_dest = self.comm.check_rank(dest)?;
         let signature = self.signature.encode();
-        engine.check_len((data.len() + signature.len()) as u64)?;
-        let parts = [data, &signature[..]];
-        let context = self.comm.context | 1;
-        let lending = engine.lends(world_dest, data.len() + signature.len());
-        if lending {
+        let len = data.len() + signature.len();
+        if engine.lends_to(world_dest, len) {
+            engine.check_len(len as u64)?;
             // the peer's message, which may come before this rank's receive starts, waits for it
             engine.mailbox().hold(self.comm.check_rank(src)?);
-        }
-        let lent =
-            engine.lend_while(world_dest, context, send_tag, &parts, || self.recv_into(src, recv_tag, buf));
-        if lending {
+            let parts = [data, &signature[..]];
+            let lent = engine.lend_while(world_dest, self.comm.context | 1, send_tag, &parts, || {
+                self.recv_into(src, recv_tag, buf)
+            });
             engine.mailbox().unhold();
-        }
-        if let Some((sent, received)) = lent {
-            return received.and(sent);
+            if let Some((sent, received)) = lent {
+                return received.and(sent);
+            }
         }
         let large = data.len().min(buf.len()) >= SENDRECV_THREAD_MIN;
         if large && dest == src && self.comm.rank > dest {

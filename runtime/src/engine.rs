@@ -162,18 +162,13 @@ impl Engine {
 
     /// Whether a message of `len` bytes to `dest` may be lent rather than written
     /// ([`crate::lend`]): large, to a rank on this host (not crowded, unless lending is asked
-    /// for) that has not refused.
-    fn lends_to(&self, dest: usize, len: usize) -> bool {
+    /// for) that has not refused; [`Engine::lend_while`] may still write it when it does not fit
+    /// in the pipe.
+    pub(crate) fn lends_to(&self, dest: usize, len: usize) -> bool {
         len >= LEND_MIN
             && len <= self.pipe_size + lend::INLINE_MAX
             && self.peers.get(dest).is_some_and(|p| p.node == self.node && self.lending.unwrap_or(!p.crowded))
             && self.refused.get(dest).is_some_and(|r| !r.load(Ordering::Relaxed))
-    }
-
-    /// Whether a message of `len` bytes to `dest` may be lent ([`Engine::lend_while`] may still
-    /// write it when it does not fit in the pipe).
-    pub(crate) fn lends(&self, dest: usize, len: usize) -> bool {
-        self.lends_to(dest, len)
     }
 
     /// Lends `parts` to `dest` through this rank's pipe to it, made now if need be; `None` when

@@ -17,8 +17,9 @@
 //! Rank 0 prints `tasks ...`, `measured task time ...` (the sum of the tasks' real durations),
 //! `balance against measured task time ...` (the efficiencies with that sum in place of the
 //! plan's, which leaves out how far the sleeps missed their plan), `static makespan S s`,
-//! `dynamic makespan S s`, and as its last two lines exactly `static_efficiency E` and `dynamic_efficiency E` (three decimals). The job exits
-//! non-zero if a map misses or reorders a task.
+//! `dynamic makespan S s`, and as its last two lines exactly `static_efficiency E` and
+//! `dynamic_efficiency E` (three decimals). The job exits non-zero if a map misses or reorders
+//! a task.
 //!
 //! `prun -n 2 target/release/skew [TASKS] [HEAVY_MS] [LIGHT_MS] [HEAVY_FRACTION]`
 //! (defaults 200 20 2 0.25: 1.3 s of tasks, about 1.8 s for both runs at 2 ranks).
