@@ -52,14 +52,13 @@ pub fn gather_into<P: PointToPoint + ?Sized>(
     }
     let len = block.len();
     let recv = blocks_of(p, "gather", recv, len)?;
-    for src in 0..size {
-        let dst = &mut recv[src * len..(src + 1) * len];
-        if src == rank {
-            dst.copy_from_slice(block);
-        } else {
-            p.recv_into(src, tag(seq, 1), dst)?;
-        }
+    // the others' blocks first, each posted before it arrives so that it lands in place, and the
+    // root's own last: copied first, it left a large block from a rank the time to arrive
+    // unposted, to be read into a vector and copied once more
+    for src in (0..size).filter(|&src| src != rank) {
+        p.recv_into(src, tag(seq, 1), &mut recv[src * len..(src + 1) * len])?;
     }
+    recv[rank * len..(rank + 1) * len].copy_from_slice(block);
     Ok(())
 }
 
