@@ -25,12 +25,15 @@ pub const ALLREDUCE_LARGE: usize = 256 * 1024;
 /// rather than by recursive doubling (below) or the ring (above).
 ///
 /// Measured at 2 ranks, alternating runs: 128 KiB 112-170 us against 279-338 with recursive
-/// doubling (64 KiB 136-182 against 105-154); against the ring 512 KiB 176-305 us against
-/// 410-527, 1 MiB 290-499 against 441-804, 2 MiB 567-1174 against 689-1102, and 4 MiB 2.0-2.7 ms
-/// against 1.3-2.7, where the ring's halves win.
+/// doubling (64 KiB 136-182 against 105-154). Against the ring the pair won up to 2 MiB while
+/// every transfer went through the socket; since the ring's exchanges are lent (each rank
+/// copies the other's half at once, see the runtime's `lend`), the ring wins from 256 KiB
+/// (medians of eleven alternating runs, pair against ring: 256 KiB 172 against 105 us, 512 KiB
+/// 232 against 186, 1 MiB 404 against 260, 2 MiB 967 against 370). With lending off the two are
+/// within the noise from 512 KiB and the pair wins at 256 KiB (127 against 203 us, nine runs).
 pub const ALLREDUCE_PAIR_MIN: usize = 128 * 1024;
-/// See [`ALLREDUCE_PAIR_MIN`].
-pub const ALLREDUCE_PAIR_MAX: usize = 2 << 20;
+/// See [`ALLREDUCE_PAIR_MIN`]: just below [`ALLREDUCE_LARGE`], where the ring takes over.
+pub const ALLREDUCE_PAIR_MAX: usize = ALLREDUCE_LARGE - 1;
 
 /// Fewest ranks at which a large zero-copy allreduce (at least [`ALLREDUCE_LARGE`] bytes) runs
 /// by recursive halving and doubling ([`halving`](crate::halving)) rather than the ring, and a

@@ -374,8 +374,10 @@ impl Communicator {
             native.allreduce(send, recv, op);
             return Ok(());
         }
-        // two ranks: the whole buffer to rank 0 and back, two transfers instead of the ring's
-        // four halves; more: as many bytes as the ring in 2 log2(size) steps, not 2 (size - 1)
+        // two ranks, below the ring's sizes: the whole buffer to rank 0 and back, two transfers
+        // instead of the ring's four halves (from 256 KiB the ring's exchanges, each rank copying
+        // the other's half at once, win); more ranks: as many bytes as the ring in
+        // 2 log2(size) steps, not 2 (size - 1)
         let pair = self.size() == 2
             && (tuning::ALLREDUCE_PAIR_MIN..=tuning::ALLREDUCE_PAIR_MAX).contains(&bytes.len());
         if pair || bytes.len() >= tuning::ALLREDUCE_LARGE {
