@@ -307,7 +307,9 @@ mod tests {
     /// (`f64::min` of two zeros of different signs returns its second operand).
     #[test]
     fn pair_exchange() {
-        let lens = [0, 8, 24, ALLREDUCE_PAIR_MIN, ALLREDUCE_PAIR_MAX, ALLREDUCE_PAIR_MAX + 8];
+        // the last whole number of 8-byte elements within the pair's range, and one past it
+        let last = (ALLREDUCE_PAIR_MAX + 1) / 8 * 8 - 8;
+        let lens = [0, 8, 24, ALLREDUCE_PAIR_MIN, last, last + 8];
         let ops: [(Data, Op); 2] = [(u64s, add_u64), (f64s, max_f64)];
         for &len in &lens {
             for (data, op) in ops {
