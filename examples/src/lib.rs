@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 pub mod collbench;
+pub mod steal;
 
 /// Runs `f` between two barriers; returns its result and this rank's wall time from the first
 /// barrier until `f` returned. For a map, the root's time is the makespan: from the start until

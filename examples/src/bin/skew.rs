@@ -16,7 +16,9 @@
 //!
 //! Rank 0 prints `tasks ...`, `measured task time ...` (the sum of the tasks' real durations),
 //! `balance against measured task time ...` (the efficiencies with that sum in place of the
-//! plan's, which leaves out how far the sleeps missed their plan), `static makespan S s`,
+//! plan's, which leaves out how far the sleeps missed their plan), `cpu time the hypervisor
+//! took ...` (on a virtual machine, the time its CPUs were taken for other guests during each
+//! map: a sleep then ends late, see [`prun_examples::steal`]), `static makespan S s`,
 //! `dynamic makespan S s`, and as its last two lines exactly `static_efficiency E` and
 //! `dynamic_efficiency E` (three decimals). The job exits non-zero if a map misses or reorders
 //! a task.
@@ -24,6 +26,7 @@
 //! `prun -n 2 target/release/skew [TASKS] [HEAVY_MS] [LIGHT_MS] [HEAVY_FRACTION]`
 //! (defaults 200 20 2 0.25: 1.3 s of tasks, about 1.8 s for both runs at 2 ranks).
 
+use prun_examples::steal::Stolen;
 use prun_examples::timed;
 use std::process::ExitCode;
 use std::str::FromStr;
@@ -132,9 +135,12 @@ fn complete(mode: &str, results: Option<Vec<(u64, u64)>>, tasks: usize) -> (bool
 fn run(plan: Plan) -> Result<bool, prun::Error> {
     let world = prun::init()?;
     let over = calibrate(&plan);
+    let stolen = Stolen::start();
     let (fixed, t_static) =
         timed(&world, || world.map_range_static(0, plan.tasks, |i| task(&plan, over, i)))?;
+    let (steal_static, stolen) = (stolen.so_far(), Stolen::start());
     let (dynamic, t_dynamic) = timed(&world, || world.map_range(0, plan.tasks, |i| task(&plan, over, i)))?;
+    let steal_dynamic = stolen.so_far();
     if world.rank() != 0 {
         return Ok(true);
     }
@@ -161,6 +167,12 @@ fn run(plan: Plan) -> Result<bool, prun::Error> {
         "balance against measured task time: static {:.3}, dynamic {:.3}",
         measured_static / (ranks * t_static),
         measured_dynamic / (ranks * t_dynamic)
+    );
+    let ms = |d: Option<Duration>| d.map_or("unknown".into(), |d| format!("{} ms", d.as_millis()));
+    println!(
+        "cpu time the hypervisor took (steal) during the static map {}, the dynamic map {}",
+        ms(steal_static),
+        ms(steal_dynamic)
     );
     println!("static makespan {t_static:.3} s");
     println!("dynamic makespan {t_dynamic:.3} s");
