@@ -33,7 +33,10 @@
 # A run that times out or fails shows "timeout" / "failed" in place of the
 # numbers it did not print (numbers printed before the failure are kept); a
 # run that succeeded but left out a row shows "missing".  Without Open MPI
-# only prun's column is shown.  Progress and errors go to stderr.
+# only prun's column is shown.  Under each table, the CPU time the hypervisor took
+# from the machine during each program's runs (Linux's steal time: on a virtual
+# machine, a large figure there means the rows were disturbed, not slow).
+# Progress and errors go to stderr.
 # Exits 1 if any run failed or timed out, 2 on bad arguments.
 
 set -euo pipefail
@@ -120,6 +123,7 @@ done
 
 declare -A RES  # "COLUMN op bytes" -> microseconds
 declare -A STAT # COLUMN -> ok | timeout | failed
+declare -A STEAL # COLUMN -> ms the hypervisor took from the machine during its runs
 KEYS=()         # "op bytes" in table order
 EXPECTED=()     # "op bytes" every run should print
 declare -A HAVE_KEY
@@ -155,9 +159,14 @@ expected_keys() {
 # run_one COLUMN DIR CMD... : run CMD in DIR with the timeout and record its lines
 # in RES and its outcome in STAT.
 run_one() {
-    local col=$1 dir=$2 rc=0 op bytes us extra bad=0 got=0 key missing
+    local col=$1 dir=$2 rc=0 op bytes us extra bad=0 got=0 key missing before after
     shift 2
+    before=$(steal_ms)
     (cd "$dir" && exec timeout -k 30 "$TIMEOUT" "$@") >"$WORK/out" 2>"$WORK/err" </dev/null || rc=$?
+    after=$(steal_ms)
+    if [[ -n $before && -n $after ]]; then
+        STEAL[$col]=$((${STEAL[$col]:-0} + after - before))
+    fi
     while read -r op bytes us extra || [[ -n $op ]]; do
         if [[ -z $extra && $op =~ ^[a-z]+$ && $bytes =~ ^[0-9]+$ && $us =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
             local old=${RES["$col $op $bytes"]:-}
@@ -231,6 +240,7 @@ echo "- MPICH: $MPICH_STATUS"
 for n in "${RANKS[@]}"; do
     RES=()
     STAT=()
+    STEAL=()
     expected_keys "$n"
 
     mpich=""
@@ -279,6 +289,13 @@ for n in "${RANKS[@]}"; do
         fi
         echo "$row"
     done
+    if [[ -n ${STEAL[prun]:-} ]]; then
+        echo
+        line="CPU time the hypervisor took from the machine (steal) during the runs: prun ${STEAL[prun]} ms"
+        [[ -z ${STEAL[ompi]:-} ]] || line+=", Open MPI ${STEAL[ompi]} ms"
+        [[ -z ${STEAL[mpich]:-} ]] || line+=", MPICH ${STEAL[mpich]} ms"
+        echo "$line"
+    fi
 done
 
 exit "$STATUS"

@@ -58,3 +58,10 @@ find_mpich() {
         MPICH_CC=mpicc MPICH_RUN=mpiexec
     fi
 }
+
+# steal_ms: CPU time the hypervisor has taken from this machine since it booted (the steal
+# column of /proc/stat, in ticks of 10 ms), in ms; empty where it cannot be read. Benchmarks
+# print how much of it fell during their runs, to tell a disturbed figure from a slow one.
+steal_ms() {
+    awk '$1 == "cpu" && NF >= 9 { print $9 * 10; exit }' /proc/stat 2>/dev/null || true
+}
