@@ -69,6 +69,9 @@ const DONE: u32 = 5;
 const FAIL: u32 = 6;
 /// How many items a rank has not started, told to the root's steal thread.
 const LOAD: u32 = 7;
+/// A thief's request passed on by the root to the rank it picked: `(thief, how many)`; that
+/// rank answers the thief as it would its own request.
+const FORWARD: u32 = 8;
 
 /// A rank with at most this many items not started reports every change of the count (more,
 /// only when it halves): at the end of a map of costly items the root must know which rank
@@ -647,21 +650,27 @@ fn serve_steals<T: Serialize + Send>(
             if let (Some(load), Ok(n)) = (loads.get_mut(thief), codec::decode(&request.data, thief, LOAD)) {
                 *load = n;
             }
-            // point the waiting thieves at the work that appeared, as long as there is some
+            // pass the waiting thieves on to the work that appeared, as long as there is some
             while let Some(&waiter) = waiting.last() {
                 let (victim, want) = direct(&mut loads, waiter);
                 if victim == u64::MAX {
                     break;
                 }
                 waiting.pop();
-                let _ = send_to(comm, waiter, replies, GIVE, &(Blocks::<T>::new(), victim, want));
+                forward::<T>(comm, steals, replies, waiter, victim, want);
             }
             continue;
         }
-        if thief == me {
+        let (thief, want) = if request.tag == FORWARD {
+            match codec::decode::<(u64, u64)>(&request.data, thief, FORWARD) {
+                Ok((t, want)) if (t as usize) < comm.size() && t as usize != me => (t as usize, want),
+                _ => continue,
+            }
+        } else if thief == me {
             return;
-        }
-        let want = codec::decode::<u64>(&request.data, thief, STEAL).unwrap_or(u64::MAX);
+        } else {
+            (thief, codec::decode::<u64>(&request.data, thief, STEAL).unwrap_or(u64::MAX))
+        };
         let (given, left) = {
             let mut work = lock(work);
             let given = work.steal(usize::try_from(want).unwrap_or(usize::MAX));
@@ -698,7 +707,18 @@ fn serve_steals<T: Serialize + Send>(
             waiting.push(thief);
             continue;
         }
-        let _ = send_to(comm, thief, replies, GIVE, &(given, victim, want));
+        forward::<T>(comm, steals, replies, thief, victim, want);
+    }
+}
+
+/// At the root: passes `thief`'s request for `want` items on to `victim` (a rank number from
+/// [`direct`]), which answers the thief itself: one message less than pointing the thief there
+/// (with 16 ranks on 2 cores, each hop of a map's last moments took 0.1 to 1 ms). Should that
+/// fail, points the thief there instead.
+fn forward<T: Serialize>(comm: &Communicator, steals: u64, replies: u64, thief: usize, victim: u64, want: u64) {
+    let passed = usize::try_from(victim).is_ok_and(|v| send_to(comm, v, steals, FORWARD, &(thief as u64, want)).is_ok());
+    if !passed {
+        let _ = send_to(comm, thief, replies, GIVE, &(Blocks::<T>::new(), victim, want));
     }
 }
 
