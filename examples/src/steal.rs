@@ -57,5 +57,4 @@ mod tests {
         assert_eq!(parse("cpu  1 2 3 4\n"), None, "a kernel without the column");
         assert_eq!(parse("intr 5\n"), None);
     }
-
 }

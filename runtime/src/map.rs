@@ -18,8 +18,8 @@
 //! [`MAX_BACKOFF`] while still answering others, and points it at the rank the refuser last
 //! dealt work with (followed once in a row), else at the root. The root's steal thread keeps a
 //! count of every rank's unstarted items (the deal, then each rank's reports when it gets work,
-//! sees its count halve or small, or has just given to a thief) and sends a thief to the most
-//! loaded rank for a fair share of what is left, so that the many ranks that run dry together at
+//! sees its count halve or small, or has just given to a thief) and passes a thief's request on
+//! to the most loaded rank, which answers the thief, for a fair share of what is left, so that the many ranks that run dry together at
 //! the end of a map each get a little at once; while no rank has any, it holds the thief's
 //! request until one does, the map ends or [`HOLD_LIMIT`] passes. An idle rank blocks, it never
 //! spins.
@@ -606,11 +606,11 @@ fn open_connections(comm: &Communicator, go: &AtomicBool, over: &AtomicBool) {
 }
 
 /// The steal thread: answers every steal request at once with half of the items this rank has
-/// not started ([`Work::steal`]), until this rank asks it to stop. A victim that gives tells
-/// the root how many it has left. A refused thief is pointed somewhere: elsewhere than at the
-/// root, at the rank this one last dealt work with; at the root, at the rank with the most work
-/// by the counts the ranks report ([`direct`]), and when no rank has any, the thief's request
-/// waits here until a count rises above zero, the map ends or [`HOLD_LIMIT`] passes, so that the
+/// not started ([`Work::steal`]), a thief's own or one the root passed on ([`FORWARD`]), until
+/// this rank asks it to stop. A victim that gives tells the root how many it has left. A
+/// refused thief is pointed at the rank this one last dealt work with; the root, rather than
+/// refuse, passes the request on to the rank with the most work by the counts the ranks report
+/// ([`direct`], [`forward`]), and when no rank has any, the thief's request waits here until a count rises above zero, the map ends or [`HOLD_LIMIT`] passes, so that the
 /// idle ranks of a map's last moments sleep rather than ask each other round in circles.
 fn serve_steals<T: Serialize + Send>(
     comm: &Communicator,
@@ -715,8 +715,16 @@ fn serve_steals<T: Serialize + Send>(
 /// [`direct`]), which answers the thief itself: one message less than pointing the thief there
 /// (with 16 ranks on 2 cores, each hop of a map's last moments took 0.1 to 1 ms). Should that
 /// fail, points the thief there instead.
-fn forward<T: Serialize>(comm: &Communicator, steals: u64, replies: u64, thief: usize, victim: u64, want: u64) {
-    let passed = usize::try_from(victim).is_ok_and(|v| send_to(comm, v, steals, FORWARD, &(thief as u64, want)).is_ok());
+fn forward<T: Serialize>(
+    comm: &Communicator,
+    steals: u64,
+    replies: u64,
+    thief: usize,
+    victim: u64,
+    want: u64,
+) {
+    let passed = usize::try_from(victim)
+        .is_ok_and(|v| send_to(comm, v, steals, FORWARD, &(thief as u64, want)).is_ok());
     if !passed {
         let _ = send_to(comm, thief, replies, GIVE, &(Blocks::<T>::new(), victim, want));
     }
