@@ -24,6 +24,8 @@
 #   SKEW_RUNS=3   runs of skew at each rank count; the table shows the median run, and
 #                 every run's dynamic efficiency with the CPU time the hypervisor took
 #                 from the machine during its dynamic map (steal, see skew's output)
+# The other rows give the steal time during their run too: on a virtual machine, a large
+# figure there means the row was disturbed rather than slow.
 #
 # Run it from anywhere; it works from the repository root. If a default binary
 # is missing it runs `cargo build --release -q` first. Progress and errors go to
@@ -41,8 +43,8 @@ PRUN_BIN=${PRUN_BIN:-target/release/prun}
 EXAMPLES_DIR=${EXAMPLES_DIR:-target/release}
 if [[ $# -gt 0 ]]; then RANKS=("$@"); else RANKS=(2 16); fi
 
-die() { echo "map.sh: $*" >&2; exit 2; }
-note() { echo "$*" >&2; }
+SCRIPT_NAME=map.sh
+source bench/lib.sh
 
 [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "TIMEOUT must be a positive integer, not '$TIMEOUT'"
 [[ $SKEW_RUNS =~ ^[1-9][0-9]*$ ]] || die "SKEW_RUNS must be a positive integer, not '$SKEW_RUNS'"
@@ -72,11 +74,15 @@ ROWS=()
 # run NAME N ARGS... : run example NAME at N ranks; its stdout ends up in $WORK/out.
 # Returns non-zero (and reports) when the run fails.
 run() {
-    local name=$1 n=$2 rc=0
+    local name=$1 n=$2 rc=0 before after
     shift 2
     note "  $name at $n ranks ..."
+    before=$(steal_ms)
     "$PRUN_BIN" --timeout "$TIMEOUT" -n "$n" "$EXAMPLES_DIR/$name" "$@" \
         >"$WORK/out" 2>"$WORK/err" </dev/null || rc=$?
+    after=$(steal_ms)
+    STOLEN="?"
+    [[ -z $before || -z $after ]] || STOLEN=$((after - before))
     if [[ $rc -ne 0 ]]; then
         note "  $name at $n ranks: exit status $rc"
         sed 's/^/    /' "$WORK/err" >&2
@@ -121,12 +127,14 @@ row() {
 note "map.sh: prun's map examples"
 
 rate=""
+STOLEN="?"
 if run maprate 2; then rate=$(value items_per_s); fi
-row "maprate items/s" 2 "$rate" "≥" 40000000 1000000 " M"
+row "maprate items/s (steal $STOLEN ms)" 2 "$rate" "≥" 40000000 1000000 " M"
 
 eff=""
+STOLEN="?"
 if run maprate 2 2000000 1000; then eff=$(value efficiency); fi
-row "efficiency of 1 us tasks against a plain loop (maprate 2000000 1000)" 2 "$eff" "≥" 0.90
+row "efficiency of 1 us tasks against a plain loop (maprate 2000000 1000; steal $STOLEN ms)" 2 "$eff" "≥" 0.90
 
 for n in "${RANKS[@]}"; do
     # SKEW_RUNS runs; the rows show the run of median dynamic efficiency, and every run's
@@ -154,12 +162,13 @@ for n in "${RANKS[@]}"; do
 done
 
 ss="" ds="" seq=""
+STOLEN="?"
 if run primes 2; then
     seq=$(value sequential)
     ss=$(field static 5)
     ds=$(field dynamic 5)
 fi
-row "primes static speedup (sequential ${seq:-?} s)" 2 "$ss"
+row "primes static speedup (sequential ${seq:-?} s; steal during the run $STOLEN ms)" 2 "$ss"
 row "primes dynamic speedup" 2 "$ds" "≥" 1.9
 
 PEERS=""
