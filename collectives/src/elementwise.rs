@@ -8,7 +8,7 @@
 //! received from `r - 1` into its own, so that afterwards it holds segment `r + 1` fully reduced.
 //! Every received segment's length is checked, which catches ranks passing different lengths.
 
-use crate::p2p::{PointToPoint, step_tag};
+use crate::p2p::{PointToPoint, exchange_in_pieces, step_tag};
 use crate::partition::{bytes_of_parts, disjoint_ranges, slice, slice_mut};
 
 /// Reduces every rank's `data` element-wise with `op`; every rank returns the result.
@@ -64,10 +64,11 @@ pub fn allreduce_ring_into<P: PointToPoint + ?Sized>(
         if s == 0 {
             let out = slice(p, send, ring.segment(out), "allreduce")?;
             let range = ring.segment(into);
-            p.sendrecv_into(next, t, out, prev, t, slice_mut(p, ring.buf, range, "allreduce")?)?;
+            let into = slice_mut(p, ring.buf, range, "allreduce")?;
+            exchange_in_pieces(p, next, t, out, prev, t, into)?;
         } else {
             let (out, into) = ring.two_segments(p, out, into)?;
-            p.sendrecv_into(next, t, out, prev, t, into)?;
+            exchange_in_pieces(p, next, t, out, prev, t, into)?;
         }
         let range = ring.segment(into);
         op(slice_mut(p, ring.buf, range.clone(), "allreduce")?, slice(p, send, range, "allreduce")?);
@@ -76,7 +77,7 @@ pub fn allreduce_ring_into<P: PointToPoint + ?Sized>(
         let (out, into) = ((rank + 1 + size - s) % size, (rank + size - s) % size);
         let t = step_tag(seq, size - 1 + s);
         let (out, into) = ring.two_segments(p, out, into)?;
-        p.sendrecv_into(next, t, out, prev, t, into)?;
+        exchange_in_pieces(p, next, t, out, prev, t, into)?;
     }
     Ok(())
 }
@@ -272,6 +273,22 @@ mod tests {
                 ((x % 2_000_001) as f64 - 1_000_000.0).to_le_bytes()
             })
             .collect()
+    }
+
+    /// Between two ranks the ring's halves go in pieces of [`EXCHANGE_PIECE`] bytes; with an
+    /// odd number of elements a rank sends one piece more than it receives, or one fewer.
+    #[test]
+    fn halves_in_pieces() {
+        use crate::tuning::EXCHANGE_PIECE;
+        for len in [2 * EXCHANGE_PIECE + 8, 2 * EXCHANGE_PIECE + 3 * 8, 4 * EXCHANGE_PIECE] {
+            let want = reference(2, len, u64s, add_u64);
+            let out = run(2, |p| {
+                let mut got = vec![0xAA; len];
+                allreduce_ring_into(&p, 0, &u64s(p.rank(), len), &mut got, 8, &add_u64).expect("allreduce");
+                got == want
+            });
+            assert!(out.iter().all(|&ok| ok), "len {len}");
+        }
     }
 
     /// Both algorithms, both operations, every size and root; empty buffers, fewer elements

@@ -106,11 +106,13 @@ pub fn allgather_ring_into<P: PointToPoint + ?Sized>(
     let (next, prev) = ((rank + 1) % size, (rank + size - 1) % size);
     if size == 2 && len >= crate::tuning::ALLGATHER_PAIR_SPLIT {
         // one exchange, in the order the transport moves it fastest (a socket transport one
-        // way, then the other: see `PointToPoint::sendrecv_into`), then the own block
+        // way, then the other: see `PointToPoint::sendrecv_into`), in pieces of at most
+        // `EXCHANGE_PIECE` (both ranks cut alike, their blocks being of one length), then the
+        // own block
         let t = step_tag(seq, 0);
         let (low, high) = recv.split_at_mut(len);
         let (own, other) = if rank == 0 { (low, high) } else { (high, low) };
-        p.sendrecv_into(next, t, block, prev, t, other)?;
+        crate::p2p::exchange_in_pieces(p, next, t, block, prev, t, other)?;
         own.copy_from_slice(block);
         return Ok(());
     }
@@ -262,7 +264,7 @@ mod tests {
         }
     }
 
-    /// Several MiB per rank.
+    /// Several MiB per rank (between two ranks exchanged in pieces, the last one of 5 bytes).
     #[test]
     fn large() {
         for size in LARGE_SIZES {

@@ -101,6 +101,37 @@ pub trait PointToPoint {
     fn malformed(&self, what: String) -> Self::Error;
 }
 
+/// As [`PointToPoint::sendrecv_into`], between two ranks exchanging with each other (`dest` is
+/// `src`) in pieces of at most [`EXCHANGE_PIECE`](crate::tuning::EXCHANGE_PIECE) bytes: piece
+/// `i` of `data` goes out while piece `i` of `buf` comes in, then what is left of the longer of
+/// the two goes alone. Each side of a message knows its length and cuts it alike, so the
+/// pieces match; nothing moves for empty `data` and `buf`. Other exchanges (a ring's, where
+/// each piece would pay a step's fixed cost again: 3 ranks, 16 MiB allreduce 22.6 against 17.5
+/// ms) go whole.
+pub(crate) fn exchange_in_pieces<P: PointToPoint + ?Sized>(
+    p: &P,
+    dest: usize,
+    send_tag: u32,
+    data: &[u8],
+    src: usize,
+    recv_tag: u32,
+    buf: &mut [u8],
+) -> Result<(), P::Error> {
+    if dest != src {
+        return p.sendrecv_into(dest, send_tag, data, src, recv_tag, buf);
+    }
+    let piece = crate::tuning::EXCHANGE_PIECE;
+    let (mut outs, mut intos) = (data.chunks(piece), buf.chunks_mut(piece));
+    loop {
+        match (outs.next(), intos.next()) {
+            (Some(out), Some(into)) => p.sendrecv_into(dest, send_tag, out, src, recv_tag, into)?,
+            (Some(out), None) => p.send(dest, send_tag, out)?,
+            (None, Some(into)) => p.recv_into(src, recv_tag, into)?,
+            (None, None) => return Ok(()),
+        }
+    }
+}
+
 /// This rank and the group's size, after checking that `root` and the rank are in range; `op`
 /// names the collective in the error.
 pub(crate) fn rank_and_size<P: PointToPoint + ?Sized>(
