@@ -25,8 +25,9 @@
 //! spins.
 //!
 //! Results travel to the root as `(first index, values)` fragments; the root counts them and,
-//! once it holds every item's result, tells every rank to stop. With stealing turned off the
-//! same machinery is the static split: one contiguous block per rank.
+//! once it holds every item's result, tells every rank to stop, down a binomial tree (each rank
+//! passes the word on). With stealing turned off the same machinery is the static split: one
+//! contiguous block per rank.
 
 use crate::activity::Waiting;
 use crate::codec;
@@ -475,6 +476,12 @@ impl Communicator {
             let opener = stealing.then(|| s.spawn(|| open_connections(self, &go, &over)).thread().clone());
             run.opener = opener.clone();
             let outcome = run.work_loop(total);
+            if matches!(outcome, Err(Stop::Done)) {
+                // pass the root's word on down the tree at once: other ranks wait for it
+                for child in done_children(self.rank(), root, self.size()) {
+                    let _ = send_to(self, child, context, DONE, &());
+                }
+            }
             over.store(true, Ordering::Relaxed);
             if let Some(opener) = opener {
                 opener.unpark();
@@ -486,10 +493,10 @@ impl Communicator {
                 let _ = server.join();
             }
             match outcome {
-                Ok(()) if self.rank() == root => {
-                    let mut others = (0..self.size()).filter(|&r| r != root);
-                    others.try_for_each(|r| send_to(self, r, context, DONE, &())).map_err(Stop::from)
-                }
+                Ok(()) if self.rank() == root => done_children(root, root, self.size())
+                    .into_iter()
+                    .try_for_each(|r| send_to(self, r, context, DONE, &()))
+                    .map_err(Stop::from),
                 other => other,
             }
         });
@@ -522,6 +529,21 @@ impl Communicator {
         }
         Ok(Some(out))
     }
+}
+
+/// The ranks that `rank` (of `size`) passes the root's DONE on to: its children in a binomial
+/// tree rooted at `root`, the largest subtree first, so that the root sends `log2(size)`
+/// messages before it returns rather than `size - 1` (at 16 ranks on 2 cores fifteen sends took
+/// 0.1 to 0.4 ms, counted in the root's time).
+fn done_children(rank: usize, root: usize, size: usize) -> Vec<usize> {
+    let v = (rank + size - root) % size;
+    let mut children: Vec<usize> = std::iter::successors(Some(1usize), |b| b.checked_mul(2))
+        .take_while(|&b| b < size)
+        .filter(|&b| b > v && v + b < size)
+        .map(|b| (v + b + root) % size)
+        .collect();
+    children.reverse();
+    children
 }
 
 /// How a map's items start out.
@@ -1202,6 +1224,29 @@ mod tests {
         }
         // every rank of the host, and with no host ranks every other rank, gets picked
         assert!(seen.iter().enumerate().all(|(v, &n)| (v == 1) == (n == 0)), "{seen:?}");
+    }
+
+    /// DONE reaches every rank once, down a tree whose root sends `ceil(log2(size))` messages.
+    #[test]
+    fn done_reaches_every_rank_once_down_a_tree() {
+        for size in 1..=17 {
+            for root in 0..size {
+                let mut heard = vec![0; size];
+                heard[root] = 1;
+                let mut told = vec![root];
+                while let Some(r) = told.pop() {
+                    for c in done_children(r, root, size) {
+                        heard[c] += 1;
+                        told.push(c);
+                    }
+                }
+                assert!(heard.iter().all(|&h| h == 1), "size {size} root {root}: {heard:?}");
+                let sends = done_children(root, root, size).len();
+                assert_eq!(sends, size.next_power_of_two().trailing_zeros() as usize, "size {size}");
+            }
+        }
+        assert_eq!(done_children(0, 0, 16), [8, 4, 2, 1]);
+        assert_eq!(done_children(3, 2, 5), [0], "rank 3 is 1 from root 2; its child 3 is rank 0");
     }
 
     #[test]
