@@ -12,7 +12,7 @@
 //! A rank runs items from the front of its first block in batches sized from the measured cost
 //! per item (about [`BATCH_TIME`] each), while a thread of its own answers steal requests at
 //! once, even in the middle of a long item. A rank that runs dry asks a peer chosen at random
-//! for work (one request in flight); the victim gives away half of what it has not started
+//! (among at most [`MAX_VICTIMS`] near it) for work (one request in flight); the victim gives away half of what it has not started
 //! (every other block, or the front half of its last block), items' data included when the
 //! items live at the root. A refused request makes the thief wait, doubling the wait up to
 //! [`MAX_BACKOFF`] while still answering others, and points it at the rank the refuser last
@@ -48,6 +48,12 @@ pub const BATCH_TIME: Duration = Duration::from_micros(50);
 /// blocks sample the list more finely, so costs that follow the list's order start out better
 /// balanced, at the price of one more result fragment per block (fragments travel together).
 pub const DEAL_ROUNDS: usize = 64;
+/// Most ranks one rank steals from at random, and so connects to as a map starts: with 64 ranks on
+/// 2 cores, every rank connecting to every other (4032 handshakes) took the cores from the map
+/// (skew with 1600 tasks: 0.36-0.51 efficiency, against 0.74-0.82 connecting to none ahead),
+/// while at 16 and 32 ranks connecting to all ahead won (0.908 against 0.859, 0.886 against
+/// 0.828). The root's directions still reach every rank.
+pub const MAX_VICTIMS: usize = 16;
 /// Longest the root holds a thief's request while it counts no work anywhere, before it refuses
 /// it (a safety net: counts can lag a rank's work by a batch, or more for a rank whose own batches
 /// are long).
@@ -229,9 +235,9 @@ struct Run<'a, T, R, F> {
     ask_root: bool,
     /// How many items the next request asks for (`u64::MAX`: half), as the root advised.
     want: u64,
-    /// The other ranks on this rank's host, where a random steal goes first (empty when every
-    /// rank is on it, or where ranks run is not known: then any rank).
-    near: Vec<usize>,
+    /// The ranks a random steal picks from, and that this rank connects to as the map starts
+    /// ([`Communicator::victims`]).
+    victims: Vec<usize>,
 }
 
 impl Communicator {
@@ -398,6 +404,14 @@ impl Communicator {
         Ok(Start::Items(Some(items)))
     }
 
+    /// The ranks a random steal of this rank picks from: the other members on its host when
+    /// some run elsewhere, else all others; of those, the [`MAX_VICTIMS`] nearest around the
+    /// ring of ranks when there are more (so that for every pair of ranks, each is among the
+    /// other's or neither is).
+    fn victims(&self) -> Vec<usize> {
+        victims_of(self.rank(), self.size(), self.near_ranks())
+    }
+
     /// The other members on this rank's host, when some members run elsewhere (else none: a
     /// random steal then picks among all).
     fn near_ranks(&self) -> Vec<usize> {
@@ -454,7 +468,7 @@ impl Communicator {
             hinted: false,
             ask_root: false,
             want: u64::MAX,
-            near: self.near_ranks(),
+            victims: self.victims(),
         };
         let total = run.distribute(start)?;
         run.total = total;
@@ -473,7 +487,15 @@ impl Communicator {
         let outcome = std::thread::scope(|s| {
             let server =
                 stealing.then(|| s.spawn(|| serve_steals(self, root, loads, steals, context, &work, &hint)));
-            let opener = stealing.then(|| s.spawn(|| open_connections(self, &go, &over)).thread().clone());
+            // the root hears from and directs every rank; the others steal from their victims
+            let peers: Vec<usize> = if self.rank() == root {
+                (1..self.size()).map(|k| (root + k) % self.size()).collect()
+            } else {
+                run.victims.iter().copied().chain((!run.victims.contains(&root)).then_some(root)).collect()
+            };
+            let (go, over) = (&go, &over);
+            let opener =
+                stealing.then(|| s.spawn(move || open_connections(self, &peers, go, over)).thread().clone());
             run.opener = opener.clone();
             let outcome = run.work_loop(total);
             if matches!(outcome, Err(Stop::Done)) {
@@ -605,19 +627,18 @@ fn send_to<M: Serialize + ?Sized>(
     comm.shared_engine().send(dest, context, kind, frame)
 }
 
-/// Once `go` (this rank's first batch has ended), opens this rank's connections to every peer
-/// (each rank starting after itself, so that ranks do not all knock at the same door), until
-/// `over`: the thieves that run dry together at the end of a map then find every victim a
-/// message away, instead of a connection and a handshake away on a crowded machine (which took 1
-/// to 2 ms per steal with 16 ranks on 2 cores). Waiting for the first batch keeps the handshakes
-/// from delaying the ranks' first items. Connections stay open for later maps and messages; one
-/// that fails is left to the send that needs it, which reports it.
-fn open_connections(comm: &Communicator, go: &AtomicBool, over: &AtomicBool) {
+/// Once `go` (this rank's first batch has ended), opens this rank's connections to `peers` (its
+/// victims and the root; at the root, every rank) until `over`: the thieves that run dry
+/// together at the end of a map then find their victims a message away, instead of a
+/// connection and a handshake away on a crowded machine (which took 1 to 2 ms per steal with 16
+/// ranks on 2 cores). Waiting for the first batch keeps the handshakes from delaying the ranks'
+/// first items. Connections stay open for later maps and messages; one that fails is left to the
+/// send that needs it, which reports it.
+fn open_connections(comm: &Communicator, peers: &[usize], go: &AtomicBool, over: &AtomicBool) {
     while !go.load(Ordering::Acquire) && !over.load(Ordering::Relaxed) {
         std::thread::park();
     }
-    let (rank, size) = (comm.rank(), comm.size());
-    for peer in (1..size).map(|k| (rank + k) % size) {
+    for &peer in peers {
         if over.load(Ordering::Relaxed) {
             return;
         }
@@ -752,18 +773,24 @@ fn forward<T: Serialize>(
     }
 }
 
-/// A victim for a random steal of rank `rank` of `size` from the random number `r`: one of the
-/// ranks on its host (`near`) when there are some, else any other rank. A refused thief then
-/// follows where the refuser points and asks the root, which knows the counts of every host's
-/// ranks, so work elsewhere is still found; the first try stays on the host, where a steal
-/// costs a Unix socket's round trip rather than a network's (Cilk-style clusters steal locally
-/// first for the same reason).
-fn random_victim(r: u64, rank: usize, size: usize, near: &[usize]) -> usize {
-    if !near.is_empty() {
-        return near[(r % near.len() as u64) as usize];
-    }
-    let pick = (r % (size as u64 - 1)) as usize;
-    if pick >= rank { pick + 1 } else { pick }
+/// The ranks rank `rank` of `size` steals from at random: those of `near` (the other ranks on
+/// its host, empty when all are on it or where ranks run is not known) or else every other rank,
+/// and of those the [`MAX_VICTIMS`] nearest around the ring of ranks, by distance and then
+/// number. A refused thief then follows where the refuser points and asks the root, which knows
+/// the counts of every rank, so work elsewhere is still found; the first try stays on the host,
+/// where a steal costs a Unix socket's round trip rather than a network's (Cilk-style clusters
+/// steal locally first for the same reason).
+fn victims_of(rank: usize, size: usize, near: Vec<usize>) -> Vec<usize> {
+    let mut victims = if near.is_empty() { (0..size).filter(|&r| r != rank).collect() } else { near };
+    let distance = |r: usize| ((r + size - rank) % size).min((rank + size - r) % size);
+    victims.sort_by_key(|&r| (distance(r), r));
+    victims.truncate(MAX_VICTIMS);
+    victims
+}
+
+/// A victim for a random steal from the random number `r`, among `victims` (not empty).
+fn random_victim(r: u64, victims: &[usize]) -> usize {
+    victims[(r % victims.len() as u64) as usize]
 }
 
 /// The root's pick for a refused thief: the rank with the most items not started, as the ranks
@@ -942,12 +969,11 @@ where
         self.rng ^= self.rng >> 12;
         self.rng ^= self.rng << 25;
         self.rng ^= self.rng >> 27;
-        random_victim(
-            self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D),
-            self.comm.rank(),
-            self.comm.size(),
-            &self.near,
-        )
+        // `victims` is empty only on one rank, which never steals
+        if self.victims.is_empty() {
+            return self.root;
+        }
+        random_victim(self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D), &self.victims)
     }
 
     /// Runs one batch of items from the front of this rank's range, sized to take about
@@ -1213,17 +1239,37 @@ mod tests {
     #[test]
     fn random_steals_stay_on_the_host_when_it_has_other_ranks() {
         let mut seen = [0usize; 8];
+        let (host, all) = (victims_of(1, 8, vec![0, 2, 3]), victims_of(1, 8, Vec::new()));
         for r in 0..4000u64 {
             let r = r.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let v = random_victim(r, 1, 8, &[0, 2, 3]);
+            let v = random_victim(r, &host);
             assert!([0, 2, 3].contains(&v), "rank 1 stole from {v}, off its host");
             seen[v] += 1;
-            let any = random_victim(r, 1, 8, &[]);
+            let any = random_victim(r, &all);
             assert!(any != 1 && any < 8, "{any}");
             seen[any] += 1;
         }
         // every rank of the host, and with no host ranks every other rank, gets picked
         assert!(seen.iter().enumerate().all(|(v, &n)| (v == 1) == (n == 0)), "{seen:?}");
+    }
+
+    /// Up to [`MAX_VICTIMS`] + 1 ranks, every other rank is a victim; beyond, the nearest around
+    /// the ring, and of every pair of ranks each is among the other's victims or neither is.
+    #[test]
+    fn victims_are_the_nearest_around_the_ring_and_mutual() {
+        for size in [2, 5, MAX_VICTIMS + 1, MAX_VICTIMS + 2, 33, 64] {
+            let all: Vec<Vec<usize>> = (0..size).map(|r| victims_of(r, size, Vec::new())).collect();
+            for (r, v) in all.iter().enumerate() {
+                assert_eq!(v.len(), (size - 1).min(MAX_VICTIMS), "size {size} rank {r}");
+                assert!(!v.contains(&r), "size {size}: rank {r} steals from itself");
+                for &p in v {
+                    assert!(all[p].contains(&r), "size {size}: {r} steals from {p}, not {p} from {r}");
+                }
+            }
+        }
+        let v = victims_of(0, 64, Vec::new());
+        assert_eq!(&v[..4], [1, 63, 2, 62]);
+        assert!(v.iter().all(|&p| p <= 8 || p >= 56), "{v:?}");
     }
 
     /// DONE reaches every rank once, down a tree whose root sends `ceil(log2(size))` messages.

@@ -5,7 +5,8 @@ use prun_tests::prun;
 
 #[test]
 fn maps_equal_a_sequential_map() {
-    for n in [1, 2, 5, 16] {
+    // 24 ranks: more than a rank steals from at random (`MAX_VICTIMS` in runtime/src/map.rs)
+    for n in [1, 2, 5, 16, 24] {
         let out = prun(["-n", &n.to_string(), "@prun-testjob", "maps"]).run();
         out.expect_code(0).no_leftovers();
         let ok = out.lines().iter().filter(|l| l.starts_with("maps ok")).count();
