@@ -9,20 +9,20 @@
 //! while the costly items wait in a few queues (on `skew`'s heavy-first list at 16 ranks that
 //! caps the efficiency at 0.956 however well the ranks steal afterwards).
 //!
-//! A rank runs items from the front of its first block in batches sized from the measured cost
-//! per item (about [`BATCH_TIME`] each), while a thread of its own answers steal requests at
-//! once, even in the middle of a long item. A rank that runs dry asks a peer chosen at random
-//! (among at most [`MAX_VICTIMS`] near it) for work (one request in flight); the victim gives away half of what it has not started
-//! (every other block, or the front half of its last block), items' data included when the
-//! items live at the root. A refused request makes the thief wait, doubling the wait up to
-//! [`MAX_BACKOFF`] while still answering others, and points it at the rank the refuser last
-//! dealt work with (followed once in a row), else at the root. The root's steal thread keeps a
-//! count of every rank's unstarted items (the deal, then each rank's reports when it gets work,
-//! sees its count halve or small, or has just given to a thief) and passes a thief's request on
-//! to the most loaded rank, which answers the thief, for a fair share of what is left, so that the many ranks that run dry together at
-//! the end of a map each get a little at once; while no rank has any, it holds the thief's
-//! request until one does, the map ends or [`HOLD_LIMIT`] passes. An idle rank blocks, it never
-//! spins.
+//! A rank runs items from the front of its first block in batches sized from the measured cost per
+//! item (about [`BATCH_TIME`] each), while a thread of its own answers steal requests at once, even
+//! in the middle of a long item. A rank that runs dry asks a peer chosen at random (among at most
+//! [`MAX_VICTIMS`] near it) for work (one request in flight); the victim gives away half of what it
+//! has not started (every other block, or the front half of its last block), items' data included
+//! when the items live at the root. A refused request makes the thief wait, doubling the wait up to
+//! [`MAX_BACKOFF`] while still answering others, and points it at the rank the refuser last dealt
+//! work with (followed once in a row), else at the root. The root's steal thread keeps a count of
+//! every rank's unstarted items (the deal, then each rank's reports when it gets work, sees its
+//! count halve or small, or has just given to a thief) and passes a thief's request on to the most
+//! loaded rank, which answers the thief, for a fair share of what is left, so that the many ranks
+//! that run dry together at the end of a map each get a little at once; while no rank has any, it
+//! holds the thief's request until one does, the map ends or [`HOLD_LIMIT`] passes. An idle rank
+//! blocks, it never spins.
 //!
 //! Results travel to the root as `(first index, values)` fragments; the root counts them and,
 //! once it holds every item's result, tells every rank to stop, down a binomial tree (each rank
@@ -648,13 +648,14 @@ fn open_connections(comm: &Communicator, peers: &[usize], go: &AtomicBool, over:
     }
 }
 
-/// The steal thread: answers every steal request at once with half of the items this rank has
-/// not started ([`Work::steal`]), a thief's own or one the root passed on ([`FORWARD`]), until
-/// this rank asks it to stop. A victim that gives tells the root how many it has left. A
-/// refused thief is pointed at the rank this one last dealt work with; the root, rather than
-/// refuse, passes the request on to the rank with the most work by the counts the ranks report
-/// ([`direct`], [`forward`]), and when no rank has any, the thief's request waits here until a count rises above zero, the map ends or [`HOLD_LIMIT`] passes, so that the
-/// idle ranks of a map's last moments sleep rather than ask each other round in circles.
+/// The steal thread: answers every steal request at once with half of the items this rank has not
+/// started ([`Work::steal`]), a thief's own or one the root passed on ([`FORWARD`]), until this
+/// rank asks it to stop. A victim that gives tells the root how many it has left. A refused thief
+/// is pointed at the rank this one last dealt work with; the root, rather than refuse, passes the
+/// request on to the rank with the most work by the counts the ranks report ([`direct`],
+/// [`forward`]), and when no rank has any, the thief's request waits here until a count rises above
+/// zero, the map ends or [`HOLD_LIMIT`] passes, so that the idle ranks of a map's last moments
+/// sleep rather than ask each other round in circles.
 fn serve_steals<T: Serialize + Send>(
     comm: &Communicator,
     root: usize,
@@ -1091,9 +1092,12 @@ where
                     let (blocks, hint, want): (Blocks<T>, u64, u64) = codec::decode(&e.data, src, GIVE)?;
                     let got: usize = blocks.iter().map(|(_, items)| items.len()).sum();
                     let hint = usize::try_from(hint).ok().filter(|&h| h < self.comm.size());
-                    self.asked = None;
+                    // the rank asked, and the one that answered (another, when the root passed
+                    // the request on)
+                    let asked = self.asked.take().unwrap_or(src);
                     if let Some(t) = self.comm.tracer() {
-                        let args = format!("\"map\":{},\"victim\":{src},\"got\":{got}", self.seq);
+                        let args =
+                            format!("\"map\":{},\"victim\":{asked},\"from\":{src},\"got\":{got}", self.seq);
                         t.record("steal", "map", self.asked_at, Instant::now(), &args);
                     }
                     if got > 0 {

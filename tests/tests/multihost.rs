@@ -460,7 +460,8 @@ fn steals_stay_on_the_host_first_and_remote_ranks_are_traced() {
             "rank {rank}'s batches are in the trace"
         );
     }
-    // each thief's first steal of each map: (map, thief) -> (time, victim)
+    // each thief's first steal of each map: (map, thief) -> (time, the rank it asked); the
+    // rank that answered ("from") may be elsewhere, when the root passed the request on
     let mut first: std::collections::HashMap<(u64, u64), (f64, u64)> = Default::default();
     for line in text.lines().filter(|l| l.contains("\"name\":\"steal\"")) {
         let (Some(ts), Some(tid), Some(map), Some(victim)) =
