@@ -159,14 +159,12 @@ expected_keys() {
 # run_one COLUMN DIR CMD... : run CMD in DIR with the timeout and record its lines
 # in RES and its outcome in STAT.
 run_one() {
-    local col=$1 dir=$2 rc=0 op bytes us extra bad=0 got=0 key missing before after
+    local col=$1 dir=$2 rc=0 op bytes us extra bad=0 got=0 key missing before stolen
     shift 2
     before=$(steal_ms)
     (cd "$dir" && exec timeout -k 30 "$TIMEOUT" "$@") >"$WORK/out" 2>"$WORK/err" </dev/null || rc=$?
-    after=$(steal_ms)
-    if [[ -n $before && -n $after ]]; then
-        STEAL[$col]=$((${STEAL[$col]:-0} + after - before))
-    fi
+    stolen=$(steal_since "$before")
+    [[ -z $stolen ]] || STEAL[$col]=$((${STEAL[$col]:-0} + stolen))
     while read -r op bytes us extra || [[ -n $op ]]; do
         if [[ -z $extra && $op =~ ^[a-z]+$ && $bytes =~ ^[0-9]+$ && $us =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
             local old=${RES["$col $op $bytes"]:-}

@@ -65,3 +65,10 @@ find_mpich() {
 steal_ms() {
     awk '$1 == "cpu" && NF >= 9 { print $9 * 10; exit }' /proc/stat 2>/dev/null || true
 }
+
+# steal_since MS: steal time since steal_ms printed MS, in ms; empty where it cannot be read.
+steal_since() {
+    local now
+    now=$(steal_ms)
+    if [[ -n $1 && -n $now ]]; then echo $((now - $1)); fi
+}

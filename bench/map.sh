@@ -72,17 +72,17 @@ STATUS=0
 ROWS=()
 
 # run NAME N ARGS... : run example NAME at N ranks; its stdout ends up in $WORK/out.
-# Returns non-zero (and reports) when the run fails.
+# Sets STOLEN to the steal time during the run (ms, or ?). Returns non-zero (and reports)
+# when the run fails.
 run() {
-    local name=$1 n=$2 rc=0 before after
+    local name=$1 n=$2 rc=0 before
     shift 2
     note "  $name at $n ranks ..."
     before=$(steal_ms)
     "$PRUN_BIN" --timeout "$TIMEOUT" -n "$n" "$EXAMPLES_DIR/$name" "$@" \
         >"$WORK/out" 2>"$WORK/err" </dev/null || rc=$?
-    after=$(steal_ms)
-    STOLEN="?"
-    [[ -z $before || -z $after ]] || STOLEN=$((after - before))
+    STOLEN=$(steal_since "$before")
+    STOLEN=${STOLEN:-?}
     if [[ $rc -ne 0 ]]; then
         note "  $name at $n ranks: exit status $rc"
         sed 's/^/    /' "$WORK/err" >&2
@@ -127,12 +127,10 @@ row() {
 note "map.sh: prun's map examples"
 
 rate=""
-STOLEN="?"
 if run maprate 2; then rate=$(value items_per_s); fi
 row "maprate items/s (steal $STOLEN ms)" 2 "$rate" "≥" 40000000 1000000 " M"
 
 eff=""
-STOLEN="?"
 if run maprate 2 2000000 1000; then eff=$(value efficiency); fi
 row "efficiency of 1 us tasks against a plain loop (maprate 2000000 1000; steal $STOLEN ms)" 2 "$eff" "≥" 0.90
 
@@ -162,7 +160,6 @@ for n in "${RANKS[@]}"; do
 done
 
 ss="" ds="" seq=""
-STOLEN="?"
 if run primes 2; then
     seq=$(value sequential)
     ss=$(field static 5)

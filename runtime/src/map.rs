@@ -236,7 +236,7 @@ struct Run<'a, T, R, F> {
     /// How many items the next request asks for (`u64::MAX`: half), as the root advised.
     want: u64,
     /// The ranks a random steal picks from, and that this rank connects to as the map starts
-    /// ([`Communicator::victims`]).
+    /// ([`victims_of`]).
     victims: Vec<usize>,
 }
 
@@ -404,14 +404,6 @@ impl Communicator {
         Ok(Start::Items(Some(items)))
     }
 
-    /// The ranks a random steal of this rank picks from: the other members on its host when
-    /// some run elsewhere, else all others; of those, the [`MAX_VICTIMS`] nearest around the
-    /// ring of ranks when there are more (so that for every pair of ranks, each is among the
-    /// other's or neither is).
-    fn victims(&self) -> Vec<usize> {
-        victims_of(self.rank(), self.size(), self.near_ranks())
-    }
-
     /// The other members on this rank's host, when some members run elsewhere (else none: a
     /// random steal then picks among all).
     fn near_ranks(&self) -> Vec<usize> {
@@ -468,7 +460,7 @@ impl Communicator {
             hinted: false,
             ask_root: false,
             want: u64::MAX,
-            victims: self.victims(),
+            victims: victims_of(self.rank(), self.size(), self.near_ranks()),
         };
         let total = run.distribute(start)?;
         run.total = total;
@@ -777,7 +769,7 @@ fn forward<T: Serialize>(
 /// The ranks rank `rank` of `size` steals from at random: those of `near` (the other ranks on
 /// its host, empty when all are on it or where ranks run is not known) or else every other rank,
 /// and of those the [`MAX_VICTIMS`] nearest around the ring of ranks, by distance and then
-/// number. A refused thief then follows where the refuser points and asks the root, which knows
+/// number (so that of every pair of ranks, each is among the other's or neither is). A refused thief then follows where the refuser points and asks the root, which knows
 /// the counts of every rank, so work elsewhere is still found; the first try stays on the host,
 /// where a steal costs a Unix socket's round trip rather than a network's (Cilk-style clusters
 /// steal locally first for the same reason).
