@@ -58,6 +58,9 @@ pub const MAX_VICTIMS: usize = 16;
 /// it (a safety net: counts can lag a rank's work by a batch, or more for a rank whose own batches
 /// are long).
 const HOLD_LIMIT: Duration = Duration::from_millis(10);
+/// A rank starting its last batch asks for more work at once when the batch should last this
+/// long at least (from the measured cost per item), hiding the steal's round trip behind it.
+const AHEAD_MIN: Duration = Duration::from_micros(300);
 /// Wait after a first refused steal request.
 const MIN_BACKOFF: Duration = Duration::from_micros(20);
 /// Longest wait between two steal attempts of an idle rank.
@@ -182,6 +185,14 @@ impl<T> Work<T> {
         }
         vec![(lo as u64, items)]
     }
+
+    /// What a thief's request for `want` items gets ([`Work::steal`]); a request `ahead`, from a
+    /// rank still busy with its last batch, gets half at most, so never this rank's last item,
+    /// which this rank starts sooner than the thief would.
+    fn give(&mut self, want: usize, ahead: bool) -> Blocks<T> {
+        let want = if ahead { want.min(self.len() / 2) } else { want };
+        if want == 0 { Vec::new() } else { self.steal(want) }
+    }
 }
 
 /// Why an item failed: its index, the rank and the message, as sent to every rank.
@@ -235,9 +246,19 @@ struct Run<'a, T, R, F> {
     ask_root: bool,
     /// How many items the next request asks for (`u64::MAX`: half), as the root advised.
     want: u64,
+    /// Whether the next request asks ahead: sent as this rank starts its last batch, so it takes
+    /// only from a rank with work to spare (two items at least), never another's last item.
+    ahead: bool,
+    /// Whether the request in flight asked ahead.
+    asked_ahead: bool,
     /// The ranks a random steal picks from, and that this rank connects to as the map starts
     /// ([`victims_of`]).
     victims: Vec<usize>,
+    /// Whether every rank runs on this rank's host (or where they run is not known).
+    one_host: bool,
+    /// At the root, shared with its steal thread: how many items each rank has not started
+    /// ([`serve_steals`]); empty elsewhere.
+    loads: &'a Mutex<Vec<u64>>,
 }
 
 impl Communicator {
@@ -430,6 +451,8 @@ impl Communicator {
         let work = Mutex::new(Work::new(Vec::new()));
         let (go, over) = (AtomicBool::new(false), AtomicBool::new(false));
         let hint = AtomicUsize::new(usize::MAX);
+        let loads = Mutex::new(Vec::new());
+        let near = self.near_ranks();
         let mut run = Run {
             comm: self,
             context,
@@ -460,25 +483,27 @@ impl Communicator {
             hinted: false,
             ask_root: false,
             want: u64::MAX,
-            victims: victims_of(self.rank(), self.size(), self.near_ranks()),
+            ahead: false,
+            asked_ahead: false,
+            one_host: near.is_empty(),
+            victims: victims_of(self.rank(), self.size(), near),
+            loads: &loads,
         };
         let total = run.distribute(start)?;
         run.total = total;
         run.reported = lock(&work).len() as u64;
         // the root's steal thread starts from the deal's counts
-        let loads: Vec<u64> = if self.rank() == root {
-            (0..self.size())
+        if self.rank() == root {
+            *lock(&loads) = (0..self.size())
                 .map(|r| dealt(total, self.size(), r, balance).map(|(lo, hi)| (hi - lo) as u64).sum())
-                .collect()
-        } else {
-            Vec::new()
-        };
+                .collect();
+        }
         let kind = if balance == Balance::Dynamic { "dynamic" } else { "static" };
         call.args = format!("\"map\":{seq},\"total\":{total},\"balance\":\"{kind}\"");
         let stealing = balance == Balance::Dynamic && self.size() > 1;
         let outcome = std::thread::scope(|s| {
             let server =
-                stealing.then(|| s.spawn(|| serve_steals(self, root, loads, steals, context, &work, &hint)));
+                stealing.then(|| s.spawn(|| serve_steals(self, root, &loads, steals, context, &work, &hint)));
             // the root hears from and directs every rank; the others steal from their victims
             let peers: Vec<usize> = if self.rank() == root {
                 (1..self.size()).map(|k| (root + k) % self.size()).collect()
@@ -602,8 +627,10 @@ impl From<Error> for Stop {
     }
 }
 
-fn lock<T>(work: &Mutex<Work<T>>) -> MutexGuard<'_, Work<T>> {
-    work.lock().unwrap_or_else(PoisonError::into_inner)
+/// Locks `m`; a panic elsewhere while holding it leaves data that is still consistent here (work
+/// and counts are changed in single steps), so a poisoned lock is taken as it is.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Sends a map message of `kind` to `dest` (a rank of `comm`) on `context`.
@@ -651,7 +678,7 @@ fn open_connections(comm: &Communicator, peers: &[usize], go: &AtomicBool, over:
 fn serve_steals<T: Serialize + Send>(
     comm: &Communicator,
     root: usize,
-    mut loads: Vec<u64>,
+    loads: &Mutex<Vec<u64>>,
     steals: u64,
     replies: u64,
     work: &Mutex<Work<T>>,
@@ -659,8 +686,8 @@ fn serve_steals<T: Serialize + Send>(
 ) {
     // `loads`, at the root only: how many items each rank has not started, as dealt, reported
     // or directed; `waiting`: the thieves the root could not yet point anywhere
-    let at_root = !loads.is_empty();
-    let mut waiting: Vec<usize> = Vec::new();
+    let at_root = !lock(loads).is_empty();
+    let mut waiting: Vec<(usize, u64)> = Vec::new();
     let me = comm.rank();
     loop {
         let Ok(pattern) = comm.pattern_on(steals, None, None) else { return };
@@ -674,7 +701,7 @@ fn serve_steals<T: Serialize + Send>(
             Ok(None) => {
                 // held too long: the counts may have missed some work, so let the waiting
                 // thieves look for themselves (they come back here when they find none)
-                for waiter in waiting.drain(..) {
+                for (waiter, _) in waiting.drain(..) {
                     let _ = send_to(comm, waiter, replies, GIVE, &(Blocks::<T>::new(), u64::MAX, u64::MAX));
                 }
                 continue;
@@ -683,33 +710,38 @@ fn serve_steals<T: Serialize + Send>(
         };
         let thief = comm.member_of(request.src);
         if request.tag == LOAD {
+            let mut loads = lock(loads);
             if let (Some(load), Ok(n)) = (loads.get_mut(thief), codec::decode(&request.data, thief, LOAD)) {
                 *load = n;
             }
             // pass the waiting thieves on to the work that appeared, as long as there is some
-            while let Some(&waiter) = waiting.last() {
-                let (victim, want) = direct(&mut loads, waiter);
+            while let Some(&(waiter, asked)) = waiting.last() {
+                let (victim, want) = direct(&mut loads, waiter, asked, false);
                 if victim == u64::MAX {
                     break;
                 }
                 waiting.pop();
-                forward::<T>(comm, steals, replies, waiter, victim, want);
+                forward::<T>(comm, steals, replies, waiter, victim, want, false);
             }
             continue;
         }
-        let (thief, want) = if request.tag == FORWARD {
-            match codec::decode::<(u64, u64)>(&request.data, thief, FORWARD) {
-                Ok((t, want)) if (t as usize) < comm.size() && t as usize != me => (t as usize, want),
+        let (thief, want, ahead) = if request.tag == FORWARD {
+            match codec::decode::<(u64, u64, bool)>(&request.data, thief, FORWARD) {
+                Ok((t, want, ahead)) if (t as usize) < comm.size() && t as usize != me => {
+                    (t as usize, want, ahead)
+                }
                 _ => continue,
             }
         } else if thief == me {
             return;
         } else {
-            (thief, codec::decode::<u64>(&request.data, thief, STEAL).unwrap_or(u64::MAX))
+            let (want, ahead) =
+                codec::decode::<(u64, bool)>(&request.data, thief, STEAL).unwrap_or((u64::MAX, false));
+            (thief, want, ahead)
         };
         let (given, left) = {
             let mut work = lock(work);
-            let given = work.steal(usize::try_from(want).unwrap_or(usize::MAX));
+            let given = work.give(usize::try_from(want).unwrap_or(usize::MAX), ahead);
             let left = work.len() as u64;
             if !given.is_empty() && !at_root {
                 // the root hears what is left here (holding the lock: see `report_load`)
@@ -723,7 +755,7 @@ fn serve_steals<T: Serialize + Send>(
             // having given, remember the thief as the rank that holds half of what this had
             hint.store(thief, Ordering::Relaxed);
             if at_root {
-                loads[me] = left;
+                lock(loads)[me] = left;
             }
             let _ = send_to(comm, thief, replies, GIVE, &(given, u64::MAX, u64::MAX));
             continue;
@@ -736,14 +768,22 @@ fn serve_steals<T: Serialize + Send>(
         }
         // a thief has nothing left (it asks only when dry), nor has the root, which just gave
         // nothing (left at the deal's count, it sent thieves back to itself)
-        loads[thief] = 0;
-        loads[me] = 0;
-        let (victim, want) = direct(&mut loads, thief);
+        let (victim, want) = {
+            let mut loads = lock(loads);
+            loads[thief] = 0;
+            loads[me] = 0;
+            direct(&mut loads, thief, want, ahead)
+        };
         if victim == u64::MAX {
-            waiting.push(thief);
+            if ahead {
+                // the thief is still busy: it asks again when it runs dry
+                let _ = send_to(comm, thief, replies, GIVE, &(given, u64::MAX, u64::MAX));
+            } else {
+                waiting.push((thief, want));
+            }
             continue;
         }
-        forward::<T>(comm, steals, replies, thief, victim, want);
+        forward::<T>(comm, steals, replies, thief, victim, want, ahead);
     }
 }
 
@@ -758,9 +798,10 @@ fn forward<T: Serialize>(
     thief: usize,
     victim: u64,
     want: u64,
+    ahead: bool,
 ) {
     let passed = usize::try_from(victim)
-        .is_ok_and(|v| send_to(comm, v, steals, FORWARD, &(thief as u64, want)).is_ok());
+        .is_ok_and(|v| send_to(comm, v, steals, FORWARD, &(thief as u64, want, ahead)).is_ok());
     if !passed {
         let _ = send_to(comm, thief, replies, GIVE, &(Blocks::<T>::new(), victim, want));
     }
@@ -795,14 +836,16 @@ fn random_victim(r: u64, victims: &[usize]) -> usize {
 /// got (counting it there at once would send other thieves to a rank that may be refused).
 /// Ranks report when they get work, before each batch when their count has halved or is small,
 /// and after giving to a thief, so the counts lag by one batch at most.
-fn direct(loads: &mut [u64], thief: usize) -> (u64, u64) {
+fn direct(loads: &mut [u64], thief: usize, asked: u64, ahead: bool) -> (u64, u64) {
     let most = loads.iter().enumerate().filter(|&(r, _)| r != thief).max_by_key(|&(_, &n)| n);
     let Some((victim, &n)) = most else { return (u64::MAX, u64::MAX) };
-    if n == 0 {
+    // a request ahead takes half at most, and nothing from a rank's last item
+    let most_given = if ahead { n / 2 } else { n - n / 2 };
+    if most_given == 0 {
         return (u64::MAX, u64::MAX);
     }
     let left: u64 = loads.iter().sum();
-    let want = left.div_ceil(loads.len() as u64).clamp(1, n - n / 2);
+    let want = left.div_ceil(loads.len() as u64).clamp(1, most_given).min(asked.max(1));
     loads[victim] = n - want;
     (victim as u64, want)
 }
@@ -904,11 +947,33 @@ where
         if !stealing || self.asked.is_some() || Instant::now() < self.next_ask {
             return;
         }
+        let me = self.comm.rank();
+        let want = std::mem::replace(&mut self.want, u64::MAX);
+        let ahead = std::mem::take(&mut self.ahead);
+        if me == self.root {
+            // the root asks the rank its counts show the most work at, as it directs others
+            let (victim, want) = {
+                let mut loads = lock(self.loads);
+                loads[me] = 0;
+                direct(&mut loads, me, want, ahead)
+            };
+            let passed = usize::try_from(victim).is_ok_and(|v| {
+                send_to(self.comm, v, self.steals, FORWARD, &(me as u64, want, ahead)).is_ok()
+            });
+            if passed {
+                self.asked_at = Instant::now();
+                self.asked = usize::try_from(victim).ok();
+            } else {
+                // no work anywhere by the counts (or the rank has gone: DONE is on its way)
+                self.refused();
+            }
+            return;
+        }
         let victim = self.victim();
         // a victim can only have left after the root's DONE, which is then on its way here: a
         // failed request counts as a refusal
-        let want = std::mem::replace(&mut self.want, u64::MAX);
-        if send_to(self.comm, victim, self.steals, STEAL, &want).is_ok() {
+        self.asked_ahead = ahead;
+        if send_to(self.comm, victim, self.steals, STEAL, &(want, ahead)).is_ok() {
             self.asked_at = Instant::now();
             self.asked = Some(victim);
         } else {
@@ -972,13 +1037,27 @@ where
     /// Runs one batch of items from the front of this rank's range, sized to take about
     /// [`BATCH_TIME`]; false when no item was left.
     fn run_batch(&mut self) -> std::result::Result<bool, Stop> {
-        let (first, items) = lock(self.work).take_front(self.batch);
+        let (first, items, last) = {
+            let mut work = lock(self.work);
+            let (first, items) = work.take_front(self.batch);
+            (first, items, work.len() == 0)
+        };
         if items.is_empty() {
             return Ok(false);
         }
         // before the batch runs: the items left are what thieves can still get
         self.report_load(false)?;
         let count = items.len();
+        let long = self.cost * count as f64 >= AHEAD_MIN.as_secs_f64();
+        if last && long && self.asked.is_none() && self.next_victim.is_none() {
+            // the last batch of this rank's work: ask for one more item now, so that it is here
+            // when the batch ends; on one host the root, which knows where work is (the detour
+            // hidden behind the batch), else a random rank of this host
+            self.ask_root = self.one_host;
+            self.want = 1;
+            self.ahead = true;
+            self.ask();
+        }
         let follows =
             matches!(self.pending.last(), Some((lo, values)) if *lo as usize + values.len() == first);
         if !follows {
@@ -1097,6 +1176,12 @@ where
                         self.backoff = MIN_BACKOFF;
                         self.add_work(blocks);
                         self.report_load(true)?;
+                        continue;
+                    }
+                    if std::mem::take(&mut self.asked_ahead) && self.one_host {
+                        // no work to spare anywhere by the root's counts: when this rank runs
+                        // dry, it waits at the root for work to appear rather than ask round
+                        self.ask_root = true;
                         continue;
                     }
                     if src == self.root && hint.is_some() {
@@ -1295,18 +1380,38 @@ mod tests {
     fn the_root_directs_thieves_to_a_fair_share_of_the_most_loaded() {
         // 16 items left over 4 ranks: each should end with about 4
         let mut loads = vec![0, 12, 4, 0];
-        assert_eq!(direct(&mut loads, 0), (1, 4));
+        assert_eq!(direct(&mut loads, 0, u64::MAX, false), (1, 4));
         assert_eq!(loads, vec![0, 8, 4, 0]);
         // the thieves' counts wait for their own reports
         loads[0] = 4;
-        assert_eq!(direct(&mut loads, 3), (1, 4));
+        assert_eq!(direct(&mut loads, 3, u64::MAX, false), (1, 4));
         assert_eq!(loads, vec![4, 4, 4, 0]);
         // one item left: its holder keeps running it, a thief may take it
         let mut loads = vec![0, 1, 0];
-        assert_eq!(direct(&mut loads, 2), (1, 1));
+        assert_eq!(direct(&mut loads, 2, u64::MAX, false), (1, 1));
         assert_eq!(loads, vec![0, 0, 0]);
         // nothing anywhere (or only the thief's own): no hint
-        assert_eq!(direct(&mut [0, 0, 0], 1), (u64::MAX, u64::MAX));
-        assert_eq!(direct(&mut [0, 5], 1), (u64::MAX, u64::MAX));
+        assert_eq!(direct(&mut [0, 0, 0], 1, u64::MAX, false), (u64::MAX, u64::MAX));
+        assert_eq!(direct(&mut [0, 5], 1, u64::MAX, false), (u64::MAX, u64::MAX));
+        // a thief asking ahead for one item takes it from a rank with two at least
+        let mut loads = vec![0, 1, 3, 0];
+        assert_eq!(direct(&mut loads, 0, 1, true), (2, 1));
+        assert_eq!(loads, vec![0, 1, 2, 0]);
+        assert_eq!(direct(&mut loads, 3, 1, true), (2, 1));
+        assert_eq!(direct(&mut loads, 0, 1, true), (u64::MAX, u64::MAX));
+        assert_eq!(loads, vec![0, 1, 1, 0]);
+    }
+
+    /// A request ahead never takes a victim's last item, and at most half of the rest.
+    #[test]
+    fn a_thief_asking_ahead_leaves_the_victim_its_next_item() {
+        let mut w = work(&[(0, 0..1)]);
+        assert_eq!(w.give(1, true), vec![]);
+        assert_eq!(w.give(1, false), vec![(0, vec![0])]);
+        let mut w = work(&[(0, 0..3)]);
+        assert_eq!(w.give(u64::MAX as usize, true), vec![(0, vec![0])]);
+        assert_eq!(w.give(1, true), vec![(1, vec![1])]);
+        assert_eq!(w.give(1, true), vec![]);
+        assert_eq!(left(&w), vec![(2, vec![2])]);
     }
 }
