@@ -21,8 +21,19 @@
 //! count halve or small, or has just given to a thief) and passes a thief's request on to the most
 //! loaded rank, which answers the thief, for a fair share of what is left, so that the many ranks
 //! that run dry together at the end of a map each get a little at once; while no rank has any, it
-//! holds the thief's request until one does, the map ends or [`HOLD_LIMIT`] passes. An idle rank
-//! blocks, it never spins.
+//! holds the thief's request until one does, the map ends or [`HOLD_LIMIT`] passes. The root
+//! itself, when dry, asks the rank its counts show the most work at. An idle rank blocks, it never
+//! spins.
+//!
+//! A rank starting the last batch of its work asks for one more item at once when that batch
+//! should take [`AHEAD_MIN`] or more, so that the steal's round trip hides behind the batch
+//! rather than leaving the rank idle after it: on one host it asks the root, which passes the
+//! request on to a rank with two items or more not started (a request ahead never takes a rank's
+//! last item, which that rank will start sooner than the thief); over several hosts, a random
+//! rank of its own. When the root finds no work to spare, the rank's request once it runs dry
+//! goes to the root and waits there. At the end of a list of costly items, the ranks then get
+//! the last items one at a time as they need them, rather than many running dry together and
+//! hunting for the few left (`skew` at 16 ranks: 0.981 against 0.966).
 //!
 //! Results travel to the root as `(first index, values)` fragments; the root counts them and,
 //! once it holds every item's result, tells every rank to stop, down a binomial tree (each rank

@@ -481,6 +481,23 @@ fn maps(world: &World) -> Result<(), String> {
             check(who.len() == n && who.iter().all(|&r| (r as usize) < size), "each item once")?;
         }
     }
+    // items of 0.5 ms, long enough that ranks starting their last one ask ahead for more
+    // (`AHEAD_MIN` in runtime/src/map.rs), uneven and with their data at the root: every item
+    // once, results in order
+    let n = 12 * size + 5;
+    let items: Option<Vec<(u64, u64)>> = (rank == 0).then(|| (0..n as u64).map(|i| (i, i % 3)).collect());
+    let ran = world
+        .map(0, items, |(i, heavy): (u64, u64)| {
+            spin(if heavy == 0 { 900 } else { 500 });
+            (i, rank as u32)
+        })
+        .map_err(e)?;
+    if let Some(ran) = ran {
+        check(
+            ran.len() == n && ran.iter().enumerate().all(|(k, &(i, _))| i == k as u64),
+            "costly items in order",
+        )?;
+    }
     // millions of cheap items: results equal a sequential map
     let n = 3_000_000;
     if let Some(got) = world.map_range(0, n, |i| (i as u64) * 3 + 1).map_err(e)? {
