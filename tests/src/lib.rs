@@ -330,3 +330,11 @@ pub fn idle_cpu(stdout: &str) -> Vec<f64> {
         .unwrap_or_else(|| panic!("no idle-wait line: {stdout}"));
     line["idle-wait cpu ".len()..].split_whitespace().map_while(|w| w.parse::<f64>().ok()).collect()
 }
+
+/// The number after `"key":` in a line of a trace written by `prun --trace` (one event per
+/// line), if there is one.
+pub fn trace_number(line: &str, key: &str) -> Option<f64> {
+    let rest = &line[line.find(&format!("\"{key}\":"))? + key.len() + 3..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}

@@ -1,7 +1,7 @@
 //! The dynamic map between real rank processes: same results as a sequential map, every item
 //! once, errors named, a rank killed mid-map ending the job.
 
-use prun_tests::prun;
+use prun_tests::{prun, trace_number};
 
 #[test]
 fn maps_equal_a_sequential_map() {
@@ -43,6 +43,33 @@ fn progress_lines_and_a_trace_of_every_rank() {
         assert!(batches > 0, "rank {rank} recorded its batches");
     }
     assert!(text.contains("\"name\":\"barrier\""), "collectives are traced too");
+    // a rank starting its last batch of costly items asks for more ahead (`AHEAD_MIN` in
+    // runtime/src/map.rs): a steal event that spans a whole batch of its rank, its request sent
+    // before the batch began and the answer taken after it ended (a dry rank's steal ends
+    // before its next batch begins)
+    let events = |name: &str| -> Vec<(u64, u64, f64, f64)> {
+        let tag = format!("\"name\":\"{name}\"");
+        text.lines()
+            .filter(|l| l.contains(&tag))
+            .filter_map(|l| {
+                Some((
+                    trace_number(l, "tid")? as u64,
+                    trace_number(l, "map")? as u64,
+                    trace_number(l, "ts")?,
+                    trace_number(l, "dur")?,
+                ))
+            })
+            .collect()
+    };
+    let (batches, steals) = (events("batch"), events("steal"));
+    assert!(
+        steals.iter().any(|&(tid, map, ts, dur)| batches
+            .iter()
+            .any(|&(t, m, b, d)| t == tid && m == map && ts <= b && b + d <= ts + dur)),
+        "some rank asked ahead: {} steals, {} batches",
+        steals.len(),
+        batches.len()
+    );
     // and the timeline draws it: one row per rank
     let svg = trace.with_extension("svg");
     let drawn = std::process::Command::new(prun_tests::bin("prun-timeline"))

@@ -3,7 +3,7 @@
 //! `tests/scripts/sshd.sh` (as root; it installs openssh-server when missing).
 
 use nix::sys::signal::Signal;
-use prun_tests::{Finished, assert_no_leftovers, prun, rank_pid};
+use prun_tests::{Finished, assert_no_leftovers, prun, rank_pid, trace_number};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -431,13 +431,6 @@ fn faults_at_16_ranks_over_two_hosts() {
     no_agents_left();
 }
 
-/// The number after `"key":` in a line of a trace.
-fn field(line: &str, key: &str) -> Option<f64> {
-    let rest = &line[line.find(&format!("\"{key}\":"))? + key.len() + 3..];
-    let end = rest.find([',', '}']).unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}
-
 /// Over two hosts, a map's thieves try ranks of their own host first, and `--trace` holds the
 /// events of the ranks on other hosts (their agents send them up).
 #[test]
@@ -464,9 +457,12 @@ fn steals_stay_on_the_host_first_and_remote_ranks_are_traced() {
     // rank that answered ("from") may be elsewhere, when the root passed the request on
     let mut first: std::collections::HashMap<(u64, u64), (f64, u64)> = Default::default();
     for line in text.lines().filter(|l| l.contains("\"name\":\"steal\"")) {
-        let (Some(ts), Some(tid), Some(map), Some(victim)) =
-            (field(line, "ts"), field(line, "tid"), field(line, "map"), field(line, "victim"))
-        else {
+        let (Some(ts), Some(tid), Some(map), Some(victim)) = (
+            trace_number(line, "ts"),
+            trace_number(line, "tid"),
+            trace_number(line, "map"),
+            trace_number(line, "victim"),
+        ) else {
             panic!("a steal event without its fields: {line}");
         };
         let e = first.entry((map as u64, tid as u64)).or_insert((ts, victim as u64));
