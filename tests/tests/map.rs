@@ -5,7 +5,7 @@ use prun_tests::{prun, trace_number};
 
 #[test]
 fn maps_equal_a_sequential_map() {
-    // 24 ranks: more than a rank steals from at random (`MAX_VICTIMS` in runtime/src/map.rs)
+    // 24 ranks: more than a rank steals from at random (`MAX_VICTIMS` in runtime/src/map/mod.rs)
     for n in [1, 2, 5, 16, 24] {
         let out = prun(["-n", &n.to_string(), "@prun-testjob", "maps"]).run();
         out.expect_code(0).no_leftovers();
@@ -44,7 +44,7 @@ fn progress_lines_and_a_trace_of_every_rank() {
     }
     assert!(text.contains("\"name\":\"barrier\""), "collectives are traced too");
     // a rank starting its last batch of costly items asks for more ahead (`AHEAD_MIN` in
-    // runtime/src/map.rs): a steal event that spans a whole batch of its rank, its request sent
+    // runtime/src/map/mod.rs): a steal event that spans a whole batch of its rank, its request sent
     // before the batch began and the answer taken after it ended (a dry rank's steal ends
     // before its next batch begins)
     let events = |name: &str| -> Vec<(u64, u64, f64, f64)> {

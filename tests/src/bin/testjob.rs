@@ -482,7 +482,7 @@ fn maps(world: &World) -> Result<(), String> {
         }
     }
     // items of 0.5 ms, long enough that ranks starting their last one ask ahead for more
-    // (`AHEAD_MIN` in runtime/src/map.rs), uneven and with their data at the root: every item
+    // (`AHEAD_MIN` in runtime/src/map/mod.rs), uneven and with their data at the root: every item
     // once, results in order
     let n = 12 * size + 5;
     let items: Option<Vec<(u64, u64)>> = (rank == 0).then(|| (0..n as u64).map(|i| (i, i % 3)).collect());
