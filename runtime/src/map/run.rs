@@ -174,6 +174,8 @@ where
     }
 
     /// Asks a peer for work: one request at a time, not before the wait after a refusal ends.
+    /// The root picks its victim by the counts it keeps, as it does for other thieves; any other
+    /// rank asks where [`Run::victim`] says, for as many items as `want` (and `ahead`) say.
     fn ask(&mut self) {
         let stealing = self.balance == Balance::Dynamic && self.comm.size() > 1;
         if !stealing || self.asked.is_some() || Instant::now() < self.next_ask {
@@ -246,6 +248,8 @@ where
         }
     }
 
+    /// Where the next request goes: where a refusing rank pointed, else the root when asked
+    /// to, else a random one of this rank's victims.
     fn victim(&mut self) -> usize {
         self.hinted = false;
         if let Some(v) = self.next_victim.take().filter(|&v| v != self.comm.rank()) {
