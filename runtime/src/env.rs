@@ -126,9 +126,6 @@ pub(crate) fn crowded(local_size: usize) -> bool {
     }
 }
 
-/// How long a blocked receive polls before sleeping: [`SPIN_US`], or [`DEFAULT_SPIN_US`] when
-/// this host has a core for each of its `local_size` ranks and nothing otherwise (polling on an
-/// oversubscribed host would take the core a peer needs to send).
 /// Microseconds of polling before sleeping, where every rank has a core: long enough to cover a
 /// 1 MiB message's copy and its answer (2 ranks on 2 cores, medians of seven alternating runs of
 /// collbench against 50 us: 1 MiB ping-pong 81 against 139 us, broadcast 85 against 116,
@@ -136,6 +133,9 @@ pub(crate) fn crowded(local_size: usize) -> bool {
 /// the noise), and still brief: a wait that outlasts it sleeps.
 pub(crate) const DEFAULT_SPIN_US: u64 = 200;
 
+/// How long a blocked receive polls before sleeping: [`SPIN_US`], or [`DEFAULT_SPIN_US`] when
+/// this host has a core for each of its `local_size` ranks and nothing otherwise (polling on an
+/// oversubscribed host would take the core a peer needs to send).
 pub(crate) fn spin(local_size: usize) -> Result<std::time::Duration> {
     let micros = match std::env::var(SPIN_US) {
         Ok(text) => text

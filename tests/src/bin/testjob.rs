@@ -481,7 +481,7 @@ fn maps(world: &World) -> Result<(), String> {
             check(who.len() == n && who.iter().all(|&r| (r as usize) < size), "each item once")?;
         }
     }
-    // items of 0.5 ms, long enough that ranks starting their last one ask ahead for more
+    // items of 0.5 and 0.9 ms, long enough that ranks starting their last one ask ahead for more
     // (`AHEAD_MIN` in runtime/src/map/mod.rs), uneven and with their data at the root: every item
     // once, results in order
     let n = 12 * size + 5;
