@@ -40,6 +40,8 @@ pub(crate) struct Engine {
     /// this host to lend).
     pipe_size: usize,
     refused: Vec<AtomicBool>,
+    /// The ranks that could not read this rank's memory (messages longer than the pipe).
+    memory_refused: Vec<AtomicBool>,
     /// On the MPI backend, what carries the messages instead of sockets.
     #[cfg(feature = "mpi")]
     mpi: Option<crate::mpi::Transport>,
@@ -62,6 +64,7 @@ impl Engine {
             pipes: Vec::new(),
             pipe_size: 0,
             refused: Vec::new(),
+            memory_refused: Vec::new(),
             #[cfg(feature = "mpi")]
             mpi: None,
         }
@@ -90,6 +93,7 @@ impl Engine {
             pipes: Vec::new(),
             pipe_size: 0,
             refused: Vec::new(),
+            memory_refused: Vec::new(),
             mpi: Some(transport),
         }
     }
@@ -119,6 +123,7 @@ impl Engine {
             pipes: (0..size).map(|_| Mutex::new(None)).collect(),
             pipe_size,
             refused: (0..size).map(|_| AtomicBool::new(false)).collect(),
+            memory_refused: (0..size).map(|_| AtomicBool::new(false)).collect(),
             #[cfg(feature = "mpi")]
             mpi: None,
         }
@@ -162,11 +167,11 @@ impl Engine {
 
     /// Whether a message of `len` bytes to `dest` may be lent rather than written
     /// ([`crate::lend`]): large, to a rank on this host (not crowded, unless lending is asked
-    /// for) that has not refused; [`Engine::lend_while`] may still write it when it does not fit
-    /// in the pipe.
+    /// for) that has not refused; [`Engine::lend_while`] may still write it when it is too long
+    /// for the pipe and `dest` could not read this rank's memory before.
     pub(crate) fn lends_to(&self, dest: usize, len: usize) -> bool {
         len >= LEND_MIN
-            && len <= self.pipe_size + lend::INLINE_MAX
+            && self.pipe_size > 0
             && self.peers.get(dest).is_some_and(|p| p.node == self.node && self.lending.unwrap_or(!p.crowded))
             && self.refused.get(dest).is_some_and(|r| !r.load(Ordering::Relaxed))
     }
@@ -210,6 +215,11 @@ impl Engine {
             }
         }
         let lent = pipe.as_ref().filter(|p| p.takes(parts))?;
+        // too long for the pipe, it is read out of this process's memory, if `dest` can
+        let in_memory = !lent.holds(parts);
+        if in_memory && self.memory_refused.get(dest).is_none_or(|r| r.load(Ordering::Relaxed)) {
+            return None;
+        }
         let mut read = true;
         let (mut meanwhile, mut outcome) = (Some(meanwhile), None);
         let spin = self.mailbox.spin_time();
@@ -225,11 +235,14 @@ impl Engine {
             read = lend::finish(s, spin, lent, parts, announced)?;
             Ok(())
         });
-        if sent.is_err() || !read {
+        if sent.is_err() || (!read && !in_memory) {
             // it may still hold the message's pages
             *pipe = None;
         }
-        if sent.is_ok() && !read {
+        if sent.is_ok() && !read && in_memory {
+            debug!("rank {dest} cannot read rank {}'s memory; writing messages longer than the pipe to it", self.rank);
+            self.memory_refused[dest].store(true, Ordering::Relaxed);
+        } else if sent.is_ok() && !read {
             debug!("rank {dest} cannot read rank {}'s pipe; writing large messages to it", self.rank);
             self.refused[dest].store(true, Ordering::Relaxed);
         }

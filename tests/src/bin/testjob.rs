@@ -332,16 +332,17 @@ fn pod(world: &World) -> Result<(), String> {
             check(got == mine, "recv_into from oneself")?;
         }
     }
-    // many large messages in a row, some taken by the receiver while it sleeps and some in
-    // place: they arrive in order
+    // many large messages in a row (100 KB, and every fifth 3.2 MB: longer than a lending
+    // pipe), some taken by the receiver while it sleeps and some in place: they arrive in order
+    let words = |seq: u64| if seq % 5 == 4 { 400_000 } else { 12_500 };
     for seq in 0..20u64 {
-        world.send_slice(next, 12, &vec![seq ^ rank as u64; 12_500]).map_err(e)?;
+        world.send_slice(next, 12, &vec![seq ^ rank as u64; words(seq)]).map_err(e)?;
         if seq == 10 {
             std::thread::sleep(Duration::from_millis(30));
         }
     }
-    let mut big = vec![0u64; 12_500];
     for seq in 0..20u64 {
+        let mut big = vec![0u64; words(seq)];
         world.recv_into(prev, 12, &mut big).map_err(e)?;
         check(big.iter().all(|&x| x == seq ^ prev as u64), "large messages in order")?;
     }
@@ -360,6 +361,9 @@ fn pod(world: &World) -> Result<(), String> {
     world.send_slice(next, 10, &vec![7u8; 5000]).map_err(e)?;
     let mut roomy = vec![0u8; 8000];
     check(matches!(world.recv_into(prev, 10, &mut roomy), Err(Error::Malformed(_))), "short large message")?;
+    world.send_slice(next, 10, &vec![7u8; 3 << 20]).map_err(e)?;
+    let mut roomy = vec![0u8; 4 << 20];
+    check(matches!(world.recv_into(prev, 10, &mut roomy), Err(Error::Malformed(_))), "short longer message")?;
     // 128-bit integers and the ordinary ones
     let mut wide = [0i128; 2];
     world.allreduce_into(&[i128::from(rank as u32) << 70, -1], &mut wide, prun::Op::Sum).map_err(e)?;

@@ -1,0 +1,229 @@
+/*
+ * What this machine's kernel mechanisms cost, without prun or MPI: the floor under prun's socket
+ * transport (and its pipes), beside the shared memory MPI libraries use. Used by bench/floor.sh.
+ *
+ * Usage: ./floor [N]   (N processes, default 2; 2 or more)
+ *
+ * Prints one line per measurement, "<mechanism> <bytes> <us>":
+ *   hop-socket 8        a token of 8 bytes passed around a ring of N processes over Unix
+ *                       socket pairs, each waiting in a blocking read: time per hop (with N = 2,
+ *                       a ping-pong's one-way time)
+ *   hop-shm-yield 8     the same over shared memory, each polling a flag and calling
+ *                       sched_yield between polls (how Open MPI waits where ranks share cores)
+ *   copy-memcpy B       memcpy of B bytes within one process, buffers touched beforehand
+ *   copy-pipe B         B bytes from process 0 to 1 through a 1 MiB pipe, the sender lending its
+ *                       pages (vmsplice) and the receiver copying them out: one copy, as prun's
+ *                       large messages between ranks of a host
+ *   copy-socket B       B bytes from process 0 to 1 written to a Unix socket and read: two copies
+ *   copy-cma B          B bytes read by process 1 out of process 0 (process_vm_readv), one copy,
+ *                       as Open MPI's and MPICH's cross-memory attach
+ * for B = 1 MiB and 16 MiB; each copy-* time is one transfer and a one-byte answer, averaged over
+ * the last 80% of the iterations. While 0 and 1 copy, the other processes wait in a blocking
+ * read. Exits 2 on bad arguments, 1 if a system call fails.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_PROCS 256
+#define HOPS 4000
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static void fail(const char *what) {
+    fprintf(stderr, "floor: %s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+static void read_all(int fd, void *buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t k = read(fd, (char *)buf + got, n - got);
+        if (k > 0) got += (size_t)k;
+        else if (k == 0 || errno != EINTR) fail("read");
+    }
+}
+
+static void write_all(int fd, const void *buf, size_t n) {
+    size_t put = 0;
+    while (put < n) {
+        ssize_t k = write(fd, (const char *)buf + put, n - put);
+        if (k > 0) put += (size_t)k;
+        else if (errno != EINTR) fail("write");
+    }
+}
+
+/* Shared between the processes: ring flags, and a start signal for the copy phase. */
+struct shared {
+    _Atomic long turn; /* the hop count; process (turn % n) holds the token */
+    _Atomic int go;    /* copy phase: 1 while a transfer is to be taken */
+};
+
+static int n_procs;
+static int ring[MAX_PROCS][2]; /* ring[i]: socket pair from process i to process i + 1 */
+static int wake[MAX_PROCS][2]; /* wake[i]: socket pair that ends process i's wait */
+
+/* Process `me` in the socket ring: HOPS hops in all; returns the time per hop (process 0). */
+static double socket_ring(int me) {
+    char token[8] = {0};
+    int left = ring[(me + n_procs - 1) % n_procs][1], right = ring[me][0];
+    double t0 = now();
+    for (long hop = me; hop < HOPS; hop += n_procs) {
+        if (hop > 0) read_all(left, token, sizeof token);
+        write_all(right, token, sizeof token);
+    }
+    if (me == 0) read_all(left, token, sizeof token);
+    return (now() - t0) / HOPS * 1e6;
+}
+
+static double shm_ring(int me, struct shared *s) {
+    double t0 = now();
+    for (long hop = me; hop < HOPS; hop += n_procs) {
+        while (atomic_load(&s->turn) != hop) sched_yield();
+        atomic_store(&s->turn, hop + 1);
+    }
+    if (me == 0)
+        while (atomic_load(&s->turn) != HOPS) sched_yield();
+    return (now() - t0) / HOPS * 1e6;
+}
+
+/* One transfer of `n` bytes from process 0 (`src`) to process 1 (`dst`) by `how`. */
+enum how { PIPE, SOCKET, CMA };
+
+static double copies(int me, enum how how, size_t n, char *src, char *dst, int pipefd[2],
+                     pid_t sender) {
+    int iters = n >= (8u << 20) ? 20 : 200, skip = iters / 5;
+    int sock0 = ring[0][0], sock1 = ring[0][1];
+    char byte = 1;
+    double t0 = 0;
+    for (int i = 0; i < iters; i++) {
+        if (i == skip) t0 = now();
+        if (me == 0) {
+            if (how == PIPE) {
+                write_all(sock0, &byte, 1);
+                struct iovec v = {src, n};
+                while (v.iov_len > 0) {
+                    ssize_t k = vmsplice(pipefd[1], &v, 1, 0);
+                    if (k < 0) fail("vmsplice");
+                    v.iov_base = (char *)v.iov_base + k;
+                    v.iov_len -= (size_t)k;
+                }
+            } else if (how == SOCKET) {
+                write_all(sock0, src, n);
+            } else {
+                write_all(sock0, &byte, 1);
+            }
+            read_all(sock0, &byte, 1);
+        } else {
+            if (how == PIPE) {
+                read_all(sock1, &byte, 1);
+                read_all(pipefd[0], dst, n);
+            } else if (how == SOCKET) {
+                read_all(sock1, dst, n);
+            } else {
+                read_all(sock1, &byte, 1);
+                struct iovec local = {dst, n}, remote = {src, n};
+                if (process_vm_readv(sender, &local, 1, &remote, 1, 0) != (ssize_t)n)
+                    fail("process_vm_readv");
+            }
+            write_all(sock1, &byte, 1);
+        }
+    }
+    return (now() - t0) / (iters - skip) * 1e6;
+}
+
+int main(int argc, char **argv) {
+    n_procs = argc > 1 ? atoi(argv[1]) : 2;
+    if (n_procs < 2 || n_procs > MAX_PROCS) {
+        fprintf(stderr, "usage: floor [N]   (2 <= N <= %d)\n", MAX_PROCS);
+        return 2;
+    }
+    const size_t sizes[] = {1u << 20, 16u << 20};
+    struct shared *s =
+        mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (s == MAP_FAILED) fail("mmap");
+    for (int i = 0; i < n_procs; i++) {
+        if (socketpair(AF_UNIX, SOCK_STREAM, 0, ring[i]) || socketpair(AF_UNIX, SOCK_STREAM, 0, wake[i]))
+            fail("socketpair");
+    }
+    int pipefd[2];
+    if (pipe(pipefd)) fail("pipe");
+    fcntl(pipefd[1], F_SETPIPE_SZ, 1 << 20);
+    /* the sender's buffer, shared by fork (copy on write: process 0 touches it first) */
+    char *src = aligned_alloc(4096, sizes[1]);
+    if (!src) fail("aligned_alloc");
+    memset(src, 1, sizes[1]);
+    pid_t sender = getpid();
+    int me = 0;
+    for (int i = 1; i < n_procs; i++) {
+        pid_t pid = fork();
+        if (pid < 0) fail("fork");
+        if (pid == 0) {
+            me = i;
+            break;
+        }
+    }
+    /* process 0 shares its time for every ring; process 1 receives the copies */
+    char *dst = me == 1 ? aligned_alloc(4096, sizes[1]) : NULL;
+    if (me == 1) memset(dst, 0, sizes[1]);
+    double hop = socket_ring(me);
+    /* every process reaches the shared-memory ring after the socket ring ended for all */
+    char byte = 0;
+    if (me == 0) {
+        printf("hop-socket 8 %.2f\n", hop);
+        atomic_store(&s->turn, 0);
+        for (int i = 1; i < n_procs; i++) write_all(wake[i][0], &byte, 1);
+    } else {
+        read_all(wake[me][1], &byte, 1);
+    }
+    hop = shm_ring(me, s);
+    if (me == 0) printf("hop-shm-yield 8 %.2f\n", hop);
+    if (me == 0) {
+        char *a = aligned_alloc(4096, sizes[1]), *b = aligned_alloc(4096, sizes[1]);
+        if (!a || !b) fail("aligned_alloc");
+        memset(a, 1, sizes[1]);
+        memset(b, 2, sizes[1]);
+        for (int k = 0; k < 2; k++) {
+            int iters = k ? 20 : 200;
+            double t0 = 0;
+            for (int i = 0; i < iters; i++) {
+                if (i == iters / 5) t0 = now();
+                memcpy(b, a, sizes[k]);
+                __asm__ volatile("" ::: "memory");
+            }
+            printf("copy-memcpy %zu %.1f\n", sizes[k], (now() - t0) / (iters - iters / 5) * 1e6);
+        }
+    }
+    if (me <= 1) {
+        const char *names[] = {"copy-pipe", "copy-socket", "copy-cma"};
+        for (int h = PIPE; h <= CMA; h++)
+            for (int k = 0; k < 2; k++) {
+                double t = copies(me, (enum how)h, sizes[k], src, dst, pipefd, sender);
+                if (me == 0) printf("%s %zu %.1f\n", names[h], sizes[k], t);
+            }
+    }
+    fflush(stdout);
+    /* the idle processes wait in a blocking read until the copies are done */
+    if (me == 0) {
+        for (int i = 2; i < n_procs; i++) write_all(wake[i][0], &byte, 1);
+        while (wait(NULL) > 0) {}
+    } else if (me >= 2) {
+        read_all(wake[me][1], &byte, 1);
+    }
+    return 0;
+}
