@@ -1,37 +1,46 @@
 //! Large messages between ranks on one host, copied once: the sender lends the payload's pages
-//! to a pipe (`vmsplice`), and the receiver copies them out of it into their destination, where
-//! a socket copies every byte twice (into the kernel and out of it). Open MPI and MPICH copy
-//! once over shared memory the same way (from the sender's memory by cross-memory attach).
-//! On by default where the host has a core per rank; `PRUN_SINGLE_COPY` says otherwise (see
+//! to a pipe (`vmsplice`), or, from [`MEMORY_MIN`] bytes on, lets the receiver read them out
+//! of its memory (`process_vm_readv`, cross-memory attach), and the receiver copies them into
+//! their destination, where a socket copies every byte twice (into the kernel and out of it).
+//! Open MPI and MPICH copy large messages once the same way (cross-memory attach). On by
+//! default where the host has a core per rank; `PRUN_SINGLE_COPY` says otherwise (see
 //! [`crate::env`]).
 //!
 //! Each sender keeps one pipe per receiver on its host ([`Pipe`], made at the first large
 //! message), of up to [`LEND_MAX`] bytes (less when the host runs many ranks: [`pipe_size`]
-//! keeps the pipes within the kernel's quota for one user); a message that fits in it is
-//! lent, a larger one written (the pipe then takes several rounds, and measured slower than
-//! the socket from 4 MiB on). The sender puts the payload's pages into its pipe ([`announce`]),
-//! all but a last piece of up to [`INLINE_MAX`] bytes (a collective's signature), then writes a
-//! [`KIND_LEND`] frame on the connection: the usual header (context, tag, payload length), its
-//! process id, the pipe's file descriptor number, and the length and bytes of that last piece.
-//! It may do something else now (receive, in an exchange: [`crate::engine`]'s `lend_while`),
-//! then waits on the connection ([`finish`]) for one byte: [`READ`] when the receiver has copied the payload out of the pipe, or [`SEND`]
-//! when it could not open the pipe (the connection is not a Unix socket to the process that
-//! names it, or `/proc` refused), after which the sender writes the payload on the connection
-//! as it would have, and stops lending to that receiver. Either way the send returns once the
-//! payload is safe: the pipe refers to the sender's pages, not to copies, so the caller may
-//! reuse its buffer only once they are read. A send still never waits for the receiving
-//! program: the receiver's progress thread copies the payload into a vector when no receive is
-//! posted for it, and a posted receive copies it straight into its buffer.
+//! keeps the pipes within the kernel's quota for one user). A message shorter than
+//! [`MEMORY_MIN`] that fits in the pipe goes through it: the sender puts the payload's pages
+//! into the pipe ([`announce`]), all but a last piece of up to [`INLINE_MAX`] bytes (a
+//! collective's signature), then writes a [`KIND_LEND`] frame on the connection: the usual
+//! header (context, tag, payload length), its process id, the pipe's file descriptor number,
+//! and the length and bytes of that last piece. Any other stays where it is: the frame names
+//! [`IN_MEMORY`] instead of the pipe and lists the addresses and lengths of the payload's
+//! pieces in the sender's memory. The sender may do something else now (receive, in an
+//! exchange: [`crate::engine`]'s `lend_while`), then waits on the connection ([`finish`]) for
+//! one byte: [`READ`] when the receiver has copied the payload, or [`SEND`] when it could not
+//! (the connection is not a Unix socket to the process that names the pipe or the memory,
+//! `/proc` refused the pipe, or the kernel the memory: a security module such as Yama may
+//! forbid one process to read another's), after which the sender writes the payload on the
+//! connection as it would have, and stops lending that way to that receiver. Either way the
+//! send returns once the payload is safe: the pipe refers to the sender's pages, not to
+//! copies, so the caller may reuse its buffer only once they are read. A send still never
+//! waits for the receiving program: the receiver's progress thread copies the payload into a
+//! vector when no receive is posted for it, and a posted receive copies it straight into its
+//! buffer.
 //!
-//! The receiver opens the sender's pipe as `/proc/PID/fd/FD`, once per connection, after
-//! checking that the process id is the one at the other end of the Unix socket
-//! (`SO_PEERCRED`), so a peer can only make it read a pipe of its own.
+//! The receiver opens the sender's pipe as `/proc/PID/fd/FD`, once per connection, and reads
+//! memory only of the process named, after checking that the process id is the one at the
+//! other end of the Unix socket (`SO_PEERCRED`), so a peer can only make it read a pipe or
+//! memory of its own.
 //!
-//! Why a pipe and not cross-memory attach (`process_vm_readv`, what the first version used):
-//! on the virtual machine this was measured on, the latter copied 1 MiB in 120-200 us, against
-//! 80-190 us for a pipe lent 1 MiB and read, and 200-290 us for a Unix socket (a C program, one
-//! way with a one-byte answer); two processes exchanging 1 MiB at once: 125-185 us by pipes,
-//! 200-290 us by a socket.
+//! Why a pipe below [`MEMORY_MIN`]: on the virtual machine this was first measured on,
+//! cross-memory attach copied 1 MiB in 120-200 us, against 80-190 us for a pipe lent 1 MiB and
+//! read, and 200-290 us for a Unix socket (a C program, one way with a one-byte answer); two
+//! processes exchanging 1 MiB at once: 125-185 us by pipes, 200-290 us by a socket. On a later
+//! one, the two were even at 1 MiB in bench/floor.c and cross-memory attach won from there on
+//! (see [`MEMORY_MIN`]). A message longer than the pipe streamed through it (the sender
+//! refilling it as the receiver empties it) was slower than the socket: both wait for the
+//! pipe's lock, and one core copies the whole message where a socket has two.
 
 use crate::transport::Stream;
 use crate::wire::{HEADER_LEN, Header, KIND_LEND};
@@ -54,11 +63,18 @@ pub(crate) const LEND_MAX: usize = 1 << 20;
 pub(crate) const INLINE_MAX: usize = 4096;
 /// Most pieces one lent message may lie in (one `vmsplice` takes up to 1024).
 pub(crate) const MAX_PIECES: usize = 64;
-/// The pipe descriptor a lent message's frame names when its payload is not in the pipe but to
-/// be read out of the sender's memory (`process_vm_readv`, as Open MPI's and MPICH's
-/// cross-memory attach), as messages longer than the pipe are: 16 MiB took 1.6 ms so, against
-/// 3.5-4.2 ms through a socket and 2.8-4.6 ms streamed through the pipe (bench/floor.c,
-/// 2 processes); at 1 MiB the pipe is as fast or faster.
+/// Messages whose payload (beyond the part in the frame) has at least this many bytes, or
+/// does not fit in the pipe, are read out of the sender's memory (`process_vm_readv`, Open
+/// MPI's and MPICH's cross-memory attach) rather than lent through the pipe.
+///
+/// Measured on 2 cores: 16 MiB took 1.6 ms so, against 3.5-4.2 ms through a socket and 2.8-4.6
+/// ms streamed through a 1 MiB pipe (bench/floor.c, 2 processes); in `collbench` at 2 ranks,
+/// alternating runs, medians of seven, 1 MiB: ping-pong 92 against 116 us through the pipe,
+/// broadcast 83 against 96, gather 144 against 161, allgather 185 against 205; 64 KiB rows
+/// within the noise either way (some 10% better, some 10% worse).
+pub(crate) const MEMORY_MIN: usize = 1 << 20;
+/// The pipe descriptor a lent message's frame names when its payload is to be read out of the
+/// sender's memory ([`MEMORY_MIN`]) instead.
 const IN_MEMORY: i32 = -1;
 /// The receiver's answer: the payload was read from the pipe.
 const READ: u8 = 1;
@@ -79,8 +95,8 @@ pub(crate) struct Pipe {
 impl Pipe {
     /// A new pipe of up to `size` bytes (see [`pipe_size`]): less when the kernel refuses
     /// (above `/proc/sys/fs/pipe-max-size`, 1 MiB by default, for users without
-    /// `CAP_SYS_RESOURCE`, or over the user's quota after all), and then only shorter messages
-    /// are lent.
+    /// `CAP_SYS_RESOURCE`, or over the user's quota after all), and then longer messages are
+    /// read out of the sender's memory instead.
     pub fn new(size: usize) -> io::Result<Pipe> {
         let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         let mut ask = size;
@@ -103,7 +119,9 @@ impl Pipe {
     /// Whether a message in `parts` goes through the pipe (it fits whole, its last part
     /// perhaps in the frame) rather than being read out of the sender's memory.
     pub fn holds(&self, parts: &[&[u8]]) -> bool {
-        self.fits(split_inline(parts).0)
+        let piped = split_inline(parts).0;
+        let len: usize = piped.iter().map(|p| p.len()).sum();
+        self.fits(piped) && len < MEMORY_MIN
     }
 
     /// Whether `pieces` fit whole: the pipe takes one page (or part of one) per slot.
@@ -173,11 +191,12 @@ fn split_inline<'p, 'a>(parts: &'p [&'a [u8]]) -> (&'p [&'a [u8]], &'a [u8]) {
     }
 }
 
-/// The first half of lending `parts` (no more than `pipe` holds, [`LEND_MIN`] bytes or more
-/// in all) to the receiver at the other end of `stream`: puts as much of `parts` into the pipe as it takes at once (all
-/// of it, unless the pieces start mid-page and fill the pipe) and writes the frame that
-/// announces them. Returns how far it got; [`finish`] does the rest, and the pipe must not be
-/// used again until it did.
+/// The first half of lending `parts` ([`LEND_MIN`] bytes or more in all, in at most
+/// [`MAX_PIECES`] pieces besides a last one of up to [`INLINE_MAX`] bytes) to the receiver at
+/// the other end of `stream`: puts them into the pipe when it holds them ([`Pipe::holds`]), and
+/// writes the frame that announces them there, or else the frame that tells where they lie in
+/// this process's memory. Returns how far it got; [`finish`] does the rest, and the pipe must
+/// not be used again, nor `parts` changed, until it did.
 pub(crate) fn announce(
     stream: &mut dyn Stream,
     pipe: &Pipe,
@@ -194,7 +213,7 @@ pub(crate) fn announce(
     let mut frame = Vec::with_capacity(HEADER_LEN + 16 + 16 * piped.len() + inline.len());
     frame.extend_from_slice(&header.encode());
     frame.extend_from_slice(&std::process::id().to_le_bytes());
-    let spliced = if pipe.fits(piped) {
+    let spliced = if pipe.holds(parts) {
         // the pipe is empty: every message before was read whole
         frame.extend_from_slice(&pipe.read.as_raw_fd().to_le_bytes());
         frame.extend_from_slice(&(inline.len() as u32).to_le_bytes());
@@ -613,7 +632,10 @@ mod tests {
     #[test]
     fn one_pipe_carries_message_after_message() {
         let (mut a, mut b) = UnixStream::pair().expect("pair");
-        let pipe = Pipe::new(LEND_MAX).expect("pipe");
+        // half a mebibyte, as each pipe is where a host runs 5 to 8 ranks: a pipe's worth is
+        // lent through it (from `MEMORY_MIN` on, messages are read out of memory)
+        let pipe = Pipe::new(LEND_MAX / 2).expect("pipe");
+        assert!(pipe.capacity < MEMORY_MIN);
         let opened = Opened::default();
         let sizes = [LEND_MIN, 65_537, 300_000, pipe.capacity - pipe.page];
         std::thread::scope(|s| {
@@ -632,6 +654,7 @@ mod tests {
                 let aligned = &mut whole[start..][..pipe.capacity];
                 aligned.iter_mut().enumerate().for_each(|(k, v)| *v = (k % 251) as u8);
                 let parts: [&[u8]; 2] = [aligned, b"signature"];
+                assert!(pipe.holds(&parts), "a pipe's worth and a signature go through the pipe");
                 assert!(
                     send(&mut a, std::time::Duration::ZERO, &pipe, 0, 9, &parts).expect("send"),
                     "written"
