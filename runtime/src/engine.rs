@@ -240,7 +240,10 @@ impl Engine {
             *pipe = None;
         }
         if sent.is_ok() && !read && in_memory {
-            debug!("rank {dest} cannot read rank {}'s memory; writing messages longer than the pipe to it", self.rank);
+            debug!(
+                "rank {dest} cannot read rank {}'s memory; writing messages longer than the pipe to it",
+                self.rank
+            );
             self.memory_refused[dest].store(true, Ordering::Relaxed);
         } else if sent.is_ok() && !read {
             debug!("rank {dest} cannot read rank {}'s pipe; writing large messages to it", self.rank);

@@ -45,9 +45,9 @@
 use crate::transport::Stream;
 use crate::wire::{HEADER_LEN, Header, KIND_LEND};
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, vmsplice};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::uio::{RemoteIoVec, process_vm_readv};
 use nix::unistd::Pid;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use std::fs::File;
 use std::io::{self, IoSlice, IoSliceMut, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -169,9 +169,16 @@ pub(crate) struct Lent {
 enum Source {
     /// The sender's pipe; `None` when it could not be opened.
     Pipe(Option<Arc<File>>),
-    /// The sender's memory, read across processes: its process, its buffers and how far
-    /// they are read; `None` when this process may not read them.
-    Memory(Option<(Pid, Vec<RemoteIoVec>)>, usize),
+    /// The sender's memory, read across processes; `None` when this process may not read it.
+    Memory(Option<Box<Remote>>),
+}
+
+/// A payload in another process's memory.
+struct Remote {
+    /// The process, its buffers, and how many of their bytes are read.
+    pid: Pid,
+    pieces: Vec<RemoteIoVec>,
+    at: usize,
 }
 
 /// The pipe a connection's sender lends through, once opened, so that it is opened once; and
@@ -344,8 +351,8 @@ pub(crate) fn read(stream: &mut dyn Stream, header: &Header, opened: &Opened) ->
         let mut tail = vec![0u8; inline];
         stream.read_exact(&mut tail)?;
         let source = (stream.peer_pid() == Some(owner.0) && may_read(owner.0, &remote, opened))
-            .then(|| (Pid::from_raw(owner.0), remote));
-        return Ok(Lent { source: Source::Memory(source, 0), piped, tail, tail_taken: 0 });
+            .then(|| Box::new(Remote { pid: Pid::from_raw(owner.0), pieces: remote, at: 0 }));
+        return Ok(Lent { source: Source::Memory(source), piped, tail, tail_taken: 0 });
     }
     let mut tail = vec![0u8; inline];
     stream.read_exact(&mut tail)?;
@@ -415,7 +422,7 @@ fn may_read(pid: i32, remote: &[RemoteIoVec], opened: &Opened) -> bool {
 pub(crate) fn readable(lent: &Lent) -> bool {
     match &lent.source {
         Source::Pipe(pipe) => pipe.is_some(),
-        Source::Memory(source, _) => source.is_some(),
+        Source::Memory(source) => source.is_some(),
     }
 }
 
@@ -460,11 +467,11 @@ pub(crate) fn pull(lent: &mut Lent, into: &mut [&mut [u8]]) -> bool {
                         return false;
                     }
                 }
-                Source::Memory(Some((pid, remote)), at) => {
-                    if !read_memory(*pid, remote, *at, front) {
+                Source::Memory(Some(remote)) => {
+                    if !read_memory(remote.pid, &remote.pieces, remote.at, front) {
                         return false;
                     }
-                    *at += front.len();
+                    remote.at += front.len();
                 }
                 _ => return false,
             }
@@ -745,7 +752,9 @@ mod tests {
         assert_eq!(got, payload);
         let me = std::process::id();
         let base = payload.as_ptr() as u64;
-        for pieces in [vec![(base, 100)], vec![(base, u64::MAX), (base, 70_001)], vec![(base, 1); MAX_PIECES + 1]] {
+        for pieces in
+            [vec![(base, 100)], vec![(base, u64::MAX), (base, 70_001)], vec![(base, 1); MAX_PIECES + 1]]
+        {
             let (mut a, mut b) = UnixStream::pair().expect("pair");
             a.write_all(&frame(me, &pieces)).expect("write");
             let header = read_header(&mut b, u64::MAX).expect("header").expect("a frame");
