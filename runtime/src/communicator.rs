@@ -764,7 +764,7 @@ impl PointToPoint for Channel<'_> {
             // the peer's message, which may come before this rank's receive starts, waits for it
             engine.mailbox().hold(self.comm.check_rank(src)?);
             let parts = [data, &signature[..]];
-            let lent = engine.lend_while(world_dest, self.comm.context | 1, send_tag, &parts, || {
+            let lent = engine.lend_while(world_dest, self.comm.context | 1, send_tag, &parts, false, || {
                 self.recv_into(src, recv_tag, buf)
             });
             engine.mailbox().unhold();

@@ -180,7 +180,7 @@ impl Engine {
     /// they do not fit in the pipe (or lie in too many pieces, or no pipe can be made), and are
     /// to be written. Once `dest` could not read the pipe, later messages to it are written.
     fn lend_to(&self, dest: usize, context: u64, tag: u32, parts: &[&[u8]]) -> Option<Result<()>> {
-        self.lend_while(dest, context, tag, parts, || ()).map(|(sent, ())| sent)
+        self.lend_while(dest, context, tag, parts, true, || ()).map(|(sent, ())| sent)
     }
 
     /// As [`Engine::lend_to`], calling `meanwhile` once the message is announced and in the
@@ -191,12 +191,16 @@ impl Engine {
     /// not at all when it returns `None`. While it runs, the connection to `dest` stays this
     /// thread's: another thread of this rank sending to `dest` waits for `meanwhile` to end
     /// (so only the collectives' exchange steps use it, whose receive is of the same call).
+    /// `waits` says that `meanwhile` does nothing, so that this rank answers `dest` at once and
+    /// can copy part of a message lent in memory itself when `dest` asks
+    /// ([`lend::SHARE_MIN`]).
     pub(crate) fn lend_while<R>(
         &self,
         dest: usize,
         context: u64,
         tag: u32,
         parts: &[&[u8]],
+        waits: bool,
         meanwhile: impl FnOnce() -> R,
     ) -> Option<(Result<()>, R)> {
         let len = parts.iter().map(|p| p.len()).sum();
@@ -224,7 +228,7 @@ impl Engine {
         let (mut meanwhile, mut outcome) = (Some(meanwhile), None);
         let spin = self.mailbox.spin_time();
         let sent = self.write_to(dest, |s| {
-            let announced = lend::announce(s, lent, context, tag, parts)?;
+            let announced = lend::announce(s, lent, context, tag, parts, waits)?;
             if announced.complete {
                 outcome = meanwhile.take().map(|f| f());
             } else {

@@ -46,7 +46,7 @@ use crate::transport::Stream;
 use crate::wire::{HEADER_LEN, Header, KIND_LEND};
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, vmsplice};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::uio::{RemoteIoVec, process_vm_readv};
+use nix::sys::uio::{RemoteIoVec, process_vm_readv, process_vm_writev};
 use nix::unistd::Pid;
 use std::fs::File;
 use std::io::{self, IoSlice, IoSliceMut, Read};
@@ -76,10 +76,24 @@ pub(crate) const MEMORY_MIN: usize = 1 << 20;
 /// The pipe descriptor a lent message's frame names when its payload is to be read out of the
 /// sender's memory ([`MEMORY_MIN`]) instead.
 const IN_MEMORY: i32 = -1;
+/// As [`IN_MEMORY`], from a sender that waits for the answer at once (not receiving meanwhile),
+/// and so can copy part of the payload itself when the receiver asks ([`WRITE`]).
+const IN_MEMORY_HELPED: i32 = -2;
+/// Least number of bytes a receive shares the copy of with the sender of a message lent in
+/// memory: it reads the first half and the sender writes the second into its buffer
+/// (`process_vm_writev`), each on its own core, where ranks have a core each.
+pub(crate) const SHARE_MIN: usize = 512 * 1024;
 /// The receiver's answer: the payload was read from the pipe.
 const READ: u8 = 1;
 /// The receiver's answer: it could not read the pipe; the sender writes the payload.
 const SEND: u8 = 2;
+/// The receiver's request, with the address of a part of its buffer and the offset and length
+/// of the payload's bytes that belong there: the sender is to write them there itself.
+const WRITE: u8 = 3;
+/// The sender's answer to [`WRITE`]: the bytes are written.
+const WRITTEN: u8 = 4;
+/// The sender's answer to [`WRITE`]: it could not write them (the receiver copies them).
+const UNWRITTEN: u8 = 5;
 
 /// A sender's pipe to one receiver.
 pub(crate) struct Pipe {
@@ -179,6 +193,8 @@ struct Remote {
     pid: Pid,
     pieces: Vec<RemoteIoVec>,
     at: usize,
+    /// Whether the sender writes part of the payload when asked ([`IN_MEMORY_HELPED`]).
+    helped: bool,
 }
 
 /// The pipe a connection's sender lends through, once opened, so that it is opened once; and
@@ -210,6 +226,7 @@ pub(crate) fn announce(
     context: u64,
     tag: u32,
     parts: &[&[u8]],
+    helps: bool,
 ) -> io::Result<Announced> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let (piped, inline) = split_inline(parts);
@@ -227,7 +244,7 @@ pub(crate) fn announce(
         splice(pipe, piped, 0)?
     } else {
         // too long for the pipe: the receiver reads it out of this process's memory
-        frame.extend_from_slice(&IN_MEMORY.to_le_bytes());
+        frame.extend_from_slice(&if helps { IN_MEMORY_HELPED } else { IN_MEMORY }.to_le_bytes());
         frame.extend_from_slice(&(inline.len() as u32).to_le_bytes());
         frame.extend_from_slice(&(piped.len() as u32).to_le_bytes());
         for p in piped {
@@ -311,25 +328,61 @@ pub(crate) fn finish(
         spliced = splice(pipe, piped, spliced)?;
     }
     let mut answer = [0u8];
-    // at every size: the receiver copies 1 MiB in 30 to 60 us, within the spin where ranks have
-    // a core each (with the spin at 200 us: 1 MiB ping-pong 81 us, against 139 polling 50 us
-    // and only up to 256 KiB)
-    if !spin.is_zero() {
-        let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
-        let _ = crate::mailbox::poll_then_sleep(&mut fds, spin);
-    }
-    stream.read_exact(&mut answer)?;
-    match answer[0] {
-        READ if spliced == len - inline.len() => Ok(true),
-        SEND => {
-            for p in parts {
-                stream.write_all(p)?;
-            }
-            stream.flush()?;
-            Ok(false)
+    loop {
+        // at every size: the receiver copies 1 MiB in 30 to 60 us, within the spin where ranks
+        // have a core each (with the spin at 200 us: 1 MiB ping-pong 81 us, against 139 polling
+        // 50 us and only up to 256 KiB)
+        if !spin.is_zero() {
+            let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
+            let _ = crate::mailbox::poll_then_sleep(&mut fds, spin);
         }
-        other => Err(io::Error::other(format!("answer {other} to a lent message"))),
+        stream.read_exact(&mut answer)?;
+        match answer[0] {
+            READ if spliced == len - inline.len() => return Ok(true),
+            SEND => {
+                for p in parts {
+                    stream.write_all(p)?;
+                }
+                stream.flush()?;
+                return Ok(false);
+            }
+            WRITE => {
+                let mut raw = [0u8; 24];
+                stream.read_exact(&mut raw)?;
+                let word = |i: usize| u64::from_le_bytes(raw[8 * i..8 * i + 8].try_into().unwrap_or([0; 8]));
+                let (base, from, n) = (word(0) as usize, word(1) as usize, word(2) as usize);
+                if from.checked_add(n).is_none_or(|end| end > len - inline.len()) {
+                    return Err(io::Error::other(format!("a request to write {n} bytes from byte {from}")));
+                }
+                let written = stream.peer_pid().is_some_and(|pid| {
+                    let local = slices(piped, from, n);
+                    let remote = [RemoteIoVec { base, len: n }];
+                    process_vm_writev(Pid::from_raw(pid), &local, &remote) == Ok(n)
+                });
+                stream.write_all(&[if written { WRITTEN } else { UNWRITTEN }])?;
+                stream.flush()?;
+            }
+            other => return Err(io::Error::other(format!("answer {other} to a lent message"))),
+        }
     }
+}
+
+/// The `n` bytes of `parts` from byte `from` on.
+fn slices<'a>(parts: &[&'a [u8]], from: usize, n: usize) -> Vec<IoSlice<'a>> {
+    let (mut skip, mut want, mut out) = (from, n, Vec::new());
+    for p in parts {
+        if skip >= p.len() {
+            skip -= p.len();
+            continue;
+        }
+        let take = (p.len() - skip).min(want);
+        out.push(IoSlice::new(&p[skip..skip + take]));
+        (skip, want) = (0, want - take);
+        if want == 0 {
+            break;
+        }
+    }
+    out
 }
 
 /// Reads the description that follows a [`KIND_LEND`] header and finds the pipe it names,
@@ -346,12 +399,14 @@ pub(crate) fn read(stream: &mut dyn Stream, header: &Header, opened: &Opened) ->
     }
     // `header.len` passed the limit check, so it is a length this process may allocate
     let piped = usize::try_from(header.len).map_err(io::Error::other)? - inline;
-    if owner.1 == IN_MEMORY {
+    if owner.1 == IN_MEMORY || owner.1 == IN_MEMORY_HELPED {
         let remote = read_remote(stream, piped)?;
         let mut tail = vec![0u8; inline];
         stream.read_exact(&mut tail)?;
-        let source = (stream.peer_pid() == Some(owner.0) && may_read(owner.0, &remote, opened))
-            .then(|| Box::new(Remote { pid: Pid::from_raw(owner.0), pieces: remote, at: 0 }));
+        let source = (stream.peer_pid() == Some(owner.0) && may_read(owner.0, &remote, opened)).then(|| {
+            let (pid, helped) = (Pid::from_raw(owner.0), owner.1 == IN_MEMORY_HELPED);
+            Box::new(Remote { pid, pieces: remote, at: 0, helped })
+        });
         return Ok(Lent { source: Source::Memory(source), piped, tail, tail_taken: 0 });
     }
     let mut tail = vec![0u8; inline];
@@ -505,6 +560,9 @@ pub(crate) fn receive(
         }
         return Ok(());
     }
+    if prefix.is_empty() && share(stream, lent, into)? {
+        return accept(stream);
+    }
     // the prefix into the front of `into`, and the rest out of the pipe
     let mut rest: Vec<&mut [u8]> = Vec::with_capacity(into.len());
     let mut copied = 0;
@@ -518,6 +576,50 @@ pub(crate) fn receive(
         return Err(io::Error::other("the sender's pipe failed mid-message"));
     }
     accept(stream)
+}
+
+/// Receives a payload lent in memory by a sender that helps ([`IN_MEMORY_HELPED`]) and of at
+/// least twice [`SHARE_MIN`] bytes in `into`'s first buffer, none of it read yet: asks the
+/// sender to write the second half of that buffer ([`WRITE`]) while it reads the first, then
+/// the rest. Returns whether it did (else nothing happened).
+fn share(stream: &mut dyn Stream, lent: &mut Lent, into: &mut [&mut [u8]]) -> io::Result<bool> {
+    let Source::Memory(Some(remote)) = &mut lent.source else { return Ok(false) };
+    let Some((first, others)) = into.split_first_mut() else { return Ok(false) };
+    let whole = first.len().min(lent.piped);
+    if !remote.helped || remote.at != 0 || whole < 2 * SHARE_MIN {
+        return Ok(false);
+    }
+    let half = whole / 2;
+    let (mine, theirs) = first[..whole].split_at_mut(half);
+    let mut request = Vec::with_capacity(25);
+    request.push(WRITE);
+    for word in [theirs.as_ptr() as u64, half as u64, theirs.len() as u64] {
+        request.extend_from_slice(&word.to_le_bytes());
+    }
+    stream.write_all(&request)?;
+    stream.flush()?;
+    // the sender writes `theirs` meanwhile: this thread does not touch it until it answers
+    let read = read_memory(remote.pid, &remote.pieces, 0, mine);
+    let mut answer = [0u8];
+    stream.read_exact(&mut answer)?;
+    let read = read
+        && match answer[0] {
+            WRITTEN => true,
+            UNWRITTEN => read_memory(remote.pid, &remote.pieces, half, theirs),
+            other => return Err(io::Error::other(format!("answer {other} to a request to write"))),
+        };
+    if !read {
+        return Err(io::Error::other("the sender's memory could not be read"));
+    }
+    remote.at = whole;
+    lent.piped -= whole;
+    let mut rest: Vec<&mut [u8]> = Vec::with_capacity(1 + others.len());
+    rest.push(&mut first[whole..]);
+    rest.extend(others.iter_mut().map(|b| &mut **b));
+    if !pull(lent, &mut rest) {
+        return Err(io::Error::other("the sender's memory could not be read"));
+    }
+    Ok(true)
 }
 
 /// Tells the sender at the other end of `stream` that its lent payload could not be read, so
@@ -549,7 +651,7 @@ mod tests {
         tag: u32,
         parts: &[&[u8]],
     ) -> io::Result<bool> {
-        let announced = announce(stream, pipe, context, tag, parts)?;
+        let announced = announce(stream, pipe, context, tag, parts, true)?;
         finish(stream, spin, pipe, parts, announced)
     }
 
@@ -714,6 +816,56 @@ mod tests {
             assert!(sender.join().expect("sender").expect("send"), "read out of memory");
             assert!(got[..n] == data[..] && &got[n..] == b"tail");
         });
+    }
+
+    /// A receive posted for a message lent in memory by a sender that waits for it shares the
+    /// copy: it reads the first half, the sender writes the second into its buffer; when the
+    /// sender cannot, the receive reads that half too.
+    #[test]
+    fn a_receive_and_a_waiting_sender_share_the_copy() {
+        let n = 4 * SHARE_MIN + 777;
+        let data: Vec<u8> = (0..n).map(|j| (j * 31 + j / 4099) as u8).collect();
+        let (x, y) = data.split_at(SHARE_MIN / 3);
+        // the real sender, then one that answers a request to write as if it could not
+        for writes in [true, false] {
+            let (mut a, mut b) = UnixStream::pair().expect("pair");
+            let pipe = Pipe::new(LEND_MAX).expect("pipe");
+            std::thread::scope(|s| {
+                let sender = s.spawn(|| {
+                    if writes {
+                        return send(&mut a, std::time::Duration::ZERO, &pipe, 1, 2, &[x, y, b"sig"])
+                            .expect("send");
+                    }
+                    let h = Header { kind: KIND_LEND, context: 1, tag: 2, len: n as u64 };
+                    let mut f = h.encode().to_vec();
+                    f.extend_from_slice(&std::process::id().to_le_bytes());
+                    f.extend_from_slice(&IN_MEMORY_HELPED.to_le_bytes());
+                    f.extend_from_slice(&0u32.to_le_bytes());
+                    f.extend_from_slice(&1u32.to_le_bytes());
+                    f.extend_from_slice(&(data.as_ptr() as u64).to_le_bytes());
+                    f.extend_from_slice(&(n as u64).to_le_bytes());
+                    a.write_all(&f).expect("frame");
+                    let mut request = [0u8; 25];
+                    a.read_exact(&mut request).expect("request");
+                    assert_eq!(request[0], WRITE);
+                    a.write_all(&[UNWRITTEN]).expect("answer");
+                    let mut answer = [0u8];
+                    a.read_exact(&mut answer).expect("answer");
+                    answer[0] == READ
+                });
+                let header = read_header(&mut b, u64::MAX).expect("header").expect("a frame");
+                let mut lent = read(&mut b, &header, &Opened::default()).expect("description");
+                let mut got = vec![0u8; header.len as usize];
+                let (body, tail) = got.split_at_mut(n - 1);
+                receive(&mut b, &mut lent, &[], &mut [body, tail]).expect("receive");
+                assert!(sender.join().expect("sender"), "read");
+                if writes {
+                    assert!(got[..n] == data[..] && &got[n..] == b"sig", "shared");
+                } else {
+                    assert_eq!(got, data, "read whole by the receive");
+                }
+            });
+        }
     }
 
     /// A frame naming memory of a process other than the socket's peer is refused, and the
