@@ -82,11 +82,23 @@ pub fn scatter_into<P: PointToPoint + ?Sized>(
         Some(s) if s.len() == len * size => s,
         _ => return Err(p.malformed(format!("scatter: the root's buffer must hold {size} x {len} bytes"))),
     };
-    for dest in (0..size).filter(|&d| d != rank) {
-        p.send(dest, tag(seq, 1), &send[dest * len..(dest + 1) * len])?;
+    // the root's own block copied while the last block goes (a transport that copies once
+    // waits for its receiver to copy it: 2 ranks, 1 MiB, the two copies at once)
+    let own = &send[rank * len..(rank + 1) * len];
+    let mut copy = || recv.copy_from_slice(own);
+    let others: Vec<usize> = (0..size).filter(|&d| d != rank).collect();
+    match others.split_last() {
+        Some((&last, first)) => {
+            for &dest in first {
+                p.send(dest, tag(seq, 1), &send[dest * len..(dest + 1) * len])?;
+            }
+            p.send_while(last, tag(seq, 1), &send[last * len..(last + 1) * len], &mut copy)
+        }
+        None => {
+            copy();
+            Ok(())
+        }
     }
-    recv.copy_from_slice(&send[rank * len..(rank + 1) * len]);
-    Ok(())
 }
 
 /// Every rank's `block` (all of one length) into every rank's `recv` (`size * len` bytes), in

@@ -50,6 +50,25 @@ pub trait PointToPoint {
         self.send(dest, tag, &parts.concat())
     }
 
+    /// Sends `data` to `dest` with `tag`, running `meanwhile` (work of this rank's own that
+    /// needs no message, such as a root copying its own block) while the transport may still
+    /// be moving `data`; `meanwhile` runs once whatever the send's outcome.
+    ///
+    /// The default sends, then runs `meanwhile`; a transport whose send waits for the receiver
+    /// to copy the message (as the runtime's single copy between ranks of a host) overrides it
+    /// so that the two copies run at once.
+    fn send_while(
+        &self,
+        dest: usize,
+        tag: u32,
+        data: &[u8],
+        meanwhile: &mut dyn FnMut(),
+    ) -> Result<(), Self::Error> {
+        let sent = self.send(dest, tag, data);
+        meanwhile();
+        sent
+    }
+
     /// Receives the next message from rank `src` with `tag`, blocking until it arrives.
     fn recv(&self, src: usize, tag: u32) -> Result<Vec<u8>, Self::Error>;
 

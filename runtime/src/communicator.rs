@@ -727,6 +727,26 @@ impl PointToPoint for Channel<'_> {
         self.comm.shared.engine.send_parts(dest, self.comm.context | 1, tag, &all)
     }
 
+    /// A lent message ([`crate::lend`]) is announced, then `meanwhile` runs while the receiver
+    /// copies it.
+    fn send_while(&self, dest: usize, tag: u32, data: &[u8], meanwhile: &mut dyn FnMut()) -> Result<()> {
+        let engine = &self.comm.shared.engine;
+        let world_dest = self.comm.check_rank(dest)?;
+        let signature = self.signature.encode();
+        let parts = [data, &signature[..]];
+        if engine.lends_to(world_dest, data.len() + signature.len()) {
+            engine.check_len((data.len() + signature.len()) as u64)?;
+            if let Some((sent, ())) =
+                engine.lend_while(world_dest, self.comm.context | 1, tag, &parts, false, || meanwhile())
+            {
+                return sent;
+            }
+        }
+        let sent = self.send(dest, tag, data);
+        meanwhile();
+        sent
+    }
+
     fn recv(&self, src: usize, tag: u32) -> Result<Vec<u8>> {
         self.receive(src, tag, &mut [])?.ok_or_else(|| Error::Malformed("nothing received".into()))
     }
