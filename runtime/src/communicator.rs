@@ -737,7 +737,7 @@ impl PointToPoint for Channel<'_> {
         if engine.lends_to(world_dest, data.len() + signature.len()) {
             engine.check_len((data.len() + signature.len()) as u64)?;
             if let Some((sent, ())) =
-                engine.lend_while(world_dest, self.comm.context | 1, tag, &parts, false, || meanwhile())
+                engine.lend_while(world_dest, self.comm.context | 1, tag, &parts, false, &mut *meanwhile)
             {
                 return sent;
             }
