@@ -167,12 +167,14 @@ impl Engine {
 
     /// Whether a message of `len` bytes to `dest` may be lent rather than written
     /// ([`crate::lend`]): large, to a rank on this host (not crowded, unless lending is asked
-    /// for) that has not refused; [`Engine::lend_while`] may still write it when it is too long
+    /// for or the message is at least [`lend::CROWDED_LEND_MIN`] long) that has not refused; [`Engine::lend_while`] may still write it when it is too long
     /// for the pipe and `dest` could not read this rank's memory before.
     pub(crate) fn lends_to(&self, dest: usize, len: usize) -> bool {
         len >= LEND_MIN
             && self.pipe_size > 0
-            && self.peers.get(dest).is_some_and(|p| p.node == self.node && self.lending.unwrap_or(!p.crowded))
+            && self.peers.get(dest).is_some_and(|p| {
+                p.node == self.node && self.lending.unwrap_or(!p.crowded || len >= lend::CROWDED_LEND_MIN)
+            })
             && self.refused.get(dest).is_some_and(|r| !r.load(Ordering::Relaxed))
     }
 
