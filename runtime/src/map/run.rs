@@ -155,9 +155,11 @@ where
             }
             self.start_opener();
             if !self.pending.is_empty() {
-                // just ran dry
-                self.flush()?;
+                // just ran dry: the count first, since the root may end the map and exit as soon
+                // as it has the results (a count sent after them failed when the results, lent,
+                // were read and the root gone before the count went out)
                 self.report_load(true)?;
+                self.flush()?;
             }
             if self.comm.rank() == self.root && self.collected == total {
                 // every result is in: the caller stops the steal thread, then sends DONE
