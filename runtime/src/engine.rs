@@ -40,7 +40,8 @@ pub(crate) struct Engine {
     /// this host to lend).
     pipe_size: usize,
     refused: Vec<AtomicBool>,
-    /// The ranks that could not read this rank's memory (messages longer than the pipe).
+    /// The ranks that could not read this rank's memory (messages of [`lend::MEMORY_MIN`] or
+    /// more, or too long for the pipe).
     memory_refused: Vec<AtomicBool>,
     /// On the MPI backend, what carries the messages instead of sockets.
     #[cfg(feature = "mpi")]
@@ -166,11 +167,13 @@ impl Engine {
     }
 
     /// Whether a message of `len` bytes to `dest` may be lent rather than written
-    /// ([`crate::lend`]): large, to a rank on this host (not crowded, unless lending is asked
-    /// for or the message is at least [`lend::CROWDED_LEND_MIN`] long) that has not refused; [`Engine::lend_while`] may still write it when it is too long
-    /// for the pipe and `dest` could not read this rank's memory before.
+    /// ([`crate::lend`]): large, to another rank on this host (not crowded, unless lending is
+    /// asked for or the message is at least [`lend::CROWDED_LEND_MIN`] long) that has not
+    /// refused; [`Engine::lend_while`] may still write it when it would go in memory and `dest`
+    /// could not read this rank's memory before.
     pub(crate) fn lends_to(&self, dest: usize, len: usize) -> bool {
         len >= LEND_MIN
+            && dest != self.rank
             && self.pipe_size > 0
             && self.peers.get(dest).is_some_and(|p| {
                 p.node == self.node && self.lending.unwrap_or(!p.crowded || len >= lend::CROWDED_LEND_MIN)
@@ -178,9 +181,11 @@ impl Engine {
             && self.refused.get(dest).is_some_and(|r| !r.load(Ordering::Relaxed))
     }
 
-    /// Lends `parts` to `dest` through this rank's pipe to it, made now if need be; `None` when
-    /// they do not fit in the pipe (or lie in too many pieces, or no pipe can be made), and are
-    /// to be written. Once `dest` could not read the pipe, later messages to it are written.
+    /// Lends `parts` to `dest` through this rank's pipe to it, made now if need be, or in this
+    /// rank's memory ([`crate::lend`]); `None` when they lie in too many pieces, no pipe can be
+    /// made, or they would go in memory and `dest` could not read it before, and are to be
+    /// written. Once `dest` could not read the pipe, later large messages to it are written; once
+    /// it could not read this rank's memory, those that would go there.
     fn lend_to(&self, dest: usize, context: u64, tag: u32, parts: &[&[u8]]) -> Option<Result<()>> {
         self.lend_while(dest, context, tag, parts, true, || ()).map(|(sent, ())| sent)
     }
@@ -247,7 +252,7 @@ impl Engine {
         }
         if sent.is_ok() && !read && in_memory {
             debug!(
-                "rank {dest} cannot read rank {}'s memory; writing messages longer than the pipe to it",
+                "rank {dest} cannot read rank {}'s memory; writing it the messages that would go there",
                 self.rank
             );
             self.memory_refused[dest].store(true, Ordering::Relaxed);

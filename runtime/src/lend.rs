@@ -258,7 +258,8 @@ pub(crate) fn announce(
         frame.extend_from_slice(&(inline.len() as u32).to_le_bytes());
         splice(pipe, piped, 0)?
     } else {
-        // too long for the pipe: the receiver reads it out of this process's memory
+        // 1 MiB or more, or too long for the pipe: the receiver reads it out of this process's
+        // memory
         frame.extend_from_slice(&if helps { IN_MEMORY_HELPED } else { IN_MEMORY }.to_le_bytes());
         frame.extend_from_slice(&(inline.len() as u32).to_le_bytes());
         frame.extend_from_slice(&(piped.len() as u32).to_le_bytes());
