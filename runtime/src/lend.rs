@@ -658,6 +658,14 @@ mod tests {
     use std::io::Write;
     use std::os::unix::net::UnixStream;
 
+    /// Whether this process may read its own memory by cross-memory attach (a container's
+    /// seccomp profile may forbid `process_vm_readv` altogether).
+    fn cross_memory() -> bool {
+        let (mut into, from) = ([0u8], [7u8]);
+        let remote = [RemoteIoVec { base: from.as_ptr() as usize, len: 1 }];
+        process_vm_readv(Pid::this(), &mut [IoSliceMut::new(&mut into)], &remote) == Ok(1) && into == from
+    }
+
     /// Lends `parts` whole: [`announce`], then [`finish`].
     fn send(
         stream: &mut dyn Stream,
@@ -821,15 +829,16 @@ mod tests {
             let header = read_header(&mut b, u64::MAX).expect("header").expect("a frame");
             assert_eq!(header.len as usize, n + 4);
             let mut lent = read(&mut b, &header, &Opened::default()).expect("description");
-            assert!(readable(&lent), "this process may read its own memory");
-            let mut prefix = vec![0u8; 100_000];
+            assert_eq!(readable(&lent), cross_memory(), "this process may read its own memory");
+            let mut prefix = vec![0u8; if cross_memory() { 100_000 } else { 0 }];
             for step in prefix.chunks_mut(30_001) {
                 assert!(pull(&mut lent, &mut [step]), "pull");
             }
             let mut got = vec![0u8; n + 4];
             let (front, back) = got.split_at_mut(n - 2);
             receive(&mut b, &mut lent, &prefix, &mut [front, back]).expect("receive");
-            assert!(sender.join().expect("sender").expect("send"), "read out of memory");
+            // (written on the stream where the system forbids cross-memory attach)
+            assert_eq!(sender.join().expect("sender").expect("send"), cross_memory(), "read out of memory");
             assert!(got[..n] == data[..] && &got[n..] == b"tail");
         });
     }
@@ -839,6 +848,10 @@ mod tests {
     /// sender cannot, the receive reads that half too.
     #[test]
     fn a_receive_and_a_waiting_sender_share_the_copy() {
+        if !cross_memory() {
+            eprintln!("cross-memory attach is not allowed here (a seccomp profile?): nothing to share");
+            return;
+        }
         let n = 4 * SHARE_MIN + 777;
         let data: Vec<u8> = (0..n).map(|j| (j * 31 + j / 4099) as u8).collect();
         let (x, y) = data.split_at(SHARE_MIN / 3);
