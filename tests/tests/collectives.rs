@@ -78,15 +78,22 @@ fn split_keeps_communicators_apart() {
 }
 
 /// The allreduce moves 800 KB: written to the sockets, and lent through pipes (a peer waiting
-/// for the dead rank to read its pipe, or reading the dead rank's).
+/// for the dead rank to read its pipe, or reading the dead rank's); and 16 MB, whose pieces are
+/// read out of the sender's memory (a peer waiting for the dead rank's answer, or reading its
+/// memory).
 #[test]
 fn a_rank_killed_mid_collective_ends_the_job() {
-    for (n, copy) in [("6", "PRUN_SINGLE_COPY=0"), ("6", "PRUN_SINGLE_COPY=1"), ("2", "PRUN_SINGLE_COPY=1")] {
-        let out = prun(["-x", copy, "-n", n, "@prun-testjob", "die-in-allreduce", "1"]).run();
+    for (n, copy, numbers) in [
+        ("6", "PRUN_SINGLE_COPY=0", "100000"),
+        ("6", "PRUN_SINGLE_COPY=1", "100000"),
+        ("2", "PRUN_SINGLE_COPY=1", "100000"),
+        ("2", "PRUN_SINGLE_COPY=1", "2000000"),
+    ] {
+        let out = prun(["-x", copy, "-n", n, "@prun-testjob", "die-in-allreduce", "1", numbers]).run();
         out.expect_code(128 + 9).no_leftovers();
         assert!(
             out.stderr.contains("rank 1") && out.stderr.contains("SIGKILL"),
-            "{n} {copy}: {}",
+            "{n} {copy} {numbers}: {}",
             out.stderr
         );
     }

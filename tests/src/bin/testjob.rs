@@ -787,9 +787,11 @@ fn main() -> ExitCode {
                 .map_err(|e| e.to_string())
         }
         "die-in-allreduce" => {
-            // rank arg(2) kills itself with SIGKILL during the 20th allreduce
-            let send = vec![1.0f64; 100_000];
-            let mut recv = vec![0.0; 100_000];
+            // rank arg(2) kills itself with SIGKILL during the 20th allreduce of arg(3) numbers
+            // (100000 if not given)
+            let n = std::env::args().nth(3).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+            let send = vec![1.0f64; n];
+            let mut recv = vec![0.0; n];
             let mut outcome = Ok(());
             for i in 0..1000 {
                 if i == 20 && rank == arg(2) {
