@@ -703,6 +703,46 @@ impl Signature {
     }
 }
 
+impl Channel<'_> {
+    /// Lends `data` (and this call's signature) to `dest` with `tag`, running `meanwhile` while
+    /// `dest` copies it ([`crate::engine::Engine::lend_while`]); `Ok(None)` when it is not to be
+    /// lent (and `meanwhile` did not run). With `hold`, the connection from that rank is kept
+    /// for this thread's next receive meanwhile (the peer's message, which may come before the
+    /// receive starts, waits for it).
+    fn lend_while<R>(
+        &self,
+        dest: usize,
+        tag: u32,
+        data: &[u8],
+        hold: Option<usize>,
+        meanwhile: impl FnOnce() -> R,
+    ) -> Result<Option<(Result<()>, R)>> {
+        let engine = &self.comm.shared.engine;
+        let world_dest = self.comm.check_rank(dest)?;
+        let signature = self.signature.encode();
+        let len = data.len() + signature.len();
+        if !engine.lends_to(world_dest, len) {
+            return Ok(None);
+        }
+        engine.check_len(len as u64)?;
+        if let Some(src) = hold {
+            engine.mailbox().hold(self.comm.check_rank(src)?);
+        }
+        let lent = engine.lend_while(
+            world_dest,
+            self.comm.context | 1,
+            tag,
+            &[data, &signature[..]],
+            false,
+            meanwhile,
+        );
+        if hold.is_some() {
+            engine.mailbox().unhold();
+        }
+        Ok(lent)
+    }
+}
+
 impl PointToPoint for Channel<'_> {
     type Error = Error;
 
@@ -730,17 +770,8 @@ impl PointToPoint for Channel<'_> {
     /// A lent message ([`crate::lend`]) is announced, then `meanwhile` runs while the receiver
     /// copies it.
     fn send_while(&self, dest: usize, tag: u32, data: &[u8], meanwhile: &mut dyn FnMut()) -> Result<()> {
-        let engine = &self.comm.shared.engine;
-        let world_dest = self.comm.check_rank(dest)?;
-        let signature = self.signature.encode();
-        let parts = [data, &signature[..]];
-        if engine.lends_to(world_dest, data.len() + signature.len()) {
-            engine.check_len((data.len() + signature.len()) as u64)?;
-            if let Some((sent, ())) =
-                engine.lend_while(world_dest, self.comm.context | 1, tag, &parts, false, &mut *meanwhile)
-            {
-                return sent;
-            }
+        if let Some((sent, ())) = self.lend_while(dest, tag, data, None, &mut *meanwhile)? {
+            return sent;
         }
         let sent = self.send(dest, tag, data);
         meanwhile();
@@ -775,22 +806,9 @@ impl PointToPoint for Channel<'_> {
     ) -> Result<()> {
         // lent (to a rank on this host, where ranks have a core each): the receive runs while
         // the peer copies, and two ranks exchanging copy each other's message at once
-        let engine = &self.comm.shared.engine;
-        let world_dest = self.comm.check_rank(dest)?;
-        let signature = self.signature.encode();
-        let len = data.len() + signature.len();
-        if engine.lends_to(world_dest, len) {
-            engine.check_len(len as u64)?;
-            // the peer's message, which may come before this rank's receive starts, waits for it
-            engine.mailbox().hold(self.comm.check_rank(src)?);
-            let parts = [data, &signature[..]];
-            let lent = engine.lend_while(world_dest, self.comm.context | 1, send_tag, &parts, false, || {
-                self.recv_into(src, recv_tag, buf)
-            });
-            engine.mailbox().unhold();
-            if let Some((sent, received)) = lent {
-                return received.and(sent);
-            }
+        let lent = self.lend_while(dest, send_tag, data, Some(src), || self.recv_into(src, recv_tag, buf))?;
+        if let Some((sent, received)) = lent {
+            return received.and(sent);
         }
         let large = data.len().min(buf.len()) >= SENDRECV_THREAD_MIN;
         if large && dest == src && self.comm.rank > dest {

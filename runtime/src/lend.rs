@@ -287,16 +287,7 @@ pub(crate) struct Announced {
 /// Puts `parts` from byte `from` on into the pipe, as much as it takes without waiting;
 /// returns how far it got.
 fn splice(pipe: &Pipe, parts: &[&[u8]], from: usize) -> io::Result<usize> {
-    let mut skip = from;
-    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(parts.len());
-    for p in parts {
-        if skip >= p.len() {
-            skip -= p.len();
-        } else {
-            slices.push(IoSlice::new(&p[skip..]));
-            skip = 0;
-        }
-    }
+    let mut slices = slices(parts, from, usize::MAX);
     let mut pages = &mut slices[..];
     let mut done = from;
     while !pages.is_empty() {
@@ -314,10 +305,11 @@ fn splice(pipe: &Pipe, parts: &[&[u8]], from: usize) -> io::Result<usize> {
     Ok(done)
 }
 
-/// The second half of lending, after [`announce`]: the rest
-/// as the receiver makes room, then its answer (polled for up to `spin`); writes `parts` on
-/// `stream` when the receiver cannot read the pipe. Returns whether it read them from the pipe;
-/// after `false` or an error, the pipe may still hold some of them and must not be used again.
+/// The second half of lending, after [`announce`]: the rest into the pipe as the receiver
+/// makes room, then its answer (polled for up to `spin`); writes `parts` on `stream` when the
+/// receiver cannot read them, and the part of a payload in memory the receiver asks for into
+/// its buffer ([`WRITE`]) before its last answer. Returns whether it read them; after `false`
+/// or an error, the pipe may still hold some of them and must not be used again.
 pub(crate) fn finish(
     stream: &mut dyn Stream,
     spin: std::time::Duration,
@@ -383,22 +375,30 @@ pub(crate) fn finish(
     }
 }
 
-/// The `n` bytes of `parts` from byte `from` on.
-fn slices<'a>(parts: &[&'a [u8]], from: usize, n: usize) -> Vec<IoSlice<'a>> {
+/// Where the `n` bytes from byte `from` on lie in a sequence of buffers of lengths `lens`
+/// (fewer when they end sooner): for each buffer they touch, its index, the offset in it and
+/// the length.
+fn spans(lens: impl IntoIterator<Item = usize>, from: usize, n: usize) -> Vec<(usize, usize, usize)> {
     let (mut skip, mut want, mut out) = (from, n, Vec::new());
-    for p in parts {
-        if skip >= p.len() {
-            skip -= p.len();
-            continue;
-        }
-        let take = (p.len() - skip).min(want);
-        out.push(IoSlice::new(&p[skip..skip + take]));
-        (skip, want) = (0, want - take);
+    for (i, len) in lens.into_iter().enumerate() {
         if want == 0 {
             break;
         }
+        if skip >= len {
+            skip -= len;
+            continue;
+        }
+        let take = (len - skip).min(want);
+        out.push((i, skip, take));
+        (skip, want) = (0, want - take);
     }
     out
+}
+
+/// The `n` bytes of `parts` from byte `from` on (fewer when `parts` end sooner).
+fn slices<'a>(parts: &[&'a [u8]], from: usize, n: usize) -> Vec<IoSlice<'a>> {
+    let lens = parts.iter().map(|p| p.len());
+    spans(lens, from, n).into_iter().map(|(i, at, len)| IoSlice::new(&parts[i][at..at + len])).collect()
 }
 
 /// Reads the description that follows a [`KIND_LEND`] header and finds the pipe it names,
@@ -503,20 +503,10 @@ fn read_memory(pid: Pid, remote: &[RemoteIoVec], at: usize, into: &mut [u8]) -> 
     let mut done = 0;
     while done < into.len() {
         // the remote pieces from byte `at + done` on, as far as `into` reaches
-        let (mut skip, mut want) = (at + done, into.len() - done);
-        let mut pieces = Vec::new();
-        for r in remote {
-            if skip >= r.len {
-                skip -= r.len;
-                continue;
-            }
-            let n = (r.len - skip).min(want);
-            pieces.push(RemoteIoVec { base: r.base + skip, len: n });
-            (skip, want) = (0, want - n);
-            if want == 0 {
-                break;
-            }
-        }
+        let pieces: Vec<RemoteIoVec> = spans(remote.iter().map(|r| r.len), at + done, into.len() - done)
+            .into_iter()
+            .map(|(i, skip, len)| RemoteIoVec { base: remote[i].base + skip, len })
+            .collect();
         match process_vm_readv(pid, &mut [IoSliceMut::new(&mut into[done..])], &pieces) {
             Ok(0) | Err(_) => return false,
             Ok(n) => done += n,

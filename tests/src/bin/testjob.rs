@@ -789,7 +789,7 @@ fn main() -> ExitCode {
         "die-in-allreduce" => {
             // rank arg(2) kills itself with SIGKILL during the 20th allreduce of arg(3) numbers
             // (100000 if not given)
-            let n = std::env::args().nth(3).and_then(|a| a.parse().ok()).unwrap_or(100_000);
+            let n = usize::try_from(arg(3)).ok().filter(|&n| n > 0).unwrap_or(100_000);
             let send = vec![1.0f64; n];
             let mut recv = vec![0.0; n];
             let mut outcome = Ok(());
