@@ -91,7 +91,8 @@ fn to_others<P: PointToPoint + ?Sized>(
     size: usize,
     data: &[u8],
 ) -> Result<(), P::Error> {
-    (0..size).filter(|&r| r != root).try_for_each(|dest| p.send(dest, tag(seq, 0), data))
+    let sends: Vec<(usize, &[u8])> = (0..size).filter(|&r| r != root).map(|r| (r, data)).collect();
+    p.send_each(tag(seq, 0), &sends, &mut || ())
 }
 
 /// Reduces every rank's `data` in rank order on `root`, which returns the result (others

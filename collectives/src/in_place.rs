@@ -28,10 +28,10 @@ pub fn broadcast_into<P: PointToPoint + ?Sized>(
     if let Some(parent) = binomial::parent(vr) {
         p.recv_into(abs(parent), tag(seq, 0), buf)?;
     }
-    for child in binomial::children(vr, size).rev() {
-        p.send(abs(child), tag(seq, 0), buf)?;
-    }
-    Ok(())
+    // farthest first; every child's copy at once where the transport waits for copies
+    let buf = &*buf;
+    let sends: Vec<(usize, &[u8])> = binomial::children(vr, size).rev().map(|c| (abs(c), buf)).collect();
+    p.send_each(tag(seq, 0), &sends, &mut || ())
 }
 
 /// Every rank's `block` (all of one length) straight to the root, which places block `r` at
@@ -82,23 +82,12 @@ pub fn scatter_into<P: PointToPoint + ?Sized>(
         Some(s) if s.len() == len * size => s,
         _ => return Err(p.malformed(format!("scatter: the root's buffer must hold {size} x {len} bytes"))),
     };
-    // the root's own block copied while the last block goes (a transport that copies once
-    // waits for its receiver to copy it: 2 ranks, 1 MiB, the two copies at once)
+    // the root's own block copied while the others go (a transport that copies once waits for
+    // its receivers to copy them: 2 ranks, 1 MiB, the two copies at once)
     let own = &send[rank * len..(rank + 1) * len];
-    let mut copy = || recv.copy_from_slice(own);
-    let others: Vec<usize> = (0..size).filter(|&d| d != rank).collect();
-    match others.split_last() {
-        Some((&last, first)) => {
-            for &dest in first {
-                p.send(dest, tag(seq, 1), &send[dest * len..(dest + 1) * len])?;
-            }
-            p.send_while(last, tag(seq, 1), &send[last * len..(last + 1) * len], &mut copy)
-        }
-        None => {
-            copy();
-            Ok(())
-        }
-    }
+    let sends: Vec<(usize, &[u8])> =
+        (0..size).filter(|&d| d != rank).map(|d| (d, &send[d * len..(d + 1) * len])).collect();
+    p.send_each(tag(seq, 1), &sends, &mut || recv.copy_from_slice(own))
 }
 
 /// Every rank's `block` (all of one length) into every rank's `recv` (`size * len` bytes), in

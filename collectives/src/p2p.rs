@@ -69,6 +69,30 @@ pub trait PointToPoint {
         sent
     }
 
+    /// Sends each `(dest, data)` of `sends` with `tag`, in order, then runs `meanwhile`; where
+    /// the transport waits for its receivers to copy a message, every message is out before it
+    /// waits for any, so that the receivers copy them at once (and `meanwhile` runs while they
+    /// do). Every send is made whatever the others' outcome, and `meanwhile` runs once; the
+    /// first error is returned.
+    ///
+    /// The default nests [`PointToPoint::send_while`] calls: each send's `meanwhile` makes the
+    /// next one.
+    fn send_each(
+        &self,
+        tag: u32,
+        sends: &[(usize, &[u8])],
+        meanwhile: &mut dyn FnMut(),
+    ) -> Result<(), Self::Error> {
+        let Some((&(dest, data), rest)) = sends.split_first() else {
+            meanwhile();
+            return Ok(());
+        };
+        let mut others = Ok(());
+        let sent =
+            self.send_while(dest, tag, data, &mut || others = self.send_each(tag, rest, &mut *meanwhile));
+        sent.and(others)
+    }
+
     /// Receives the next message from rank `src` with `tag`, blocking until it arrives.
     fn recv(&self, src: usize, tag: u32) -> Result<Vec<u8>, Self::Error>;
 

@@ -4,7 +4,7 @@
 use crate::activity::{Activity, Waiting};
 use crate::bootstrap::Control;
 use crate::codec;
-use crate::engine::Engine;
+use crate::engine::{Engine, Lending};
 use crate::error::{Error, Result};
 use crate::mailbox::{Envelope, Pattern, Placed, Target};
 use crate::trace::{Call, Tracer};
@@ -715,13 +715,14 @@ impl Channel<'_> {
         tag: u32,
         data: &[u8],
         hold: Option<usize>,
+        how: Lending,
         meanwhile: impl FnOnce() -> R,
     ) -> Result<Option<(Result<()>, R)>> {
         let engine = &self.comm.shared.engine;
         let world_dest = self.comm.check_rank(dest)?;
         let signature = self.signature.encode();
         let len = data.len() + signature.len();
-        if !engine.lends_to(world_dest, len) {
+        if !engine.lends_to(world_dest, len, how) {
             return Ok(None);
         }
         engine.check_len(len as u64)?;
@@ -733,13 +734,44 @@ impl Channel<'_> {
             self.comm.context | 1,
             tag,
             &[data, &signature[..]],
-            false,
+            how,
             meanwhile,
         );
         if hold.is_some() {
             engine.mailbox().unhold();
         }
         Ok(lent)
+    }
+}
+
+impl Channel<'_> {
+    /// [`PointToPoint::send_each`], each message lent `how`.
+    fn send_all(
+        &self,
+        tag: u32,
+        sends: &[(usize, &[u8])],
+        how: Lending,
+        meanwhile: &mut dyn FnMut(),
+    ) -> Result<()> {
+        let Some((&(dest, data), rest)) = sends.split_first() else {
+            meanwhile();
+            return Ok(());
+        };
+        let mut others = Ok(());
+        let mut next = || others = self.send_all(tag, rest, how, &mut *meanwhile);
+        let sent = match self.lend_while(dest, tag, data, None, how, &mut next) {
+            Ok(Some((sent, ()))) => sent,
+            Ok(None) => {
+                let sent = self.send(dest, tag, data);
+                next();
+                sent
+            }
+            Err(e) => {
+                next();
+                Err(e)
+            }
+        };
+        sent.and(others)
     }
 }
 
@@ -770,12 +802,21 @@ impl PointToPoint for Channel<'_> {
     /// A lent message ([`crate::lend`]) is announced, then `meanwhile` runs while the receiver
     /// copies it.
     fn send_while(&self, dest: usize, tag: u32, data: &[u8], meanwhile: &mut dyn FnMut()) -> Result<()> {
-        if let Some((sent, ())) = self.lend_while(dest, tag, data, None, &mut *meanwhile)? {
+        if let Some((sent, ())) = self.lend_while(dest, tag, data, None, Lending::Works, &mut *meanwhile)? {
             return sent;
         }
         let sent = self.send(dest, tag, data);
         meanwhile();
         sent
+    }
+
+    /// Messages to ranks on this host are lent ([`crate::lend`]) and all announced before this
+    /// rank waits for any to be copied, so their receivers copy them at once; where ranks
+    /// share cores too, since the sender then waits once for all of them rather than once
+    /// for each ([`crate::lend::CROWDED_LEND_MIN`]).
+    fn send_each(&self, tag: u32, sends: &[(usize, &[u8])], meanwhile: &mut dyn FnMut()) -> Result<()> {
+        let how = if sends.len() > 1 { Lending::Fans } else { Lending::Works };
+        self.send_all(tag, sends, how, meanwhile)
     }
 
     fn recv(&self, src: usize, tag: u32) -> Result<Vec<u8>> {
@@ -806,7 +847,9 @@ impl PointToPoint for Channel<'_> {
     ) -> Result<()> {
         // lent (to a rank on this host, where ranks have a core each): the receive runs while
         // the peer copies, and two ranks exchanging copy each other's message at once
-        let lent = self.lend_while(dest, send_tag, data, Some(src), || self.recv_into(src, recv_tag, buf))?;
+        let lent = self.lend_while(dest, send_tag, data, Some(src), Lending::Exchanges, || {
+            self.recv_into(src, recv_tag, buf)
+        })?;
         if let Some((sent, received)) = lent {
             return received.and(sent);
         }

@@ -18,6 +18,34 @@ use crate::wire::{self, HEADER_LEN, KIND_DATA};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+/// What a sender does while the receiver of a lent message copies it
+/// ([`Engine::lend_while`]'s `meanwhile`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Lending {
+    /// Nothing: it waits, answers the receiver at once and can copy part of a message lent in
+    /// memory itself when the receiver asks ([`lend::SHARE_MIN`]).
+    Waits,
+    /// Its own work, such as a copy.
+    Works,
+    /// It receives: one step of an exchange between ranks. Lent where ranks share cores from
+    /// [`lend::CROWDED_EXCHANGE_MIN`].
+    Exchanges,
+    /// It sends other messages: one of a fan of messages out at once. Lent where ranks share
+    /// cores too ([`lend::CROWDED_LEND_MIN`]).
+    Fans,
+}
+
+impl Lending {
+    /// The shortest message lent this way to a rank on a host with more ranks than cores.
+    fn crowded_min(self) -> usize {
+        match self {
+            Lending::Waits | Lending::Works => lend::CROWDED_LEND_MIN,
+            Lending::Exchanges => lend::CROWDED_EXCHANGE_MIN,
+            Lending::Fans => LEND_MIN,
+        }
+    }
+}
+
 /// Sends and receives the messages of one rank.
 pub(crate) struct Engine {
     rank: usize,
@@ -168,15 +196,16 @@ impl Engine {
 
     /// Whether a message of `len` bytes to `dest` may be lent rather than written
     /// ([`crate::lend`]): large, to another rank on this host (not crowded, unless lending is
-    /// asked for or the message is at least [`lend::CROWDED_LEND_MIN`] long) that has not
-    /// refused; [`Engine::lend_while`] may still write it when it would go in memory and `dest`
-    /// could not read this rank's memory before.
-    pub(crate) fn lends_to(&self, dest: usize, len: usize) -> bool {
+    /// asked for or the message is long enough for the way it is lent: [`Lending`]) that has not
+    /// refused;
+    /// [`Engine::lend_while`] may still write it when it would go in memory and `dest` could
+    /// not read this rank's memory before.
+    pub(crate) fn lends_to(&self, dest: usize, len: usize, how: Lending) -> bool {
         len >= LEND_MIN
             && dest != self.rank
             && self.pipe_size > 0
             && self.peers.get(dest).is_some_and(|p| {
-                p.node == self.node && self.lending.unwrap_or(!p.crowded || len >= lend::CROWDED_LEND_MIN)
+                p.node == self.node && self.lending.unwrap_or(!p.crowded || len >= how.crowded_min())
             })
             && self.refused.get(dest).is_some_and(|r| !r.load(Ordering::Relaxed))
     }
@@ -187,7 +216,7 @@ impl Engine {
     /// written. Once `dest` could not read the pipe, later large messages to it are written; once
     /// it could not read this rank's memory, those that would go there.
     fn lend_to(&self, dest: usize, context: u64, tag: u32, parts: &[&[u8]]) -> Option<Result<()>> {
-        self.lend_while(dest, context, tag, parts, true, || ()).map(|(sent, ())| sent)
+        self.lend_while(dest, context, tag, parts, Lending::Waits, || ()).map(|(sent, ())| sent)
     }
 
     /// As [`Engine::lend_to`], calling `meanwhile` once the message is announced and in the
@@ -198,20 +227,19 @@ impl Engine {
     /// not at all when it returns `None`. While it runs, the connection to `dest` stays this
     /// thread's: another thread of this rank sending to `dest` waits for `meanwhile` to end
     /// (so only the collectives' exchange steps use it, whose receive is of the same call).
-    /// `waits` says that `meanwhile` does nothing, so that this rank answers `dest` at once and
-    /// can copy part of a message lent in memory itself when `dest` asks
-    /// ([`lend::SHARE_MIN`]).
+    /// `how` says what `meanwhile` does ([`Lending`]).
     pub(crate) fn lend_while<R>(
         &self,
         dest: usize,
         context: u64,
         tag: u32,
         parts: &[&[u8]],
-        waits: bool,
+        how: Lending,
         meanwhile: impl FnOnce() -> R,
     ) -> Option<(Result<()>, R)> {
         let len = parts.iter().map(|p| p.len()).sum();
-        if !self.lends_to(dest, len) {
+        let waits = how == Lending::Waits;
+        if !self.lends_to(dest, len, how) {
             return None;
         }
         let mut pipe = self.pipes.get(dest)?.lock().unwrap_or_else(PoisonError::into_inner);

@@ -22,7 +22,7 @@
 //! | `PRUN_TRACE_DIR` | launcher | with `prun --trace FILE`: where each rank writes its trace events |
 //! | `PRUN_SPIN_US` | user | microseconds a blocked receive polls before sleeping: its source's connection, which it reads itself, or else its mailbox (any source, or the connection busy; a receive posted for 16 KiB or more polls only its connection); also how long a send of a large message to a rank on the host polls for the receiver's answer (default 200 when the host has a core per rank, else 0) |
 //! | `PRUN_CROWDED` | user | `1` or `0`: whether this host counts as running more ranks than it has cores (default: it does when `PRUN_LOCAL_SIZE` exceeds its cores); if any host does, short collectives take the flat algorithms made for that |
-//! | `PRUN_SINGLE_COPY` | user | `1` or `0`: whether large messages (64 KiB or more) between ranks on one host are copied once, through a pipe the sender lends its pages to (below 1 MiB) or out of the sender's memory (`process_vm_readv`, from 1 MiB), instead of through the socket (copied twice); default: they do when the host has a core for each of its ranks, and only from 4 MiB where ranks share cores |
+//! | `PRUN_SINGLE_COPY` | user | `1` or `0`: whether large messages (64 KiB or more) between ranks on one host are copied once, through a pipe the sender lends its pages to (below 1 MiB) or out of the sender's memory (`process_vm_readv`, from 1 MiB), instead of through the socket (copied twice); default: they do when the host has a core for each of its ranks, and where ranks share cores only from 4 MiB (from 1 MiB in exchanges, from 64 KiB when a rank sends to several at once) |
 
 use crate::auth::Secret;
 use crate::error::{Error, Result};
