@@ -190,6 +190,35 @@ pub fn allgather<P: PointToPoint + ?Sized>(
     collected
 }
 
+/// Every rank's `block` (all of one length) into every rank's `recv` (`size * len` bytes), in
+/// rank order, through rank 0: every rank sends its block straight there, into place in rank
+/// 0's `recv` ([`in_place::gather_into`](crate::in_place::gather_into)), and rank 0 sends the
+/// whole to every rank at once ([`broadcast_into`]). Two steps where recursive doubling takes
+/// `log2(size)` and the ring `size - 1`, each of which waits for the scheduler where ranks share
+/// cores; as many bytes copied into each rank as either (see
+/// [`FLAT_MIN_RANKS`](crate::tuning::FLAT_MIN_RANKS) for the figures).
+///
+/// Errors: a message of the wrong length, or a wrongly sized `recv`.
+pub fn allgather_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    block: &[u8],
+    recv: &mut [u8],
+) -> Result<(), P::Error> {
+    let rank = p.rank();
+    if recv.len() != block.len() * p.size() {
+        let what = format!(
+            "allgather: the receive buffer holds {} bytes, not {} x {}",
+            recv.len(),
+            p.size(),
+            block.len()
+        );
+        return Err(p.malformed(what));
+    }
+    crate::in_place::gather_into(p, seq, 0, block, (rank == 0).then_some(&mut *recv))?;
+    broadcast_into(p, seq, 0, recv)
+}
+
 /// Prefix reduction through rank 0: every rank sends its `data` to rank 0, which combines them
 /// in rank order and sends rank `r` the combination of ranks `0..=r` (`inclusive`) or `0..r`
 /// (else; rank 0 then returns `None`, and every other rank `Some`). Two hops, where recursive
@@ -378,6 +407,12 @@ mod tests {
                 assert_eq!(got, expected);
                 let got = allgather(&p, seq + 1, value(rank, rank)).expect("allgather");
                 assert_eq!(got, (0..size).map(|r| value(r, r)).collect::<Vec<_>>());
+                for len in [0, 1, 13] {
+                    let mut all = vec![0; size * len];
+                    allgather_into(&p, seq + 6 + len as u32, &value(rank, len), &mut all)
+                        .expect("allgather_into");
+                    assert_eq!(all, (0..size).flat_map(|r| value(r, len)).collect::<Vec<_>>());
+                }
                 // block (s, d): what rank s sends rank d, of a length of its own
                 let block = |s: usize, d: usize| value(s * 100 + d, (s + 2 * d) % 5);
                 let got =

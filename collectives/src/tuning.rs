@@ -134,6 +134,14 @@ pub const FLAT_MAX_RANKS: usize = 64;
 /// against 149, 1 KiB 133 against 155) and allgather's (117 against 168); at 8 ranks the flat
 /// ones win a little (allreduce 1 KiB 223 against 276 us, allgather 8 B 247 against 291), at 16
 /// by a third, at 32 and 64 by a factor of 2 to 3 (see [`FLAT_MAX_RANKS`]).
+///
+/// A large zero-copy allgather goes flat too, through rank 0 into place
+/// ([`flat::allgather_into`](crate::flat::allgather_into)), since rank 0's broadcast sends all
+/// at once: measured on 2 cores, medians of three alternating runs, against recursive doubling,
+/// 8 ranks: 64 KiB blocks 367 against 515 us, 1 MiB 4.9 against 5.7 ms, 16 MiB 111 against 130
+/// (against the ring: 336 us, 5.1 and 111 ms against 568 us, 5.3 and 165 ms); 16 ranks 0.95
+/// against 1.52 ms and 20 against 34 ms. At 6 ranks the ring won at 1 MiB (2.8 against 3.3 ms;
+/// at 64 KiB 266 against 384 us).
 pub const FLAT_MIN_RANKS: usize = 8;
 
 /// Most bytes the root of a flat collective sends or receives in all (`size - 1` times the

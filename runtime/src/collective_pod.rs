@@ -194,9 +194,10 @@ impl Communicator {
     /// Collects every rank's `send` into every rank's `recv`, in rank order.
     ///
     /// **Collective.** Every `send` has the same length and every `recv` `size()` times that.
-    /// Small buffers by recursive doubling or Bruck (to rank 0 and back out on 8 to 64 ranks
-    /// where some host runs more ranks than it has cores); large ones are received in place, by
-    /// recursive doubling on four, eight, sixteen... ranks and a ring on other counts.
+    /// Small buffers by recursive doubling or Bruck; large ones are received in place, by
+    /// recursive doubling on four, eight, sixteen... ranks and a ring on other counts. On 8 to
+    /// 64 ranks where some host runs more ranks than it has cores, every size goes to rank 0 and
+    /// back out (large ones in place, rank 0 sending to every rank at once).
     ///
     /// ```
     /// let world = prun::init()?;
@@ -226,6 +227,11 @@ impl Communicator {
         if let Some(native) = self.native() {
             native.allgather(send, recv);
             return Ok(());
+        }
+        if self.flat_typed() && !self.flat(send.len()) {
+            // where ranks share cores, blocks too long for the flat vectors still go through
+            // rank 0, into place
+            return flat::allgather_into(&self.channel_for(&call), seq, send, recv);
         }
         let large = send.len() >= tuning::ALLGATHER_LARGE;
         if large {
