@@ -55,10 +55,18 @@ pub fn gather_into<P: PointToPoint + ?Sized>(
     // the others' blocks first, each posted before it arrives so that it lands in place, and the
     // root's own last: copied first, it left a large block from a rank the time to arrive
     // unposted, to be read into a vector and copied once more
-    for src in (0..size).filter(|&src| src != rank) {
-        p.recv_into(src, tag(seq, 1), &mut recv[src * len..(src + 1) * len])?;
+    let mut slots = numbered_blocks(recv, len, size);
+    let own = slots.remove(rank).1;
+    if slots.len() > 1 {
+        // every receive ready at once, each block taken as it comes (8 ranks on 2 cores, 1 MiB
+        // blocks: 279 against 349 us one after the other, 16 MiB 10.9 against 16.0 ms)
+        p.send_recv_each(tag(seq, 1), &[], &mut slots)?;
+    } else {
+        for (src, into) in &mut slots {
+            p.recv_into(*src, tag(seq, 1), into)?;
+        }
     }
-    recv[rank * len..(rank + 1) * len].copy_from_slice(block);
+    own.copy_from_slice(block);
     Ok(())
 }
 
@@ -175,7 +183,15 @@ fn blocks_of<'b, P: PointToPoint + ?Sized>(
     }
 }
 
-/// Block `a` to read and block `b` to write, of `len` bytes each, from `buf`; `a != b`.
+/// `buf`'s `size` blocks of `len` bytes (`buf` holds `size * len`), each with its number; `size`
+/// empty ones when `len` is 0.
+fn numbered_blocks(buf: &mut [u8], len: usize, size: usize) -> Vec<(usize, &mut [u8])> {
+    if len == 0 {
+        return (0..size).map(|r| (r, <&mut [u8]>::default())).collect();
+    }
+    buf.chunks_mut(len).take(size).enumerate().collect()
+}
+
 fn disjoint(buf: &mut [u8], len: usize, a: usize, b: usize) -> (&[u8], &mut [u8]) {
     if a < b {
         let (low, high) = buf.split_at_mut(b * len);

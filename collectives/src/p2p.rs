@@ -93,6 +93,28 @@ pub trait PointToPoint {
         sent.and(others)
     }
 
+    /// Sends each `(dest, data)` of `sends` and receives into each `(src, buf)` of `recvs`
+    /// the next message from `src`, all with `tag`, as one step: every rank of a group sending
+    /// to and receiving from several others at once. Each `buf` must be filled exactly, as by
+    /// [`PointToPoint::recv_into`]. Every send is made whatever the others' outcome, the
+    /// receives until one fails; the first error is returned.
+    ///
+    /// The default receives in order while the sends move ([`PointToPoint::send_each`]); a
+    /// transport overrides it to have every receive ready before the messages come, and to
+    /// take them in the order they come.
+    fn send_recv_each(
+        &self,
+        tag: u32,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<(), Self::Error> {
+        let mut received = Ok(());
+        let sent = self.send_each(tag, sends, &mut || {
+            received = recvs.iter_mut().try_for_each(|(src, buf)| self.recv_into(*src, tag, buf));
+        });
+        received.and(sent)
+    }
+
     /// Receives the next message from rank `src` with `tag`, blocking until it arrives.
     fn recv(&self, src: usize, tag: u32) -> Result<Vec<u8>, Self::Error>;
 

@@ -819,6 +819,35 @@ impl PointToPoint for Channel<'_> {
         self.send_all(tag, sends, how, meanwhile)
     }
 
+    /// Every receive is posted before the first message goes ([`crate::mailbox::Mailbox::post_each`]),
+    /// so that each large message is read straight into place, in the order they come, rather
+    /// than into a vector when it comes before its turn; the sends as
+    /// [`PointToPoint::send_each`].
+    fn send_recv_each(
+        &self,
+        tag: u32,
+        sends: &[(usize, &[u8])],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<()> {
+        let context = self.comm.context | 1;
+        let mut pats = Vec::with_capacity(recvs.len());
+        let mut posts = Vec::with_capacity(recvs.len());
+        for (src, buf) in recvs.iter() {
+            let world_src = self.comm.check_rank(*src)?;
+            pats.push(Pattern { src: Some(world_src), group: None, context, tag: Some(tag) });
+            posts.push((world_src, context, tag, (buf.len() + SIGNATURE_LEN) as u64));
+        }
+        let mut posted = Some(self.comm.shared.engine.mailbox().post_each(&posts));
+        let mut received = Ok(());
+        let how = if sends.len() > 1 { Lending::Fans } else { Lending::Works };
+        let sent = self.send_all(tag, sends, how, &mut || {
+            if let Some(posted) = posted.take() {
+                received = self.complete_each(posted, tag, &pats, recvs);
+            }
+        });
+        received.and(sent)
+    }
+
     fn recv(&self, src: usize, tag: u32) -> Result<Vec<u8>> {
         self.receive(src, tag, &mut [])?.ok_or_else(|| Error::Malformed("nothing received".into()))
     }
@@ -903,42 +932,87 @@ impl Channel<'_> {
             Pattern { src: Some(world_src), group: None, context: self.comm.context | 1, tag: Some(tag) };
         let ours = self.signature.encode();
         let seq = tag >> 8;
-        let mismatch = |from: usize, theirs: Option<&[u8]>| {
-            Error::Malformed(format!(
-                "collective mismatch at call #{seq} on this communicator: rank {from} called {}, this rank (rank {}) called {}",
-                theirs.map_or_else(|| "something unrecognisable".to_string(), Signature::describe),
-                self.comm.rank,
-                Signature::describe(&ours)
-            ))
-        };
-        // a message of the same call (same sequence number) from any member with another
-        // signature means that rank is in another operation, or chose another algorithm for
-        // another length: fail now rather than wait forever for a message that will not come
         let sig = &self.signature;
         let waiting = Waiting { op: sig.op, root: sig.root, call: Some(seq), peer: Some(src), tag: None };
         let _wait = self.comm.shared.activity.wait(waiting);
-        let bad = |e: &Envelope| {
-            let theirs = trailer(&e.data);
-            (e.tag >> 8 == seq && theirs != Some(&ours[..]))
-                .then(|| mismatch(self.comm.member(e.src), theirs))
-        };
+        let bad = self.objection(seq);
         let mailbox = self.comm.shared.engine.mailbox();
-        let mut data = if buf.is_empty() {
+        let data = if buf.is_empty() {
             mailbox.recv_checked(&pattern, bad)?.data
         } else {
             let mut theirs = [0u8; SIGNATURE_LEN];
             match mailbox.recv_placed(&pattern, Target { body: buf, tail: &mut theirs }, bad)? {
                 Placed::InPlace if theirs == ours => return Ok(None),
-                Placed::InPlace => return Err(mismatch(src, Some(&theirs))),
+                Placed::InPlace => return Err(self.mismatch(seq, src, Some(&theirs))),
                 Placed::Queued(e) => e.data,
             }
         };
-        // the signature is a trailer, so the payload stays where it is
+        self.payload(seq, src, data).map(Some)
+    }
+
+    /// The error for a message of call `seq` from `from` that carries the signature `theirs`
+    /// (`None`: none that could be read) rather than this call's.
+    fn mismatch(&self, seq: u32, from: usize, theirs: Option<&[u8]>) -> Error {
+        Error::Malformed(format!(
+            "collective mismatch at call #{seq} on this communicator: rank {from} called {}, this rank (rank {}) called {}",
+            theirs.map_or_else(|| "something unrecognisable".to_string(), Signature::describe),
+            self.comm.rank,
+            Signature::describe(&self.signature.encode())
+        ))
+    }
+
+    /// What objects to a queued message while a receive of call `seq` waits: a message of the
+    /// same call (same sequence number) from any member with another signature means that rank
+    /// is in another operation, or chose another algorithm for another length: fail now rather
+    /// than wait forever for a message that will not come.
+    fn objection(&self, seq: u32) -> impl Fn(&Envelope) -> Option<Error> + '_ {
+        let ours = self.signature.encode();
+        move |e: &Envelope| {
+            let theirs = trailer(&e.data);
+            (e.tag >> 8 == seq && theirs != Some(&ours[..]))
+                .then(|| self.mismatch(seq, self.comm.member(e.src), theirs))
+        }
+    }
+
+    /// The payload of a queued message of call `seq` from `src`, its signature checked and
+    /// removed (the signature is a trailer, so the payload stays where it is).
+    fn payload(&self, seq: u32, src: usize, mut data: Vec<u8>) -> Result<Vec<u8>> {
         let theirs = trailer(&data);
-        if theirs != Some(&ours[..]) {
-            return Err(mismatch(src, theirs));
+        if theirs != Some(&self.signature.encode()[..]) {
+            return Err(self.mismatch(seq, src, theirs));
         }
         data.truncate(data.len() - SIGNATURE_LEN);
-        Ok(Some(data))
+        Ok(data)
+    }
+
+    /// [`PointToPoint::send_recv_each`]'s receives, posted as `posted`.
+    fn complete_each(
+        &self,
+        posted: crate::mailbox::Posted<'_>,
+        tag: u32,
+        pats: &[Pattern<'_>],
+        recvs: &mut [(usize, &mut [u8])],
+    ) -> Result<()> {
+        let seq = tag >> 8;
+        let sig = &self.signature;
+        let waiting = Waiting { op: sig.op, root: sig.root, call: Some(seq), peer: None, tag: None };
+        let _wait = self.comm.shared.activity.wait(waiting);
+        let mut theirs = vec![[0u8; SIGNATURE_LEN]; recvs.len()];
+        let targets = recvs
+            .iter_mut()
+            .zip(&mut theirs)
+            .map(|((_, buf), tail)| Some(Target { body: buf, tail }))
+            .collect();
+        let mailbox = self.comm.shared.engine.mailbox();
+        let placed = mailbox.complete_each(posted, pats, targets, self.objection(seq))?;
+        let ours = self.signature.encode();
+        for (((src, buf), theirs), placed) in recvs.iter_mut().zip(&theirs).zip(placed) {
+            match placed {
+                Placed::InPlace if *theirs == ours => {}
+                Placed::InPlace => return Err(self.mismatch(seq, *src, Some(theirs))),
+                Placed::Queued(e) => copy_received(self, *src, &self.payload(seq, *src, e.data)?, buf)?,
+            }
+        }
+        Ok(())
     }
 }

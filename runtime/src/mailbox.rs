@@ -55,6 +55,39 @@ impl Pattern<'_> {
     }
 }
 
+/// Receives posted by [`Mailbox::post_each`]; dropped before they are all received, it takes
+/// the others back (a message already handed over to one is read into a vector and queued).
+pub(crate) struct Posted<'m> {
+    mailbox: &'m Mailbox,
+    ids: Vec<u64>,
+}
+
+impl Drop for Posted<'_> {
+    fn drop(&mut self) {
+        if self.ids.is_empty() {
+            return;
+        }
+        let mut s = self.mailbox.lock();
+        let mut handed = Vec::new();
+        s.posts.retain_mut(|p| {
+            let ours = self.ids.contains(&p.id);
+            if let Some(h) = p.handed.take().filter(|_| ours) {
+                handed.push((p.src, p.context, p.tag, p.len, h));
+            }
+            !ours
+        });
+        drop(s);
+        for (src, context, tag, len, h) in handed {
+            let Ok(len) = usize::try_from(len) else { continue };
+            let mut data = vec![0; len];
+            let read = self.mailbox.read_handoff(src, h, Target { body: &mut data, tail: &mut [] });
+            if read.is_ok() {
+                self.mailbox.push(Envelope { src, context, tag, data });
+            }
+        }
+    }
+}
+
 /// What is known of one peer.
 #[derive(Default, Debug)]
 struct Peer {
@@ -588,24 +621,88 @@ impl Mailbox {
         drop(s);
         match outcome? {
             Ok(e) => Ok(Placed::Queued(e)),
-            Err(Handoff { mut stream, prefix, conn, mut lent }) => {
-                let read = match &mut lent {
-                    Some(lent) => {
-                        crate::lend::receive(&mut *stream, lent, &prefix, &mut [target.body, target.tail])
-                    }
-                    None => fill(target, &prefix, &mut *stream),
-                };
-                if let Some(incoming) = self.incoming.get() {
-                    incoming.release(self, &conn, stream, read.is_ok());
-                }
-                read.map(|()| Placed::InPlace).map_err(|e| Error::PeerLost {
-                    rank: src,
-                    reason: self
-                        .exited(src)
-                        .unwrap_or_else(|| format!("its connection failed mid-message ({e})")),
-                })
-            }
+            Err(handoff) => self.read_handoff(src, handoff, target).map(|()| Placed::InPlace),
         }
+    }
+
+    /// Reads the payload of a message from `src` handed over to a posted receive into
+    /// `target`, then gives the connection back.
+    fn read_handoff(&self, src: usize, handoff: Handoff, target: Target<'_>) -> Result<()> {
+        let Handoff { mut stream, prefix, conn, mut lent } = handoff;
+        let read = match &mut lent {
+            Some(lent) => crate::lend::receive(&mut *stream, lent, &prefix, &mut [target.body, target.tail]),
+            None => fill(target, &prefix, &mut *stream),
+        };
+        if let Some(incoming) = self.incoming.get() {
+            incoming.release(self, &conn, stream, read.is_ok());
+        }
+        read.map_err(|e| Error::PeerLost {
+            rank: src,
+            reason: self.exited(src).unwrap_or_else(|| format!("its connection failed mid-message ({e})")),
+        })
+    }
+
+    /// Posts a receive for each of `posts`' messages (`src`, `context`, `tag`, `len`), so that
+    /// a large one that comes before [`Mailbox::complete_each`] waits for it, its connection
+    /// handed over, rather than being read into a vector; for a rank about to send, then
+    /// receive from several ranks at once.
+    pub fn post_each(&self, posts: &[(usize, u64, u32, u64)]) -> Posted<'_> {
+        let mut s = self.lock();
+        let mut ids = Vec::with_capacity(posts.len());
+        for &(src, context, tag, len) in posts {
+            let id = s.next_post;
+            s.next_post += 1;
+            s.posts.push(Post { id, src, context, tag, len, handed: None });
+            ids.push(id);
+        }
+        Posted { mailbox: self, ids }
+    }
+
+    /// Receives the messages `posted` (which must name one source and one tag each, and the
+    /// target's length), each into its target of `targets` (in the order of the posts), in
+    /// whatever order they come; returns what each got, as [`Mailbox::recv_placed`]. Fails as
+    /// [`Mailbox::recv_checked`] does; the messages not received by then stay for later
+    /// receives.
+    pub fn complete_each(
+        &self,
+        mut posted: Posted<'_>,
+        pats: &[Pattern<'_>],
+        mut targets: Vec<Option<Target<'_>>>,
+        bad: impl Fn(&Envelope) -> Option<Error>,
+    ) -> Result<Vec<Placed>> {
+        let mut out: Vec<Option<Placed>> = (0..pats.len()).map(|_| None).collect();
+        let mut s = self.lock();
+        loop {
+            let left: Vec<usize> = (0..pats.len()).filter(|&i| out[i].is_none()).collect();
+            let Some(&first) = left.first() else { break };
+            let ids = &posted.ids;
+            // a connection handed over to one of the posts, or else an earlier message queued
+            // for one
+            let ready = |s: &mut State| {
+                left.iter().find_map(|&i| {
+                    let handed = s.posts.iter_mut().find(|p| p.id == ids[i]).and_then(|p| p.handed.take());
+                    handed.map(|h| (i, Err(h))).or_else(|| Self::take(s, &pats[i]).map(|e| (i, Ok(e))))
+                })
+            };
+            let (s2, outcome) = self.wait_for(s, &pats[first], false, Some(&bad), ready);
+            s = s2;
+            let (i, got) = outcome?;
+            s.posts.retain(|p| p.id != ids[i]);
+            drop(s);
+            out[i] = Some(match got {
+                Ok(e) => Placed::Queued(e),
+                Err(handoff) => {
+                    let target =
+                        targets[i].take().ok_or_else(|| Error::Malformed("a receive posted twice".into()))?;
+                    self.read_handoff(pats[i].src.unwrap_or(self.rank), handoff, target)?;
+                    Placed::InPlace
+                }
+            });
+            s = self.lock();
+        }
+        drop(s);
+        posted.ids.clear();
+        Ok(out.into_iter().flatten().collect())
     }
 
     /// Takes a message matching `pat` if one has arrived.
@@ -834,6 +931,66 @@ mod tests {
         let got = waiter.join().expect("waiter");
         assert!(matches!(got, Err(Error::PeerLost { rank: 1, .. })), "{got:?}");
         assert!(m.incoming().expect("attached").claim(1).is_none(), "a failed connection was put back");
+    }
+
+    /// Receives posted together take their messages in the order they come: a large one
+    /// straight into place (its connection handed over), one queued before the posts as it
+    /// was; dropped before it completes, a post gives a message handed over to it back to the
+    /// queue, whole.
+    #[test]
+    fn posted_receives_take_messages_as_they_come() {
+        use std::io::Write;
+        use std::os::unix::net::UnixStream;
+        let m = Arc::new(Mailbox::new(0, 3, Duration::ZERO));
+        m.attach(Incoming::new(1 << 30).expect("epoll"));
+        let mut writers = Vec::new();
+        for src in 1..3 {
+            m.handshake_started(src);
+            m.handshake_ended(src, true);
+            let (writer, reader) = UnixStream::pair().expect("pair");
+            m.incoming().expect("attached").add(src, Box::new(reader)).expect("add");
+            writers.push(writer);
+        }
+        crate::incoming::start(Arc::clone(&m)).expect("progress thread");
+        let frame = |tag: u32, payload: &[u8]| {
+            let mut out = Vec::new();
+            crate::wire::write_parts(&mut out, crate::wire::KIND_DATA, 0, tag, &[payload]).expect("frame");
+            out
+        };
+        let pat = |src: usize, tag: u32| Pattern { src: Some(src), group: None, context: 0, tag: Some(tag) };
+        let len = crate::incoming::HANDOFF_MIN as usize + 1000;
+        let big: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        // rank 2's short message comes before anything is posted
+        writers[1].write_all(&frame(7, b"abc")).expect("write");
+        while m.probe(&pat(2, 7)).expect("probe").is_none() {
+            std::thread::yield_now();
+        }
+        let posted = m.post_each(&[(1, 0, 7, len as u64), (2, 0, 7, 3)]);
+        let mut writer = writers.remove(0);
+        let sent = big.clone();
+        let late = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            writer.write_all(&frame(7, &sent)).expect("write");
+            writer
+        });
+        let (mut into, mut short) = (vec![0u8; len], [0u8; 3]);
+        let targets = vec![
+            Some(Target { body: &mut into, tail: &mut [] }),
+            Some(Target { body: &mut short, tail: &mut [] }),
+        ];
+        let placed = m.complete_each(posted, &[pat(1, 7), pat(2, 7)], targets, |_| None).expect("received");
+        assert!(matches!(placed[0], Placed::InPlace), "the large message was not read into place");
+        assert!(matches!(&placed[1], Placed::Queued(e) if e.data == b"abc"), "{:?}", placed[1]);
+        assert!(into == big, "the large message arrived damaged");
+
+        // a post dropped with a message handed over to it: the message is queued whole
+        let mut writer = late.join().expect("writer");
+        let posted = m.post_each(&[(1, 0, 8, len as u64)]);
+        writer.write_all(&frame(8, &big)).expect("write");
+        std::thread::sleep(Duration::from_millis(50));
+        drop(posted);
+        let e = m.recv(&pat(1, 8)).expect("queued");
+        assert!(e.data == big, "the message handed back arrived damaged");
     }
 
     /// A receive waiting for one source reads that source's connection itself, and still sees
