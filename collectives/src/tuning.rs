@@ -10,7 +10,8 @@
 ///
 /// Measured at 8 ranks on 2 cores: binomial 1.07 ms against 3.2 ms at 1 MiB, equal at 16 MiB.
 /// The zero-copy broadcast ([`in_place::broadcast_into`](crate::in_place::broadcast_into))
-/// keeps the binomial tree at every size: received in place, it won at 16 MiB too.
+/// keeps the binomial tree at every size: received in place, it won at 16 MiB too (where ranks
+/// share cores it goes straight from the root instead, see [`FLAT_MAX_BYTES`]).
 pub const BCAST_LARGE: usize = 8 << 20;
 
 /// Buffer size in bytes at or above which an allreduce should use the ring reduce-scatter +
@@ -147,7 +148,10 @@ pub const FLAT_MIN_RANKS: usize = 8;
 /// Most bytes the root of a flat collective sends or receives in all (`size - 1` times the
 /// per-rank payload) for the flat algorithm to be chosen: beyond it the root's copies, one
 /// after the other, cost more than the tree's hops (at 8 ranks a 64 KiB broadcast straight from
-/// the root took 192 us against 155 down the tree, 1 MiB 1.00 ms against 0.90).
+/// the root took 192 us against 155 down the tree, 1 MiB 1.00 ms against 0.90). The zero-copy
+/// broadcast and allgather go flat beyond it too, where the root's messages go out at once
+/// ([`PointToPoint::send_each`](crate::PointToPoint::send_each)): at 8 ranks, broadcast 64 KiB
+/// 34 against 59 us down the tree, 1 MiB 254 against 404, 16 MiB 6.1 against 8.7 ms.
 pub const FLAT_MAX_BYTES: usize = 256 * 1024;
 
 /// Fewest ranks for which the barrier is the gather-and-release tree of

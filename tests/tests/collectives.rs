@@ -114,10 +114,10 @@ fn mismatched_collectives_are_errors_not_hangs() {
     }
 }
 
-/// A rank whose buffer is too long for the flat broadcast the others chose (8 ranks on a host
-/// with fewer cores: 80 bytes go straight from the root, 64 KiB down a binomial tree) waits for
-/// a tree parent that never sends (and goes on into a barrier); it sees the root's message of
-/// the same call, for another length, and fails.
+/// A rank whose buffer is longer than the others' in a broadcast (8 ranks on a host with
+/// fewer cores: straight from the root at every length) gets the root's message of the same
+/// call, for another length, and fails, naming the call; the others go on into a barrier, so
+/// that it cannot learn of its mistake from their exit.
 #[test]
 fn a_length_that_picks_another_algorithm_is_an_error_not_a_hang() {
     let job =
