@@ -99,6 +99,26 @@ fn a_rank_killed_mid_collective_ends_the_job() {
     }
 }
 
+/// Where ranks share cores, a rank killed while the root's messages are all out at once (a
+/// broadcast of 8 MB read out of the root's memory, or of 400 KB through pipes) or while the
+/// root waits for every block at once (a gather, and the allgather through rank 0) ends the
+/// job, the killed rank named.
+#[test]
+fn a_rank_killed_mid_fan_ends_the_job() {
+    for (op, numbers) in
+        [("bcast", "1000000"), ("bcast", "50000"), ("gather", "200000"), ("allgather", "20000")]
+    {
+        let job = ["-x", "PRUN_CROWDED=1", "-n", "8", "@prun-testjob", "die-in-allreduce", "1", numbers, op];
+        let out = prun(job).run();
+        out.expect_code(128 + 9).no_leftovers();
+        assert!(
+            out.stderr.contains("rank 1") && out.stderr.contains("SIGKILL"),
+            "{op} {numbers}: {}",
+            out.stderr
+        );
+    }
+}
+
 #[test]
 fn mismatched_collectives_are_errors_not_hangs() {
     // (a root mismatch is caught only when a message crosses between ranks that disagree)

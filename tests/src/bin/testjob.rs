@@ -788,17 +788,26 @@ fn main() -> ExitCode {
         }
         "die-in-allreduce" => {
             // rank arg(2) kills itself with SIGKILL during the 20th allreduce of arg(3) numbers
-            // (100000 if not given)
+            // (100000 if not given); or of the collective named by the fourth argument:
+            // `bcast`, `gather` or `allgather` (of that many numbers per rank)
             let n = usize::try_from(arg(3)).ok().filter(|&n| n > 0).unwrap_or(100_000);
+            let op = std::env::args().nth(4).unwrap_or_else(|| "allreduce".into());
             let send = vec![1.0f64; n];
             let mut recv = vec![0.0; n];
+            let mut all = vec![0.0; if op == "allreduce" { 0 } else { n * world.size() }];
             let mut outcome = Ok(());
             for i in 0..1000 {
                 if i == 20 && rank == arg(2) {
                     let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
                 }
-                if let Err(err) = world.allreduce_into(&send, &mut recv, prun::Op::Sum) {
-                    eprintln!("rank {rank}: allreduce failed: {err}");
+                let done = match op.as_str() {
+                    "bcast" => world.broadcast_into(0, &mut recv),
+                    "gather" => world.gather_into(0, &send, (rank == 0).then_some(&mut all[..])),
+                    "allgather" => world.allgather_into(&send, &mut all),
+                    _ => world.allreduce_into(&send, &mut recv, prun::Op::Sum),
+                };
+                if let Err(err) = done {
+                    eprintln!("rank {rank}: {op} failed: {err}");
                     outcome = Err(err.to_string());
                     break;
                 }
