@@ -206,15 +206,7 @@ pub fn allgather_into<P: PointToPoint + ?Sized>(
     recv: &mut [u8],
 ) -> Result<(), P::Error> {
     let rank = p.rank();
-    if recv.len() != block.len() * p.size() {
-        let what = format!(
-            "allgather: the receive buffer holds {} bytes, not {} x {}",
-            recv.len(),
-            p.size(),
-            block.len()
-        );
-        return Err(p.malformed(what));
-    }
+    let recv = crate::in_place::blocks_of(p, "allgather", Some(recv), block.len())?;
     crate::in_place::gather_into(p, seq, 0, block, (rank == 0).then_some(&mut *recv))?;
     broadcast_into(p, seq, 0, recv)
 }

@@ -167,7 +167,7 @@ pub fn allgather_doubling_into<P: PointToPoint + ?Sized>(
 }
 
 /// `recv` when it holds exactly `size` blocks of `len` bytes.
-fn blocks_of<'b, P: PointToPoint + ?Sized>(
+pub(crate) fn blocks_of<'b, P: PointToPoint + ?Sized>(
     p: &P,
     op: &str,
     recv: Option<&'b mut [u8]>,
