@@ -742,9 +742,7 @@ impl Channel<'_> {
         }
         Ok(lent)
     }
-}
 
-impl Channel<'_> {
     /// [`PointToPoint::send_each`], each message lent `how`.
     fn send_all(
         &self,
