@@ -129,9 +129,9 @@ impl Communicator {
     /// Collects every rank's `send` into the root's `recv`, in rank order.
     ///
     /// **Collective.** Every rank's `send` has the same length; the root passes `Some(recv)`
-    /// with `size() * send.len()` elements. Large buffers go straight to the root, small ones up
-    /// a binomial tree (straight too, up to 64 ranks, where some host runs more ranks than it
-    /// has cores).
+    /// with `size() * send.len()` elements. Large buffers go straight to the root, which takes
+    /// them in the order they come, each into its place; small ones up a binomial tree
+    /// (straight too, up to 64 ranks, where some host runs more ranks than it has cores).
     ///
     /// ```
     /// let world = prun::init()?;
