@@ -149,10 +149,22 @@ pub const FLAT_MIN_RANKS: usize = 8;
 /// per-rank payload) for the flat algorithm to be chosen: beyond it the root's copies, one
 /// after the other, cost more than the tree's hops (at 8 ranks a 64 KiB broadcast straight from
 /// the root took 192 us against 155 down the tree, 1 MiB 1.00 ms against 0.90). The zero-copy
-/// broadcast and allgather go flat beyond it too, where the root's messages go out at once
+/// broadcast (on up to [`BCAST_FAN_MAX_RANKS`]) and allgather go flat beyond it too, where the
+/// root's messages go out at once
 /// ([`PointToPoint::send_each`](crate::PointToPoint::send_each)): at 8 ranks, broadcast 64 KiB
 /// 34 against 59 us down the tree, 1 MiB 254 against 404, 16 MiB 6.1 against 8.7 ms.
 pub const FLAT_MAX_BYTES: usize = 256 * 1024;
+
+/// Most ranks for which, where ranks share cores, a zero-copy broadcast too large for
+/// [`flat()`] still goes straight from the root to every rank, its messages out at once
+/// ([`PointToPoint::send_each`](crate::PointToPoint::send_each)); on more, down the binomial
+/// tree (each rank's children served at once).
+///
+/// Measured on 2 cores, medians of three alternating runs, straight from the root against down
+/// the tree, 64 KiB and 1 MiB: 16 ranks 80 against 126 us and 0.44 against 0.94 ms; 24 ranks
+/// 266 against 196 us and 2.1 against 1.7 ms; 32 ranks 400 against 290 us and 4.1 against 2.3
+/// ms; 64 ranks 776 against 561 us and 7.2 against 4.7 ms (8 ranks: see [`FLAT_MAX_BYTES`]).
+pub const BCAST_FAN_MAX_RANKS: usize = 16;
 
 /// Fewest ranks for which the barrier is the gather-and-release tree of
 /// [`flat::barrier`](crate::flat::barrier) rather than the dissemination barrier, whose

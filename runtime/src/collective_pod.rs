@@ -31,8 +31,9 @@ impl Communicator {
     /// Copies the root's `buf` into `buf` on every rank.
     ///
     /// **Collective.** Every rank passes a buffer of the same length. A binomial tree, each rank
-    /// receiving straight into `buf`; on 8 to 64 ranks where some host runs more ranks than it
-    /// has cores, straight from the root to every rank, all at once.
+    /// receiving straight into `buf`; where some host runs more ranks than it has cores,
+    /// straight from the root to every rank, all at once, on 8 to 16 ranks (and on up to 64 for
+    /// short buffers).
     ///
     /// ```
     /// let world = prun::init()?;
@@ -59,10 +60,10 @@ impl Communicator {
             native.broadcast(root, bytes);
             return Ok(());
         }
-        // where ranks share cores, straight from the root at every size: its messages go out
-        // at once and their receivers copy them at once (see `PointToPoint::send_each`; 8 ranks
-        // on 2 cores, 1 MiB: 254 us against 404 down the tree with the same concurrent sends)
-        if self.flat_typed() {
+        // where ranks share cores, straight from the root (at every size up to
+        // `BCAST_FAN_MAX_RANKS` ranks): its messages go out at once and their receivers copy
+        // them at once (see `PointToPoint::send_each`)
+        if self.flat_typed() && (self.flat(bytes.len()) || self.size() <= tuning::BCAST_FAN_MAX_RANKS) {
             return flat::broadcast_into(&self.channel_for(&call), seq, root, bytes);
         }
         // a binomial tree, each rank receiving in place: with every rank's copy done straight
