@@ -92,7 +92,7 @@ fn to_others<P: PointToPoint + ?Sized>(
     data: &[u8],
 ) -> Result<(), P::Error> {
     let sends: Vec<(usize, &[u8])> = (0..size).filter(|&r| r != root).map(|r| (r, data)).collect();
-    p.send_each(tag(seq, 0), &sends, &mut || ())
+    p.send_each(tag(seq, 0), &sends, None)
 }
 
 /// Reduces every rank's `data` in rank order on `root`, which returns the result (others

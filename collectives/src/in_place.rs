@@ -31,7 +31,7 @@ pub fn broadcast_into<P: PointToPoint + ?Sized>(
     // farthest first; every child's copy at once where the transport waits for copies
     let buf = &*buf;
     let sends: Vec<(usize, &[u8])> = binomial::children(vr, size).rev().map(|c| (abs(c), buf)).collect();
-    p.send_each(tag(seq, 0), &sends, &mut || ())
+    p.send_each(tag(seq, 0), &sends, None)
 }
 
 /// Every rank's `block` (all of one length) straight to the root, which places block `r` at
@@ -95,7 +95,7 @@ pub fn scatter_into<P: PointToPoint + ?Sized>(
     let own = &send[rank * len..(rank + 1) * len];
     let sends: Vec<(usize, &[u8])> =
         (0..size).filter(|&d| d != rank).map(|d| (d, &send[d * len..(d + 1) * len])).collect();
-    p.send_each(tag(seq, 1), &sends, &mut || recv.copy_from_slice(own))
+    p.send_each(tag(seq, 1), &sends, Some(&mut || recv.copy_from_slice(own)))
 }
 
 /// Every rank's `block` (all of one length) into every rank's `recv` (`size * len` bytes), in

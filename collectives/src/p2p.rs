@@ -69,28 +69,40 @@ pub trait PointToPoint {
         sent
     }
 
-    /// Sends each `(dest, data)` of `sends` with `tag`, in order, then runs `meanwhile`; where
-    /// the transport waits for its receivers to copy a message, every message is out before it
-    /// waits for any, so that the receivers copy them at once (and `meanwhile` runs while they
-    /// do). Every send is made whatever the others' outcome, and `meanwhile` runs once; the
-    /// first error is returned.
+    /// Sends each `(dest, data)` of `sends` with `tag`, in order, then runs `meanwhile` (if
+    /// any: `None` says the caller only waits); where the transport waits for its receivers to
+    /// copy a message, every message is out before it waits for any, so that the receivers
+    /// copy them at once (and `meanwhile` runs while they do). Every send is made whatever the
+    /// others' outcome, and `meanwhile` runs once; the first error is returned.
     ///
-    /// The default nests [`PointToPoint::send_while`] calls: each send's `meanwhile` makes the
-    /// next one.
+    /// The default nests [`PointToPoint::send_while`] calls (each send's `meanwhile` makes the
+    /// next one), the last a plain [`PointToPoint::send`] when there is nothing to run.
     fn send_each(
         &self,
         tag: u32,
         sends: &[(usize, &[u8])],
-        meanwhile: &mut dyn FnMut(),
+        meanwhile: Option<&mut dyn FnMut()>,
     ) -> Result<(), Self::Error> {
-        let Some((&(dest, data), rest)) = sends.split_first() else {
-            meanwhile();
-            return Ok(());
-        };
-        let mut others = Ok(());
-        let sent =
-            self.send_while(dest, tag, data, &mut || others = self.send_each(tag, rest, &mut *meanwhile));
-        sent.and(others)
+        match (sends.split_first(), meanwhile) {
+            (None, meanwhile) => {
+                if let Some(f) = meanwhile {
+                    f();
+                }
+                Ok(())
+            }
+            (Some((&(dest, data), [])), None) => self.send(dest, tag, data),
+            (Some((&(dest, data), rest)), mut meanwhile) => {
+                let mut others = Ok(());
+                let sent = self.send_while(dest, tag, data, &mut || {
+                    // reborrowed with the closure's lifetime shortened to this call's: `as_deref_mut`
+                    // would keep the longer one, which the call cannot take (`&mut` is invariant)
+                    #[allow(clippy::option_as_ref_deref)]
+                    let meanwhile = meanwhile.as_mut().map(|f| -> &mut dyn FnMut() { &mut **f });
+                    others = self.send_each(tag, rest, meanwhile);
+                });
+                sent.and(others)
+            }
+        }
     }
 
     /// Sends each `(dest, data)` of `sends` and receives into each `(src, buf)` of `recvs`
@@ -109,9 +121,10 @@ pub trait PointToPoint {
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<(), Self::Error> {
         let mut received = Ok(());
-        let sent = self.send_each(tag, sends, &mut || {
+        let mut receive = || {
             received = recvs.iter_mut().try_for_each(|(src, buf)| self.recv_into(*src, tag, buf));
-        });
+        };
+        let sent = self.send_each(tag, sends, Some(&mut receive));
         received.and(sent)
     }
 

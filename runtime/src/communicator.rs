@@ -743,20 +743,36 @@ impl Channel<'_> {
         Ok(lent)
     }
 
-    /// [`PointToPoint::send_each`], each message lent `how`.
+    /// [`PointToPoint::send_each`]: each message lent as one of a fan when `fan`, the last one
+    /// as from a sender that only waits when there is no `meanwhile` (so that its receiver can
+    /// share the copy, [`crate::lend::SHARE_MIN`]).
     fn send_all(
         &self,
         tag: u32,
         sends: &[(usize, &[u8])],
-        how: Lending,
-        meanwhile: &mut dyn FnMut(),
+        fan: bool,
+        mut meanwhile: Option<&mut dyn FnMut()>,
     ) -> Result<()> {
         let Some((&(dest, data), rest)) = sends.split_first() else {
-            meanwhile();
+            if let Some(f) = meanwhile {
+                f();
+            }
             return Ok(());
         };
+        let waits = rest.is_empty() && meanwhile.is_none();
+        let how = match (fan, waits) {
+            (true, waits) => Lending::Fans { waits },
+            (false, true) => Lending::Waits,
+            (false, false) => Lending::Works,
+        };
         let mut others = Ok(());
-        let mut next = || others = self.send_all(tag, rest, how, &mut *meanwhile);
+        let mut next = || {
+            // reborrowed with the closure's lifetime shortened to this call's: `as_deref_mut`
+            // would keep the longer one, which the call cannot take (`&mut` is invariant)
+            #[allow(clippy::option_as_ref_deref)]
+            let meanwhile = meanwhile.as_mut().map(|f| -> &mut dyn FnMut() { &mut **f });
+            others = self.send_all(tag, rest, fan, meanwhile);
+        };
         let sent = match self.lend_while(dest, tag, data, None, how, &mut next) {
             Ok(Some((sent, ()))) => sent,
             Ok(None) => {
@@ -812,9 +828,13 @@ impl PointToPoint for Channel<'_> {
     /// rank waits for any to be copied, so their receivers copy them at once; where ranks
     /// share cores too, since the sender then waits once for all of them rather than once
     /// for each ([`crate::lend::CROWDED_LEND_MIN`]).
-    fn send_each(&self, tag: u32, sends: &[(usize, &[u8])], meanwhile: &mut dyn FnMut()) -> Result<()> {
-        let how = if sends.len() > 1 { Lending::Fans } else { Lending::Works };
-        self.send_all(tag, sends, how, meanwhile)
+    fn send_each(
+        &self,
+        tag: u32,
+        sends: &[(usize, &[u8])],
+        meanwhile: Option<&mut dyn FnMut()>,
+    ) -> Result<()> {
+        self.send_all(tag, sends, sends.len() > 1, meanwhile)
     }
 
     /// Every receive is posted before the first message goes ([`crate::mailbox::Mailbox::post_each`]),
@@ -837,12 +857,12 @@ impl PointToPoint for Channel<'_> {
         }
         let mut posted = Some(self.comm.shared.engine.mailbox().post_each(&posts));
         let mut received = Ok(());
-        let how = if sends.len() > 1 { Lending::Fans } else { Lending::Works };
-        let sent = self.send_all(tag, sends, how, &mut || {
+        let mut receive = || {
             if let Some(posted) = posted.take() {
                 received = self.complete_each(posted, tag, &pats, recvs);
             }
-        });
+        };
+        let sent = self.send_all(tag, sends, sends.len() > 1, Some(&mut receive));
         received.and(sent)
     }
 

@@ -31,8 +31,9 @@ pub(crate) enum Lending {
     /// [`lend::CROWDED_EXCHANGE_MIN`].
     Exchanges,
     /// It sends other messages: one of a fan of messages out at once. Lent where ranks share
-    /// cores too ([`lend::CROWDED_LEND_MIN`]).
-    Fans,
+    /// cores too ([`lend::CROWDED_LEND_MIN`]). The last of a fan whose sender then only waits
+    /// `waits` as [`Lending::Waits`] does.
+    Fans { waits: bool },
 }
 
 impl Lending {
@@ -41,7 +42,7 @@ impl Lending {
         match self {
             Lending::Waits | Lending::Works => lend::CROWDED_LEND_MIN,
             Lending::Exchanges => lend::CROWDED_EXCHANGE_MIN,
-            Lending::Fans => LEND_MIN,
+            Lending::Fans { .. } => LEND_MIN,
         }
     }
 }
@@ -238,7 +239,7 @@ impl Engine {
         meanwhile: impl FnOnce() -> R,
     ) -> Option<(Result<()>, R)> {
         let len = parts.iter().map(|p| p.len()).sum();
-        let waits = how == Lending::Waits;
+        let waits = matches!(how, Lending::Waits | Lending::Fans { waits: true });
         if !self.lends_to(dest, len, how) {
             return None;
         }
