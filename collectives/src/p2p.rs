@@ -242,3 +242,43 @@ pub fn copy_received<P: PointToPoint + ?Sized>(
     buf.copy_from_slice(data);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::run;
+
+    /// Every message of a fan arrives, `meanwhile` runs once whatever the sends' outcome
+    /// (a destination out of range fails its send, not the others), and without one the last
+    /// send is a plain send; the fan with receives gets every message into its place.
+    #[test]
+    fn send_each_and_send_recv_each_move_every_message() {
+        let got = run(4, |p| {
+            let rank = p.rank();
+            let mut runs = 0;
+            if rank == 0 {
+                let data: Vec<Vec<u8>> = (0..4).map(|d| vec![d as u8; d + 1]).collect();
+                let sends: Vec<(usize, &[u8])> =
+                    vec![(1, &data[1]), (9, &data[0]), (2, &data[2]), (3, &data[3])];
+                let sent = p.send_each(tag(1, 0), &sends, Some(&mut || runs += 1));
+                assert!(sent.is_err(), "a send to rank 9 of 4 must fail");
+                let later: Vec<(usize, &[u8])> = (1..4).map(|d| (d, &data[d][..])).collect();
+                p.send_each(tag(1, 1), &later, None).expect("plain fan");
+            } else {
+                assert_eq!(p.recv(0, tag(1, 0)).expect("fan"), vec![rank as u8; rank + 1]);
+                assert_eq!(p.recv(0, tag(1, 1)).expect("plain fan"), vec![rank as u8; rank + 1]);
+            }
+            // every rank sends its rank to every other and receives theirs into place
+            let others: Vec<usize> = (0..4).filter(|&r| r != rank).collect();
+            let mine = [rank as u8; 3];
+            let sends: Vec<(usize, &[u8])> = others.iter().map(|&d| (d, &mine[..])).collect();
+            let mut bufs = vec![[0u8; 3]; 3];
+            let mut recvs: Vec<(usize, &mut [u8])> =
+                others.iter().copied().zip(bufs.iter_mut().map(|b| &mut b[..])).collect();
+            p.send_recv_each(tag(2, 0), &sends, &mut recvs).expect("all to all");
+            (runs, others.iter().zip(&bufs).all(|(&r, b)| *b == [r as u8; 3]))
+        });
+        assert_eq!(got[0].0, 1, "meanwhile runs once");
+        assert!(got.iter().all(|&(_, ok)| ok), "{got:?}");
+    }
+}
