@@ -75,34 +75,24 @@ pub trait PointToPoint {
     /// copy them at once (and `meanwhile` runs while they do). Every send is made whatever the
     /// others' outcome, and `meanwhile` runs once; the first error is returned.
     ///
-    /// The default nests [`PointToPoint::send_while`] calls (each send's `meanwhile` makes the
-    /// next one), the last a plain [`PointToPoint::send`] when there is nothing to run.
+    /// The default nests [`PointToPoint::send_while`] calls ([`nest_sends`]: each send's
+    /// `meanwhile` makes the next one), the last a plain [`PointToPoint::send`] when there is
+    /// nothing to run.
     fn send_each(
         &self,
         tag: u32,
         sends: &[(usize, &[u8])],
         meanwhile: Option<&mut dyn FnMut()>,
     ) -> Result<(), Self::Error> {
-        match (sends.split_first(), meanwhile) {
-            (None, meanwhile) => {
-                if let Some(f) = meanwhile {
-                    f();
-                }
-                Ok(())
+        nest_sends(sends, meanwhile, &|dest, data, waits, next| {
+            if waits {
+                let sent = self.send(dest, tag, data);
+                next();
+                sent
+            } else {
+                self.send_while(dest, tag, data, next)
             }
-            (Some((&(dest, data), [])), None) => self.send(dest, tag, data),
-            (Some((&(dest, data), rest)), mut meanwhile) => {
-                let mut others = Ok(());
-                let sent = self.send_while(dest, tag, data, &mut || {
-                    // reborrowed with the closure's lifetime shortened to this call's: `as_deref_mut`
-                    // would keep the longer one, which the call cannot take (`&mut` is invariant)
-                    #[allow(clippy::option_as_ref_deref)]
-                    let meanwhile = meanwhile.as_mut().map(|f| -> &mut dyn FnMut() { &mut **f });
-                    others = self.send_each(tag, rest, meanwhile);
-                });
-                sent.and(others)
-            }
-        }
+        })
     }
 
     /// Sends each `(dest, data)` of `sends` and receives into each `(src, buf)` of `recvs`
@@ -177,6 +167,38 @@ pub trait PointToPoint {
     /// Builds the error for a malformed message from a peer, or arguments that violate a
     /// collective's documented shape; `what` describes the problem.
     fn malformed(&self, what: String) -> Self::Error;
+}
+
+/// One send in [`nest_sends`]: `(dest, data, waits, next)`, where `waits` says that nothing
+/// is left to do after this send (it is the last and the caller gave nothing to run) and `next`
+/// makes the sends after it; the send must call `next` once, while the message moves or after.
+pub type NestedSend<'s, E> = dyn Fn(usize, &[u8], bool, &mut dyn FnMut()) -> Result<(), E> + 's;
+
+/// Makes each `(dest, data)` of `sends` with `send`, each send's `next` making the ones after
+/// it, the last one's running `meanwhile` (if any): the nesting of
+/// [`PointToPoint::send_each`], for transports that override it to choose how each message
+/// goes. Every send is made whatever the others' outcome; the first error is returned.
+pub fn nest_sends<E>(
+    sends: &[(usize, &[u8])],
+    mut meanwhile: Option<&mut dyn FnMut()>,
+    send: &NestedSend<'_, E>,
+) -> Result<(), E> {
+    let Some((&(dest, data), rest)) = sends.split_first() else {
+        if let Some(f) = meanwhile {
+            f();
+        }
+        return Ok(());
+    };
+    let waits = rest.is_empty() && meanwhile.is_none();
+    let mut others = Ok(());
+    let sent = send(dest, data, waits, &mut || {
+        // reborrowed with the closure's lifetime shortened to this call's: `as_deref_mut` would
+        // keep the longer one, which the call cannot take (`&mut` is invariant)
+        #[allow(clippy::option_as_ref_deref)]
+        let meanwhile = meanwhile.as_mut().map(|f| -> &mut dyn FnMut() { &mut **f });
+        others = nest_sends(rest, meanwhile, send);
+    });
+    sent.and(others)
 }
 
 /// As [`PointToPoint::sendrecv_into`], between two ranks exchanging with each other (`dest` is

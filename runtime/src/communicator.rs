@@ -10,7 +10,7 @@ use crate::mailbox::{Envelope, Pattern, Placed, Target};
 use crate::trace::{Call, Tracer};
 use crate::wire::HEADER_LEN;
 use prun_collectives::PointToPoint;
-use prun_collectives::p2p::copy_received;
+use prun_collectives::p2p::{copy_received, nest_sends};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -744,48 +744,47 @@ impl Channel<'_> {
     }
 
     /// [`PointToPoint::send_each`]: each message lent as one of a fan when `fan`, the last one
-    /// as from a sender that only waits when there is no `meanwhile` (so that its receiver can
-    /// share the copy, [`crate::lend::SHARE_MIN`]).
+    /// as from a sender that only waits when there is nothing left to run (so that its receiver
+    /// can share the copy, [`crate::lend::SHARE_MIN`]).
     fn send_all(
         &self,
         tag: u32,
         sends: &[(usize, &[u8])],
         fan: bool,
-        mut meanwhile: Option<&mut dyn FnMut()>,
+        meanwhile: Option<&mut dyn FnMut()>,
     ) -> Result<()> {
-        let Some((&(dest, data), rest)) = sends.split_first() else {
-            if let Some(f) = meanwhile {
-                f();
-            }
-            return Ok(());
-        };
-        let waits = rest.is_empty() && meanwhile.is_none();
-        let how = match (fan, waits) {
-            (true, waits) => Lending::Fans { waits },
-            (false, true) => Lending::Waits,
-            (false, false) => Lending::Works,
-        };
-        let mut others = Ok(());
-        let mut next = || {
-            // reborrowed with the closure's lifetime shortened to this call's: `as_deref_mut`
-            // would keep the longer one, which the call cannot take (`&mut` is invariant)
-            #[allow(clippy::option_as_ref_deref)]
-            let meanwhile = meanwhile.as_mut().map(|f| -> &mut dyn FnMut() { &mut **f });
-            others = self.send_all(tag, rest, fan, meanwhile);
-        };
-        let sent = match self.lend_while(dest, tag, data, None, how, &mut next) {
+        nest_sends(sends, meanwhile, &|dest, data, waits, next| {
+            let how = match (fan, waits) {
+                (true, waits) => Lending::Fans { waits },
+                (false, true) => Lending::Waits,
+                (false, false) => Lending::Works,
+            };
+            self.lend_or_send(dest, tag, data, how, next)
+        })
+    }
+
+    /// Lends `data` to `dest` `how` and runs `meanwhile` while `dest` copies it, or, when it is
+    /// not to be lent, sends it, then runs `meanwhile`; `meanwhile` runs once either way.
+    fn lend_or_send(
+        &self,
+        dest: usize,
+        tag: u32,
+        data: &[u8],
+        how: Lending,
+        meanwhile: &mut dyn FnMut(),
+    ) -> Result<()> {
+        match self.lend_while(dest, tag, data, None, how, &mut *meanwhile) {
             Ok(Some((sent, ()))) => sent,
             Ok(None) => {
                 let sent = self.send(dest, tag, data);
-                next();
+                meanwhile();
                 sent
             }
             Err(e) => {
-                next();
+                meanwhile();
                 Err(e)
             }
-        };
-        sent.and(others)
+        }
     }
 }
 
@@ -816,12 +815,7 @@ impl PointToPoint for Channel<'_> {
     /// A lent message ([`crate::lend`]) is announced, then `meanwhile` runs while the receiver
     /// copies it.
     fn send_while(&self, dest: usize, tag: u32, data: &[u8], meanwhile: &mut dyn FnMut()) -> Result<()> {
-        if let Some((sent, ())) = self.lend_while(dest, tag, data, None, Lending::Works, &mut *meanwhile)? {
-            return sent;
-        }
-        let sent = self.send(dest, tag, data);
-        meanwhile();
-        sent
+        self.lend_or_send(dest, tag, data, Lending::Works, meanwhile)
     }
 
     /// Messages to ranks on this host are lent ([`crate::lend`]) and all announced before this

@@ -198,9 +198,8 @@ impl Engine {
     /// Whether a message of `len` bytes to `dest` may be lent rather than written
     /// ([`crate::lend`]): large, to another rank on this host (not crowded, unless lending is
     /// asked for or the message is long enough for the way it is lent: [`Lending`]) that has not
-    /// refused;
-    /// [`Engine::lend_while`] may still write it when it would go in memory and `dest` could
-    /// not read this rank's memory before.
+    /// refused; [`Engine::lend_while`] may still write it when it would go in memory and `dest`
+    /// could not read this rank's memory before.
     pub(crate) fn lends_to(&self, dest: usize, len: usize, how: Lending) -> bool {
         len >= LEND_MIN
             && dest != self.rank

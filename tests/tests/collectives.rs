@@ -139,7 +139,7 @@ fn mismatched_collectives_are_errors_not_hangs() {
 /// call, for another length, and fails, naming the call; the others go on into a barrier, so
 /// that it cannot learn of its mistake from their exit.
 #[test]
-fn a_length_that_picks_another_algorithm_is_an_error_not_a_hang() {
+fn a_broadcast_of_another_length_is_an_error_not_a_hang() {
     let job =
         ["-x", "PRUN_CROWDED=1", "-n", "8", "--timeout", "20", "@prun-testjob", "coll-mismatch", "bcast-len"];
     let out = prun(job).run();
