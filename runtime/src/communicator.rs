@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A message tag: receivers select messages by source and tag.
 pub type Tag = u32;
@@ -861,14 +861,14 @@ impl PointToPoint for Channel<'_> {
     }
 
     fn recv(&self, src: usize, tag: u32) -> Result<Vec<u8>> {
-        self.receive(src, tag, &mut [])?.ok_or_else(|| Error::Malformed("nothing received".into()))
+        match self.receive(src, tag, &mut [], None)? {
+            Got::Copy(data) => Ok(data),
+            Got::InPlace | Got::Late => Err(Error::Malformed("nothing received".into())),
+        }
     }
 
     fn recv_into(&self, src: usize, tag: u32, buf: &mut [u8]) -> Result<()> {
-        match self.receive(src, tag, buf)? {
-            Some(data) => copy_received(self, src, &data, buf),
-            None => Ok(()),
-        }
+        self.recv_into_by(src, tag, buf, None).map(drop)
     }
 
     /// For large messages, makes sure the receive is posted when its message comes, so that it
@@ -899,9 +899,18 @@ impl PointToPoint for Channel<'_> {
             // a pairwise exchange: one direction after the other, each finding its receive
             // posted (measured at 2 ranks, 1 MiB: 0.47 ms against 0.54 to 0.77 with a thread);
             // the lower rank sends first, below; when this receive fails, the lower rank
-            // still gets this rank's message, so that it fails too rather than wait for it
-            let received = self.recv_into(src, recv_tag, buf);
+            // still gets this rank's message, so that it fails too rather than wait for it.
+            // A peer silent for EXCHANGE_PATIENCE may be in another algorithm for another
+            // length, waiting for a rank that waits for this one: this rank's message, queued
+            // there, shows it the mismatch; a peer merely late gets it queued, and the
+            // exchange completes as any other
+            let patience = Instant::now() + EXCHANGE_PATIENCE;
+            let received = match self.recv_into_by(src, recv_tag, buf, Some(patience)) {
+                Ok(false) => None,
+                other => Some(other.map(drop)),
+            };
             let sent = self.send(dest, send_tag, data);
+            let received = received.unwrap_or_else(|| self.recv_into(src, recv_tag, buf));
             return received.and(sent);
         }
         if large && dest != src {
@@ -934,11 +943,37 @@ impl PointToPoint for Channel<'_> {
 /// `Channel::sendrecv_into`); below it, a thread costs more than the copy it saves.
 const SENDRECV_THREAD_MIN: usize = 256 * 1024;
 
+/// How long the higher rank of a large pairwise exchange waits for the lower rank's message
+/// before it sends its own anyway (see `Channel::sendrecv_into`): long beside any exchange's
+/// wait for a peer in the same call, short beside a user's patience with a hung job.
+const EXCHANGE_PATIENCE: Duration = Duration::from_millis(200);
+
+/// What a collective receive got.
+enum Got {
+    /// The payload, in the caller's buffer.
+    InPlace,
+    /// The payload, checked and without its signature, for the caller to copy.
+    Copy(Vec<u8>),
+    /// Nothing by the receive's deadline.
+    Late,
+}
+
 impl Channel<'_> {
+    /// Receives the next collective message from `src` with `tag` into `buf`, as
+    /// [`PointToPoint::recv_into`]; with a `deadline`, returns `false` if nothing came by
+    /// then (a message that comes later is queued for the next receive).
+    fn recv_into_by(&self, src: usize, tag: u32, buf: &mut [u8], deadline: Option<Instant>) -> Result<bool> {
+        match self.receive(src, tag, buf, deadline)? {
+            Got::InPlace => Ok(true),
+            Got::Copy(data) => copy_received(self, src, &data, buf).map(|()| true),
+            Got::Late => Ok(false),
+        }
+    }
+
     /// Receives the next collective message from `src` with `tag`, checking its signature:
-    /// straight into `buf` when it is exactly `buf`'s length and `buf` is not empty (`None`),
-    /// otherwise as a vector without the signature.
-    fn receive(&self, src: usize, tag: u32, buf: &mut [u8]) -> Result<Option<Vec<u8>>> {
+    /// straight into `buf` when it is exactly `buf`'s length and `buf` is not empty, otherwise
+    /// as a vector without the signature. A `deadline` counts for a non-empty `buf` only.
+    fn receive(&self, src: usize, tag: u32, buf: &mut [u8], deadline: Option<Instant>) -> Result<Got> {
         let world_src = self.comm.check_rank(src)?;
         let pattern =
             Pattern { src: Some(world_src), group: None, context: self.comm.context | 1, tag: Some(tag) };
@@ -953,13 +988,14 @@ impl Channel<'_> {
             mailbox.recv_checked(&pattern, bad)?.data
         } else {
             let mut theirs = [0u8; SIGNATURE_LEN];
-            match mailbox.recv_placed(&pattern, Target { body: buf, tail: &mut theirs }, bad)? {
-                Placed::InPlace if theirs == ours => return Ok(None),
-                Placed::InPlace => return Err(self.mismatch(seq, src, Some(&theirs))),
-                Placed::Queued(e) => e.data,
+            match mailbox.recv_placed_by(&pattern, Target { body: buf, tail: &mut theirs }, bad, deadline)? {
+                None => return Ok(Got::Late),
+                Some(Placed::InPlace) if theirs == ours => return Ok(Got::InPlace),
+                Some(Placed::InPlace) => return Err(self.mismatch(seq, src, Some(&theirs))),
+                Some(Placed::Queued(e)) => e.data,
             }
         };
-        self.payload(seq, src, data).map(Some)
+        self.payload(seq, src, data).map(Got::Copy)
     }
 
     /// The error for a message of call `seq` from `from` that carries the signature `theirs`

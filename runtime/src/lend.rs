@@ -352,7 +352,7 @@ pub(crate) fn finish(
         // 50 us and only up to 256 KiB)
         if !spin.is_zero() {
             let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
-            let _ = crate::mailbox::poll_then_sleep(&mut fds, spin);
+            let _ = crate::mailbox::poll_then_sleep(&mut fds, spin, None);
         }
         stream.read_exact(&mut answer)?;
         match answer[0] {

@@ -427,7 +427,7 @@ impl Mailbox {
     pub fn recv(&self, pat: &Pattern<'_>) -> Result<Envelope> {
         // poll briefly before sleeping: a reply often comes within microseconds, and sleeping on
         // the condition variable costs a wake-up more
-        self.wait_for(self.lock(), pat, true, None, |s| Self::take(s, pat)).1
+        self.wait_for(self.lock(), pat, true, None, None, |s| Self::take(s, pat)).1
     }
 
     /// As [`Mailbox::recv`], but fails as soon as a queued message from the same source on the
@@ -438,25 +438,27 @@ impl Mailbox {
         pat: &Pattern<'_>,
         bad: impl Fn(&Envelope) -> Option<Error>,
     ) -> Result<Envelope> {
-        self.wait_for(self.lock(), pat, false, Some(&bad), |s| Self::take(s, pat)).1
+        self.wait_for(self.lock(), pat, false, Some(&bad), None, |s| Self::take(s, pat)).1
     }
 
     /// Waits, holding `s` between checks, until `ready` yields a value; fails when `bad` (if
     /// given) objects to a queued message on `pat`'s context (from any source), or when nothing
     /// matching `pat` can arrive any more. Counts as a blocked receive from its first miss on.
     /// Waiting for one source, it reads that source's connection itself whenever nobody else
-    /// does; otherwise, with `spin`, it polls briefly before its first sleep. Returns the lock
-    /// with the outcome.
+    /// does; otherwise, with `spin`, it polls briefly before its first sleep. No sleep lasts
+    /// past `deadline`: `ready` then decides what a late receive yields. Returns the lock with
+    /// the outcome.
     fn wait_for<'s, T>(
         &'s self,
         s: MutexGuard<'s, State>,
         pat: &Pattern<'_>,
         spin: bool,
         bad: Option<&Objection<'_>>,
+        deadline: Option<Instant>,
         ready: impl FnMut(&mut State) -> Option<T>,
     ) -> (MutexGuard<'s, State>, Result<T>) {
         let mut registered = None;
-        let (mut s, outcome) = self.wait_loop(s, pat, spin, bad, ready, &mut registered);
+        let (mut s, outcome) = self.wait_loop(s, pat, (spin, deadline), bad, ready, &mut registered);
         if let Some(waker) = registered {
             s.wakers.retain(|w| !Arc::ptr_eq(w, &waker));
         }
@@ -468,7 +470,7 @@ impl Mailbox {
         &'s self,
         mut s: MutexGuard<'s, State>,
         pat: &Pattern<'_>,
-        spin: bool,
+        (spin, deadline): (bool, Option<Instant>),
         bad: Option<&Objection<'_>>,
         mut ready: impl FnMut(&mut State) -> Option<T>,
         registered: &mut Option<Arc<EventFd>>,
@@ -497,7 +499,7 @@ impl Mailbox {
             // 21-30 against 54-63, allreduce 65-96 against 128-145; 1 MiB within the noise)
             if let Some(claim) = self.claim(&mut s, pat, registered) {
                 drop(s);
-                claim.wait(self, !claim_spun);
+                claim.wait(self, !claim_spun, deadline);
                 claim_spun = true;
                 s = self.lock();
                 continue;
@@ -510,7 +512,13 @@ impl Mailbox {
                 s = self.lock();
                 continue;
             }
-            s = self.changed.wait(s).unwrap_or_else(PoisonError::into_inner);
+            s = match deadline {
+                None => self.changed.wait(s).unwrap_or_else(PoisonError::into_inner),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    self.changed.wait_timeout(s, left).unwrap_or_else(PoisonError::into_inner).0
+                }
+            };
         }
     }
 
@@ -598,8 +606,22 @@ impl Mailbox {
         target: Target<'_>,
         bad: impl Fn(&Envelope) -> Option<Error>,
     ) -> Result<Placed> {
+        // without a deadline the wait ends only with a message or an error
+        self.recv_placed_by(pat, target, bad, None)?
+            .ok_or_else(|| Error::Malformed("a receive without a deadline gave up".into()))
+    }
+
+    /// As [`Mailbox::recv_placed`], but gives up waiting at `deadline` (`Ok(None)`) unless the
+    /// message has begun to arrive by then; it is then queued when it comes.
+    pub fn recv_placed_by(
+        &self,
+        pat: &Pattern<'_>,
+        target: Target<'_>,
+        bad: impl Fn(&Envelope) -> Option<Error>,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Placed>> {
         let (Some(src), Some(tag)) = (pat.src, pat.tag) else {
-            return self.recv_checked(pat, bad).map(Placed::Queued);
+            return self.recv_checked(pat, bad).map(|e| Some(Placed::Queued(e)));
         };
         let mut s = self.lock();
         let id = s.next_post;
@@ -609,19 +631,21 @@ impl Mailbox {
         // a connection handed over to this post, or else an earlier message queued for it
         let ready = |s: &mut State| {
             let handed = s.posts.iter_mut().find(|p| p.id == id).and_then(|p| p.handed.take());
-            handed.map(Err).or_else(|| Self::take(s, pat).map(Ok))
+            let got = handed.map(|h| Some(Err(h))).or_else(|| Self::take(s, pat).map(|e| Some(Ok(e))));
+            got.or_else(|| deadline.is_some_and(|d| Instant::now() >= d).then_some(None))
         };
         // no polling of the mailbox for a large message: the progress thread may be reading it,
         // and polling would hold the core it needs (2 ranks on 2 cores, 1 MiB ping-pong with a
         // reader thread per connection: 120-175 us without polling, 225-265 with 50 us); a
         // receive that reads its source's connection itself still polls that
         let spin = len < crate::incoming::HANDOFF_MIN;
-        let (mut s, outcome) = self.wait_for(s, pat, spin, Some(&bad), ready);
+        let (mut s, outcome) = self.wait_for(s, pat, spin, Some(&bad), deadline, ready);
         s.posts.retain(|p| p.id != id);
         drop(s);
         match outcome? {
-            Ok(e) => Ok(Placed::Queued(e)),
-            Err(handoff) => self.read_handoff(src, handoff, target).map(|()| Placed::InPlace),
+            None => Ok(None),
+            Some(Ok(e)) => Ok(Some(Placed::Queued(e))),
+            Some(Err(handoff)) => self.read_handoff(src, handoff, target).map(|()| Some(Placed::InPlace)),
         }
     }
 
@@ -684,7 +708,7 @@ impl Mailbox {
                     handed.map(|h| (i, Err(h))).or_else(|| Self::take(s, &pats[i]).map(|e| (i, Ok(e))))
                 })
             };
-            let (s2, outcome) = self.wait_for(s, &pats[first], false, Some(&bad), ready);
+            let (s2, outcome) = self.wait_for(s, &pats[first], false, Some(&bad), None, ready);
             s = s2;
             let (i, got) = outcome?;
             s.posts.retain(|p| p.id != ids[i]);
@@ -734,18 +758,19 @@ struct Claim<'m> {
 
 impl Claim<'_> {
     /// Waits until the connection has something to read, then reads and delivers one frame;
-    /// or until the mailbox changes. Puts the connection back either way. With `spin`, polls
-    /// for up to the mailbox's spin time before sleeping.
+    /// or until the mailbox changes, or `deadline` passes. Puts the connection back either way.
+    /// With `spin`, polls for up to the mailbox's spin time before sleeping.
     ///
     /// The waker is emptied only when it woke the wait: a count left from before is at worst
     /// one needless round of the caller's checks, never a missed change, since every change
     /// is written under the lock the caller made its checks under.
-    fn wait(self, mailbox: &Mailbox, spin: bool) {
+    fn wait(self, mailbox: &Mailbox, spin: bool, deadline: Option<Instant>) {
         let Claim { incoming, conn, stream, waker } = self;
         let mut fds =
             [PollFd::new(stream.as_fd(), PollFlags::POLLIN), PollFd::new(waker.as_fd(), PollFlags::POLLIN)];
         let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-        let polled = poll_then_sleep(&mut fds, if spin { mailbox.spin } else { Duration::ZERO });
+        let spin = if spin { mailbox.spin } else { Duration::ZERO };
+        let polled = poll_then_sleep(&mut fds, spin, deadline);
         let (readable, woken) = (polled.is_ok() && ready(&fds[0]), polled.is_ok() && ready(&fds[1]));
         if woken {
             let _ = waker.read();
@@ -758,8 +783,13 @@ impl Claim<'_> {
     }
 }
 
-/// Polls `fds` for up to `spin`, then sleeps until one is ready; returns as `poll` does.
-pub(crate) fn poll_then_sleep(fds: &mut [PollFd<'_>], spin: Duration) -> nix::Result<nix::libc::c_int> {
+/// Polls `fds` for up to `spin`, then sleeps until one is ready or `deadline` passes; returns
+/// as `poll` does.
+pub(crate) fn poll_then_sleep(
+    fds: &mut [PollFd<'_>],
+    spin: Duration,
+    deadline: Option<Instant>,
+) -> nix::Result<nix::libc::c_int> {
     let start = Instant::now();
     while start.elapsed() < spin {
         match nix::poll::poll(fds, PollTimeout::ZERO) {
@@ -767,7 +797,13 @@ pub(crate) fn poll_then_sleep(fds: &mut [PollFd<'_>], spin: Duration) -> nix::Re
             other => return other,
         }
     }
-    nix::poll::poll(fds, PollTimeout::NONE)
+    // in whole milliseconds, rounded up (rounded down, the last one would be polled busily);
+    // a deadline beyond poll's range (about 24 days) waits as long as poll can
+    let timeout = deadline.map_or(PollTimeout::NONE, |d| {
+        let left = d.saturating_duration_since(Instant::now()).as_micros().div_ceil(1000);
+        PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX)
+    });
+    nix::poll::poll(fds, timeout)
 }
 
 /// Fills `target` with `prefix`, then with what follows on `stream`.
@@ -1042,5 +1078,40 @@ mod tests {
         let got = second.join().expect("thread");
         assert!(matches!(got, Err(Error::AllPeersGone)), "{got:?}");
         assert!(m.incoming().expect("attached").claim(1).is_some(), "the connection was not put back");
+    }
+
+    /// A receive with a deadline, waiting on its source's socket or on the queue, gives up
+    /// then with its target untouched; the message that comes afterwards waits for the next
+    /// receive, whole.
+    #[test]
+    fn a_receive_past_its_deadline_gives_up_and_leaves_the_message() {
+        use std::io::Write;
+        let (m, mut writer, conn, reader) = reading_from_one();
+        let pat = Pattern { src: Some(1), group: None, context: 0, tag: Some(5) };
+        let mut body = [0u8; 4];
+        let mut held = Some(reader);
+        // with the connection held elsewhere (the receive waits on the queue), then idle (the
+        // receive reads it itself)
+        for _ in 0..2 {
+            let deadline = Instant::now() + Duration::from_millis(20);
+            let target = Target { body: &mut body, tail: &mut [] };
+            let late = m.recv_placed_by(&pat, target, |_| None, Some(deadline)).expect("no error");
+            assert!(late.is_none(), "a receive with nothing to receive did not give up");
+            assert!(Instant::now() >= deadline, "gave up early");
+            if let Some(reader) = held.take() {
+                m.incoming().expect("attached").release(&m, &conn, reader, true);
+            }
+        }
+        assert_eq!(body, [0; 4]);
+        let mut frame = Vec::new();
+        crate::wire::write_parts(&mut frame, crate::wire::KIND_DATA, 0, 5, &[b"late"]).expect("frame");
+        writer.write_all(&frame).expect("write");
+        let target = Target { body: &mut body, tail: &mut [] };
+        let got = m.recv_placed_by(&pat, target, |_| None, None).expect("received");
+        match got {
+            Some(Placed::Queued(e)) => assert_eq!(e.data, b"late"),
+            Some(Placed::InPlace) => assert_eq!(&body, b"late"),
+            None => panic!("a receive without a deadline gave up"),
+        }
     }
 }

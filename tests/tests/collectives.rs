@@ -148,3 +148,35 @@ fn a_broadcast_of_another_length_is_an_error_not_a_hang() {
     out.no_leftovers();
     assert!(out.stderr.contains("collective mismatch") && out.stderr.contains("rank 5"), "{}", out.stderr);
 }
+
+/// Ranks passing different lengths to `allreduce_into` where ranks share cores take different
+/// algorithms (80 bytes through rank 0, 512 KiB by recursive halving), and the ranks listed
+/// wait on peers that wait on others: the higher rank of a halving exchange, its peer silent,
+/// sends its part anyway after a while, so that a rank of the other algorithm finds it queued
+/// and fails, naming both lengths.
+#[test]
+fn an_allreduce_of_another_length_is_an_error_not_a_hang() {
+    for long in ["5", "1", "4,5,6,7"] {
+        let job = [
+            "-x",
+            "PRUN_CROWDED=1",
+            "-n",
+            "8",
+            "--timeout",
+            "30",
+            "@prun-testjob",
+            "coll-mismatch",
+            "allreduce-len",
+            long,
+        ];
+        let out = prun(job).run();
+        assert_ne!(out.code(), 124, "ranks {long}: timed out: {}", out.stderr);
+        assert_ne!(out.code(), 0, "ranks {long}: {}", out.stderr);
+        out.no_leftovers();
+        assert!(
+            out.stderr.contains("collective mismatch") && out.stderr.contains("524288-byte buffers"),
+            "ranks {long}: {}",
+            out.stderr
+        );
+    }
+}

@@ -751,6 +751,18 @@ fn main() -> ExitCode {
                 // the others go on (into a barrier) rather than exit, so that rank 5 cannot
                 // learn of its mistake from its tree parent's exit
                 ("bcast-len", _) => world.broadcast_into(0, &mut buf).and_then(|()| world.barrier()),
+                // the ranks listed in arg(3) (default 5) pass 512 KiB, the others 80 bytes:
+                // where ranks share cores, the two lengths take different algorithms
+                ("allreduce-len", _) => {
+                    let listed = std::env::args().nth(3).unwrap_or_else(|| "5".into());
+                    let long = listed.split(',').any(|r| r.parse() == Ok(rank));
+                    if long {
+                        let long = vec![1.0f64; 65536];
+                        world.allreduce_into(&long, &mut vec![0.0f64; 65536], prun::Op::Sum)
+                    } else {
+                        world.allreduce_into(&buf, &mut out, prun::Op::Sum).and_then(|()| world.barrier())
+                    }
+                }
                 _ => {
                     let mine = vec![1.0f64; 10 + rank as usize];
                     let mut sum = vec![0.0f64; 10 + rank as usize];
