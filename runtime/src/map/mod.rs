@@ -305,7 +305,7 @@ impl Communicator {
         let context = self.derived_context(seq, b"map");
         let steals = self.derived_context(seq, b"map steals");
         let work = Mutex::new(Work::new(Vec::new()));
-        let (go, over) = (AtomicBool::new(false), AtomicBool::new(false));
+        let over = AtomicBool::new(false);
         let hint = AtomicUsize::new(usize::MAX);
         let loads = Mutex::new(Vec::new());
         let near = self.near_ranks();
@@ -333,8 +333,6 @@ impl Communicator {
             next_ask: Instant::now(),
             backoff: MIN_BACKOFF,
             hint: &hint,
-            opener: None,
-            go: &go,
             next_victim: None,
             hinted: false,
             ask_root: false,
@@ -361,16 +359,22 @@ impl Communicator {
             let server =
                 stealing.then(|| s.spawn(|| serve_steals(self, root, &loads, steals, context, &work, &hint)));
             // the root hears from and directs every rank; the others steal from their victims
-            let peers: Vec<usize> = if self.rank() == root {
+            let mut peers: Vec<usize> = if self.rank() == root {
                 (1..self.size()).map(|k| (root + k) % self.size()).collect()
             } else {
                 run.victims.iter().copied().chain((!run.victims.contains(&root)).then_some(root)).collect()
             };
-            let (go, over) = (&go, &over);
-            let opener =
-                stealing.then(|| s.spawn(move || open_connections(self, &peers, go, over)).thread().clone());
-            run.opener = opener.clone();
-            let outcome = run.work_loop(total);
+            // spawned after the rank's first batch, not with the steal thread: where ranks share
+            // cores, every rank's start waits for the CPU the ranks before it take to start
+            let over = &over;
+            let mut opener = None;
+            let mut start_opener = || {
+                if stealing && opener.is_none() {
+                    let peers = std::mem::take(&mut peers);
+                    opener = Some(s.spawn(move || open_connections(self, &peers, over)));
+                }
+            };
+            let outcome = run.work_loop(total, &mut start_opener);
             if matches!(outcome, Err(Stop::Done)) {
                 // pass the root's word on down the tree at once: other ranks wait for it
                 for child in done_children(self.rank(), root, self.size()) {
@@ -378,9 +382,6 @@ impl Communicator {
                 }
             }
             over.store(true, Ordering::Relaxed);
-            if let Some(opener) = opener {
-                opener.unpark();
-            }
             if let Some(server) = server {
                 // a request from this rank to itself stops the steal thread; at the root before
                 // the other ranks hear DONE, so that their wake-ups do not delay this one

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// One run of a map on one rank.
@@ -55,10 +55,6 @@ pub(super) struct Run<'a, T, R, F> {
     /// The rank this one last gave work to or got work from (`usize::MAX`: none yet): where
     /// work most likely still is, for the thieves this rank must refuse.
     pub(super) hint: &'a AtomicUsize,
-    /// The thread that opens connections, waiting for this rank's first batch to end, and
-    /// its signal to start.
-    pub(super) opener: Option<std::thread::Thread>,
-    pub(super) go: &'a AtomicBool,
     /// Where to ask next, as a refusing victim suggested.
     pub(super) next_victim: Option<usize>,
     /// Whether the request in flight went where a refusing victim pointed, and whether the next
@@ -143,17 +139,22 @@ where
     }
 
     /// Runs items and answers peers until the root says every result is in.
-    pub(super) fn work_loop(&mut self, total: usize) -> std::result::Result<(), Stop> {
+    /// `start_opener` starts the thread that opens connections ahead (the first call counts).
+    pub(super) fn work_loop(
+        &mut self,
+        total: usize,
+        start_opener: &mut dyn FnMut(),
+    ) -> std::result::Result<(), Stop> {
         let size = self.comm.size();
         loop {
             while self.run_batch()? {
-                self.start_opener();
+                start_opener();
                 self.handle(Duration::ZERO)?;
                 if self.last_flush.elapsed() >= FLUSH_EVERY {
                     self.flush()?;
                 }
             }
-            self.start_opener();
+            start_opener();
             if !self.pending.is_empty() {
                 // just ran dry: the count first, since the root may end the map and exit as soon
                 // as it has the results (a count sent after them failed when the results, lent,
@@ -240,14 +241,6 @@ where
         }
         self.reported = load;
         send_to(self.comm, self.root, self.steals, LOAD, &load)
-    }
-
-    /// Lets the thread that opens connections start (once).
-    fn start_opener(&mut self) {
-        if let Some(opener) = self.opener.take() {
-            self.go.store(true, Ordering::Release);
-            opener.unpark();
-        }
     }
 
     /// Where the next request goes: where a refusing rank pointed, else the root when asked

@@ -9,17 +9,14 @@ use serde::Serialize;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// Once `go` (this rank's first batch has ended), opens this rank's connections to `peers` (its
-/// victims and the root; at the root, every rank) until `over`: the thieves that run dry
-/// together at the end of a map then find their victims a message away, instead of a
+/// Opens this rank's connections to `peers` (its victims and the root; at the root, every rank)
+/// until `over`, on a thread started once this rank's first batch has ended: the thieves that
+/// run dry together at the end of a map then find their victims a message away, instead of a
 /// connection and a handshake away on a crowded machine (which took 1 to 2 ms per steal with 16
-/// ranks on 2 cores). Waiting for the first batch keeps the handshakes from delaying the ranks'
-/// first items. Connections stay open for later maps and messages; one that fails is left to the
-/// send that needs it, which reports it.
-pub(super) fn open_connections(comm: &Communicator, peers: &[usize], go: &AtomicBool, over: &AtomicBool) {
-    while !go.load(Ordering::Acquire) && !over.load(Ordering::Relaxed) {
-        std::thread::park();
-    }
+/// ranks on 2 cores). Starting after the first batch keeps the handshakes, and the thread's own
+/// start, from delaying the ranks' first items. Connections stay open for later maps and
+/// messages; one that fails is left to the send that needs it, which reports it.
+pub(super) fn open_connections(comm: &Communicator, peers: &[usize], over: &AtomicBool) {
     for &peer in peers {
         if over.load(Ordering::Relaxed) {
             return;
