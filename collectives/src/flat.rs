@@ -160,7 +160,8 @@ pub fn allreduce<P: PointToPoint + ?Sized>(
     }
     let reduced = reduce(p, seq, 0, data, combine)
         .and_then(|result| result.ok_or_else(|| p.malformed("allreduce: rank 0 got no result".to_string())));
-    answer(p, seq, size, reduced.as_ref().ok().map(|r| move |_| vec![&r[..]]))?;
+    let parts = reduced.as_ref().map(|r| move |_| vec![&r[..]]);
+    answer(p, seq, size, parts.as_ref().map_err(ToString::to_string))?;
     reduced
 }
 
@@ -182,11 +183,11 @@ pub fn allgather<P: PointToPoint + ?Sized>(
         return decode_blocks(p, &msg, size, "allgather: blocks from rank 0");
     }
     let collected = in_rank_order(p, seq, size, 0, block).collect::<Result<Vec<Vec<u8>>, P::Error>>();
-    let list = collected.as_ref().ok().map(|blocks| (blocks_head(blocks), blocks));
+    let list = collected.as_ref().map(|blocks| (blocks_head(blocks), blocks));
     let parts = list.as_ref().map(|(head, blocks)| {
         move |_| std::iter::once(&head[..]).chain(blocks.iter().map(|b| &b[..])).collect()
     });
-    answer(p, seq, size, parts)?;
+    answer(p, seq, size, parts.as_ref().map_err(ToString::to_string))?;
     collected
 }
 
@@ -248,8 +249,8 @@ pub fn scan<P: PointToPoint + ?Sized>(
     }
     // rank `dest`'s prefix: through itself, or through the rank before
     let through = |dest: usize| if inclusive { dest } else { dest - 1 };
-    let parts = failure.is_none().then_some(|dest| vec![&prefixes[through(dest)][..]]);
-    answer(p, seq, size, parts)?;
+    let parts = |dest| vec![&prefixes[through(dest)][..]];
+    answer(p, seq, size, failure.as_ref().map_or(Ok(&parts), |e| Err(e.to_string())))?;
     match failure {
         Some(e) => Err(e),
         None if inclusive => Ok(prefixes.into_iter().next()),
@@ -260,20 +261,24 @@ pub fn scan<P: PointToPoint + ?Sized>(
 /// First byte of rank 0's answer in [`allreduce`], [`allgather`] and [`scan`]: the result
 /// follows.
 const OK: u8 = 0;
-/// First byte of rank 0's answer: it failed, and so must the receiver.
+/// First byte of rank 0's answer: it failed, and so must the receiver; its error follows.
 const FAILED: u8 = 1;
 
 /// Rank 0 sends every other rank `dest` its result's parts, `parts(dest)`, after [`OK`], or
-/// only [`FAILED`] when it has no result (`None`), so that nobody waits for one in vain.
-fn answer<'a, P: PointToPoint + ?Sized>(
+/// [`FAILED`] and why when it has no result, so that nobody waits for one in vain and each
+/// rank's error tells the cause (rank 0's own may not be seen: the launcher ends the job when
+/// the first rank fails).
+fn answer<'a, P: PointToPoint + ?Sized, F: Fn(usize) -> Vec<&'a [u8]>>(
     p: &P,
     seq: u32,
     size: usize,
-    parts: Option<impl Fn(usize) -> Vec<&'a [u8]>>,
+    parts: Result<&F, String>,
 ) -> Result<(), P::Error> {
     for dest in 1..size {
-        let mut message: Vec<&[u8]> = vec![if parts.is_some() { &[OK] } else { &[FAILED] }];
-        message.extend(parts.as_ref().map(|f| f(dest)).unwrap_or_default());
+        let message: Vec<&[u8]> = match &parts {
+            Ok(f) => std::iter::once(&[OK][..]).chain(f(dest)).collect(),
+            Err(why) => vec![&[FAILED], why.as_bytes()],
+        };
         p.send_parts(dest, tag(seq, 1), &message)?;
     }
     Ok(())
@@ -287,7 +292,9 @@ fn outcome<P: PointToPoint + ?Sized>(p: &P, what: &str, seq: u32) -> Result<Vec<
             msg.remove(0);
             Ok(msg)
         }
-        Some(&FAILED) => Err(p.malformed(format!("{what}: rank 0 failed (its own error says why)"))),
+        Some(&FAILED) => {
+            Err(p.malformed(format!("{what}: rank 0 failed: {}", String::from_utf8_lossy(&msg[1..]))))
+        }
         _ => Err(p.malformed(format!("{what}: rank 0 answered with an unknown status"))),
     }
 }

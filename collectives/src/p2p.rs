@@ -31,7 +31,7 @@ pub(crate) fn step_tag(seq: u32, step: usize) -> u32 {
 /// the peer of a `recv` is gone.
 pub trait PointToPoint {
     /// The transport's error.
-    type Error;
+    type Error: std::fmt::Display;
 
     /// This rank's number, `0..size()`.
     fn rank(&self) -> usize;

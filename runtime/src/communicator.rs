@@ -948,6 +948,12 @@ const SENDRECV_THREAD_MIN: usize = 256 * 1024;
 /// wait for a peer in the same call, short beside a user's patience with a hung job.
 const EXCHANGE_PATIENCE: Duration = Duration::from_millis(200);
 
+/// The bits of a call's sequence number a collective message's tag keeps
+/// ([`prun_collectives::p2p::tag`]), and half their range: a message of a call at most that
+/// many calls back is of an earlier call, not of a later one.
+const SEQ_MASK: u32 = (1 << 24) - 1;
+const SEQ_HALF: u32 = 1 << 23;
+
 /// What a collective receive got.
 enum Got {
     /// The payload, in the caller's buffer.
@@ -1009,16 +1015,33 @@ impl Channel<'_> {
         ))
     }
 
+    /// The error for a message of call `theirs_seq` from `from`, a call this rank has finished.
+    fn stray(&self, theirs_seq: u32, from: usize, theirs: Option<&[u8]>) -> Error {
+        Error::Malformed(format!(
+            "collective mismatch at call #{theirs_seq} on this communicator: rank {from} called {} and sent rank {} a message that call did not take (ranks passed different lengths, roots or operations)",
+            theirs.map_or_else(|| "something unrecognisable".to_string(), Signature::describe),
+            self.comm.rank,
+        ))
+    }
+
     /// What objects to a queued message while a receive of call `seq` waits: a message of the
     /// same call (same sequence number) from any member with another signature means that rank
     /// is in another operation, or chose another algorithm for another length: fail now rather
-    /// than wait forever for a message that will not come.
+    /// than wait forever for a message that will not come. So does a message of an earlier call:
+    /// every call takes every message sent to it before it returns, so the sender took another
+    /// algorithm for that call (it passed another length, say, and waits for this rank's part
+    /// in it).
     fn objection(&self, seq: u32) -> impl Fn(&Envelope) -> Option<Error> + '_ {
         let ours = self.signature.encode();
         move |e: &Envelope| {
-            let theirs = trailer(&e.data);
-            (e.tag >> 8 == seq && theirs != Some(&ours[..]))
-                .then(|| self.mismatch(seq, self.comm.member(e.src), theirs))
+            let (theirs_seq, theirs) = (e.tag >> 8, trailer(&e.data));
+            if theirs_seq == seq {
+                return (theirs != Some(&ours[..]))
+                    .then(|| self.mismatch(seq, self.comm.member(e.src), theirs));
+            }
+            // sequence numbers are 24 bits and wrap: earlier means up to half their range back
+            let back = seq.wrapping_sub(theirs_seq) & SEQ_MASK;
+            (back < SEQ_HALF).then(|| self.stray(theirs_seq, self.comm.member(e.src), theirs))
         }
     }
 

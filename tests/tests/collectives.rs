@@ -149,33 +149,47 @@ fn a_broadcast_of_another_length_is_an_error_not_a_hang() {
     assert!(out.stderr.contains("collective mismatch") && out.stderr.contains("rank 5"), "{}", out.stderr);
 }
 
-/// Ranks passing different lengths to `allreduce_into` where ranks share cores take different
-/// algorithms (80 bytes through rank 0, 512 KiB by recursive halving), and the ranks listed
-/// wait on peers that wait on others: the higher rank of a halving exchange, its peer silent,
-/// sends its part anyway after a while, so that a rank of the other algorithm finds it queued
-/// and fails, naming both lengths.
+/// Ranks passing different lengths to a zero-copy collective can take different algorithms
+/// (where ranks share cores, 80 bytes through rank 0 and 512 KiB by recursive halving, say),
+/// and wait on peers that wait on others, or finish their part and wait in the next call. Every
+/// such job fails with a mismatch, naming a length, whoever passed the longer buffer: the higher
+/// rank of a halving exchange, its peer silent, sends its part anyway after a while, and a
+/// message of a call the receiver has finished is refused as one of another call.
 #[test]
-fn an_allreduce_of_another_length_is_an_error_not_a_hang() {
-    for long in ["5", "1", "4,5,6,7"] {
+fn a_zero_copy_collective_of_another_length_is_an_error_not_a_hang() {
+    let mut jobs: Vec<(&str, &str, &str)> = Vec::new();
+    for op in ["bcast", "scatter", "gather", "allgather", "reduce", "allreduce"] {
+        for long in ["1", "5", "4,5,6,7"] {
+            jobs.push(("1", op, long));
+        }
+    }
+    // with a core per rank (4 ranks: as the machine has fewer cores, said so)
+    jobs.push(("0", "reduce", "1"));
+    for (crowded, op, long) in jobs {
+        let crowded = format!("PRUN_CROWDED={crowded}");
+        let n = if crowded.ends_with('1') { "8" } else { "4" };
         let job = [
             "-x",
-            "PRUN_CROWDED=1",
+            &crowded,
             "-n",
-            "8",
+            n,
             "--timeout",
             "30",
             "@prun-testjob",
             "coll-mismatch",
-            "allreduce-len",
+            "into-len",
+            op,
             long,
+            "65536",
         ];
         let out = prun(job).run();
-        assert_ne!(out.code(), 124, "ranks {long}: timed out: {}", out.stderr);
-        assert_ne!(out.code(), 0, "ranks {long}: {}", out.stderr);
+        let what = format!("{op}, ranks {long} long, {crowded}");
+        assert_ne!(out.code(), 124, "{what}: timed out: {}", out.stderr);
+        assert_ne!(out.code(), 0, "{what}: {}", out.stderr);
         out.no_leftovers();
         assert!(
-            out.stderr.contains("collective mismatch") && out.stderr.contains("524288-byte buffers"),
-            "ranks {long}: {}",
+            out.stderr.contains("collective mismatch") && out.stderr.contains("-byte buffers"),
+            "{what}: {}",
             out.stderr
         );
     }

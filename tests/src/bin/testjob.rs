@@ -751,17 +751,28 @@ fn main() -> ExitCode {
                 // the others go on (into a barrier) rather than exit, so that rank 5 cannot
                 // learn of its mistake from its tree parent's exit
                 ("bcast-len", _) => world.broadcast_into(0, &mut buf).and_then(|()| world.barrier()),
-                // the ranks listed in arg(3) (default 5) pass 512 KiB, the others 80 bytes:
-                // where ranks share cores, the two lengths take different algorithms
-                ("allreduce-len", _) => {
-                    let listed = std::env::args().nth(3).unwrap_or_else(|| "5".into());
-                    let long = listed.split(',').any(|r| r.parse() == Ok(rank));
-                    if long {
-                        let long = vec![1.0f64; 65536];
-                        world.allreduce_into(&long, &mut vec![0.0f64; 65536], prun::Op::Sum)
-                    } else {
-                        world.allreduce_into(&buf, &mut out, prun::Op::Sum).and_then(|()| world.barrier())
-                    }
+                // arg(3): a zero-copy collective; the ranks listed in arg(4) pass arg(5) f64s,
+                // the others 10 (80 bytes), then all go into a barrier: ranks that disagree can
+                // take different algorithms, and one that is through waits in the barrier
+                ("into-len", _) => {
+                    let op = std::env::args().nth(3).unwrap_or_default();
+                    let listed = std::env::args().nth(4).unwrap_or_else(|| "5".into());
+                    let n =
+                        if listed.split(',').any(|r| r.parse() == Ok(rank)) { arg(5) as usize } else { 10 };
+                    let size = world.size();
+                    let mine = vec![1.0f64; n];
+                    let mut one = vec![0.0f64; n];
+                    let mut all = vec![0.0f64; n * size];
+                    let root = rank == 0;
+                    let r = match op.as_str() {
+                        "bcast" => world.broadcast_into(0, &mut one),
+                        "scatter" => world.scatter_into(0, root.then_some(&all[..]), &mut one),
+                        "gather" => world.gather_into(0, &mine, root.then_some(&mut all[..])),
+                        "allgather" => world.allgather_into(&mine, &mut all),
+                        "reduce" => world.reduce_into(0, &mine, root.then_some(&mut one[..]), prun::Op::Sum),
+                        _ => world.allreduce_into(&mine, &mut one, prun::Op::Sum),
+                    };
+                    r.and_then(|()| world.barrier())
                 }
                 _ => {
                     let mine = vec![1.0f64; 10 + rank as usize];
