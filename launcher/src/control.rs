@@ -5,7 +5,7 @@
 //! them into [`ControlEvent`]s for the job's event loop, which alone writes to the ranks.
 
 use prun::auth::{self, Credentials, HANDSHAKE_TIMEOUT};
-use prun::protocol::{self, Peer, ToLauncher};
+use prun::protocol::{self, CallAt, Peer, ToLauncher};
 use prun::transport::{Listener, Stream};
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
@@ -31,6 +31,8 @@ pub enum ControlEvent {
         rank: usize,
         /// What it does, in words.
         text: String,
+        /// The collective call it waits in, if one.
+        call: Option<CallAt>,
     },
     /// A dynamic map's root reported its progress.
     Progress {
@@ -126,7 +128,7 @@ fn connection<E>(
         let event = match message {
             ToLauncher::Abort { code } => ControlEvent::Abort { rank, code },
             ToLauncher::Progress { map, done, total } => ControlEvent::Progress { map, done, total },
-            ToLauncher::Activity { text } => ControlEvent::Activity { rank, text },
+            ToLauncher::Activity { text, call } => ControlEvent::Activity { rank, text, call },
             ToLauncher::Register { .. } => continue,
         };
         if events.send(wrap(event)).is_err() {

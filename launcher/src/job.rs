@@ -6,6 +6,7 @@
 //! gone: SIGTERM (or the forwarded signal) first, SIGKILL after the grace period.
 
 use crate::agent_wire::{AgentJob, FromAgent};
+use crate::calls;
 use crate::cli::StdinTarget;
 use crate::control::{self, ControlEvent};
 use crate::hosts;
@@ -23,7 +24,7 @@ use crate::watchdog::Watchdog;
 use nix::sys::signal::Signal;
 use prun::auth::{Credentials, Secret};
 use prun::env;
-use prun::protocol::{self, Peer, ToRank};
+use prun::protocol::{self, CallAt, Peer, ToRank};
 use prun::transport::{Endpoint, Listener, Stream};
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -35,6 +36,18 @@ use std::time::{Duration, Instant};
 
 /// Longest prun waits for the ranks' answers to a hang report.
 const REPORT_WAIT: Duration = Duration::from_secs(1);
+
+/// What a report of the ranks' activity is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Report {
+    /// Printed, and the job goes on (SIGUSR1).
+    Print,
+    /// Printed, and the job ends (`--timeout`).
+    PrintThenEnd,
+    /// Not printed unless ranks wait in the same collective call made differently
+    /// ([`calls`]), which ends the job.
+    Check,
+}
 
 /// Longest prun waits, once every rank has ended, for output still in flight.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
@@ -62,6 +75,8 @@ enum Cause {
     Abort(i32),
     Signal(i32),
     Timeout,
+    /// Ranks waited in the same collective call made differently ([`calls`]).
+    Mismatch,
     Internal,
 }
 
@@ -98,9 +113,11 @@ struct Job {
     agents: Vec<Agent>,
     /// Every rank of each remote host and of the hosts below it in the launch tree.
     subtrees: HashMap<String, Vec<usize>>,
-    /// A hang report being collected: when to print it regardless, the answers so far, and
-    /// whether the job ends after it (on --timeout) or goes on (on SIGUSR1).
-    report: Option<(Instant, Vec<Option<String>>, bool)>,
+    /// A report of what the ranks wait for being collected: when to conclude regardless, the
+    /// answers so far (in words, and the collective call), and what it is for.
+    report: Option<(Instant, Vec<Option<(String, Option<CallAt>)>>, Report)>,
+    /// When prun next checks that no two ranks wait in the same call made differently.
+    checks: calls::Schedule,
     /// With `--trace`: the folder where ranks here write their events, and where those of
     /// ranks on other hosts, sent by their agents, are kept until the merge.
     trace_dir: Option<PathBuf>,
@@ -156,6 +173,7 @@ impl Job {
             agents: Vec::new(),
             subtrees: HashMap::new(),
             report: None,
+            checks: calls::Schedule::new(),
             trace_dir: None,
             plan,
         };
@@ -302,7 +320,8 @@ impl Job {
     fn event_loop(&mut self, rx: &mpsc::Receiver<Event>) {
         while self.running > 0 {
             let report_at = self.report.as_ref().map(|r| r.0);
-            let next = [self.deadline, self.kill_at, report_at].into_iter().flatten().min();
+            let next =
+                [self.deadline, self.kill_at, report_at, self.checks.next()].into_iter().flatten().min();
             let event = match next {
                 Some(t) => rx.recv_timeout(t.saturating_duration_since(Instant::now())),
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -315,7 +334,9 @@ impl Job {
                 }
                 Ok(Event::Control(ControlEvent::Abort { rank, code })) => self.aborted(rank, code),
                 Ok(Event::Agent(event)) => self.agent_event(event),
-                Ok(Event::Control(ControlEvent::Activity { rank, text })) => self.activity(rank, text),
+                Ok(Event::Control(ControlEvent::Activity { rank, text, call })) => {
+                    self.activity(rank, text, call)
+                }
                 Ok(Event::Control(ControlEvent::Progress { map, done, total })) => {
                     self.progress.update(map, done, total)
                 }
@@ -534,41 +555,58 @@ impl Job {
         }
     }
 
-    /// Asks every rank what it is waiting for; the table is printed when all have answered or
-    /// after a second, and then, if `then_end`, the job ends.
-    fn request_report(&mut self, then_end: bool) {
-        self.report = Some((Instant::now() + REPORT_WAIT, vec![None; self.ranks.len()], then_end));
+    /// Asks every rank what it is waiting for; the report is concluded when all have answered
+    /// or after a second ([`Job::conclude_report`]).
+    fn request_report(&mut self, why: Report) {
+        self.report = Some((Instant::now() + REPORT_WAIT, vec![None; self.ranks.len()], why));
         self.broadcast(&ToRank::Report);
         if self.ranks.iter().all(|r| r.link.is_none()) {
-            self.print_report();
+            self.conclude_report();
         }
     }
 
-    fn activity(&mut self, rank: usize, text: String) {
+    fn activity(&mut self, rank: usize, text: String, call: Option<CallAt>) {
         let Some((_, answers, _)) = &mut self.report else { return };
         if let Some(slot) = answers.get_mut(rank) {
-            *slot = Some(text);
+            *slot = Some((text, call));
         }
         let all = answers.iter().zip(&self.ranks).all(|(a, r)| a.is_some() || r.link.is_none());
         if all {
-            self.print_report();
+            self.conclude_report();
         }
     }
 
-    /// Prints the hang report: one line per rank.
-    fn print_report(&mut self) {
-        let Some((_, answers, then_end)) = self.report.take() else { return };
+    /// Prints the report (one line per rank) and ends the job, as it was asked for; for a
+    /// check, only when two ranks wait in the same call made differently.
+    fn conclude_report(&mut self) {
+        let Some((_, answers, why)) = self.report.take() else { return };
+        if why == Report::Check {
+            let waits: Vec<Option<CallAt>> =
+                answers.iter().map(|a| a.as_ref().and_then(|a| a.1.clone())).collect();
+            let Some((a, b)) = calls::disagreement(&waits) else { return };
+            if self.cause.is_some() {
+                return;
+            }
+            let (ca, cb) = (waits[a].as_ref(), waits[b].as_ref());
+            let name = |c: Option<&CallAt>| c.map_or_else(String::new, calls::describe);
+            eprintln!(
+                "prun: error: ranks wait in different collective calls and would wait for ever: rank {a} in {}, rank {b} in {} (every rank of a communicator must make the same collective calls, in the same order, with the same root and lengths); ending the job (exit status {EXIT_FAILURE})",
+                name(ca),
+                name(cb)
+            );
+            self.cause = Some(Cause::Mismatch);
+        }
         eprintln!("prun: what each rank is doing:");
         for (rank, answer) in answers.into_iter().enumerate() {
             let what = match (answer, &self.ranks[rank]) {
-                (Some(text), _) => text,
+                (Some((text, _)), _) => text,
                 (None, r) if r.ended.is_some() => "ended".into(),
                 (None, r) if r.link.is_none() => "running (does not use the prun runtime)".into(),
                 (None, _) => "no answer (busy outside prun calls, or stopped)".into(),
             };
             eprintln!("prun:   {}: {what}", self.who(rank));
         }
-        if then_end {
+        if why != Report::Print {
             self.terminate(Signal::SIGTERM);
         }
     }
@@ -661,6 +699,7 @@ impl Job {
             let peers = self.ranks.iter().filter_map(|r| r.endpoint.clone()).collect();
             self.broadcast(&ToRank::Table { peers });
             self.table_sent = true;
+            self.checks.start(Instant::now());
         }
     }
 
@@ -698,7 +737,7 @@ impl Job {
             self.signal_all(signals::to_signal(sig));
             if sig == Signal::SIGUSR1 as i32 && self.report.is_none() {
                 // and print what every rank is waiting for; the job goes on
-                self.request_report(false);
+                self.request_report(Report::Print);
             }
         }
     }
@@ -712,11 +751,15 @@ impl Job {
                 let secs = self.plan.timeout.map_or(0.0, |t| t.as_secs_f64());
                 eprintln!("prun: job exceeded --timeout {secs} s; ending it (exit status {EXIT_TIMEOUT})");
                 // first, what each rank is waiting for; the job ends once that is printed
-                self.request_report(true);
+                self.request_report(Report::PrintThenEnd);
             }
         }
         if self.report.as_ref().is_some_and(|r| r.0 <= now) {
-            self.print_report();
+            self.conclude_report();
+        }
+        // (scheduled again whether or not it can run now, so that the loop never spins)
+        if self.checks.due(now) && self.report.is_none() && self.cause.is_none() {
+            self.request_report(Report::Check);
         }
         if self.kill_at.is_some_and(|k| k <= now) {
             self.kill_at = None;
@@ -743,6 +786,7 @@ impl Job {
             Some(Cause::Abort(code)) => code,
             Some(Cause::Signal(sig)) => 128 + sig,
             Some(Cause::Timeout) => EXIT_TIMEOUT,
+            Some(Cause::Mismatch) => EXIT_FAILURE,
             Some(Cause::Internal) => EXIT_FAILURE,
         }
     }

@@ -11,6 +11,7 @@ macro_rules! eprintln {
 }
 
 mod agent;
+mod calls;
 // shared with the fuzz targets through the library target
 use prun_launcher::{agent_wire, allocation, hostfile};
 mod cli;

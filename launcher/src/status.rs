@@ -4,7 +4,7 @@
 //! | --- | --- |
 //! | 0 | every rank exited with status 0 |
 //! | 1..=123 and others | the status of the first rank that failed, or the code passed to `World::abort` |
-//! | [`EXIT_FAILURE`] (1) | prun itself failed (cannot create its sockets, cannot start a process) |
+//! | [`EXIT_FAILURE`] (1) | prun itself failed (cannot create its sockets, cannot start a process), or ranks waited in the same collective call made differently (`calls.rs`) |
 //! | [`EXIT_USAGE`] (2) | bad command line, hostfile or placement; nothing was started |
 //! | [`EXIT_TIMEOUT`] (124) | `--timeout` expired and the job was ended |
 //! | [`EXIT_NOT_EXECUTABLE`] (126) | the program exists but cannot be executed; nothing was started |

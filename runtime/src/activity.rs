@@ -1,5 +1,7 @@
-//! What a rank is waiting for, for the launcher's hang report (`--timeout`, or SIGUSR1 to prun).
+//! What a rank is waiting for, for the launcher's hang report (`--timeout`, or SIGUSR1 to prun)
+//! and its check that the ranks of a communicator are in the same collective call.
 
+use crate::protocol::CallAt;
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
@@ -12,6 +14,10 @@ pub(crate) struct Waiting {
     pub root: Option<usize>,
     /// Its call number on its communicator, for collectives.
     pub call: Option<u32>,
+    /// Its communicator (its point-to-point context), for collectives.
+    pub context: Option<u64>,
+    /// The length of its buffers, for the zero-copy collectives.
+    pub len: Option<usize>,
     /// The rank it waits for, if one.
     pub peer: Option<usize>,
     /// The tag, for point-to-point receives.
@@ -48,11 +54,21 @@ impl Activity {
         Guard(self)
     }
 
-    /// What the rank is doing, in words.
-    pub fn describe(&self) -> String {
+    /// What the rank is doing, in words, and which collective call it waits in, if one.
+    pub fn describe(&self) -> (String, Option<CallAt>) {
         match *self.0.lock().unwrap_or_else(PoisonError::into_inner) {
-            Some(w) => w.to_string(),
-            None => "running (not in a prun call)".into(),
+            Some(w) => {
+                let call = w.call.zip(w.context).map(|(call, context)| CallAt {
+                    context,
+                    // as a collective message's tag keeps it (24 bits)
+                    call: call & 0xff_ffff,
+                    op: w.op.to_string(),
+                    root: w.root.map(|r| r as u64),
+                    len: w.len.map(|l| l as u64),
+                });
+                (w.to_string(), call)
+            }
+            None => ("running (not in a prun call)".into(), None),
         }
     }
 }

@@ -121,7 +121,8 @@ fn watch_launcher(
         match protocol::recv::<ToRank>(&mut *reader) {
             Ok(Some(ToRank::RankExited { rank, how })) => mailbox.peer_exited(rank as usize, how),
             Ok(Some(ToRank::Report)) => {
-                let _ = tell(writer, &ToLauncher::Activity { text: activity.describe() });
+                let (text, call) = activity.describe();
+                let _ = tell(writer, &ToLauncher::Activity { text, call });
             }
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => break,

@@ -323,7 +323,8 @@ impl Communicator {
         tag: Option<Tag>,
     ) -> Result<(T, Status)> {
         let pattern = self.pattern(src, tag)?;
-        let waiting = Waiting { op: "recv", root: None, call: None, peer: src, tag };
+        let waiting =
+            Waiting { op: "recv", root: None, call: None, context: None, len: None, peer: src, tag };
         let _wait = self.shared.activity.wait(waiting);
         let e = self.shared.engine.recv(&pattern)?;
         let status = Status { source: self.member(e.src), tag: e.tag, len: e.data.len() };
@@ -595,6 +596,11 @@ impl Communicator {
     /// The connection to the launcher, when there is one.
     pub(crate) fn control(&self) -> Option<&Control> {
         self.shared.control.as_ref()
+    }
+
+    /// This communicator's context (of its point-to-point messages), which names it.
+    pub(crate) fn base_context(&self) -> u64 {
+        self.context
     }
 
     /// What this process is waiting for.
@@ -986,7 +992,15 @@ impl Channel<'_> {
         let ours = self.signature.encode();
         let seq = tag >> 8;
         let sig = &self.signature;
-        let waiting = Waiting { op: sig.op, root: sig.root, call: Some(seq), peer: Some(src), tag: None };
+        let waiting = Waiting {
+            op: sig.op,
+            root: sig.root,
+            call: Some(seq),
+            context: Some(self.comm.context),
+            len: sig.len,
+            peer: Some(src),
+            tag: None,
+        };
         let _wait = self.comm.shared.activity.wait(waiting);
         let bad = self.objection(seq);
         let mailbox = self.comm.shared.engine.mailbox();
@@ -1066,7 +1080,15 @@ impl Channel<'_> {
     ) -> Result<()> {
         let seq = tag >> 8;
         let sig = &self.signature;
-        let waiting = Waiting { op: sig.op, root: sig.root, call: Some(seq), peer: None, tag: None };
+        let waiting = Waiting {
+            op: sig.op,
+            root: sig.root,
+            call: Some(seq),
+            context: Some(self.comm.context),
+            len: sig.len,
+            peer: None,
+            tag: None,
+        };
         let _wait = self.comm.shared.activity.wait(waiting);
         let mut theirs = vec![[0u8; SIGNATURE_LEN]; recvs.len()];
         let targets = recvs

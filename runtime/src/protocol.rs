@@ -58,6 +58,8 @@ pub enum ToLauncher {
     Activity {
         /// In words, as `gather(root 0) call #12, waiting for rank 5`.
         text: String,
+        /// The collective call it waits in, if it waits in one.
+        call: Option<CallAt>,
     },
     /// Progress of a dynamic map, from its root (a few times a second at most).
     Progress {
@@ -68,6 +70,31 @@ pub enum ToLauncher {
         /// Items in the map.
         total: u64,
     },
+}
+
+/// A collective call a rank waits in: every rank of a communicator must make the same calls in
+/// the same order, so two ranks in the same call of one communicator with different operations,
+/// roots or lengths will wait for each other for ever.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallAt {
+    /// The communicator (its context).
+    pub context: u64,
+    /// The call's number on it (its low 24 bits).
+    pub call: u32,
+    /// The operation, as `broadcast_into`.
+    pub op: String,
+    /// Its root, for rooted collectives.
+    pub root: Option<u64>,
+    /// The length of its buffers in bytes, for the zero-copy collectives.
+    pub len: Option<u64>,
+}
+
+impl CallAt {
+    /// Whether `self` and `other` are the same call of one communicator, made differently.
+    pub fn disagrees_with(&self, other: &CallAt) -> bool {
+        (self.context, self.call) == (other.context, other.call)
+            && (&self.op, self.root, self.len) != (&other.op, other.root, other.len)
+    }
 }
 
 /// From the launcher to a rank.

@@ -194,3 +194,37 @@ fn a_zero_copy_collective_of_another_length_is_an_error_not_a_hang() {
         );
     }
 }
+
+/// A rank that only receives in its call (a broadcast from rank 0) while rank 0 waits in
+/// another one (a barrier) for that rank's message: no message crosses between them, so the
+/// runtime cannot see it, but prun's check of what the ranks wait in does, long before the
+/// timeout, and names both calls.
+#[test]
+fn ranks_in_different_calls_with_no_message_between_them_end_the_job() {
+    let job = [
+        "-x",
+        "PRUN_CROWDED=1",
+        "-n",
+        "8",
+        "--timeout",
+        "60",
+        "@prun-testjob",
+        "coll-mismatch",
+        "into-len",
+        "barrier",
+        "5",
+        "10",
+        "bcast",
+    ];
+    let out = prun(job).run();
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    out.no_leftovers();
+    assert!(
+        out.stderr.contains("ranks wait in different collective calls")
+            && out.stderr.contains(
+                "rank 0 in barrier call #0, rank 5 in broadcast_into (root 0, 80-byte buffers) call #0"
+            ),
+        "{}",
+        out.stderr
+    );
+}

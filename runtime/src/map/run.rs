@@ -380,8 +380,15 @@ where
             let message = if wait.is_zero() {
                 mailbox.try_recv(&pattern)?
             } else {
-                let waiting =
-                    Waiting { op: "map", root: Some(self.root), call: Some(self.seq), peer: None, tag: None };
+                let waiting = Waiting {
+                    op: "map",
+                    root: Some(self.root),
+                    call: Some(self.seq),
+                    context: Some(self.comm.base_context()),
+                    len: None,
+                    peer: None,
+                    tag: None,
+                };
                 let _wait = self.comm.activity().wait(waiting);
                 mailbox.recv_timeout(&pattern, wait)?
             };

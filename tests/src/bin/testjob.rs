@@ -757,14 +757,20 @@ fn main() -> ExitCode {
                 ("into-len", _) => {
                     let op = std::env::args().nth(3).unwrap_or_default();
                     let listed = std::env::args().nth(4).unwrap_or_else(|| "5".into());
-                    let n =
-                        if listed.split(',').any(|r| r.parse() == Ok(rank)) { arg(5) as usize } else { 10 };
+                    let listed = listed.split(',').any(|r| r.parse() == Ok(rank));
+                    let n = if listed { arg(5) as usize } else { 10 };
                     let size = world.size();
                     let mine = vec![1.0f64; n];
                     let mut one = vec![0.0f64; n];
                     let mut all = vec![0.0f64; n * size];
                     let root = rank == 0;
+                    // arg(6), if given: the listed ranks call this operation instead
+                    let op = match std::env::args().nth(6) {
+                        Some(other) if listed => other,
+                        _ => op,
+                    };
                     let r = match op.as_str() {
+                        "barrier" => world.barrier(),
                         "bcast" => world.broadcast_into(0, &mut one),
                         "scatter" => world.scatter_into(0, root.then_some(&all[..]), &mut one),
                         "gather" => world.gather_into(0, &mine, root.then_some(&mut all[..])),
