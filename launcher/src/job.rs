@@ -37,6 +37,9 @@ use std::time::{Duration, Instant};
 /// Longest prun waits for the ranks' answers to a hang report.
 const REPORT_WAIT: Duration = Duration::from_secs(1);
 
+/// A rank's answer to a report: what it does, in words, and the collective call it waits in.
+type Answer = (String, Option<CallAt>);
+
 /// What a report of the ranks' activity is for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Report {
@@ -115,7 +118,7 @@ struct Job {
     subtrees: HashMap<String, Vec<usize>>,
     /// A report of what the ranks wait for being collected: when to conclude regardless, the
     /// answers so far (in words, and the collective call), and what it is for.
-    report: Option<(Instant, Vec<Option<(String, Option<CallAt>)>>, Report)>,
+    report: Option<(Instant, Vec<Option<Answer>>, Report)>,
     /// When prun next checks that no two ranks wait in the same call made differently.
     checks: calls::Schedule,
     /// With `--trace`: the folder where ranks here write their events, and where those of
