@@ -991,17 +991,7 @@ impl Channel<'_> {
             Pattern { src: Some(world_src), group: None, context: self.comm.context | 1, tag: Some(tag) };
         let ours = self.signature.encode();
         let seq = tag >> 8;
-        let sig = &self.signature;
-        let waiting = Waiting {
-            op: sig.op,
-            root: sig.root,
-            call: Some(seq),
-            context: Some(self.comm.context),
-            len: sig.len,
-            peer: Some(src),
-            tag: None,
-        };
-        let _wait = self.comm.shared.activity.wait(waiting);
+        let _wait = self.comm.shared.activity.wait(self.waiting(seq, Some(src)));
         let bad = self.objection(seq);
         let mailbox = self.comm.shared.engine.mailbox();
         let data = if buf.is_empty() {
@@ -1016,6 +1006,20 @@ impl Channel<'_> {
             }
         };
         self.payload(seq, src, data).map(Got::Copy)
+    }
+
+    /// What this rank waits for in call `seq`, for the launcher (from `peer`, or any).
+    fn waiting(&self, seq: u32, peer: Option<usize>) -> Waiting {
+        let sig = &self.signature;
+        Waiting {
+            op: sig.op,
+            root: sig.root,
+            call: Some(seq),
+            context: Some(self.comm.context),
+            len: sig.len,
+            peer,
+            tag: None,
+        }
     }
 
     /// The error for a message of call `seq` from `from` that carries the signature `theirs`
@@ -1079,17 +1083,7 @@ impl Channel<'_> {
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<()> {
         let seq = tag >> 8;
-        let sig = &self.signature;
-        let waiting = Waiting {
-            op: sig.op,
-            root: sig.root,
-            call: Some(seq),
-            context: Some(self.comm.context),
-            len: sig.len,
-            peer: None,
-            tag: None,
-        };
-        let _wait = self.comm.shared.activity.wait(waiting);
+        let _wait = self.comm.shared.activity.wait(self.waiting(seq, None));
         let mut theirs = vec![[0u8; SIGNATURE_LEN]; recvs.len()];
         let targets = recvs
             .iter_mut()
