@@ -479,3 +479,39 @@ fn steals_stay_on_the_host_first_and_remote_ranks_are_traced() {
         );
     }
 }
+
+/// Ranks on two hosts in different collective calls with no message between them (rank 3, on
+/// the second host, waits for its parent's part of a broadcast while that parent waits for rank
+/// 3's part of a gather): the launcher's check of what the ranks wait in reaches the remote
+/// ranks too, and ends the job on both hosts.
+#[test]
+fn ranks_in_different_calls_on_two_hosts_end_the_job() {
+    let _one = serial();
+    let list = hosts(2, 2);
+    let job = [
+        "-n",
+        "4",
+        "--host",
+        &list,
+        "--timeout",
+        "60",
+        "@prun-testjob",
+        "coll-mismatch",
+        "into-len",
+        "gather",
+        "3",
+        "10",
+        "bcast",
+    ];
+    let out = remote_job(&job).run();
+    assert_eq!(out.code(), 1, "{}", out.stderr);
+    out.no_leftovers();
+    assert!(
+        out.stderr.contains(
+            "in gather_into (root 0, 80-byte buffers) call #0, rank 3 in broadcast_into (root 0, 80-byte buffers) call #0"
+        ),
+        "{}",
+        out.stderr
+    );
+    no_agents_left();
+}
