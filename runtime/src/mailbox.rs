@@ -1093,16 +1093,26 @@ mod tests {
         // with the connection held elsewhere (the receive waits on the queue), then idle (the
         // receive reads it itself)
         for _ in 0..2 {
+            // on a thread, so that a receive that ignores its deadline fails the test (after
+            // 10 s) rather than hang it
             let deadline = Instant::now() + Duration::from_millis(20);
-            let target = Target { body: &mut body, tail: &mut [] };
-            let late = m.recv_placed_by(&pat, target, |_| None, Some(deadline)).expect("no error");
-            assert!(late.is_none(), "a receive with nothing to receive did not give up");
-            assert!(Instant::now() >= deadline, "gave up early");
+            let (done, outcome) = std::sync::mpsc::channel();
+            let m2 = Arc::clone(&m);
+            std::thread::spawn(move || {
+                let mut body = [0u8; 4];
+                let target = Target { body: &mut body, tail: &mut [] };
+                let late = m2.recv_placed_by(&pat, target, |_| None, Some(deadline)).map(|p| p.is_none());
+                let _ = done.send((late, body, Instant::now()));
+            });
+            let (late, untouched, ended) =
+                outcome.recv_timeout(Duration::from_secs(10)).expect("gave up in time");
+            assert!(late.expect("no error"), "a receive with nothing to receive did not give up");
+            assert!(ended >= deadline, "gave up early");
+            assert_eq!(untouched, [0; 4]);
             if let Some(reader) = held.take() {
                 m.incoming().expect("attached").release(&m, &conn, reader, true);
             }
         }
-        assert_eq!(body, [0; 4]);
         let mut frame = Vec::new();
         crate::wire::write_parts(&mut frame, crate::wire::KIND_DATA, 0, 5, &[b"late"]).expect("frame");
         writer.write_all(&frame).expect("write");
