@@ -192,6 +192,7 @@ fn numbered_blocks(buf: &mut [u8], len: usize, size: usize) -> Vec<(usize, &mut 
     buf.chunks_mut(len).take(size).enumerate().collect()
 }
 
+/// Block `a` to read and block `b` to write, of `len` bytes each, from `buf`; `a != b`.
 fn disjoint(buf: &mut [u8], len: usize, a: usize, b: usize) -> (&[u8], &mut [u8]) {
     if a < b {
         let (low, high) = buf.split_at_mut(b * len);

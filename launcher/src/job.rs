@@ -789,8 +789,7 @@ impl Job {
             Some(Cause::Abort(code)) => code,
             Some(Cause::Signal(sig)) => 128 + sig,
             Some(Cause::Timeout) => EXIT_TIMEOUT,
-            Some(Cause::Mismatch) => EXIT_FAILURE,
-            Some(Cause::Internal) => EXIT_FAILURE,
+            Some(Cause::Mismatch | Cause::Internal) => EXIT_FAILURE,
         }
     }
 }

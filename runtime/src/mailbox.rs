@@ -552,22 +552,10 @@ impl Mailbox {
     /// Waits up to `timeout` for a message matching `pat`; `Ok(None)` when none came.
     pub fn recv_timeout(&self, pat: &Pattern<'_>, timeout: Duration) -> Result<Option<Envelope>> {
         let deadline = Instant::now() + timeout;
-        let mut s = self.lock();
-        let mut _waiting = None;
-        loop {
-            if let Some(e) = Self::take(&mut s, pat) {
-                return Ok(Some(e));
-            }
-            _waiting.get_or_insert_with(|| self.waiting());
-            if let Some(err) = self.hopeless(&s, pat) {
-                return Err(err);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            s = self.changed.wait_timeout(s, left).unwrap_or_else(PoisonError::into_inner).0;
-        }
+        let ready = |s: &mut State| {
+            Self::take(s, pat).map(Some).or_else(|| (Instant::now() >= deadline).then_some(None))
+        };
+        self.wait_for(self.lock(), pat, false, None, Some(deadline), ready).1
     }
 
     /// Offers the payload of a message (from `src`, on `context` with `tag`, `len` bytes) to a

@@ -755,20 +755,17 @@ fn main() -> ExitCode {
                 // the others 10 (80 bytes), then all go into a barrier: ranks that disagree can
                 // take different algorithms, and one that is through waits in the barrier
                 ("into-len", _) => {
-                    let op = std::env::args().nth(3).unwrap_or_default();
                     let listed = std::env::args().nth(4).unwrap_or_else(|| "5".into());
                     let listed = listed.split(',').any(|r| r.parse() == Ok(rank));
                     let n = if listed { arg(5) as usize } else { 10 };
+                    // arg(6), if given: the listed ranks call this operation instead
+                    let op = std::env::args().nth(if listed { 6 } else { 3 });
+                    let op = op.or_else(|| std::env::args().nth(3)).unwrap_or_default();
                     let size = world.size();
                     let mine = vec![1.0f64; n];
                     let mut one = vec![0.0f64; n];
                     let mut all = vec![0.0f64; n * size];
                     let root = rank == 0;
-                    // arg(6), if given: the listed ranks call this operation instead
-                    let op = match std::env::args().nth(6) {
-                        Some(other) if listed => other,
-                        _ => op,
-                    };
                     let r = match op.as_str() {
                         "barrier" => world.barrier(),
                         "bcast" => world.broadcast_into(0, &mut one),
