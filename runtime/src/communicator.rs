@@ -6,6 +6,7 @@ use crate::bootstrap::Control;
 use crate::codec;
 use crate::engine::{Engine, Lending};
 use crate::error::{Error, Result};
+use crate::helpers::Helpers;
 use crate::mailbox::{Envelope, Pattern, Placed, Target};
 use crate::trace::{Call, Tracer};
 use crate::wire::HEADER_LEN;
@@ -48,6 +49,8 @@ pub(crate) struct Shared {
     pub tracer: Option<Tracer>,
     /// What this process waits for, for the launcher's hang report.
     pub activity: std::sync::Arc<Activity>,
+    /// Threads calls left running, joined when a communicator is dropped.
+    pub helpers: Helpers,
     /// MPI, on the MPI backend; last, so that it is finalised after everything else is dropped.
     #[cfg(feature = "mpi")]
     #[allow(dead_code)] // held for its drop
@@ -87,6 +90,9 @@ pub struct Communicator {
     /// Context of point-to-point messages; collectives use `context | 1`.
     context: u64,
     calls: AtomicU32,
+    /// Whether this is a helper thread's handle ([`Communicator::helper_handle`]), which leaves
+    /// the helpers to the communicators of the user's threads.
+    helper: bool,
 }
 
 impl Communicator {
@@ -101,6 +107,7 @@ impl Communicator {
             rank,
             context: 0,
             calls: AtomicU32::new(0),
+            helper: false,
         }
     }
 
@@ -469,6 +476,7 @@ impl Communicator {
             rank,
             context,
             calls: AtomicU32::new(0),
+            helper: false,
         }))
     }
 
@@ -613,9 +621,41 @@ impl Communicator {
         self.shared.tracer.as_ref()
     }
 
+    /// A handle on this communicator for a thread that may outlive the call that starts it (a
+    /// map's steal thread): the same members, rank and contexts, messages only (no MPI side,
+    /// no collective calls of its own).
+    pub(crate) fn helper_handle(&self) -> Communicator {
+        Communicator {
+            #[cfg(feature = "mpi")]
+            native: None,
+            shared: Arc::clone(&self.shared),
+            group: Arc::clone(&self.group),
+            index: self.index.clone(),
+            rank: self.rank,
+            context: self.context,
+            calls: AtomicU32::new(0),
+            helper: true,
+        }
+    }
+
+    /// The threads calls left running ([`Helpers`]).
+    pub(crate) fn helpers(&self) -> &Helpers {
+        &self.shared.helpers
+    }
+
     /// This communicator's collective traffic, as the collectives crate's interface.
     pub(crate) fn channel_for(&self, call: &Call<'_>) -> Channel<'_> {
         Channel { comm: self, signature: Signature::of(call) }
+    }
+}
+
+impl Drop for Communicator {
+    /// Waits for the helper threads calls left stopping (a map's steal threads), so that their
+    /// last messages and the tracer's last lines are out before the process can exit.
+    fn drop(&mut self) {
+        if !self.helper {
+            self.shared.helpers.join_all();
+        }
     }
 }
 

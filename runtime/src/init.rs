@@ -68,6 +68,7 @@ fn join() -> Result<World> {
             node: 0,
             tracer: None,
             activity: Default::default(),
+            helpers: Default::default(),
             #[cfg(feature = "mpi")]
             mpi: None,
         };
@@ -89,6 +90,7 @@ fn join() -> Result<World> {
         node,
         tracer,
         activity,
+        helpers: Default::default(),
         #[cfg(feature = "mpi")]
         mpi: None,
     };

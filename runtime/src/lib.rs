@@ -44,6 +44,7 @@ mod communicator;
 mod engine;
 pub mod env;
 mod error;
+mod helpers;
 mod incoming;
 mod init;
 mod lend;

@@ -51,7 +51,7 @@ use run::Run;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use steal::{open_connections, serve_steals, victims_of};
 use work::Work;
@@ -126,7 +126,8 @@ impl Communicator {
     /// and steals half of a busy rank's remaining items when it runs dry, so uneven item costs
     /// need no chunk size to tune. Items travel only to the rank
     /// that runs them. `f` runs on every rank; a panic in `f` ends the map on every rank with
-    /// [`Error::MapFailed`] naming the item and the rank.
+    /// [`Error::MapFailed`] naming the item and the rank. Items own their data (`T: 'static`):
+    /// the thread that hands them to thieves may end a moment after the call returns.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -143,7 +144,7 @@ impl Communicator {
     /// [`Error::PeerLost`] when a rank ends during the map.
     pub fn map<T, R, F>(&self, root: usize, items: Option<Vec<T>>, f: F) -> Result<Option<Vec<R>>>
     where
-        T: Serialize + DeserializeOwned + Send,
+        T: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned,
         F: Fn(T) -> R,
     {
@@ -159,7 +160,7 @@ impl Communicator {
     /// As [`Communicator::map`].
     pub fn try_map<T, R, E, F>(&self, root: usize, items: Option<Vec<T>>, f: F) -> Result<Option<Vec<R>>>
     where
-        T: Serialize + DeserializeOwned + Send,
+        T: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned,
         E: std::fmt::Display,
         F: Fn(T) -> std::result::Result<R, E>,
@@ -177,7 +178,7 @@ impl Communicator {
     /// As [`Communicator::map`].
     pub fn map_all<T, R, F>(&self, root: usize, items: Option<Vec<T>>, f: F) -> Result<Vec<R>>
     where
-        T: Serialize + DeserializeOwned + Send,
+        T: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned,
         F: Fn(T) -> R,
     {
@@ -248,7 +249,7 @@ impl Communicator {
     /// As [`Communicator::map`].
     pub fn map_static<T, R, F>(&self, root: usize, items: Option<Vec<T>>, f: F) -> Result<Option<Vec<R>>>
     where
-        T: Serialize + DeserializeOwned + Send,
+        T: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned,
         F: Fn(T) -> R,
     {
@@ -296,7 +297,7 @@ impl Communicator {
 
     fn run_map<T, R, F>(&self, root: usize, start: Start<T>, balance: Balance, f: F) -> Result<Option<Vec<R>>>
     where
-        T: Serialize + DeserializeOwned + Send,
+        T: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned,
         F: FnMut(usize, T) -> std::result::Result<R, String>,
     {
@@ -304,10 +305,11 @@ impl Communicator {
         let seq = call.seq;
         let context = self.derived_context(seq, b"map");
         let steals = self.derived_context(seq, b"map steals");
-        let work = Mutex::new(Work::new(Vec::new()));
-        let over = AtomicBool::new(false);
-        let hint = AtomicUsize::new(usize::MAX);
-        let loads = Mutex::new(Vec::new());
+        // shared with the steal thread, which may outlive this call by a moment
+        let work = Arc::new(Mutex::new(Work::new(Vec::new())));
+        let over = Arc::new(AtomicBool::new(false));
+        let hint = Arc::new(AtomicUsize::new(usize::MAX));
+        let loads = Arc::new(Mutex::new(Vec::new()));
         let near = self.near_ranks();
         let mut run = Run {
             comm: self,
@@ -355,52 +357,69 @@ impl Communicator {
         let kind = if balance == Balance::Dynamic { "dynamic" } else { "static" };
         call.args = format!("\"map\":{seq},\"total\":{total},\"balance\":\"{kind}\"");
         let stealing = balance == Balance::Dynamic && self.size() > 1;
-        let outcome = std::thread::scope(|s| {
-            let server =
-                stealing.then(|| s.spawn(|| serve_steals(self, root, &loads, steals, context, &work, &hint)));
-            // the root hears from and directs every rank; the others steal from their victims
-            let mut peers: Vec<usize> = if self.rank() == root {
-                (1..self.size()).map(|k| (root + k) % self.size()).collect()
-            } else {
-                run.victims.iter().copied().chain((!run.victims.contains(&root)).then_some(root)).collect()
-            };
-            // spawned after the rank's first batch, not with the steal thread: where ranks share
-            // cores, every rank's start waits for the CPU the ranks before it take to start
-            let over = &over;
-            let mut opener = None;
-            let mut start_opener = || {
-                if stealing && opener.is_none() {
-                    let peers = std::mem::take(&mut peers);
-                    opener = Some(s.spawn(move || open_connections(self, &peers, over)));
-                }
-            };
-            let outcome = run.work_loop(total, &mut start_opener);
-            if matches!(outcome, Err(Stop::Done)) {
-                // pass the root's word on down the tree at once: other ranks wait for it
-                for child in done_children(self.rank(), root, self.size()) {
-                    let _ = send_to(self, child, context, DONE, &());
-                }
+        // threads of earlier maps that have ended since
+        self.helpers().reap();
+        let server = if stealing {
+            let (comm, loads, work, hint) =
+                (self.helper_handle(), Arc::clone(&loads), Arc::clone(&work), Arc::clone(&hint));
+            let spawned = std::thread::Builder::new().name("prun-steal".into()).spawn(move || {
+                serve_steals(&comm, root, &loads, steals, context, &work, &hint);
+                // late steal requests and counts of this map must not pile up in the mailbox
+                comm.shared_engine().mailbox().retire(steals);
+            });
+            Some(spawned.map_err(|e| Error::io("map: starting the steal thread", e))?)
+        } else {
+            None
+        };
+        // the root hears from and directs every rank; the others steal from their victims
+        let mut peers: Vec<usize> = if self.rank() == root {
+            (1..self.size()).map(|k| (root + k) % self.size()).collect()
+        } else {
+            run.victims.iter().copied().chain((!run.victims.contains(&root)).then_some(root)).collect()
+        };
+        // spawned after the rank's first batch, not with the steal thread: where ranks share
+        // cores, every rank's start waits for the CPU the ranks before it take to start
+        let mut opener = None;
+        let mut start_opener = || {
+            if stealing && opener.is_none() {
+                let (comm, peers, over) = (self.helper_handle(), std::mem::take(&mut peers), Arc::clone(&over));
+                // without it, the connections open as the steals need them
+                opener = std::thread::Builder::new()
+                    .name("prun-connect".into())
+                    .spawn(move || open_connections(&comm, &peers, &over))
+                    .ok();
             }
-            over.store(true, Ordering::Relaxed);
-            if let Some(server) = server {
-                // a request from this rank to itself stops the steal thread; at the root before
-                // the other ranks hear DONE, so that their wake-ups do not delay this one
-                let _ = send_to(self, self.rank(), steals, STEAL, &());
-                let _ = server.join();
+        };
+        let outcome = run.work_loop(total, &mut start_opener);
+        over.store(true, Ordering::Relaxed);
+        if matches!(outcome, Err(Stop::Done)) {
+            // pass the root's word on down the tree at once: other ranks wait for it
+            for child in done_children(self.rank(), root, self.size()) {
+                let _ = send_to(self, child, context, DONE, &());
             }
-            match outcome {
-                Ok(()) if self.rank() == root => done_children(root, root, self.size())
-                    .into_iter()
-                    .try_for_each(|r| send_to(self, r, context, DONE, &()))
-                    .map_err(Stop::from),
-                other => other,
+        }
+        if let Some(server) = server {
+            // a request from this rank to itself stops the steal thread (at the root before the
+            // other ranks hear DONE, whose wake-ups would delay it), which is joined
+            // later, by a later map or when the communicator is dropped, not on the way out (a
+            // thread that cannot be told is left to end with the process)
+            if send_to(self, self.rank(), steals, STEAL, &()).is_ok() {
+                self.helpers().stopping(server);
             }
-        });
+        }
+        let outcome = match outcome {
+            Ok(()) if self.rank() == root => done_children(root, root, self.size())
+                .into_iter()
+                .try_for_each(|r| send_to(self, r, context, DONE, &()))
+                .map_err(Stop::from),
+            other => other,
+        };
+        if let Some(opener) = opener {
+            self.helpers().stopping(opener);
+        }
         drop(call);
-        // late steal requests, counts and replies of this map must not pile up in the mailbox
-        let mailbox = self.shared_engine().mailbox();
-        mailbox.retire(context);
-        mailbox.retire(steals);
+        // late replies of this map must not pile up in the mailbox (the steal thread retires its own)
+        self.shared_engine().mailbox().retire(context);
         if let Some(t) = self.tracer() {
             t.flush();
         }

@@ -109,6 +109,7 @@ pub(crate) fn join(limit: u64, (var, n): (&str, usize), hostname: String) -> Res
         node,
         tracer: crate::trace::Tracer::from_env(rank),
         activity: Default::default(),
+        helpers: Default::default(),
         mpi: Some(Universe(universe)),
     };
     Ok(Communicator::world(shared, rank, size).with_native(native))
