@@ -359,11 +359,25 @@ impl Communicator {
         let stealing = balance == Balance::Dynamic && self.size() > 1;
         // threads of earlier maps that have ended since
         self.helpers().reap();
+        // set at the root once it holds every result: its steal thread, when stopped, tells
+        // the ranks the map is over, so the root returns without waiting for those sends
+        let finished = Arc::new(AtomicBool::new(false));
         let server = if stealing {
-            let (comm, loads, work, hint) =
-                (self.helper_handle(), Arc::clone(&loads), Arc::clone(&work), Arc::clone(&hint));
+            let (comm, loads, work, hint, finished) = (
+                self.helper_handle(),
+                Arc::clone(&loads),
+                Arc::clone(&work),
+                Arc::clone(&hint),
+                Arc::clone(&finished),
+            );
             let spawned = std::thread::Builder::new().name("prun-steal".into()).spawn(move || {
                 serve_steals(&comm, root, &loads, steals, context, &work, &hint);
+                if finished.load(Ordering::Acquire) {
+                    // a rank that cannot be told has gone, which ends the job
+                    for child in done_children(root, root, comm.size()) {
+                        let _ = send_to(&comm, child, context, DONE, &());
+                    }
+                }
                 // late steal requests and counts of this map must not pile up in the mailbox
                 comm.shared_engine().mailbox().retire(steals);
             });
@@ -398,17 +412,21 @@ impl Communicator {
                 let _ = send_to(self, child, context, DONE, &());
             }
         }
+        let at_root_done = matches!(outcome, Ok(())) && self.rank() == root;
+        let mut told = false;
         if let Some(server) = server {
-            // a request from this rank to itself stops the steal thread (at the root before the
-            // other ranks hear DONE, whose wake-ups would delay it), which is joined
-            // later, by a later map or when the communicator is dropped, not on the way out (a
-            // thread that cannot be told is left to end with the process)
+            // a request from this rank to itself stops the steal thread, which is joined later,
+            // by a later map or when the communicator is dropped, not on the way out (one that
+            // cannot be told is left to end with the process); at the root it then tells the
+            // ranks the map is over (one wake-up in the root's time rather than one per send)
+            finished.store(at_root_done, Ordering::Release);
             if send_to(self, self.rank(), steals, STEAL, &()).is_ok() {
                 self.helpers().stopping(server);
+                told = at_root_done;
             }
         }
         let outcome = match outcome {
-            Ok(()) if self.rank() == root => done_children(root, root, self.size())
+            Ok(()) if at_root_done && !told => done_children(root, root, self.size())
                 .into_iter()
                 .try_for_each(|r| send_to(self, r, context, DONE, &()))
                 .map_err(Stop::from),
