@@ -357,7 +357,7 @@ impl Communicator {
         let kind = if balance == Balance::Dynamic { "dynamic" } else { "static" };
         call.args = format!("\"map\":{seq},\"total\":{total},\"balance\":\"{kind}\"");
         let stealing = balance == Balance::Dynamic && self.size() > 1;
-        // threads of earlier maps that have ended since
+        // the helper tasks of earlier maps that have ended since
         self.helpers().reap();
         // set at the root once it holds every result: its steal thread, when stopped, tells
         // the ranks the map is over, so the root returns without waiting for those sends
@@ -370,7 +370,7 @@ impl Communicator {
                 Arc::clone(&hint),
                 Arc::clone(&finished),
             );
-            let spawned = std::thread::Builder::new().name("prun-steal".into()).spawn(move || {
+            let spawned = self.helpers().run(move || {
                 serve_steals(&comm, root, &loads, steals, context, &work, &hint);
                 if finished.load(Ordering::Acquire) {
                     // a rank that cannot be told has gone, which ends the job
@@ -398,10 +398,7 @@ impl Communicator {
             if stealing && opener.is_none() {
                 let (comm, peers, over) = (self.helper_handle(), std::mem::take(&mut peers), Arc::clone(&over));
                 // without it, the connections open as the steals need them
-                opener = std::thread::Builder::new()
-                    .name("prun-connect".into())
-                    .spawn(move || open_connections(&comm, &peers, &over))
-                    .ok();
+                opener = self.helpers().run(move || open_connections(&comm, &peers, &over)).ok();
             }
         };
         let outcome = run.work_loop(total, &mut start_opener);
@@ -415,10 +412,10 @@ impl Communicator {
         let at_root_done = matches!(outcome, Ok(())) && self.rank() == root;
         let mut told = false;
         if let Some(server) = server {
-            // a request from this rank to itself stops the steal thread, which is joined later,
-            // by a later map or when the communicator is dropped, not on the way out (one that
-            // cannot be told is left to end with the process); at the root it then tells the
-            // ranks the map is over (one wake-up in the root's time rather than one per send)
+            // a request from this rank to itself stops the steal thread, which is waited for
+            // when the communicator is dropped, not on the way out (one that cannot be told
+            // runs until the process ends); at the root it then tells the ranks the map is
+            // over (one wake-up in the root's time rather than one per send)
             finished.store(at_root_done, Ordering::Release);
             if send_to(self, self.rank(), steals, STEAL, &()).is_ok() {
                 self.helpers().stopping(server);
