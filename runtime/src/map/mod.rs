@@ -396,7 +396,8 @@ impl Communicator {
         let mut opener = None;
         let mut start_opener = || {
             if stealing && opener.is_none() {
-                let (comm, peers, over) = (self.helper_handle(), std::mem::take(&mut peers), Arc::clone(&over));
+                let (comm, peers, over) =
+                    (self.helper_handle(), std::mem::take(&mut peers), Arc::clone(&over));
                 // without it, the connections open as the steals need them
                 opener = self.helpers().run(move || open_connections(&comm, &peers, &over)).ok();
             }
