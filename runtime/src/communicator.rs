@@ -49,7 +49,7 @@ pub(crate) struct Shared {
     pub tracer: Option<Tracer>,
     /// What this process waits for, for the launcher's hang report.
     pub activity: std::sync::Arc<Activity>,
-    /// Threads calls left running, joined when a communicator is dropped.
+    /// Helper threads, and the tasks calls left them (waited for when a communicator is dropped).
     pub helpers: Helpers,
     /// MPI, on the MPI backend; last, so that it is finalised after everything else is dropped.
     #[cfg(feature = "mpi")]
@@ -638,7 +638,7 @@ impl Communicator {
         }
     }
 
-    /// The threads calls left running ([`Helpers`]).
+    /// The helper threads, and the tasks calls left them ([`Helpers`]).
     pub(crate) fn helpers(&self) -> &Helpers {
         &self.shared.helpers
     }
@@ -650,8 +650,8 @@ impl Communicator {
 }
 
 impl Drop for Communicator {
-    /// Waits for the helper threads calls left stopping (a map's steal threads), so that their
-    /// last messages and the tracer's last lines are out before the process can exit.
+    /// Waits for the helper tasks calls left stopping (a map's steal thread), so that their last
+    /// messages and the tracer's last lines are out before the process can exit.
     fn drop(&mut self) {
         if !self.helper {
             self.shared.helpers.join_all();
