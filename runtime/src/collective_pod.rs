@@ -197,8 +197,9 @@ impl Communicator {
     /// **Collective.** Every `send` has the same length and every `recv` `size()` times that.
     /// Small buffers by recursive doubling or Bruck; large ones are received in place, by
     /// recursive doubling on four, eight, sixteen... ranks and a ring on other counts. On 8 to
-    /// 64 ranks where some host runs more ranks than it has cores, every size goes to rank 0 and
-    /// back out (large ones in place, rank 0 sending to every rank at once).
+    /// 64 ranks where some host runs more ranks than it has cores, blocks go to rank 0 and back
+    /// out (large ones in place, rank 0 sending to every rank at once), but blocks of 1 MiB or
+    /// more on a power-of-two number of ranks by recursive doubling.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -229,16 +230,20 @@ impl Communicator {
             native.allgather(send, recv);
             return Ok(());
         }
-        if self.flat_typed() && !self.flat(send.len()) {
+        let doubling = self.size().is_power_of_two() && self.size() >= tuning::ALLGATHER_DOUBLING_MIN_RANKS;
+        if self.flat_typed()
+            && !self.flat(send.len())
+            && !(doubling && send.len() >= tuning::CROWDED_DOUBLING_MIN)
+        {
             // where ranks share cores, blocks too long for the flat vectors still go through
-            // rank 0, into place
+            // rank 0, into place (up to the size where recursive doubling's exchanges win)
             return flat::allgather_into(&self.channel_for(&call), seq, send, recv);
         }
         let large = send.len() >= tuning::ALLGATHER_LARGE;
         if large {
-            let (channel, size) = (self.channel_for(&call), self.size());
+            let channel = self.channel_for(&call);
             // as many bytes as the ring in log2(size) steps rather than size - 1
-            if size.is_power_of_two() && size >= tuning::ALLGATHER_DOUBLING_MIN_RANKS {
+            if doubling {
                 return in_place::allgather_doubling_into(&channel, seq, send, recv);
             }
             return in_place::allgather_ring_into(&channel, seq, send, recv);

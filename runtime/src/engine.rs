@@ -254,8 +254,12 @@ impl Engine {
             }
         }
         let lent = pipe.as_ref().filter(|p| p.takes(parts))?;
+        // one step of an exchange where ranks share cores: its receiver may leave it unread
+        // until its receive is posted (it lies in this process's memory meanwhile), since this
+        // rank receives while it waits
+        let rendezvous = how == Lending::Exchanges && self.peers.get(dest).is_some_and(|p| p.crowded);
         // too long for the pipe, it is read out of this process's memory, if `dest` can
-        let in_memory = !lent.holds(parts);
+        let in_memory = rendezvous || !lent.holds(parts);
         if in_memory && self.memory_refused.get(dest).is_none_or(|r| r.load(Ordering::Relaxed)) {
             return None;
         }
@@ -263,7 +267,7 @@ impl Engine {
         let (mut meanwhile, mut outcome) = (Some(meanwhile), None);
         let spin = self.mailbox.spin_time();
         let sent = self.write_to(dest, |s| {
-            let announced = lend::announce(s, lent, context, tag, parts, waits)?;
+            let announced = lend::announce(s, lent, context, tag, parts, waits, rendezvous)?;
             if announced.complete {
                 outcome = meanwhile.take().map(|f| f());
             } else {

@@ -79,7 +79,7 @@ pub(crate) const CROWDED_LEND_MIN: usize = 4 << 20;
 /// against 6.41 ms, 6.28 against 6.87 (recursive doubling: exchanges of 1 to 4 MiB), but
 /// allreduce 64 KiB 363 against 317 us, 378 against 307 (recursive doubling: exchanges of 64 KiB
 /// through pipes).
-pub(crate) const CROWDED_EXCHANGE_MIN: usize = MEMORY_MIN;
+pub(crate) const CROWDED_EXCHANGE_MIN: usize = 128 * 1024;
 /// The pipe size a sender asks for, and so the largest message it lends (with up to
 /// [`INLINE_MAX`] bytes more in the frame). Larger pipes need `CAP_SYS_RESOURCE`.
 pub(crate) const LEND_MAX: usize = 1 << 20;
@@ -104,12 +104,16 @@ const IN_MEMORY: i32 = -1;
 /// As [`IN_MEMORY`], from a sender that waits for the answer at once (not receiving meanwhile),
 /// and so can copy part of the payload itself when the receiver asks ([`WRITE`]).
 const IN_MEMORY_HELPED: i32 = -2;
+/// As [`IN_MEMORY`], from a sender that receives from the same peers while it waits (one step
+/// of an exchange, where ranks share cores): its receiver may leave the message unread until
+/// a receive is posted for it ([`rendezvous`]), rather than copy it into a vector first.
+const IN_MEMORY_RENDEZVOUS: i32 = -3;
 /// Least number of bytes a receive shares the copy of with the sender of a message lent in
 /// memory: it reads the first half and the sender writes the second into its buffer
 /// (`process_vm_writev`), each on its own core, where ranks have a core each.
 pub(crate) const SHARE_MIN: usize = 512 * 1024;
-/// The receiver's answer: the payload was read from the pipe.
-const READ: u8 = 1;
+/// The receiver's answer: the payload was read from the pipe (or memory).
+pub(crate) const READ: u8 = 1;
 /// The receiver's answer: it could not read the pipe; the sender writes the payload.
 const SEND: u8 = 2;
 /// The receiver's request, with the address of a part of its buffer and the offset and length
@@ -202,6 +206,8 @@ pub(crate) struct Lent {
     /// The payload's last bytes, which came in the frame, and how many of them are taken.
     tail: Vec<u8>,
     tail_taken: usize,
+    /// Whether the message may wait for its receive ([`IN_MEMORY_RENDEZVOUS`]).
+    rendezvous: bool,
 }
 
 /// Where a lent payload comes from.
@@ -252,6 +258,7 @@ pub(crate) fn announce(
     tag: u32,
     parts: &[&[u8]],
     helps: bool,
+    rendezvous: bool,
 ) -> io::Result<Announced> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let (piped, inline) = split_inline(parts);
@@ -262,15 +269,20 @@ pub(crate) fn announce(
     let mut frame = Vec::with_capacity(HEADER_LEN + 16 + 16 * piped.len() + inline.len());
     frame.extend_from_slice(&header.encode());
     frame.extend_from_slice(&std::process::id().to_le_bytes());
-    let spliced = if pipe.holds(parts) {
+    let spliced = if pipe.holds(parts) && !rendezvous {
         // the pipe is empty: every message before was read whole
         frame.extend_from_slice(&pipe.read.as_raw_fd().to_le_bytes());
         frame.extend_from_slice(&(inline.len() as u32).to_le_bytes());
         splice(pipe, piped, 0)?
     } else {
-        // 1 MiB or more, or too long for the pipe: the receiver reads it out of this process's
-        // memory
-        frame.extend_from_slice(&if helps { IN_MEMORY_HELPED } else { IN_MEMORY }.to_le_bytes());
+        // 1 MiB or more, too long for the pipe, or to wait for its receive: the receiver reads
+        // it out of this process's memory
+        let how = match (helps, rendezvous) {
+            (_, true) => IN_MEMORY_RENDEZVOUS,
+            (true, false) => IN_MEMORY_HELPED,
+            (false, false) => IN_MEMORY,
+        };
+        frame.extend_from_slice(&how.to_le_bytes());
         frame.extend_from_slice(&(inline.len() as u32).to_le_bytes());
         frame.extend_from_slice(&(piped.len() as u32).to_le_bytes());
         for p in piped {
@@ -425,7 +437,7 @@ pub(crate) fn read(stream: &mut dyn Stream, header: &Header, opened: &Opened) ->
     }
     // `header.len` passed the limit check, so it is a length this process may allocate
     let piped = usize::try_from(header.len).map_err(io::Error::other)? - inline;
-    if owner.1 == IN_MEMORY || owner.1 == IN_MEMORY_HELPED {
+    if [IN_MEMORY, IN_MEMORY_HELPED, IN_MEMORY_RENDEZVOUS].contains(&owner.1) {
         let remote = read_remote(stream, piped)?;
         let mut tail = vec![0u8; inline];
         stream.read_exact(&mut tail)?;
@@ -433,7 +445,8 @@ pub(crate) fn read(stream: &mut dyn Stream, header: &Header, opened: &Opened) ->
             let (pid, helped) = (Pid::from_raw(owner.0), owner.1 == IN_MEMORY_HELPED);
             Box::new(Remote { pid, pieces: remote, at: 0, helped })
         });
-        return Ok(Lent { source: Source::Memory(source), piped, tail, tail_taken: 0 });
+        let rendezvous = owner.1 == IN_MEMORY_RENDEZVOUS;
+        return Ok(Lent { source: Source::Memory(source), piped, tail, tail_taken: 0, rendezvous });
     }
     let mut tail = vec![0u8; inline];
     stream.read_exact(&mut tail)?;
@@ -455,7 +468,7 @@ pub(crate) fn read(stream: &mut dyn Stream, header: &Header, opened: &Opened) ->
             pipe
         }
     };
-    Ok(Lent { source: Source::Pipe(pipe), piped, tail, tail_taken: 0 })
+    Ok(Lent { source: Source::Pipe(pipe), piped, tail, tail_taken: 0, rendezvous: false })
 }
 
 /// Reads the list of buffers a message lent in memory lies in, which must add up to `piped`
@@ -497,6 +510,34 @@ fn may_read(pid: i32, remote: &[RemoteIoVec], opened: &Opened) -> bool {
         *known = Some(pid);
     }
     ok
+}
+
+/// The frame of a message of `payload` (in this process's memory) and `inline` (in the frame)
+/// lent for a rendezvous ([`IN_MEMORY_RENDEZVOUS`]), as [`announce`] writes it.
+#[cfg(test)]
+pub(crate) fn rendezvous_frame(context: u64, tag: u32, payload: &[u8], inline: &[u8]) -> Vec<u8> {
+    let len = (payload.len() + inline.len()) as u64;
+    let mut f = Header { kind: KIND_LEND, context, tag, len }.encode().to_vec();
+    f.extend_from_slice(&std::process::id().to_le_bytes());
+    f.extend_from_slice(&IN_MEMORY_RENDEZVOUS.to_le_bytes());
+    f.extend_from_slice(&(inline.len() as u32).to_le_bytes());
+    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&(payload.as_ptr() as u64).to_le_bytes());
+    f.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    f.extend_from_slice(inline);
+    f
+}
+
+/// Whether a lent message may stay unread until a receive is posted for it: its sender receives
+/// while it waits ([`IN_MEMORY_RENDEZVOUS`]), and its payload can be read (else it is refused
+/// at once and written).
+pub(crate) fn rendezvous(lent: &Lent) -> bool {
+    lent.rendezvous && readable(lent)
+}
+
+/// The payload's last bytes, which came in the frame (a collective's signature).
+pub(crate) fn tail(lent: &Lent) -> &[u8] {
+    &lent.tail
 }
 
 /// Whether the lent payload can be read (else the sender is asked to write it).
@@ -675,7 +716,7 @@ mod tests {
         tag: u32,
         parts: &[&[u8]],
     ) -> io::Result<bool> {
-        let announced = announce(stream, pipe, context, tag, parts, true)?;
+        let announced = announce(stream, pipe, context, tag, parts, true, false)?;
         finish(stream, spin, pipe, parts, announced)
     }
 

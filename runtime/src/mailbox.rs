@@ -48,10 +48,14 @@ pub(crate) struct Pattern<'a> {
 
 impl Pattern<'_> {
     fn matches(&self, e: &Envelope) -> bool {
-        e.context == self.context
-            && self.src.is_none_or(|s| s == e.src)
-            && self.group.is_none_or(|g| g.contains(&e.src))
-            && self.tag.is_none_or(|t| t == e.tag)
+        self.matches_message(e.src, e.context, e.tag)
+    }
+
+    fn matches_message(&self, src: usize, context: u64, tag: u32) -> bool {
+        context == self.context
+            && self.src.is_none_or(|s| s == src)
+            && self.group.is_none_or(|g| g.contains(&src))
+            && self.tag.is_none_or(|t| t == tag)
     }
 }
 
@@ -119,6 +123,24 @@ pub(crate) struct Handoff {
     pub lent: Option<crate::lend::Lent>,
 }
 
+/// A lent message left unread until a receive is posted for it ([`Mailbox::defer`]).
+struct Deferred {
+    src: usize,
+    context: u64,
+    tag: u32,
+    len: u64,
+    handoff: Handoff,
+}
+
+impl Deferred {
+    /// A stand-in for the message with only its last bytes (a collective's signature), which
+    /// came in its frame, for a receive's objections.
+    fn stub(&self) -> Envelope {
+        let tail = self.handoff.lent.as_ref().map_or(&[][..], crate::lend::tail).to_vec();
+        Envelope { src: self.src, context: self.context, tag: self.tag, data: tail }
+    }
+}
+
 /// A receive waiting with a buffer for one exact source, context, tag and length.
 struct Post {
     id: u64,
@@ -156,6 +178,8 @@ struct State {
     retired: VecDeque<u64>,
     /// What wakes each receive that waits on a connection it reads itself, at every change.
     wakers: Vec<Arc<EventFd>>,
+    /// Lent messages waiting, unread, for a receive to be posted for them.
+    deferred: Vec<Deferred>,
 }
 
 /// How many retired contexts a mailbox remembers.
@@ -222,6 +246,7 @@ impl Mailbox {
                 next_post: 0,
                 retired: VecDeque::new(),
                 wakers: Vec::new(),
+                deferred: Vec::new(),
             }),
             changed: Condvar::new(),
             waiters: AtomicUsize::new(0),
@@ -352,6 +377,71 @@ impl Mailbox {
             s.retired.pop_front();
         }
         s.retired.push_back(context);
+        // their senders wait for them to be read
+        let (unread, kept) = std::mem::take(&mut s.deferred).into_iter().partition(|d| d.context == context);
+        s.deferred = kept;
+        drop(s);
+        for d in unread {
+            self.materialize(d);
+        }
+    }
+
+    /// Leaves a lent message (from `src`, on `context` with `tag`, `len` bytes) unread until a
+    /// receive is posted for it, its sender waiting meanwhile ([`crate::lend::rendezvous`]);
+    /// hands it over at once to a receive posted for it already. A message on a retired context
+    /// is read and dropped.
+    pub fn defer(&self, src: usize, context: u64, tag: u32, len: u64, handoff: Handoff) {
+        let mut s = self.lock();
+        if s.retired.contains(&context) {
+            drop(s);
+            return self.materialize(Deferred { src, context, tag, len, handoff });
+        }
+        let queued = s.queue.iter().any(|e| e.src == src && e.context == context && e.tag == tag);
+        let found = s.posts.iter().position(|p| {
+            p.handed.is_none() && p.src == src && p.context == context && p.tag == tag && p.len == len
+        });
+        match found {
+            Some(i) if !queued => s.posts[i].handed = Some(handoff),
+            _ => s.deferred.push(Deferred { src, context, tag, len, handoff }),
+        }
+        self.notify(s);
+    }
+
+    /// The handoff of the first message left unread from `src` on `context` with `tag`, if it
+    /// is `len` bytes long (one of another length is for [`Mailbox::materialize`]).
+    fn take_deferred(s: &mut State, src: usize, context: u64, tag: u32, len: u64) -> Option<Handoff> {
+        let i = s.deferred.iter().position(|d| d.src == src && d.context == context && d.tag == tag)?;
+        (s.deferred[i].len == len).then(|| s.deferred.remove(i).handoff)
+    }
+
+    /// Reads a message left unread into a vector and queues it (for a receive that was not
+    /// posted for it: one of another length, or one that takes any message).
+    fn materialize(&self, d: Deferred) {
+        let Deferred { src, context, tag, len, handoff } = d;
+        let Ok(len) = usize::try_from(len) else { return };
+        let mut data = vec![0; len];
+        if self.read_handoff(src, handoff, Target { body: &mut data, tail: &mut [] }).is_ok() {
+            self.push(Envelope { src, context, tag, data });
+        }
+    }
+
+    /// Reads into the queue the first message left unread that `pat` matches, or that comes
+    /// from the one source `pat` waits for on its context (its sender sends nothing more until
+    /// that one is read: a receive for a later message of that source would wait for ever);
+    /// false if none.
+    fn materialize_for<'s>(
+        &'s self,
+        mut s: MutexGuard<'s, State>,
+        pat: &Pattern<'_>,
+    ) -> (MutexGuard<'s, State>, bool) {
+        let from_source = |d: &Deferred| pat.src == Some(d.src) && pat.context == d.context;
+        let found =
+            s.deferred.iter().position(|d| pat.matches_message(d.src, d.context, d.tag) || from_source(d));
+        let Some(i) = found else { return (s, false) };
+        let d = s.deferred.remove(i);
+        drop(s);
+        self.materialize(d);
+        (self.lock(), true)
     }
 
     /// A connection claiming to come from `src` started its handshake.
@@ -489,6 +579,17 @@ impl Mailbox {
             if let Some(err) = bad.and_then(|bad| s.queue.iter().filter(related).find_map(bad)) {
                 return (s, Err(err));
             }
+            let stubs = || s.deferred.iter().filter(|d| d.context == pat.context).map(Deferred::stub);
+            if let Some(err) = bad.and_then(|bad| stubs().find_map(|e| bad(&e))) {
+                return (s, Err(err));
+            }
+            // a message left unread that this receive matches but did not take (it is of
+            // another length, or not posted for): into the queue, where `ready` finds it
+            let (s2, read) = self.materialize_for(s, pat);
+            s = s2;
+            if read {
+                continue;
+            }
             if let Some(err) = self.hopeless(&s, pat) {
                 return (s, Err(err));
             }
@@ -617,9 +718,13 @@ impl Mailbox {
         let len = (target.body.len() + target.tail.len()) as u64;
         s.posts.push(Post { id, src, context: pat.context, tag, len, handed: None });
         // a connection handed over to this post, or else an earlier message queued for it
+        let (context, placed_len) = (pat.context, len);
         let ready = |s: &mut State| {
             let handed = s.posts.iter_mut().find(|p| p.id == id).and_then(|p| p.handed.take());
-            let got = handed.map(|h| Some(Err(h))).or_else(|| Self::take(s, pat).map(|e| Some(Ok(e))));
+            let got = handed
+                .map(|h| Some(Err(h)))
+                .or_else(|| Self::take(s, pat).map(|e| Some(Ok(e))))
+                .or_else(|| Self::take_deferred(s, src, context, tag, placed_len).map(|h| Some(Err(h))));
             got.or_else(|| deadline.is_some_and(|d| Instant::now() >= d).then_some(None))
         };
         // no polling of the mailbox for a large message: the progress thread may be reading it,
@@ -692,8 +797,17 @@ impl Mailbox {
             // for one
             let ready = |s: &mut State| {
                 left.iter().find_map(|&i| {
-                    let handed = s.posts.iter_mut().find(|p| p.id == ids[i]).and_then(|p| p.handed.take());
-                    handed.map(|h| (i, Err(h))).or_else(|| Self::take(s, &pats[i]).map(|e| (i, Ok(e))))
+                    let post = s.posts.iter_mut().find(|p| p.id == ids[i]);
+                    let (handed, len) = post.map_or((None, 0), |p| (p.handed.take(), p.len));
+                    let pat = &pats[i];
+                    let deferred = |s: &mut State| {
+                        let (src, tag) = (pat.src?, pat.tag?);
+                        Self::take_deferred(s, src, pat.context, tag, len)
+                    };
+                    handed
+                        .map(|h| (i, Err(h)))
+                        .or_else(|| Self::take(s, pat).map(|e| (i, Ok(e))))
+                        .or_else(|| deferred(s).map(|h| (i, Err(h))))
                 })
             };
             let (s2, outcome) = self.wait_for(s, &pats[first], false, Some(&bad), None, ready);
@@ -723,6 +837,11 @@ impl Mailbox {
         if let Some(e) = Self::take(&mut s, pat) {
             return Ok(Some(e));
         }
+        let (s2, read) = self.materialize_for(s, pat);
+        s = s2;
+        if let Some(e) = read.then(|| Self::take(&mut s, pat)).flatten() {
+            return Ok(Some(e));
+        }
         self.hopeless(&s, pat).map_or(Ok(None), Err)
     }
 
@@ -731,6 +850,9 @@ impl Mailbox {
         let s = self.lock();
         if let Some(e) = s.queue.iter().find(|e| pat.matches(e)) {
             return Ok(Some((e.src, e.tag, e.data.len())));
+        }
+        if let Some(d) = s.deferred.iter().find(|d| pat.matches_message(d.src, d.context, d.tag)) {
+            return Ok(Some((d.src, d.tag, usize::try_from(d.len).unwrap_or(usize::MAX))));
         }
         self.hopeless(&s, pat).map_or(Ok(None), Err)
     }
