@@ -31,6 +31,11 @@
 //! ([`SHARE_MIN`]): it asks the sender to write the second half of its buffer ([`WRITE`],
 //! `process_vm_writev`) while it reads the first, so that each side's core copies half.
 //!
+//! An exchange step's message where ranks share cores is lent in memory as a rendezvous
+//! ([`IN_MEMORY_RENDEZVOUS`]): its sender receives while it waits, so the receiver's progress
+//! thread may leave it unread until the receive is posted ([`rendezvous`], the mailbox's
+//! `defer`), and the payload is copied once, straight into place, even when it comes first.
+//!
 //! The receiver opens the sender's pipe as `/proc/PID/fd/FD`, once per connection, and reads
 //! memory only of the process named, after checking that the process id is the one at the
 //! other end of the Unix socket (`SO_PEERCRED`), so a peer can only make it read a pipe or
@@ -74,11 +79,12 @@ pub(crate) const CROWDED_LEND_MIN: usize = 4 << 20;
 /// (the sender receiving meanwhile, both ranks copying at once); a fan of messages out at once
 /// is lent from [`LEND_MIN`], since the sender waits once for all of them.
 ///
-/// Measured at 8 ranks on 2 cores, lending exchanges from 64 KiB against from
-/// [`CROWDED_LEND_MIN`], alternating runs (medians of three, then five): allgather 1 MiB 4.96
-/// against 6.41 ms, 6.28 against 6.87 (recursive doubling: exchanges of 1 to 4 MiB), but
-/// allreduce 64 KiB 363 against 317 us, 378 against 307 (recursive doubling: exchanges of 64 KiB
-/// through pipes).
+/// There an exchange's message is a rendezvous ([`IN_MEMORY_RENDEZVOUS`]): it waits unread for
+/// its receive rather than be copied into a vector first. Measured at 8 ranks on 2 cores, three
+/// alternating runs, lent from 128 KiB against from 1 MiB: allreduce 1 MiB 1.55 against 1.85 ms
+/// (the halving's exchanges of 128 to 512 KiB), 16 MiB equal; from 64 KiB, the 64 KiB
+/// allreduce 332 against 292 us (recursive doubling's exchanges of 64 KiB). Before the
+/// rendezvous, lending from 128 KiB gained nothing (1.79 against 1.80 ms).
 pub(crate) const CROWDED_EXCHANGE_MIN: usize = 128 * 1024;
 /// The pipe size a sender asks for, and so the largest message it lends (with up to
 /// [`INLINE_MAX`] bytes more in the frame). Larger pipes need `CAP_SYS_RESOURCE`.
