@@ -426,15 +426,18 @@ impl Mailbox {
     }
 
     /// Reads into the queue the first message left unread that `pat` matches, or that comes
-    /// from the one source `pat` waits for on its context (its sender sends nothing more until
-    /// that one is read: a receive for a later message of that source would wait for ever);
-    /// false if none.
+    /// from a source `pat` waits for, on any context (its sender sends nothing more until that
+    /// one is read: a receive for a later message of that source would wait for ever); false if
+    /// none.
     fn materialize_for<'s>(
         &'s self,
         mut s: MutexGuard<'s, State>,
         pat: &Pattern<'_>,
     ) -> (MutexGuard<'s, State>, bool) {
-        let from_source = |d: &Deferred| pat.src == Some(d.src) && pat.context == d.context;
+        let from_source = |d: &Deferred| match pat.src {
+            Some(src) => src == d.src,
+            None => pat.group.is_none_or(|g| g.contains(&d.src)),
+        };
         let found =
             s.deferred.iter().position(|d| pat.matches_message(d.src, d.context, d.tag) || from_source(d));
         let Some(i) = found else { return (s, false) };
