@@ -124,7 +124,7 @@ pub(crate) fn check<T: Element>(op: Op) -> Result<()> {
 pub(crate) fn apply<T: Element>(op: Op, acc: &mut [u8], other: &[u8]) {
     let combine = |a: T, b: T| T::combine(op, a, b).unwrap_or(a);
     match (bytemuck::try_cast_slice_mut::<u8, T>(acc), bytemuck::try_cast_slice::<u8, T>(other)) {
-        (Ok(acc), Ok(other)) => acc.iter_mut().zip(other).for_each(|(a, &b)| *a = combine(*a, b)),
+        (Ok(acc), Ok(other)) => fold(op, acc, other),
         _ => {
             let size = std::mem::size_of::<T>();
             for (a, b) in acc.chunks_exact_mut(size).zip(other.chunks_exact(size)) {
@@ -132,6 +132,25 @@ pub(crate) fn apply<T: Element>(op: Op, acc: &mut [u8], other: &[u8]) {
                 a.copy_from_slice(bytemuck::bytes_of(&v));
             }
         }
+    }
+}
+
+/// `acc[i] = op(acc[i], other[i])` on aligned slices, one loop per operation, so that the
+/// operation is known inside the loop and the compiler can vectorise it (the element-wise sum
+/// of a 1 MiB allreduce with the operation chosen per element took 9% of 8 ranks' time).
+fn fold<T: Element>(op: Op, acc: &mut [T], other: &[T]) {
+    fn each<T: Copy>(acc: &mut [T], other: &[T], f: impl Fn(T, T) -> T) {
+        acc.iter_mut().zip(other).for_each(|(a, &b)| *a = f(*a, b));
+    }
+    // `check` let only operations that apply to `T` through: `unwrap_or` keeps `a` otherwise
+    match op {
+        Op::Sum => each(acc, other, |a, b| T::combine(Op::Sum, a, b).unwrap_or(a)),
+        Op::Product => each(acc, other, |a, b| T::combine(Op::Product, a, b).unwrap_or(a)),
+        Op::Min => each(acc, other, |a, b| T::combine(Op::Min, a, b).unwrap_or(a)),
+        Op::Max => each(acc, other, |a, b| T::combine(Op::Max, a, b).unwrap_or(a)),
+        Op::BitAnd => each(acc, other, |a, b| T::combine(Op::BitAnd, a, b).unwrap_or(a)),
+        Op::BitOr => each(acc, other, |a, b| T::combine(Op::BitOr, a, b).unwrap_or(a)),
+        Op::BitXor => each(acc, other, |a, b| T::combine(Op::BitXor, a, b).unwrap_or(a)),
     }
 }
 
@@ -152,6 +171,16 @@ mod tests {
         y.extend_from_slice(bytemuck::cast_slice(&[3u32, 10]));
         apply::<u32>(Op::BitAnd, &mut x[1..], &y[1..]);
         assert_eq!(bytemuck::pod_collect_to_vec::<u8, u32>(&x[1..]), [2, 8]);
+        // every operation, aligned, as element by element
+        let ops = [Op::Sum, Op::Product, Op::Min, Op::Max, Op::BitAnd, Op::BitOr, Op::BitXor];
+        let (xs, ys): (Vec<i64>, Vec<i64>) = (0..37).map(|i| (i * 7 - 100, 50 - i * i)).unzip();
+        for op in ops {
+            let mut acc: Vec<u8> = bytemuck::cast_slice(&xs).to_vec();
+            apply::<i64>(op, &mut acc, bytemuck::cast_slice(&ys));
+            let want: Vec<i64> =
+                xs.iter().zip(&ys).map(|(&a, &b)| i64::combine(op, a, b).unwrap_or(a)).collect();
+            assert_eq!(bytemuck::pod_collect_to_vec::<u8, i64>(&acc), want, "{op:?}");
+        }
         assert!(check::<f32>(Op::BitXor).is_err());
         assert!(check::<i64>(Op::BitXor).is_ok());
     }
