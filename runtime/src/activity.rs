@@ -60,8 +60,8 @@ impl Activity {
             Some(w) => {
                 let call = w.call.zip(w.context).map(|(call, context)| CallAt {
                     context,
-                    // as a collective message's tag keeps it (24 bits)
-                    call: call & 0xff_ffff,
+                    // as a collective message's tag keeps it
+                    call: call & crate::communicator::SEQ_MASK,
                     op: w.op.to_string(),
                     root: w.root.map(|r| r as u64),
                     len: w.len.map(|l| l as u64),

@@ -997,7 +997,7 @@ const EXCHANGE_PATIENCE: Duration = Duration::from_millis(200);
 /// The bits of a call's sequence number a collective message's tag keeps
 /// ([`prun_collectives::p2p::tag`]), and half their range: a message of a call at most that
 /// many calls back is of an earlier call, not of a later one.
-const SEQ_MASK: u32 = (1 << 24) - 1;
+pub(crate) const SEQ_MASK: u32 = (1 << 24) - 1;
 const SEQ_HALF: u32 = 1 << 23;
 
 /// What a collective receive got.

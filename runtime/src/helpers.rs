@@ -33,7 +33,6 @@ pub(crate) struct Helpers {
 }
 
 /// Where a parked thread waits for its next job.
-#[derive(Default)]
 struct Slot {
     job: Mutex<Option<Job>>,
     given: Condvar,

@@ -472,7 +472,7 @@ fn read_lent(mut stream: Box<dyn Stream>, header: &Header, conn: &Arc<Conn>, mai
     let Ok(total) = usize::try_from(len) else { return Delivered::Failed(stream) };
     let readable = lend::readable(&lent);
     if lend::rendezvous(&lent) {
-        // its sender receives while it waits: the message waits for its receive, unread
+        // its receive is sure to come (see `lend::IN_MEMORY_RENDEZVOUS`): it waits, unread
         let handoff = Handoff { stream, prefix: Vec::new(), conn: Arc::clone(conn), lent: Some(lent) };
         mailbox.defer(src, context, tag, len, handoff);
         return Delivered::HandedOver;
@@ -612,7 +612,10 @@ mod tests {
         for exact in [true, false] {
             let (m, mut writer) = one_connection();
             let incoming = m.incoming().expect("attached");
-            writer.write_all(&lend::rendezvous_frame(0, 9, &payload, b"sig")).expect("frame");
+            // the sender's frame, as an exchange step writes it where ranks share cores
+            let pipe = lend::Pipe::new(lend::LEND_MAX).expect("pipe");
+            let parts: [&[u8]; 2] = [&payload, b"sig"];
+            lend::announce(&mut writer, &pipe, 0, 9, &parts, false, true).expect("frame");
             let mut events = [EpollEvent::empty(); 4];
             let n = incoming.epoll.wait(&mut events, EpollTimeout::from(1000u16)).expect("wait");
             assert_eq!(n, 1, "no event for the message");

@@ -31,8 +31,8 @@
 //! ([`SHARE_MIN`]): it asks the sender to write the second half of its buffer ([`WRITE`],
 //! `process_vm_writev`) while it reads the first, so that each side's core copies half.
 //!
-//! An exchange step's message where ranks share cores is lent in memory as a rendezvous
-//! ([`IN_MEMORY_RENDEZVOUS`]): its sender receives while it waits, so the receiver's progress
+//! An exchange step's or a fan's message where ranks share cores is lent in memory as a
+//! rendezvous ([`IN_MEMORY_RENDEZVOUS`]): its receive is sure to come, so the receiver's progress
 //! thread may leave it unread until the receive is posted ([`rendezvous`], the mailbox's
 //! `defer`), and the payload is copied once, straight into place, even when it comes first.
 //!
@@ -110,9 +110,10 @@ const IN_MEMORY: i32 = -1;
 /// As [`IN_MEMORY`], from a sender that waits for the answer at once (not receiving meanwhile),
 /// and so can copy part of the payload itself when the receiver asks ([`WRITE`]).
 const IN_MEMORY_HELPED: i32 = -2;
-/// As [`IN_MEMORY`], from a sender that receives from the same peers while it waits (one step
-/// of an exchange, where ranks share cores): its receiver may leave the message unread until
-/// a receive is posted for it ([`rendezvous`]), rather than copy it into a vector first.
+/// As [`IN_MEMORY`], where ranks share cores, from a sender whose receiver is sure to post its
+/// receive (one step of an exchange, whose sender receives while it waits, or one message of a
+/// fan, whose receivers are in the same collective call): the receiver may leave the message
+/// unread until then ([`rendezvous`]), rather than copy it into a vector first.
 const IN_MEMORY_RENDEZVOUS: i32 = -3;
 /// Least number of bytes a receive shares the copy of with the sender of a message lent in
 /// memory: it reads the first half and the sender writes the second into its buffer
@@ -518,25 +519,9 @@ fn may_read(pid: i32, remote: &[RemoteIoVec], opened: &Opened) -> bool {
     ok
 }
 
-/// The frame of a message of `payload` (in this process's memory) and `inline` (in the frame)
-/// lent for a rendezvous ([`IN_MEMORY_RENDEZVOUS`]), as [`announce`] writes it.
-#[cfg(test)]
-pub(crate) fn rendezvous_frame(context: u64, tag: u32, payload: &[u8], inline: &[u8]) -> Vec<u8> {
-    let len = (payload.len() + inline.len()) as u64;
-    let mut f = Header { kind: KIND_LEND, context, tag, len }.encode().to_vec();
-    f.extend_from_slice(&std::process::id().to_le_bytes());
-    f.extend_from_slice(&IN_MEMORY_RENDEZVOUS.to_le_bytes());
-    f.extend_from_slice(&(inline.len() as u32).to_le_bytes());
-    f.extend_from_slice(&1u32.to_le_bytes());
-    f.extend_from_slice(&(payload.as_ptr() as u64).to_le_bytes());
-    f.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    f.extend_from_slice(inline);
-    f
-}
-
-/// Whether a lent message may stay unread until a receive is posted for it: its sender receives
-/// while it waits ([`IN_MEMORY_RENDEZVOUS`]), and its payload can be read (else it is refused
-/// at once and written).
+/// Whether a lent message may stay unread until a receive is posted for it: its sender said so
+/// ([`IN_MEMORY_RENDEZVOUS`]), and its payload can be read (else it is refused at once and
+/// written).
 pub(crate) fn rendezvous(lent: &Lent) -> bool {
     lent.rendezvous && readable(lent)
 }

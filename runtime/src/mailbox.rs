@@ -396,13 +396,9 @@ impl Mailbox {
             drop(s);
             return self.materialize(Deferred { src, context, tag, len, handoff });
         }
-        let queued = s.queue.iter().any(|e| e.src == src && e.context == context && e.tag == tag);
-        let found = s.posts.iter().position(|p| {
-            p.handed.is_none() && p.src == src && p.context == context && p.tag == tag && p.len == len
-        });
-        match found {
-            Some(i) if !queued => s.posts[i].handed = Some(handoff),
-            _ => s.deferred.push(Deferred { src, context, tag, len, handoff }),
+        match Self::post_for(&s, src, context, tag, len) {
+            Some(i) => s.posts[i].handed = Some(handoff),
+            None => s.deferred.push(Deferred { src, context, tag, len, handoff }),
         }
         self.notify(s);
     }
@@ -425,10 +421,10 @@ impl Mailbox {
         }
     }
 
-    /// Reads into the queue the first message left unread that `pat` matches, or that comes
-    /// from a source `pat` waits for, on any context (its sender sends nothing more until that
-    /// one is read: a receive for a later message of that source would wait for ever); false if
-    /// none.
+    /// Reads into the queue the first message left unread from a source `pat` waits for, on
+    /// any context: one `pat` matches, or one before it (its sender sends nothing more until
+    /// that one is read: a receive for a later message of that source would wait for ever);
+    /// false if none.
     fn materialize_for<'s>(
         &'s self,
         mut s: MutexGuard<'s, State>,
@@ -438,9 +434,7 @@ impl Mailbox {
             Some(src) => src == d.src,
             None => pat.group.is_none_or(|g| g.contains(&d.src)),
         };
-        let found =
-            s.deferred.iter().position(|d| pat.matches_message(d.src, d.context, d.tag) || from_source(d));
-        let Some(i) = found else { return (s, false) };
+        let Some(i) = s.deferred.iter().position(from_source) else { return (s, false) };
         let d = s.deferred.remove(i);
         drop(s);
         self.materialize(d);
@@ -674,18 +668,26 @@ impl Mailbox {
         handoff: Handoff,
     ) -> std::result::Result<(), Handoff> {
         let mut s = self.lock();
-        let queued = |s: &State| s.queue.iter().any(|e| e.src == src && e.context == context && e.tag == tag);
-        let found = s.posts.iter().position(|p| {
-            p.handed.is_none() && p.src == src && p.context == context && p.tag == tag && p.len == len
-        });
-        match found {
-            Some(i) if !queued(&s) => {
+        match Self::post_for(&s, src, context, tag, len) {
+            Some(i) => {
                 s.posts[i].handed = Some(handoff);
                 self.notify(s);
                 Ok(())
             }
-            _ => Err(handoff),
+            None => Err(handoff),
         }
+    }
+
+    /// The receive posted for exactly this message (from `src`, on `context` with `tag`, `len`
+    /// bytes) that no connection was handed to yet, unless an earlier message it would match
+    /// is queued (that one comes first).
+    fn post_for(s: &State, src: usize, context: u64, tag: u32, len: u64) -> Option<usize> {
+        if s.queue.iter().any(|e| e.src == src && e.context == context && e.tag == tag) {
+            return None;
+        }
+        s.posts.iter().position(|p| {
+            p.handed.is_none() && p.src == src && p.context == context && p.tag == tag && p.len == len
+        })
     }
 
     /// Receives the first message matching `pat`, which names one source and one tag, into
@@ -721,13 +723,12 @@ impl Mailbox {
         let len = (target.body.len() + target.tail.len()) as u64;
         s.posts.push(Post { id, src, context: pat.context, tag, len, handed: None });
         // a connection handed over to this post, or else an earlier message queued for it
-        let (context, placed_len) = (pat.context, len);
         let ready = |s: &mut State| {
             let handed = s.posts.iter_mut().find(|p| p.id == id).and_then(|p| p.handed.take());
             let got = handed
                 .map(|h| Some(Err(h)))
                 .or_else(|| Self::take(s, pat).map(|e| Some(Ok(e))))
-                .or_else(|| Self::take_deferred(s, src, context, tag, placed_len).map(|h| Some(Err(h))));
+                .or_else(|| Self::take_deferred(s, src, pat.context, tag, len).map(|h| Some(Err(h))));
             got.or_else(|| deadline.is_some_and(|d| Instant::now() >= d).then_some(None))
         };
         // no polling of the mailbox for a large message: the progress thread may be reading it,

@@ -411,20 +411,20 @@ impl Communicator {
             }
         }
         let at_root_done = matches!(outcome, Ok(())) && self.rank() == root;
-        let mut told = false;
-        if let Some(server) = server {
-            // a request from this rank to itself stops the steal thread, which is waited for
-            // when the communicator is dropped, not on the way out (one that cannot be told
-            // runs until the process ends); at the root it then tells the ranks the map is
-            // over (one wake-up in the root's time rather than one per send)
+        // a request from this rank to itself stops the steal thread, which is waited for when
+        // the communicator is dropped, not on the way out (one that cannot be told runs until
+        // the process ends); at the root it then tells the ranks the map is over (one wake-up
+        // in the root's time rather than one per send)
+        let stopped = server.is_some_and(|server| {
             finished.store(at_root_done, Ordering::Release);
-            if send_to(self, self.rank(), steals, STEAL, &()).is_ok() {
+            let told = send_to(self, self.rank(), steals, STEAL, &()).is_ok();
+            if told {
                 self.helpers().stopping(server);
-                told = at_root_done;
             }
-        }
+            told
+        });
         let outcome = match outcome {
-            Ok(()) if at_root_done && !told => done_children(root, root, self.size())
+            Ok(()) if at_root_done && !stopped => done_children(root, root, self.size())
                 .into_iter()
                 .try_for_each(|r| send_to(self, r, context, DONE, &()))
                 .map_err(Stop::from),
