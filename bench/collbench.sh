@@ -9,6 +9,7 @@
 #   OPS="bcast allreduce"   operations to run, space-separated, among
 #                           latency barrier bcast allreduce gather scatter
 #                           allgather (default: all, in that order)
+#   COLLBENCH_MIN_BYTES     smallest message size (default 0)          }
 #   COLLBENCH_MAX_BYTES     largest message size (default 16777216)   } passed to
 #   COLLBENCH_ITERS_SCALE   iteration multiplier, float (default 1)  } both programs
 #   WITH_MPICH=1            also run MPICH, at 2 ranks only (its ranks busy-poll,
@@ -49,6 +50,7 @@ REPEAT=${REPEAT:-1}
 PRUN_BIN=${PRUN_BIN:-target/release/prun}
 COLLBENCH_BIN=${COLLBENCH_BIN:-target/release/collbench}
 WITH_MPICH=${WITH_MPICH:-0}
+MIN_BYTES=${COLLBENCH_MIN_BYTES:-0}
 MAX_BYTES=${COLLBENCH_MAX_BYTES:-16777216}
 ITERS_SCALE=${COLLBENCH_ITERS_SCALE:-1}
 if [[ $# -gt 0 ]]; then RANKS=("$@"); else RANKS=(2 8); fi
@@ -61,6 +63,7 @@ SCRIPT_NAME=collbench.sh
 source bench/lib.sh
 
 [[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "TIMEOUT must be a positive integer, not '$TIMEOUT'"
+[[ $MIN_BYTES =~ ^[0-9]+$ ]] || die "COLLBENCH_MIN_BYTES must be a non-negative integer, not '$MIN_BYTES'"
 [[ $MAX_BYTES =~ ^[0-9]+$ ]] || die "COLLBENCH_MAX_BYTES must be a non-negative integer, not '$MAX_BYTES'"
 if ! [[ $ITERS_SCALE =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ ]] ||
     ! awk -v s="$ITERS_SCALE" 'BEGIN { exit !(s + 0 > 0) }'; then
@@ -112,7 +115,7 @@ fi
 
 # Open MPI's local ranks inherit mpirun's environment anyway; -x makes it explicit.
 OMPI_ENV=()
-for v in COLLBENCH_MAX_BYTES COLLBENCH_ITERS_SCALE; do
+for v in COLLBENCH_MIN_BYTES COLLBENCH_MAX_BYTES COLLBENCH_ITERS_SCALE; do
     if [[ -n ${!v:-} ]]; then
         export "${v?}"
         OMPI_ENV+=(-x "$v")
@@ -150,7 +153,7 @@ expected_keys() {
         fi
         [[ $op == latency && $1 -lt 2 ]] && continue
         for s in "${SIZES[@]}"; do
-            ((s <= 10#$MAX_BYTES)) && add_key "$op $s"
+            ((s >= 10#$MIN_BYTES && s <= 10#$MAX_BYTES)) && add_key "$op $s"
         done
     done
     EXPECTED=("${KEYS[@]}")
@@ -230,7 +233,7 @@ ratio() { # ratio A B
 
 echo "Collective benchmark: mean time per operation, averaged over ranks, $(nproc 2>/dev/null || echo '?') cores"
 echo
-echo "- ops: ${OPS_LIST[*]}; sizes up to $MAX_BYTES bytes; iterations scale $ITERS_SCALE"
+echo "- ops: ${OPS_LIST[*]}; sizes $MIN_BYTES to $MAX_BYTES bytes; iterations scale $ITERS_SCALE"
 echo "- prun: $PRUN_BIN -n N $COLLBENCH_BIN"
 echo "- Open MPI: $OMPI_STATUS"
 echo "- MPICH: $MPICH_STATUS"

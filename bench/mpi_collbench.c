@@ -6,8 +6,9 @@
  *   OPS: latency barrier bcast allreduce gather scatter allgather
  *   (none means all, in that order; given ops run in the order given)
  *
- * Sizes (bytes): 8 1024 65536 1048576 16777216, capped by the environment
- * variable COLLBENCH_MAX_BYTES (default 16777216; sizes above it are skipped).
+ * Sizes (bytes): 8 1024 65536 1048576 16777216, bounded by the environment
+ * variables COLLBENCH_MIN_BYTES (default 0) and COLLBENCH_MAX_BYTES (default
+ * 16777216); sizes outside them are skipped.
  *   latency    ping-pong between ranks 0 and 1, MPI_Send/MPI_Recv of MPI_BYTE;
  *              one-way time = round trip / 2; other ranks only join the
  *              barriers.  Skipped (note on stderr) with fewer than 2 ranks.
@@ -265,11 +266,18 @@ static int known_op(const char *s)
 }
 
 /* Parses the environment; returns an error message or NULL. */
-static const char *read_env(long *max_bytes)
+static const char *read_env(long *min_bytes, long *max_bytes)
 {
     const char *s;
     char *end;
 
+    *min_bytes = 0;
+    if ((s = getenv("COLLBENCH_MIN_BYTES")) && *s) {
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (errno || *end || v < 0) return "COLLBENCH_MIN_BYTES must be a non-negative integer";
+        *min_bytes = v;
+    }
     *max_bytes = 16777216L;
     if ((s = getenv("COLLBENCH_MAX_BYTES")) && *s) {
         errno = 0;
@@ -300,8 +308,8 @@ int main(int argc, char **argv)
     MPI_Comm_size(MPI_COMM_WORLD, &nranks);
 
     /* Every rank checks the same arguments and environment, so all agree. */
-    long max_bytes;
-    const char *err = read_env(&max_bytes), *bad = "";
+    long min_bytes, max_bytes;
+    const char *err = read_env(&min_bytes, &max_bytes), *bad = "";
     for (int i = 1; !err && i < argc; i++)
         if (!known_op(argv[i])) err = "unknown operation: ", bad = argv[i];
     if (err) {
@@ -327,7 +335,7 @@ int main(int argc, char **argv)
             continue;
         }
         for (int i = 0; i < N_SIZES; i++)
-            if (SIZES[i] <= max_bytes) run(op, SIZES[i]);
+            if (SIZES[i] >= min_bytes && SIZES[i] <= max_bytes) run(op, SIZES[i]);
     }
 
     MPI_Finalize();

@@ -34,9 +34,12 @@ pub fn iterations(bytes: usize) -> (usize, usize) {
     (((iters as f64 * scale) as usize).max(2), ((warm as f64 * scale) as usize).max(1))
 }
 
-/// The largest message size to measure: `COLLBENCH_MAX_BYTES`, 16 MiB by default.
-pub fn max_bytes() -> usize {
-    env_f64("COLLBENCH_MAX_BYTES", (16 << 20) as f64) as usize
+/// The message sizes to measure: those of [`SIZES`] from `COLLBENCH_MIN_BYTES` (0 by default)
+/// up to `COLLBENCH_MAX_BYTES` (16 MiB by default), as OSU's `-m min:max`.
+pub fn sizes() -> Vec<usize> {
+    let min = env_f64("COLLBENCH_MIN_BYTES", 0.0) as usize;
+    let max = env_f64("COLLBENCH_MAX_BYTES", (16 << 20) as f64) as usize;
+    SIZES.into_iter().filter(|b| (min..=max).contains(b)).collect()
 }
 
 /// `n` values starting on a page boundary, as bench/mpi_collbench.c's (`posix_memalign`). Where

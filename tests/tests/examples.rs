@@ -1,6 +1,7 @@
-//! The map examples (`primes`, `skew`, `maprate`, `mandelbrot`) run as real jobs: their output
-//! formats, their self-checks and, for `skew`, that work stealing beats a static split on a
-//! strongly skewed task list. No timing figure is asserted: the machine is shared.
+//! The map examples (`primes`, `skew`, `maprate`, `mandelbrot`) and the collective benchmark
+//! (`collbench`) run as real jobs: their output formats, their self-checks and, for `skew`, that
+//! work stealing beats a static split on a strongly skewed task list. No timing figure is
+//! asserted: the machine is shared.
 
 use prun_tests::prun;
 
@@ -102,6 +103,40 @@ fn maprate_checks_its_results_and_reports_a_rate() {
     let efficiency = figure(lines[3], "efficiency ");
     assert!(efficiency > 0.0 && efficiency < 2.0, "{}", out.stdout);
     assert!(lines[4].starts_with("items_per_s "), "{}", out.stdout);
+}
+
+#[test]
+fn collbench_prints_op_bytes_and_time_for_the_sizes_asked() {
+    // three ranks (the ping-pong's idle rank too); the sizes from 1 KiB to 64 KiB only
+    let out = prun(["-n", "3", "@collbench", "latency", "barrier", "allreduce"])
+        .env("COLLBENCH_MIN_BYTES", "1024")
+        .env("COLLBENCH_MAX_BYTES", "65536")
+        .env("COLLBENCH_ITERS_SCALE", "0.01")
+        .run();
+    out.expect_code(0).no_leftovers();
+    let rows: Vec<(&str, &str)> = out
+        .lines()
+        .iter()
+        .map(|l| {
+            let w: Vec<&str> = l.split(' ').collect();
+            assert_eq!(w.len(), 3, "<op> <bytes> <avg_us>: '{l}'");
+            assert!(w[2].parse::<f64>().is_ok_and(|us| us > 0.0), "a time in microseconds: '{l}'");
+            (w[0], w[1])
+        })
+        .collect();
+    let expected = [
+        ("latency", "1024"),
+        ("latency", "65536"),
+        ("barrier", "0"),
+        ("allreduce", "1024"),
+        ("allreduce", "65536"),
+    ];
+    assert_eq!(rows, expected, "{}", out.stdout);
+
+    let out = prun(["-n", "2", "@collbench", "bcast", "reduce_all"]).run();
+    out.expect_code(2).no_leftovers();
+    assert!(out.stderr.contains("unknown operation 'reduce_all'"), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
 }
 
 #[test]

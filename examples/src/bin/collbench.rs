@@ -9,14 +9,14 @@
 //! for `latency`, a ping-pong whose one-way time is half the round trip). Rank 0 prints exactly
 //! `<op> <bytes> <avg_us>` per measurement and nothing else on stdout.
 //!
-//! Environment: `COLLBENCH_MAX_BYTES` caps the sizes; `COLLBENCH_ITERS_SCALE` scales the
+//! Environment: `COLLBENCH_MIN_BYTES` and `COLLBENCH_MAX_BYTES` bound the sizes; `COLLBENCH_ITERS_SCALE` scales the
 //! iteration counts (`clamp(64 MiB / max(bytes, 1 KiB), 10, 1000)`, a tenth of that to warm up).
 
 use prun::{Op, World};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use prun_examples::collbench::{EMPTY, Page, SIZES, iterations, max_bytes, operations};
+use prun_examples::collbench::{EMPTY, Page, iterations, operations, sizes};
 
 /// Mean seconds of `op` over the timed iterations, after warm-up; a barrier before each.
 fn measure(
@@ -50,7 +50,7 @@ fn report(world: &World, op: &str, bytes: usize, mean: f64, take_part: bool) -> 
     Ok(())
 }
 
-fn bench(world: &World, op: &str, max: usize) -> Result<(), prun::Error> {
+fn bench(world: &World, op: &str, sizes: &[usize]) -> Result<(), prun::Error> {
     let (rank, size) = (world.rank(), world.size());
     if op == "barrier" {
         let mean = measure(world, 0, || world.barrier())?;
@@ -59,7 +59,7 @@ fn bench(world: &World, op: &str, max: usize) -> Result<(), prun::Error> {
     // buffers to send hold rank + 1 in every byte, as bench/mpi_collbench.c's: never zero, so
     // that they are real pages rather than the kernel's shared zero page
     let fill = (rank % 255) as u8 + 1;
-    for bytes in SIZES.into_iter().filter(|&b| b <= max) {
+    for &bytes in sizes {
         let mean = match op {
             "latency" => {
                 if size < 2 {
@@ -126,11 +126,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let max = max_bytes();
+    let sizes = sizes();
     let run = || -> Result<(), prun::Error> {
         let world = prun::init()?;
         for op in &ops {
-            bench(&world, op, max)?;
+            bench(&world, op, &sizes)?;
         }
         Ok(())
     };

@@ -13,7 +13,8 @@
 //! path from `World` to MPI. What the backend costs by running at all (its thread level and its
 //! receiver thread) is left to bench/mpi_backend.sh's comparison with the C reference.
 //!
-//! Sizes and iteration counts are collbench's (`COLLBENCH_MAX_BYTES`, `COLLBENCH_ITERS_SCALE`).
+//! Sizes and iteration counts are collbench's (`COLLBENCH_MIN_BYTES`, `COLLBENCH_MAX_BYTES`,
+//! `COLLBENCH_ITERS_SCALE`).
 //! Rank 0 prints exactly `<op> <bytes> <prun_us> <mpi_us>` per measurement, each the mean time
 //! per operation averaged over the ranks (over ranks 0 and 1 for `latency`, one way), and nothing
 //! else on stdout. Exits 2 on an unknown operation, 1 when not started on the MPI backend or
@@ -23,7 +24,7 @@ use mpi::collective::SystemOperation;
 use mpi::topology::{Communicator as _, SimpleCommunicator};
 use mpi::traits::*;
 use prun::{Backend, Op, World};
-use prun_examples::collbench::{EMPTY, Page, SIZES, iterations, max_bytes, operations};
+use prun_examples::collbench::{EMPTY, Page, iterations, operations, sizes};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -99,7 +100,7 @@ fn filled_by_rank(buf: &[u8], bytes: usize) -> bool {
 
 /// Measures `op` at every size up to `max`, both ways on the same buffers (so that where they
 /// lie cannot favour either), then checks both ways' results; false when one is wrong.
-fn bench(world: &World, raw: &SimpleCommunicator, op: &str, max: usize) -> Result<bool, prun::Error> {
+fn bench(world: &World, raw: &SimpleCommunicator, op: &str, sizes: &[usize]) -> Result<bool, prun::Error> {
     let (rank, size) = (world.rank(), world.size());
     if op == "barrier" {
         let means = measure(raw, 0, |p| {
@@ -115,7 +116,7 @@ fn bench(world: &World, raw: &SimpleCommunicator, op: &str, max: usize) -> Resul
     }
     let fill = (rank % 255) as u8 + 1;
     let root = raw.process_at_rank(0);
-    for bytes in SIZES.into_iter().filter(|&b| b <= max) {
+    for &bytes in sizes {
         let (means, ok) = match op {
             "latency" => {
                 if size < 2 {
@@ -292,9 +293,9 @@ fn main() -> ExitCode {
         // a communicator of its own: the backend's receiver thread drains MPI_COMM_WORLD's
         // messages that no receive of prun's waits for
         let raw = SimpleCommunicator::world().duplicate();
-        let max = max_bytes();
+        let sizes = sizes();
         for op in &ops {
-            if !bench(&world, &raw, op, max)? {
+            if !bench(&world, &raw, op, &sizes)? {
                 if raw.rank() == 0 {
                     eprintln!("mpi_overhead: {op}: prun and MPI gave different or wrong results");
                 }
