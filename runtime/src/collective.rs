@@ -62,16 +62,16 @@ impl Communicator {
             })?;
             let bytes = Some(encode(&value)?);
             if self.flat_typed() {
-                flat::broadcast(&self.channel_for(&call), seq, root, bytes)?;
+                flat::broadcast(&self.channel_for(&call)?, seq, root, bytes)?;
             } else {
-                prun_collectives::broadcast(&self.channel_for(&call), seq, root, bytes)?;
+                prun_collectives::broadcast(&self.channel_for(&call)?, seq, root, bytes)?;
             }
             Ok(value)
         } else {
             let bytes = if self.flat_typed() {
-                flat::broadcast(&self.channel_for(&call), seq, root, None)?
+                flat::broadcast(&self.channel_for(&call)?, seq, root, None)?
             } else {
-                prun_collectives::broadcast(&self.channel_for(&call), seq, root, None)?
+                prun_collectives::broadcast(&self.channel_for(&call)?, seq, root, None)?
             };
             codec::decode(&bytes, root, 0)
         }
@@ -108,7 +108,7 @@ impl Communicator {
         };
         // by the number of ranks alone (bytes 0): ranks cannot know each other's value sizes
         let direct = self.direct(0);
-        let mine = prun_collectives::scatter(&self.channel_for(&call), seq, root, blocks.as_deref(), direct)?;
+        let mine = prun_collectives::scatter(&self.channel_for(&call)?, seq, root, blocks.as_deref(), direct)?;
         codec::decode(&mine, root, 0)
     }
 
@@ -135,7 +135,7 @@ impl Communicator {
         call.root = Some(root);
         let seq = call.seq;
         let direct = self.direct(0);
-        let all = prun_collectives::gather(&self.channel_for(&call), seq, root, encode(value)?, direct)?;
+        let all = prun_collectives::gather(&self.channel_for(&call)?, seq, root, encode(value)?, direct)?;
         all.map(|blocks| blocks.iter().enumerate().map(|(r, b)| codec::decode(b, r, 0)).collect()).transpose()
     }
 
@@ -158,9 +158,9 @@ impl Communicator {
         let call = self.begin("allgather");
         let seq = call.seq;
         let all = if self.flat_typed() {
-            flat::allgather(&self.channel_for(&call), seq, encode(value)?)?
+            flat::allgather(&self.channel_for(&call)?, seq, encode(value)?)?
         } else {
-            prun_collectives::allgather(&self.channel_for(&call), seq, encode(value)?, false)?
+            prun_collectives::allgather(&self.channel_for(&call)?, seq, encode(value)?, false)?
         };
         all.iter().enumerate().map(|(r, b)| codec::decode(b, r, 0)).collect()
     }
@@ -193,9 +193,9 @@ impl Communicator {
         let seq = call.seq;
         let blocks = values.iter().map(|v| encode(v)).collect::<Result<Vec<_>>>()?;
         let got = if self.flat_typed() {
-            flat::alltoall(&self.channel_for(&call), seq, blocks)?
+            flat::alltoall(&self.channel_for(&call)?, seq, blocks)?
         } else {
-            prun_collectives::alltoall(&self.channel_for(&call), seq, blocks)?
+            prun_collectives::alltoall(&self.channel_for(&call)?, seq, blocks)?
         };
         got.iter().enumerate().map(|(r, b)| codec::decode(b, r, 0)).collect()
     }
@@ -230,9 +230,9 @@ impl Communicator {
         let seq = call.seq;
         let mut combine = self.combiner(&op);
         let out = if self.flat_typed() {
-            flat::reduce(&self.channel_for(&call), seq, root, encode(&value)?, &mut combine)?
+            flat::reduce(&self.channel_for(&call)?, seq, root, encode(&value)?, &mut combine)?
         } else {
-            prun_collectives::reduce(&self.channel_for(&call), seq, root, encode(&value)?, &mut combine)?
+            prun_collectives::reduce(&self.channel_for(&call)?, seq, root, encode(&value)?, &mut combine)?
         };
         out.map(|b| codec::decode(&b, root, 0)).transpose()
     }
@@ -261,9 +261,9 @@ impl Communicator {
         let seq = call.seq;
         let mut combine = self.combiner(&op);
         let out = if self.flat_typed() {
-            flat::allreduce(&self.channel_for(&call), seq, encode(&value)?, &mut combine)?
+            flat::allreduce(&self.channel_for(&call)?, seq, encode(&value)?, &mut combine)?
         } else {
-            prun_collectives::allreduce(&self.channel_for(&call), seq, encode(&value)?, &mut combine)?
+            prun_collectives::allreduce(&self.channel_for(&call)?, seq, encode(&value)?, &mut combine)?
         };
         codec::decode(&out, self.rank(), 0)
     }
@@ -292,10 +292,10 @@ impl Communicator {
         let seq = call.seq;
         let mut combine = self.combiner(&op);
         let out = if self.flat_typed() {
-            flat::scan(&self.channel_for(&call), seq, encode(&value)?, true, &mut combine)?
+            flat::scan(&self.channel_for(&call)?, seq, encode(&value)?, true, &mut combine)?
                 .ok_or_else(|| Error::Malformed("scan: no result".into()))?
         } else {
-            prun_collectives::scan(&self.channel_for(&call), seq, encode(&value)?, &mut combine)?
+            prun_collectives::scan(&self.channel_for(&call)?, seq, encode(&value)?, &mut combine)?
         };
         codec::decode(&out, self.rank(), 0)
     }
@@ -322,9 +322,9 @@ impl Communicator {
         let seq = call.seq;
         let mut combine = self.combiner(&op);
         let out = if self.flat_typed() {
-            flat::scan(&self.channel_for(&call), seq, encode(&value)?, false, &mut combine)?
+            flat::scan(&self.channel_for(&call)?, seq, encode(&value)?, false, &mut combine)?
         } else {
-            prun_collectives::exscan(&self.channel_for(&call), seq, encode(&value)?, &mut combine)?
+            prun_collectives::exscan(&self.channel_for(&call)?, seq, encode(&value)?, &mut combine)?
         };
         out.map(|b| codec::decode(&b, self.rank(), 0)).transpose()
     }

@@ -67,12 +67,12 @@ impl Communicator {
         // `BCAST_FAN_MAX_RANKS` ranks): its messages go out at once and their receivers copy
         // them at once (see `PointToPoint::send_each`)
         if self.flat_typed() && (self.flat(bytes.len()) || self.size() <= tuning::BCAST_FAN_MAX_RANKS) {
-            return flat::broadcast_into(&self.channel_for(&call), seq, root, bytes);
+            return flat::broadcast_into(&self.channel_for(&call)?, seq, root, bytes);
         }
         // a binomial tree, each rank receiving in place: with every rank's copy done straight
         // into its buffer, this beats scatter + allgather at every size measured (8 ranks on 2
         // cores, 16 MiB: 34 ms against 86 ms), since the cores, not the links, are the limit
-        in_place::broadcast_into(&self.channel_for(&call), seq, root, bytes)
+        in_place::broadcast_into(&self.channel_for(&call)?, seq, root, bytes)
     }
 
     /// Hands the `r`-th chunk of the root's `send` to rank `r`'s `recv`.
@@ -124,9 +124,9 @@ impl Communicator {
         let direct = recv.len() >= tuning::SCATTER_LARGE || self.direct(recv.len());
         if direct {
             let send = send.map(bytemuck::cast_slice);
-            return in_place::scatter_into(&self.channel_for(&call), seq, root, send, recv);
+            return in_place::scatter_into(&self.channel_for(&call)?, seq, root, send, recv);
         }
-        let got = prun_collectives::scatter(&self.channel_for(&call), seq, root, blocks.as_deref(), direct)?;
+        let got = prun_collectives::scatter(&self.channel_for(&call)?, seq, root, blocks.as_deref(), direct)?;
         copy_exact("scatter_into", recv, &got)
     }
 
@@ -165,9 +165,9 @@ impl Communicator {
         }
         if self.rank() != root {
             if direct {
-                return in_place::gather_into(&self.channel_for(&call), seq, root, send, None);
+                return in_place::gather_into(&self.channel_for(&call)?, seq, root, send, None);
             }
-            prun_collectives::gather(&self.channel_for(&call), seq, root, send.to_vec(), direct)?;
+            prun_collectives::gather(&self.channel_for(&call)?, seq, root, send.to_vec(), direct)?;
             return Ok(());
         }
         let recv: &mut [u8] = bytemuck::cast_slice_mut(recv.ok_or_else(|| missing("gather_into"))?);
@@ -185,9 +185,9 @@ impl Communicator {
             return Ok(());
         }
         if direct {
-            return in_place::gather_into(&self.channel_for(&call), seq, root, send, Some(recv));
+            return in_place::gather_into(&self.channel_for(&call)?, seq, root, send, Some(recv));
         }
-        let blocks = prun_collectives::gather(&self.channel_for(&call), seq, root, send.to_vec(), direct)?
+        let blocks = prun_collectives::gather(&self.channel_for(&call)?, seq, root, send.to_vec(), direct)?
             .ok_or_else(|| Error::Malformed("gather_into: the root received nothing".into()))?;
         for (dst, block) in recv.chunks_mut(send.len().max(1)).zip(&blocks) {
             copy_exact("gather_into", dst, block)?;
@@ -240,11 +240,11 @@ impl Communicator {
         {
             // where ranks share cores, blocks too long for the flat vectors still go through
             // rank 0, into place (up to the size where recursive doubling's exchanges win)
-            return flat::allgather_into(&self.channel_for(&call), seq, send, recv);
+            return flat::allgather_into(&self.channel_for(&call)?, seq, send, recv);
         }
         let large = send.len() >= tuning::ALLGATHER_LARGE;
         if large {
-            let channel = self.channel_for(&call);
+            let channel = self.channel_for(&call)?;
             // as many bytes as the ring in log2(size) steps rather than size - 1
             if doubling {
                 return in_place::allgather_doubling_into(&channel, seq, send, recv);
@@ -252,9 +252,9 @@ impl Communicator {
             return in_place::allgather_ring_into(&channel, seq, send, recv);
         }
         let blocks = if self.flat(send.len()) {
-            flat::allgather(&self.channel_for(&call), seq, send.to_vec())?
+            flat::allgather(&self.channel_for(&call)?, seq, send.to_vec())?
         } else {
-            prun_collectives::allgather(&self.channel_for(&call), seq, send.to_vec(), large)?
+            prun_collectives::allgather(&self.channel_for(&call)?, seq, send.to_vec(), large)?
         };
         for (dst, block) in recv.chunks_mut(send.len().max(1)).zip(&blocks) {
             copy_exact("allgather_into", dst, block)?;
@@ -322,7 +322,7 @@ impl Communicator {
                 }
                 Some(_) => None,
             };
-            let channel = self.channel_for(&call);
+            let channel = self.channel_for(&call)?;
             let (recv, elem) = (recv.map(bytemuck::cast_slice_mut::<T, u8>), std::mem::size_of::<T>());
             let reduced = halving::reduce_halving_into(&channel, seq, root, bytes, recv, elem, &elementwise);
             return fault.map_or(reduced, Err);
@@ -330,7 +330,7 @@ impl Communicator {
         let out = if bytes.len() >= tuning::REDUCE_LARGE {
             let size = std::mem::size_of::<T>();
             prun_collectives::reduce_scatter_gather(
-                &self.channel_for(&call),
+                &self.channel_for(&call)?,
                 seq,
                 root,
                 bytes.to_vec(),
@@ -340,9 +340,9 @@ impl Communicator {
         } else {
             let mut combine = combiner::<T>(op, bytes.len());
             if self.flat(bytes.len()) {
-                flat::reduce(&self.channel_for(&call), seq, root, bytes.to_vec(), &mut combine)?
+                flat::reduce(&self.channel_for(&call)?, seq, root, bytes.to_vec(), &mut combine)?
             } else {
-                prun_collectives::reduce(&self.channel_for(&call), seq, root, bytes.to_vec(), &mut combine)?
+                prun_collectives::reduce(&self.channel_for(&call)?, seq, root, bytes.to_vec(), &mut combine)?
             }
         };
         match (out, recv) {
@@ -402,7 +402,7 @@ impl Communicator {
             // every part received straight into `recv` and folded with `send` there
             let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
             let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
-            let (channel, elem) = (self.channel_for(&call), std::mem::size_of::<T>());
+            let (channel, elem) = (self.channel_for(&call)?, std::mem::size_of::<T>());
             return if pair {
                 elementwise::allreduce_pair_into(&channel, seq, bytes, out, &elementwise)
             } else if self.size() >= tuning::ALLREDUCE_HALVING_MIN_RANKS {
@@ -416,7 +416,7 @@ impl Communicator {
             let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
             let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
             return prun_collectives::allreduce_doubling_into(
-                &self.channel_for(&call),
+                &self.channel_for(&call)?,
                 seq,
                 bytes,
                 out,
@@ -424,7 +424,7 @@ impl Communicator {
             );
         }
         let mut combine = combiner::<T>(op, bytes.len());
-        let out = flat::allreduce(&self.channel_for(&call), seq, bytes.to_vec(), &mut combine)?;
+        let out = flat::allreduce(&self.channel_for(&call)?, seq, bytes.to_vec(), &mut combine)?;
         copy_exact("allreduce_into", bytemuck::cast_slice_mut(recv), &out)
     }
 }

@@ -51,6 +51,9 @@ pub(crate) struct Shared {
     pub activity: std::sync::Arc<Activity>,
     /// Helper threads, and the tasks calls left them (waited for when a communicator is dropped).
     pub helpers: Helpers,
+    /// Whether every collective call first checks that every rank makes the same call
+    /// ([`crate::env::CHECK_COLLECTIVES`]).
+    pub check_collectives: bool,
     /// MPI, on the MPI backend; last, so that it is finalised after everything else is dropped.
     #[cfg(feature = "mpi")]
     #[allow(dead_code)] // held for its drop
@@ -398,12 +401,7 @@ impl Communicator {
             native.barrier();
             return Ok(());
         }
-        let seq = call.seq;
-        // where ranks outnumber cores: fewer messages, hence fewer wake-ups, than dissemination
-        if self.shared.engine.crowded() && self.size() >= prun_collectives::tuning::FAN_MIN_RANKS {
-            return prun_collectives::flat::barrier(&self.channel_for(&call), seq);
-        }
-        prun_collectives::barrier(&self.channel_for(&call), seq)
+        self.barrier_on(&self.channel_for(&call)?, call.seq)
     }
 
     /// Splits the communicator into disjoint groups, as `MPI_Comm_split`.
@@ -426,7 +424,7 @@ impl Communicator {
         let call = self.begin("split");
         let seq = call.seq;
         let mine = codec::encode_into(&(color, key), Vec::new())?;
-        let all = prun_collectives::allgather(&self.channel_for(&call), seq, mine, false)?;
+        let all = prun_collectives::allgather(&self.channel_for(&call)?, seq, mine, false)?;
         let pairs: Vec<(Option<u32>, i64)> =
             all.iter().enumerate().map(|(r, bytes)| codec::decode(bytes, r, 0)).collect::<Result<_>>()?;
         // this rank's part: its colour, its members (world ranks, by key then rank), its rank there
@@ -643,9 +641,30 @@ impl Communicator {
         &self.shared.helpers
     }
 
-    /// This communicator's collective traffic, as the collectives crate's interface.
-    pub(crate) fn channel_for(&self, call: &Call<'_>) -> Channel<'_> {
-        Channel { comm: self, signature: Signature::of(call) }
+    /// This communicator's collective traffic for `call`, as the collectives crate's interface;
+    /// for each call once, when its root and length are known, before its first message.
+    ///
+    /// With [`crate::env::CHECK_COLLECTIVES`], first a barrier whose messages carry the call's
+    /// signature, as every message of the call does: a rank that receives one of another
+    /// signature fails with the mismatch error. Every rank has a predecessor whose message it
+    /// receives (in the dissemination barrier's first round, or from its child or parent in the
+    /// flat one), so where signatures differ some rank fails: also for calls that would end
+    /// without an error, such as two ranks each believing it is a broadcast's root.
+    pub(crate) fn channel_for(&self, call: &Call<'_>) -> Result<Channel<'_>> {
+        let channel = Channel { comm: self, signature: Signature::of(call) };
+        if self.shared.check_collectives && call.name != "barrier" {
+            self.barrier_on(&channel, call.seq)?;
+        }
+        Ok(channel)
+    }
+
+    /// The barrier's algorithm on `channel` for call `seq`.
+    fn barrier_on(&self, channel: &Channel<'_>, seq: u32) -> Result<()> {
+        // where ranks outnumber cores: fewer messages, hence fewer wake-ups, than dissemination
+        if self.shared.engine.crowded() && self.size() >= prun_collectives::tuning::FAN_MIN_RANKS {
+            return prun_collectives::flat::barrier(channel, seq);
+        }
+        prun_collectives::barrier(channel, seq)
     }
 }
 

@@ -22,6 +22,7 @@
 //! | `PRUN_TRACE_DIR` | launcher | with `prun --trace FILE`: where each rank writes its trace events |
 //! | `PRUN_SPIN_US` | user | microseconds a blocked receive polls before sleeping: its source's connection, which it reads itself, or else its mailbox (any source, or the connection busy; a receive posted for 16 KiB or more polls only its connection); also how long a send of a large message to a rank on the host polls for the receiver's answer (default 200 when the host has a core per rank, else 0) |
 //! | `PRUN_CROWDED` | user | `1` or `0`: whether this host counts as running more ranks than it has cores (default: it does when `PRUN_LOCAL_SIZE` exceeds its cores); if any host does, short collectives take the flat algorithms made for that |
+//! | `PRUN_CHECK_COLLECTIVES` | user | `1`: every collective call first checks that every rank of the communicator makes the same call (operation, root, buffer length), so that ranks that disagree get an error even where the call would have ended without one (two ranks each believing it is a broadcast's root); costs a barrier per call. Set it for every rank (`prun -x PRUN_CHECK_COLLECTIVES=1`) |
 //! | `PRUN_SINGLE_COPY` | user | `1` or `0`: whether large messages (64 KiB or more) between ranks on one host are copied once, through a pipe the sender lends its pages to (below 1 MiB) or out of the sender's memory (`process_vm_readv`, from 1 MiB), instead of through the socket (copied twice); default: they do when the host has a core for each of its ranks, and where ranks share cores only from 4 MiB (from 128 KiB in exchanges, from 64 KiB when a rank sends to several at once) |
 
 use crate::auth::Secret;
@@ -67,6 +68,10 @@ pub const SPIN_US: &str = "PRUN_SPIN_US";
 /// `PRUN_SINGLE_COPY`: `1` or `0`, whether large messages between ranks on one host are lent
 /// through a pipe (copied once) rather than written to their socket (copied twice).
 pub const SINGLE_COPY: &str = "PRUN_SINGLE_COPY";
+
+/// `PRUN_CHECK_COLLECTIVES`: `1` makes every collective call check first that every rank of
+/// the communicator makes the same call.
+pub const CHECK_COLLECTIVES: &str = "PRUN_CHECK_COLLECTIVES";
 
 /// Every variable the launcher sets for a rank (the others are the user's to set).
 pub const LAUNCHER_SET: &[&str] = &[
@@ -160,6 +165,11 @@ pub(crate) fn single_copy() -> Option<bool> {
         Ok("0") => Some(false),
         _ => None,
     }
+}
+
+/// Whether [`CHECK_COLLECTIVES`] asks for collective calls to be checked.
+pub(crate) fn check_collectives() -> bool {
+    std::env::var(CHECK_COLLECTIVES).is_ok_and(|v| v.trim() == "1")
 }
 
 /// Whether [`DEBUG`] asks for debug messages.

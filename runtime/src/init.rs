@@ -69,6 +69,7 @@ fn join() -> Result<World> {
             tracer: None,
             activity: Default::default(),
             helpers: Default::default(),
+            check_collectives: crate::env::check_collectives(),
             #[cfg(feature = "mpi")]
             mpi: None,
         };
@@ -91,6 +92,7 @@ fn join() -> Result<World> {
         tracer,
         activity,
         helpers: Default::default(),
+            check_collectives: crate::env::check_collectives(),
         #[cfg(feature = "mpi")]
         mpi: None,
     };

@@ -134,6 +134,37 @@ fn mismatched_collectives_are_errors_not_hangs() {
     }
 }
 
+/// Ranks that each believe they are a broadcast's root only send and none receives, so the call
+/// ends without an error everywhere; with `PRUN_CHECK_COLLECTIVES=1` every collective call first
+/// checks that the ranks agree on it, and this job fails, naming the roots. The check changes
+/// nothing where ranks agree (every collective at every root, both families of algorithms), and
+/// it catches the other mismatches too.
+#[test]
+fn checked_collectives_catch_ranks_that_each_believe_they_are_the_root() {
+    let check = "PRUN_CHECK_COLLECTIVES=1";
+    for (crowded, n) in [("PRUN_CROWDED=0", "2"), ("PRUN_CROWDED=0", "5"), ("PRUN_CROWDED=1", "8")] {
+        let job = ["-x", check, "-x", crowded, "-n", n, "--timeout", "30", "@prun-testjob"];
+        for kind in ["each-root", "root", "op", "len"] {
+            let out = prun(job.into_iter().chain(["coll-mismatch", kind])).run();
+            let what = format!("{kind}, {n} ranks, {crowded}");
+            assert_ne!(out.code(), 124, "{what}: timed out: {}", out.stderr);
+            assert_ne!(out.code(), 0, "{what}: {}", out.stderr);
+            out.no_leftovers();
+            assert!(out.stderr.contains("collective mismatch at call #0"), "{what}: {}", out.stderr);
+            if kind.ends_with("root") {
+                // the two roots the error names differ
+                let line = out.stderr.lines().find(|l| l.contains("collective mismatch")).unwrap_or_default();
+                let roots: Vec<&str> =
+                    line.split("broadcast_into (root ").skip(1).filter_map(|r| r.split(')').next()).collect();
+                assert!(roots.len() == 2 && roots[0] != roots[1], "{what}: {line}");
+            }
+        }
+    }
+    for (crowded, n) in [("PRUN_CROWDED=0", 5), ("PRUN_CROWDED=1", 8)] {
+        all_ok_with(&["-x", check, "-x", crowded], n, &["collectives", "1000"], "collectives ok");
+    }
+}
+
 /// A rank whose buffer is longer than the others' in a broadcast (8 ranks on a host with
 /// fewer cores: straight from the root at every length) gets the root's message of the same
 /// call, for another length, and fails, naming the call; the others go on into a barrier, so

@@ -747,6 +747,8 @@ fn main() -> ExitCode {
                 ("op", _) => world.broadcast_into(0, &mut buf),
                 ("root", 0) => world.broadcast_into(0, &mut buf),
                 ("root", _) => world.broadcast_into(1, &mut buf),
+                // every rank believes it is the root: each only sends, none receives
+                ("each-root", _) => world.broadcast_into(rank as usize, &mut buf),
                 ("bcast-len", 5) => world.broadcast_into(0, &mut vec![0.0f64; 8192]),
                 // the others go on (into a barrier) rather than exit, so that rank 5 cannot
                 // learn of its mistake from its tree parent's exit
