@@ -162,6 +162,7 @@ fn checked_collectives_catch_ranks_that_each_believe_they_are_the_root() {
     }
     for (crowded, n) in [("PRUN_CROWDED=0", 5), ("PRUN_CROWDED=1", 8)] {
         all_ok_with(&["-x", check, "-x", crowded], n, &["collectives", "1000"], "collectives ok");
+        all_ok_with(&["-x", check, "-x", crowded], n, &["split"], "split ok");
     }
 }
 
