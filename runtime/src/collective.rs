@@ -108,7 +108,8 @@ impl Communicator {
         };
         // by the number of ranks alone (bytes 0): ranks cannot know each other's value sizes
         let direct = self.direct(0);
-        let mine = prun_collectives::scatter(&self.channel_for(&call)?, seq, root, blocks.as_deref(), direct)?;
+        let mine =
+            prun_collectives::scatter(&self.channel_for(&call)?, seq, root, blocks.as_deref(), direct)?;
         codec::decode(&mine, root, 0)
     }
 

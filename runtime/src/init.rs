@@ -92,7 +92,7 @@ fn join() -> Result<World> {
         tracer,
         activity,
         helpers: Default::default(),
-            check_collectives: crate::env::check_collectives(),
+        check_collectives: crate::env::check_collectives(),
         #[cfg(feature = "mpi")]
         mpi: None,
     };

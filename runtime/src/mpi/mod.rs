@@ -110,7 +110,7 @@ pub(crate) fn join(limit: u64, (var, n): (&str, usize), hostname: String) -> Res
         tracer: crate::trace::Tracer::from_env(rank),
         activity: Default::default(),
         helpers: Default::default(),
-            check_collectives: crate::env::check_collectives(),
+        check_collectives: crate::env::check_collectives(),
         mpi: Some(Universe(universe)),
     };
     Ok(Communicator::world(shared, rank, size).with_native(native))
