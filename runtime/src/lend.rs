@@ -235,10 +235,23 @@ struct Remote {
     helped: bool,
 }
 
-/// The pipe a connection's sender lends through, once opened, so that it is opened once; and
-/// the sender process whose memory this process may read, once it could.
+/// The pipe a connection's sender lends through, once opened, so that it is opened once; the
+/// sender process whose memory this process may read, once it could; and the process at the
+/// other end of the connection, asked of the system once (a connected socket's peer does not
+/// change).
 #[derive(Default)]
-pub(crate) struct Opened(Mutex<Option<(Owner, Arc<File>)>>, Mutex<Option<i32>>);
+pub(crate) struct Opened(
+    Mutex<Option<(Owner, Arc<File>)>>,
+    Mutex<Option<i32>>,
+    std::sync::OnceLock<Option<i32>>,
+);
+
+impl Opened {
+    /// The process at the other end of `stream`, the connection this belongs to.
+    fn peer(&self, stream: &dyn Stream) -> Option<i32> {
+        *self.2.get_or_init(|| stream.peer_pid())
+    }
+}
 
 /// Whose a pipe is: the sender's process id and the pipe's descriptor there.
 type Owner = (i32, i32);
@@ -275,7 +288,7 @@ pub(crate) fn announce(
     let header = Header { kind: KIND_LEND, context, tag, len: len as u64 };
     let mut frame = Vec::with_capacity(HEADER_LEN + 16 + 16 * piped.len() + inline.len());
     frame.extend_from_slice(&header.encode());
-    frame.extend_from_slice(&std::process::id().to_le_bytes());
+    frame.extend_from_slice(&this_process().to_le_bytes());
     let spliced = if pipe.holds(parts) && !rendezvous {
         // the pipe is empty: every message before was read whole
         frame.extend_from_slice(&pipe.read.as_raw_fd().to_le_bytes());
@@ -302,6 +315,12 @@ pub(crate) fn announce(
     stream.write_all(&frame)?;
     stream.flush()?;
     Ok(Announced { spliced, complete: spliced == len - inline.len() })
+}
+
+/// This process's id, asked of the system once (every lent message's frame names it).
+fn this_process() -> u32 {
+    static ID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *ID.get_or_init(std::process::id)
 }
 
 /// How far [`announce`] got.
@@ -448,10 +467,11 @@ pub(crate) fn read(stream: &mut dyn Stream, header: &Header, opened: &Opened) ->
         let remote = read_remote(stream, piped)?;
         let mut tail = vec![0u8; inline];
         stream.read_exact(&mut tail)?;
-        let source = (stream.peer_pid() == Some(owner.0) && may_read(owner.0, &remote, opened)).then(|| {
-            let (pid, helped) = (Pid::from_raw(owner.0), owner.1 == IN_MEMORY_HELPED);
-            Box::new(Remote { pid, pieces: remote, at: 0, helped })
-        });
+        let source =
+            (opened.peer(stream) == Some(owner.0) && may_read(owner.0, &remote, opened)).then(|| {
+                let (pid, helped) = (Pid::from_raw(owner.0), owner.1 == IN_MEMORY_HELPED);
+                Box::new(Remote { pid, pieces: remote, at: 0, helped })
+            });
         let rendezvous = owner.1 == IN_MEMORY_RENDEZVOUS;
         return Ok(Lent { source: Source::Memory(source), piped, tail, tail_taken: 0, rendezvous });
     }
@@ -461,7 +481,7 @@ pub(crate) fn read(stream: &mut dyn Stream, header: &Header, opened: &Opened) ->
     let pipe = match cached.as_ref().filter(|(o, _)| *o == owner) {
         Some((_, pipe)) => Some(Arc::clone(pipe)),
         None => {
-            let pipe = (stream.peer_pid() == Some(owner.0))
+            let pipe = (opened.peer(stream) == Some(owner.0))
                 .then(|| File::open(format!("/proc/{}/fd/{}", owner.0, owner.1)).ok())
                 .flatten()
                 .filter(|f| {

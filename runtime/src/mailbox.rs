@@ -190,6 +190,9 @@ pub(crate) struct Mailbox {
     rank: usize,
     state: Mutex<State>,
     changed: Condvar,
+    /// Threads asleep on `changed` (counted under the lock before they sleep), so that a change
+    /// nobody sleeps on wakes nobody, without a system call.
+    sleepers: AtomicUsize,
     /// Counts every change, so that a receiver can watch for one without the lock.
     generation: AtomicU64,
     /// How long a receiver polls `generation` before sleeping on the condition variable.
@@ -249,6 +252,7 @@ impl Mailbox {
                 deferred: Vec::new(),
             }),
             changed: Condvar::new(),
+            sleepers: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
             waker: OnceLock::new(),
             incoming: OnceLock::new(),
@@ -301,7 +305,11 @@ impl Mailbox {
         Self::changed(&s);
         drop(s);
         self.generation.fetch_add(1, Ordering::Release);
-        self.changed.notify_all();
+        // a sleeper counted itself under the lock before sleeping, so before the change made
+        // under it: none counted means none to wake, and the wake's system call is saved
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            self.changed.notify_all();
+        }
     }
 
     /// Wakes the receives that read a connection themselves (the condition variable's sleepers
@@ -610,6 +618,7 @@ impl Mailbox {
                 s = self.lock();
                 continue;
             }
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
             s = match deadline {
                 None => self.changed.wait(s).unwrap_or_else(PoisonError::into_inner),
                 Some(d) => {
@@ -617,6 +626,7 @@ impl Mailbox {
                     self.changed.wait_timeout(s, left).unwrap_or_else(PoisonError::into_inner).0
                 }
             };
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -977,6 +987,32 @@ mod tests {
         }
         m.push(on(7, 4));
         assert_eq!(m.try_recv(&pat(7)).expect("t").map(|e| e.data), Some(vec![4]));
+    }
+
+    /// A receive asleep on the condition variable (no connection to read itself, no polling)
+    /// is woken by a message that comes later: the sleeper counted itself before sleeping, so
+    /// the push does not skip the wake-up. (A skipped one would leave the receive asleep for
+    /// good: the test gives up after 30 s, a hang's bound, not a speed.)
+    #[test]
+    fn a_sleeping_receive_wakes_for_a_later_message() {
+        let m = Arc::new(Mailbox::new(0, 3, Duration::ZERO));
+        for round in 0..50u8 {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let m2 = Arc::clone(&m);
+            std::thread::spawn(move || {
+                let pat = Pattern { src: None, group: None, context: 0, tag: Some(7) };
+                let _ = tx.send(m2.recv(&pat).map(|e| e.data).ok());
+            });
+            // every other round the receive is blocked (and mostly asleep) before the message
+            // comes
+            while round % 2 == 0 && m.waiters.load(Ordering::SeqCst) == 0 {
+                std::thread::yield_now();
+            }
+            m.push(env(1 + usize::from(round % 2), 7, round));
+            let got = rx.recv_timeout(Duration::from_secs(30));
+            assert_eq!(got, Ok(Some(vec![round])), "round {round}: the receive was not woken");
+        }
+        assert_eq!(m.sleepers.load(Ordering::SeqCst), 0);
     }
 
     #[test]
