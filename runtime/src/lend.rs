@@ -293,6 +293,8 @@ pub(crate) fn announce(
         // the pipe is empty: every message before was read whole
         frame.extend_from_slice(&pipe.read.as_raw_fd().to_le_bytes());
         frame.extend_from_slice(&(inline.len() as u32).to_le_bytes());
+        // no pieces in memory
+        frame.extend_from_slice(&0u32.to_le_bytes());
         splice(pipe, piped, 0)?
     } else {
         // 1 MiB or more, too long for the pipe, or to wait for its receive: the receiver reads
@@ -453,20 +455,26 @@ fn slices<'a>(parts: &[&'a [u8]], from: usize, n: usize) -> Vec<IoSlice<'a>> {
 /// opening it unless `opened` holds it already; a pipe that cannot be opened (or that is not
 /// the socket's peer's) gives a [`Lent`] that [`receive`] refuses.
 pub(crate) fn read(stream: &mut dyn Stream, header: &Header, opened: &Opened) -> io::Result<Lent> {
-    let mut raw = [0u8; 12];
+    // the fixed part, then the pieces in memory and the last bytes at once (two reads)
+    let mut raw = [0u8; 16];
     stream.read_exact(&mut raw)?;
-    let word = |b: &[u8]| i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    let owner = (word(&raw[..4]), word(&raw[4..8]));
-    let inline = u32::from_le_bytes([raw[8], raw[9], raw[10], raw[11]]) as usize;
+    let word = |i: usize| u32::from_le_bytes([raw[i], raw[i + 1], raw[i + 2], raw[i + 3]]);
+    let owner = (word(0) as i32, word(4) as i32);
+    let (inline, count) = (word(8) as usize, word(12) as usize);
     if inline > INLINE_MAX || inline as u64 > header.len {
         return Err(io::Error::other(format!("a lent message with {inline} bytes in its frame")));
     }
+    let in_memory = [IN_MEMORY, IN_MEMORY_HELPED, IN_MEMORY_RENDEZVOUS].contains(&owner.1);
+    if count > MAX_PIECES || (count > 0 && !in_memory) {
+        return Err(io::Error::other(format!("a message lent in {count} pieces of memory")));
+    }
     // `header.len` passed the limit check, so it is a length this process may allocate
     let piped = usize::try_from(header.len).map_err(io::Error::other)? - inline;
-    if [IN_MEMORY, IN_MEMORY_HELPED, IN_MEMORY_RENDEZVOUS].contains(&owner.1) {
-        let remote = read_remote(stream, piped)?;
-        let mut tail = vec![0u8; inline];
-        stream.read_exact(&mut tail)?;
+    let mut rest = vec![0u8; 16 * count + inline];
+    stream.read_exact(&mut rest)?;
+    let tail = rest.split_off(16 * count);
+    if in_memory {
+        let remote = pieces(&rest, piped)?;
         let source =
             (opened.peer(stream) == Some(owner.0) && may_read(owner.0, &remote, opened)).then(|| {
                 let (pid, helped) = (Pid::from_raw(owner.0), owner.1 == IN_MEMORY_HELPED);
@@ -475,8 +483,6 @@ pub(crate) fn read(stream: &mut dyn Stream, header: &Header, opened: &Opened) ->
         let rendezvous = owner.1 == IN_MEMORY_RENDEZVOUS;
         return Ok(Lent { source: Source::Memory(source), piped, tail, tail_taken: 0, rendezvous });
     }
-    let mut tail = vec![0u8; inline];
-    stream.read_exact(&mut tail)?;
     let mut cached = opened.0.lock().unwrap_or_else(PoisonError::into_inner);
     let pipe = match cached.as_ref().filter(|(o, _)| *o == owner) {
         Some((_, pipe)) => Some(Arc::clone(pipe)),
@@ -498,17 +504,9 @@ pub(crate) fn read(stream: &mut dyn Stream, header: &Header, opened: &Opened) ->
     Ok(Lent { source: Source::Pipe(pipe), piped, tail, tail_taken: 0, rendezvous: false })
 }
 
-/// Reads the list of buffers a message lent in memory lies in, which must add up to `piped`
-/// bytes.
-fn read_remote(stream: &mut dyn Stream, piped: usize) -> io::Result<Vec<RemoteIoVec>> {
-    let mut count = [0u8; 4];
-    stream.read_exact(&mut count)?;
-    let count = u32::from_le_bytes(count) as usize;
-    if count > MAX_PIECES {
-        return Err(io::Error::other(format!("a message lent in memory in {count} pieces")));
-    }
-    let mut raw = vec![0u8; 16 * count];
-    stream.read_exact(&mut raw)?;
+/// The buffers a message lent in memory lies in, as its frame lists them (`raw`: an address
+/// and a length of 8 bytes each per buffer), which must add up to `piped` bytes.
+fn pieces(raw: &[u8], piped: usize) -> io::Result<Vec<RemoteIoVec>> {
     let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
     let remote: Vec<RemoteIoVec> = raw
         .chunks_exact(16)
@@ -745,6 +743,8 @@ mod tests {
                     let mut f = h.encode().to_vec();
                     f.extend_from_slice(&pid.to_le_bytes());
                     f.extend_from_slice(&0i32.to_le_bytes());
+                    // nothing inline, no pieces in memory
+                    f.extend_from_slice(&0u32.to_le_bytes());
                     f.extend_from_slice(&0u32.to_le_bytes());
                     a.write_all(&f).expect("write");
                     let mut answer = [0u8];
@@ -993,5 +993,12 @@ mod tests {
             let header = read_header(&mut b, u64::MAX).expect("header").expect("a frame");
             assert!(read(&mut b, &header, &Opened::default()).is_err(), "{} pieces", pieces.len());
         }
+        // a frame naming a pipe has no pieces in memory
+        let mut f = frame(me, &[(base, payload.len() as u64)]);
+        f[HEADER_LEN + 4..HEADER_LEN + 8].copy_from_slice(&5i32.to_le_bytes());
+        let (mut a, mut b) = UnixStream::pair().expect("pair");
+        a.write_all(&f).expect("write");
+        let header = read_header(&mut b, u64::MAX).expect("header").expect("a frame");
+        assert!(read(&mut b, &header, &Opened::default()).is_err(), "a pipe's frame with pieces");
     }
 }
