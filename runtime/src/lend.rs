@@ -13,9 +13,10 @@
 //! into the pipe ([`announce`]), all but a last piece of up to [`INLINE_MAX`] bytes (a
 //! collective's signature), then writes a [`KIND_LEND`] frame on the connection: the usual
 //! header (context, tag, payload length), its process id, the pipe's file descriptor number,
-//! and the length and bytes of that last piece. Any other stays where it is: the frame names
-//! [`IN_MEMORY`] instead of the pipe and lists the addresses and lengths of the payload's
-//! pieces in the sender's memory. The sender may do something else now (receive, in an
+//! the length of that last piece, a count of pieces in memory (none), and the last piece's
+//! bytes. Any other stays where it is: the frame names [`IN_MEMORY`] instead of the pipe and
+//! counts and lists the addresses and lengths of the payload's pieces in the sender's memory
+//! (the receiver reads the frame's fixed part, then the rest, in two reads after the header). The sender may do something else now (receive, in an
 //! exchange: [`crate::engine`]'s `lend_while`), then waits on the connection ([`finish`]) for
 //! one byte: [`READ`] when the receiver has copied the payload, or [`SEND`] when it could not
 //! (the connection is not a Unix socket to the process that names the pipe or the memory,
