@@ -157,6 +157,12 @@ pub struct Cli {
     #[arg(long = "kill-grace", value_name = "SECS", default_value = "3", value_parser = parse_seconds)]
     pub kill_grace: f64,
 
+    /// Make every collective call check first that every rank makes the same call (operation,
+    /// root, buffer length), so that ranks that disagree fail with a collective mismatch even
+    /// where the call would end without one; a barrier per call. Sets PRUN_CHECK_COLLECTIVES=1.
+    #[arg(long = "check-collectives")]
+    pub check_collectives: bool,
+
     /// Show a progress bar for dynamic maps (automatic when stderr is a terminal; elsewhere
     /// this prints a progress line every few seconds).
     #[arg(long)]

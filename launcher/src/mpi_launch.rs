@@ -164,7 +164,9 @@ pub fn command(cli: &Cli, launcher: &Path, family: Family) -> Result<Vec<OsStrin
             _ => return Err(refuse("--display-map", family)),
         }
     }
-    for x in &cli.export {
+    // --check-collectives is the variable the runtime reads, passed as -x would pass it
+    let check = format!("{}=1", prun::env::CHECK_COLLECTIVES);
+    for x in cli.export.iter().chain(cli.check_collectives.then_some(&check)) {
         let (name, value) = match x.split_once('=') {
             Some((n, v)) => (n.to_string(), Some(v.to_string())),
             None => (x.clone(), None),
@@ -312,6 +314,8 @@ mod tests {
         );
         let w = words("--mpi -n 2 --wdir /w --tag-output ./a", Family::Slurm).expect("ok");
         assert_eq!(w, ["L", "-n", "2", "--chdir=/w", "--label", "./a"]);
+        let w = words("--mpi -n 2 --check-collectives ./a", Family::Mpich).expect("ok");
+        assert_eq!(w, ["L", "-n", "2", "-genv", "PRUN_CHECK_COLLECTIVES", "1", "./a"]);
         let hosts = words("--mpi --host a:2,b ./a", Family::Mpich).expect("ok");
         let file = std::fs::read_to_string(&hosts[2]).expect("hostfile");
         assert_eq!(file, "a:2\nb:1\n");

@@ -171,6 +171,9 @@ pub fn plan(cli: Cli) -> Result<Plan, PlanError> {
         }
         exports.push((OsString::from(name), value));
     }
+    if cli.check_collectives {
+        exports.push((OsString::from(prun::env::CHECK_COLLECTIVES), OsString::from("1")));
+    }
     Ok(Plan {
         placements,
         program,

@@ -135,7 +135,8 @@ fn mismatched_collectives_are_errors_not_hangs() {
 }
 
 /// Ranks that each believe they are a broadcast's root only send and none receives, so the call
-/// ends without an error everywhere; with `PRUN_CHECK_COLLECTIVES=1` every collective call first
+/// ends without an error everywhere; with `PRUN_CHECK_COLLECTIVES=1` (or `prun
+/// --check-collectives`) every collective call first
 /// checks that the ranks agree on it, and this job fails, naming the roots. The check changes
 /// nothing where ranks agree (every collective at every root, both families of algorithms), and
 /// it catches the other mismatches too.
@@ -160,6 +161,21 @@ fn checked_collectives_catch_ranks_that_each_believe_they_are_the_root() {
             }
         }
     }
+    // the launcher's option sets the variable
+    let out = prun([
+        "--check-collectives",
+        "-n",
+        "3",
+        "--timeout",
+        "30",
+        "@prun-testjob",
+        "coll-mismatch",
+        "each-root",
+    ])
+    .run();
+    assert_ne!(out.code(), 0, "{}", out.stderr);
+    out.no_leftovers();
+    assert!(out.stderr.contains("collective mismatch at call #0"), "{}", out.stderr);
     for (crowded, n) in [("PRUN_CROWDED=0", 5), ("PRUN_CROWDED=1", 8)] {
         all_ok_with(&["-x", check, "-x", crowded], n, &["collectives", "1000"], "collectives ok");
         all_ok_with(&["-x", check, "-x", crowded], n, &["split"], "split ok");
