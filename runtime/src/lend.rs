@@ -16,8 +16,9 @@
 //! the length of that last piece, a count of pieces in memory (none), and the last piece's
 //! bytes. Any other stays where it is: the frame names [`IN_MEMORY`] instead of the pipe and
 //! counts and lists the addresses and lengths of the payload's pieces in the sender's memory
-//! (the receiver reads the frame's fixed part, then the rest, in two reads after the header). The sender may do something else now (receive, in an
-//! exchange: [`crate::engine`]'s `lend_while`), then waits on the connection ([`finish`]) for
+//! (the receiver reads the frame's fixed part, then the rest, in two reads after the header).
+//! The sender may do something else now (receive, in an exchange: [`crate::engine`]'s
+//! `lend_while`), then waits on the connection ([`finish`]) for
 //! one byte: [`READ`] when the receiver has copied the payload, or [`SEND`] when it could not
 //! (the connection is not a Unix socket to the process that names the pipe or the memory,
 //! `/proc` refused the pipe, or the kernel the memory: a security module such as Yama may
@@ -241,16 +242,16 @@ struct Remote {
 /// other end of the connection, asked of the system once (a connected socket's peer does not
 /// change).
 #[derive(Default)]
-pub(crate) struct Opened(
-    Mutex<Option<(Owner, Arc<File>)>>,
-    Mutex<Option<i32>>,
-    std::sync::OnceLock<Option<i32>>,
-);
+pub(crate) struct Opened {
+    pipe: Mutex<Option<(Owner, Arc<File>)>>,
+    readable: Mutex<Option<i32>>,
+    peer: std::sync::OnceLock<Option<i32>>,
+}
 
 impl Opened {
     /// The process at the other end of `stream`, the connection this belongs to.
     fn peer(&self, stream: &dyn Stream) -> Option<i32> {
-        *self.2.get_or_init(|| stream.peer_pid())
+        *self.peer.get_or_init(|| stream.peer_pid())
     }
 }
 
@@ -289,30 +290,29 @@ pub(crate) fn announce(
     let header = Header { kind: KIND_LEND, context, tag, len: len as u64 };
     let mut frame = Vec::with_capacity(HEADER_LEN + 16 + 16 * piped.len() + inline.len());
     frame.extend_from_slice(&header.encode());
-    frame.extend_from_slice(&this_process().to_le_bytes());
-    let spliced = if pipe.holds(parts) && !rendezvous {
-        // the pipe is empty: every message before was read whole
-        frame.extend_from_slice(&pipe.read.as_raw_fd().to_le_bytes());
-        frame.extend_from_slice(&(inline.len() as u32).to_le_bytes());
-        // no pieces in memory
-        frame.extend_from_slice(&0u32.to_le_bytes());
-        splice(pipe, piped, 0)?
-    } else {
-        // 1 MiB or more, too long for the pipe, or to wait for its receive: the receiver reads
-        // it out of this process's memory
-        let how = match (helps, rendezvous) {
-            (_, true) => IN_MEMORY_RENDEZVOUS,
-            (true, false) => IN_MEMORY_HELPED,
-            (false, false) => IN_MEMORY,
-        };
-        frame.extend_from_slice(&how.to_le_bytes());
-        frame.extend_from_slice(&(inline.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&(piped.len() as u32).to_le_bytes());
-        for p in piped {
-            frame.extend_from_slice(&(p.as_ptr() as u64).to_le_bytes());
-            frame.extend_from_slice(&(p.len() as u64).to_le_bytes());
-        }
+    // 1 MiB or more, too long for the pipe, or to wait for its receive: the receiver reads it
+    // out of this process's memory
+    let in_memory = rendezvous || !pipe.holds(parts);
+    let (source, pieces) = match (in_memory, helps, rendezvous) {
+        (false, _, _) => (pipe.read.as_raw_fd(), &[][..]),
+        (true, _, true) => (IN_MEMORY_RENDEZVOUS, piped),
+        (true, true, false) => (IN_MEMORY_HELPED, piped),
+        (true, false, false) => (IN_MEMORY, piped),
+    };
+    // the fixed part (process, pipe or memory, length of the last piece, pieces in memory),
+    // then the pieces, then the last piece
+    for word in [this_process(), source as u32, inline.len() as u32, pieces.len() as u32] {
+        frame.extend_from_slice(&word.to_le_bytes());
+    }
+    for p in pieces {
+        frame.extend_from_slice(&(p.as_ptr() as u64).to_le_bytes());
+        frame.extend_from_slice(&(p.len() as u64).to_le_bytes());
+    }
+    let spliced = if in_memory {
         len - inline.len()
+    } else {
+        // the pipe is empty: every message before was read whole
+        splice(pipe, piped, 0)?
     };
     frame.extend_from_slice(inline);
     stream.write_all(&frame)?;
@@ -484,7 +484,7 @@ pub(crate) fn read(stream: &mut dyn Stream, header: &Header, opened: &Opened) ->
         let rendezvous = owner.1 == IN_MEMORY_RENDEZVOUS;
         return Ok(Lent { source: Source::Memory(source), piped, tail, tail_taken: 0, rendezvous });
     }
-    let mut cached = opened.0.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut cached = opened.pipe.lock().unwrap_or_else(PoisonError::into_inner);
     let pipe = match cached.as_ref().filter(|(o, _)| *o == owner) {
         Some((_, pipe)) => Some(Arc::clone(pipe)),
         None => {
@@ -524,7 +524,7 @@ fn pieces(raw: &[u8], piped: usize) -> io::Result<Vec<RemoteIoVec>> {
 /// the same user unless a security module forbids it): known once per connection, by reading
 /// one byte of `remote`.
 fn may_read(pid: i32, remote: &[RemoteIoVec], opened: &Opened) -> bool {
-    let mut known = opened.1.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut known = opened.readable.lock().unwrap_or_else(PoisonError::into_inner);
     if *known == Some(pid) {
         return true;
     }

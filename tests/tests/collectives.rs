@@ -136,10 +136,9 @@ fn mismatched_collectives_are_errors_not_hangs() {
 
 /// Ranks that each believe they are a broadcast's root only send and none receives, so the call
 /// ends without an error everywhere; with `PRUN_CHECK_COLLECTIVES=1` (or `prun
-/// --check-collectives`) every collective call first
-/// checks that the ranks agree on it, and this job fails, naming the roots. The check changes
-/// nothing where ranks agree (every collective at every root, both families of algorithms), and
-/// it catches the other mismatches too.
+/// --check-collectives`) every collective call first checks that the ranks agree on it, and this
+/// job fails, naming the roots. The check changes nothing where ranks agree (every collective at
+/// every root, both families of algorithms), and it catches the other mismatches too.
 #[test]
 fn checked_collectives_catch_ranks_that_each_believe_they_are_the_root() {
     let check = "PRUN_CHECK_COLLECTIVES=1";

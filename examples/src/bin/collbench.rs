@@ -9,8 +9,9 @@
 //! for `latency`, a ping-pong whose one-way time is half the round trip). Rank 0 prints exactly
 //! `<op> <bytes> <avg_us>` per measurement and nothing else on stdout.
 //!
-//! Environment: `COLLBENCH_MIN_BYTES` and `COLLBENCH_MAX_BYTES` bound the sizes; `COLLBENCH_ITERS_SCALE` scales the
-//! iteration counts (`clamp(64 MiB / max(bytes, 1 KiB), 10, 1000)`, a tenth of that to warm up).
+//! Environment: `COLLBENCH_MIN_BYTES` and `COLLBENCH_MAX_BYTES` bound the sizes;
+//! `COLLBENCH_ITERS_SCALE` scales the iteration counts (`clamp(64 MiB / max(bytes, 1 KiB), 10,
+//! 1000)`, a tenth of that to warm up).
 
 use prun::{Op, World};
 use std::process::ExitCode;
