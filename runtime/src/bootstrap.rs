@@ -48,6 +48,8 @@ fn failed(what: &str, e: impl std::fmt::Display) -> Error {
 
 /// Joins the job described by `env`; returns the engine and the control connection.
 pub(crate) fn join(env: JobEnv, limit: u64, activity: Arc<Activity>) -> Result<(Engine, Control)> {
+    // before this rank's first thread starts, so that every one of them inherits the policy
+    crate::sched::batch_if_crowded(env.local_size);
     let creds = Arc::new(Credentials { job_id: env.job_id.clone(), secret: env.secret.clone() });
     let mailbox = Arc::new(Mailbox::new(env.rank, env.size, crate::env::spin(env.local_size)?));
 

@@ -22,6 +22,7 @@
 //! | `PRUN_TRACE_DIR` | launcher | with `prun --trace FILE`: where each rank writes its trace events |
 //! | `PRUN_SPIN_US` | user | microseconds a blocked receive polls before sleeping: its source's connection, which it reads itself, or else its mailbox (any source, or the connection busy; a receive posted for 16 KiB or more polls only its connection); also how long a send of a large message to a rank on the host polls for the receiver's answer (default 200 when the host has a core per rank, else 0) |
 //! | `PRUN_CROWDED` | user | `1` or `0`: whether this host counts as running more ranks than it has cores (default: it does when `PRUN_LOCAL_SIZE` exceeds its cores); if any host does, short collectives take the flat algorithms made for that |
+//! | `PRUN_SCHED_BATCH` | user | `1` or `0`: whether each rank's threads run under Linux's `SCHED_BATCH` scheduling policy (the default policy and nice value, without a woken thread preempting the one that woke it); default: they do where the host runs more ranks than it has cores (`PRUN_CROWDED`). Set in `prun::init`, for the thread that calls it and every thread started after it |
 //! | `PRUN_CHECK_COLLECTIVES` | user | `1`: every collective call first checks that every rank of the communicator makes the same call (operation, root, buffer length), so that ranks that disagree get an error even where the call would have ended without one (two ranks each believing it is a broadcast's root); costs a barrier per call. Set it for every rank (`prun --check-collectives` does). On the MPI backend it checks the collectives prun runs itself, not MPI's own |
 //! | `PRUN_SINGLE_COPY` | user | `1` or `0`: whether large messages (64 KiB or more) between ranks on one host are copied once, through a pipe the sender lends its pages to (below 1 MiB) or out of the sender's memory (`process_vm_readv`, from 1 MiB), instead of through the socket (copied twice); default: they do when the host has a core for each of its ranks, and where ranks share cores only from 4 MiB (from 128 KiB in exchanges, from 64 KiB when a rank sends to several at once) |
 
@@ -59,6 +60,9 @@ pub const DEBUG: &str = "PRUN_DEBUG";
 
 /// `PRUN_CROWDED`: `1` or `0`, whether this host counts as running more ranks than it has cores.
 pub const CROWDED: &str = "PRUN_CROWDED";
+
+/// `PRUN_SCHED_BATCH`: `1` or `0`, whether each rank's threads run under `SCHED_BATCH`.
+pub const SCHED_BATCH: &str = "PRUN_SCHED_BATCH";
 
 /// `PRUN_TRACE_DIR`: where ranks write trace events (set by `prun --trace`).
 pub const TRACE_DIR: &str = "PRUN_TRACE_DIR";
@@ -128,6 +132,17 @@ pub(crate) fn crowded(local_size: usize) -> bool {
         Ok("1") => true,
         Ok("0") => false,
         _ => local_size > std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
+
+/// Whether this rank's threads should run under `SCHED_BATCH` ([`crate::sched`]): as
+/// [`SCHED_BATCH`] says (`1` or `0`; anything else is ignored), by default where the host runs
+/// more of the job's `local_size` ranks than it has cores ([`crowded`]).
+pub(crate) fn sched_batch(local_size: usize) -> bool {
+    match std::env::var(SCHED_BATCH).as_deref().map(str::trim) {
+        Ok("1") => true,
+        Ok("0") => false,
+        _ => crowded(local_size),
     }
 }
 

@@ -55,6 +55,7 @@ mod map;
 mod mpi;
 mod op;
 pub mod protocol;
+mod sched;
 mod trace;
 pub mod transport;
 pub mod wire;

@@ -75,6 +75,48 @@ fn every_rank_gets_its_environment() {
     }
 }
 
+/// The policy and nice value (`policy/nice`) of every thread of every rank, from `n` ranks'
+/// `sched` lines of the testjob.
+fn sched_of(out: &prun_tests::Finished, n: usize) -> Vec<String> {
+    let lines: Vec<&str> = out.lines().into_iter().filter(|l| l.starts_with("sched rank")).collect();
+    assert_eq!(lines.len(), n, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    lines.iter().flat_map(|l| l.rsplit(' ').next().unwrap_or("").split(',').map(String::from)).collect()
+}
+
+/// This test process's nice value (field 19 of /proc's stat), which the ranks inherit.
+fn own_nice() -> i32 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
+    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat").1.split_whitespace().collect();
+    fields[19 - 3].parse().expect("nice")
+}
+
+#[test]
+fn ranks_sharing_cores_run_under_sched_batch_and_keep_their_nice_value() {
+    // crowded (as where ranks outnumber cores): every thread of every rank in SCHED_BATCH (3),
+    // the runtime's threads included, with the nice value the ranks were started with
+    let nice = own_nice();
+    let job = ["-x", "PRUN_CROWDED=1", "-n", "4", "nice", "-n", "5", "@prun-testjob", "sched"];
+    let out = prun(job).run();
+    out.expect_code(0).no_leftovers();
+    let threads = sched_of(&out, 4);
+    assert!(threads.len() > 4, "the runtime's threads are listed too: {threads:?}");
+    let niced = (nice + 5).min(19);
+    assert!(threads.iter().all(|t| *t == format!("3/{niced}")), "{threads:?}");
+    // a core per rank: the default policy (0); PRUN_SCHED_BATCH overrides either way
+    for (vars, policy) in [
+        (&["PRUN_CROWDED=0"][..], 0),
+        (&["PRUN_CROWDED=1", "PRUN_SCHED_BATCH=0"][..], 0),
+        (&["PRUN_CROWDED=0", "PRUN_SCHED_BATCH=1"][..], 3),
+    ] {
+        let mut args: Vec<&str> = vars.iter().flat_map(|v| ["-x", *v]).collect();
+        args.extend(["-n", "3", "@prun-testjob", "sched"]);
+        let out = prun(args).run();
+        out.expect_code(0);
+        let threads = sched_of(&out, 3);
+        assert!(threads.iter().all(|t| *t == format!("{policy}/{nice}")), "{vars:?}: {threads:?}");
+    }
+}
+
 #[test]
 fn connections_open_lazily() {
     // after a barrier each rank has its listener, its control connection and one connection

@@ -608,6 +608,23 @@ fn spew(world: &World, lines: i64, width: i64) {
     let _ = out.flush();
 }
 
+/// Prints the scheduling policy (field 41 of /proc's stat: 0 normal, 3 batch) and nice value
+/// (field 19) of every thread of this rank, its own and the runtime's, after a barrier.
+fn sched(world: &World) -> Result<(), String> {
+    world.barrier().map_err(|e| e.to_string())?;
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").map_err(|e| e.to_string())?.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).map_err(|e| e.to_string())?;
+        // the fields after the command's closing parenthesis start at field 3
+        let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, f)| f).split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).copied().unwrap_or("?");
+        threads.push(format!("{}/{}", field(41), field(19)));
+    }
+    threads.sort();
+    println!("sched rank {} threads {} policy/nice {}", world.rank(), threads.len(), threads.join(","));
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let mode = std::env::args().nth(1).unwrap_or_default();
     let world = match prun::init() {
@@ -716,6 +733,7 @@ fn main() -> ExitCode {
             );
             Ok(())
         }
+        "sched" => sched(&world),
         "p2p" => p2p(&world),
         "collectives" => collectives(&world, arg(2).max(0) as usize),
         "split" => split(&world),
