@@ -268,7 +268,7 @@ impl Engine {
         }
         let mut read = true;
         let (mut meanwhile, mut outcome) = (Some(meanwhile), None);
-        let spin = self.mailbox.spin_time();
+        let polling = self.mailbox.large_polling();
         let sent = self.write_to(dest, |s| {
             let announced = lend::announce(s, lent, context, tag, parts, waits, rendezvous)?;
             if announced.complete {
@@ -278,7 +278,7 @@ impl Engine {
                 // the progress thread read it ([`Mailbox::hold`])
                 self.mailbox.unhold();
             }
-            read = lend::finish(s, spin, lent, parts, announced)?;
+            read = lend::finish(s, polling, lent, parts, announced)?;
             Ok(())
         });
         if sent.is_err() || (!read && !in_memory) {

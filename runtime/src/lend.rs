@@ -357,13 +357,13 @@ fn splice(pipe: &Pipe, parts: &[&[u8]], from: usize) -> io::Result<usize> {
 }
 
 /// The second half of lending, after [`announce`]: the rest into the pipe as the receiver
-/// makes room, then its answer (polled for up to `spin`); writes `parts` on `stream` when the
+/// makes room, then its answer (polled as `polling` says); writes `parts` on `stream` when the
 /// receiver cannot read them, and the part of a payload in memory the receiver asks for into
 /// its buffer ([`WRITE`]) before its last answer. Returns whether it read them; after `false`
 /// or an error, the pipe may still hold some of them and must not be used again.
 pub(crate) fn finish(
     stream: &mut dyn Stream,
-    spin: std::time::Duration,
+    polling: crate::mailbox::Polling,
     pipe: &Pipe,
     parts: &[&[u8]],
     announced: Announced,
@@ -391,9 +391,9 @@ pub(crate) fn finish(
         // at every size: the receiver copies 1 MiB in 30 to 60 us, within the spin where ranks
         // have a core each (with the spin at 200 us: 1 MiB ping-pong 81 us, against 139 polling
         // 50 us and only up to 256 KiB)
-        if !spin.is_zero() {
+        if !polling.time.is_zero() {
             let mut fds = [PollFd::new(stream.as_fd(), PollFlags::POLLIN)];
-            let _ = crate::mailbox::poll_then_sleep(&mut fds, spin, None);
+            let _ = crate::mailbox::poll_then_sleep(&mut fds, polling, None);
         }
         stream.read_exact(&mut answer)?;
         match answer[0] {
@@ -705,6 +705,7 @@ pub(crate) fn accept(stream: &mut dyn Stream) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mailbox::Polling;
     use crate::wire::read_header;
     use std::io::Write;
     use std::os::unix::net::UnixStream;
@@ -720,14 +721,14 @@ mod tests {
     /// Lends `parts` whole: [`announce`], then [`finish`].
     fn send(
         stream: &mut dyn Stream,
-        spin: std::time::Duration,
+        polling: Polling,
         pipe: &Pipe,
         context: u64,
         tag: u32,
         parts: &[&[u8]],
     ) -> io::Result<bool> {
         let announced = announce(stream, pipe, context, tag, parts, true, false)?;
-        finish(stream, spin, pipe, parts, announced)
+        finish(stream, polling, pipe, parts, announced)
     }
 
     /// One end lends, the other receives; returns what arrived and whether it was read from
@@ -754,7 +755,7 @@ mod tests {
                     payload.iter().for_each(|p| a.write_all(p).expect("bytes"));
                     false
                 }
-                None => send(&mut a, std::time::Duration::ZERO, &pipe, 7, 3, payload).expect("send"),
+                None => send(&mut a, Polling::default(), &pipe, 7, 3, payload).expect("send"),
             });
             let header = read_header(&mut b, u64::MAX).expect("header").expect("a frame");
             assert_eq!((header.kind, header.context, header.tag), (KIND_LEND, 7, 3));
@@ -829,7 +830,7 @@ mod tests {
                 for (i, &n) in sizes.iter().enumerate() {
                     let data: Vec<u8> = (0..n).map(|j| (j * 7 + i) as u8).collect();
                     assert!(
-                        send(&mut a, std::time::Duration::ZERO, &pipe, 0, i as u32, &[&data]).expect("send"),
+                        send(&mut a, Polling::default(), &pipe, 0, i as u32, &[&data]).expect("send"),
                         "message {i} written"
                     );
                 }
@@ -841,10 +842,7 @@ mod tests {
                 aligned.iter_mut().enumerate().for_each(|(k, v)| *v = (k % 251) as u8);
                 let parts: [&[u8]; 2] = [aligned, b"signature"];
                 assert!(pipe.holds(&parts), "a pipe's worth and a signature go through the pipe");
-                assert!(
-                    send(&mut a, std::time::Duration::ZERO, &pipe, 0, 9, &parts).expect("send"),
-                    "written"
-                );
+                assert!(send(&mut a, Polling::default(), &pipe, 0, 9, &parts).expect("send"), "written");
             });
             for (i, &n) in sizes.iter().enumerate() {
                 let header = read_header(&mut b, u64::MAX).expect("header").expect("a frame");
@@ -864,7 +862,7 @@ mod tests {
         });
         let scattered: Vec<Vec<u8>> = (0..MAX_PIECES + 2).map(|_| vec![0u8; 1024]).collect();
         let parts: Vec<&[u8]> = scattered.iter().map(Vec::as_slice).collect();
-        assert!(send(&mut a, std::time::Duration::ZERO, &pipe, 0, 0, &parts).is_err(), "too many pieces");
+        assert!(send(&mut a, Polling::default(), &pipe, 0, 0, &parts).is_err(), "too many pieces");
     }
 
     /// A message longer than the pipe is read out of the sender's memory, in pieces (as the
@@ -878,7 +876,7 @@ mod tests {
         let (x, y) = data.split_at(pipe.capacity / 3 + 1);
         assert!(!pipe.holds(&[x, y, b"tail"]), "too long for the pipe");
         std::thread::scope(|s| {
-            let sender = s.spawn(|| send(&mut a, std::time::Duration::ZERO, &pipe, 5, 6, &[x, y, b"tail"]));
+            let sender = s.spawn(|| send(&mut a, Polling::default(), &pipe, 5, 6, &[x, y, b"tail"]));
             let header = read_header(&mut b, u64::MAX).expect("header").expect("a frame");
             assert_eq!(header.len as usize, n + 4);
             let mut lent = read(&mut b, &header, &Opened::default()).expect("description");
@@ -915,8 +913,7 @@ mod tests {
             std::thread::scope(|s| {
                 let sender = s.spawn(|| {
                     if writes {
-                        return send(&mut a, std::time::Duration::ZERO, &pipe, 1, 2, &[x, y, b"sig"])
-                            .expect("send");
+                        return send(&mut a, Polling::default(), &pipe, 1, 2, &[x, y, b"sig"]).expect("send");
                     }
                     let h = Header { kind: KIND_LEND, context: 1, tag: 2, len: n as u64 };
                     let mut f = h.encode().to_vec();

@@ -197,6 +197,9 @@ pub(crate) struct Mailbox {
     generation: AtomicU64,
     /// How long a receiver polls `generation` before sleeping on the condition variable.
     spin: Duration,
+    /// How a wait for a large message polls the connection it reads before sleeping
+    /// ([`Mailbox::large_waits`]).
+    large: Polling,
     /// Receives blocked right now, and what to call when one starts to block (set by a
     /// transport whose deliveries come from polling, to poll eagerly while someone waits).
     waiters: AtomicUsize,
@@ -221,6 +224,34 @@ thread_local! {
     static HELD: std::cell::RefCell<Option<Held>> = const { std::cell::RefCell::new(None) };
 }
 
+/// How long a wait polls before it sleeps, and whether it yields its core between polls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Polling {
+    /// Polling time; zero sleeps at once.
+    pub time: Duration,
+    /// Whether each poll that finds nothing gives the core to another thread that can run
+    /// (`sched_yield`), rather than keeping it for the next poll.
+    pub yields: bool,
+}
+
+impl Polling {
+    /// Polls for `time` without yielding (where the waiting thread has a core of its own).
+    pub fn spin(time: Duration) -> Polling {
+        Polling { time, yields: false }
+    }
+}
+
+/// How a blocked receive polls before its first sleep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Spin {
+    /// Only the connection it reads itself, for the mailbox's spin time.
+    Connection,
+    /// That connection, or else the mailbox, for the mailbox's spin time (short messages).
+    Mailbox,
+    /// Only the connection it reads itself, as the mailbox's large waits do.
+    Large,
+}
+
 /// What objects to a queued message while a receive waits (see [`Mailbox::recv_checked`]).
 type Objection<'f> = dyn Fn(&Envelope) -> Option<Error> + 'f;
 
@@ -235,12 +266,14 @@ impl Drop for Waiting<'_> {
 
 impl Mailbox {
     /// A mailbox for `rank` of `size`; receivers poll for `spin` before sleeping (zero when
-    /// the host runs more ranks than it has cores, where polling would steal a peer's core).
+    /// the host runs more ranks than it has cores, where polling would steal a peer's core),
+    /// those of large messages too until [`Mailbox::large_waits`] says otherwise.
     pub fn new(rank: usize, size: usize, spin: Duration) -> Mailbox {
         Mailbox {
             rank,
             generation: AtomicU64::new(0),
             spin,
+            large: Polling::spin(spin),
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 peers: (0..size).map(|_| Peer::default()).collect(),
@@ -346,9 +379,17 @@ impl Mailbox {
         }
     }
 
-    /// How long a waiting thread polls before it sleeps (zero where ranks share cores).
-    pub(crate) fn spin_time(&self) -> Duration {
-        self.spin
+    /// Sets how a wait for a large message polls before it sleeps: a receive posted for
+    /// [`crate::env::LARGE_WAIT_MIN`] bytes or more, reading its source's connection itself,
+    /// and a lent message's wait for its receiver's answer ([`Mailbox::large_polling`]).
+    pub fn large_waits(mut self, polling: Polling) -> Mailbox {
+        self.large = polling;
+        self
+    }
+
+    /// How a wait for a large message polls before it sleeps ([`Mailbox::large_waits`]).
+    pub(crate) fn large_polling(&self) -> Polling {
+        self.large
     }
 
     /// Polls briefly for a change after `seen`; true if one happened.
@@ -522,7 +563,7 @@ impl Mailbox {
     pub fn recv(&self, pat: &Pattern<'_>) -> Result<Envelope> {
         // poll briefly before sleeping: a reply often comes within microseconds, and sleeping on
         // the condition variable costs a wake-up more
-        self.wait_for(self.lock(), pat, true, None, None, |s| Self::take(s, pat)).1
+        self.wait_for(self.lock(), pat, Spin::Mailbox, None, None, |s| Self::take(s, pat)).1
     }
 
     /// As [`Mailbox::recv`], but fails as soon as a queued message from the same source on the
@@ -533,21 +574,22 @@ impl Mailbox {
         pat: &Pattern<'_>,
         bad: impl Fn(&Envelope) -> Option<Error>,
     ) -> Result<Envelope> {
-        self.wait_for(self.lock(), pat, false, Some(&bad), None, |s| Self::take(s, pat)).1
+        self.wait_for(self.lock(), pat, Spin::Connection, Some(&bad), None, |s| Self::take(s, pat)).1
     }
 
     /// Waits, holding `s` between checks, until `ready` yields a value; fails when `bad` (if
     /// given) objects to a queued message on `pat`'s context (from any source), or when nothing
     /// matching `pat` can arrive any more. Counts as a blocked receive from its first miss on.
     /// Waiting for one source, it reads that source's connection itself whenever nobody else
-    /// does; otherwise, with `spin`, it polls briefly before its first sleep. No sleep lasts
+    /// does (polling it first as `spin` says); otherwise, with [`Spin::Mailbox`], it polls the
+    /// mailbox briefly before its first sleep. No sleep lasts
     /// past `deadline`: `ready` then decides what a late receive yields. Returns the lock with
     /// the outcome.
     fn wait_for<'s, T>(
         &'s self,
         s: MutexGuard<'s, State>,
         pat: &Pattern<'_>,
-        spin: bool,
+        spin: Spin,
         bad: Option<&Objection<'_>>,
         deadline: Option<Instant>,
         ready: impl FnMut(&mut State) -> Option<T>,
@@ -565,12 +607,12 @@ impl Mailbox {
         &'s self,
         mut s: MutexGuard<'s, State>,
         pat: &Pattern<'_>,
-        (spin, deadline): (bool, Option<Instant>),
+        (spin, deadline): (Spin, Option<Instant>),
         bad: Option<&Objection<'_>>,
         mut ready: impl FnMut(&mut State) -> Option<T>,
         registered: &mut Option<Arc<EventFd>>,
     ) -> (MutexGuard<'s, State>, Result<T>) {
-        let mut spun = !spin;
+        let mut spun = spin != Spin::Mailbox;
         let mut claim_spun = false;
         let mut _waiting = None;
         loop {
@@ -605,7 +647,14 @@ impl Mailbox {
             // 21-30 against 54-63, allreduce 65-96 against 128-145; 1 MiB within the noise)
             if let Some(claim) = self.claim(&mut s, pat, registered) {
                 drop(s);
-                claim.wait(self, !claim_spun, deadline);
+                // a large message's every wait polls (its frame, then the rest of it, may come
+                // in several reads); others only the first
+                let polling = match spin {
+                    Spin::Large => self.large,
+                    _ if claim_spun => Polling::default(),
+                    Spin::Connection | Spin::Mailbox => Polling::spin(self.spin),
+                };
+                claim.wait(self, polling, deadline);
                 claim_spun = true;
                 s = self.lock();
                 continue;
@@ -663,7 +712,7 @@ impl Mailbox {
         let ready = |s: &mut State| {
             Self::take(s, pat).map(Some).or_else(|| (Instant::now() >= deadline).then_some(None))
         };
-        self.wait_for(self.lock(), pat, false, None, Some(deadline), ready).1
+        self.wait_for(self.lock(), pat, Spin::Connection, None, Some(deadline), ready).1
     }
 
     /// Offers the payload of a message (from `src`, on `context` with `tag`, `len` bytes) to a
@@ -745,7 +794,13 @@ impl Mailbox {
         // and polling would hold the core it needs (2 ranks on 2 cores, 1 MiB ping-pong with a
         // reader thread per connection: 120-175 us without polling, 225-265 with 50 us); a
         // receive that reads its source's connection itself still polls that
-        let spin = len < crate::incoming::HANDOFF_MIN;
+        let spin = if len < crate::incoming::HANDOFF_MIN {
+            Spin::Mailbox
+        } else if len >= crate::env::LARGE_WAIT_MIN {
+            Spin::Large
+        } else {
+            Spin::Connection
+        };
         let (mut s, outcome) = self.wait_for(s, pat, spin, Some(&bad), deadline, ready);
         s.posts.retain(|p| p.id != id);
         drop(s);
@@ -824,7 +879,7 @@ impl Mailbox {
                         .or_else(|| deferred(s).map(|h| (i, Err(h))))
                 })
             };
-            let (s2, outcome) = self.wait_for(s, &pats[first], false, Some(&bad), None, ready);
+            let (s2, outcome) = self.wait_for(s, &pats[first], Spin::Connection, Some(&bad), None, ready);
             s = s2;
             let (i, got) = outcome?;
             s.posts.retain(|p| p.id != ids[i]);
@@ -883,18 +938,17 @@ struct Claim<'m> {
 impl Claim<'_> {
     /// Waits until the connection has something to read, then reads and delivers one frame;
     /// or until the mailbox changes, or `deadline` passes. Puts the connection back either way.
-    /// With `spin`, polls for up to the mailbox's spin time before sleeping.
+    /// Polls as `polling` says before sleeping.
     ///
     /// The waker is emptied only when it woke the wait: a count left from before is at worst
     /// one needless round of the caller's checks, never a missed change, since every change
     /// is written under the lock the caller made its checks under.
-    fn wait(self, mailbox: &Mailbox, spin: bool, deadline: Option<Instant>) {
+    fn wait(self, mailbox: &Mailbox, polling: Polling, deadline: Option<Instant>) {
         let Claim { incoming, conn, stream, waker } = self;
         let mut fds =
             [PollFd::new(stream.as_fd(), PollFlags::POLLIN), PollFd::new(waker.as_fd(), PollFlags::POLLIN)];
         let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
-        let spin = if spin { mailbox.spin } else { Duration::ZERO };
-        let polled = poll_then_sleep(&mut fds, spin, deadline);
+        let polled = poll_then_sleep(&mut fds, polling, deadline);
         let (readable, woken) = (polled.is_ok() && ready(&fds[0]), polled.is_ok() && ready(&fds[1]));
         if woken {
             let _ = waker.read();
@@ -907,16 +961,17 @@ impl Claim<'_> {
     }
 }
 
-/// Polls `fds` for up to `spin`, then sleeps until one is ready or `deadline` passes; returns
+/// Polls `fds` as `polling` says, then sleeps until one is ready or `deadline` passes; returns
 /// as `poll` does.
 pub(crate) fn poll_then_sleep(
     fds: &mut [PollFd<'_>],
-    spin: Duration,
+    polling: Polling,
     deadline: Option<Instant>,
 ) -> nix::Result<nix::libc::c_int> {
     let start = Instant::now();
-    while start.elapsed() < spin {
+    while start.elapsed() < polling.time {
         match nix::poll::poll(fds, PollTimeout::ZERO) {
+            Ok(0) if polling.yields => std::thread::yield_now(),
             Ok(0) => std::hint::spin_loop(),
             other => return other,
         }

@@ -64,6 +64,18 @@ fn a_missing_launch_agent_is_reported() {
 }
 
 #[test]
+fn a_tuning_variable_that_is_not_a_number_is_named() {
+    for var in ["PRUN_SPIN_US", "PRUN_YIELD_US", "PRUN_MAX_MESSAGE"] {
+        let setting = format!("{var}=soon");
+        let out = prun(["-n", "2", "-x", &setting, "@prun-testjob", "env"]).run();
+        assert_ne!(out.code(), 0, "{var}: {}", out.stdout);
+        assert!(out.stderr.contains(&format!("{var}=\"soon\" is not a number")), "{var}: {}", out.stderr);
+        assert!(!out.stdout.contains("env rank="), "{var}: no rank ran: {}", out.stdout);
+        out.no_leftovers();
+    }
+}
+
+#[test]
 fn bad_options() {
     prun(["-n", "2", "--wdir", "/no/such/dir", "@hello"]).run().expect_code(2);
     prun(["-n", "2", "--stdin", "5", "@hello"]).run().expect_code(2);
