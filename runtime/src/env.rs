@@ -20,7 +20,7 @@
 //! | `PRUN_MAX_MESSAGE` | user | largest message a rank accepts, in bytes (default 1 GiB); larger ones are refused before allocation |
 //! | `PRUN_DEBUG` | user | `1` prints the runtime's debug messages (refused connections, ...) to stderr |
 //! | `PRUN_TRACE_DIR` | launcher | with `prun --trace FILE`: where each rank writes its trace events |
-//! | `PRUN_SPIN_US` | user | microseconds a blocked receive polls before sleeping: its source's connection, which it reads itself, or else its mailbox (any source, or the connection busy; a receive posted for 16 KiB or more polls only its connection); also how long a send of a large message to a rank on the host polls for the receiver's answer (default 200 when the host has a core per rank, else 0) |
+//! | `PRUN_SPIN_US` | user | microseconds a blocked receive polls before sleeping: its source's connection, which it reads itself, or else its mailbox (any source, or the connection busy; a receive posted for 16 KiB or more polls only its connection); also how long a send of a large message to a rank on the host polls for the receiver's answer (default 200 when the host has a core per rank, else 0; there waits for large messages poll as `PRUN_YIELD_US` says) |
 //! | `PRUN_YIELD_US` | user | where the host runs more ranks than it has cores: microseconds a wait for a large message (a receive of 64 KiB or more, reading its source's connection, or a large send's wait for its receiver's answer) polls before sleeping, giving its core to any other thread that can run between polls (default 300; `0` sleeps at once). Elsewhere such waits poll as `PRUN_SPIN_US` says |
 //! | `PRUN_CROWDED` | user | `1` or `0`: whether this host counts as running more ranks than it has cores (default: it does when `PRUN_LOCAL_SIZE` exceeds its cores); if any host does, short collectives take the flat algorithms made for that |
 //! | `PRUN_SCHED_BATCH` | user | `1` or `0`: whether each rank's threads run under Linux's `SCHED_BATCH` scheduling policy (the default policy and nice value, without a woken thread preempting the one that woke it); default: they do where the host runs more ranks than it has cores (`PRUN_CROWDED`). Set in `prun::init`, for the thread that calls it and every thread started after it |
@@ -178,12 +178,12 @@ pub(crate) fn spin(local_size: usize) -> Result<std::time::Duration> {
 /// The rank that waits gives the core to any other that can run, as Open MPI's waiting ranks
 /// do, while a message that comes within the time needs no wake-up: no switch back, and on a
 /// virtual machine no interrupt sent to a halted virtual CPU, which costs tens of microseconds
-/// there. Measured with 8 ranks on 2 cores (collbench, four alternating runs against sleeping
-/// at once): 1 MiB ping-pong 83 against 105 us, allreduce 1.44 against 1.68 ms, allgather 4.9
-/// against 5.4 ms, 64 KiB allgather 289 against 381 us, small rows unchanged (their waits
-/// sleep at once: polling for them, yielding or not, made the 8-byte ping-pong 1.3-1.5 times
-/// slower, its pair's cores taken by the six ranks polling in the barrier). 100 us did less
-/// (1 MiB allreduce 1.72 against 1.55 ms at 300), 1000 us no more.
+/// there. Measured with 8 ranks on 2 cores (collbench, eight alternating runs against sleeping
+/// at once): 64 KiB ping-pong 24.5 against 29.5 us, allreduce 255 against 279, allgather 291
+/// against 351; 1 MiB allreduce 1.51 against 1.71 ms, ping-pong and allgather within 1%; small
+/// rows unchanged (their waits sleep at once: polling for them, yielding or not, made the 8-byte
+/// ping-pong 1.3-1.5 times slower, its pair's cores taken by the six ranks polling in the
+/// barrier). 100 us did less (1 MiB allreduce 1.72 against 1.55 ms at 300), 1000 us no more.
 pub(crate) const DEFAULT_YIELD_US: u64 = 300;
 
 /// Smallest receive, in bytes, that polls as [`large_waits`] says (where ranks share cores).

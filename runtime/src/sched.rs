@@ -7,10 +7,9 @@
 //! all, without that preemption (the woken thread waits for the next tick or for the sender to
 //! block, which it soon does): made for CPU-bound work that is not interactive, which is what
 //! an oversubscribed job is. Measured with 8 ranks on 2 cores (collbench, five alternating runs
-//! against the default policy): broadcast 8 B 8.3 against 38 us, scatter 8 B 10 against 30,
-//! ping-pong 8 B 20 against 28, barrier 105 against 123, 1 MiB rows 0.86-0.94 of their time
-//! (ten runs: allreduce 1.72 against 1.89 ms, allgather 5.7 against 6.0, ping-pong 108 against
-//! 124 us), 16 MiB 0.80-1.0.
+//! against the default policy, medians): broadcast 8 B 9.8 against 43 us, scatter 8 B 12.8
+//! against 44, ping-pong 8 B 20 against 36, barrier 90 against 116; 1 MiB rows 0.69-1.00 of
+//! their time (ping-pong 109 against 145 us, allreduce 2.03 against 2.15 ms), 16 MiB 0.80-1.05.
 
 use crate::log::debug;
 use thread_priority::{
