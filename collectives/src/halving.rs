@@ -23,6 +23,10 @@ use crate::p2p::{PointToPoint, step_tag};
 use crate::partition::{bytes_of_parts, disjoint_ranges, slice, slice_mut};
 use std::ops::Range;
 
+/// A halving step's parts of the buffer ([`Halving::split_step`]): the half given away, the
+/// half kept, and room for the partner's copy of the kept half if there is any.
+type StepParts<'a> = (&'a [u8], &'a mut [u8], Option<&'a mut [u8]>);
+
 /// One rank's part in a reduction by recursive halving.
 struct Halving {
     rank: usize,
@@ -83,7 +87,7 @@ impl Halving {
         lo: usize,
         count: usize,
         keep_low: bool,
-    ) -> Option<(&'a [u8], &'a mut [u8], Option<&'a mut [u8]>)> {
+    ) -> Option<StepParts<'a>> {
         let span = self.segments(lo, count);
         let cut = self.segments(lo, count / 2).end.checked_sub(span.start)?;
         let (head, rest) = acc.split_at_mut_checked(span.start)?;
