@@ -161,13 +161,18 @@ pub(crate) const DEFAULT_SPIN_US: u64 = 200;
 /// this host has a core for each of its `local_size` ranks and nothing otherwise (polling on an
 /// oversubscribed host would take the core a peer needs to send).
 pub(crate) fn spin(local_size: usize) -> Result<std::time::Duration> {
-    let micros = match std::env::var(SPIN_US) {
+    let default = if crowded(local_size) { 0 } else { DEFAULT_SPIN_US };
+    micros(SPIN_US, default)
+}
+
+/// The duration in microseconds the variable `name` gives, `default` when it is not set.
+fn micros(name: &str, default: u64) -> Result<std::time::Duration> {
+    let micros = match std::env::var(name) {
         Ok(text) => text
             .trim()
             .parse()
-            .map_err(|_| Error::Bootstrap(format!("{SPIN_US}={text:?} is not a number of microseconds")))?,
-        Err(_) if crowded(local_size) => 0,
-        Err(_) => DEFAULT_SPIN_US,
+            .map_err(|_| Error::Bootstrap(format!("{name}={text:?} is not a number of microseconds")))?,
+        Err(_) => default,
     };
     Ok(std::time::Duration::from_micros(micros))
 }
@@ -194,17 +199,12 @@ pub(crate) const LARGE_WAIT_MIN: u64 = 64 << 10;
 /// [`DEFAULT_YIELD_US`]), yielding the core between polls; elsewhere as every receive does
 /// ([`spin`]).
 pub(crate) fn large_waits(local_size: usize) -> Result<crate::mailbox::Polling> {
-    let micros = match std::env::var(YIELD_US) {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .map_err(|_| Error::Bootstrap(format!("{YIELD_US}={text:?} is not a number of microseconds")))?,
-        Err(_) => DEFAULT_YIELD_US,
-    };
+    // read (and checked) wherever it is used or not
+    let time = micros(YIELD_US, DEFAULT_YIELD_US)?;
     if !crowded(local_size) {
         return spin(local_size).map(crate::mailbox::Polling::spin);
     }
-    Ok(crate::mailbox::Polling { time: std::time::Duration::from_micros(micros), yields: true })
+    Ok(crate::mailbox::Polling { time, yields: true })
 }
 
 /// Whether large messages between ranks on one host are lent through a pipe ([`crate::lend`]):
