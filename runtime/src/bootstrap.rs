@@ -51,10 +51,7 @@ pub(crate) fn join(env: JobEnv, limit: u64, activity: Arc<Activity>) -> Result<(
     // before this rank's first thread starts, so that every one of them inherits the policy
     crate::sched::batch_if_crowded(env.local_size);
     let creds = Arc::new(Credentials { job_id: env.job_id.clone(), secret: env.secret.clone() });
-    let mailbox = Arc::new(
-        Mailbox::new(env.rank, env.size, crate::env::spin(env.local_size)?)
-            .large_waits(crate::env::large_waits(env.local_size)?),
-    );
+    let mailbox = Arc::new(Mailbox::for_host(env.rank, env.size, env.local_size)?);
 
     let path = env.socket_dir.join(format!("r{}.sock", env.rank));
     let mut listeners = vec![Endpoint::Unix(path)];

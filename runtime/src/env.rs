@@ -194,17 +194,14 @@ pub(crate) const DEFAULT_YIELD_US: u64 = 300;
 /// Smallest receive, in bytes, that polls as [`large_waits`] says (where ranks share cores).
 pub(crate) const LARGE_WAIT_MIN: u64 = 64 << 10;
 
-/// How a wait for a large message polls before it sleeps: where the host runs more of the job's
-/// `local_size` ranks than it has cores ([`crowded`]), for [`YIELD_US`] (default
-/// [`DEFAULT_YIELD_US`]), yielding the core between polls; elsewhere as every receive does
-/// ([`spin`]).
-pub(crate) fn large_waits(local_size: usize) -> Result<crate::mailbox::Polling> {
-    // read (and checked) wherever it is used or not
+/// How a wait for a large message polls before it sleeps where the host runs more of the job's
+/// `local_size` ranks than it has cores ([`crowded`]): for [`YIELD_US`] (default
+/// [`DEFAULT_YIELD_US`]), yielding the core between polls. `None` elsewhere, where such waits
+/// poll as every receive does ([`spin`]).
+pub(crate) fn large_waits(local_size: usize) -> Result<Option<crate::mailbox::Polling>> {
+    // read (and checked) whether it is used or not
     let time = micros(YIELD_US, DEFAULT_YIELD_US)?;
-    if !crowded(local_size) {
-        return spin(local_size).map(crate::mailbox::Polling::spin);
-    }
-    Ok(crate::mailbox::Polling { time, yields: true })
+    Ok(crowded(local_size).then_some(crate::mailbox::Polling { time, yields: true }))
 }
 
 /// Whether large messages between ranks on one host are lent through a pipe ([`crate::lend`]):

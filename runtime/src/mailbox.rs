@@ -197,8 +197,9 @@ pub(crate) struct Mailbox {
     generation: AtomicU64,
     /// How long a receiver polls `generation` before sleeping on the condition variable.
     spin: Duration,
-    /// How a wait for a large message polls the connection it reads before sleeping
-    /// ([`Mailbox::large_waits`]).
+    /// How a wait for a large message polls before sleeping: a receive posted for
+    /// [`crate::env::LARGE_WAIT_MIN`] bytes or more, reading its source's connection itself, and
+    /// a lent message's wait for its receiver's answer ([`crate::env::large_waits`]).
     large: Polling,
     /// Receives blocked right now, and what to call when one starts to block (set by a
     /// transport whose deliveries come from polling, to poll eagerly while someone waits).
@@ -265,9 +266,20 @@ impl Drop for Waiting<'_> {
 }
 
 impl Mailbox {
+    /// A mailbox for `rank` of `size` on a host running `local_size` of the job's ranks, whose
+    /// receivers poll as the environment says ([`crate::env::spin`] for every wait,
+    /// [`crate::env::large_waits`] for waits for large messages where ranks share cores).
+    pub fn for_host(rank: usize, size: usize, local_size: usize) -> Result<Mailbox> {
+        let mut mailbox = Mailbox::new(rank, size, crate::env::spin(local_size)?);
+        if let Some(large) = crate::env::large_waits(local_size)? {
+            mailbox.large = large;
+        }
+        Ok(mailbox)
+    }
+
     /// A mailbox for `rank` of `size`; receivers poll for `spin` before sleeping (zero when
     /// the host runs more ranks than it has cores, where polling would steal a peer's core),
-    /// those of large messages too until [`Mailbox::large_waits`] says otherwise.
+    /// those of large messages too.
     pub fn new(rank: usize, size: usize, spin: Duration) -> Mailbox {
         Mailbox {
             rank,
@@ -379,15 +391,7 @@ impl Mailbox {
         }
     }
 
-    /// Sets how a wait for a large message polls before it sleeps: a receive posted for
-    /// [`crate::env::LARGE_WAIT_MIN`] bytes or more, reading its source's connection itself,
-    /// and a lent message's wait for its receiver's answer ([`Mailbox::large_polling`]).
-    pub fn large_waits(mut self, polling: Polling) -> Mailbox {
-        self.large = polling;
-        self
-    }
-
-    /// How a wait for a large message polls before it sleeps ([`Mailbox::large_waits`]).
+    /// How a wait for a large message polls before it sleeps ([`Mailbox::for_host`]).
     pub(crate) fn large_polling(&self) -> Polling {
         self.large
     }

@@ -338,3 +338,10 @@ pub fn trace_number(line: &str, key: &str) -> Option<f64> {
     let end = rest.find([',', '}']).unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
+
+/// Field `n` of a `/proc/.../stat` line, counted from 1 as proc(5) counts them (the command, field
+/// 2, is in parentheses and may hold spaces: the fields after it are counted from its end).
+pub fn stat_field(stat: &str, n: usize) -> Option<&str> {
+    let (_, after) = stat.rsplit_once(')')?;
+    after.split_whitespace().nth(n.checked_sub(3)?)
+}

@@ -86,8 +86,7 @@ fn sched_of(out: &prun_tests::Finished, n: usize) -> Vec<String> {
 /// This test process's nice value (field 19 of /proc's stat), which the ranks inherit.
 fn own_nice() -> i32 {
     let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
-    let fields: Vec<&str> = stat.rsplit_once(')').expect("stat").1.split_whitespace().collect();
-    fields[19 - 3].parse().expect("nice")
+    prun_tests::stat_field(&stat, 19).and_then(|f| f.parse().ok()).expect("nice")
 }
 
 #[test]

@@ -85,10 +85,7 @@ pub(crate) fn join(limit: u64, (var, n): (&str, usize), hostname: String) -> Res
     world.process_at_rank(0).broadcast_into(&mut id[..]);
     drop(host);
 
-    let mailbox = Arc::new(
-        Mailbox::new(rank, size, crate::env::spin(local_size)?)
-            .large_waits(crate::env::large_waits(local_size)?),
-    );
+    let mailbox = Arc::new(Mailbox::for_host(rank, size, local_size)?);
     let transport = Transport::start(Comm::new(proof, world.duplicate()), Arc::clone(&mailbox))?;
     // MPI's own receives poll forever; ours poll as long, up to 10 ms, when the host has a core
     // per rank, and nap at once otherwise (the host's cores: MPI launchers bind each rank to one)

@@ -403,9 +403,9 @@ fn pod(world: &World) -> Result<(), String> {
 /// Seconds of processor time this process (every thread) has used, from `/proc/self/stat`.
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // the fields after the command's closing parenthesis; utime and stime are the 12th and 13th
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let ticks: u64 = rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
+    // utime and stime, fields 14 and 15, in ticks of 1/100 s
+    let ticks: u64 =
+        [14, 15].iter().filter_map(|&n| prun_tests::stat_field(&stat, n)?.parse::<u64>().ok()).sum();
     ticks as f64 / 100.0
 }
 
@@ -615,9 +615,7 @@ fn sched(world: &World) -> Result<(), String> {
     let mut threads = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").map_err(|e| e.to_string())?.flatten() {
         let stat = std::fs::read_to_string(task.path().join("stat")).map_err(|e| e.to_string())?;
-        // the fields after the command's closing parenthesis start at field 3
-        let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, f)| f).split_whitespace().collect();
-        let field = |n: usize| fields.get(n - 3).copied().unwrap_or("?");
+        let field = |n: usize| prun_tests::stat_field(&stat, n).unwrap_or("?");
         threads.push(format!("{}/{}", field(41), field(19)));
     }
     threads.sort();
