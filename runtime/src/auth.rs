@@ -16,8 +16,10 @@ pub const MAGIC: [u8; 4] = *b"PRUN";
 /// Version of the wire protocol; peers with another version are refused. Raised whenever a
 /// message changes shape (2: [`crate::protocol::Peer`] says whether its host is crowded; 3: a
 /// rank's activity names the collective call it waits in, [`crate::protocol::CallAt`]; 4: a
-/// lent message's frame counts its pieces in memory, none for a pipe, in its fixed part).
-pub const PROTOCOL_VERSION: u16 = 4;
+/// lent message's frame counts its pieces in memory, none for a pipe, in its fixed part; 5: a
+/// rank that accepts a connection from another tells it what it can take from it,
+/// `lend::Access`).
+pub const PROTOCOL_VERSION: u16 = 5;
 /// How long either end waits for the other during the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest job id accepted.

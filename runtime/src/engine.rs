@@ -239,7 +239,8 @@ impl Engine {
     ) -> Option<(Result<()>, R)> {
         let len = parts.iter().map(|p| p.len()).sum();
         let waits = matches!(how, Lending::Waits | Lending::Fans { waits: true });
-        if !self.lends_to(dest, len, how) {
+        // connected first: the receiver tells then which ways of lending it can take
+        if !self.lends_to(dest, len, how) || self.open(dest).is_err() || !self.lends_to(dest, len, how) {
             return None;
         }
         let mut pipe = self.pipes.get(dest)?.lock().unwrap_or_else(PoisonError::into_inner);
@@ -395,8 +396,26 @@ impl Engine {
                 .exited(dest)
                 .unwrap_or_else(|| format!("handshake with {endpoint} failed: {e}")),
         })?;
+        let mut access = [0; lend::Access::LEN];
+        stream.read_exact(&mut access).map_err(|e| self.lost(dest, &e))?;
+        self.grant(dest, lend::Access::decode(access));
         stream.set_read_timeout(None).map_err(|e| self.lost(dest, &e))?;
         debug!("rank {} connected to rank {dest} at {endpoint}", self.rank);
         Ok(stream)
+    }
+
+    /// Lends to `dest` only the ways its receiver said it can take ([`lend::Access`]).
+    fn grant(&self, dest: usize, access: lend::Access) {
+        let ways = [(&self.refused, access.pipes, "pipes"), (&self.memory_refused, access.memory, "memory")];
+        for (refused, granted, way) in ways {
+            if let Some(refused) = refused.get(dest).filter(|_| !granted) {
+                if !refused.swap(true, Ordering::Relaxed) && self.same_host(dest) == Some(true) {
+                    debug!(
+                        "rank {dest} cannot read rank {}'s {way}; writing it the messages that would go there",
+                        self.rank
+                    );
+                }
+            }
+        }
     }
 }

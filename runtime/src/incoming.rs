@@ -24,7 +24,7 @@ use crate::mailbox::{Envelope, Handoff, Mailbox};
 use crate::transport::{Listener, Stream};
 use crate::wire::{self, Header, KIND_DATA, KIND_LEND};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -398,8 +398,11 @@ fn admit(mut stream: Box<dyn Stream>, creds: &Credentials, mailbox: &Mailbox, si
             return;
         }
     };
+    // before its first message, the sender learns which ways of lending work here
+    let access = lend::Access::of_peer(&*stream);
     let added = stream
-        .set_read_timeout(None)
+        .write_all(&access.encode())
+        .and_then(|()| stream.set_read_timeout(None))
         .and_then(|()| mailbox.incoming().ok_or_else(|| std::io::Error::other("no progress thread")))
         .and_then(|incoming| incoming.add(src, stream));
     if let Err(e) = added {

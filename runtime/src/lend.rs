@@ -23,7 +23,10 @@
 //! (the connection is not a Unix socket to the process that names the pipe or the memory,
 //! `/proc` refused the pipe, or the kernel the memory: a security module such as Yama may
 //! forbid one process to read another's), after which the sender writes the payload on the
-//! connection as it would have, and stops lending that way to that receiver. Either way the
+//! connection as it would have, and stops lending that way to that receiver. A receiver tells
+//! each sender which ways it can take as it accepts the sender's connection ([`Access`]), so
+//! that a refusal is the exception: an exchange whose two messages were both refused would
+//! wait for ever (each sender writes its payload only once its own receive ends). Either way the
 //! send returns once the payload is safe: the pipe refers to the sender's pages, not to
 //! copies, so the caller may reuse its buffer only once they are read. A send still never
 //! waits for the receiving program: the receiver's progress thread copies the payload into a
@@ -252,6 +255,62 @@ impl Opened {
     /// The process at the other end of `stream`, the connection this belongs to.
     fn peer(&self, stream: &dyn Stream) -> Option<i32> {
         *self.peer.get_or_init(|| stream.peer_pid())
+    }
+}
+
+/// What a receiver can take from the sender at the other end of a connection: whether it can
+/// open the sender's pipes and read its memory, and which process it sees there. The receiver
+/// finds it out as it accepts the connection ([`Access::of_peer`]) and tells the sender before
+/// the sender's first message ([`Access::encode`]), which then lends only the ways that work.
+/// Finding out at the first lent message instead, as before, left two ranks exchanging lent
+/// messages where reading another process's memory is forbidden (Yama's `ptrace_scope` 1, the
+/// default on Ubuntu, or a container's seccomp profile) each waiting for the other's payload,
+/// which each writes only once its own receive ends: a hang.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Access {
+    /// The receiver can open the sender's pipes (`/proc/PID/fd/N`).
+    pub pipes: bool,
+    /// The receiver can read the sender's memory (`process_vm_readv`).
+    pub memory: bool,
+    /// The sender's process id as the receiver sees it (0 for none, as over TCP).
+    pub pid: u32,
+}
+
+impl Access {
+    /// Length of [`Access::encode`]'s bytes.
+    pub const LEN: usize = 5;
+    /// Nothing: the peer is on another host, or out of reach.
+    pub const NONE: Access = Access { pipes: false, memory: false, pid: 0 };
+
+    /// What this process can take from the process at the other end of `stream`.
+    pub fn of_peer(stream: &dyn Stream) -> Access {
+        let Some(pid) = stream.peer_pid().filter(|&p| p > 0) else { return Access::NONE };
+        // the kernel checks the permission before the address: reading at address 0 fails for
+        // want of memory there (EFAULT) only where reading is allowed
+        let mut byte = [0u8];
+        let probe = [RemoteIoVec { base: 0, len: 1 }];
+        let read = process_vm_readv(Pid::from_raw(pid), &mut [IoSliceMut::new(&mut byte)], &probe);
+        let memory = matches!(read, Ok(_) | Err(nix::errno::Errno::EFAULT));
+        let pipes = std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok();
+        Access { pipes, memory, pid: pid as u32 }
+    }
+
+    /// The bytes that tell the sender: one of flags, then the process id.
+    pub fn encode(self) -> [u8; Access::LEN] {
+        let flags = u8::from(self.pipes) | (u8::from(self.memory) << 1);
+        let pid = self.pid.to_le_bytes();
+        [flags, pid[0], pid[1], pid[2], pid[3]]
+    }
+
+    /// What the sender makes of [`Access::encode`]'s bytes: nothing is lent to a receiver that
+    /// sees another process than this one (another pid namespace: it would refuse every lent
+    /// message, its frame naming this process by the id this process knows).
+    pub fn decode(raw: [u8; Access::LEN]) -> Access {
+        let pid = u32::from_le_bytes([raw[1], raw[2], raw[3], raw[4]]);
+        if pid != this_process() {
+            return Access::NONE;
+        }
+        Access { pipes: raw[0] & 1 != 0, memory: raw[0] & 2 != 0, pid }
     }
 }
 
@@ -773,6 +832,25 @@ mod tests {
             let read = sender.join().expect("sender");
             (data, read)
         })
+    }
+
+    /// A receiver finds out what it can take from the process at the other end of a
+    /// connection, and the sender reads it back; over another process's id (another pid
+    /// namespace) or no process at all, nothing is lent.
+    #[test]
+    fn a_receiver_tells_the_sender_what_it_can_take() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+        let a: Box<dyn Stream> = Box::new(a);
+        let access = Access::of_peer(&*a);
+        assert_eq!(access.pid, std::process::id());
+        assert!(access.pipes, "a process can open its own /proc/PID/fd");
+        assert_eq!(access.memory, cross_memory(), "the probe agrees with a real read");
+        assert_eq!(Access::decode(access.encode()), access);
+        let other = Access { pid: std::process::id() + 1, ..access };
+        assert_eq!(Access::decode(other.encode()), Access::NONE);
+        let none = Access { pipes: false, memory: false, pid: std::process::id() };
+        assert_eq!(Access::decode(none.encode()), none);
+        assert_eq!(Access::decode(Access::NONE.encode()), Access::NONE);
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! oversubscription, and a rank dying in the middle.
 
 use prun_tests::prun;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 
 fn all_ok(n: usize, args: &[&str], word: &str) {
     all_ok_with(&[], n, args, word);
@@ -74,6 +77,41 @@ fn collectives_with_64_ranks_on_2_cores() {
 fn split_keeps_communicators_apart() {
     for n in [1, 2, 5, 8] {
         all_ok(n, &["split"], "split ok");
+    }
+}
+
+/// `tests/c/deny_cross_memory.c`, built once: runs a program where the kernel refuses it
+/// `process_vm_readv` and `process_vm_writev`.
+fn deny_cross_memory() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/deny_cross_memory.c");
+            let out = std::env::temp_dir().join(format!("prun-deny-cross-memory-{}", std::process::id()));
+            let cc = Command::new("cc").arg("-O2").arg("-o").arg(&out).arg(&source).status();
+            assert!(cc.is_ok_and(|s| s.success()), "cannot compile {} with cc", source.display());
+            out
+        })
+        .clone()
+}
+
+/// Where the system forbids one process to read another's memory (Yama's `ptrace_scope` 1, the
+/// default on Ubuntu, or a container's seccomp profile; here a seccomp filter), every large
+/// collective still completes, over the sockets and pipes. Each rank learns what its peers can
+/// take from it when it connects: learning it from a lent message's refusal, two ranks
+/// exchanging such messages (2 ranks, pieces of 1 MiB read out of memory; 8 ranks on 2 cores,
+/// every exchange of 128 KiB or more) each waited for the other's payload for ever.
+#[test]
+fn large_collectives_where_reading_another_process_is_forbidden() {
+    let wrapper = deny_cross_memory();
+    let wrapper = wrapper.to_str().expect("a temporary path in UTF-8");
+    for (crowded, n) in [("PRUN_CROWDED=0", "2"), ("PRUN_CROWDED=1", "8")] {
+        let job =
+            ["--timeout", "120", "-x", crowded, "-n", n, wrapper, "@prun-testjob", "collectives", "300000"];
+        let out = prun(job).run();
+        out.expect_code(0).no_leftovers();
+        let ok = out.lines().iter().filter(|l| l.starts_with("collectives ok")).count();
+        assert_eq!(ok.to_string(), n, "{crowded}: every rank checks its results:\n{}", out.stderr);
     }
 }
 
