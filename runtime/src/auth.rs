@@ -18,7 +18,8 @@ pub const MAGIC: [u8; 4] = *b"PRUN";
 /// rank's activity names the collective call it waits in, [`crate::protocol::CallAt`]; 4: a
 /// lent message's frame counts its pieces in memory, none for a pipe, in its fixed part; 5: a
 /// rank that accepts a connection from another tells it what it can take from it,
-/// `lend::Access`).
+/// `lend::Access`, and a lent message's frame carries flags, `lend::RENDEZVOUS` among them, in
+/// place of markers for memory).
 pub const PROTOCOL_VERSION: u16 = 5;
 /// How long either end waits for the other during the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

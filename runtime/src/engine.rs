@@ -256,14 +256,14 @@ impl Engine {
         }
         let lent = pipe.as_ref().filter(|p| p.takes(parts))?;
         // one step of an exchange, or one of a fan, where ranks share cores: its receiver may
-        // leave it unread until its receive is posted (it lies in this process's memory
-        // meanwhile); an exchange's sender receives while it waits, and a fan's receivers are
+        // leave it unread until its receive is posted (it lies in the pipe or this process's
+        // memory meanwhile); an exchange's sender receives while it waits, and a fan's receivers are
         // in the same collective call, so the receive comes (such a call returns once its
         // receivers have entered it, as MPI's large messages do)
         let rendezvous = matches!(how, Lending::Exchanges | Lending::Fans { .. })
             && self.peers.get(dest).is_some_and(|p| p.crowded);
         // too long for the pipe, it is read out of this process's memory, if `dest` can
-        let in_memory = rendezvous || !lent.holds(parts);
+        let in_memory = !lent.holds(parts);
         if in_memory && self.memory_refused.get(dest).is_none_or(|r| r.load(Ordering::Relaxed)) {
             return None;
         }

@@ -475,7 +475,7 @@ fn read_lent(mut stream: Box<dyn Stream>, header: &Header, conn: &Arc<Conn>, mai
     let Ok(total) = usize::try_from(len) else { return Delivered::Failed(stream) };
     let readable = lend::readable(&lent);
     if lend::rendezvous(&lent) {
-        // its receive is sure to come (see `lend::IN_MEMORY_RENDEZVOUS`): it waits, unread
+        // its receive is sure to come (see `lend::RENDEZVOUS`): it waits, unread
         let handoff = Handoff { stream, prefix: Vec::new(), conn: Arc::clone(conn), lent: Some(lent) };
         mailbox.defer(src, context, tag, len, handoff);
         return Delivered::HandedOver;
@@ -604,15 +604,15 @@ mod tests {
     }
 
     /// A message lent for a rendezvous (the exchange step of a collective where ranks share
-    /// cores) waits, unread, for its receive, its sender unanswered: a receive of its length
-    /// then reads it in place, one of another length gets it queued whole; either way the
-    /// sender hears that it was read.
+    /// cores), through the pipe or in memory, waits, unread, for its receive, its sender
+    /// unanswered: a receive of its length then reads it in place, one of another length gets
+    /// it queued whole; either way the sender hears that it was read.
     #[test]
     fn a_rendezvous_message_waits_unread_for_its_receive() {
         use crate::mailbox::{Placed, Target};
         use std::io::Read;
-        let payload: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
-        for exact in [true, false] {
+        for (len, exact) in [(200_000u32, true), (200_000, false), (1_300_000, true), (1_300_000, false)] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7 + i / 251) as u8).collect();
             let (m, mut writer) = one_connection();
             let incoming = m.incoming().expect("attached");
             // the sender's frame, as an exchange step writes it where ranks share cores
@@ -623,10 +623,13 @@ mod tests {
             let n = incoming.epoll.wait(&mut events, EpollTimeout::from(1000u16)).expect("wait");
             assert_eq!(n, 1, "no event for the message");
             incoming.on_event(&m, events[0].data());
+            let through_pipe = pipe.holds(&parts);
+            assert_eq!(through_pipe, len < lend::MEMORY_MIN as u32);
             let Some((_, _, len)) = m.probe(&pat(9)).expect("probe") else {
                 // cross-memory attach refused here (a seccomp profile?): the message was
                 // refused and is coming on the stream instead
-                eprintln!("cross-memory attach is not allowed here: no rendezvous to test");
+                assert!(!through_pipe, "a rendezvous through the pipe was not left unread");
+                eprintln!("cross-memory attach is not allowed here: no rendezvous in memory to test");
                 return;
             };
             assert_eq!(len, payload.len() + 3);

@@ -13,8 +13,8 @@
 //! into the pipe ([`announce`]), all but a last piece of up to [`INLINE_MAX`] bytes (a
 //! collective's signature), then writes a [`KIND_LEND`] frame on the connection: the usual
 //! header (context, tag, payload length), its process id, the pipe's file descriptor number,
-//! the length of that last piece, a count of pieces in memory (none), and the last piece's
-//! bytes. Any other stays where it is: the frame names [`IN_MEMORY`] instead of the pipe and
+//! the length of that last piece, a count of pieces in memory (none), flags, and the last
+//! piece's bytes. Any other stays where it is: the frame names [`IN_MEMORY`] instead of the pipe and
 //! counts and lists the addresses and lengths of the payload's pieces in the sender's memory
 //! (the receiver reads the frame's fixed part, then the rest, in two reads after the header).
 //! The sender may do something else now (receive, in an exchange: [`crate::engine`]'s
@@ -31,13 +31,13 @@
 //! copies, so the caller may reuse its buffer only once they are read. A send still never
 //! waits for the receiving program: the receiver's progress thread copies the payload into a
 //! vector when no receive is posted for it, and a posted receive copies it straight into its
-//! buffer. A sender that only waits (not receiving meanwhile) says so in a frame of a message
-//! in memory ([`IN_MEMORY_HELPED`]), and a receive posted for it shares the copy
+//! buffer. A sender that only waits (not receiving meanwhile) says so in its frame's flags
+//! ([`HELPS`]), and a receive posted for such a message in memory shares the copy
 //! ([`SHARE_MIN`]): it asks the sender to write the second half of its buffer ([`WRITE`],
 //! `process_vm_writev`) while it reads the first, so that each side's core copies half.
 //!
-//! An exchange step's or a fan's message where ranks share cores is lent in memory as a
-//! rendezvous ([`IN_MEMORY_RENDEZVOUS`]): its receive is sure to come, so the receiver's progress
+//! An exchange step's or a fan's message where ranks share cores is lent as a rendezvous
+//! ([`RENDEZVOUS`], through the pipe or in memory): its receive is sure to come, so the receiver's progress
 //! thread may leave it unread until the receive is posted ([`rendezvous`], the mailbox's
 //! `defer`), and the payload is copied once, straight into place, even when it comes first.
 //!
@@ -84,7 +84,7 @@ pub(crate) const CROWDED_LEND_MIN: usize = 4 << 20;
 /// (the sender receiving meanwhile, both ranks copying at once); a fan of messages out at once
 /// is lent from [`LEND_MIN`], since the sender waits once for all of them.
 ///
-/// There an exchange's message is a rendezvous ([`IN_MEMORY_RENDEZVOUS`]): it waits unread for
+/// There an exchange's message is a rendezvous ([`RENDEZVOUS`]): it waits unread for
 /// its receive rather than be copied into a vector first. Measured at 8 ranks on 2 cores, three
 /// alternating runs, lent from 128 KiB against from 1 MiB: allreduce 1 MiB 1.55 against 1.85 ms
 /// (the halving's exchanges of 128 to 512 KiB), 16 MiB equal; from 64 KiB, the 64 KiB
@@ -112,14 +112,22 @@ pub(crate) const MEMORY_MIN: usize = 1 << 20;
 /// The pipe descriptor a lent message's frame names when its payload is to be read out of the
 /// sender's memory ([`MEMORY_MIN`]) instead.
 const IN_MEMORY: i32 = -1;
-/// As [`IN_MEMORY`], from a sender that waits for the answer at once (not receiving meanwhile),
-/// and so can copy part of the payload itself when the receiver asks ([`WRITE`]).
-const IN_MEMORY_HELPED: i32 = -2;
-/// As [`IN_MEMORY`], where ranks share cores, from a sender whose receiver is sure to post its
-/// receive (one step of an exchange, whose sender receives while it waits, or one message of a
-/// fan, whose receivers are in the same collective call): the receiver may leave the message
-/// unread until then ([`rendezvous`]), rather than copy it into a vector first.
-const IN_MEMORY_RENDEZVOUS: i32 = -3;
+/// Bytes of a lent message's frame after its header: the sender's process id, its pipe's
+/// descriptor (or [`IN_MEMORY`]), the length of the last piece (in the frame), the number of
+/// pieces in memory, and flags ([`HELPS`], [`RENDEZVOUS`]).
+const FIXED: usize = 20;
+/// A lent message's flag: its sender waits for the answer at once (not receiving meanwhile),
+/// and so can copy part of a payload in memory itself when the receiver asks ([`WRITE`]).
+const HELPS: u32 = 1;
+/// A lent message's flag, where ranks share cores: its receiver is sure to post its receive
+/// (one step of an exchange, whose sender receives while it waits, or one message of a fan,
+/// whose receivers are in the same collective call), so it may leave the message unread until
+/// then ([`rendezvous`]) rather than copy it into a vector first. Such a message goes through
+/// the pipe when it fits, like any other: at 8 ranks on 2 cores, alternating runs, the 1 MiB
+/// allreduce (exchanges of 128 to 512 KiB) took 874 against 1174 us read out of memory (Open
+/// MPI 880), 928 against 1223 in another set; the pipe's reader copies pages the sender pinned
+/// with `vmsplice`, where `process_vm_readv` walks the sender's page tables under their locks.
+const RENDEZVOUS: u32 = 2;
 /// Least number of bytes a receive shares the copy of with the sender of a message lent in
 /// memory: it reads the first half and the sender writes the second into its buffer
 /// (`process_vm_writev`), each on its own core, where ranks have a core each.
@@ -218,7 +226,7 @@ pub(crate) struct Lent {
     /// The payload's last bytes, which came in the frame, and how many of them are taken.
     tail: Vec<u8>,
     tail_taken: usize,
-    /// Whether the message may wait for its receive ([`IN_MEMORY_RENDEZVOUS`]).
+    /// Whether the message may wait for its receive ([`RENDEZVOUS`]).
     rendezvous: bool,
 }
 
@@ -236,7 +244,7 @@ struct Remote {
     pid: Pid,
     pieces: Vec<RemoteIoVec>,
     at: usize,
-    /// Whether the sender writes part of the payload when asked ([`IN_MEMORY_HELPED`]).
+    /// Whether the sender writes part of the payload when asked ([`HELPS`]).
     helped: bool,
 }
 
@@ -347,20 +355,15 @@ pub(crate) fn announce(
         return Err(io::Error::other("a lent message in too many pieces"));
     }
     let header = Header { kind: KIND_LEND, context, tag, len: len as u64 };
-    let mut frame = Vec::with_capacity(HEADER_LEN + 16 + 16 * piped.len() + inline.len());
+    let mut frame = Vec::with_capacity(HEADER_LEN + FIXED + 16 * piped.len() + inline.len());
     frame.extend_from_slice(&header.encode());
-    // 1 MiB or more, too long for the pipe, or to wait for its receive: the receiver reads it
-    // out of this process's memory
-    let in_memory = rendezvous || !pipe.holds(parts);
-    let (source, pieces) = match (in_memory, helps, rendezvous) {
-        (false, _, _) => (pipe.read.as_raw_fd(), &[][..]),
-        (true, _, true) => (IN_MEMORY_RENDEZVOUS, piped),
-        (true, true, false) => (IN_MEMORY_HELPED, piped),
-        (true, false, false) => (IN_MEMORY, piped),
-    };
-    // the fixed part (process, pipe or memory, length of the last piece, pieces in memory),
-    // then the pieces, then the last piece
-    for word in [this_process(), source as u32, inline.len() as u32, pieces.len() as u32] {
+    // 1 MiB or more, or too long for the pipe: the receiver reads it out of this process's memory
+    let in_memory = !pipe.holds(parts);
+    let (source, pieces) = if in_memory { (IN_MEMORY, piped) } else { (pipe.read.as_raw_fd(), &[][..]) };
+    let flags = if helps && !rendezvous { HELPS } else { 0 } | if rendezvous { RENDEZVOUS } else { 0 };
+    // the fixed part (process, pipe or memory, length of the last piece, pieces in memory,
+    // flags), then the pieces, then the last piece
+    for word in [this_process(), source as u32, inline.len() as u32, pieces.len() as u32, flags] {
         frame.extend_from_slice(&word.to_le_bytes());
     }
     for p in pieces {
@@ -516,15 +519,19 @@ fn slices<'a>(parts: &[&'a [u8]], from: usize, n: usize) -> Vec<IoSlice<'a>> {
 /// the socket's peer's) gives a [`Lent`] that [`receive`] refuses.
 pub(crate) fn read(stream: &mut dyn Stream, header: &Header, opened: &Opened) -> io::Result<Lent> {
     // the fixed part, then the pieces in memory and the last bytes at once (two reads)
-    let mut raw = [0u8; 16];
+    let mut raw = [0u8; FIXED];
     stream.read_exact(&mut raw)?;
     let word = |i: usize| u32::from_le_bytes([raw[i], raw[i + 1], raw[i + 2], raw[i + 3]]);
     let owner = (word(0) as i32, word(4) as i32);
-    let (inline, count) = (word(8) as usize, word(12) as usize);
+    let (inline, count, flags) = (word(8) as usize, word(12) as usize, word(16));
     if inline > INLINE_MAX || inline as u64 > header.len {
         return Err(io::Error::other(format!("a lent message with {inline} bytes in its frame")));
     }
-    let in_memory = [IN_MEMORY, IN_MEMORY_HELPED, IN_MEMORY_RENDEZVOUS].contains(&owner.1);
+    if flags & !(HELPS | RENDEZVOUS) != 0 || (owner.1 < 0 && owner.1 != IN_MEMORY) {
+        return Err(io::Error::other(format!("a lent message from {} with flags {flags:#x}", owner.1)));
+    }
+    let in_memory = owner.1 == IN_MEMORY;
+    let rendezvous = flags & RENDEZVOUS != 0;
     if count > MAX_PIECES || (count > 0 && !in_memory) {
         return Err(io::Error::other(format!("a message lent in {count} pieces of memory")));
     }
@@ -537,10 +544,9 @@ pub(crate) fn read(stream: &mut dyn Stream, header: &Header, opened: &Opened) ->
         let remote = pieces(&rest, piped)?;
         let source =
             (opened.peer(stream) == Some(owner.0) && may_read(owner.0, &remote, opened)).then(|| {
-                let (pid, helped) = (Pid::from_raw(owner.0), owner.1 == IN_MEMORY_HELPED);
+                let (pid, helped) = (Pid::from_raw(owner.0), flags & HELPS != 0);
                 Box::new(Remote { pid, pieces: remote, at: 0, helped })
             });
-        let rendezvous = owner.1 == IN_MEMORY_RENDEZVOUS;
         return Ok(Lent { source: Source::Memory(source), piped, tail, tail_taken: 0, rendezvous });
     }
     let mut cached = opened.pipe.lock().unwrap_or_else(PoisonError::into_inner);
@@ -561,7 +567,7 @@ pub(crate) fn read(stream: &mut dyn Stream, header: &Header, opened: &Opened) ->
             pipe
         }
     };
-    Ok(Lent { source: Source::Pipe(pipe), piped, tail, tail_taken: 0, rendezvous: false })
+    Ok(Lent { source: Source::Pipe(pipe), piped, tail, tail_taken: 0, rendezvous })
 }
 
 /// The buffers a message lent in memory lies in, as its frame lists them (`raw`: an address
@@ -598,7 +604,7 @@ fn may_read(pid: i32, remote: &[RemoteIoVec], opened: &Opened) -> bool {
 }
 
 /// Whether a lent message may stay unread until a receive is posted for it: its sender said so
-/// ([`IN_MEMORY_RENDEZVOUS`]), and its payload can be read (else it is refused at once and
+/// ([`RENDEZVOUS`]), and its payload can be read (else it is refused at once and
 /// written).
 pub(crate) fn rendezvous(lent: &Lent) -> bool {
     lent.rendezvous && readable(lent)
@@ -704,7 +710,7 @@ pub(crate) fn receive(
     accept(stream)
 }
 
-/// Receives a payload lent in memory by a sender that helps ([`IN_MEMORY_HELPED`]) and of at
+/// Receives a payload lent in memory by a sender that helps ([`HELPS`]) and of at
 /// least twice [`SHARE_MIN`] bytes in `into`'s first buffer, none of it read yet: asks the
 /// sender to write the second half of that buffer ([`WRITE`]) while it reads the first, then
 /// the rest. Returns whether it did (else nothing happened).
@@ -804,7 +810,8 @@ mod tests {
                     let mut f = h.encode().to_vec();
                     f.extend_from_slice(&pid.to_le_bytes());
                     f.extend_from_slice(&0i32.to_le_bytes());
-                    // nothing inline, no pieces in memory
+                    // nothing inline, no pieces in memory, no flags
+                    f.extend_from_slice(&0u32.to_le_bytes());
                     f.extend_from_slice(&0u32.to_le_bytes());
                     f.extend_from_slice(&0u32.to_le_bytes());
                     a.write_all(&f).expect("write");
@@ -996,9 +1003,10 @@ mod tests {
                     let h = Header { kind: KIND_LEND, context: 1, tag: 2, len: n as u64 };
                     let mut f = h.encode().to_vec();
                     f.extend_from_slice(&std::process::id().to_le_bytes());
-                    f.extend_from_slice(&IN_MEMORY_HELPED.to_le_bytes());
+                    f.extend_from_slice(&IN_MEMORY.to_le_bytes());
                     f.extend_from_slice(&0u32.to_le_bytes());
                     f.extend_from_slice(&1u32.to_le_bytes());
+                    f.extend_from_slice(&HELPS.to_le_bytes());
                     f.extend_from_slice(&(data.as_ptr() as u64).to_le_bytes());
                     f.extend_from_slice(&(n as u64).to_le_bytes());
                     a.write_all(&f).expect("frame");
@@ -1037,6 +1045,7 @@ mod tests {
             f.extend_from_slice(&IN_MEMORY.to_le_bytes());
             f.extend_from_slice(&0u32.to_le_bytes());
             f.extend_from_slice(&(pieces.len() as u32).to_le_bytes());
+            f.extend_from_slice(&0u32.to_le_bytes());
             for (base, len) in pieces {
                 f.extend_from_slice(&base.to_le_bytes());
                 f.extend_from_slice(&len.to_le_bytes());
