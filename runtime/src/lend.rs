@@ -1085,5 +1085,14 @@ mod tests {
         a.write_all(&f).expect("write");
         let header = read_header(&mut b, u64::MAX).expect("header").expect("a frame");
         assert!(read(&mut b, &header, &Opened::default()).is_err(), "a pipe's frame with pieces");
+        // flags it does not know, and a source that is neither a descriptor nor memory
+        for (at, word) in [(16, 0x80u32), (4, -2i32 as u32)] {
+            let mut f = frame(me, &[(base, payload.len() as u64)]);
+            f[HEADER_LEN + at..HEADER_LEN + at + 4].copy_from_slice(&word.to_le_bytes());
+            let (mut a, mut b) = UnixStream::pair().expect("pair");
+            a.write_all(&f).expect("write");
+            let header = read_header(&mut b, u64::MAX).expect("header").expect("a frame");
+            assert!(read(&mut b, &header, &Opened::default()).is_err(), "word {word:#x} at {at}");
+        }
     }
 }
