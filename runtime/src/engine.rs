@@ -404,7 +404,8 @@ impl Engine {
         Ok(stream)
     }
 
-    /// Lends to `dest` only the ways its receiver said it can take ([`lend::Access`]).
+    /// Lends to `dest` only the ways its receiver said it can take ([`lend::Access`]): nothing
+    /// where it cannot open this rank's pipes, no message in memory where it cannot read that.
     fn grant(&self, dest: usize, access: lend::Access) {
         let ways = [(&self.refused, access.pipes, "pipes"), (&self.memory_refused, access.memory, "memory")];
         for (refused, granted, way) in ways {

@@ -528,7 +528,10 @@ pub(crate) fn read(stream: &mut dyn Stream, header: &Header, opened: &Opened) ->
         return Err(io::Error::other(format!("a lent message with {inline} bytes in its frame")));
     }
     if flags & !(HELPS | RENDEZVOUS) != 0 || (owner.1 < 0 && owner.1 != IN_MEMORY) {
-        return Err(io::Error::other(format!("a lent message from {} with flags {flags:#x}", owner.1)));
+        return Err(io::Error::other(format!(
+            "a lent message naming source {} with flags {flags:#x}",
+            owner.1
+        )));
     }
     let in_memory = owner.1 == IN_MEMORY;
     let rendezvous = flags & RENDEZVOUS != 0;
