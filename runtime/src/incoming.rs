@@ -119,15 +119,16 @@ impl Incoming {
         self.conns.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds an authenticated connection from `src`, armed for the progress thread.
-    pub fn add(&self, src: usize, stream: Box<dyn Stream>) -> std::io::Result<()> {
+    /// Adds an authenticated connection from `src`, armed for the progress thread; `access`
+    /// says what this process can take from the sender ([`lend::Access::of_peer`]).
+    pub fn add(&self, src: usize, stream: Box<dyn Stream>, access: lend::Access) -> std::io::Result<()> {
         let mut conns = self.conns();
         let index = conns.iter().position(Option::is_none).unwrap_or(conns.len());
         let conn = Arc::new(Conn {
             src,
             index,
             slot: Mutex::new(Slot { stream: None, arms: 0, pending: None }),
-            pipe: lend::Opened::default(),
+            pipe: lend::Opened::new(access),
         });
         let mut slot = conn.slot();
         self.epoll.add(stream.as_fd(), EpollEvent::new(EpollFlags::empty(), index as u64))?;
@@ -140,6 +141,14 @@ impl Incoming {
             conns[index] = Some(conn);
         }
         Ok(())
+    }
+
+    /// For tests: adds one end of a socket pair as the connection from `src`, the sender being
+    /// this process.
+    #[cfg(test)]
+    pub fn add_pair_end(&self, src: usize, end: std::os::unix::net::UnixStream) -> std::io::Result<()> {
+        let access = lend::Access::of_peer(&end);
+        self.add(src, Box::new(end), access)
     }
 
     /// Takes an idle connection from `src` out of the set, for a receive that waits for it to
@@ -404,7 +413,7 @@ fn admit(mut stream: Box<dyn Stream>, creds: &Credentials, mailbox: &Mailbox, si
         .write_all(&access.encode())
         .and_then(|()| stream.set_read_timeout(None))
         .and_then(|()| mailbox.incoming().ok_or_else(|| std::io::Error::other("no progress thread")))
-        .and_then(|incoming| incoming.add(src, stream));
+        .and_then(|incoming| incoming.add(src, stream, access));
     if let Err(e) = added {
         debug!("cannot read the connection from rank {src}: {e}");
         mailbox.connection_closed(src);
@@ -530,7 +539,7 @@ mod tests {
         m.handshake_started(1);
         m.handshake_ended(1, true);
         let (writer, reader) = std::os::unix::net::UnixStream::pair().expect("pair");
-        m.incoming().expect("attached").add(1, Box::new(reader)).expect("add");
+        m.incoming().expect("attached").add_pair_end(1, reader).expect("add");
         (m, writer)
     }
 

@@ -248,28 +248,29 @@ struct Remote {
     helped: bool,
 }
 
-/// The pipe a connection's sender lends through, once opened, so that it is opened once; the
-/// sender process whose memory this process may read, once it could; and the process at the
-/// other end of the connection, asked of the system once (a connected socket's peer does not
-/// change).
-#[derive(Default)]
+/// What a connection's receiver knows of its sender: the pipe the sender lends through, once
+/// opened, so that it is opened once; and, from the [`Access`] found when the connection was
+/// accepted, the process at the other end (a connected socket's peer does not change) and
+/// whether this process may read its memory.
 pub(crate) struct Opened {
     pipe: Mutex<Option<(Owner, Arc<File>)>>,
-    readable: Mutex<Option<i32>>,
-    peer: std::sync::OnceLock<Option<i32>>,
+    peer: Option<i32>,
+    memory: bool,
 }
 
 impl Opened {
-    /// The process at the other end of `stream`, the connection this belongs to.
-    fn peer(&self, stream: &dyn Stream) -> Option<i32> {
-        *self.peer.get_or_init(|| stream.peer_pid())
+    /// For a connection whose sender this process can take `access` from.
+    pub fn new(access: Access) -> Opened {
+        let peer = i32::try_from(access.pid).ok().filter(|&p| p > 0);
+        Opened { pipe: Mutex::new(None), peer, memory: access.memory }
     }
 }
 
 /// What a receiver can take from the sender at the other end of a connection: whether it can
 /// open the sender's pipes and read its memory, and which process it sees there. The receiver
-/// finds it out as it accepts the connection ([`Access::of_peer`]) and tells the sender before
-/// the sender's first message ([`Access::encode`]), which then lends only the ways that work.
+/// finds it out as it accepts the connection ([`Access::of_peer`]), keeps it for the
+/// connection's lent messages ([`Opened::new`]) and tells the sender before the sender's first
+/// message ([`Access::encode`]), which then lends only the ways that work.
 /// Finding out at the first lent message instead, as before, left two ranks exchanging lent
 /// messages where reading another process's memory is forbidden (Yama's `ptrace_scope` 1, the
 /// default on Ubuntu, or a container's seccomp profile) each waiting for the other's payload,
@@ -545,18 +546,17 @@ pub(crate) fn read(stream: &mut dyn Stream, header: &Header, opened: &Opened) ->
     let tail = rest.split_off(16 * count);
     if in_memory {
         let remote = pieces(&rest, piped)?;
-        let source =
-            (opened.peer(stream) == Some(owner.0) && may_read(owner.0, &remote, opened)).then(|| {
-                let (pid, helped) = (Pid::from_raw(owner.0), flags & HELPS != 0);
-                Box::new(Remote { pid, pieces: remote, at: 0, helped })
-            });
+        let source = (opened.peer == Some(owner.0) && opened.memory).then(|| {
+            let (pid, helped) = (Pid::from_raw(owner.0), flags & HELPS != 0);
+            Box::new(Remote { pid, pieces: remote, at: 0, helped })
+        });
         return Ok(Lent { source: Source::Memory(source), piped, tail, tail_taken: 0, rendezvous });
     }
     let mut cached = opened.pipe.lock().unwrap_or_else(PoisonError::into_inner);
     let pipe = match cached.as_ref().filter(|(o, _)| *o == owner) {
         Some((_, pipe)) => Some(Arc::clone(pipe)),
         None => {
-            let pipe = (opened.peer(stream) == Some(owner.0))
+            let pipe = (opened.peer == Some(owner.0))
                 .then(|| File::open(format!("/proc/{}/fd/{}", owner.0, owner.1)).ok())
                 .flatten()
                 .filter(|f| {
@@ -586,24 +586,6 @@ fn pieces(raw: &[u8], piped: usize) -> io::Result<Vec<RemoteIoVec>> {
         return Err(io::Error::other(format!("a message of {piped} bytes lent in memory of {total:?}")));
     }
     Ok(remote)
-}
-
-/// Whether this process may read process `pid`'s memory (the kernel allows it to processes of
-/// the same user unless a security module forbids it): known once per connection, by reading
-/// one byte of `remote`.
-fn may_read(pid: i32, remote: &[RemoteIoVec], opened: &Opened) -> bool {
-    let mut known = opened.readable.lock().unwrap_or_else(PoisonError::into_inner);
-    if *known == Some(pid) {
-        return true;
-    }
-    let Some(first) = remote.iter().find(|r| r.len > 0) else { return true };
-    let mut byte = [0u8];
-    let probe = [RemoteIoVec { base: first.base, len: 1 }];
-    let ok = process_vm_readv(Pid::from_raw(pid), &mut [IoSliceMut::new(&mut byte)], &probe) == Ok(1);
-    if ok {
-        *known = Some(pid);
-    }
-    ok
 }
 
 /// Whether a lent message may stay unread until a receive is posted for it: its sender said so
@@ -778,6 +760,11 @@ mod tests {
     use std::io::Write;
     use std::os::unix::net::UnixStream;
 
+    /// What a receive on `stream` knows of its sender, as for an accepted connection.
+    fn opened_for(stream: &UnixStream) -> Opened {
+        Opened::new(Access::of_peer(stream))
+    }
+
     /// Whether this process may read its own memory by cross-memory attach (a container's
     /// seccomp profile may forbid `process_vm_readv` altogether).
     fn cross_memory() -> bool {
@@ -828,7 +815,8 @@ mod tests {
             });
             let header = read_header(&mut b, u64::MAX).expect("header").expect("a frame");
             assert_eq!((header.kind, header.context, header.tag), (KIND_LEND, 7, 3));
-            let mut lent = read(&mut b, &header, &Opened::default()).expect("description");
+            let opened = opened_for(&b);
+            let mut lent = read(&mut b, &header, &opened).expect("description");
             let mut data = vec![0u8; header.len as usize];
             // out of the pipe: its first 2 bytes pulled first, as the progress thread does
             // before a receive is posted; the rest into two slices
@@ -911,7 +899,7 @@ mod tests {
         // lent through it (from `MEMORY_MIN` on, messages are read out of memory)
         let pipe = Pipe::new(LEND_MAX / 2).expect("pipe");
         assert!(pipe.capacity < MEMORY_MIN);
-        let opened = Opened::default();
+        let opened = opened_for(&b);
         let sizes = [LEND_MIN, 65_537, 300_000, pipe.capacity - pipe.page];
         std::thread::scope(|s| {
             s.spawn(|| {
@@ -967,7 +955,8 @@ mod tests {
             let sender = s.spawn(|| send(&mut a, Polling::default(), &pipe, 5, 6, &[x, y, b"tail"]));
             let header = read_header(&mut b, u64::MAX).expect("header").expect("a frame");
             assert_eq!(header.len as usize, n + 4);
-            let mut lent = read(&mut b, &header, &Opened::default()).expect("description");
+            let opened = opened_for(&b);
+            let mut lent = read(&mut b, &header, &opened).expect("description");
             assert_eq!(readable(&lent), cross_memory(), "this process may read its own memory");
             let mut prefix = vec![0u8; if cross_memory() { 100_000 } else { 0 }];
             for step in prefix.chunks_mut(30_001) {
@@ -1022,7 +1011,8 @@ mod tests {
                     answer[0] == READ
                 });
                 let header = read_header(&mut b, u64::MAX).expect("header").expect("a frame");
-                let mut lent = read(&mut b, &header, &Opened::default()).expect("description");
+                let opened = opened_for(&b);
+                let mut lent = read(&mut b, &header, &opened).expect("description");
                 let mut got = vec![0u8; header.len as usize];
                 let (body, tail) = got.split_at_mut(n - 1);
                 receive(&mut b, &mut lent, &[], &mut [body, tail]).expect("receive");
@@ -1058,7 +1048,8 @@ mod tests {
         let (mut a, mut b) = UnixStream::pair().expect("pair");
         a.write_all(&frame(1, &[(payload.as_ptr() as u64, payload.len() as u64)])).expect("write");
         let header = read_header(&mut b, u64::MAX).expect("header").expect("a frame");
-        let mut lent = read(&mut b, &header, &Opened::default()).expect("description");
+        let opened = opened_for(&b);
+        let mut lent = read(&mut b, &header, &opened).expect("description");
         assert!(!readable(&lent), "process 1's memory");
         let mut got = vec![0u8; payload.len()];
         std::thread::scope(|s| {
@@ -1079,7 +1070,8 @@ mod tests {
             let (mut a, mut b) = UnixStream::pair().expect("pair");
             a.write_all(&frame(me, &pieces)).expect("write");
             let header = read_header(&mut b, u64::MAX).expect("header").expect("a frame");
-            assert!(read(&mut b, &header, &Opened::default()).is_err(), "{} pieces", pieces.len());
+            let opened = opened_for(&b);
+            assert!(read(&mut b, &header, &opened).is_err(), "{} pieces", pieces.len());
         }
         // a frame naming a pipe has no pieces in memory
         let mut f = frame(me, &[(base, payload.len() as u64)]);
@@ -1087,7 +1079,8 @@ mod tests {
         let (mut a, mut b) = UnixStream::pair().expect("pair");
         a.write_all(&f).expect("write");
         let header = read_header(&mut b, u64::MAX).expect("header").expect("a frame");
-        assert!(read(&mut b, &header, &Opened::default()).is_err(), "a pipe's frame with pieces");
+        let opened = opened_for(&b);
+        assert!(read(&mut b, &header, &opened).is_err(), "a pipe's frame with pieces");
         // flags it does not know, and a source that is neither a descriptor nor memory
         for (at, word) in [(16, 0x80u32), (4, -2i32 as u32)] {
             let mut f = frame(me, &[(base, payload.len() as u64)]);
@@ -1095,7 +1088,8 @@ mod tests {
             let (mut a, mut b) = UnixStream::pair().expect("pair");
             a.write_all(&f).expect("write");
             let header = read_header(&mut b, u64::MAX).expect("header").expect("a frame");
-            assert!(read(&mut b, &header, &Opened::default()).is_err(), "word {word:#x} at {at}");
+            let opened = opened_for(&b);
+            assert!(read(&mut b, &header, &opened).is_err(), "word {word:#x} at {at}");
         }
     }
 }

@@ -1103,7 +1103,7 @@ mod tests {
         m.handshake_ended(1, true);
         let (writer, reader) = UnixStream::pair().expect("pair");
         let incoming = m.incoming().expect("attached");
-        incoming.add(1, Box::new(reader)).expect("add");
+        incoming.add_pair_end(1, reader).expect("add");
         let (conn, stream) = incoming.claim(1).expect("idle");
         (m, writer, conn, stream)
     }
@@ -1193,7 +1193,7 @@ mod tests {
             m.handshake_started(src);
             m.handshake_ended(src, true);
             let (writer, reader) = UnixStream::pair().expect("pair");
-            m.incoming().expect("attached").add(src, Box::new(reader)).expect("add");
+            m.incoming().expect("attached").add_pair_end(src, reader).expect("add");
             writers.push(writer);
         }
         crate::incoming::start(Arc::clone(&m)).expect("progress thread");
@@ -1250,7 +1250,7 @@ mod tests {
             m.handshake_ended(src, true);
         }
         let (mut writer, reader) = std::os::unix::net::UnixStream::pair().expect("pair");
-        m.incoming().expect("attached").add(1, Box::new(reader)).expect("add");
+        m.incoming().expect("attached").add_pair_end(1, reader).expect("add");
         // no progress thread runs: only the receive itself can read the connection
         let m2 = Arc::clone(&m);
         let first = std::thread::spawn(move || {
