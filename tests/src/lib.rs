@@ -7,8 +7,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Longest any test job may run before the test fails as hung.
@@ -164,12 +164,31 @@ impl Job {
         }
         let stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut stderr = child.stderr.take().expect("stderr");
+        let so_far = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&so_far);
         let err = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            s
+            let mut chunk = [0u8; 4096];
+            // whole lines only reach `so_far` once they are complete, so readers never see half a line
+            let mut pending = Vec::new();
+            while let Ok(n @ 1..) = stderr.read(&mut chunk) {
+                pending.extend_from_slice(&chunk[..n]);
+                if let Some(end) = pending.iter().rposition(|&b| b == b'\n') {
+                    let lines: Vec<u8> = pending.drain(..=end).collect();
+                    sink.lock().unwrap_or_else(|e| e.into_inner()).push_str(&String::from_utf8_lossy(&lines));
+                }
+            }
+            let mut all = sink.lock().unwrap_or_else(|e| e.into_inner());
+            all.push_str(&String::from_utf8_lossy(&pending));
+            all.clone()
         });
-        Running { child, stdout: Some(stdout), seen: String::new(), err: Some(err), mark: self.mark }
+        Running {
+            child,
+            stdout: Some(stdout),
+            seen: String::new(),
+            err: Some(err),
+            stderr: so_far,
+            mark: self.mark,
+        }
     }
 
     /// Appends `program` (a path) to the command line and runs prun to its end.
@@ -190,6 +209,7 @@ pub struct Running {
     stdout: Option<BufReader<std::process::ChildStdout>>,
     seen: String,
     err: Option<std::thread::JoinHandle<String>>,
+    stderr: Arc<Mutex<String>>,
     mark: String,
 }
 
@@ -204,6 +224,21 @@ impl Running {
             assert!(got > 0, "prun's stdout ended after {ready} of {n} ready lines:\n{}", self.seen);
             ready += usize::from(line.starts_with("ready"));
             self.seen.push_str(&line);
+        }
+    }
+
+    /// Waits until prun's stderr holds a complete line for which `found` is true, at most
+    /// `within`; returns whether it came. For output that prun writes while the job goes on.
+    pub fn wait_stderr_line(&self, within: Duration, found: impl Fn(&str) -> bool) -> bool {
+        let start = Instant::now();
+        loop {
+            if self.stderr.lock().unwrap_or_else(|e| e.into_inner()).lines().any(&found) {
+                return true;
+            }
+            if start.elapsed() > within {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -132,14 +132,25 @@ fn a_timeout_reports_what_each_rank_waits_for() {
 fn sigusr1_prints_the_report_and_the_job_goes_on() {
     let mut job = prun(["-n", "2", "@prun-testjob", "hang"]).spawn();
     job.wait_ready(2);
-    job.signal(Signal::SIGUSR1);
-    // the report comes, then the job is still there to be ended
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // a rank prints "ready" just before its receive, so the first report may find it still on
+    // its way there: ask again until rank 0 is reported waiting (each report must leave the job
+    // running, which is what this test is about)
+    let waiting = |l: &str| l.contains("rank 0 (pid") && l.contains("waiting for rank 1");
+    let mut reports = 0;
+    while reports < 20 {
+        job.signal(Signal::SIGUSR1);
+        reports += 1;
+        if job.wait_stderr_line(std::time::Duration::from_secs(3), waiting) {
+            break;
+        }
+    }
     job.signal(Signal::SIGTERM);
     let out = job.wait();
     out.expect_code(143).no_leftovers();
+    assert!(out.stderr.contains("what each rank is doing"), "{}", out.stderr);
+    assert!(out.stderr.lines().any(waiting), "no report in {reports} showed rank 0's wait:\n{}", out.stderr);
     assert!(
-        out.stderr.contains("what each rank is doing") && out.stderr.contains("waiting for rank 1"),
+        out.stderr.lines().any(|l| l.contains("rank 1 (pid") && l.contains("waiting for rank 0")),
         "{}",
         out.stderr
     );
