@@ -65,11 +65,12 @@ fn a_second_ctrl_c_kills_at_once() {
     let mut job = prun(["-n", "3", "--kill-grace", "100000", "@prun-testjob", "ignore-term"]).spawn();
     job.wait_ready(3);
     job.signal(Signal::SIGINT);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // two signals sent before prun takes the first would arrive as one: wait until it says so
+    let took = job.wait_stderr_line(std::time::Duration::from_secs(60), |l| l.contains("received SIGINT"));
     job.signal(Signal::SIGINT);
     let out = job.wait();
     out.expect_code(130).no_leftovers();
-    assert!(out.stderr.contains("again"), "{}", out.stderr);
+    assert!(took && out.stderr.contains("again"), "{}", out.stderr);
 }
 
 #[test]
