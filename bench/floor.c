@@ -17,6 +17,9 @@
  *   copy-socket B       B bytes from process 0 to 1 written to a Unix socket and read: two copies
  *   copy-cma B          B bytes read by process 1 out of process 0 (process_vm_readv), one copy,
  *                       as Open MPI's and MPICH's cross-memory attach
+ *   copy-shm B          B bytes copied by process 0 into memory both share, then out of it by
+ *                       process 1: two copies in user space, no system call but the answer
+ *                       (what a shared-memory transport would do with a large message)
  * for B = 1 MiB and 16 MiB; each copy-* time is one transfer and a one-byte answer, averaged over
  * the last 80% of the iterations. While 0 and 1 copy, the other processes wait in a blocking
  * read. Exits 2 on bad arguments, 1 if a system call fails.
@@ -103,7 +106,8 @@ static double shm_ring(int me, struct shared *s) {
 }
 
 /* One transfer of `n` bytes from process 0 (`src`) to process 1 (`dst`) by `how`. */
-enum how { PIPE, SOCKET, CMA };
+enum how { PIPE, SOCKET, CMA, SHM };
+static char *shm_buf; /* copy-shm's shared buffer, mapped before fork */
 
 static double copies(int me, enum how how, size_t n, char *src, char *dst, int pipefd[2],
                      pid_t sender) {
@@ -125,6 +129,9 @@ static double copies(int me, enum how how, size_t n, char *src, char *dst, int p
                 }
             } else if (how == SOCKET) {
                 write_all(sock0, src, n);
+            } else if (how == SHM) {
+                memcpy(shm_buf, src, n);
+                write_all(sock0, &byte, 1);
             } else {
                 write_all(sock0, &byte, 1);
             }
@@ -135,6 +142,9 @@ static double copies(int me, enum how how, size_t n, char *src, char *dst, int p
                 read_all(pipefd[0], dst, n);
             } else if (how == SOCKET) {
                 read_all(sock1, dst, n);
+            } else if (how == SHM) {
+                read_all(sock1, &byte, 1);
+                memcpy(dst, shm_buf, n);
             } else {
                 read_all(sock1, &byte, 1);
                 struct iovec local = {dst, n}, remote = {src, n};
@@ -157,6 +167,9 @@ int main(int argc, char **argv) {
     struct shared *s =
         mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (s == MAP_FAILED) fail("mmap");
+    shm_buf = mmap(NULL, sizes[1], PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shm_buf == MAP_FAILED) fail("mmap");
+    memset(shm_buf, 3, sizes[1]);
     for (int i = 0; i < n_procs; i++) {
         if (socketpair(AF_UNIX, SOCK_STREAM, 0, ring[i]) || socketpair(AF_UNIX, SOCK_STREAM, 0, wake[i]))
             fail("socketpair");
@@ -210,8 +223,8 @@ int main(int argc, char **argv) {
         }
     }
     if (me <= 1) {
-        const char *names[] = {"copy-pipe", "copy-socket", "copy-cma"};
-        for (int h = PIPE; h <= CMA; h++)
+        const char *names[] = {"copy-pipe", "copy-socket", "copy-cma", "copy-shm"};
+        for (int h = PIPE; h <= SHM; h++)
             for (int k = 0; k < 2; k++) {
                 double t = copies(me, (enum how)h, sizes[k], src, dst, pipefd, sender);
                 if (me == 0) printf("%s %zu %.1f\n", names[h], sizes[k], t);
