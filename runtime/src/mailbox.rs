@@ -850,7 +850,9 @@ impl Mailbox {
     fn read_handoff(&self, src: usize, handoff: Handoff, target: Target<'_>) -> Result<()> {
         let Handoff { mut stream, prefix, conn, mut lent } = handoff;
         let read = match &mut lent {
-            Some(lent) => crate::lend::receive(&mut *stream, lent, &prefix, &mut [target.body, target.tail]),
+            Some(lent) => {
+                crate::lend::receive(&mut *stream, self.large, lent, &prefix, &mut [target.body, target.tail])
+            }
             None => fill(target, &prefix, &mut *stream),
         };
         if let Some(incoming) = self.incoming.get() {
