@@ -238,7 +238,7 @@ impl Incoming {
         slot.parked = true;
         slot.stream = Some(stream);
         drop(slot);
-        self.parked.store(true, Ordering::Release);
+        self.parked.store(true, Ordering::SeqCst);
         // the timer goes off `PARK` after it was set; set again (for `PARK` from now) only once
         // half of that has passed, so that it goes off only after a pause of at least half of
         // `PARK` in this rank's receives (while they go on, it would wake the progress thread
@@ -264,7 +264,7 @@ impl Incoming {
     /// by the progress thread when the timer fires and by receives about to rely on it.
     pub fn arm_parked(&self, mailbox: &Mailbox) {
         // most calls find nothing parked: a load, not a write to the shared flag
-        if !self.parked.load(Ordering::Acquire) || !self.parked.swap(false, Ordering::AcqRel) {
+        if !self.parked.load(Ordering::SeqCst) || !self.parked.swap(false, Ordering::SeqCst) {
             return;
         }
         let conns: Vec<Arc<Conn>> = self.conns().iter().flatten().cloned().collect();
@@ -757,6 +757,39 @@ mod tests {
         let key = next_event(&m, 1000).expect("a wait for any source did not arm the parked connection");
         incoming.on_event(&m, key);
         assert!(m.try_recv(&any).expect("try").is_some(), "the next message was not read");
+    }
+
+    /// While a receive waits for the progress thread (any source), a receive from one source
+    /// does not park the connection it read: the waiting receive's message may come on it.
+    #[test]
+    fn no_connection_is_parked_while_a_receive_waits_for_the_progress_thread() {
+        let (m, mut writer) = one_connection();
+        let parked = || m.incoming().expect("attached").conns()[0].as_ref().expect("conn").slot().parked;
+        writer.write_all(&frame(1)).expect("write");
+        assert_eq!(m.recv(&pat(1)).expect("received").data, b"x");
+        assert!(parked(), "a receive did not park the connection it read");
+
+        let m2 = Arc::clone(&m);
+        let any = std::thread::spawn(move || {
+            m2.recv_timeout(
+                &Pattern { src: None, group: None, context: 0, tag: Some(5) },
+                Duration::from_secs(30),
+            )
+        });
+        let start = std::time::Instant::now();
+        while !m.relies_on_progress() {
+            assert!(start.elapsed() < Duration::from_secs(30), "the receive of any source never waited");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!parked(), "a receive of any source left a connection parked");
+        writer.write_all(&frame(2)).expect("write");
+        assert_eq!(m.recv(&pat(2)).expect("received").data, b"x");
+        assert!(!parked(), "a connection was parked while a receive of any source waited");
+        // (the progress thread would read this one; the test reads it on its behalf)
+        writer.write_all(&frame(5)).expect("write");
+        let key = next_event(&m, 1000).expect("no event for the message");
+        m.incoming().expect("attached").on_event(&m, key);
+        assert!(any.join().expect("join").expect("received").is_some());
     }
 
     /// A connection held for this thread's next receive ([`Mailbox::hold`]) raises no event

@@ -193,6 +193,9 @@ pub(crate) struct Mailbox {
     /// Threads asleep on `changed` (counted under the lock before they sleep), so that a change
     /// nobody sleeps on wakes nobody, without a system call.
     sleepers: AtomicUsize,
+    /// Receives waiting for the progress thread's delivery (polling the mailbox or asleep on
+    /// `changed`): while there are any, a connection parked is armed at once.
+    relying: AtomicUsize,
     /// Counts every change, so that a receiver can watch for one without the lock.
     generation: AtomicU64,
     /// How long a receiver polls `generation` before sleeping on the condition variable.
@@ -259,6 +262,23 @@ enum Spin {
 /// What objects to a queued message while a receive waits (see [`Mailbox::recv_checked`]).
 type Objection<'f> = dyn Fn(&Envelope) -> Option<Error> + 'f;
 
+/// Counts a receive that waits for the progress thread ([`Mailbox::relying`]) for as long as
+/// it lives.
+struct Relying<'m>(&'m Mailbox);
+
+impl<'m> Relying<'m> {
+    fn new(mailbox: &'m Mailbox) -> Relying<'m> {
+        mailbox.relying.fetch_add(1, Ordering::SeqCst);
+        Relying(mailbox)
+    }
+}
+
+impl Drop for Relying<'_> {
+    fn drop(&mut self) {
+        self.0.relying.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Counts a blocked receive for as long as it lives.
 struct Waiting<'m>(&'m Mailbox);
 
@@ -307,6 +327,7 @@ impl Mailbox {
             }),
             changed: Condvar::new(),
             sleepers: AtomicUsize::new(0),
+            relying: AtomicUsize::new(0),
             waiters: AtomicUsize::new(0),
             waker: OnceLock::new(),
             incoming: OnceLock::new(),
@@ -404,9 +425,25 @@ impl Mailbox {
     /// core each, else armed; closed when the read failed (`ok` false).
     fn put_back(&self, incoming: &Incoming, conn: &Conn, stream: Box<dyn Stream>, ok: bool) {
         if self.parks {
-            incoming.park(self, conn, stream, ok)
+            incoming.park(self, conn, stream, ok);
+            self.parked();
         } else {
-            incoming.release(self, conn, stream, ok)
+            incoming.release(self, conn, stream, ok);
+        }
+    }
+
+    /// Whether some receive waits for the progress thread's delivery.
+    #[cfg(test)]
+    pub(crate) fn relies_on_progress(&self) -> bool {
+        self.relying.load(Ordering::SeqCst) > 0
+    }
+
+    /// After a connection was parked: arms it at once if some receive waits for the progress
+    /// thread. (Parking stores its flag before this load, and such a receive counts itself
+    /// before it loads the flag: one of the two sees the other.)
+    fn parked(&self) {
+        if self.relying.load(Ordering::SeqCst) > 0 {
+            self.arm_parked();
         }
     }
 
@@ -646,6 +683,8 @@ impl Mailbox {
         let mut spun = spin != Spin::Mailbox;
         let mut claim_spun = false;
         let mut _waiting = None;
+        // counted from its first wait for the progress thread to its end
+        let mut relying = None;
         loop {
             if let Some(value) = ready(&mut s) {
                 return (s, Ok(value));
@@ -691,7 +730,8 @@ impl Mailbox {
                 continue;
             }
             // from here on this receive waits for the progress thread: it must see every
-            // connection
+            // connection, those parked while it waits too
+            relying.get_or_insert_with(|| Relying::new(self));
             self.arm_parked();
             if !spun {
                 spun = true;
@@ -996,6 +1036,7 @@ impl Claim<'_> {
         }
         if readable {
             incoming.read_one(mailbox, &conn, stream, mailbox.parks);
+            mailbox.parked();
         } else {
             mailbox.put_back(incoming, &conn, stream, true);
         }
