@@ -32,6 +32,18 @@ fn strangers_on_a_rank_socket_are_dropped() {
     assert!(out.stdout.contains("stranger ok"), "{}", out.stderr);
 }
 
+/// A large send to a rank that computes outside any call of prun ends without waiting for it
+/// to call again, though that rank's last receive came from the same sender (and so parked the
+/// connection, where ranks have a core each): its progress thread reads the message.
+#[test]
+fn a_large_send_ends_while_its_receiver_computes() {
+    for crowded in ["PRUN_CROWDED=0", "PRUN_CROWDED=1"] {
+        let out = prun(["-n", "2", "-x", crowded, "@prun-testjob", "send-to-busy"]).run();
+        out.expect_code(0).no_leftovers();
+        assert!(out.stdout.contains("send to busy ok"), "{crowded}: {}", out.stderr);
+    }
+}
+
 /// A rank blocked in a receive sleeps: over 1.5 s of waiting for a typed message, a small slice
 /// and a large one it uses a small fraction of a core (spinning would use all of it); so too
 /// where ranks share cores, whose waits for large messages poll a while, yielding, first.

@@ -608,6 +608,55 @@ fn spew(world: &World, lines: i64, width: i64) {
     let _ = out.flush();
 }
 
+/// Rank 0 sends rank 1 two small messages and, once rank 1 has answered them, 1 MiB (lent: its send
+/// waits until rank 1 has read it), then leaves a file; rank 1 receives the small ones, answers,
+/// then computes, outside any call of prun, until the file is there (at most 60 s), then
+/// receives the rest and checks it.
+/// The large send can only end while rank 1 computes if its progress thread reads the
+/// message, whatever rank 1's receive did with the connection.
+fn send_to_busy(world: &World) -> Result<(), String> {
+    let e = |e: Error| e.to_string();
+    let mark = std::env::var("PRUN_TEST_MARK").unwrap_or_default();
+    let flag = std::env::temp_dir().join(format!("prun-send-to-busy-{mark}"));
+    let data: Vec<u8> = (0..1usize << 20).map(|i| (i % 251) as u8).collect();
+    match world.rank() {
+        0 => {
+            // the connection is opened by the first message; by the second, rank 1 waits in
+            // its receive, most likely, and so reads it itself (if its progress thread does,
+            // the test passes without testing much)
+            world.send(1, 0, &0u8).map_err(e)?;
+            std::thread::sleep(Duration::from_millis(300));
+            world.send(1, 1, &1u8).map_err(e)?;
+            // once rank 1 has read the first message itself (else its progress thread could
+            // read both before it asks)
+            let _: u8 = world.recv(1, 3).map_err(e)?;
+            world.send_slice(1, 2, &data).map_err(e)?;
+            std::fs::write(&flag, b"sent").map_err(|e| e.to_string())?;
+        }
+        1 => {
+            let _: u8 = world.recv(0, 0).map_err(e)?;
+            let _: u8 = world.recv(0, 1).map_err(e)?;
+            world.send(0, 3, &1u8).map_err(e)?;
+            let start = std::time::Instant::now();
+            while !flag.exists() {
+                if start.elapsed() > Duration::from_secs(60) {
+                    return Err("rank 0's send did not end while rank 1 computed".into());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let _ = std::fs::remove_file(&flag);
+            let mut got = vec![0u8; data.len()];
+            world.recv_into(0, 2, &mut got).map_err(e)?;
+            if got != data {
+                return Err("the large message arrived changed".into());
+            }
+            println!("send to busy ok");
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Prints the scheduling policy (field 41 of /proc's stat: 0 normal, 3 batch) and nice value
 /// (field 19) of every thread of this rank, its own and the runtime's, after a barrier.
 fn sched(world: &World) -> Result<(), String> {
@@ -639,6 +688,7 @@ fn main() -> ExitCode {
             sleep_forever()
         }
         "idle-wait" => idle_wait(&world),
+        "send-to-busy" => send_to_busy(&world),
         "linger" => {
             // every rank but one ends normally; that one stays
             ready(&world);
