@@ -5,7 +5,8 @@
 //! (authenticated as [`crate::auth`] describes) that then carries every later message to that
 //! peer, in order; messages *from* a peer arrive on the connection the peer opened
 //! ([`crate::incoming`] reads them into the mailbox). So a rank opens only the connections its
-//! program uses, and a send never waits for the receiver to call `recv`.
+//! program uses, and a send never waits for the receiver to call `recv` (at most a millisecond for
+//! its progress thread: `incoming`'s parked connections).
 
 use crate::auth::{self, Credentials, HANDSHAKE_TIMEOUT};
 use crate::error::{Error, Result};
