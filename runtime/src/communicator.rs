@@ -224,7 +224,7 @@ impl Communicator {
     pub fn send<T: Serialize + ?Sized>(&self, dest: usize, tag: Tag, value: &T) -> Result<()> {
         let dest = self.check_rank(dest)?;
         let frame = codec::encode_into(value, vec![0; HEADER_LEN])?;
-        self.shared.engine.send(dest, self.context, tag, frame)
+        self.shared.engine.send(dest, self.context, tag, frame, Lending::Sends)
     }
 
     /// Sends the elements of a plain-old-data slice to rank `dest` with `tag`, without
@@ -255,7 +255,7 @@ impl Communicator {
             return Ok(());
         }
         let dest = self.check_rank(dest)?;
-        self.shared.engine.send_parts(dest, self.context, tag, &[bytemuck::cast_slice(data)])
+        self.shared.engine.send_parts(dest, self.context, tag, &[bytemuck::cast_slice(data)], Lending::Sends)
     }
 
     /// Receives a message sent with [`Communicator::send_slice`] from `src` with `tag` into
@@ -874,7 +874,7 @@ impl PointToPoint for Channel<'_> {
         let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
         all.extend_from_slice(parts);
         all.push(&signature);
-        self.comm.shared.engine.send_parts(dest, self.comm.context | 1, tag, &all)
+        self.comm.shared.engine.send_parts(dest, self.comm.context | 1, tag, &all, Lending::Waits)
     }
 
     /// A lent message ([`crate::lend`]) is announced, then `meanwhile` runs while the receiver

@@ -26,6 +26,9 @@ pub(crate) enum Lending {
     /// Nothing: it waits, answers the receiver at once and can copy part of a message lent in
     /// memory itself when the receiver asks ([`lend::SHARE_MIN`]).
     Waits,
+    /// As [`Lending::Waits`], a program's own point-to-point send: lent where ranks share cores
+    /// from [`lend::CROWDED_SEND_MIN`].
+    Sends,
     /// Its own work, such as a copy.
     Works,
     /// It receives: one step of an exchange between ranks. Lent where ranks share cores from
@@ -42,6 +45,7 @@ impl Lending {
     fn crowded_min(self) -> usize {
         match self {
             Lending::Waits | Lending::Works => lend::CROWDED_LEND_MIN,
+            Lending::Sends => lend::CROWDED_SEND_MIN,
             Lending::Exchanges => lend::CROWDED_EXCHANGE_MIN,
             Lending::Fans { .. } => LEND_MIN,
         }
@@ -171,8 +175,16 @@ impl Engine {
         if rank < self.size { Ok(()) } else { Err(Error::InvalidRank { rank, size: self.size }) }
     }
 
-    /// Sends a message; `frame` holds [`HEADER_LEN`] bytes of room, then the payload.
-    pub fn send(&self, dest: usize, context: u64, tag: u32, mut frame: Vec<u8>) -> Result<()> {
+    /// Sends a message; `frame` holds [`HEADER_LEN`] bytes of room, then the payload; lent
+    /// (to a rank on this host) as `how` says.
+    pub(crate) fn send(
+        &self,
+        dest: usize,
+        context: u64,
+        tag: u32,
+        mut frame: Vec<u8>,
+        how: Lending,
+    ) -> Result<()> {
         self.check(dest, (frame.len() - HEADER_LEN) as u64)?;
         if dest == self.rank {
             frame.drain(..HEADER_LEN);
@@ -184,7 +196,7 @@ impl Engine {
             mpi.send(dest, context, tag, &mut frame);
             return Ok(());
         }
-        if let Some(sent) = self.lend_to(dest, context, tag, &[&frame[HEADER_LEN..]]) {
+        if let Some(sent) = self.lend_to(dest, context, tag, &[&frame[HEADER_LEN..]], how) {
             return sent;
         }
         self.write_to(dest, |s| wire::write_framed(s, KIND_DATA, context, tag, &mut frame))
@@ -216,8 +228,15 @@ impl Engine {
     /// made, or they would go in memory and `dest` could not read it before, and are to be
     /// written. Once `dest` could not read the pipe, later large messages to it are written; once
     /// it could not read this rank's memory, those that would go there.
-    fn lend_to(&self, dest: usize, context: u64, tag: u32, parts: &[&[u8]]) -> Option<Result<()>> {
-        self.lend_while(dest, context, tag, parts, Lending::Waits, || ()).map(|(sent, ())| sent)
+    fn lend_to(
+        &self,
+        dest: usize,
+        context: u64,
+        tag: u32,
+        parts: &[&[u8]],
+        how: Lending,
+    ) -> Option<Result<()>> {
+        self.lend_while(dest, context, tag, parts, how, || ()).map(|(sent, ())| sent)
     }
 
     /// As [`Engine::lend_to`], calling `meanwhile` once the message is announced and in the
@@ -239,7 +258,7 @@ impl Engine {
         meanwhile: impl FnOnce() -> R,
     ) -> Option<(Result<()>, R)> {
         let len = parts.iter().map(|p| p.len()).sum();
-        let waits = matches!(how, Lending::Waits | Lending::Fans { waits: true });
+        let waits = matches!(how, Lending::Waits | Lending::Sends | Lending::Fans { waits: true });
         // connected first: the receiver tells then which ways of lending it can take
         if !self.lends_to(dest, len, how) || self.open(dest).is_err() || !self.lends_to(dest, len, how) {
             return None;
@@ -303,8 +322,16 @@ impl Engine {
         Some((sent, outcome))
     }
 
-    /// Sends the concatenation of `parts` without copying them into a frame first.
-    pub fn send_parts(&self, dest: usize, context: u64, tag: u32, parts: &[&[u8]]) -> Result<()> {
+    /// Sends the concatenation of `parts` without copying them into a frame first; lent as
+    /// `how` says.
+    pub(crate) fn send_parts(
+        &self,
+        dest: usize,
+        context: u64,
+        tag: u32,
+        parts: &[&[u8]],
+        how: Lending,
+    ) -> Result<()> {
         self.check(dest, parts.iter().map(|p| p.len() as u64).sum())?;
         if dest == self.rank {
             self.mailbox.push(Envelope { src: dest, context, tag, data: parts.concat() });
@@ -318,7 +345,7 @@ impl Engine {
             mpi.send(dest, context, tag, &mut frame);
             return Ok(());
         }
-        if let Some(sent) = self.lend_to(dest, context, tag, parts) {
+        if let Some(sent) = self.lend_to(dest, context, tag, parts, how) {
             return sent;
         }
         self.write_to(dest, |s| wire::write_parts(s, KIND_DATA, context, tag, parts))

@@ -78,14 +78,19 @@ pub(crate) const LEND_MIN: usize = 64 * 1024;
 /// allreduce 43.9 against 53.1, gather 16.7 against 20.4, allgather 152 against 173
 /// (ping-pong 2.8 against 2.6); at 1 MiB mixed (gather 603 against 306 us, scatter 721
 /// against 922, allgather 6.9 against 8.1 ms); at 64 KiB slower (gather 140 against 51 us in
-/// an earlier session). 4 MiB lay between the sizes measured. On a later machine (an Intel
-/// Xeon, where waking a sleeping process costs more than copying a megabyte twice), 1 MiB
-/// against 4 MiB, alternating runs at 8 ranks on 2 cores: ping-pong 77-82 against 118-122 us
-/// (Open MPI 74-96); gather 433-564 against 229-293 us (the root reads every block itself,
-/// where over sockets the senders copy theirs at once; Open MPI 664-720); broadcast, scatter
-/// and the exchanges' collectives within the noise (they lend by [`CROWDED_EXCHANGE_MIN`] and
-/// [`LEND_MIN`]).
-pub(crate) const CROWDED_LEND_MIN: usize = 1 << 20;
+/// an earlier session). 4 MiB lies between the sizes measured. A program's own sends go from
+/// [`CROWDED_SEND_MIN`].
+pub(crate) const CROWDED_LEND_MIN: usize = 4 << 20;
+/// Where the host runs more ranks than it has cores, the shortest message of a program's own
+/// (point-to-point, not a collective's or a map's) that is lent.
+///
+/// Measured on an Intel Xeon (where waking a sleeping process costs more than copying a
+/// megabyte twice), 8 ranks on 2 cores, alternating runs, from 1 MiB against 4 MiB: ping-pong
+/// 77-82 against 118-122 us (Open MPI 74-96). A collective's sends stay at
+/// [`CROWDED_LEND_MIN`]: lent from 1 MiB, a gather's root copied every block itself where over
+/// sockets the senders copy theirs at once (1 MiB blocks, 8 ranks: 433-564 against 229-293 us;
+/// 16 ranks: 1069 against 282).
+pub(crate) const CROWDED_SEND_MIN: usize = 1 << 20;
 /// Where the host runs more ranks than it has cores, the shortest message lent in an exchange
 /// (the sender receiving meanwhile, both ranks copying at once); a fan of messages out at once
 /// is lent from [`LEND_MIN`], since the sender waits once for all of them.

@@ -535,7 +535,7 @@ fn send_to<M: Serialize + ?Sized>(
 ) -> Result<()> {
     let frame = codec::encode_into(message, vec![0; crate::wire::HEADER_LEN])?;
     let dest = comm.world_rank_of(dest)?;
-    comm.shared_engine().send(dest, context, kind, frame)
+    comm.shared_engine().send(dest, context, kind, frame, crate::engine::Lending::Waits)
 }
 
 #[cfg(test)]
