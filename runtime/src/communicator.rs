@@ -514,6 +514,9 @@ impl Communicator {
             let line =
                 format!("prun: rank {} called abort({code}); MPI_Abort ends the job\n", self.world_rank());
             let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+            // and a moment for the launcher to forward it: MPICH's mpiexec lost it now and then
+            // when MPI_Abort followed at once (one run of the test suite in a few)
+            std::thread::sleep(Duration::from_millis(100));
             native.abort(code);
         }
         if let Some(control) = &self.shared.control

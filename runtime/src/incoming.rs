@@ -206,12 +206,18 @@ impl Incoming {
             }
             let stream = slot.stream.take()?;
             let parked = std::mem::take(&mut slot.parked);
+            let key = c.index as u64 | u64::from(slot.arms) << 32;
             drop(slot);
             // disarmed, so that its next message wakes the claiming receive only (a parked one
             // is); should this fail, the progress thread may wake for it once and finds the
-            // slot empty
+            // slot empty. One-shot even so: epoll reports a hang-up or an error whatever the
+            // events asked for, and would report it again and again to the progress thread,
+            // spinning it, for as long as the connection stays claimed or parked; once, it
+            // finds the slot empty or the event stale (and the connection armed later reports
+            // it for real)
             if !parked {
-                let _ = self.epoll.modify(stream.as_fd(), &mut EpollEvent::new(EpollFlags::empty(), 0));
+                let _ =
+                    self.epoll.modify(stream.as_fd(), &mut EpollEvent::new(EpollFlags::EPOLLONESHOT, key));
             }
             Some((Arc::clone(c), stream))
         })
@@ -757,6 +763,29 @@ mod tests {
         let key = next_event(&m, 1000).expect("a wait for any source did not arm the parked connection");
         incoming.on_event(&m, key);
         assert!(m.try_recv(&any).expect("try").is_some(), "the next message was not read");
+    }
+
+    /// A parked connection whose peer hangs up raises at most one event for the progress
+    /// thread (epoll reports hang-ups whatever the events asked for), not one at every wait.
+    #[test]
+    fn a_parked_connection_that_hangs_up_does_not_spin_the_progress_thread() {
+        let (m, mut writer) = one_connection();
+        let incoming = m.incoming().expect("attached");
+        writer.write_all(&frame(1)).expect("write");
+        assert_eq!(m.recv(&pat(1)).expect("received").data, b"x");
+        drop(writer);
+        let mut events = [EpollEvent::empty(); 4];
+        let mut raised = 0;
+        for _ in 0..3 {
+            let n = incoming.epoll.wait(&mut events, EpollTimeout::ZERO).expect("wait");
+            raised += events[..n].iter().filter(|e| e.data() != TIMER_KEY).count();
+        }
+        assert!(raised <= 1, "a hung-up parked connection raised {raised} events in three waits");
+        // armed again, it reports the hang-up for real: the connection closes
+        incoming.arm_parked(&m);
+        let key = next_event(&m, 1000).expect("no event for the hang-up");
+        incoming.on_event(&m, key);
+        assert!(incoming.conns().iter().all(Option::is_none), "the hung-up connection stayed open");
     }
 
     /// While a receive waits for the progress thread (any source), a receive from one source
