@@ -691,6 +691,14 @@ mod tests {
         }
     }
 
+    /// Does what the progress thread would with the next connection's event (`none` says
+    /// what is wrong when none comes), then checks that rank 1's message with `tag` arrived.
+    fn read_as_progress(m: &Mailbox, tag: u32, none: &str) {
+        let key = next_event(m, 1000).unwrap_or_else(|| panic!("{none}"));
+        m.incoming().expect("attached").on_event(m, key);
+        assert!(m.try_recv(&pat(tag)).expect("try").is_some(), "the next message was not read");
+    }
+
     /// A one-byte message from rank 1 with `tag`, as a frame.
     fn frame(tag: u32) -> Vec<u8> {
         let mut out = Vec::new();
@@ -709,8 +717,6 @@ mod tests {
     #[test]
     fn a_stale_event_does_not_block_the_progress_thread() {
         let (m, mut writer) = one_connection();
-        let incoming = m.incoming().expect("attached");
-
         writer.write_all(&frame(1)).expect("write");
         let stale = next_event(&m, 1000).expect("no event for the message");
         // a receive claims the connection and reads the message itself (and parks it)
@@ -728,9 +734,7 @@ mod tests {
         );
 
         writer.write_all(&frame(2)).expect("write");
-        let key = next_event(&m, 1000).expect("the connection was not armed again");
-        incoming.on_event(&m, key);
-        assert!(m.try_recv(&pat(2)).expect("try").is_some(), "the next message was not read");
+        read_as_progress(&m, 2, "the connection was not armed again");
     }
 
     /// A receive parks the connection it read: the peer's next message raises no event for
@@ -748,9 +752,7 @@ mod tests {
         writer.write_all(&frame(2)).expect("write");
         let n = incoming.epoll.wait(&mut events, EpollTimeout::from(1000u16)).expect("wait");
         assert!(n >= 1 && timer_only(&events[..n]), "a parked connection raised an event");
-        let key = next_event(&m, 1000).expect("the timer did not arm the parked connection");
-        incoming.on_event(&m, key);
-        assert!(m.try_recv(&pat(2)).expect("try").is_some(), "the next message was not read");
+        read_as_progress(&m, 2, "the timer did not arm the parked connection");
 
         writer.write_all(&frame(3)).expect("write");
         assert_eq!(m.recv(&pat(3)).expect("received").data, b"x");
@@ -826,8 +828,6 @@ mod tests {
     #[test]
     fn a_held_connection_waits_for_its_receive_and_goes_back_unused() {
         let (m, mut writer) = one_connection();
-        let incoming = m.incoming().expect("attached");
-
         m.hold(1);
         writer.write_all(&frame(1)).expect("write");
         assert_eq!(next_event(&m, 200), None, "the progress thread would have read a held connection");
@@ -836,9 +836,7 @@ mod tests {
         m.hold(1);
         m.unhold();
         writer.write_all(&frame(2)).expect("write");
-        let key = next_event(&m, 1000).expect("an unused held connection did not go back");
-        incoming.on_event(&m, key);
-        assert!(m.try_recv(&pat(2)).expect("try").is_some(), "the next message was not read");
+        read_as_progress(&m, 2, "an unused held connection did not go back");
     }
 
     /// A message lent for a rendezvous (the exchange step of a collective where ranks share
