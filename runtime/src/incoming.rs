@@ -232,7 +232,8 @@ impl Incoming {
     /// Puts a connection a receive has read back parked: in its slot, where the next receive
     /// from its peer claims it without a system call, but out of the progress thread's set
     /// until [`PARK`] has passed or a wait that relies on the progress thread begins
-    /// ([`Incoming::arm_parked`]); or, when the read failed (`ok` false), closes it.
+    /// ([`Incoming::arm_parked`]; at once while one goes on); or, when the read failed (`ok`
+    /// false), closes it.
     pub fn park(&self, mailbox: &Mailbox, conn: &Conn, stream: Box<dyn Stream>, ok: bool) {
         if !ok {
             return self.close(mailbox, conn, stream);
@@ -263,6 +264,12 @@ impl Incoming {
                 debug!("cannot set the parking timer: {e}; arming at once");
                 self.arm_parked(mailbox);
             }
+        }
+        // a receive waiting for the progress thread may want this connection's next message:
+        // armed at once then (the flag is stored before this load, and such a receive counts
+        // itself before it loads the flag, so one of the two sees the other)
+        if mailbox.relies_on_progress() {
+            self.arm_parked(mailbox);
         }
     }
 

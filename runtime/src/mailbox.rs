@@ -426,25 +426,15 @@ impl Mailbox {
     fn put_back(&self, incoming: &Incoming, conn: &Conn, stream: Box<dyn Stream>, ok: bool) {
         if self.parks {
             incoming.park(self, conn, stream, ok);
-            self.parked();
         } else {
             incoming.release(self, conn, stream, ok);
         }
     }
 
-    /// Whether some receive waits for the progress thread's delivery.
-    #[cfg(test)]
+    /// Whether some receive waits for the progress thread's delivery, so that nothing is to
+    /// stay parked ([`Incoming::park`]).
     pub(crate) fn relies_on_progress(&self) -> bool {
         self.relying.load(Ordering::SeqCst) > 0
-    }
-
-    /// After a connection was parked: arms it at once if some receive waits for the progress
-    /// thread. (Parking stores its flag before this load, and such a receive counts itself
-    /// before it loads the flag: one of the two sees the other.)
-    fn parked(&self) {
-        if self.relying.load(Ordering::SeqCst) > 0 {
-            self.arm_parked();
-        }
     }
 
     /// Arms the incoming connections receives parked ([`Incoming::park`]), for a wait that
@@ -1036,7 +1026,6 @@ impl Claim<'_> {
         }
         if readable {
             incoming.read_one(mailbox, &conn, stream, mailbox.parks);
-            mailbox.parked();
         } else {
             mailbox.put_back(incoming, &conn, stream, true);
         }

@@ -177,9 +177,7 @@ impl Job {
                     sink.lock().unwrap_or_else(|e| e.into_inner()).push_str(&String::from_utf8_lossy(&lines));
                 }
             }
-            let mut all = sink.lock().unwrap_or_else(|e| e.into_inner());
-            all.push_str(&String::from_utf8_lossy(&pending));
-            all.clone()
+            sink.lock().unwrap_or_else(|e| e.into_inner()).push_str(&String::from_utf8_lossy(&pending));
         });
         Running {
             child,
@@ -208,7 +206,8 @@ pub struct Running {
     child: Child,
     stdout: Option<BufReader<std::process::ChildStdout>>,
     seen: String,
-    err: Option<std::thread::JoinHandle<String>>,
+    /// Reads prun's stderr into `stderr` until it ends.
+    err: Option<std::thread::JoinHandle<()>>,
     stderr: Arc<Mutex<String>>,
     mark: String,
 }
@@ -281,7 +280,10 @@ impl Running {
         };
         let rest = reader.join().unwrap_or_default();
         self.seen.push_str(&rest);
-        let stderr = self.err.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+        if let Some(reader) = self.err.take() {
+            let _ = reader.join();
+        }
+        let stderr = std::mem::take(&mut *self.stderr.lock().unwrap_or_else(|e| e.into_inner()));
         Finished { status, stdout: std::mem::take(&mut self.seen), stderr, mark: self.mark.clone() }
     }
 }

@@ -608,12 +608,11 @@ fn spew(world: &World, lines: i64, width: i64) {
     let _ = out.flush();
 }
 
-/// Rank 0 sends rank 1 two small messages and, once rank 1 has answered them, 1 MiB (lent: its send
-/// waits until rank 1 has read it), then leaves a file; rank 1 receives the small ones, answers,
-/// then computes, outside any call of prun, until the file is there (at most 60 s), then
-/// receives the rest and checks it.
-/// The large send can only end while rank 1 computes if its progress thread reads the
-/// message, whatever rank 1's receive did with the connection.
+/// Rank 0 sends rank 1 two small messages and, once rank 1 has answered them, 1 MiB (lent: its
+/// send waits until rank 1 has read it), then leaves a file; rank 1 receives the small ones,
+/// answers, then computes, outside any call of prun, until the file is there (at most 60 s),
+/// then receives the rest and checks it. The large send can only end while rank 1 computes if
+/// its progress thread reads the message, whatever rank 1's receive did with the connection.
 fn send_to_busy(world: &World) -> Result<(), String> {
     let e = |e: Error| e.to_string();
     let mark = std::env::var("PRUN_TEST_MARK").unwrap_or_default();
@@ -627,8 +626,8 @@ fn send_to_busy(world: &World) -> Result<(), String> {
             world.send(1, 0, &0u8).map_err(e)?;
             std::thread::sleep(Duration::from_millis(300));
             world.send(1, 1, &1u8).map_err(e)?;
-            // once rank 1 has read the first message itself (else its progress thread could
-            // read both before it asks)
+            // once rank 1 has read the second message (itself, most likely: the connection is
+            // then parked where ranks have a core each)
             let _: u8 = world.recv(1, 3).map_err(e)?;
             world.send_slice(1, 2, &data).map_err(e)?;
             std::fs::write(&flag, b"sent").map_err(|e| e.to_string())?;
