@@ -128,16 +128,26 @@ pub const SCATTER_LARGE: usize = 64 * 1024;
 /// against 1.1-1.2, gather 56-90 us against 718-729, scatter 0.51-0.70 ms against 1.2-1.4.
 pub const FLAT_MAX_RANKS: usize = 64;
 
-/// Per-rank block size in bytes from which, where ranks share cores, a zero-copy allgather on a
-/// power-of-two number of ranks (at least [`ALLGATHER_DOUBLING_MIN_RANKS`]) runs by recursive
-/// doubling rather than through rank 0 ([`flat::allgather_into`](crate::flat::allgather_into)).
+/// Per-rank block size in bytes from which, where ranks share cores, a zero-copy allgather on
+/// three ranks or more sends every block straight to every rank
+/// ([`in_place::allgather_direct_into`](crate::in_place::allgather_direct_into)) rather than
+/// through rank 0 ([`flat::allgather_into`](crate::flat::allgather_into), from 8 ranks) or by
+/// recursive doubling or the ring.
 ///
-/// The runtime copies an exchange step's message once there, each waiting unread for its
-/// receive (a rendezvous), so doubling's exchanges, each rank copying the other's blocks at
-/// once, beat rank 0's fan-out. Measured at 8 ranks on 2 cores, three alternating runs: 1 MiB
-/// blocks 3.16 against 4.28 ms through rank 0, 16 MiB 95.9 against 99.0 ms; 64 KiB 415 against
-/// 309 us (through rank 0 is kept below this size).
-pub const CROWDED_DOUBLING_MIN: usize = 1 << 20;
+/// The runtime copies such messages once there, each receiver reading its blocks out of their
+/// senders' buffers when its receives are posted (a rendezvous), so every byte is copied once,
+/// out of a buffer nobody writes meanwhile, in one step: no rank waits for a step before its
+/// own, where doubling copies blocks that the step before has just written. Measured on 2
+/// cores (Intel Xeon), medians of five alternating runs, direct against the algorithm before:
+/// 8 ranks 1 MiB 2.82 against 3.12 ms (doubling; Open MPI 2.93), 16 MiB 77.5 against 87.9 ms
+/// (Open MPI 91.6); 4 ranks 0.88 against 0.97 ms and 18.6 against 19.8 ms (doubling); 6 ranks
+/// 1.72 against 2.21 ms and 41.7 against 51.6 ms (ring); 16 ranks 1 MiB 16.5 against 19.5 ms;
+/// 32 and 64 ranks equal (165 and 716 ms: the host's pipes are too few to lend there, and
+/// messages go through the sockets). Below 1 MiB, through rank 0 won or tied (8 ranks: 64 KiB
+/// 289 against 462 us, 256 KiB 1.00 against 1.07 ms, 512 KiB 2.00 against 1.84; 4 ranks 256 and
+/// 512 KiB 0.91 against direct). Two ranks keep their exchange in pieces (1 MiB 168 against
+/// 205 us direct).
+pub const CROWDED_DIRECT_MIN: usize = 1 << 20;
 /// Fewest ranks for which broadcast, reduce, allreduce and allgather go flat ([`flat()`]).
 /// Gather and scatter go straight to or from the root from two ranks ([`direct()`]).
 ///

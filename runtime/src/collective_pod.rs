@@ -201,8 +201,8 @@ impl Communicator {
     /// Small buffers by recursive doubling or Bruck; large ones are received in place, by
     /// recursive doubling on four, eight, sixteen... ranks and a ring on other counts. On 8 to
     /// 64 ranks where some host runs more ranks than it has cores, blocks go to rank 0 and back
-    /// out (large ones in place, rank 0 sending to every rank at once), but blocks of 1 MiB or
-    /// more on a power-of-two number of ranks by recursive doubling.
+    /// out (large ones in place, rank 0 sending to every rank at once); there blocks of 1 MiB
+    /// or more go straight from every rank to every other, on any number of ranks above two.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -233,13 +233,14 @@ impl Communicator {
             native.allgather(send, recv);
             return Ok(());
         }
+        if self.shared_engine().crowded() && self.size() > 2 && send.len() >= tuning::CROWDED_DIRECT_MIN {
+            // where ranks share cores, every block straight from its owner to every rank
+            return in_place::allgather_direct_into(&self.channel_for(&call)?, seq, send, recv);
+        }
         let doubling = self.size().is_power_of_two() && self.size() >= tuning::ALLGATHER_DOUBLING_MIN_RANKS;
-        if self.flat_typed()
-            && !self.flat(send.len())
-            && !(doubling && send.len() >= tuning::CROWDED_DOUBLING_MIN)
-        {
+        if self.flat_typed() && !self.flat(send.len()) {
             // where ranks share cores, blocks too long for the flat vectors still go through
-            // rank 0, into place (up to the size where recursive doubling's exchanges win)
+            // rank 0, into place
             return flat::allgather_into(&self.channel_for(&call)?, seq, send, recv);
         }
         let large = send.len() >= tuning::ALLGATHER_LARGE;

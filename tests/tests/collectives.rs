@@ -139,13 +139,18 @@ fn a_rank_killed_mid_collective_ends_the_job() {
 
 /// Where ranks share cores, a rank killed while the root's messages are all out at once (a
 /// broadcast of 8 MB read out of the root's memory, or of 400 KB through pipes) or while the
-/// root waits for every block at once (a gather, and the allgather through rank 0) ends the
-/// job, the killed rank named.
+/// root waits for every block at once (a gather, and the allgather through rank 0), or while
+/// every rank sends to and receives from every other (the allgather of 2.4 MB blocks), ends
+/// the job, the killed rank named.
 #[test]
 fn a_rank_killed_mid_fan_ends_the_job() {
-    for (op, numbers) in
-        [("bcast", "1000000"), ("bcast", "50000"), ("gather", "200000"), ("allgather", "20000")]
-    {
+    for (op, numbers) in [
+        ("bcast", "1000000"),
+        ("bcast", "50000"),
+        ("gather", "200000"),
+        ("allgather", "20000"),
+        ("allgather", "300000"),
+    ] {
         let job = ["-x", "PRUN_CROWDED=1", "-n", "8", "@prun-testjob", "die-in-allreduce", "1", numbers, op];
         let out = prun(job).run();
         out.expect_code(128 + 9).no_leftovers();
@@ -242,15 +247,19 @@ fn a_broadcast_of_another_length_is_an_error_not_a_hang() {
 /// message of a call the receiver has finished is refused as one of another call.
 #[test]
 fn a_zero_copy_collective_of_another_length_is_an_error_not_a_hang() {
-    let mut jobs: Vec<(&str, &str, &str)> = Vec::new();
+    let mut jobs: Vec<(&str, &str, &str, &str)> = Vec::new();
     for op in ["bcast", "scatter", "gather", "allgather", "reduce", "allreduce"] {
         for long in ["1", "5", "4,5,6,7"] {
-            jobs.push(("1", op, long));
+            jobs.push(("1", op, long, "65536"));
         }
     }
+    // 1 MiB: the long ranks' allgather sends straight to every rank, the others' through rank 0
+    for long in ["0", "5", "4,5,6,7"] {
+        jobs.push(("1", "allgather", long, "131072"));
+    }
     // with a core per rank (4 ranks: as the machine has fewer cores, said so)
-    jobs.push(("0", "reduce", "1"));
-    for (crowded, op, long) in jobs {
+    jobs.push(("0", "reduce", "1", "65536"));
+    for (crowded, op, long, len) in jobs {
         let crowded = format!("PRUN_CROWDED={crowded}");
         let n = if crowded.ends_with('1') { "8" } else { "4" };
         let job = [
@@ -265,10 +274,10 @@ fn a_zero_copy_collective_of_another_length_is_an_error_not_a_hang() {
             "into-len",
             op,
             long,
-            "65536",
+            len,
         ];
         let out = prun(job).run();
-        let what = format!("{op}, ranks {long} long, {crowded}");
+        let what = format!("{op}, ranks {long} passing {len} values, {crowded}");
         assert_ne!(out.code(), 124, "{what}: timed out: {}", out.stderr);
         assert_ne!(out.code(), 0, "{what}: {}", out.stderr);
         out.no_leftovers();

@@ -282,6 +282,15 @@ fn collectives(world: &World, max_len: usize) -> Result<(), String> {
         world.allreduce_into(&send, &mut max, prun::Op::Max).map_err(e)?;
         check(max.iter().enumerate().all(|(i, &x)| x == (i * size) as f64), "allreduce_into max")?;
     }
+    // blocks of over 1 MiB (where ranks share cores, sent straight from every rank to every other)
+    if let Some(&len) = lens.last().filter(|&&l| l >= 300_000) {
+        let value = |r: usize, i: usize| (i as u32) ^ ((r as u32) << 24);
+        let send: Vec<u32> = (0..len).map(|i| value(rank, i)).collect();
+        let mut recv = vec![0u32; len * size];
+        world.allgather_into(&send, &mut recv).map_err(e)?;
+        let right = |(r, c): (usize, &[u32])| c.iter().enumerate().all(|(i, &x)| x == value(r, i));
+        check(recv.chunks(len).enumerate().all(right), "allgather_into of 1 MiB blocks")?;
+    }
     println!("collectives ok {rank}");
     Ok(())
 }
