@@ -166,43 +166,6 @@ pub fn allgather_doubling_into<P: PointToPoint + ?Sized>(
     Ok(())
 }
 
-/// As [`allgather_ring_into`], in one step: every rank sends its block straight to every other
-/// and receives every other's into its place, all at once ([`PointToPoint::send_recv_each`]).
-///
-/// Each block moves once, out of its owner's buffer, where the ring and recursive doubling pass
-/// blocks on from rank to rank, and no rank waits for a step before its own; the price is
-/// `size - 1` messages out of and into every rank at once. For ranks that share cores, over a
-/// transport that copies a large message once, straight from its sender's buffer (see
-/// [`CROWDED_DIRECT_MIN`](crate::tuning::CROWDED_DIRECT_MIN)). Rank `r` sends to `r + 1`,
-/// `r + 2`, ... in turn, so that the ranks do not all start with the same receiver.
-///
-/// Errors: as [`allgather_ring_into`].
-pub fn allgather_direct_into<P: PointToPoint + ?Sized>(
-    p: &P,
-    seq: u32,
-    block: &[u8],
-    recv: &mut [u8],
-) -> Result<(), P::Error> {
-    let (rank, size) = (p.rank(), p.size());
-    let len = block.len();
-    let recv = blocks_of(p, "allgather", Some(recv), len)?;
-    let sends: Vec<(usize, &[u8])> = (1..size).map(|i| ((rank + i) % size, block)).collect();
-    // empty blocks are messages too: every send has its receive
-    let places: Vec<&mut [u8]> =
-        if len == 0 { (0..size).map(|_| &mut [][..]).collect() } else { recv.chunks_mut(len).collect() };
-    let mut recvs: Vec<(usize, &mut [u8])> = Vec::with_capacity(size - 1);
-    for (src, place) in places.into_iter().enumerate() {
-        if src == rank {
-            place.copy_from_slice(block);
-        } else {
-            recvs.push((src, place));
-        }
-    }
-    // in the order their senders send to this rank: rank - 1 first
-    recvs.sort_by_key(|&(src, _)| (rank + size - src) % size);
-    p.send_recv_each(step_tag(seq, 0), &sends, &mut recvs)
-}
-
 /// `recv` when it holds exactly `size` blocks of `len` bytes.
 pub(crate) fn blocks_of<'b, P: PointToPoint + ?Sized>(
     p: &P,
@@ -306,14 +269,6 @@ mod tests {
                 let out = run(size, |p| {
                     let r = p.rank();
                     let mut recv = vec![0; size * len];
-                    allgather_direct_into(&p, 4, &all[r * len..(r + 1) * len], &mut recv).map(|()| recv)
-                });
-                for got in out {
-                    assert_eq!(got.expect("allgather"), all, "direct: size {size} len {len}");
-                }
-                let out = run(size, |p| {
-                    let r = p.rank();
-                    let mut recv = vec![0; size * len];
                     allgather_doubling_into(&p, 3, &all[r * len..(r + 1) * len], &mut recv).map(|()| recv)
                 });
                 for got in out {
@@ -346,9 +301,7 @@ mod tests {
                 }
                 let mut buf = if r == 0 { all[..len].to_vec() } else { vec![0; len] };
                 broadcast_into(&p, 1, 0, &mut buf).expect("broadcast");
-                let mut direct = vec![0; size * len];
-                allgather_direct_into(&p, 3, &all[r * len..(r + 1) * len], &mut direct).expect("allgather");
-                recv == all && twice == all && buf == all[..len] && direct == all
+                recv == all && twice == all && buf == all[..len]
             });
             assert!(out.iter().all(|&ok| ok), "size {size}");
         }
@@ -374,21 +327,5 @@ mod tests {
         assert!(matches!(out[0], Some(ThreadError::Malformed(_))), "{out:?}");
         let out = run(2, |p| allgather_ring_into(&p, 0, &[1], &mut [0u8; 3]).err());
         assert!(out.iter().all(|e| matches!(e, Some(ThreadError::Malformed(_)))), "{out:?}");
-        let out = run(3, |p| allgather_direct_into(&p, 0, &[1], &mut [0u8; 4]).err());
-        assert!(out.iter().all(|e| matches!(e, Some(ThreadError::Malformed(_)))), "{out:?}");
-        // a block of the wrong length from rank 1: its receivers fail, not hang
-        let out = run(3, |p| {
-            let block = if p.rank() == 1 { vec![1u8; 3] } else { vec![1u8; 2] };
-            let mut recv = vec![0u8; 3 * block.len()];
-            if p.rank() == 1 {
-                // rank 1 only sends (its receive buffer would not fit the others' blocks)
-                let t = step_tag(0, 0);
-                p.send(0, t, &block).and_then(|()| p.send(2, t, &block)).err()
-            } else {
-                allgather_direct_into(&p, 0, &block, &mut recv).err()
-            }
-        });
-        assert!(matches!(out[0], Some(ThreadError::Malformed(_))), "{out:?}");
-        assert!(matches!(out[2], Some(ThreadError::Malformed(_))), "{out:?}");
     }
 }

@@ -22,6 +22,7 @@ pub mod alltoall;
 pub mod barrier;
 mod binomial;
 pub mod broadcast;
+pub mod direct;
 pub mod elementwise;
 pub mod flat;
 pub mod gather;

@@ -130,7 +130,7 @@ pub const FLAT_MAX_RANKS: usize = 64;
 
 /// Per-rank block size in bytes from which, where ranks share cores, a zero-copy allgather on
 /// three ranks or more sends every block straight to every rank
-/// ([`in_place::allgather_direct_into`](crate::in_place::allgather_direct_into)) rather than
+/// ([`direct::allgather_into`](crate::direct::allgather_into)) rather than
 /// through rank 0 ([`flat::allgather_into`](crate::flat::allgather_into), from 8 ranks) or by
 /// recursive doubling or the ring.
 ///

@@ -6,7 +6,7 @@ use crate::communicator::Communicator;
 use crate::error::{Error, Result};
 use crate::op::{self, Element, Op};
 use bytemuck::Pod;
-use prun_collectives::{elementwise, flat, halving, in_place, tuning};
+use prun_collectives::{direct, elementwise, flat, halving, in_place, tuning};
 
 fn copy_exact(what: &str, dst: &mut [u8], src: &[u8]) -> Result<()> {
     if dst.len() != src.len() {
@@ -235,7 +235,7 @@ impl Communicator {
         }
         if self.shared_engine().crowded() && self.size() > 2 && send.len() >= tuning::CROWDED_DIRECT_MIN {
             // where ranks share cores, every block straight from its owner to every rank
-            return in_place::allgather_direct_into(&self.channel_for(&call)?, seq, send, recv);
+            return direct::allgather_into(&self.channel_for(&call)?, seq, send, recv);
         }
         let doubling = self.size().is_power_of_two() && self.size() >= tuning::ALLGATHER_DOUBLING_MIN_RANKS;
         if self.flat_typed() && !self.flat(send.len()) {

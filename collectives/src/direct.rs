@@ -1,0 +1,105 @@
+//! Collectives in which every rank sends straight to every other at once: one step where a
+//! ring takes `size - 1` and recursive doubling `log2(size)`.
+//!
+//! For ranks that share cores, over a transport that copies a large message once, straight
+//! out of its sender's buffer when its receive is posted (the runtime's rendezvous, see
+//! [`CROWDED_DIRECT_MIN`](crate::tuning::CROWDED_DIRECT_MIN)): every byte is then copied once,
+//! out of a buffer nobody writes meanwhile, and no rank waits for a step before its own. The
+//! price is `size - 1` messages out of and into every rank at once, which a transport that
+//! copies every message twice, or ranks with a core each (for which every step of a tree is
+//! cheap), do not repay.
+
+use crate::p2p::{PointToPoint, step_tag};
+
+/// Each of `size` ranks' `block` (all of one length) into every rank's `recv` (`size * len`
+/// bytes), in rank order, in one step: every rank sends its block to every other and receives
+/// every other's into its place, all at once ([`PointToPoint::send_recv_each`]). Rank `r`
+/// sends to `r + 1`, `r + 2`, ... in turn, so that the ranks do not all start with the same
+/// receiver.
+///
+/// Errors: a message of the wrong length, or a wrongly sized `recv`.
+pub fn allgather_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    block: &[u8],
+    recv: &mut [u8],
+) -> Result<(), P::Error> {
+    let (rank, size) = (p.rank(), p.size());
+    let len = block.len();
+    let recv = crate::in_place::blocks_of(p, "allgather", Some(recv), len)?;
+    // empty blocks are messages too: every send has its receive
+    let mut places: Vec<Option<&mut [u8]>> = if len == 0 {
+        (0..size).map(|_| Some(&mut [][..])).collect()
+    } else {
+        recv.chunks_mut(len).map(Some).collect()
+    };
+    if let Some(own) = places.get_mut(rank).and_then(Option::take) {
+        own.copy_from_slice(block);
+    }
+    let sends: Vec<(usize, &[u8])> = (1..size).map(|i| ((rank + i) % size, block)).collect();
+    // in the order their senders send to this rank: rank - 1 first
+    let mut recvs: Vec<(usize, &mut [u8])> = (1..size)
+        .map(|i| (rank + size - i) % size)
+        .filter_map(|src| places[src].take().map(|place| (src, place)))
+        .collect();
+    p.send_recv_each(step_tag(seq, 0), &sends, &mut recvs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{LARGE_SIZES, SIZES, bytes, run};
+    use crate::threads::ThreadError;
+
+    /// Every rank gets every block in rank order, empty blocks included.
+    #[test]
+    fn allgather_every_size() {
+        for size in SIZES {
+            for len in [0, 5, 2048] {
+                let all: Vec<u8> = (0..size).flat_map(|r| bytes(r as u64 + 99, len)).collect();
+                let out = run(size, |p| {
+                    let r = p.rank();
+                    let mut recv = vec![0; size * len];
+                    allgather_into(&p, 4, &all[r * len..(r + 1) * len], &mut recv).map(|()| recv)
+                });
+                for got in out {
+                    assert_eq!(got.expect("allgather"), all, "size {size} len {len}");
+                }
+            }
+        }
+    }
+
+    /// Several MiB.
+    #[test]
+    fn large() {
+        let len = 3 * 1024 * 1024 + 8 * 3;
+        for size in LARGE_SIZES {
+            let all: Vec<u8> = (0..size).flat_map(|r| bytes(r as u64, len)).collect();
+            run(size, |p| {
+                let r = p.rank();
+                let mut recv = vec![0; size * len];
+                allgather_into(&p, 1, &all[r * len..(r + 1) * len], &mut recv).expect("allgather");
+                assert!(recv == all, "allgather, size {size}");
+            });
+        }
+    }
+
+    /// Wrong lengths are errors, not panics or hangs.
+    #[test]
+    fn wrong_lengths() {
+        let out = run(3, |p| allgather_into(&p, 0, &[1], &mut [0u8; 4]).err());
+        assert!(out.iter().all(|e| matches!(e, Some(ThreadError::Malformed(_)))), "{out:?}");
+        // a block of the wrong length from rank 1, which only sends: its receivers fail
+        let out = run(3, |p| {
+            let block = if p.rank() == 1 { vec![1u8; 3] } else { vec![1u8; 2] };
+            if p.rank() == 1 {
+                let t = step_tag(0, 0);
+                p.send(0, t, &block).and_then(|()| p.send(2, t, &block)).err()
+            } else {
+                allgather_into(&p, 0, &block, &mut vec![0u8; 6]).err()
+            }
+        });
+        assert!(matches!(out[0], Some(ThreadError::Malformed(_))), "{out:?}");
+        assert!(matches!(out[2], Some(ThreadError::Malformed(_))), "{out:?}");
+    }
+}
