@@ -143,7 +143,8 @@ impl Engine {
         limit: u64,
     ) -> Engine {
         let size = peers.len();
-        let pipe_size = lend::pipe_size(peers.iter().filter(|p| p.node == node).count()).unwrap_or(0);
+        let pipe_size = lend::pipe_size(peers.iter().filter(|p| p.node == node).count())
+            .unwrap_or(lend::MEMORY_ONLY_PIPE);
         Engine {
             rank,
             size,
@@ -217,6 +218,7 @@ impl Engine {
         len >= LEND_MIN
             && dest != self.rank
             && self.pipe_size > 0
+            && (self.pipe_size > lend::MEMORY_ONLY_PIPE || len >= lend::MEMORY_MIN)
             && self.peers.get(dest).is_some_and(|p| {
                 p.node == self.node && self.lending.unwrap_or(!p.crowded || len >= how.crowded_min())
             })

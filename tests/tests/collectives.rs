@@ -73,6 +73,31 @@ fn collectives_with_64_ranks_on_2_cores() {
     all_ok(64, &["collectives", "1000"], "collectives ok");
 }
 
+/// On a host with too many ranks for a lending pipe between every pair (32, with the kernel's
+/// default quota of pipe pages), messages of 1 MiB and more are still copied once, read out of
+/// their sender's memory: the ranks of a 1 MiB allgather write only frames to their sockets,
+/// not the 31 MiB of blocks each sends.
+#[test]
+fn large_messages_are_lent_among_32_ranks() {
+    let len = 1 << 20;
+    let out = prun(["-n", "32", "@prun-testjob", "allgather-writes", &len.to_string()]).run();
+    out.expect_code(0).no_leftovers();
+    let lines: Vec<Vec<String>> = out
+        .lines()
+        .iter()
+        .filter_map(|l| l.strip_prefix("writes "))
+        .map(|l| l.split(' ').map(str::to_string).collect())
+        .collect();
+    assert_eq!(lines.len(), 32, "every rank reports:\n{}", out.stderr);
+    for words in lines {
+        let written: u64 = words[1].parse().expect("bytes");
+        // where the system forbids reading another process's memory, they go through sockets
+        if words[2] == "true" {
+            assert!(written < len as u64, "rank {} wrote {written} bytes", words[0]);
+        }
+    }
+}
+
 #[test]
 fn split_keeps_communicators_apart() {
     for n in [1, 2, 5, 8] {
