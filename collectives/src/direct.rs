@@ -96,7 +96,7 @@ mod tests {
                 let t = step_tag(0, 0);
                 p.send(0, t, &block).and_then(|()| p.send(2, t, &block)).err()
             } else {
-                allgather_into(&p, 0, &block, &mut vec![0u8; 6]).err()
+                allgather_into(&p, 0, &block, &mut [0u8; 6]).err()
             }
         });
         assert!(matches!(out[0], Some(ThreadError::Malformed(_))), "{out:?}");
