@@ -48,25 +48,17 @@ pub fn allgather_into<P: PointToPoint + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{LARGE_SIZES, SIZES, bytes, run};
+    use crate::testutil::{self, LARGE_SIZES, bytes, run};
     use crate::threads::ThreadError;
 
     /// Every rank gets every block in rank order, empty blocks included.
     #[test]
     fn allgather_every_size() {
-        for size in SIZES {
-            for len in [0, 5, 2048] {
-                let all: Vec<u8> = (0..size).flat_map(|r| bytes(r as u64 + 99, len)).collect();
-                let out = run(size, |p| {
-                    let r = p.rank();
-                    let mut recv = vec![0; size * len];
-                    allgather_into(&p, 4, &all[r * len..(r + 1) * len], &mut recv).map(|()| recv)
-                });
-                for got in out {
-                    assert_eq!(got.expect("allgather"), all, "size {size} len {len}");
-                }
-            }
-        }
+        testutil::allgather_every_size(
+            "direct",
+            |p, block, recv| allgather_into(p, 4, block, recv),
+            |_| true,
+        );
     }
 
     /// Several MiB.

@@ -206,8 +206,8 @@ fn disjoint(buf: &mut [u8], len: usize, a: usize, b: usize) -> (&[u8], &mut [u8]
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{LARGE_SIZES, SIZES, bytes, run};
-    use crate::threads::ThreadError;
+    use crate::testutil::{self, LARGE_SIZES, SIZES, bytes, run};
+    use crate::threads::{ThreadError, ThreadRank};
 
     /// Every rank ends with the root's bytes, for every size, root and a few lengths.
     #[test]
@@ -252,34 +252,17 @@ mod tests {
         }
     }
 
-    /// Every rank gets every block in rank order.
+    /// Every rank gets every block in rank order (by doubling only on a power of two of ranks).
     #[test]
     fn allgather_every_size() {
-        for size in SIZES {
-            for len in [0, 5, 2048] {
-                let all: Vec<u8> = (0..size).flat_map(|r| bytes(r as u64 + 99, len)).collect();
-                let out = run(size, |p| {
-                    let r = p.rank();
-                    let mut recv = vec![0; size * len];
-                    allgather_ring_into(&p, 2, &all[r * len..(r + 1) * len], &mut recv).map(|()| recv)
-                });
-                for got in out {
-                    assert_eq!(got.expect("allgather"), all, "size {size} len {len}");
-                }
-                let out = run(size, |p| {
-                    let r = p.rank();
-                    let mut recv = vec![0; size * len];
-                    allgather_doubling_into(&p, 3, &all[r * len..(r + 1) * len], &mut recv).map(|()| recv)
-                });
-                for got in out {
-                    match got {
-                        Ok(got) => assert_eq!(got, all, "doubling: size {size} len {len}"),
-                        // only a power of two of ranks doubles
-                        Err(e) => assert!(!size.is_power_of_two(), "doubling: size {size}: {e:?}"),
-                    }
-                }
-            }
-        }
+        testutil::allgather_every_size(
+            "ring",
+            |p, block, recv| allgather_ring_into(p, 2, block, recv),
+            |_| true,
+        );
+        let doubling =
+            |p: &ThreadRank, block: &[u8], recv: &mut [u8]| allgather_doubling_into(p, 3, block, recv);
+        testutil::allgather_every_size("doubling", doubling, usize::is_power_of_two);
     }
 
     /// Several MiB per rank (between two ranks exchanged in pieces, the last one of 5 bytes).

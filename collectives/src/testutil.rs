@@ -1,6 +1,6 @@
 //! Helpers shared by the tests: deterministic data, and running a group that returns results.
 
-use crate::threads::{ThreadGroup, ThreadRank};
+use crate::threads::{ThreadError, ThreadGroup, ThreadRank};
 use std::sync::{Mutex, PoisonError};
 
 /// Group sizes every algorithm is tested at: powers of two and everything in between.
@@ -67,4 +67,31 @@ pub(crate) fn run<T: Send>(size: usize, body: impl Fn(ThreadRank) -> T + Sync) -
         .into_iter()
         .map(|r| r.expect("every rank returns"))
         .collect()
+}
+
+/// Runs an allgather into place (`allgather(rank, block, recv)`) at every size of [`SIZES`],
+/// with blocks of 0, 5 and 2048 bytes, and checks that every rank gets every block in rank
+/// order; at the sizes it does not take (`takes(size)` false) every rank must fail instead.
+pub(crate) fn allgather_every_size(
+    name: &str,
+    allgather: impl Fn(&ThreadRank, &[u8], &mut [u8]) -> Result<(), ThreadError> + Sync,
+    takes: impl Fn(usize) -> bool,
+) {
+    for size in SIZES {
+        for len in [0, 5, 2048] {
+            let all: Vec<u8> = (0..size).flat_map(|r| bytes(r as u64 + 99, len)).collect();
+            let out = run(size, |p| {
+                use crate::p2p::PointToPoint;
+                let r = p.rank();
+                let mut recv = vec![0; size * len];
+                allgather(&p, &all[r * len..(r + 1) * len], &mut recv).map(|()| recv)
+            });
+            for got in out {
+                match got {
+                    Ok(got) => assert!(takes(size) && got == all, "{name}: size {size} len {len}"),
+                    Err(e) => assert!(!takes(size), "{name}: size {size} len {len}: {e:?}"),
+                }
+            }
+        }
+    }
 }
