@@ -983,6 +983,16 @@ mod tests {
         assert!(send(&mut a, Polling::default(), &pipe, 0, 0, &parts).is_err(), "too many pieces");
     }
 
+    /// Where the host runs too many ranks for lending pipes, each is one page and holds no
+    /// message that may be lent: every one is read out of memory.
+    #[test]
+    fn a_memory_only_pipe_holds_no_lent_message() {
+        let pipe = Pipe::new(MEMORY_ONLY_PIPE).expect("pipe");
+        assert!(pipe.capacity <= 2 * MEMORY_ONLY_PIPE, "{} bytes", pipe.capacity);
+        let page = vec![7u8; LEND_MIN];
+        assert!(pipe.takes(&[&page]) && !pipe.holds(&[&page]));
+    }
+
     /// A message longer than the pipe is read out of the sender's memory, in pieces (as the
     /// progress thread reads one nobody waits for) and then whole into a receive's buffers.
     #[test]
