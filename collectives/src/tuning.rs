@@ -142,8 +142,9 @@ pub const FLAT_MAX_RANKS: usize = 64;
 /// 8 ranks 1 MiB 2.82 against 3.12 ms (doubling; Open MPI 2.93), 16 MiB 77.5 against 87.9 ms
 /// (Open MPI 91.6); 4 ranks 0.88 against 0.97 ms and 18.6 against 19.8 ms (doubling); 6 ranks
 /// 1.72 against 2.21 ms and 41.7 against 51.6 ms (ring); 16 ranks 1 MiB 16.5 against 19.5 ms;
-/// 32 and 64 ranks equal (165 and 716 ms: the host's pipes are too few to lend there, and
-/// messages go through the sockets). Below 1 MiB, through rank 0 won or tied (8 ranks: 64 KiB
+/// 32 ranks 65.9 against 71.2 ms (Open MPI 106; equal, 165 ms, while the runtime lent nothing
+/// on a host of more than 16 ranks), 64 ranks equal when nothing was lent (0.72 s), 0.32 s
+/// since (Open MPI 0.44). Below 1 MiB, through rank 0 won or tied (8 ranks: 64 KiB
 /// 289 against 462 us, 256 KiB 1.00 against 1.07 ms, 512 KiB 2.00 against 1.84; 4 ranks 256 and
 /// 512 KiB 0.91 against direct). Two ranks keep their exchange in pieces (1 MiB 168 against
 /// 205 us direct).

@@ -70,8 +70,8 @@ pub(crate) struct Engine {
     /// ranks that could not read from one.
     lending: Option<bool>,
     pipes: Vec<Mutex<Option<Pipe>>>,
-    /// How large each pipe is to be ([`lend::pipe_size`]; 0 when there are too many ranks on
-    /// this host to lend).
+    /// How large each pipe is to be ([`lend::pipe_size`]; [`lend::MEMORY_ONLY_PIPE`] when there
+    /// are too many ranks on this host for pipes to lend through; 0 alone or on MPI).
     pipe_size: usize,
     refused: Vec<AtomicBool>,
     /// The ranks that could not read this rank's memory (messages of [`lend::MEMORY_MIN`] or
