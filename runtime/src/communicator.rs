@@ -821,9 +821,16 @@ impl Channel<'_> {
         fan: bool,
         meanwhile: Option<&mut dyn FnMut()>,
     ) -> Result<()> {
+        // whether no two messages share a byte (a scatter's blocks, not a broadcast's buffer)
+        let distinct = fan && {
+            let mut spans: Vec<(usize, usize)> =
+                sends.iter().map(|(_, d)| (d.as_ptr() as usize, d.as_ptr() as usize + d.len())).collect();
+            spans.sort_unstable();
+            spans.windows(2).all(|w| w[0].1 <= w[1].0)
+        };
         nest_sends(sends, meanwhile, &|dest, data, waits, next| {
             let how = match (fan, waits) {
-                (true, waits) => Lending::Fans { waits },
+                (true, waits) => Lending::Fans { waits, distinct },
                 (false, true) => Lending::Waits,
                 (false, false) => Lending::Works,
             };

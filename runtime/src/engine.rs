@@ -36,8 +36,10 @@ pub(crate) enum Lending {
     Exchanges,
     /// It sends other messages: one of a fan of messages out at once. Lent where ranks share
     /// cores too ([`lend::CROWDED_LEND_MIN`]). The last of a fan whose sender then only waits
-    /// `waits` as [`Lending::Waits`] does.
-    Fans { waits: bool },
+    /// `waits` as [`Lending::Waits`] does. `distinct`: no two messages of the fan share a byte
+    /// (a scatter's blocks, not a broadcast's buffer), so that their receivers read different
+    /// pages ([`lend::MEMORY_ONLY_FAN_MIN`]).
+    Fans { waits: bool, distinct: bool },
 }
 
 impl Lending {
@@ -48,6 +50,15 @@ impl Lending {
             Lending::Sends => lend::CROWDED_SEND_MIN,
             Lending::Exchanges => lend::CROWDED_EXCHANGE_MIN,
             Lending::Fans { .. } => LEND_MIN,
+        }
+    }
+
+    /// The shortest message lent this way where the host's pipes are of one page
+    /// ([`lend::MEMORY_ONLY_PIPE`]), all read out of the sender's memory.
+    fn memory_only_min(self) -> usize {
+        match self {
+            Lending::Fans { distinct: true, .. } => lend::MEMORY_ONLY_FAN_MIN,
+            _ => lend::MEMORY_MIN,
         }
     }
 }
@@ -218,7 +229,7 @@ impl Engine {
         len >= LEND_MIN
             && dest != self.rank
             && self.pipe_size > 0
-            && (self.pipe_size > lend::MEMORY_ONLY_PIPE || len >= lend::MEMORY_MIN)
+            && (self.pipe_size > lend::MEMORY_ONLY_PIPE || len >= how.memory_only_min())
             && self.peers.get(dest).is_some_and(|p| {
                 p.node == self.node && self.lending.unwrap_or(!p.crowded || len >= how.crowded_min())
             })
@@ -260,7 +271,7 @@ impl Engine {
         meanwhile: impl FnOnce() -> R,
     ) -> Option<(Result<()>, R)> {
         let len = parts.iter().map(|p| p.len()).sum();
-        let waits = matches!(how, Lending::Waits | Lending::Sends | Lending::Fans { waits: true });
+        let waits = matches!(how, Lending::Waits | Lending::Sends | Lending::Fans { waits: true, .. });
         // connected first: the receiver tells then which ways of lending it can take
         if !self.lends_to(dest, len, how) || self.open(dest).is_err() || !self.lends_to(dest, len, how) {
             return None;

@@ -9,7 +9,8 @@
 //! Each sender keeps one pipe per receiver on its host ([`Pipe`], made at the first large
 //! message), of up to [`LEND_MAX`] bytes (less when the host runs many ranks: [`pipe_size`]
 //! keeps the pipes within the kernel's quota for one user; with too many for that, one page,
-//! [`MEMORY_ONLY_PIPE`], and only messages read out of memory are lent). A message shorter than
+//! [`MEMORY_ONLY_PIPE`], and only messages read out of memory are lent: [`MEMORY_MIN`] bytes
+//! and more, a scatter's blocks from [`MEMORY_ONLY_FAN_MIN`]). A message shorter than
 //! [`MEMORY_MIN`] that fits in the pipe goes through it: the sender puts the payload's pages
 //! into the pipe ([`announce`]), all but a last piece of up to [`INLINE_MAX`] bytes (a
 //! collective's signature), then writes a [`KIND_LEND`] frame on the connection: the usual
@@ -108,14 +109,27 @@ pub(crate) const CROWDED_EXCHANGE_MIN: usize = 128 * 1024;
 pub(crate) const LEND_MAX: usize = 1 << 20;
 /// The size of each pipe where the host runs too many ranks for pipes to lend through
 /// ([`pipe_size`] says `None`: 32 ranks and more with the kernel's default quota): one page,
-/// which holds no lent message, so that messages are lent only from [`MEMORY_MIN`] bytes on and
-/// read out of the sender's memory (one page per pair of ranks keeps 64 ranks' pipes within
-/// the quota). Before, such hosts lent nothing. Measured on 2 cores, 1 MiB per rank, against
+/// which holds no lent message, so that messages are lent only from [`MEMORY_MIN`] bytes on (a
+/// scatter's from [`MEMORY_ONLY_FAN_MIN`]) and read out of the sender's memory (one page per
+/// pair of ranks keeps 64 ranks' pipes within the quota). Before, such hosts lent nothing. Measured on 2 cores, 1 MiB per rank, against
 /// lending nothing (Open MPI in brackets): 32 ranks, two alternating runs, allgather 76 against
 /// 163 ms (106), scatter 0.26 against 2.9 ms (0.76), broadcast, gather, allreduce and
 /// ping-pong within the noise; 64 ranks, one run, allgather 0.32 against 0.70 s (0.44), scatter
 /// 0.41 against 5.4 ms (0.36), broadcast 2.7 against 3.1 ms (2.4).
 pub(crate) const MEMORY_ONLY_PIPE: usize = 4096;
+/// Where the host's pipes are of one page ([`MEMORY_ONLY_PIPE`]), the shortest message of a
+/// fan of distinct buffers (a scatter's blocks) that is lent, read out of the sender's memory;
+/// other messages from [`MEMORY_MIN`].
+///
+/// Measured at 32 ranks on 2 cores, three alternating runs, every message lent from 128 KiB
+/// against from 1 MiB: scatter 128, 256 and 512 KiB 0.21, 0.17 and 0.10 of the time (77
+/// against 369 us at 128 KiB), but the broadcast down its tree, whose children read one buffer,
+/// 1.21-1.37 times, the allreduce 1.23 at 128 KiB and 0.97 at 512 KiB; gather and allgather
+/// even. From 64 KiB, the 64 KiB scatter 56 against 205 us, the broadcast 280 against 213.
+/// With only a scatter's fans lent from here (Open MPI in brackets): 32 ranks, 64 KiB scatter
+/// 53 against 196 us (79), the other rows unchanged (three runs); 64 ranks 95 against 222 us
+/// (93, two runs).
+pub(crate) const MEMORY_ONLY_FAN_MIN: usize = LEND_MIN;
 /// A lent message's last piece travels in its frame rather than the pipe when it is at most
 /// this long (a collective's signature after a 1 MiB payload would not fit in a 1 MiB pipe).
 pub(crate) const INLINE_MAX: usize = 4096;

@@ -74,13 +74,20 @@ fn collectives_with_64_ranks_on_2_cores() {
 }
 
 /// On a host with too many ranks for a lending pipe between every pair (32, with the kernel's
-/// default quota of pipe pages), messages of 1 MiB and more are still copied once, read out of
-/// their sender's memory: the ranks of a 1 MiB allgather write only frames to their sockets,
-/// not the 31 MiB of blocks each sends.
+/// default quota of pipe pages), messages of 1 MiB and more, and a scatter's blocks from
+/// 64 KiB, are still copied once, read out of their sender's memory: the ranks of a 1 MiB
+/// allgather, and the root of a 64 KiB scatter, write only frames to their sockets, not the
+/// blocks they send.
 #[test]
 fn large_messages_are_lent_among_32_ranks() {
-    let len = 1 << 20;
-    let out = prun(["-n", "32", "@prun-testjob", "allgather-writes", &len.to_string()]).run();
+    for (op, len) in [("allgather", 1 << 20), ("scatter", 64 << 10)] {
+        writes_no_blocks(op, len);
+    }
+}
+
+/// Runs `op` of `len`-byte blocks on 32 ranks and checks that no rank wrote a block.
+fn writes_no_blocks(op: &str, len: usize) {
+    let out = prun(["-n", "32", "@prun-testjob", "writes", op, &len.to_string()]).run();
     out.expect_code(0).no_leftovers();
     let lines: Vec<Vec<String>> = out
         .lines()
@@ -88,12 +95,12 @@ fn large_messages_are_lent_among_32_ranks() {
         .filter_map(|l| l.strip_prefix("writes "))
         .map(|l| l.split(' ').map(str::to_string).collect())
         .collect();
-    assert_eq!(lines.len(), 32, "every rank reports:\n{}", out.stderr);
+    assert_eq!(lines.len(), 32, "{op}: every rank reports:\n{}", out.stderr);
     for words in lines {
         let written: u64 = words[1].parse().expect("bytes");
         // where the system forbids reading another process's memory, they go through sockets
         if words[2] == "true" {
-            assert!(written < len as u64, "rank {} wrote {written} bytes", words[0]);
+            assert!(written < len as u64, "{op}: rank {} wrote {written} bytes", words[0]);
         }
     }
 }

@@ -295,11 +295,12 @@ fn collectives(world: &World, max_len: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// An allgather of `len`-byte blocks, checked; prints `writes RANK BYTES CMA`: the bytes this
-/// process wrote to files and sockets meanwhile (`wchar` of `/proc/self/io`), and whether it
-/// may read a process's memory by cross-memory attach (its own; a seccomp profile may forbid
-/// it), the way the runtime lends large messages between ranks of a host.
-fn allgather_writes(world: &World, len: usize) -> Result<(), String> {
+/// An allgather, or a scatter from rank 0, of `len`-byte blocks, checked; prints `writes RANK
+/// BYTES CMA`: the bytes this process wrote to files and sockets meanwhile (`wchar` of
+/// `/proc/self/io`), and whether it may read a process's memory by cross-memory attach (its
+/// own; a seccomp profile may forbid it), the way the runtime lends large messages between
+/// ranks of a host.
+fn writes(world: &World, op: &str, len: usize) -> Result<(), String> {
     let e = |e: Error| e.to_string();
     let (rank, size) = (world.rank(), world.size());
     let written = || -> Result<u64, String> {
@@ -308,14 +309,21 @@ fn allgather_writes(world: &World, len: usize) -> Result<(), String> {
         line.trim().parse().map_err(|_| format!("wchar {line}"))
     };
     let value = |r: usize, i: usize| (i % 251) as u8 ^ r as u8;
-    let send: Vec<u8> = (0..len).map(|i| value(rank, i)).collect();
-    let mut recv = vec![0u8; len * size];
+    let right = |(r, c): (usize, &[u8])| c.iter().enumerate().all(|(i, &x)| x == value(r, i));
     world.barrier().map_err(e)?;
     let before = written()?;
-    world.allgather_into(&send, &mut recv).map_err(e)?;
+    if op == "scatter" {
+        let all: Vec<u8> = (0..size).flat_map(|r| (0..len).map(move |i| value(r, i))).collect();
+        let mut mine = vec![0u8; len];
+        world.scatter_into(0, (rank == 0).then_some(&all[..]), &mut mine).map_err(e)?;
+        check(right((rank, &mine)), "scatter_into")?;
+    } else {
+        let send: Vec<u8> = (0..len).map(|i| value(rank, i)).collect();
+        let mut recv = vec![0u8; len * size];
+        world.allgather_into(&send, &mut recv).map_err(e)?;
+        check(recv.chunks(len.max(1)).enumerate().all(right), "allgather_into")?;
+    }
     let after = written()?;
-    let right = |(r, c): (usize, &[u8])| c.iter().enumerate().all(|(i, &x)| x == value(r, i));
-    check(recv.chunks(len.max(1)).enumerate().all(right), "allgather_into")?;
     let (mut into, from) = ([0u8], [7u8]);
     let remote = [nix::sys::uio::RemoteIoVec { base: from.as_ptr() as usize, len: 1 }];
     let mut local = [std::io::IoSliceMut::new(&mut into)];
@@ -823,7 +831,7 @@ fn main() -> ExitCode {
         "collectives" => collectives(&world, arg(2).max(0) as usize),
         "split" => split(&world),
         "pod" => pod(&world),
-        "allgather-writes" => allgather_writes(&world, arg(2).max(0) as usize),
+        "writes" => writes(&world, &std::env::args().nth(2).unwrap_or_default(), arg(3).max(0) as usize),
         "maps" => maps(&world),
         "hang" => {
             // rank 0 waits for a message rank 1 never sends, rank 1 for one from rank 0; the
