@@ -821,8 +821,10 @@ impl Channel<'_> {
         fan: bool,
         meanwhile: Option<&mut dyn FnMut()>,
     ) -> Result<()> {
-        // whether no two messages share a byte (a scatter's blocks, not a broadcast's buffer)
-        let distinct = fan && {
+        // whether no two messages share a byte (a scatter's blocks, not a broadcast's buffer);
+        // asked only of a fan with a message long enough to be lent for it
+        let lendable = |d: &&[u8]| d.len() >= crate::lend::MEMORY_ONLY_FAN_MIN;
+        let distinct = fan && sends.iter().any(|(_, d)| lendable(d)) && {
             let mut spans: Vec<(usize, usize)> =
                 sends.iter().map(|(_, d)| (d.as_ptr() as usize, d.as_ptr() as usize + d.len())).collect();
             spans.sort_unstable();

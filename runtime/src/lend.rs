@@ -111,11 +111,12 @@ pub(crate) const LEND_MAX: usize = 1 << 20;
 /// ([`pipe_size`] says `None`: 32 ranks and more with the kernel's default quota): one page,
 /// which holds no lent message, so that messages are lent only from [`MEMORY_MIN`] bytes on (a
 /// scatter's from [`MEMORY_ONLY_FAN_MIN`]) and read out of the sender's memory (one page per
-/// pair of ranks keeps 64 ranks' pipes within the quota). Before, such hosts lent nothing. Measured on 2 cores, 1 MiB per rank, against
-/// lending nothing (Open MPI in brackets): 32 ranks, two alternating runs, allgather 76 against
-/// 163 ms (106), scatter 0.26 against 2.9 ms (0.76), broadcast, gather, allreduce and
-/// ping-pong within the noise; 64 ranks, one run, allgather 0.32 against 0.70 s (0.44), scatter
-/// 0.41 against 5.4 ms (0.36), broadcast 2.7 against 3.1 ms (2.4).
+/// pair of ranks keeps 64 ranks' pipes within the quota). Before, such hosts lent nothing.
+/// Measured on 2 cores, 1 MiB per rank, against lending nothing (Open MPI in brackets): 32
+/// ranks, two alternating runs, allgather 76 against 163 ms (106), scatter 0.26 against 2.9 ms
+/// (0.76), broadcast, gather, allreduce and ping-pong within the noise; 64 ranks, one run,
+/// allgather 0.32 against 0.70 s (0.44), scatter 0.41 against 5.4 ms (0.36), broadcast 2.7
+/// against 3.1 ms (2.4).
 pub(crate) const MEMORY_ONLY_PIPE: usize = 4096;
 /// Where the host's pipes are of one page ([`MEMORY_ONLY_PIPE`]), the shortest message of a
 /// fan of distinct buffers (a scatter's blocks) that is lent, read out of the sender's memory;
