@@ -16,6 +16,8 @@
 #                           so oversubscribed runs do not finish)
 #   PRUN_BIN                launcher      (default: target/release/prun)
 #   COLLBENCH_BIN           program it runs (default: target/release/collbench)
+#   PRUN_ARGS="--bind-to core"  more options for prun (split on spaces), before -n
+#   OMPI_ARGS="--bind-to core:overload-allowed"  more options for Open MPI's mpirun
 #   TIMEOUT=600             seconds before one run is killed and reported as "timeout"
 #   REPEAT=1                runs of each program at each rank count, alternating; each row
 #                           keeps its best (this machine's rows move by 10 to 30% run to run)
@@ -25,8 +27,8 @@
 # `cargo build --release -q` first.
 #
 # For each rank count N it runs
-#   PRUN_BIN -n N COLLBENCH_BIN $OPS
-#   mpirun.openmpi --allow-run-as-root --oversubscribe -n N ./mpi_collbench $OPS
+#   PRUN_BIN $PRUN_ARGS -n N COLLBENCH_BIN $OPS
+#   mpirun.openmpi --allow-run-as-root --oversubscribe $OMPI_ARGS -n N ./mpi_collbench $OPS
 #   mpiexec.mpich -n 2 ./mpi_collbench $OPS               (WITH_MPICH=1, N = 2)
 # each of which prints lines "<op> <bytes> <avg_us>", and prints a markdown
 # table per rank count on stdout, joined on (op, bytes):
@@ -48,6 +50,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 TIMEOUT=${TIMEOUT:-600}
 REPEAT=${REPEAT:-1}
 PRUN_BIN=${PRUN_BIN:-target/release/prun}
+read -r -a PRUN_EXTRA <<< "${PRUN_ARGS:-}"
+read -r -a OMPI_EXTRA <<< "${OMPI_ARGS:-}"
 COLLBENCH_BIN=${COLLBENCH_BIN:-target/release/collbench}
 WITH_MPICH=${WITH_MPICH:-0}
 MIN_BYTES=${COLLBENCH_MIN_BYTES:-0}
@@ -234,8 +238,8 @@ ratio() { # ratio A B
 echo "Collective benchmark: mean time per operation, averaged over ranks, $(nproc 2>/dev/null || echo '?') cores"
 echo
 echo "- ops: ${OPS_LIST[*]}; sizes $MIN_BYTES to $MAX_BYTES bytes; iterations scale $ITERS_SCALE"
-echo "- prun: $PRUN_BIN -n N $COLLBENCH_BIN"
-echo "- Open MPI: $OMPI_STATUS"
+echo "- prun: $PRUN_BIN ${PRUN_EXTRA[*]} -n N $COLLBENCH_BIN"
+echo "- Open MPI: $OMPI_STATUS${OMPI_EXTRA[*]:+, with ${OMPI_EXTRA[*]}}"
 echo "- MPICH: $MPICH_STATUS"
 
 for n in "${RANKS[@]}"; do
@@ -247,11 +251,11 @@ for n in "${RANKS[@]}"; do
     mpich=""
     for rep in $(seq "$REPEAT"); do
         note "ranks $n: prun ($rep of $REPEAT) ..."
-        run_one prun . "$PRUN_BIN" -n "$n" "$COLLBENCH_BIN" "${OPS_LIST[@]}"
+        run_one prun . "$PRUN_BIN" "${PRUN_EXTRA[@]}" -n "$n" "$COLLBENCH_BIN" "${OPS_LIST[@]}"
 
         if [[ -n $OMPI_CC ]]; then
             note "ranks $n: Open MPI ($rep of $REPEAT) ..."
-            run_one ompi "$WORK/ompi" "$OMPI_RUN" --allow-run-as-root --oversubscribe "${OMPI_ENV[@]}" \
+            run_one ompi "$WORK/ompi" "$OMPI_RUN" --allow-run-as-root --oversubscribe "${OMPI_EXTRA[@]}" "${OMPI_ENV[@]}" \
                 -n "$n" ./mpi_collbench "${OPS_LIST[@]}"
         fi
 

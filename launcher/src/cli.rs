@@ -31,6 +31,37 @@ pub enum StdinTarget {
     Rank(usize),
 }
 
+/// What each rank is bound to, as `--bind-to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindTo {
+    /// No binding: the kernel places the ranks' threads.
+    None,
+    /// One core each (all of its hardware threads), round robin over the cores allowed.
+    Core,
+    /// One hardware thread (logical CPU) each, round robin.
+    Hwthread,
+}
+
+impl BindTo {
+    /// The word `--bind-to` and the runtime's `PRUN_BIND` take for it.
+    pub fn word(self) -> &'static str {
+        match self {
+            BindTo::None => "none",
+            BindTo::Core => "core",
+            BindTo::Hwthread => "hwthread",
+        }
+    }
+}
+
+fn parse_bind_to(s: &str) -> Result<BindTo, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "none" => Ok(BindTo::None),
+        "core" | "cores" => Ok(BindTo::Core),
+        "hwthread" | "hwthreads" | "thread" | "threads" => Ok(BindTo::Hwthread),
+        _ => Err(format!("expected none, core or hwthread, not '{s}'")),
+    }
+}
+
 fn parse_stdin(s: &str) -> Result<StdinTarget, String> {
     match s {
         "none" => Ok(StdinTarget::None),
@@ -92,6 +123,13 @@ pub struct Cli {
     /// round robin over the hosts.
     #[arg(long = "map-by", value_name = "slot|node", default_value = "slot", value_parser = parse_map_by)]
     pub map_by: MapBy,
+
+    /// Bind each rank, with its threads, to one core (or hardware thread) of those it may use,
+    /// round robin by its rank on the host (sets PRUN_BIND). Default: none, as Open MPI where
+    /// ranks outnumber cores. Binding helps lockstep collectives on an otherwise idle host
+    /// with more ranks than cores, and hurts when something else keeps a core busy.
+    #[arg(long = "bind-to", value_name = "none|core|hwthread", value_parser = parse_bind_to)]
+    pub bind_to: Option<BindTo>,
 
     /// Command that starts prun's agent on a remote host (the host name and the agent's command
     /// line are appended), as `ssh -p 2222 -i KEY`. Default: `ssh`, always in batch mode with a

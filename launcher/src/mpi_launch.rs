@@ -2,7 +2,7 @@
 //! `mpirun`, MPICH's `mpiexec`, or `srun` inside a Slurm allocation), for programs built with
 //! the runtime's `mpi` feature.
 
-use crate::cli::{Cli, StdinTarget};
+use crate::cli::{BindTo, Cli, StdinTarget};
 use crate::hostfile::{self, HostSpec};
 use crate::placement::MapBy;
 use crate::status::EXIT_USAGE;
@@ -164,6 +164,28 @@ pub fn command(cli: &Cli, launcher: &Path, family: Family) -> Result<Vec<OsStrin
             _ => return Err(refuse("--display-map", family)),
         }
     }
+    // binding by the MPI launcher's own option (the runtime does not bind on MPI); Open MPI
+    // refuses to bind more ranks than cores unless told it may
+    if let Some(bind) = cli.bind_to {
+        match (family, bind) {
+            (Family::OpenMpi, BindTo::None) => {
+                arg("--bind-to");
+                arg("none");
+            }
+            (Family::OpenMpi, _) => {
+                arg("--bind-to");
+                arg(&format!("{}:overload-allowed", bind.word()));
+            }
+            (Family::Mpich, BindTo::None) => {}
+            (Family::Mpich, _) => {
+                arg("-bind-to");
+                arg(bind.word());
+            }
+            (Family::Slurm, BindTo::None) => arg("--cpu-bind=none"),
+            (Family::Slurm, BindTo::Core) => arg("--cpu-bind=cores"),
+            (Family::Slurm, BindTo::Hwthread) => arg("--cpu-bind=threads"),
+        }
+    }
     // --check-collectives is the variable the runtime reads, passed as -x would pass it
     let check = format!("{}=1", prun::env::CHECK_COLLECTIVES);
     for x in cli.export.iter().chain(cli.check_collectives.then_some(&check)) {
@@ -314,6 +336,15 @@ mod tests {
         );
         let w = words("--mpi -n 2 --wdir /w --tag-output ./a", Family::Slurm).expect("ok");
         assert_eq!(w, ["L", "-n", "2", "--chdir=/w", "--label", "./a"]);
+        let bind = |b: &str, f| words(&format!("--mpi -n 2 --bind-to {b} ./a"), f).expect("ok");
+        assert_eq!(bind("core", Family::Mpich), ["L", "-n", "2", "-bind-to", "core", "./a"]);
+        assert_eq!(bind("none", Family::Mpich), ["L", "-n", "2", "./a"]);
+        assert_eq!(bind("hwthread", Family::Slurm), ["L", "-n", "2", "--cpu-bind=threads", "./a"]);
+        assert_eq!(bind("none", Family::Slurm), ["L", "-n", "2", "--cpu-bind=none", "./a"]);
+        assert!(
+            bind("core", Family::OpenMpi)
+                .ends_with(&["--bind-to", "core:overload-allowed", "./a"].map(String::from))
+        );
         let w = words("--mpi -n 2 --check-collectives ./a", Family::Mpich).expect("ok");
         assert_eq!(w, ["L", "-n", "2", "-genv", "PRUN_CHECK_COLLECTIVES", "1", "./a"]);
         let hosts = words("--mpi --host a:2,b ./a", Family::Mpich).expect("ok");

@@ -174,6 +174,9 @@ pub fn plan(cli: Cli) -> Result<Plan, PlanError> {
     if cli.check_collectives {
         exports.push((OsString::from(prun::env::CHECK_COLLECTIVES), OsString::from("1")));
     }
+    if let Some(bind) = cli.bind_to {
+        exports.push((OsString::from(prun::env::BIND), OsString::from(bind.word())));
+    }
     Ok(Plan {
         placements,
         program,

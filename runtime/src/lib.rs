@@ -35,6 +35,7 @@
 //! [`Backend`] a program got.
 
 mod activity;
+mod affinity;
 pub mod auth;
 mod bootstrap;
 mod codec;

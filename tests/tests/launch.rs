@@ -228,3 +228,78 @@ fn started_by_an_mpi_launcher_without_mpi_support_is_a_clear_error() {
         assert!(err.contains(var) && err.contains("--features mpi") && err.contains("prun -n 4"), "{err}");
     }
 }
+
+/// The CPUs this test process may run on (its `Cpus_allowed_list`), which the ranks inherit.
+fn own_cpus() -> Vec<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").expect("status");
+    let list = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).expect("list");
+    cpu_list(list.trim())
+}
+
+/// A CPU list as the kernel writes them (`0-3,8`), expanded.
+fn cpu_list(text: &str) -> Vec<usize> {
+    text.split(',')
+        .flat_map(|p| {
+            let (lo, hi) = p.split_once('-').unwrap_or((p, p));
+            lo.parse::<usize>().expect("cpu")..=hi.parse::<usize>().expect("cpu")
+        })
+        .collect()
+}
+
+/// Each rank's `affinity` line: its CPUs, in rank order, after checking that every thread of
+/// every rank has the same as its main thread.
+fn affinity_of(out: &prun_tests::Finished, n: usize) -> Vec<Vec<usize>> {
+    out.expect_code(0).no_leftovers();
+    let mut lines: Vec<(usize, Vec<usize>)> = out
+        .lines()
+        .iter()
+        .filter_map(|l| l.strip_prefix("affinity "))
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            assert_eq!(f.get(2), Some(&"true"), "a thread of the rank is bound otherwise: {l}");
+            (f[0].parse().expect("rank"), cpu_list(f[1]))
+        })
+        .collect();
+    lines.sort();
+    assert_eq!(lines.len(), n, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    lines.into_iter().map(|(_, cpus)| cpus).collect()
+}
+
+#[test]
+fn bind_to_spreads_ranks_round_robin_over_the_allowed_cpus() {
+    let cpus = own_cpus();
+    // unbound by default: every rank may run wherever prun may
+    let out = prun(["-n", "3", "@prun-testjob", "affinity"]).run();
+    assert!(affinity_of(&out, 3).iter().all(|c| *c == cpus));
+    // a hardware thread each, round robin: with 2 CPUs, ranks 0, 2 and 4 on the first
+    let out = prun(["--bind-to", "hwthread", "-n", "5", "@prun-testjob", "affinity"]).run();
+    let got = affinity_of(&out, 5);
+    for (rank, c) in got.iter().enumerate() {
+        assert_eq!(*c, [cpus[rank % cpus.len()]], "rank {rank}: {got:?}");
+    }
+    // a core each (its allowed hardware threads), round robin over the cores: the distinct
+    // sets are disjoint, and rank r gets the (r mod their number)-th
+    let out = prun(["-bind-to", "core", "-n", "5", "@prun-testjob", "affinity"]).run();
+    let got = affinity_of(&out, 5);
+    let mut distinct: Vec<&Vec<usize>> = Vec::new();
+    for c in &got {
+        assert!(!c.is_empty() && c.iter().all(|x| cpus.contains(x)), "{got:?}");
+        if !distinct.contains(&c) {
+            distinct.push(c);
+        }
+    }
+    assert!(distinct.len() >= 2.min(cpus.len()), "the ranks are not spread: {got:?}");
+    for (rank, c) in got.iter().enumerate() {
+        assert_eq!(c, distinct[rank % distinct.len()], "rank {rank}: {got:?}");
+        assert!(distinct.iter().all(|d| *d == c || d.iter().all(|x| !c.contains(x))), "{got:?}");
+    }
+    // within what each rank may use: a rank started on one CPU stays on it
+    let last = cpus[cpus.len() - 1].to_string();
+    let job = ["--bind-to", "core", "-n", "2", "taskset", "-c", &last, "@prun-testjob", "affinity"];
+    let got = affinity_of(&prun(job).run(), 2);
+    assert!(got.iter().all(|c| c.len() == 1 && c[0].to_string() == last), "{got:?}");
+    // a unit prun does not know is a usage error that names the ones it does
+    let out = prun(["--bind-to", "socket", "-n", "2", "@prun-testjob", "affinity"]).run();
+    out.expect_code(2);
+    assert!(out.stderr.contains("expected none, core or hwthread, not 'socket'"), "{}", out.stderr);
+}

@@ -717,6 +717,23 @@ fn sched(world: &World) -> Result<(), String> {
     Ok(())
 }
 
+/// Prints `affinity RANK LIST SAME`: the CPUs this rank's main thread may run on (the kernel's
+/// `Cpus_allowed_list`) and whether every thread of the rank has the same.
+fn affinity(world: &World) -> Result<(), String> {
+    let allowed = |status: &str| {
+        status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|v| v.trim().to_string())
+    };
+    let main = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
+    let main = allowed(&main).ok_or("no Cpus_allowed_list")?;
+    let mut same = true;
+    for task in std::fs::read_dir("/proc/self/task").map_err(|e| e.to_string())?.flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).map_err(|e| e.to_string())?;
+        same &= allowed(&status).as_deref() == Some(main.as_str());
+    }
+    println!("affinity {} {main} {same}", world.rank());
+    world.barrier().map_err(|e| e.to_string())
+}
+
 fn main() -> ExitCode {
     let mode = std::env::args().nth(1).unwrap_or_default();
     let world = match prun::init() {
@@ -827,6 +844,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         "sched" => sched(&world),
+        "affinity" => affinity(&world),
         "p2p" => p2p(&world),
         "collectives" => collectives(&world, arg(2).max(0) as usize),
         "split" => split(&world),

@@ -1,0 +1,145 @@
+//! Binding a rank to one core (`prun --bind-to core`, [`crate::env::BIND`]), as Open MPI's
+//! `--bind-to core` and Slurm's `--cpu-bind=cores` do: rank `i` of a host (its local rank) runs
+//! only on the `i % n`-th of the `n` cores (or hardware threads) it was allowed to run on, so the
+//! ranks of a host spread evenly over them, round robin, and stay there.
+//!
+//! Not the default. Where ranks outnumber cores, the kernel leaves ranks that sleep and wake as
+//! often as they do in collectives unevenly placed (five on one core and three on the other is
+//! common with 8 ranks on 2), and lockstep algorithms then move at the pace of the fuller core:
+//! bound, the 8-rank 1 MiB allreduce took 0.78-0.88 of its unbound time on an otherwise idle
+//! machine (bench/RESULTS.md, nineteenth session). But a bound rank cannot leave a core that
+//! something else keeps busy: with one busy loop running beside the job, the same allreduce took
+//! 2.4 times its unbound time. Open MPI does not bind where ranks outnumber cores either.
+
+use crate::log::debug;
+use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+
+/// What a rank is bound to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unit {
+    /// A core: every hardware thread of it the rank may use.
+    Core,
+    /// One hardware thread (a logical CPU).
+    Hwthread,
+}
+
+/// Binds the calling thread, and with it every thread it starts afterwards, as [`crate::env::BIND`]
+/// asks, to its share of the CPUs it may run on, by `local_rank`; call it before the rank starts
+/// its threads. Binding is an optimisation: where it cannot be done, the rank runs unbound, with
+/// a debug message.
+pub(crate) fn bind_if_asked(local_rank: usize) {
+    let Some(unit) = crate::env::bind() else { return };
+    match bind(unit, local_rank) {
+        Ok(cpus) => debug!("bound to CPUs {cpus:?} ({unit:?})"),
+        Err(why) => debug!("not bound to a {unit:?}: {why}"),
+    }
+}
+
+/// Binds the calling thread to the `local_rank % n`-th of the `n` units of the CPUs it may run
+/// on; returns the CPUs.
+fn bind(unit: Unit, local_rank: usize) -> Result<Vec<usize>, String> {
+    let allowed = sched_getaffinity(None).map_err(|e| format!("cannot read the CPUs allowed: {e}"))?;
+    let cpus: Vec<usize> = (0..CpuSet::MAX_CPU).filter(|&c| allowed.is_set(c)).collect();
+    let units = units(&cpus, unit, &siblings);
+    let chosen = units.get(local_rank % units.len().max(1)).ok_or("no CPU is allowed")?;
+    let mut set = CpuSet::new();
+    chosen.iter().for_each(|&c| set.set(c));
+    sched_setaffinity(None, &set).map_err(|e| format!("cannot bind to CPUs {chosen:?}: {e}"))?;
+    Ok(chosen.clone())
+}
+
+/// The units the allowed `cpus` (ascending) fall into, in the order of their first CPU: a CPU
+/// each for hardware threads; for cores, the allowed CPUs of each core, as `siblings` (the
+/// kernel's topology) gives them, a CPU alone where it does not.
+fn units(cpus: &[usize], unit: Unit, siblings: &dyn Fn(usize) -> Option<Vec<usize>>) -> Vec<Vec<usize>> {
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    for &cpu in cpus {
+        if out.iter().any(|u| u.contains(&cpu)) {
+            continue;
+        }
+        let mut core = match unit {
+            Unit::Hwthread => vec![cpu],
+            Unit::Core => {
+                siblings(cpu).unwrap_or_default().into_iter().filter(|s| cpus.contains(s)).collect()
+            }
+        };
+        if !core.contains(&cpu) {
+            core = vec![cpu];
+        }
+        core.sort_unstable();
+        core.dedup();
+        out.push(core);
+    }
+    out
+}
+
+/// The CPUs that share a core with `cpu` (itself included), from sysfs.
+fn siblings(cpu: usize) -> Option<Vec<usize>> {
+    let path = format!("/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list");
+    parse_list(std::fs::read_to_string(path).ok()?.trim())
+}
+
+/// A CPU list as the kernel writes them: `0-3,8,10-11`.
+fn parse_list(text: &str) -> Option<Vec<usize>> {
+    let mut out = Vec::new();
+    for part in text.split(',').filter(|p| !p.is_empty()) {
+        let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+        let (lo, hi): (usize, usize) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
+        if hi < lo || hi - lo >= CpuSet::MAX_CPU {
+            return None;
+        }
+        out.extend(lo..=hi);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_list("0-3,8,10-11"), Some(vec![0, 1, 2, 3, 8, 10, 11]));
+        assert_eq!(parse_list("5"), Some(vec![5]));
+        assert_eq!(parse_list(""), Some(vec![]));
+        assert_eq!(parse_list("3-1"), None);
+        assert_eq!(parse_list("x"), None);
+        assert_eq!(parse_list("0-99999999999"), None);
+    }
+
+    /// Cores group their allowed hardware threads; a CPU whose topology is unknown, or whose
+    /// siblings are not allowed, stands alone; hardware threads are a unit each.
+    #[test]
+    fn units_by_core_and_by_hwthread() {
+        // 4 cores of 2 threads: core k holds CPUs k and k + 4
+        let smt = |c: usize| Some(vec![c % 4, c % 4 + 4]);
+        let all: Vec<usize> = (0..8).collect();
+        assert_eq!(units(&all, Unit::Core, &smt), [vec![0, 4], vec![1, 5], vec![2, 6], vec![3, 7]]);
+        assert_eq!(units(&all, Unit::Hwthread, &smt).len(), 8);
+        // a cpuset holding CPUs 1, 2 and 5: core 1 has both its threads, core 2 one
+        assert_eq!(units(&[1, 2, 5], Unit::Core, &smt), [vec![1, 5], vec![2]]);
+        assert_eq!(units(&[0, 1], Unit::Core, &|_| None), [vec![0], vec![1]]);
+        assert_eq!(units(&[0, 1], Unit::Core, &|_| Some(vec![7])), [vec![0], vec![1]]);
+    }
+
+    /// Binding a thread of the test's own to a rank's share, then reading it back: the share
+    /// of local rank `i` is the `i % n`-th allowed CPU; the other threads are untouched.
+    #[test]
+    fn binds_the_calling_thread_round_robin() {
+        let before = sched_getaffinity(None).expect("affinity");
+        let cpus: Vec<usize> = (0..CpuSet::MAX_CPU).filter(|&c| before.is_set(c)).collect();
+        for local_rank in [0, 1, cpus.len() + 1] {
+            let got = std::thread::spawn(move || {
+                let chosen = bind(Unit::Hwthread, local_rank).expect("bind");
+                let now = sched_getaffinity(None).expect("affinity");
+                (chosen, (0..CpuSet::MAX_CPU).filter(|&c| now.is_set(c)).collect::<Vec<_>>())
+            })
+            .join()
+            .expect("thread");
+            assert_eq!(got.0, [cpus[local_rank % cpus.len()]]);
+            assert_eq!(got.1, got.0);
+        }
+        let after = sched_getaffinity(None).expect("affinity");
+        assert!((0..CpuSet::MAX_CPU).all(|c| before.is_set(c) == after.is_set(c)));
+    }
+}
