@@ -238,7 +238,7 @@ ratio() { # ratio A B
 echo "Collective benchmark: mean time per operation, averaged over ranks, $(nproc 2>/dev/null || echo '?') cores"
 echo
 echo "- ops: ${OPS_LIST[*]}; sizes $MIN_BYTES to $MAX_BYTES bytes; iterations scale $ITERS_SCALE"
-echo "- prun: $PRUN_BIN ${PRUN_EXTRA[*]} -n N $COLLBENCH_BIN"
+echo "- prun: $PRUN_BIN ${PRUN_EXTRA[*]:+${PRUN_EXTRA[*]} }-n N $COLLBENCH_BIN"
 echo "- Open MPI: $OMPI_STATUS${OMPI_EXTRA[*]:+, with ${OMPI_EXTRA[*]}}"
 echo "- MPICH: $MPICH_STATUS"
 

@@ -6,7 +6,7 @@
 //! Not the default. Where ranks outnumber cores, the kernel leaves ranks that sleep and wake as
 //! often as they do in collectives unevenly placed (five on one core and three on the other is
 //! common with 8 ranks on 2), and lockstep algorithms then move at the pace of the fuller core:
-//! bound, the 8-rank 1 MiB allreduce took 0.78-0.88 of its unbound time on an otherwise idle
+//! bound, the 8-rank 1 MiB allreduce took 0.78-0.89 of its unbound time on an otherwise idle
 //! machine (bench/RESULTS.md, nineteenth session). But a bound rank cannot leave a core that
 //! something else keeps busy: with one busy loop running beside the job, the same allreduce took
 //! 2.4 times its unbound time. Open MPI does not bind where ranks outnumber cores either.
