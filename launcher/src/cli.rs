@@ -131,6 +131,11 @@ pub struct Cli {
     #[arg(long = "bind-to", value_name = "none|core|hwthread", value_parser = parse_bind_to)]
     pub bind_to: Option<BindTo>,
 
+    /// Make each rank print, as it starts, the CPUs it is bound to or may run on (sets
+    /// PRUN_REPORT_BINDINGS=1).
+    #[arg(long = "report-bindings")]
+    pub report_bindings: bool,
+
     /// Command that starts prun's agent on a remote host (the host name and the agent's command
     /// line are appended), as `ssh -p 2222 -i KEY`. Default: `ssh`, always in batch mode with a
     /// connect timeout.

@@ -164,26 +164,40 @@ pub fn command(cli: &Cli, launcher: &Path, family: Family) -> Result<Vec<OsStrin
             _ => return Err(refuse("--display-map", family)),
         }
     }
-    // binding by the MPI launcher's own option (the runtime does not bind on MPI); Open MPI
+    // binding by the MPI launcher's own options (the runtime does not bind on MPI); Open MPI
     // refuses to bind more ranks than cores unless told it may
-    if let Some(bind) = cli.bind_to {
-        match (family, bind) {
-            (Family::OpenMpi, BindTo::None) => {
+    match family {
+        Family::OpenMpi => {
+            if let Some(bind) = cli.bind_to {
                 arg("--bind-to");
-                arg("none");
+                arg(&match bind {
+                    BindTo::None => "none".to_string(),
+                    _ => format!("{}:overload-allowed", bind.word()),
+                });
             }
-            (Family::OpenMpi, _) => {
-                arg("--bind-to");
-                arg(&format!("{}:overload-allowed", bind.word()));
+            if cli.report_bindings {
+                arg("--report-bindings");
             }
-            (Family::Mpich, BindTo::None) => {}
-            (Family::Mpich, _) => {
+        }
+        Family::Mpich => {
+            if cli.report_bindings {
+                return Err(refuse("--report-bindings", family));
+            }
+            if let Some(bind) = cli.bind_to.filter(|b| *b != BindTo::None) {
                 arg("-bind-to");
                 arg(bind.word());
             }
-            (Family::Slurm, BindTo::None) => arg("--cpu-bind=none"),
-            (Family::Slurm, BindTo::Core) => arg("--cpu-bind=cores"),
-            (Family::Slurm, BindTo::Hwthread) => arg("--cpu-bind=threads"),
+        }
+        Family::Slurm => {
+            let kind = cli.bind_to.map(|bind| match bind {
+                BindTo::None => "none",
+                BindTo::Core => "cores",
+                BindTo::Hwthread => "threads",
+            });
+            let kinds: Vec<&str> = cli.report_bindings.then_some("verbose").into_iter().chain(kind).collect();
+            if !kinds.is_empty() {
+                arg(&format!("--cpu-bind={}", kinds.join(",")));
+            }
         }
     }
     // --check-collectives is the variable the runtime reads, passed as -x would pass it
@@ -345,6 +359,11 @@ mod tests {
             bind("core", Family::OpenMpi)
                 .ends_with(&["--bind-to", "core:overload-allowed", "./a"].map(String::from))
         );
+        let w = words("--mpi -n 2 --bind-to core --report-bindings ./a", Family::Slurm).expect("ok");
+        assert_eq!(w, ["L", "-n", "2", "--cpu-bind=verbose,cores", "./a"]);
+        let w = words("--mpi -n 2 --report-bindings ./a", Family::OpenMpi).expect("ok");
+        assert!(w.ends_with(&["--report-bindings", "./a"].map(String::from)), "{w:?}");
+        assert!(words("--mpi -n 2 --report-bindings ./a", Family::Mpich).is_err());
         let w = words("--mpi -n 2 --check-collectives ./a", Family::Mpich).expect("ok");
         assert_eq!(w, ["L", "-n", "2", "-genv", "PRUN_CHECK_COLLECTIVES", "1", "./a"]);
         let hosts = words("--mpi --host a:2,b ./a", Family::Mpich).expect("ok");

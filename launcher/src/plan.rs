@@ -177,6 +177,9 @@ pub fn plan(cli: Cli) -> Result<Plan, PlanError> {
     if let Some(bind) = cli.bind_to {
         exports.push((OsString::from(prun::env::BIND), OsString::from(bind.word())));
     }
+    if cli.report_bindings {
+        exports.push((OsString::from(prun::env::REPORT_BINDINGS), OsString::from("1")));
+    }
     Ok(Plan {
         placements,
         program,

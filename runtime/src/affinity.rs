@@ -23,15 +23,47 @@ pub(crate) enum Unit {
     Hwthread,
 }
 
-/// Binds the calling thread, and with it every thread it starts afterwards, as [`crate::env::BIND`]
-/// asks, to its share of the CPUs it may run on, by `local_rank`; call it before the rank starts
-/// its threads. Binding is an optimisation: where it cannot be done, the rank runs unbound, with
-/// a debug message.
-pub(crate) fn bind_if_asked(local_rank: usize) {
-    let Some(unit) = crate::env::bind() else { return };
-    match bind(unit, local_rank) {
-        Ok(cpus) => debug!("bound to CPUs {cpus:?} ({unit:?})"),
-        Err(why) => debug!("not bound to a {unit:?}: {why}"),
+impl Unit {
+    /// Its name, as `PRUN_BIND` spells it.
+    fn word(self) -> &'static str {
+        match self {
+            Unit::Core => "core",
+            Unit::Hwthread => "hwthread",
+        }
+    }
+}
+
+/// Binds the calling thread, and with it every thread it starts afterwards, as
+/// [`crate::env::BIND`] asks, to its share of the CPUs it may run on, by `local_rank`; call it
+/// before the rank starts its threads. Binding is an optimisation: where it cannot be done, the
+/// rank runs unbound, with a debug message. Where [`crate::env::REPORT_BINDINGS`] asks, prints
+/// one line to stderr saying where rank `rank` may run.
+pub(crate) fn bind_if_asked(rank: usize, local_rank: usize) {
+    let unit = crate::env::bind();
+    let bound = unit.map(|unit| bind(unit, local_rank));
+    match (unit, &bound) {
+        (Some(unit), Some(Ok(cpus))) => debug!("bound to CPUs {cpus:?} ({unit:?})"),
+        (Some(unit), Some(Err(why))) => debug!("not bound to a {unit:?}: {why}"),
+        _ => {}
+    }
+    if crate::env::report_bindings() {
+        let host = std::env::var(crate::env::HOST)
+            .ok()
+            .or_else(|| nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()))
+            .unwrap_or_default();
+        let allowed = || {
+            sched_getaffinity(None)
+                .map(|set| format_list(&(0..CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect::<Vec<_>>()))
+                .unwrap_or_else(|e| format!("? ({e})"))
+        };
+        let what = match (unit, bound) {
+            (Some(unit), Some(Ok(cpus))) => {
+                format!("bound to CPUs {} (a {})", format_list(&cpus), unit.word())
+            }
+            (_, Some(Err(why))) => format!("not bound ({why}); may run on CPUs {}", allowed()),
+            _ => format!("not bound; may run on CPUs {}", allowed()),
+        };
+        eprintln!("prun: rank {rank} on {host}: {what}");
     }
 }
 
@@ -93,6 +125,21 @@ fn parse_list(text: &str) -> Option<Vec<usize>> {
     Some(out)
 }
 
+/// `cpus` (ascending) as the kernel writes CPU lists: `0-3,8,10-11`.
+fn format_list(cpus: &[usize]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        parts.push(if j == i { cpus[i].to_string() } else { format!("{}-{}", cpus[i], cpus[j]) });
+        i = j + 1;
+    }
+    parts.join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +152,9 @@ mod tests {
         assert_eq!(parse_list("3-1"), None);
         assert_eq!(parse_list("x"), None);
         assert_eq!(parse_list("0-99999999999"), None);
+        for list in ["0-3,8,10-11", "5", "", "0,2,4"] {
+            assert_eq!(format_list(&parse_list(list).expect("list")), list);
+        }
     }
 
     /// Cores group their allowed hardware threads; a CPU whose topology is unknown, or whose

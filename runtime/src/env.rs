@@ -25,6 +25,7 @@
 //! | `PRUN_CROWDED` | user | `1` or `0`: whether this host counts as running more ranks than it has cores (default: it does when `PRUN_LOCAL_SIZE` exceeds its cores); if any host does, short collectives take the flat algorithms made for that |
 //! | `PRUN_SCHED_BATCH` | user | `1` or `0`: whether each rank's threads run under Linux's `SCHED_BATCH` scheduling policy (the default policy and nice value, without a woken thread preempting the one that woke it); default: they do where the host runs more ranks than it has cores (`PRUN_CROWDED`). Set in `prun::init`, for the thread that calls it and every thread started after it |
 //! | `PRUN_BIND` | user | `core` or `hwthread`: bind each rank, and every thread it starts, to one core (or hardware thread) of those it may run on, local rank `i` to the `i % n`-th of `n`, round robin (`prun --bind-to` sets it); `none` or unset: no binding (the default, as Open MPI's where ranks outnumber cores). Set in `prun::init`, before the rank's own threads start |
+//! | `PRUN_REPORT_BINDINGS` | user | `1`: each rank prints, to its stderr as it starts, the CPUs it is bound to or may run on (`prun --report-bindings` sets it) |
 //! | `PRUN_CHECK_COLLECTIVES` | user | `1`: every collective call first checks that every rank of the communicator makes the same call (operation, root, buffer length), so that ranks that disagree get an error even where the call would have ended without one (two ranks each believing it is a broadcast's root); costs a barrier per call. Set it for every rank (`prun --check-collectives` does). On the MPI backend it checks the collectives prun runs itself, not MPI's own |
 //! | `PRUN_SINGLE_COPY` | user | `1` or `0`: whether large messages (64 KiB or more) between ranks on one host are copied once, through a pipe the sender lends its pages to (below 1 MiB) or out of the sender's memory (`process_vm_readv`, from 1 MiB), instead of through the socket (copied twice); default: they do when the host has a core for each of its ranks, and where ranks share cores only from 1 MiB for a program's own sends and 4 MiB for a collective's (from 128 KiB in exchanges, from 64 KiB when a rank sends to several at once); on a host with too many ranks for a lending pipe between every two (32 or more under the kernel's default quota of pipe pages), only messages read out of memory, from 1 MiB (a scatter's blocks from 64 KiB). Where the system forbids one process to read another's memory (Yama's `ptrace_scope` 1, a seccomp profile), messages that would be read out of memory are written to the socket (each receiver says what it can take when it accepts a connection: `lend::Access`) |
 
@@ -68,6 +69,10 @@ pub const SCHED_BATCH: &str = "PRUN_SCHED_BATCH";
 
 /// `PRUN_BIND`: `core`, `hwthread` or `none`, what each rank is bound to (set by `prun --bind-to`).
 pub const BIND: &str = "PRUN_BIND";
+
+/// `PRUN_REPORT_BINDINGS`: `1` makes each rank print where it may run as it starts (set by
+/// `prun --report-bindings`).
+pub const REPORT_BINDINGS: &str = "PRUN_REPORT_BINDINGS";
 
 /// `PRUN_TRACE_DIR`: where ranks write trace events (set by `prun --trace`).
 pub const TRACE_DIR: &str = "PRUN_TRACE_DIR";
@@ -156,6 +161,11 @@ pub(crate) fn bind() -> Option<crate::affinity::Unit> {
             None
         }
     }
+}
+
+/// Whether each rank reports its binding as it starts ([`REPORT_BINDINGS`] is `1`).
+pub(crate) fn report_bindings() -> bool {
+    std::env::var(REPORT_BINDINGS).is_ok_and(|v| v.trim() == "1")
 }
 
 /// Whether this rank's threads should run under `SCHED_BATCH` ([`crate::sched`]): as

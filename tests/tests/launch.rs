@@ -298,6 +298,22 @@ fn bind_to_spreads_ranks_round_robin_over_the_allowed_cpus() {
     let job = ["--bind-to", "core", "-n", "2", "taskset", "-c", &last, "@prun-testjob", "affinity"];
     let got = affinity_of(&prun(job).run(), 2);
     assert!(got.iter().all(|c| c.len() == 1 && c[0].to_string() == last), "{got:?}");
+    // --report-bindings: each rank says where it may run, bound or not
+    let host = hostname();
+    let job = ["--bind-to", "hwthread", "--report-bindings", "-n", "3", "@prun-testjob", "affinity"];
+    let out = prun(job).run();
+    for (rank, c) in affinity_of(&out, 3).iter().enumerate() {
+        let line = format!("prun: rank {rank} on {host}: bound to CPUs {} (a hwthread)", c[0]);
+        assert!(out.stderr.lines().any(|l| l == line), "no '{line}' in:\n{}", out.stderr);
+    }
+    let out = prun(["--report-bindings", "-n", "2", "@prun-testjob", "affinity"]).run();
+    let own = std::fs::read_to_string("/proc/self/status").expect("status");
+    let own =
+        own.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).expect("list").trim().to_string();
+    for rank in 0..2 {
+        let line = format!("prun: rank {rank} on {host}: not bound; may run on CPUs {own}");
+        assert!(out.stderr.lines().any(|l| l == line), "no '{line}' in:\n{}", out.stderr);
+    }
     // a unit prun does not know is a usage error that names the ones it does
     let out = prun(["--bind-to", "socket", "-n", "2", "@prun-testjob", "affinity"]).run();
     out.expect_code(2);
