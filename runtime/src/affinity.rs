@@ -9,7 +9,7 @@
 //! bound, the 8-rank 1 MiB allreduce took 0.78-0.89 of its unbound time on an otherwise idle
 //! machine (bench/RESULTS.md, nineteenth session). But a bound rank cannot leave a core that
 //! something else keeps busy: with one busy loop running beside the job, the same allreduce took
-//! 2.4 times its unbound time. Open MPI does not bind where ranks outnumber cores either.
+//! 2.4-2.6 times its unbound time. Open MPI does not bind where ranks outnumber cores either.
 
 use crate::log::debug;
 use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
