@@ -51,11 +51,8 @@ pub(crate) fn bind_if_asked(rank: usize, local_rank: usize) {
             .ok()
             .or_else(|| nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()))
             .unwrap_or_default();
-        let allowed = || {
-            sched_getaffinity(None)
-                .map(|set| format_list(&(0..CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect::<Vec<_>>()))
-                .unwrap_or_else(|e| format!("? ({e})"))
-        };
+        let allowed =
+            || sched_getaffinity(None).map_or_else(|e| format!("? ({e})"), |set| format_list(&cpus_of(&set)));
         let what = match (unit, bound) {
             (Some(unit), Some(Ok(cpus))) => {
                 format!("bound to CPUs {} (a {})", format_list(&cpus), unit.word())
@@ -71,13 +68,18 @@ pub(crate) fn bind_if_asked(rank: usize, local_rank: usize) {
 /// on; returns the CPUs.
 fn bind(unit: Unit, local_rank: usize) -> Result<Vec<usize>, String> {
     let allowed = sched_getaffinity(None).map_err(|e| format!("cannot read the CPUs allowed: {e}"))?;
-    let cpus: Vec<usize> = (0..CpuSet::MAX_CPU).filter(|&c| allowed.is_set(c)).collect();
+    let cpus = cpus_of(&allowed);
     let units = units(&cpus, unit, &siblings);
     let chosen = units.get(local_rank % units.len().max(1)).ok_or("no CPU is allowed")?;
     let mut set = CpuSet::new();
     chosen.iter().for_each(|&c| set.set(c));
     sched_setaffinity(None, &set).map_err(|e| format!("cannot bind to CPUs {chosen:?}: {e}"))?;
     Ok(chosen.clone())
+}
+
+/// The CPUs in `set`, ascending.
+fn cpus_of(set: &CpuSet) -> Vec<usize> {
+    (0..CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect()
 }
 
 /// The units the allowed `cpus` (ascending) fall into, in the order of their first CPU: a CPU
@@ -177,19 +179,17 @@ mod tests {
     #[test]
     fn binds_the_calling_thread_round_robin() {
         let before = sched_getaffinity(None).expect("affinity");
-        let cpus: Vec<usize> = (0..CpuSet::MAX_CPU).filter(|&c| before.is_set(c)).collect();
+        let cpus = cpus_of(&before);
         for local_rank in [0, 1, cpus.len() + 1] {
             let got = std::thread::spawn(move || {
                 let chosen = bind(Unit::Hwthread, local_rank).expect("bind");
-                let now = sched_getaffinity(None).expect("affinity");
-                (chosen, (0..CpuSet::MAX_CPU).filter(|&c| now.is_set(c)).collect::<Vec<_>>())
+                (chosen, cpus_of(&sched_getaffinity(None).expect("affinity")))
             })
             .join()
             .expect("thread");
             assert_eq!(got.0, [cpus[local_rank % cpus.len()]]);
             assert_eq!(got.1, got.0);
         }
-        let after = sched_getaffinity(None).expect("affinity");
-        assert!((0..CpuSet::MAX_CPU).all(|c| before.is_set(c) == after.is_set(c)));
+        assert_eq!(cpus_of(&sched_getaffinity(None).expect("affinity")), cpus);
     }
 }

@@ -231,9 +231,13 @@ fn started_by_an_mpi_launcher_without_mpi_support_is_a_clear_error() {
 
 /// The CPUs this test process may run on (its `Cpus_allowed_list`), which the ranks inherit.
 fn own_cpus() -> Vec<usize> {
+    cpu_list(&own_cpu_list())
+}
+
+/// This test process's `Cpus_allowed_list`, as the kernel writes it (`0-3,8`).
+fn own_cpu_list() -> String {
     let status = std::fs::read_to_string("/proc/self/status").expect("status");
-    let list = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).expect("list");
-    cpu_list(list.trim())
+    status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).expect("list").trim().to_string()
 }
 
 /// A CPU list as the kernel writes them (`0-3,8`), expanded.
@@ -307,9 +311,7 @@ fn bind_to_spreads_ranks_round_robin_over_the_allowed_cpus() {
         assert!(out.stderr.lines().any(|l| l == line), "no '{line}' in:\n{}", out.stderr);
     }
     let out = prun(["--report-bindings", "-n", "2", "@prun-testjob", "affinity"]).run();
-    let own = std::fs::read_to_string("/proc/self/status").expect("status");
-    let own =
-        own.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).expect("list").trim().to_string();
+    let own = own_cpu_list();
     for rank in 0..2 {
         let line = format!("prun: rank {rank} on {host}: not bound; may run on CPUs {own}");
         assert!(out.stderr.lines().any(|l| l == line), "no '{line}' in:\n{}", out.stderr);
