@@ -176,10 +176,30 @@ struct State {
     /// Contexts nobody will receive on again (the last [`RETIRED`]), whose late messages are
     /// dropped on arrival rather than queued for ever.
     retired: VecDeque<u64>,
-    /// What wakes each receive that waits on a connection it reads itself, at every change.
-    wakers: Vec<Arc<EventFd>>,
+    /// What wakes each receive that waits on a connection it reads itself, at every change
+    /// that concerns it.
+    wakers: Vec<Reader>,
     /// Lent messages waiting, unread, for a receive to be posted for them.
     deferred: Vec<Deferred>,
+}
+
+/// A receive waiting on a connection it reads itself: what wakes it, and what it waits for.
+struct Reader {
+    waker: Arc<EventFd>,
+    src: usize,
+    context: u64,
+}
+
+impl Reader {
+    /// Whether a message from `src` on `context` can change the outcome of this wait: one on
+    /// its context may object to it (a rank that chose another algorithm for the same call),
+    /// and one from its source left unread must be read before anything later from there.
+    /// Messages of other sources on other contexts cannot, and waking it for them cost the
+    /// ranks of a ping-pong a trip through the scheduler for every message of the ranks
+    /// waiting meanwhile in the next barrier.
+    fn concerned(&self, src: usize, context: u64) -> bool {
+        self.src == src || self.context == context
+    }
 }
 
 /// How many retired contexts a mailbox remembers.
@@ -372,12 +392,14 @@ impl Mailbox {
     fn update(&self, f: impl FnOnce(&mut State)) {
         let mut s = self.lock();
         f(&mut s);
-        self.notify(s);
+        self.notify(s, None);
     }
 
-    /// Tells every waiting receive that the state just changed under `s`, and unlocks it.
-    fn notify(&self, s: MutexGuard<'_, State>) {
-        Self::changed(&s);
+    /// Tells every waiting receive that the state just changed under `s`, and unlocks it; a
+    /// change that is a message (from `src` on `context`: `about`) wakes only the receives
+    /// reading a connection themselves that it concerns.
+    fn notify(&self, s: MutexGuard<'_, State>, about: Option<(usize, u64)>) {
+        Self::changed(&s, about);
         drop(s);
         self.generation.fetch_add(1, Ordering::Release);
         // a sleeper counted itself under the lock before sleeping, so before the change made
@@ -389,15 +411,16 @@ impl Mailbox {
 
     /// Wakes the receives that read a connection themselves (the condition variable's sleepers
     /// are the caller's to notify).
-    fn changed(s: &State) {
+    fn changed(s: &State, about: Option<(usize, u64)>) {
         if s.wakers.is_empty() {
             return;
         }
         // not this thread's own: it is not waiting while it changes something
         let own = WAKER.with(|w| w.as_ref().map(Arc::as_ptr));
-        for w in s.wakers.iter().filter(|w| Some(Arc::as_ptr(w)) != own) {
+        let concerned = |r: &&Reader| about.is_none_or(|(src, context)| r.concerned(src, context));
+        for r in s.wakers.iter().filter(|r| Some(Arc::as_ptr(&r.waker)) != own).filter(concerned) {
             // a full counter already wakes its thread
-            let _ = w.write(1);
+            let _ = r.waker.write(1);
         }
     }
 
@@ -467,11 +490,13 @@ impl Mailbox {
 
     /// A message arrived.
     pub fn push(&self, e: Envelope) {
-        self.update(|s| {
-            if !s.retired.contains(&e.context) {
-                s.queue.push_back(e)
-            }
-        });
+        let mut s = self.lock();
+        if s.retired.contains(&e.context) {
+            return;
+        }
+        let about = (e.src, e.context);
+        s.queue.push_back(e);
+        self.notify(s, Some(about));
     }
 
     /// Drops the messages queued on `context` and every later one: the caller will never
@@ -507,7 +532,7 @@ impl Mailbox {
             Some(i) => s.posts[i].handed = Some(handoff),
             None => s.deferred.push(Deferred { src, context, tag, len, handoff }),
         }
-        self.notify(s);
+        self.notify(s, Some((src, context)));
     }
 
     /// The handoff of the first message left unread from `src` on `context` with `tag`, if it
@@ -655,7 +680,7 @@ impl Mailbox {
         let mut registered = None;
         let (mut s, outcome) = self.wait_loop(s, pat, (spin, deadline), bad, ready, &mut registered);
         if let Some(waker) = registered {
-            s.wakers.retain(|w| !Arc::ptr_eq(w, &waker));
+            s.wakers.retain(|r| !Arc::ptr_eq(&r.waker, &waker));
         }
         (s, outcome)
     }
@@ -758,7 +783,7 @@ impl Mailbox {
             Some(w) => Arc::clone(w),
             None => {
                 let w = WAKER.with(Clone::clone)?;
-                s.wakers.push(Arc::clone(&w));
+                s.wakers.push(Reader { waker: Arc::clone(&w), src, context: pat.context });
                 registered.insert(w).clone()
             }
         };
@@ -794,7 +819,7 @@ impl Mailbox {
         match Self::post_for(&s, src, context, tag, len) {
             Some(i) => {
                 s.posts[i].handed = Some(handoff);
-                self.notify(s);
+                self.notify(s, Some((src, context)));
                 Ok(())
             }
             None => Err(handoff),
@@ -1354,6 +1379,32 @@ mod tests {
         let got = second.join().expect("thread");
         assert!(matches!(got, Err(Error::AllPeersGone)), "{got:?}");
         assert!(m.incoming().expect("attached").claim(1).is_some(), "the connection was not put back");
+    }
+
+    /// A message wakes the receives reading a connection themselves that it concerns (from
+    /// their source, or on their context, where it may object to their wait), not the others;
+    /// any other change wakes them all.
+    #[test]
+    fn a_message_wakes_only_the_receives_it_concerns() {
+        let m = Mailbox::new(0, 4, Duration::ZERO);
+        let fd = || Arc::new(EventFd::from_flags(EfdFlags::EFD_NONBLOCK).expect("eventfd"));
+        // waiting for rank 1 on context 2, and for rank 2 on context 4
+        let (a, b) = (fd(), fd());
+        {
+            let mut s = m.lock();
+            s.wakers.push(Reader { waker: Arc::clone(&a), src: 1, context: 2 });
+            s.wakers.push(Reader { waker: Arc::clone(&b), src: 2, context: 4 });
+        }
+        // a nonblocking counter reads as an error when nothing woke it
+        let woken = |w: &EventFd| w.read().is_ok();
+        m.push(Envelope { src: 3, context: 6, tag: 0, data: vec![] });
+        assert!(!woken(&a) && !woken(&b), "a message of another source and context woke a receive");
+        m.push(Envelope { src: 1, context: 6, tag: 0, data: vec![] });
+        assert!(woken(&a) && !woken(&b), "a message from rank 1 must wake only its receive");
+        m.push(Envelope { src: 3, context: 4, tag: 0, data: vec![] });
+        assert!(!woken(&a) && woken(&b), "a message on context 4 must wake only its receive");
+        m.peer_exited(3, "killed".into());
+        assert!(woken(&a) && woken(&b), "a peer's end must wake every receive");
     }
 
     /// A receive with a deadline, waiting on its source's socket or on the queue, gives up
