@@ -12,6 +12,7 @@ use crate::output::{self, Sink, StreamKind};
 use crate::program;
 use crate::remote::{Agent, Listener};
 use crate::status::Ended;
+use crate::unbind;
 use crate::watchdog::Watchdog;
 use nix::sys::signal::Signal;
 use prun::env;
@@ -197,7 +198,9 @@ fn start(job: AgentJob, channel: &Channel, input: io::Stdin) -> Result<i32, Stri
             }
         }
     }
+    let started: Vec<i32> = pids.keys().copied().collect();
     local::reap(pids, tx.clone(), Event::Exited).map_err(|e| e.to_string())?;
+    unbind::watch(started, dir.path(), unbind::bind_of(&common).as_deref());
     // then the agents below this one in the launch tree
     let mut children = Vec::new();
     for child in job.children {

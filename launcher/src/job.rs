@@ -20,6 +20,7 @@ use crate::signals::{self, ENDING};
 use crate::status::{EXIT_FAILURE, EXIT_TIMEOUT, Ended, signal_name};
 use crate::stdin;
 use crate::trace;
+use crate::unbind;
 use crate::watchdog::Watchdog;
 use nix::sys::signal::Signal;
 use prun::auth::{Credentials, Secret};
@@ -266,8 +267,10 @@ impl Job {
                 }
             }
         }
+        let started: Vec<i32> = pids.keys().copied().collect();
         local::reap(pids, tx.clone(), |rank, ended| Event::Exited { rank, ended })
             .map_err(|e| format!("cannot start the reaper thread: {e}"))?;
+        unbind::watch(started, dir.path(), unbind::bind_of(&common).as_deref());
         let mut sink = OutputSink::new(job.plan.tag_output, job.progress.clone());
         if job.plan.tag_host {
             sink = sink.with_hosts(job.plan.placements.iter().map(|p| p.host.clone()).collect());

@@ -32,6 +32,7 @@ mod signals;
 mod status;
 mod stdin;
 mod trace;
+mod unbind;
 mod watchdog;
 
 use std::ffi::OsString;

@@ -174,8 +174,16 @@ pub fn plan(cli: Cli) -> Result<Plan, PlanError> {
     if cli.check_collectives {
         exports.push((OsString::from(prun::env::CHECK_COLLECTIVES), OsString::from("1")));
     }
-    if let Some(bind) = cli.bind_to {
-        exports.push((OsString::from(prun::env::BIND), OsString::from(bind.word())));
+    match cli.bind_to {
+        Some(bind) => exports.push((OsString::from(prun::env::BIND), OsString::from(bind.word()))),
+        // by default, ranks that outnumber a host's CPUs bind themselves while nothing else
+        // loads it (launcher/src/unbind.rs), unless the user set the variable
+        None if std::env::var_os(prun::env::BIND).is_none()
+            && !exports.iter().any(|(k, _)| k == prun::env::BIND) =>
+        {
+            exports.push((OsString::from(prun::env::BIND), OsString::from("auto")));
+        }
+        None => {}
     }
     if cli.report_bindings {
         exports.push((OsString::from(prun::env::REPORT_BINDINGS), OsString::from("1")));

@@ -3,16 +3,32 @@
 //! only on the `i % n`-th of the `n` cores (or hardware threads) it was allowed to run on, so the
 //! ranks of a host spread evenly over them, round robin, and stay there.
 //!
-//! Not the default. Where ranks outnumber cores, the kernel leaves ranks that sleep and wake as
-//! often as they do in collectives unevenly placed (five on one core and three on the other is
-//! common with 8 ranks on 2), and lockstep algorithms then move at the pace of the fuller core:
-//! bound, the 8-rank 1 MiB allreduce took 0.78-0.89 of its unbound time on an otherwise idle
-//! machine (bench/RESULTS.md, nineteenth session). But a bound rank cannot leave a core that
-//! something else keeps busy: with one busy loop running beside the job, the same allreduce took
-//! 2.4-2.6 times its unbound time. Open MPI does not bind where ranks outnumber cores either.
+//! By default (`PRUN_BIND=auto`, which `prun` sets) only where ranks outnumber CPUs, up to
+//! [`AUTO_MAX_PER_CPU`] of them per CPU ([`auto_binds`]), and only for as long as nothing else
+//! loads the host: the launcher unbinds them then (`launcher/src/unbind.rs`). Where ranks
+//! outnumber cores, the kernel leaves ranks that sleep and wake as often as they do in
+//! collectives unevenly placed (five on one core and three on the other is common with 8 ranks
+//! on 2), and lockstep algorithms then move at the pace of the fuller core: bound, the 8-rank 1
+//! MiB allreduce took 0.78-0.89 of its unbound time on an otherwise idle machine (bench/RESULTS.md,
+//! nineteenth session). But a bound rank cannot leave a core that something else keeps busy:
+//! with one busy loop running beside the job, the same allreduce took 2.4-2.6 times its unbound
+//! time, which is why Open MPI does not bind where ranks outnumber cores, and why the launcher
+//! lets go of them as soon as it sees such work.
 
 use crate::log::debug;
 use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+use std::path::Path;
+
+/// Most ranks per CPU that `PRUN_BIND=auto` binds: beyond it binding measured mixed (16 ranks on
+/// 2 CPUs, 1 MiB: allreduce 1.09 of Open MPI's time bound against 1.19, ping-pong 1.39 against
+/// 1.26; 32 ranks: broadcast 2.04 against 1.44; bench/RESULTS.md, nineteenth session).
+pub(crate) const AUTO_MAX_PER_CPU: usize = 4;
+
+/// Whether `PRUN_BIND=auto` binds the ranks of a host running `local_size` of them on `cpus`
+/// CPUs: where they are `crowded` (outnumber the CPUs), up to [`AUTO_MAX_PER_CPU`] per CPU.
+pub(crate) fn auto_binds(crowded: bool, local_size: usize, cpus: usize) -> bool {
+    crowded && local_size <= AUTO_MAX_PER_CPU.saturating_mul(cpus)
+}
 
 /// What a rank is bound to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,39 +50,59 @@ impl Unit {
 }
 
 /// Binds the calling thread, and with it every thread it starts afterwards, as
-/// [`crate::env::BIND`] asks, to its share of the CPUs it may run on, by `local_rank`; call it
-/// before the rank starts its threads. Binding is an optimisation: where it cannot be done, the
+/// [`crate::env::BIND`] asks for a host running `local_size` ranks, to its share of the CPUs it
+/// may run on, by `local_rank`; call it before the rank starts its threads. Bound by default
+/// (`auto`), it also starts the watch that unbinds the rank when the launcher asks through
+/// `socket_dir` ([`crate::unbind`]). Binding is an optimisation: where it cannot be done, the
 /// rank runs unbound, with a debug message. Where [`crate::env::REPORT_BINDINGS`] asks, prints
-/// one line to stderr saying where rank `rank` may run.
-pub(crate) fn bind_if_asked(rank: usize, local_rank: usize) {
-    let unit = crate::env::bind();
+/// one line to stderr saying where rank `rank` may run (and another if it is unbound later).
+pub(crate) fn bind_if_asked(rank: usize, local_rank: usize, local_size: usize, socket_dir: &Path) {
+    let unit = crate::env::bind(local_size);
     let bound = unit.map(|unit| bind(unit, local_rank));
     match (unit, &bound) {
-        (Some(unit), Some(Ok(cpus))) => debug!("bound to CPUs {cpus:?} ({unit:?})"),
+        (Some(unit), Some(Ok((cpus, _)))) => debug!("bound to CPUs {cpus:?} ({unit:?})"),
         (Some(unit), Some(Err(why))) => debug!("not bound to a {unit:?}: {why}"),
         _ => {}
     }
-    if crate::env::report_bindings() {
+    let auto = crate::env::bind_auto();
+    let report = crate::env::report_bindings().then(|| {
         let host = std::env::var(crate::env::HOST)
             .ok()
             .or_else(|| nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()))
             .unwrap_or_default();
+        format!("prun: rank {rank} on {host}")
+    });
+    if let Some(who) = &report {
         let allowed =
             || sched_getaffinity(None).map_or_else(|e| format!("? ({e})"), |set| format_list(&cpus_of(&set)));
-        let what = match (unit, bound) {
-            (Some(unit), Some(Ok(cpus))) => {
-                format!("bound to CPUs {} (a {})", format_list(&cpus), unit.word())
+        let what = match (unit, &bound) {
+            (Some(unit), Some(Ok((cpus, _)))) if auto => format!(
+                "bound to CPUs {} (a {}, until other work loads the host)",
+                format_list(cpus),
+                unit.word()
+            ),
+            (Some(unit), Some(Ok((cpus, _)))) => {
+                format!("bound to CPUs {} (a {})", format_list(cpus), unit.word())
             }
             (_, Some(Err(why))) => format!("not bound ({why}); may run on CPUs {}", allowed()),
             _ => format!("not bound; may run on CPUs {}", allowed()),
         };
-        eprintln!("prun: rank {rank} on {host}: {what}");
+        eprintln!("{who}: {what}");
+    }
+    if let (true, Some(Ok((_, allowed)))) = (auto, bound) {
+        let line = report.map(|who| {
+            format!(
+                "{who}: unbound (other work loads the host); may run on CPUs {}",
+                format_list(&cpus_of(&allowed))
+            )
+        });
+        crate::unbind::watch(allowed, socket_dir, line);
     }
 }
 
 /// Binds the calling thread to the `local_rank % n`-th of the `n` units of the CPUs it may run
-/// on; returns the CPUs.
-fn bind(unit: Unit, local_rank: usize) -> Result<Vec<usize>, String> {
+/// on; returns the CPUs, and those it was allowed before.
+fn bind(unit: Unit, local_rank: usize) -> Result<(Vec<usize>, CpuSet), String> {
     let allowed = sched_getaffinity(None).map_err(|e| format!("cannot read the CPUs allowed: {e}"))?;
     let cpus = cpus_of(&allowed);
     let units = units(&cpus, unit, &siblings);
@@ -74,7 +110,7 @@ fn bind(unit: Unit, local_rank: usize) -> Result<Vec<usize>, String> {
     let mut set = CpuSet::new();
     chosen.iter().for_each(|&c| set.set(c));
     sched_setaffinity(None, &set).map_err(|e| format!("cannot bind to CPUs {chosen:?}: {e}"))?;
-    Ok(chosen.clone())
+    Ok((chosen.clone(), allowed))
 }
 
 /// The CPUs in `set`, ascending.
@@ -146,6 +182,14 @@ fn format_list(cpus: &[usize]) -> String {
 mod tests {
     use super::*;
 
+    /// `auto` binds only where ranks outnumber CPUs, and at most four of them per CPU.
+    #[test]
+    fn auto_binds_crowded_hosts_up_to_four_ranks_per_cpu() {
+        assert!(!auto_binds(false, 2, 2), "a rank per CPU is left to the kernel");
+        assert!(auto_binds(true, 3, 2) && auto_binds(true, 8, 2));
+        assert!(!auto_binds(true, 9, 2) && !auto_binds(true, 64, 2), "beyond four per CPU");
+    }
+
     #[test]
     fn cpu_lists() {
         assert_eq!(parse_list("0-3,8,10-11"), Some(vec![0, 1, 2, 3, 8, 10, 11]));
@@ -182,13 +226,14 @@ mod tests {
         let cpus = cpus_of(&before);
         for local_rank in [0, 1, cpus.len() + 1] {
             let got = std::thread::spawn(move || {
-                let chosen = bind(Unit::Hwthread, local_rank).expect("bind");
-                (chosen, cpus_of(&sched_getaffinity(None).expect("affinity")))
+                let (chosen, allowed) = bind(Unit::Hwthread, local_rank).expect("bind");
+                (chosen, cpus_of(&sched_getaffinity(None).expect("affinity")), cpus_of(&allowed))
             })
             .join()
             .expect("thread");
             assert_eq!(got.0, [cpus[local_rank % cpus.len()]]);
             assert_eq!(got.1, got.0);
+            assert_eq!(got.2, cpus, "what the thread was allowed before");
         }
         assert_eq!(cpus_of(&sched_getaffinity(None).expect("affinity")), cpus);
     }

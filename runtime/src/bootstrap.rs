@@ -51,7 +51,7 @@ pub(crate) fn join(env: JobEnv, limit: u64, activity: Arc<Activity>) -> Result<(
     // before this rank's first thread starts, so that every one of them inherits the policy
     // and the binding
     crate::sched::batch_if_crowded(env.local_size);
-    crate::affinity::bind_if_asked(env.rank, env.local_rank);
+    crate::affinity::bind_if_asked(env.rank, env.local_rank, env.local_size, &env.socket_dir);
     let creds = Arc::new(Credentials { job_id: env.job_id.clone(), secret: env.secret.clone() });
     let mailbox = Arc::new(Mailbox::for_host(env.rank, env.size, env.local_size)?);
 

@@ -24,7 +24,7 @@
 //! | `PRUN_YIELD_US` | user | where the host runs more ranks than it has cores: microseconds a wait for a large message (a receive of 64 KiB or more, reading its source's connection, or a large send's wait for its receiver's answer) polls before sleeping, giving its core to any other thread that can run between polls (default 300; `0` sleeps at once). Elsewhere such waits poll as `PRUN_SPIN_US` says |
 //! | `PRUN_CROWDED` | user | `1` or `0`: whether this host counts as running more ranks than it has cores (default: it does when `PRUN_LOCAL_SIZE` exceeds its cores); if any host does, short collectives take the flat algorithms made for that |
 //! | `PRUN_SCHED_BATCH` | user | `1` or `0`: whether each rank's threads run under Linux's `SCHED_BATCH` scheduling policy (the default policy and nice value, without a woken thread preempting the one that woke it); default: they do where the host runs more ranks than it has cores (`PRUN_CROWDED`). Set in `prun::init`, for the thread that calls it and every thread started after it |
-//! | `PRUN_BIND` | user | `core` or `hwthread`: bind each rank, and every thread it starts, to one core (or hardware thread) of those it may run on, local rank `i` to the `i % n`-th of `n`, round robin (`prun --bind-to` sets it); `none` or unset: no binding (the default, as Open MPI's where ranks outnumber cores). Set in `prun::init`, before the rank's own threads start |
+//! | `PRUN_BIND` | user | `core` or `hwthread`: bind each rank, and every thread it starts, to one core (or hardware thread) of those it may run on, local rank `i` to the `i % n`-th of `n`, round robin (`prun --bind-to` sets it); `auto` (what `prun` sets unless told otherwise): to a core where the host runs more of the job's ranks than it has CPUs, but at most four per CPU, and `prun` unbinds them again as soon as other work loads the host's CPUs; `none` or unset: no binding. Set in `prun::init`, before the rank's own threads start |
 //! | `PRUN_REPORT_BINDINGS` | user | `1`: each rank prints, to its stderr as it starts, the CPUs it is bound to or may run on (`prun --report-bindings` sets it) |
 //! | `PRUN_CHECK_COLLECTIVES` | user | `1`: every collective call first checks that every rank of the communicator makes the same call (operation, root, buffer length), so that ranks that disagree get an error even where the call would have ended without one (two ranks each believing it is a broadcast's root); costs a barrier per call. Set it for every rank (`prun --check-collectives` does). On the MPI backend it checks the collectives prun runs itself, not MPI's own |
 //! | `PRUN_SINGLE_COPY` | user | `1` or `0`: whether large messages (64 KiB or more) between ranks on one host are copied once, through a pipe the sender lends its pages to (below 1 MiB) or out of the sender's memory (`process_vm_readv`, from 1 MiB), instead of through the socket (copied twice); default: they do when the host has a core for each of its ranks, and where ranks share cores only from 1 MiB for a program's own sends and 4 MiB for a collective's (from 128 KiB in exchanges, from 64 KiB when a rank sends to several at once); on a host with too many ranks for a lending pipe between every two (32 or more under the kernel's default quota of pipe pages), only messages read out of memory, from 1 MiB (a scatter's blocks from 64 KiB). Where the system forbids one process to read another's memory (Yama's `ptrace_scope` 1, a seccomp profile), messages that would be read out of memory are written to the socket (each receiver says what it can take when it accepts a connection: `lend::Access`) |
@@ -54,6 +54,10 @@ pub const HOST: &str = "PRUN_HOST";
 pub const CONTROL: &str = "PRUN_CONTROL";
 /// `PRUN_SECRET`: the per-job secret, as hex.
 pub const SECRET: &str = "PRUN_SECRET";
+/// The file the launcher creates in [`SOCKET_DIR`] to tell the ranks of the host that were
+/// bound by default (`PRUN_BIND=auto`) to let go of their cores: other work loads the host.
+pub const UNBIND_FLAG: &str = "unbind";
+
 /// `PRUN_SOCKET_DIR`: the folder where ranks on this host create their sockets.
 pub const SOCKET_DIR: &str = "PRUN_SOCKET_DIR";
 /// `PRUN_MAX_MESSAGE`: the largest message accepted, in bytes.
@@ -67,7 +71,8 @@ pub const CROWDED: &str = "PRUN_CROWDED";
 /// `PRUN_SCHED_BATCH`: `1` or `0`, whether each rank's threads run under `SCHED_BATCH`.
 pub const SCHED_BATCH: &str = "PRUN_SCHED_BATCH";
 
-/// `PRUN_BIND`: `core`, `hwthread` or `none`, what each rank is bound to (set by `prun --bind-to`).
+/// `PRUN_BIND`: `core`, `hwthread`, `auto` or `none`, what each rank is bound to (set by `prun
+/// --bind-to`; `prun` sets `auto` by default).
 pub const BIND: &str = "PRUN_BIND";
 
 /// `PRUN_REPORT_BINDINGS`: `1` makes each rank print where it may run as it starts (set by
@@ -148,19 +153,30 @@ pub(crate) fn crowded(local_size: usize) -> bool {
     }
 }
 
-/// What each rank is to be bound to ([`crate::affinity`]): as [`BIND`] says (`core` or
-/// `hwthread`); `None` for `none`, unset, or anything else (ignored, with a debug message).
-pub(crate) fn bind() -> Option<crate::affinity::Unit> {
+/// What each rank is to be bound to ([`crate::affinity`]) on a host running `local_size` of
+/// the job's ranks: as [`BIND`] says (`core` or `hwthread`; `auto`: a core where
+/// [`crate::affinity::auto_binds`] says so); `None` for `none`, unset, or anything else
+/// (ignored, with a debug message).
+pub(crate) fn bind(local_size: usize) -> Option<crate::affinity::Unit> {
     use crate::affinity::Unit;
     match std::env::var(BIND).as_deref().map(str::trim) {
         Ok("core") => Some(Unit::Core),
         Ok("hwthread") => Some(Unit::Hwthread),
+        Ok("auto") => {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            crate::affinity::auto_binds(crowded(local_size), local_size, cpus).then_some(Unit::Core)
+        }
         Ok("none") | Err(_) => None,
         Ok(other) => {
-            crate::log::debug!("{BIND}={other:?} is none of core, hwthread, none: not binding");
+            crate::log::debug!("{BIND}={other:?} is none of core, hwthread, auto, none: not binding");
             None
         }
     }
+}
+
+/// Whether [`BIND`] is `auto`: bound while nothing else loads the host.
+pub(crate) fn bind_auto() -> bool {
+    std::env::var(BIND).is_ok_and(|v| v.trim() == "auto")
 }
 
 /// Whether each rank reports its binding as it starts ([`REPORT_BINDINGS`] is `1`).

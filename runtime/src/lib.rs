@@ -59,6 +59,7 @@ pub mod protocol;
 mod sched;
 mod trace;
 pub mod transport;
+mod unbind;
 pub mod wire;
 
 pub use communicator::{Backend, Communicator, Status, Tag, World};

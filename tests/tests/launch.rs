@@ -269,11 +269,51 @@ fn affinity_of(out: &prun_tests::Finished, n: usize) -> Vec<Vec<usize>> {
     lines.into_iter().map(|(_, cpus)| cpus).collect()
 }
 
+/// Where ranks outnumber CPUs (at most four per CPU), each binds itself to a core by default,
+/// round robin, and the launcher lets go of them once other work loads the host: here a
+/// thread of the test's own spinning, after which every thread of every rank may run on every
+/// CPU again.
+#[test]
+fn ranks_bound_by_default_are_unbound_when_other_work_loads_the_host() {
+    let (cpus, list) = (own_cpus(), own_cpu_list());
+    let host = hostname();
+    // crowded by decree, so that the test does not depend on the number of CPUs
+    let job = ["--report-bindings", "-x", "PRUN_CROWDED=1", "-n", "2", "@prun-testjob", "affinity-change"];
+    let spin = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let spinner = {
+        let spin = std::sync::Arc::clone(&spin);
+        std::thread::spawn(move || {
+            while spin.load(std::sync::atomic::Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        })
+    };
+    let out = prun(job).run();
+    spin.store(false, std::sync::atomic::Ordering::Relaxed);
+    spinner.join().expect("spinner");
+    assert!(affinity_of(&out, 2).iter().all(|c| *c == cpus), "{}\n{}", out.stdout, out.stderr);
+    for rank in 0..2 {
+        // bound first, to its core of the round robin
+        let bound = format!("prun: rank {rank} on {host}: bound to CPUs ");
+        let line = out.stderr.lines().find(|l| l.starts_with(&bound)).unwrap_or_default();
+        assert!(line.ends_with("(a core, until other work loads the host)"), "{}", out.stderr);
+        let unbound = format!(
+            "prun: rank {rank} on {host}: unbound (other work loads the host); may run on CPUs {list}"
+        );
+        assert!(out.stderr.lines().any(|l| l == unbound), "no '{unbound}' in:\n{}", out.stderr);
+    }
+}
+
 #[test]
 fn bind_to_spreads_ranks_round_robin_over_the_allowed_cpus() {
     let cpus = own_cpus();
-    // unbound by default: every rank may run wherever prun may
-    let out = prun(["-n", "3", "@prun-testjob", "affinity"]).run();
+    // unbound by default where each rank has a CPU, and with --bind-to none: every rank may
+    // run wherever prun may
+    let n = cpus.len().to_string();
+    let out = prun(["-n", &n, "@prun-testjob", "affinity"]).run();
+    assert!(affinity_of(&out, cpus.len()).iter().all(|c| *c == cpus));
+    let out =
+        prun(["--bind-to", "none", "-x", "PRUN_CROWDED=1", "-n", "3", "@prun-testjob", "affinity"]).run();
     assert!(affinity_of(&out, 3).iter().all(|c| *c == cpus));
     // a hardware thread each, round robin: with 2 CPUs, ranks 0, 2 and 4 on the first
     let out = prun(["--bind-to", "hwthread", "-n", "5", "@prun-testjob", "affinity"]).run();

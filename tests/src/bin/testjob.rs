@@ -719,7 +719,35 @@ fn sched(world: &World) -> Result<(), String> {
 
 /// Prints `affinity RANK LIST SAME`: the CPUs this rank's main thread may run on (the kernel's
 /// `Cpus_allowed_list`) and whether every thread of the rank has the same.
+/// Prints `affinity RANK LIST SAME`: the CPUs the rank's main thread may run on, and whether
+/// every thread of the rank may run on the same.
 fn affinity(world: &World) -> Result<(), String> {
+    let (main, same) = allowed_cpus()?;
+    println!("affinity {} {main} {same}", world.rank());
+    world.barrier().map_err(|e| e.to_string())
+}
+
+/// As `affinity`, once the CPUs the rank may run on are no longer those it started with (the
+/// launcher unbinds ranks bound by default when other work loads the host); fails after a
+/// minute without a change.
+fn affinity_change(world: &World) -> Result<(), String> {
+    let (first, _) = allowed_cpus()?;
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (now, same) = allowed_cpus()?;
+        if now != first {
+            println!("affinity {} {now} {same}", world.rank());
+            return world.barrier().map_err(|e| e.to_string());
+        }
+        if std::time::Instant::now() > until {
+            return Err(format!("still on CPUs {first} after a minute"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The main thread's `Cpus_allowed_list`, and whether every thread of the process has the same.
+fn allowed_cpus() -> Result<(String, bool), String> {
     let allowed = |status: &str| {
         status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).map(|v| v.trim().to_string())
     };
@@ -727,11 +755,12 @@ fn affinity(world: &World) -> Result<(), String> {
     let main = allowed(&main).ok_or("no Cpus_allowed_list")?;
     let mut same = true;
     for task in std::fs::read_dir("/proc/self/task").map_err(|e| e.to_string())?.flatten() {
-        let status = std::fs::read_to_string(task.path().join("status")).map_err(|e| e.to_string())?;
-        same &= allowed(&status).as_deref() == Some(main.as_str());
+        // a thread may end between the listing and the read
+        if let Ok(status) = std::fs::read_to_string(task.path().join("status")) {
+            same &= allowed(&status).as_deref() == Some(main.as_str());
+        }
     }
-    println!("affinity {} {main} {same}", world.rank());
-    world.barrier().map_err(|e| e.to_string())
+    Ok((main, same))
 }
 
 fn main() -> ExitCode {
@@ -845,6 +874,7 @@ fn main() -> ExitCode {
         }
         "sched" => sched(&world),
         "affinity" => affinity(&world),
+        "affinity-change" => affinity_change(&world),
         "p2p" => p2p(&world),
         "collectives" => collectives(&world, arg(2).max(0) as usize),
         "split" => split(&world),
