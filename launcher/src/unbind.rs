@@ -7,8 +7,8 @@
 //! a core that something else keeps busy (one busy loop beside an 8-rank allreduce made it 2.5
 //! times slower bound than unbound). So the launcher, and each per-host agent, watches the
 //! host's CPU time: every [`WINDOW`], the CPU time the whole host used less what the job's
-//! ranks and the launcher itself used. Once that other work reaches [`FOREIGN_MIN`] of one CPU
-//! in [`WINDOWS`] windows in a row, it creates [`FLAG`] in the job's socket folder on the host;
+//! ranks and the launcher itself used. Once that other work averages [`FOREIGN_MIN`] of one CPU
+//! over the last [`WINDOWS`] windows (a second), it creates [`FLAG`] in the job's socket folder;
 //! each rank watches for it (`runtime/src/unbind.rs`) and puts every thread of its own back on
 //! the CPUs it was allowed before it bound itself. Ranks are not bound again.
 
