@@ -8,11 +8,13 @@
 //! times slower bound than unbound). So the launcher, and each per-host agent, watches the
 //! host's CPU time: every [`WINDOW`], the CPU time the whole host used less what the job's
 //! ranks and the launcher itself used. Once that other work averages [`FOREIGN_MIN`] of one CPU
-//! over the last [`WINDOWS`] windows (a second), it creates [`FLAG`] in the job's socket folder;
-//! each rank watches for it (`runtime/src/unbind.rs`) and puts every thread of its own back on
-//! the CPUs it was allowed before it bound itself. Ranks are not bound again.
+//! over the last [`WINDOWS`] windows (a second), it creates [`FLAG`] in the job's socket folder
+//! and wakes the ranks waiting on a named pipe there (`runtime/src/unbind.rs`); each puts every
+//! thread of its own back on the CPUs it was allowed before it bound itself. Ranks are not
+//! bound again.
 
 use std::ffi::OsString;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -41,8 +43,8 @@ pub fn watch(pids: Vec<i32>, socket_dir: &Path, bind: Option<&str>) {
     if bind.map(str::trim) != Some("auto") || pids.is_empty() {
         return;
     }
-    let flag = socket_dir.join(FLAG);
-    let started = std::thread::Builder::new().name("prun-unbind".into()).spawn(move || run(&pids, &flag));
+    let dir = socket_dir.to_path_buf();
+    let started = std::thread::Builder::new().name("prun-unbind".into()).spawn(move || run(&pids, &dir));
     if let Err(e) = started {
         eprintln!("prun: warning: cannot watch the host's load ({e}); ranks stay bound to cores");
     }
@@ -58,7 +60,7 @@ pub fn bind_of(env: &[(OsString, OsString)]) -> Option<String> {
 }
 
 /// The watch loop: returns when the ranks are gone or were told to unbind.
-fn run(pids: &[i32], flag: &Path) {
+fn run(pids: &[i32], socket_dir: &Path) {
     let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK).ok().flatten().unwrap_or(100);
     // ticks of one CPU in the windows looked at together
     let span = tick as f64 * WINDOW.as_secs_f64() * WINDOWS as f64;
@@ -75,16 +77,28 @@ fn run(pids: &[i32], flag: &Path) {
         }
         recent.push_back(foreign(&before, &now));
         if recent.len() == WINDOWS && recent.iter().sum::<f64>() >= FOREIGN_MIN * span {
-            if let Err(e) = std::fs::File::create(flag) {
-                eprintln!(
-                    "prun: warning: cannot tell the ranks to unbind ({}: {e}); they stay bound",
-                    flag.display()
-                );
-            }
-            return;
+            return tell(socket_dir);
         }
         before = now;
     }
+}
+
+/// Tells the ranks of the host to unbind: creates [`FLAG`], then opens and closes their named
+/// pipe for writing, which wakes those that wait on it (a rank that opens it later finds the
+/// flag). A pipe nobody reads (no rank bound itself) cannot be opened, and needs no waking.
+fn tell(socket_dir: &Path) {
+    let flag = socket_dir.join(FLAG);
+    if let Err(e) = std::fs::File::create(&flag) {
+        eprintln!(
+            "prun: warning: cannot tell the ranks to unbind ({}: {e}); they stay bound",
+            flag.display()
+        );
+        return;
+    }
+    let fifo = socket_dir.join(prun::env::UNBIND_FIFO);
+    // opened and closed at once: the readers see the writer come and go
+    let _ =
+        std::fs::OpenOptions::new().write(true).custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits()).open(fifo);
 }
 
 /// Clock ticks the host's CPUs were busy, and those each process of the job used (its ranks on

@@ -58,6 +58,10 @@ pub const SECRET: &str = "PRUN_SECRET";
 /// bound by default (`PRUN_BIND=auto`) to let go of their cores: other work loads the host.
 pub const UNBIND_FLAG: &str = "unbind";
 
+/// The named pipe in [`SOCKET_DIR`] whose writer, coming and going, wakes the ranks of the host
+/// bound by default to look for [`UNBIND_FLAG`] (each such rank makes it if it is not there).
+pub const UNBIND_FIFO: &str = "unbind.fifo";
+
 /// `PRUN_SOCKET_DIR`: the folder where ranks on this host create their sockets.
 pub const SOCKET_DIR: &str = "PRUN_SOCKET_DIR";
 /// `PRUN_MAX_MESSAGE`: the largest message accepted, in bytes.
