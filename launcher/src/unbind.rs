@@ -1,9 +1,9 @@
 //! Letting go of ranks bound by default (`PRUN_BIND=auto`) once other work loads the host.
 //!
-//! Where a host runs more of the job's ranks than it has CPUs (up to four per CPU), each rank
-//! binds itself to a core by default (`runtime/src/affinity.rs`): the kernel leaves ranks that
-//! sleep and wake as often as they do in collectives unevenly spread, and bound they run
-//! lockstep collectives 10-20% faster on an otherwise idle host. But a bound rank cannot leave
+//! Where a host runs more of the job's ranks than it has CPUs (a power of two of them, up to
+//! four per CPU), each rank binds itself to a core by default (`runtime/src/affinity.rs`): the
+//! kernel leaves ranks that sleep and wake as often as they do in collectives unevenly spread,
+//! and bound they run lockstep collectives 10-20% faster on an otherwise idle host. But a bound rank cannot leave
 //! a core that something else keeps busy (one busy loop beside an 8-rank allreduce made it 2.5
 //! times slower bound than unbound). So the launcher, and each per-host agent, watches the
 //! host's CPU time: every [`WINDOW`], the CPU time the whole host used less what the job's
