@@ -5,8 +5,8 @@
 //!
 //! By default (`PRUN_BIND=auto`, which `prun` sets) only where ranks outnumber CPUs, up to
 //! [`AUTO_MAX_PER_CPU`] of them per CPU and a power of two of them ([`auto_binds`]), and only
-//! for as long as nothing else
-//! loads the host: the launcher unbinds them then (`launcher/src/unbind.rs`). Where ranks
+//! for as long as nothing else loads the host: the launcher unbinds them then
+//! (`launcher/src/unbind.rs`, and [`crate::unbind`] here). Where ranks
 //! outnumber cores, the kernel leaves ranks that sleep and wake as often as they do in
 //! collectives unevenly placed (five on one core and three on the other is common with 8 ranks
 //! on 2), and lockstep algorithms then move at the pace of the fuller core: bound, the 8-rank 1
