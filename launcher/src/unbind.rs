@@ -3,24 +3,20 @@
 //! Where a host runs more of the job's ranks than it has CPUs (a power of two of them, up to
 //! four per CPU), each rank binds itself to a core by default (`runtime/src/affinity.rs`): the
 //! kernel leaves ranks that sleep and wake as often as they do in collectives unevenly spread,
-//! and bound they run lockstep collectives 10-20% faster on an otherwise idle host. But a bound rank cannot leave
-//! a core that something else keeps busy (one busy loop beside an 8-rank allreduce made it 2.5
-//! times slower bound than unbound). So the launcher, and each per-host agent, watches the
-//! host's CPU time: every [`WINDOW`], the CPU time the whole host used less what the job's
-//! ranks and the launcher itself used. Once that other work averages [`FOREIGN_MIN`] of one CPU
-//! over the last [`WINDOWS`] windows (a second), it creates [`FLAG`] in the job's socket folder
-//! and wakes the ranks waiting on a named pipe there (`runtime/src/unbind.rs`); each puts every
-//! thread of its own back on the CPUs it was allowed before it bound itself. Ranks are not
-//! bound again.
+//! and bound they run lockstep collectives 10-20% faster on an otherwise idle host. But a bound
+//! rank cannot leave a core that something else keeps busy (one busy loop beside an 8-rank
+//! allreduce made it 2.5 times slower bound than unbound). So the launcher, and each per-host
+//! agent, watches the host's CPU time: every [`WINDOW`], the CPU time the whole host used less
+//! what the job's ranks and the launcher itself used. Once that other work averages
+//! [`FOREIGN_MIN`] of one CPU over the last [`WINDOWS`] windows (a second), it creates
+//! [`prun::env::UNBIND_FLAG`] in the job's socket folder and wakes the ranks waiting on a named
+//! pipe there (`runtime/src/unbind.rs`); each puts every thread of its own back on the CPUs it
+//! was allowed before it bound itself. Ranks are not bound again.
 
 use std::ffi::OsString;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
-
-/// The file whose creation in the job's socket folder on a host tells its ranks to unbind (the
-/// runtime's [`prun::env::UNBIND_FLAG`]).
-pub const FLAG: &str = prun::env::UNBIND_FLAG;
 
 /// How often the host's CPU time is sampled.
 pub const WINDOW: Duration = Duration::from_millis(250);
@@ -36,7 +32,7 @@ pub const FOREIGN_MIN: f64 = 0.3;
 pub const WINDOWS: usize = 4;
 
 /// Starts a thread that watches the host while any of `pids` (the ranks started here) runs,
-/// and creates [`FLAG`] in `socket_dir` once other work loads the host's CPUs. Does nothing
+/// and tells the ranks to unbind through `socket_dir` once other work loads the host's CPUs. Does nothing
 /// unless the ranks were told to bind themselves by default (`bind` is `PRUN_BIND`'s value for
 /// them). A thread that cannot be started leaves the ranks bound, with a message.
 pub fn watch(pids: Vec<i32>, socket_dir: &Path, bind: Option<&str>) {
@@ -83,11 +79,11 @@ fn run(pids: &[i32], socket_dir: &Path) {
     }
 }
 
-/// Tells the ranks of the host to unbind: creates [`FLAG`], then opens and closes their named
+/// Tells the ranks of the host to unbind: creates [`prun::env::UNBIND_FLAG`], then opens and closes their named
 /// pipe for writing, which wakes those that wait on it (a rank that opens it later finds the
 /// flag). A pipe nobody reads (no rank bound itself) cannot be opened, and needs no waking.
 fn tell(socket_dir: &Path) {
-    let flag = socket_dir.join(FLAG);
+    let flag = socket_dir.join(prun::env::UNBIND_FLAG);
     if let Err(e) = std::fs::File::create(&flag) {
         eprintln!(
             "prun: warning: cannot tell the ranks to unbind ({}: {e}); they stay bound",

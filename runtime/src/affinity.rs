@@ -68,14 +68,14 @@ impl Unit {
 /// rank runs unbound, with a debug message. Where [`crate::env::REPORT_BINDINGS`] asks, prints
 /// one line to stderr saying where rank `rank` may run (and another if it is unbound later).
 pub(crate) fn bind_if_asked(rank: usize, local_rank: usize, local_size: usize, socket_dir: &Path) {
-    let unit = crate::env::bind(local_size);
+    let asked = crate::env::bind(local_size);
+    let (unit, auto) = (asked.map(|(unit, _)| unit), asked.is_some_and(|(_, auto)| auto));
     let bound = unit.map(|unit| bind(unit, local_rank));
     match (unit, &bound) {
         (Some(unit), Some(Ok((cpus, _)))) => debug!("bound to CPUs {cpus:?} ({unit:?})"),
         (Some(unit), Some(Err(why))) => debug!("not bound to a {unit:?}: {why}"),
         _ => {}
     }
-    let auto = crate::env::bind_auto();
     let report = crate::env::report_bindings().then(|| {
         let host = std::env::var(crate::env::HOST)
             .ok()

@@ -158,17 +158,17 @@ pub(crate) fn crowded(local_size: usize) -> bool {
 }
 
 /// What each rank is to be bound to ([`crate::affinity`]) on a host running `local_size` of
-/// the job's ranks: as [`BIND`] says (`core` or `hwthread`; `auto`: a core where
-/// [`crate::affinity::auto_binds`] says so); `None` for `none`, unset, or anything else
-/// (ignored, with a debug message).
-pub(crate) fn bind(local_size: usize) -> Option<crate::affinity::Unit> {
+/// the job's ranks, and whether by default: as [`BIND`] says (`core` or `hwthread`; `auto`: a
+/// core where [`crate::affinity::auto_binds`] says so, marked `true`); `None` for `none`, unset,
+/// or anything else (ignored, with a debug message).
+pub(crate) fn bind(local_size: usize) -> Option<(crate::affinity::Unit, bool)> {
     use crate::affinity::Unit;
     match std::env::var(BIND).as_deref().map(str::trim) {
-        Ok("core") => Some(Unit::Core),
-        Ok("hwthread") => Some(Unit::Hwthread),
+        Ok("core") => Some((Unit::Core, false)),
+        Ok("hwthread") => Some((Unit::Hwthread, false)),
         Ok("auto") => {
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-            crate::affinity::auto_binds(crowded(local_size), local_size, cpus).then_some(Unit::Core)
+            crate::affinity::auto_binds(crowded(local_size), local_size, cpus).then_some((Unit::Core, true))
         }
         Ok("none") | Err(_) => None,
         Ok(other) => {
@@ -176,11 +176,6 @@ pub(crate) fn bind(local_size: usize) -> Option<crate::affinity::Unit> {
             None
         }
     }
-}
-
-/// Whether [`BIND`] is `auto`: bound while nothing else loads the host.
-pub(crate) fn bind_auto() -> bool {
-    std::env::var(BIND).is_ok_and(|v| v.trim() == "auto")
 }
 
 /// Whether each rank reports its binding as it starts ([`REPORT_BINDINGS`] is `1`).
