@@ -22,11 +22,23 @@
  *                       (what a shared-memory transport would do with a large message)
  * for B = 1 MiB and 16 MiB; each copy-* time is one transfer and a one-byte answer, averaged over
  * the last 80% of the iterations. While 0 and 1 copy, the other processes wait in a blocking
- * read. Exits 2 on bad arguments, 1 if a system call fails.
+ * read. Then, with N up to ALLGATHER_MAX_PROCS, every process takes part in
+ *   allgather-cma B     an allgather of B = 1 MiB per process: each copies its own block into
+ *                       its N * B buffer and reads every other's out of its owner
+ *                       (process_vm_readv), as prun's and Open MPI's large allgathers do
+ *   allgather-shm B     the same, each block first copied into memory all share, then out of it
+ *                       by every other process (user-space copies; one copy in serves N - 1)
+ * each the time of one whole call, from a barrier that starts it on every process to the
+ * barrier that ends it on every process (a process-shared pthread barrier, which sleeps in the
+ * kernel): what the copies cost on this machine's cores, with nothing else to do. (Averaging
+ * over processes, each timing from when it leaves the first barrier, as the OSU benchmarks and
+ * collbench do, gives less: processes released later time less.) Exits 2 on bad arguments, 1
+ * if a system call fails.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -40,6 +52,8 @@
 #include <unistd.h>
 
 #define MAX_PROCS 256
+/* Most processes the allgather rows run with (each holds N blocks of 1 MiB). */
+#define ALLGATHER_MAX_PROCS 16
 #define HOPS 4000
 
 static double now(void) {
@@ -157,6 +171,47 @@ static double copies(int me, enum how how, size_t n, char *src, char *dst, int p
     return (now() - t0) / (iters - skip) * 1e6;
 }
 
+/* What the allgather rows share: a barrier, every process's id, and the staging blocks. */
+struct gathering {
+    pthread_barrier_t barrier;
+    pid_t pids[ALLGATHER_MAX_PROCS];
+};
+
+/* Process `me`'s part in allgathers of `b` bytes from `own` (at the same address in every
+ * process) into `all`, read out of the owners (`shm` 0) or staged through `stage` (`shm` 1);
+ * returns the time per call (on process 0). */
+static double allgathers(int me, int shm, size_t b, struct gathering *g, const char *own, char *all,
+                         char *stage) {
+    int iters = 100, skip = iters / 5;
+    double t0 = 0;
+    for (int i = 0; i < iters; i++) {
+        pthread_barrier_wait(&g->barrier);
+        if (i == skip) t0 = now();
+        memcpy(all + me * b, own, b);
+        if (shm) {
+            memcpy(stage + me * b, own, b);
+            pthread_barrier_wait(&g->barrier);
+        }
+        for (int k = 1; k < n_procs; k++) {
+            int q = (me + n_procs - k) % n_procs; /* from the previous process on */
+            if (shm) {
+                memcpy(all + q * b, stage + q * b, b);
+            } else {
+                struct iovec local = {all + q * b, b}, remote = {(void *)own, b};
+                if (process_vm_readv(g->pids[q], &local, 1, &remote, 1, 0) != (ssize_t)b)
+                    fail("process_vm_readv");
+            }
+        }
+    }
+    pthread_barrier_wait(&g->barrier);
+    for (int q = 0; q < n_procs; q++)
+        if (all[q * b + b / 2] != (char)(q + 1)) {
+            fprintf(stderr, "floor: allgather: process %d has a wrong block from %d\n", me, q);
+            exit(1);
+        }
+    return (now() - t0) / (iters - skip) * 1e6;
+}
+
 int main(int argc, char **argv) {
     n_procs = argc > 1 ? atoi(argv[1]) : 2;
     if (n_procs < 2 || n_procs > MAX_PROCS) {
@@ -174,6 +229,19 @@ int main(int argc, char **argv) {
         if (socketpair(AF_UNIX, SOCK_STREAM, 0, ring[i]) || socketpair(AF_UNIX, SOCK_STREAM, 0, wake[i]))
             fail("socketpair");
     }
+    /* the allgather rows' barrier, process ids, blocks and staging memory */
+    const size_t block = 1u << 20;
+    int gather = n_procs <= ALLGATHER_MAX_PROCS;
+    struct gathering *g =
+        mmap(NULL, sizeof *g, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    char *stage = mmap(NULL, gather ? n_procs * block : 1, PROT_READ | PROT_WRITE,
+                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    char *own = aligned_alloc(4096, block);
+    if (g == MAP_FAILED || stage == MAP_FAILED || !own) fail("mmap");
+    pthread_barrierattr_t shared_attr;
+    pthread_barrierattr_init(&shared_attr);
+    pthread_barrierattr_setpshared(&shared_attr, PTHREAD_PROCESS_SHARED);
+    if (gather && pthread_barrier_init(&g->barrier, &shared_attr, n_procs)) fail("pthread_barrier_init");
     int pipefd[2];
     if (pipe(pipefd)) fail("pipe");
     fcntl(pipefd[1], F_SETPIPE_SZ, 1 << 20);
@@ -234,9 +302,25 @@ int main(int argc, char **argv) {
     /* the idle processes wait in a blocking read until the copies are done */
     if (me == 0) {
         for (int i = 2; i < n_procs; i++) write_all(wake[i][0], &byte, 1);
-        while (wait(NULL) > 0) {}
     } else if (me >= 2) {
         read_all(wake[me][1], &byte, 1);
     }
+    if (gather) {
+        /* own block at the same address in every process, its bytes its own (copied on write) */
+        memset(own, me + 1, block);
+        g->pids[me] = getpid();
+        char *all = aligned_alloc(4096, n_procs * block);
+        if (!all) fail("aligned_alloc");
+        memset(all, 0, n_procs * block);
+        memset(stage, 0, n_procs * block);
+        const char *names[] = {"allgather-cma", "allgather-shm"};
+        for (int shm = 0; shm <= 1; shm++) {
+            double t = allgathers(me, shm, block, g, own, all, stage);
+            if (me == 0) printf("%s %zu %.1f\n", names[shm], block, t);
+        }
+        fflush(stdout);
+    }
+    if (me == 0)
+        while (wait(NULL) > 0) {}
     return 0;
 }

@@ -11,8 +11,9 @@
 #   TIMEOUT=300  seconds before a run is killed and reported as failed
 #
 # For each process count N it builds and runs `floor N` and prints a markdown table of
-# "| mechanism | bytes | us |" (per hop for the hop-* rows, per transfer for the copy-* rows;
-# see bench/floor.c). Exits 1 if a run fails, 2 on bad arguments.
+# "| mechanism | bytes | us |" (per hop for the hop-* rows, per transfer for the copy-* rows,
+# per call for the allgather-* rows, run with up to 16 processes; see bench/floor.c). Exits 1
+# if a run fails, 2 on bad arguments.
 
 set -euo pipefail
 export LC_ALL=C
