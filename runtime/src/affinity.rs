@@ -19,6 +19,22 @@
 use crate::log::debug;
 use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether this rank is bound to one core or hardware thread ([`bound`]).
+static BOUND: AtomicBool = AtomicBool::new(false);
+
+/// Whether this rank is bound to one core or hardware thread (by [`bind_if_asked`], and not
+/// unbound since by [`crate::unbind`]): its threads stay on the CPU they run on now, or, bound to
+/// a core of several hardware threads, on that core.
+pub(crate) fn bound() -> bool {
+    BOUND.load(Ordering::Relaxed)
+}
+
+/// Records that this rank is no longer bound ([`bound`]), before its threads are let go.
+pub(crate) fn unbound() {
+    BOUND.store(false, Ordering::Relaxed);
+}
 
 /// Most ranks per CPU that `PRUN_BIND=auto` binds: beyond it binding measured mixed (16 ranks on
 /// 2 CPUs, 1 MiB: allreduce 1.09 of Open MPI's time bound against 1.19, ping-pong 1.39 against
@@ -71,6 +87,7 @@ pub(crate) fn bind_if_asked(rank: usize, local_rank: usize, local_size: usize, s
     let asked = crate::env::bind(local_size);
     let (unit, auto) = (asked.map(|(unit, _)| unit), asked.is_some_and(|(_, auto)| auto));
     let bound = unit.map(|unit| bind(unit, local_rank));
+    BOUND.store(matches!(bound, Some(Ok(_))), Ordering::Relaxed);
     match (unit, &bound) {
         (Some(unit), Some(Ok((cpus, _)))) => debug!("bound to CPUs {cpus:?} ({unit:?})"),
         (Some(unit), Some(Err(why))) => debug!("not bound to a {unit:?}: {why}"),

@@ -58,6 +58,7 @@ fn wait_then_unbind(reader: &OwnedFd, flag: &Path, allowed: &CpuSet, report: Opt
         }
     }
     // twice: a thread started while the first pass ran may have inherited its maker's core
+    crate::affinity::unbound();
     for _ in 0..2 {
         for tid in threads() {
             if let Err(e) = sched_setaffinity(Some(tid), allowed) {
