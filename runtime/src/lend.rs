@@ -301,7 +301,7 @@ struct Remote {
     at: usize,
     /// Whether the sender writes part of the payload when asked ([`HELPS`]).
     helped: bool,
-    /// The CPU the sender ran on as it announced the message, if it said.
+    /// The CPU the sender is bound to (and ran on as it announced the message), if it said.
     cpu: Option<usize>,
 }
 
