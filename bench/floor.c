@@ -237,7 +237,8 @@ int main(int argc, char **argv) {
     char *stage = mmap(NULL, gather ? n_procs * block : 1, PROT_READ | PROT_WRITE,
                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     char *own = aligned_alloc(4096, block);
-    if (g == MAP_FAILED || stage == MAP_FAILED || !own) fail("mmap");
+    if (g == MAP_FAILED || stage == MAP_FAILED) fail("mmap");
+    if (!own) fail("aligned_alloc");
     pthread_barrierattr_t shared_attr;
     pthread_barrierattr_init(&shared_attr);
     pthread_barrierattr_setpshared(&shared_attr, PTHREAD_PROCESS_SHARED);

@@ -127,10 +127,9 @@ pub struct Cli {
     /// Bind each rank, with its threads, to one core (or hardware thread) of those it may use,
     /// round robin by its rank on the host (sets PRUN_BIND). Default: a core each where a host
     /// runs more ranks than it has CPUs (a power of two of them, up to four per CPU), until
-    /// other work loads the host
-    /// (then prun unbinds them); elsewhere none. Binding helps lockstep collectives on an
-    /// otherwise idle host with more ranks than cores, and hurts when something else keeps a
-    /// core busy: `core` binds whatever the load, `none` never.
+    /// other work loads the host (then prun unbinds them); elsewhere none. Binding helps
+    /// lockstep collectives on an otherwise idle host with more ranks than cores, and hurts
+    /// when something else keeps a core busy: `core` binds whatever the load, `none` never.
     #[arg(long = "bind-to", value_name = "none|core|hwthread", value_parser = parse_bind_to)]
     pub bind_to: Option<BindTo>,
 

@@ -32,9 +32,10 @@ pub const FOREIGN_MIN: f64 = 0.3;
 pub const WINDOWS: usize = 4;
 
 /// Starts a thread that watches the host while any of `pids` (the ranks started here) runs,
-/// and tells the ranks to unbind through `socket_dir` once other work loads the host's CPUs. Does nothing
-/// unless the ranks were told to bind themselves by default (`bind` is `PRUN_BIND`'s value for
-/// them). A thread that cannot be started leaves the ranks bound, with a message.
+/// and tells the ranks to unbind through `socket_dir` once other work loads the host's CPUs.
+/// Does nothing unless the ranks were told to bind themselves by default (`bind` is
+/// `PRUN_BIND`'s value for them). A thread that cannot be started leaves the ranks bound, with
+/// a message.
 pub fn watch(pids: Vec<i32>, socket_dir: &Path, bind: Option<&str>) {
     if bind.map(str::trim) != Some("auto") || pids.is_empty() {
         return;
@@ -79,9 +80,10 @@ fn run(pids: &[i32], socket_dir: &Path) {
     }
 }
 
-/// Tells the ranks of the host to unbind: creates [`prun::env::UNBIND_FLAG`], then opens and closes their named
-/// pipe for writing, which wakes those that wait on it (a rank that opens it later finds the
-/// flag). A pipe nobody reads (no rank bound itself) cannot be opened, and needs no waking.
+/// Tells the ranks of the host to unbind: creates [`prun::env::UNBIND_FLAG`], then opens and
+/// closes their named pipe for writing, which wakes those that wait on it (a rank that opens
+/// it later finds the flag). A pipe nobody reads (no rank bound itself) cannot be opened, and
+/// needs no waking.
 fn tell(socket_dir: &Path) {
     let flag = socket_dir.join(prun::env::UNBIND_FLAG);
     if let Err(e) = std::fs::File::create(&flag) {

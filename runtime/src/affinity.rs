@@ -6,12 +6,12 @@
 //! By default (`PRUN_BIND=auto`, which `prun` sets) only where ranks outnumber CPUs, up to
 //! [`AUTO_MAX_PER_CPU`] of them per CPU and a power of two of them ([`auto_binds`]), and only
 //! for as long as nothing else loads the host: the launcher unbinds them then
-//! (`launcher/src/unbind.rs`, and [`crate::unbind`] here). Where ranks
-//! outnumber cores, the kernel leaves ranks that sleep and wake as often as they do in
-//! collectives unevenly placed (five on one core and three on the other is common with 8 ranks
-//! on 2), and lockstep algorithms then move at the pace of the fuller core: bound, the 8-rank 1
-//! MiB allreduce took 0.78-0.89 of its unbound time on an otherwise idle machine (bench/RESULTS.md,
-//! nineteenth session). But a bound rank cannot leave a core that something else keeps busy:
+//! (`launcher/src/unbind.rs`, and [`crate::unbind`] here). Where ranks outnumber cores, the
+//! kernel leaves ranks that sleep and wake as often as they do in collectives unevenly placed
+//! (five on one core and three on the other is common with 8 ranks on 2), and lockstep
+//! algorithms then move at the pace of the fuller core: bound, the 8-rank 1 MiB allreduce took
+//! 0.78-0.89 of its unbound time on an otherwise idle machine (bench/RESULTS.md, nineteenth
+//! session). But a bound rank cannot leave a core that something else keeps busy:
 //! with one busy loop running beside the job, the same allreduce took 2.4-2.6 times its unbound
 //! time, which is why Open MPI does not bind where ranks outnumber cores, and why the launcher
 //! lets go of them as soon as it sees such work.

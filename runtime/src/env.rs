@@ -54,16 +54,14 @@ pub const HOST: &str = "PRUN_HOST";
 pub const CONTROL: &str = "PRUN_CONTROL";
 /// `PRUN_SECRET`: the per-job secret, as hex.
 pub const SECRET: &str = "PRUN_SECRET";
+/// `PRUN_SOCKET_DIR`: the folder where ranks on this host create their sockets.
+pub const SOCKET_DIR: &str = "PRUN_SOCKET_DIR";
 /// The file the launcher creates in [`SOCKET_DIR`] to tell the ranks of the host that were
 /// bound by default (`PRUN_BIND=auto`) to let go of their cores: other work loads the host.
 pub const UNBIND_FLAG: &str = "unbind";
-
 /// The named pipe in [`SOCKET_DIR`] whose writer, coming and going, wakes the ranks of the host
 /// bound by default to look for [`UNBIND_FLAG`] (each such rank makes it if it is not there).
 pub const UNBIND_FIFO: &str = "unbind.fifo";
-
-/// `PRUN_SOCKET_DIR`: the folder where ranks on this host create their sockets.
-pub const SOCKET_DIR: &str = "PRUN_SOCKET_DIR";
 /// `PRUN_MAX_MESSAGE`: the largest message accepted, in bytes.
 pub const MAX_MESSAGE: &str = "PRUN_MAX_MESSAGE";
 /// `PRUN_DEBUG`: `1` turns on the runtime's debug messages.

@@ -57,8 +57,8 @@ fn wait_then_unbind(reader: &OwnedFd, flag: &Path, allowed: &CpuSet, report: Opt
             Err(e) => return debug!("the watch for unbinding failed ({e}): the rank stays bound"),
         }
     }
-    // twice: a thread started while the first pass ran may have inherited its maker's core
     crate::affinity::unbound();
+    // twice: a thread started while the first pass ran may have inherited its maker's core
     for _ in 0..2 {
         for tid in threads() {
             if let Err(e) = sched_setaffinity(Some(tid), allowed) {

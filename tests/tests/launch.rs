@@ -271,9 +271,8 @@ fn affinity_of(out: &prun_tests::Finished, n: usize) -> Vec<Vec<usize>> {
 
 /// Where ranks outnumber CPUs (at most four per CPU, a power of two of them), each binds itself
 /// to a core by default, round robin, and the launcher lets go of them once other work loads
-/// the host: here a
-/// thread of the test's own spinning, after which every thread of every rank may run on every
-/// CPU again.
+/// the host: here a thread of the test's own spinning, after which every thread of every rank
+/// may run on every CPU again.
 #[test]
 fn ranks_bound_by_default_are_unbound_when_other_work_loads_the_host() {
     let (cpus, list) = (own_cpus(), own_cpu_list());

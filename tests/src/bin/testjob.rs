@@ -719,8 +719,6 @@ fn sched(world: &World) -> Result<(), String> {
 
 /// Prints `affinity RANK LIST SAME`: the CPUs this rank's main thread may run on (the kernel's
 /// `Cpus_allowed_list`) and whether every thread of the rank has the same.
-/// Prints `affinity RANK LIST SAME`: the CPUs the rank's main thread may run on, and whether
-/// every thread of the rank may run on the same.
 fn affinity(world: &World) -> Result<(), String> {
     let (main, same) = allowed_cpus()?;
     println!("affinity {} {main} {same}", world.rank());
