@@ -708,7 +708,12 @@ fn sched(world: &World) -> Result<(), String> {
     world.barrier().map_err(|e| e.to_string())?;
     let mut threads = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").map_err(|e| e.to_string())?.flatten() {
-        let stat = std::fs::read_to_string(task.path().join("stat")).map_err(|e| e.to_string())?;
+        let stat = match std::fs::read_to_string(task.path().join("stat")) {
+            Ok(stat) => stat,
+            // a thread that ended since the listing (one that admitted a connection)
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("{}: {e}", task.path().display())),
+        };
         let field = |n: usize| prun_tests::stat_field(&stat, n).unwrap_or("?");
         threads.push(format!("{}/{}", field(41), field(19)));
     }
