@@ -288,24 +288,32 @@ impl Engine {
             }
         }
         let lent = pipe.as_ref().filter(|p| p.takes(parts))?;
-        // one step of an exchange, or one of a fan, where ranks share cores: its receiver may
-        // leave it unread until its receive is posted (it lies in the pipe or this process's
-        // memory meanwhile); an exchange's sender receives while it waits, and a fan's receivers are
-        // in the same collective call, so the receive comes (such a call returns once its
-        // receivers have entered it, as MPI's large messages do)
-        let rendezvous = matches!(how, Lending::Exchanges | Lending::Fans { .. })
-            && self.peers.get(dest).is_some_and(|p| p.crowded);
         // too long for the pipe, it is read out of this process's memory, if `dest` can
         let in_memory = !lent.holds(parts);
         if in_memory && self.memory_refused.get(dest).is_none_or(|r| r.load(Ordering::Relaxed)) {
             return None;
         }
+        // the first message through the pipe may be refused (its receiver cannot open the pipe
+        // after all: out of file descriptors, say), and a refused payload is written only
+        // once `meanwhile` ends; where `meanwhile` waits for that receiver, which may be
+        // lending to this rank the same way, both would wait for ever. So that one is
+        // answered before `meanwhile` runs, and read by the receiver's progress thread if its
+        // receive is not posted (no rendezvous)
+        let untried = !in_memory && !lent.proven;
+        // one step of an exchange, or one of a fan, where ranks share cores: its receiver may
+        // leave it unread until its receive is posted (it lies in the pipe or this process's
+        // memory meanwhile); an exchange's sender receives while it waits, and a fan's receivers are
+        // in the same collective call, so the receive comes (such a call returns once its
+        // receivers have entered it, as MPI's large messages do)
+        let rendezvous = !untried
+            && matches!(how, Lending::Exchanges | Lending::Fans { .. })
+            && self.peers.get(dest).is_some_and(|p| p.crowded);
         let mut read = true;
         let (mut meanwhile, mut outcome) = (Some(meanwhile), None);
         let polling = self.mailbox.large_polling();
         let sent = self.write_to(dest, |s| {
             let announced = lend::announce(s, lent, context, tag, parts, waits, rendezvous)?;
-            if announced.complete {
+            if announced.complete && !untried {
                 outcome = meanwhile.take().map(|f| f());
             } else {
                 // the peer may be waiting the same way for this rank to read its message: let
@@ -318,6 +326,10 @@ impl Engine {
         if sent.is_err() || (!read && !in_memory) {
             // it may still hold the message's pages
             *pipe = None;
+        } else if read && !in_memory {
+            if let Some(p) = pipe.as_mut() {
+                p.proven = true;
+            }
         }
         if sent.is_ok() && !read && in_memory {
             debug!(

@@ -27,8 +27,11 @@
 //! forbid one process to read another's), after which the sender writes the payload on the
 //! connection as it would have, and stops lending that way to that receiver. A receiver tells
 //! each sender which ways it can take as it accepts the sender's connection ([`Access`]), so
-//! that a refusal is the exception: an exchange whose two messages were both refused would
-//! wait for ever (each sender writes its payload only once its own receive ends). Either way the
+//! that a refusal is the exception: the first message through a pipe, should the receiver fail
+//! to open it after all (out of file descriptors, say). An exchange whose two messages were both
+//! refused would wait for ever (each sender writes its payload only once its own receive ends),
+//! so that first message is answered before the sender receives ([`Pipe::proven`]); a pipe
+//! once read is held open by its receiver, and memory is read or the connection fails. Either way the
 //! send returns once the payload is safe: the pipe refers to the sender's pages, not to
 //! copies, so the caller may reuse its buffer only once they are read. A send still never
 //! waits for the receiving program: the receiver's progress thread copies the payload into a
@@ -208,6 +211,9 @@ pub(crate) struct Pipe {
     /// more).
     capacity: usize,
     page: usize,
+    /// Whether the receiver has read a message through it, and so holds it open: until then it
+    /// may refuse one ([`crate::engine::Engine::lend_while`] lends that one on its own).
+    pub proven: bool,
 }
 
 impl Pipe {
@@ -225,7 +231,7 @@ impl Pipe {
         }
         let capacity = usize::try_from(fcntl(&write, FcntlArg::F_GETPIPE_SZ)?).unwrap_or(0);
         let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok().flatten().unwrap_or(4096);
-        Ok(Pipe { read, write, capacity, page: usize::try_from(page).unwrap_or(4096) })
+        Ok(Pipe { read, write, capacity, page: usize::try_from(page).unwrap_or(4096), proven: false })
     }
 
     /// Whether a message in `parts` can be lent: it lies in few enough pieces (one that fits

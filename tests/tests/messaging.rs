@@ -44,6 +44,22 @@ fn a_large_send_ends_while_its_receiver_computes() {
     }
 }
 
+/// Two ranks exchanging blocks through pipes neither can open (out of file descriptors) both
+/// refuse the other's, and both still get them, written on the connection, rather than each
+/// waiting for the other to write first; later large messages go on the connection.
+#[test]
+fn an_exchange_refused_both_ways_completes() {
+    let job = ["--timeout", "60", "-n", "2", "-x", "PRUN_CROWDED=0", "-x", "PRUN_DEBUG=1"];
+    let out = prun(job.into_iter().chain(["@prun-testjob", "refused-exchange"])).run();
+    out.expect_code(0).no_leftovers();
+    assert_eq!(out.stdout.matches("refused exchange ok").count(), 2, "{}", out.stderr);
+    // what the test is about: each rank refused the other's pipe
+    for (r, peer) in [(0, 1), (1, 0)] {
+        let refused = format!("rank {r} cannot read rank {peer}'s pipe");
+        assert!(out.stderr.contains(&refused), "no \"{refused}\": {}", out.stderr);
+    }
+}
+
 /// A rank blocked in a receive sleeps: over 1.5 s of waiting for a typed message, a small slice
 /// and a large one it uses a small fraction of a core (spinning would use all of it); so too
 /// where ranks share cores, whose waits for large messages poll a while, yielding, first.

@@ -6,6 +6,7 @@
 use prun::{Error, World};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -455,6 +456,48 @@ fn cpu_seconds() -> f64 {
     ticks as f64 / 100.0
 }
 
+/// Two ranks exchange 256 KiB blocks (an allgather: each lends its block through its pipe to
+/// the other, and receives meanwhile) when neither can open the other's pipe: each has its
+/// pipe from a 2 MiB message sent before (read out of memory, so the pipe was never opened),
+/// then every file descriptor is taken (the limit lowered to the lowest free one). Both refuse,
+/// and each must still get the other's block, written on the connection. Prints
+/// `refused exchange ok`.
+fn refused_exchange(world: &World) -> Result<(), String> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let e = |e: Error| e.to_string();
+    let (rank, peer) = (world.rank(), 1 - world.rank());
+    let big: Vec<u8> = (0..2usize << 20).map(|i| (i % 253) as u8).collect();
+    let mut got = vec![0u8; big.len()];
+    for sender in [0, 1] {
+        if rank == sender {
+            world.send_slice(peer, 1, &big).map_err(e)?;
+        } else {
+            world.recv_into(peer, 1, &mut got).map_err(e)?;
+        }
+    }
+    world.barrier().map_err(e)?;
+    let block: Vec<u8> = (0..256usize << 10).map(|i| (i % 251) as u8 ^ rank as u8).collect();
+    let mut all = vec![0u8; 2 * block.len()];
+    let before = getrlimit(Resource::Nofile);
+    // the lowest free descriptor: nothing more can be opened below a limit there
+    let lowest = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?.as_raw_fd();
+    setrlimit(Resource::Nofile, rustix::process::Rlimit { current: Some(lowest as u64), ..before.clone() })
+        .map_err(|e| e.to_string())?;
+    let gathered = world.allgather_into(&block, &mut all);
+    setrlimit(Resource::Nofile, before).map_err(|e| e.to_string())?;
+    gathered.map_err(e)?;
+    for (r, got) in all.chunks(block.len()).enumerate() {
+        if got.iter().enumerate().any(|(i, &b)| b != (i % 251) as u8 ^ r as u8) {
+            return Err(format!("rank {r}'s block arrived wrong"));
+        }
+    }
+    // the pipes are not tried again, and later large messages still arrive
+    world.allgather_into(&block, &mut all).map_err(e)?;
+    world.barrier().map_err(e)?;
+    println!("refused exchange ok");
+    Ok(())
+}
+
 /// Rank 0 waits 1.5 s each for a typed message, a small slice and a large one from rank 1, and
 /// prints the processor time it used in each wait: a rank that waits must not spin.
 fn idle_wait(world: &World) -> Result<(), String> {
@@ -782,6 +825,7 @@ fn main() -> ExitCode {
             sleep_forever()
         }
         "idle-wait" => idle_wait(&world),
+        "refused-exchange" => refused_exchange(&world),
         "send-to-busy" => send_to_busy(&world),
         "linger" => {
             // every rank but one ends normally; that one stays
