@@ -326,10 +326,11 @@ impl Engine {
         if sent.is_err() || (!read && !in_memory) {
             // it may still hold the message's pages
             *pipe = None;
-        } else if read && !in_memory {
-            if let Some(p) = pipe.as_mut() {
-                p.proven = true;
-            }
+        } else if read
+            && !in_memory
+            && let Some(p) = pipe.as_mut()
+        {
+            p.proven = true;
         }
         if sent.is_ok() && !read && in_memory {
             debug!(

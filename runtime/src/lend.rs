@@ -424,9 +424,8 @@ pub(crate) fn announce(
     // 1 MiB or more, or too long for the pipe: the receiver reads it out of this process's memory
     let in_memory = !pipe.holds(parts);
     let (source, pieces) = if in_memory { (IN_MEMORY, piped) } else { (pipe.read.as_raw_fd(), &[][..]) };
-    let flags = if helps && !rendezvous { HELPS } else { 0 }
-        | if rendezvous { RENDEZVOUS } else { 0 }
-        | if helps && !rendezvous { bound_cpu() << CPU_SHIFT } else { 0 };
+    let flags = if helps && !rendezvous { HELPS | bound_cpu() << CPU_SHIFT } else { 0 }
+        | if rendezvous { RENDEZVOUS } else { 0 };
     // the fixed part (process, pipe or memory, length of the last piece, pieces in memory,
     // flags), then the pieces, then the last piece
     for word in [this_process(), source as u32, inline.len() as u32, pieces.len() as u32, flags] {
@@ -532,7 +531,7 @@ pub(crate) fn finish(
         // 50 us and only up to 256 KiB)
         // after a part of the copy (the receiver, bound elsewhere, copies the other part
         // meanwhile: it shares only with a sender on another CPU), its answer comes soon
-        wait_for_answer(stream, polling, wrote && bound_cpu() != 0);
+        wait_for_answer(stream, polling, wrote && crate::affinity::bound());
         stream.read_exact(&mut answer)?;
         match answer[0] {
             READ if spliced == len - inline.len() => return Ok(true),
@@ -789,9 +788,12 @@ fn share(
     let Source::Memory(Some(remote)) = &mut lent.source else { return Ok(false) };
     let Some((first, others)) = into.split_first_mut() else { return Ok(false) };
     let whole = first.len().min(lent.piped);
-    // the sender's CPU, where it is bound: on this one, the two would only take turns
-    let here = rustix::thread::sched_getcpu();
-    if !remote.helped || remote.at != 0 || whole < 2 * SHARE_MIN || remote.cpu == Some(here) {
+    // with a sender bound to this thread's CPU the two would only take turns: no sharing
+    if !remote.helped
+        || remote.at != 0
+        || whole < 2 * SHARE_MIN
+        || remote.cpu.is_some_and(|c| c == rustix::thread::sched_getcpu())
+    {
         return Ok(false);
     }
     let half = whole / 2;
