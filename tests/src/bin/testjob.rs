@@ -6,7 +6,6 @@
 use prun::{Error, World};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -459,7 +458,7 @@ fn cpu_seconds() -> f64 {
 /// Two ranks exchange 256 KiB blocks (an allgather: each lends its block through its pipe to
 /// the other, and receives meanwhile) when neither can open the other's pipe: each has its
 /// pipe from a 2 MiB message sent before (read out of memory, so the pipe was never opened),
-/// then every file descriptor is taken (the limit lowered to the lowest free one). Both refuse,
+/// then no file descriptor can be made (the limit lowered to 3). Both refuse,
 /// and each must still get the other's block, written on the connection. Prints
 /// `refused exchange ok`.
 fn refused_exchange(world: &World) -> Result<(), String> {
@@ -482,11 +481,13 @@ fn refused_exchange(world: &World) -> Result<(), String> {
     let block: Vec<u8> = (0..256usize << 10).map(|i| (i % 251) as u8 ^ rank as u8).collect();
     let mut all = vec![0u8; 2 * block.len()];
     let before = getrlimit(Resource::Nofile);
-    // the lowest free descriptor: nothing more can be opened below a limit there
-    let lowest = std::fs::File::open("/dev/null").map_err(|e| e.to_string())?.as_raw_fd();
-    setrlimit(Resource::Nofile, rustix::process::Rlimit { current: Some(lowest as u64), ..before })
+    // a limit of 3, which the standard streams (0-2, open in every rank prun starts) fill: the
+    // descriptors open stay usable, and none can be made, not even in the place of one closed
+    // meanwhile (a rank whose message was refused drops its pipe); `poll` takes up to 3
+    setrlimit(Resource::Nofile, rustix::process::Rlimit { current: Some(3), ..before })
         .map_err(|e| e.to_string())?;
-    let gathered = world.allgather_into(&block, &mut all);
+    // both limits lowered before either lends: a peer still able to open the pipe would read it
+    let gathered = world.barrier().and_then(|()| world.allgather_into(&block, &mut all));
     setrlimit(Resource::Nofile, before).map_err(|e| e.to_string())?;
     gathered.map_err(e)?;
     let check = |all: &[u8]| {
