@@ -19,8 +19,9 @@ pub const MAGIC: [u8; 4] = *b"PRUN";
 /// lent message's frame counts its pieces in memory, none for a pipe, in its fixed part; 5: a
 /// rank that accepts a connection from another tells it what it can take from it,
 /// `lend::Access`, and a lent message's frame carries flags, `lend::RENDEZVOUS` among them, in
-/// place of markers for memory).
-pub const PROTOCOL_VERSION: u16 = 5;
+/// place of markers for memory; 6: a receiver no longer allowed to read a lent message out of
+/// its sender's memory answers `lend::UNREADABLE` before it closes the connection).
+pub const PROTOCOL_VERSION: u16 = 6;
 /// How long either end waits for the other during the handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest job id accepted.

@@ -404,6 +404,10 @@ impl Engine {
         };
         write(&mut **stream).map_err(|e| {
             *slot = None;
+            if e.kind() == std::io::ErrorKind::PermissionDenied && self.mailbox.exited(dest).is_none() {
+                // refused, not lost (its receiver may not read this process's memory now)
+                return Error::io(format!("sending to rank {dest}, which is alive"), e);
+            }
             self.lost(dest, &e)
         })
     }

@@ -34,7 +34,7 @@ use crate::wire::{self, Header, KIND_DATA, KIND_LEND};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -639,8 +639,13 @@ fn read_lent(mut stream: Box<dyn Stream>, header: &Header, conn: &Arc<Conn>, mai
         let have = prefix.len();
         let piece = (total - have).min(HANDOFF_PIECE as usize);
         prefix.resize(have + piece, 0);
-        if !lend::pull(&mut lent, &mut [&mut prefix[have..]]) {
-            debug!("the pipe rank {src} lent a message through failed");
+        if let Err(e) = lend::pull(&mut lent, &mut [&mut prefix[have..]]) {
+            debug!("a message rank {src} lent could not be read: {e}");
+            if e.kind() == io::ErrorKind::PermissionDenied {
+                // not the sender's end: both sides must say why, not wait for the other to exit
+                lend::give_up(&mut *stream, &e);
+                mailbox.unreadable(src, e.to_string());
+            }
             return Delivered::Failed(stream);
         }
     }

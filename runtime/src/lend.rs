@@ -31,9 +31,10 @@
 //! to open it after all (out of file descriptors, say). An exchange whose two messages were both
 //! refused would wait for ever (each sender writes its payload only once its own receive ends),
 //! so that first message is answered before the sender receives ([`Pipe::proven`]); a pipe
-//! once read is held open by its receiver, and memory is read or the connection fails. Either way the
-//! send returns once the payload is safe: the pipe refers to the sender's pages, not to
-//! copies, so the caller may reuse its buffer only once they are read. A send still never
+//! once read is held open by its receiver, and memory is read or the connection fails (a
+//! receiver no longer allowed to read it answers [`UNREADABLE`] first, so that both ranks' calls
+//! say why). Either way the send returns once the payload is safe: the pipe refers to the
+//! sender's pages, not to copies, so the caller may reuse its buffer only once they are read. A send still never
 //! waits for the receiving program: the receiver's progress thread copies the payload into a
 //! vector when no receive is posted for it, and a posted receive copies it straight into its
 //! buffer. A sender that only waits (not receiving meanwhile) says so in its frame's flags
@@ -201,6 +202,11 @@ const WRITE: u8 = 3;
 const WRITTEN: u8 = 4;
 /// The sender's answer to [`WRITE`]: it could not write them (the receiver copies them).
 const UNWRITTEN: u8 = 5;
+/// The receiver's answer: it could not read the sender's memory for want of the permission,
+/// taken away since the connection was made ([`unreadable`]), and closes the connection; the
+/// sender's send fails saying so. (Not [`SEND`]: two ranks exchanging messages would each
+/// wait for the other's payload, written only once its own receive ends.)
+const UNREADABLE: u8 = 6;
 
 /// A sender's pipe to one receiver.
 pub(crate) struct Pipe {
@@ -559,6 +565,12 @@ pub(crate) fn finish(
                 stream.flush()?;
                 wrote = true;
             }
+            UNREADABLE => {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("the receiver cannot read this rank's memory any more{AFTER_START}"),
+                ));
+            }
             other => return Err(io::Error::other(format!("answer {other} to a lent message"))),
         }
     }
@@ -686,8 +698,8 @@ pub(crate) fn readable(lent: &Lent) -> bool {
 }
 
 /// Copies `into.len()` bytes of a payload lent in memory, from byte `at` on, out of the buffers
-/// `remote` of process `pid`.
-fn read_memory(pid: Pid, remote: &[RemoteIoVec], at: usize, into: &mut [u8]) -> bool {
+/// `remote` of process `pid`; the error says why it could not ([`unreadable`]).
+fn read_memory(pid: Pid, remote: &[RemoteIoVec], at: usize, into: &mut [u8]) -> io::Result<()> {
     let mut done = 0;
     while done < into.len() {
         // the remote pieces from byte `at + done` on, as far as `into` reaches
@@ -696,41 +708,64 @@ fn read_memory(pid: Pid, remote: &[RemoteIoVec], at: usize, into: &mut [u8]) -> 
             .map(|(i, skip, len)| RemoteIoVec { base: remote[i].base + skip, len })
             .collect();
         match process_vm_readv(pid, &mut [IoSliceMut::new(&mut into[done..])], &pieces) {
-            Ok(0) | Err(_) => return false,
+            Ok(0) => return Err(unreadable(pid, io::ErrorKind::UnexpectedEof.into())),
+            Err(errno) => return Err(unreadable(pid, errno.into())),
             Ok(n) => done += n,
         }
     }
-    true
+    Ok(())
 }
 
-/// Copies the next bytes of a lent payload into `into`, out of its pipe, then from the bytes
-/// that came in the frame; false when the pipe cannot be read or failed (the sender died), or
-/// `into` is longer than what is left.
-pub(crate) fn pull(lent: &mut Lent, into: &mut [&mut [u8]]) -> bool {
+/// The error of a read of process `pid`'s memory that failed with `cause`, of `cause`'s kind:
+/// [`io::ErrorKind::PermissionDenied`] where the permission checked as the receiver accepted
+/// the connection ([`Access`]) was taken away since.
+fn unreadable(pid: Pid, cause: io::Error) -> io::Error {
+    let why = if cause.kind() == io::ErrorKind::PermissionDenied { AFTER_START } else { "" };
+    io::Error::new(cause.kind(), format!("cannot read the sender's memory (process {pid}): {cause}{why}"))
+}
+
+/// What a read of memory refused after the connection was made means, and what to do.
+const AFTER_START: &str = "; the permission to read another process's memory, which the \
+    receiver had when the job started, was taken away (the sender made itself undumpable or \
+    changed its user, the receiver changed its user or dropped CAP_SYS_PTRACE, or a security \
+    module forbids it now); PRUN_SINGLE_COPY=0 sends large messages through the sockets instead";
+
+/// Tells the sender at the other end of `stream`, if `e` is a refused read of its memory
+/// ([`unreadable`]), that its payload cannot be read ([`UNREADABLE`]); the caller then closes
+/// the connection. Best effort: the connection is given up either way.
+pub(crate) fn give_up(stream: &mut dyn Stream, e: &io::Error) {
+    if e.kind() == io::ErrorKind::PermissionDenied {
+        let _ = stream.write_all(&[UNREADABLE]).and_then(|()| stream.flush());
+    }
+}
+
+/// Copies the next bytes of a lent payload into `into`, out of its pipe or the sender's memory,
+/// then from the bytes that came in the frame; fails when the pipe or the memory cannot be
+/// read (the sender died, or the permission to read its memory was taken away), or `into` is
+/// longer than what is left.
+pub(crate) fn pull(lent: &mut Lent, into: &mut [&mut [u8]]) -> io::Result<()> {
     for b in into.iter_mut() {
         let (front, back) = b.split_at_mut(b.len().min(lent.piped));
         if !front.is_empty() {
             match &mut lent.source {
-                Source::Pipe(Some(pipe)) => {
-                    if (&**pipe).read_exact(front).is_err() {
-                        return false;
-                    }
-                }
+                Source::Pipe(Some(pipe)) => (&**pipe).read_exact(front).map_err(|e| {
+                    io::Error::new(e.kind(), format!("the sender's pipe failed mid-message: {e}"))
+                })?,
                 Source::Memory(Some(remote)) => {
-                    if !read_memory(remote.pid, &remote.pieces, remote.at, front) {
-                        return false;
-                    }
+                    read_memory(remote.pid, &remote.pieces, remote.at, front)?;
                     remote.at += front.len();
                 }
-                _ => return false,
+                _ => return Err(io::Error::other("a lent payload read from where it cannot be")),
             }
             lent.piped -= front.len();
         }
-        let Some(tail) = lent.tail.get(lent.tail_taken..lent.tail_taken + back.len()) else { return false };
+        let Some(tail) = lent.tail.get(lent.tail_taken..lent.tail_taken + back.len()) else {
+            return Err(io::Error::other("a lent payload shorter than its receive"));
+        };
         back.copy_from_slice(tail);
         lent.tail_taken += back.len();
     }
-    true
+    Ok(())
 }
 
 /// Finishes receiving a lent payload into `into` (whose lengths add up to the payload's): its
@@ -756,7 +791,7 @@ pub(crate) fn receive(
         }
         return Ok(());
     }
-    if prefix.is_empty() && share(stream, polling, lent, into)? {
+    if prefix.is_empty() && share(stream, polling, lent, into).inspect_err(|e| give_up(stream, e))? {
         return accept(stream);
     }
     // the prefix into the front of `into`, and the rest out of the pipe
@@ -768,9 +803,7 @@ pub(crate) fn receive(
         copied += n;
         rest.push(&mut b[n..]);
     }
-    if !pull(lent, &mut rest) {
-        return Err(io::Error::other("the sender's pipe failed mid-message"));
-    }
+    pull(lent, &mut rest).inspect_err(|e| give_up(stream, e))?;
     accept(stream)
 }
 
@@ -813,23 +846,18 @@ fn share(
     let mut answer = [0u8];
     wait_for_answer(stream, polling, remote.cpu.is_some());
     stream.read_exact(&mut answer)?;
-    let read = read
-        && match answer[0] {
-            WRITTEN => true,
-            UNWRITTEN => read_memory(remote.pid, &remote.pieces, half, theirs),
-            other => return Err(io::Error::other(format!("answer {other} to a request to write"))),
-        };
-    if !read {
-        return Err(io::Error::other("the sender's memory could not be read"));
+    read?;
+    match answer[0] {
+        WRITTEN => {}
+        UNWRITTEN => read_memory(remote.pid, &remote.pieces, half, theirs)?,
+        other => return Err(io::Error::other(format!("answer {other} to a request to write"))),
     }
     remote.at = whole;
     lent.piped -= whole;
     let mut rest: Vec<&mut [u8]> = Vec::with_capacity(1 + others.len());
     rest.push(&mut first[whole..]);
     rest.extend(others.iter_mut().map(|b| &mut **b));
-    if !pull(lent, &mut rest) {
-        return Err(io::Error::other("the sender's memory could not be read"));
-    }
+    pull(lent, &mut rest)?;
     Ok(true)
 }
 
@@ -935,7 +963,7 @@ mod tests {
             let mut prefix = Vec::new();
             if forge.is_none() {
                 prefix = vec![0u8; 2];
-                assert!(readable(&lent) && pull(&mut lent, &mut [&mut prefix]), "pull the prefix");
+                assert!(readable(&lent) && pull(&mut lent, &mut [&mut prefix]).is_ok(), "pull the prefix");
             }
             let (front, back) = data.split_at_mut(3);
             receive(&mut b, crate::mailbox::Polling::default(), &mut lent, &prefix, &mut [front, back])
@@ -1085,7 +1113,7 @@ mod tests {
             assert_eq!(readable(&lent), cross_memory(), "this process may read its own memory");
             let mut prefix = vec![0u8; if cross_memory() { 100_000 } else { 0 }];
             for step in prefix.chunks_mut(30_001) {
-                assert!(pull(&mut lent, &mut [step]), "pull");
+                assert!(pull(&mut lent, &mut [step]).is_ok(), "pull");
             }
             let mut got = vec![0u8; n + 4];
             let (front, back) = got.split_at_mut(n - 2);

@@ -20,6 +20,7 @@ use crate::transport::Stream;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use std::collections::VecDeque;
+use std::io;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -101,6 +102,9 @@ struct Peer {
     open: u32,
     /// Incoming connections claiming to be from it, still in their handshake.
     handshaking: u32,
+    /// Set when a message it lent could not be read out of its memory for want of the
+    /// permission (see [`unreadable`]), which closed the connection it came on.
+    unreadable: Option<String>,
 }
 
 impl Peer {
@@ -594,6 +598,16 @@ impl Mailbox {
         self.update(|s| s.peers[src].open -= 1);
     }
 
+    /// A message from `src` could not be read out of its memory, for want of the permission
+    /// (`why`), and its connection closed: receives from `src` fail with that.
+    pub fn unreadable(&self, src: usize, why: String) {
+        self.update(|s| {
+            if let Some(p) = s.peers.get_mut(src) {
+                p.unreadable.get_or_insert(why);
+            }
+        });
+    }
+
     /// The launcher reported that `rank` ended.
     pub fn peer_exited(&self, rank: usize, how: String) {
         self.update(|s| {
@@ -619,7 +633,9 @@ impl Mailbox {
             Some(src) if src == self.rank => None,
             Some(src) => {
                 let p = &s.peers[src];
-                if p.gone() {
+                if let Some(why) = &p.unreadable {
+                    Some(unreadable(src, io::Error::new(io::ErrorKind::PermissionDenied, why.clone())))
+                } else if p.gone() {
                     Some(Error::PeerLost { rank: src, reason: p.exited.clone().unwrap_or_default() })
                 } else if s.launcher_lost && p.open == 0 {
                     Some(Error::LauncherLost)
@@ -913,9 +929,10 @@ impl Mailbox {
         if let Some(incoming) = self.incoming.get() {
             self.put_back(incoming, &conn, stream, read.is_ok());
         }
-        read.map_err(|e| Error::PeerLost {
-            rank: src,
-            reason: self.exited(src).unwrap_or_else(|| format!("its connection failed mid-message ({e})")),
+        read.map_err(|e| match self.exited(src) {
+            Some(reason) => Error::PeerLost { rank: src, reason },
+            None if e.kind() == io::ErrorKind::PermissionDenied => unreadable(src, e),
+            None => Error::PeerLost { rank: src, reason: format!("its connection failed mid-message ({e})") },
         })
     }
 
@@ -1094,6 +1111,12 @@ fn fill(target: Target<'_>, prefix: &[u8], stream: &mut dyn Stream) -> std::io::
     tail_done.copy_from_slice(&prefix[in_body..]);
     stream.read_exact(body_rest)?;
     stream.read_exact(tail_rest)
+}
+
+/// The error of a receive from `src` whose message could not be read out of `src`'s memory
+/// for want of the permission (`cause`, which says why and what to do).
+fn unreadable(src: usize, cause: io::Error) -> Error {
+    Error::io(format!("receiving a large message from rank {src}, which is alive"), cause)
 }
 
 #[cfg(test)]

@@ -60,6 +60,33 @@ fn an_exchange_refused_both_ways_completes() {
     }
 }
 
+/// A large message read out of its sender's memory, once the permission to read it is taken
+/// away mid-job (the sender made undumpable, the receiver no longer root), fails on both ranks
+/// with an error that says so and what to do, rather than waiting or blaming a lost rank; the
+/// job ends with the failing rank's status. Received at once, or late (read by the receiver's
+/// progress thread first), with ranks that have a core each or share them.
+#[test]
+fn a_memory_read_refused_mid_job_is_a_clear_error_on_both_ranks() {
+    for crowded in ["PRUN_CROWDED=0", "PRUN_CROWDED=1"] {
+        for when in ["early", "late"] {
+            let job = ["--timeout", "60", "-n", "2", "-x", crowded, "@prun-testjob", "revoked-memory", when];
+            let out = prun(job).run();
+            out.expect_code(4).no_leftovers();
+            let said =
+                |what: &str| out.lines().iter().any(|l| l.starts_with("revoked: ") && l.contains(what));
+            for what in [
+                "sending to rank 1, which is alive: the receiver cannot read this rank's memory",
+                "receiving a large message from rank 0, which is alive: cannot read the sender's memory",
+                "Operation not permitted",
+                "PRUN_SINGLE_COPY=0",
+            ] {
+                assert!(said(what), "{crowded} {when}: no \"{what}\": {}\n{}", out.stdout, out.stderr);
+            }
+            assert!(!out.stdout.contains("is gone"), "{crowded} {when}: {}", out.stdout);
+        }
+    }
+}
+
 /// A rank blocked in a receive sleeps: over 1.5 s of waiting for a typed message, a small slice
 /// and a large one it uses a small fraction of a core (spinning would use all of it); so too
 /// where ranks share cores, whose waits for large messages poll a while, yielding, first.

@@ -508,6 +508,58 @@ fn refused_exchange(world: &World) -> Result<(), String> {
     Ok(())
 }
 
+/// Rank 0 sends rank 1 a 2 MiB message, which rank 1 reads out of rank 0's memory; then the
+/// permission to read it is taken away (rank 0 makes itself undumpable, and rank 1, if root,
+/// becomes `nobody`, losing the capability that overrides that) and rank 0 sends another. Rank
+/// 1's receive (posted half a second late with the argument `late`, so that the progress
+/// thread reads the message) must fail with an error saying why (its text is printed as
+/// `revoked: ...`, as is rank 0's failed send's), not wait for ever, and the job must end.
+fn revoked_memory(world: &World) -> Result<(), String> {
+    use nix::unistd::{Uid, geteuid, setresuid};
+    let e = |e: Error| e.to_string();
+    let big: Vec<u8> = (0..2usize << 20).map(|i| (i % 253) as u8).collect();
+    let mut got = vec![0u8; big.len()];
+    if world.rank() == 0 {
+        world.send_slice(1, 1, &big).map_err(e)?;
+    } else {
+        world.recv_into(0, 1, &mut got).map_err(e)?;
+        if got != big {
+            return Err("the first 2 MiB message arrived wrong".into());
+        }
+    }
+    // connections both ways before: `nobody` may not connect to the ranks' sockets
+    world.barrier().map_err(e)?;
+    if world.rank() == 0 {
+        nix::sys::prctl::set_dumpable(false).map_err(|e| e.to_string())?;
+    } else if geteuid().is_root() {
+        // every thread's user (glibc's setresuid), and with it every capability
+        let nobody = Uid::from_raw(65534);
+        setresuid(nobody, nobody, nobody).map_err(|e| e.to_string())?;
+    }
+    world.barrier().map_err(e)?;
+    if world.rank() == 0 {
+        let err = match world.send_slice(1, 2, &big) {
+            Ok(()) => return Err("a message sent with the permission taken away".into()),
+            Err(err) => err,
+        };
+        println!("revoked: {err}");
+        // for rank 1 to fail in its own time (the job ends when it does)
+        std::thread::sleep(Duration::from_secs(5));
+        return Err(err.to_string());
+    }
+    if std::env::args().nth(2).as_deref() == Some("late") {
+        // the receive comes after the message: the progress thread reads it, and fails
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    match world.recv_into(0, 2, &mut got) {
+        Ok(_) => Err("a message read with the permission taken away".into()),
+        Err(err) => {
+            println!("revoked: {err}");
+            Err(err.to_string())
+        }
+    }
+}
+
 /// Rank 0 waits 1.5 s each for a typed message, a small slice and a large one from rank 1, and
 /// prints the processor time it used in each wait: a rank that waits must not spin.
 fn idle_wait(world: &World) -> Result<(), String> {
@@ -836,6 +888,7 @@ fn main() -> ExitCode {
         }
         "idle-wait" => idle_wait(&world),
         "refused-exchange" => refused_exchange(&world),
+        "revoked-memory" => revoked_memory(&world),
         "send-to-busy" => send_to_busy(&world),
         "linger" => {
             // every rank but one ends normally; that one stays
