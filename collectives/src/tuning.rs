@@ -147,8 +147,48 @@ pub const FLAT_MAX_RANKS: usize = 64;
 /// since (Open MPI 0.44). Below 1 MiB, through rank 0 won or tied (8 ranks: 64 KiB
 /// 289 against 462 us, 256 KiB 1.00 against 1.07 ms, 512 KiB 2.00 against 1.84; 4 ranks 256 and
 /// 512 KiB 0.91 against direct). Two ranks keep their exchange in pieces (1 MiB 168 against
-/// 205 us direct).
+/// 205 us direct). On four and eight ranks, blocks below [`CROWDED_DOUBLING_MAX`] go by
+/// recursive doubling instead ([`crowded_doubling()`]).
 pub const CROWDED_DIRECT_MIN: usize = 1 << 20;
+
+/// Most ranks for which, where ranks share cores, a zero-copy allgather of
+/// [`CROWDED_DOUBLING_MIN`] to [`CROWDED_DOUBLING_MAX`] bytes per rank goes by recursive
+/// doubling ([`in_place::allgather_doubling_into`](crate::in_place::allgather_doubling_into),
+/// Open MPI's choice there) rather than straight to every rank or through rank 0
+/// ([`crowded_doubling()`]).
+///
+/// Measured on 2 cores (Intel Xeon, twenty-third session), alternating runs, doubling against
+/// the algorithm before: 8 ranks, by the benchmark's average over ranks, 1 MiB 3641 against
+/// 3734 us (Open MPI 3520, eight runs), 4391 against 4699 (Open MPI 4499, ten runs, the machine
+/// busier), 4682 against 5159 (six); 512 KiB 2109 against 2417 and 2195 against 2496 (through
+/// rank 0); by whole calls (wall time of runs at 1 and 11 times the iterations), 1 MiB 4403
+/// against 5000 us (Open MPI 4373), 512 KiB 2516 against 3363; the machine's time for one
+/// run (`perf`, all CPUs, equal iterations) 18.5 against 21.2 thousand samples (Open MPI's 20.7,
+/// its start-up included): half as many lent messages, and the kernel's copy itself 8% shorter.
+/// But 2 MiB 11.5 against 10.5 ms, 4 MiB 27.6 against 22.2 (so [`CROWDED_DOUBLING_MAX`]); 4
+/// ranks, 1 MiB, even (961 against 935 us, then 1000 against 1060); 16 ranks 512 KiB 12.4
+/// against 10.1 ms, 1 MiB 28.5 against 22.7 (the lockstep of four steps with eight ranks on each
+/// core). Earlier sessions found doubling and the direct allgather even, or direct ahead by a
+/// tenth, at 8 ranks and 1 MiB: the two trade places with the machine's load, and whole calls
+/// favoured doubling each time.
+pub const CROWDED_DOUBLING_MAX_RANKS: usize = 8;
+/// Fewest bytes per rank for which a zero-copy allgather on up to
+/// [`CROWDED_DOUBLING_MAX_RANKS`] ranks that share cores goes by recursive doubling (at 8 ranks,
+/// 256 KiB: even with going through rank 0, 1162 against 1201 us).
+pub const CROWDED_DOUBLING_MIN: usize = 512 * 1024;
+/// Bytes per rank from which a zero-copy allgather on up to [`CROWDED_DOUBLING_MAX_RANKS`] ranks
+/// that share cores goes straight to every rank again ([`CROWDED_DIRECT_MIN`]).
+pub const CROWDED_DOUBLING_MAX: usize = 2 << 20;
+
+/// Whether, where ranks share cores, a zero-copy allgather of `bytes` per rank on `size` ranks
+/// goes by recursive doubling: a power of two from 4 to [`CROWDED_DOUBLING_MAX_RANKS`] ranks,
+/// from [`CROWDED_DOUBLING_MIN`] bytes up to [`CROWDED_DOUBLING_MAX`].
+pub fn crowded_doubling(size: usize, bytes: usize) -> bool {
+    size > 2
+        && size.is_power_of_two()
+        && size <= CROWDED_DOUBLING_MAX_RANKS
+        && (CROWDED_DOUBLING_MIN..CROWDED_DOUBLING_MAX).contains(&bytes)
+}
 /// Fewest ranks for which broadcast, reduce, allreduce and allgather go flat ([`flat()`]).
 /// Gather and scatter go straight to or from the root from two ranks ([`direct()`]).
 ///

@@ -202,7 +202,8 @@ impl Communicator {
     /// recursive doubling on four, eight, sixteen... ranks and a ring on other counts. On 8 to
     /// 64 ranks where some host runs more ranks than it has cores, blocks go to rank 0 and back
     /// out (large ones in place, rank 0 sending to every rank at once); there blocks of 1 MiB
-    /// or more go straight from every rank to every other, on any number of ranks above two.
+    /// or more go straight from every rank to every other, on any number of ranks above two,
+    /// but on four and eight ranks those from 512 KiB to 2 MiB by recursive doubling.
     ///
     /// ```
     /// let world = prun::init()?;
@@ -232,6 +233,9 @@ impl Communicator {
         if let Some(native) = self.native() {
             native.allgather(send, recv);
             return Ok(());
+        }
+        if self.shared_engine().crowded() && tuning::crowded_doubling(self.size(), send.len()) {
+            return in_place::allgather_doubling_into(&self.channel_for(&call)?, seq, send, recv);
         }
         if self.shared_engine().crowded() && self.size() > 2 && send.len() >= tuning::CROWDED_DIRECT_MIN {
             // where ranks share cores, every block straight from its owner to every rank
