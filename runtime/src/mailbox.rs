@@ -713,6 +713,8 @@ impl Mailbox {
     ) -> (MutexGuard<'s, State>, Result<T>) {
         let mut spun = spin != Spin::Mailbox;
         let mut claim_spun = false;
+        // false once a claimed connection's `poll` failed (see `Claim::wait`)
+        let mut claims = true;
         let mut _waiting = None;
         // counted from its first wait for the progress thread to its end
         let mut relying = None;
@@ -746,7 +748,7 @@ impl Mailbox {
             // polling that connection a while before the first sleep, for any length, saves
             // a wake-up (2 ranks on 2 cores, 64 KiB: ping-pong 20-23 us against 53-81, bcast
             // 21-30 against 54-63, allreduce 65-96 against 128-145; 1 MiB within the noise)
-            if let Some(claim) = self.claim(&mut s, pat, registered) {
+            if claims && let Some(claim) = self.claim(&mut s, pat, registered) {
                 drop(s);
                 // a large message's every wait polls (its frame, then the rest of it, may come
                 // in several reads); others only the first
@@ -755,7 +757,7 @@ impl Mailbox {
                     _ if claim_spun => Polling::default(),
                     Spin::Connection | Spin::Mailbox => Polling::spin(self.spin),
                 };
-                claim.wait(self, polling, deadline);
+                claims = claim.wait(self, polling, deadline);
                 claim_spun = true;
                 s = self.lock();
                 continue;
@@ -1056,7 +1058,11 @@ impl Claim<'_> {
     /// The waker is emptied only when it woke the wait: a count left from before is at worst
     /// one needless round of the caller's checks, never a missed change, since every change
     /// is written under the lock the caller made its checks under.
-    fn wait(self, mailbox: &Mailbox, polling: Polling, deadline: Option<Instant>) {
+    ///
+    /// Returns false if `poll` failed other than by a signal (more descriptors than the
+    /// process's limit, or out of memory): the caller then waits for the progress thread,
+    /// whose `epoll` needs no more, rather than claim again and spin.
+    fn wait(self, mailbox: &Mailbox, polling: Polling, deadline: Option<Instant>) -> bool {
         let Claim { incoming, conn, stream, waker } = self;
         let mut fds =
             [PollFd::new(stream.as_fd(), PollFlags::POLLIN), PollFd::new(waker.as_fd(), PollFlags::POLLIN)];
@@ -1071,6 +1077,7 @@ impl Claim<'_> {
         } else {
             mailbox.put_back(incoming, &conn, stream, true);
         }
+        polled.is_ok() || polled == Err(nix::errno::Errno::EINTR)
     }
 }
 

@@ -89,13 +89,19 @@ fn a_memory_read_refused_mid_job_is_a_clear_error_on_both_ranks() {
 
 /// A rank blocked in a receive sleeps: over 1.5 s of waiting for a typed message, a small slice
 /// and a large one it uses a small fraction of a core (spinning would use all of it); so too
-/// where ranks share cores, whose waits for large messages poll a while, yielding, first.
+/// where ranks share cores, whose waits for large messages poll a while, yielding, first; and
+/// when the rank may open no more descriptors, so that its waits' `poll` fails (a receive that
+/// claimed its connection and polled it then claimed it again at once, and never read it: the
+/// job did not end).
 #[test]
 fn a_waiting_rank_does_not_spin() {
     for crowded in ["PRUN_CROWDED=0", "PRUN_CROWDED=1"] {
-        let out = prun(["-n", "2", "-x", crowded, "@prun-testjob", "idle-wait"]).run();
-        out.expect_code(0);
-        let used = idle_cpu(&out.stdout);
-        assert!(used.len() == 3 && used.iter().all(|&s| s < 0.5), "{crowded}: {}", out.stdout);
+        for args in [&["idle-wait"][..], &["idle-wait", "nofile"]] {
+            let job = ["--timeout", "60", "-n", "2", "-x", crowded, "@prun-testjob"];
+            let out = prun(job.iter().chain(args)).run();
+            out.expect_code(0);
+            let used = idle_cpu(&out.stdout);
+            assert!(used.len() == 3 && used.iter().all(|&s| s < 0.5), "{crowded} {args:?}: {}", out.stdout);
+        }
     }
 }

@@ -561,12 +561,26 @@ fn revoked_memory(world: &World) -> Result<(), String> {
 }
 
 /// Rank 0 waits 1.5 s each for a typed message, a small slice and a large one from rank 1, and
-/// prints the processor time it used in each wait: a rank that waits must not spin.
+/// prints the processor time it used in each wait: a rank that waits must not spin. With the
+/// argument `nofile`, rank 0 may open no more descriptors meanwhile.
 fn idle_wait(world: &World) -> Result<(), String> {
     let e = |e: Error| e.to_string();
     let pause = Duration::from_millis(1500);
+    // with `nofile`, rank 0 waits with its limit of descriptors lowered to 0 (the connections
+    // made first, by a barrier): `poll` fails (more descriptors than the limit), and the waits
+    // must neither spin nor miss the messages
+    let nofile = std::env::args().nth(2).as_deref() == Some("nofile");
+    if nofile {
+        world.barrier().map_err(e)?;
+    }
     match world.rank() {
         0 => {
+            use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+            let before = getrlimit(Resource::Nofile);
+            if nofile {
+                setrlimit(Resource::Nofile, Rlimit { current: Some(0), ..before })
+                    .map_err(|e| e.to_string())?;
+            }
             let mut used = Vec::new();
             let start = cpu_seconds();
             let _: u8 = world.recv(1, 1).map_err(e)?;
@@ -577,6 +591,7 @@ fn idle_wait(world: &World) -> Result<(), String> {
             let start = cpu_seconds();
             world.recv_into(1, 3, &mut vec![0u8; 1 << 16]).map_err(e)?;
             used.push(cpu_seconds() - start);
+            setrlimit(Resource::Nofile, before).map_err(|e| e.to_string())?;
             let text: Vec<String> = used.iter().map(|s| format!("{s:.2}")).collect();
             println!("idle-wait cpu {} s over {} s each", text.join(" "), pause.as_secs_f64());
         }
