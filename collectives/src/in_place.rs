@@ -116,8 +116,8 @@ pub fn allgather_ring_into<P: PointToPoint + ?Sized>(
     if size == 2 && len >= crate::tuning::ALLGATHER_PAIR_SPLIT {
         // one exchange, in the order the transport moves it fastest (a socket transport one
         // way, then the other: see `PointToPoint::sendrecv_into`), in pieces of at most
-        // `EXCHANGE_PIECE` (both ranks cut alike, their blocks being of one length), then the
-        // own block
+        // `PointToPoint::exchange_piece` (both ranks cut alike, their blocks being of one
+        // length), then the own block
         let t = step_tag(seq, 0);
         let (low, high) = recv.split_at_mut(len);
         let (own, other) = if rank == 0 { (low, high) } else { (high, low) };

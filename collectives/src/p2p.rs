@@ -164,6 +164,19 @@ pub trait PointToPoint {
         self.recv_into(src, recv_tag, buf)
     }
 
+    /// The longest piece an exchange with `peer` (each sending to and receiving from the other
+    /// at once: a two-rank allgather, or a step of a two-rank ring) is cut into, a piece going
+    /// each way at a time. Both ranks of the pair must get the same answer, since each cuts
+    /// its message and its receive alike.
+    ///
+    /// The default, [`EXCHANGE_PIECE`](crate::tuning::EXCHANGE_PIECE), suits a transport that
+    /// copies only shorter messages once; one that copies messages of any length once between
+    /// these two ranks (the runtime, where each reads the other's memory) says `usize::MAX`.
+    fn exchange_piece(&self, peer: usize) -> usize {
+        let _ = peer;
+        crate::tuning::EXCHANGE_PIECE
+    }
+
     /// Builds the error for a malformed message from a peer, or arguments that violate a
     /// collective's documented shape; `what` describes the problem.
     fn malformed(&self, what: String) -> Self::Error;
@@ -202,7 +215,7 @@ pub fn nest_sends<E>(
 }
 
 /// As [`PointToPoint::sendrecv_into`], between two ranks exchanging with each other (`dest` is
-/// `src`) in pieces of at most [`EXCHANGE_PIECE`](crate::tuning::EXCHANGE_PIECE) bytes: piece
+/// `src`) in pieces of at most [`PointToPoint::exchange_piece`] bytes: piece
 /// `i` of `data` goes out while piece `i` of `buf` comes in, then what is left of the longer of
 /// the two goes alone. Each side of a message knows its length and cuts it alike, so the
 /// pieces match; nothing moves for empty `data` and `buf`. Other exchanges (a ring's, where
@@ -220,7 +233,7 @@ pub(crate) fn exchange_in_pieces<P: PointToPoint + ?Sized>(
     if dest != src {
         return p.sendrecv_into(dest, send_tag, data, src, recv_tag, buf);
     }
-    let piece = crate::tuning::EXCHANGE_PIECE;
+    let piece = p.exchange_piece(dest).max(1);
     let (mut outs, mut intos) = (data.chunks(piece), buf.chunks_mut(piece));
     loop {
         match (outs.next(), intos.next()) {

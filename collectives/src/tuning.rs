@@ -95,7 +95,14 @@ pub const ALLGATHER_PAIR_SPLIT: usize = 256 * 1024;
 /// exchanges of 8 MiB halves): 7.1 against 9.0 ms, 7.3 against 8.0 (seven runs each). Since the
 /// runtime reads messages of 1 MiB and more out of the sender's memory instead, whole blocks
 /// and pieces are within the noise (seven alternating runs, 16 MiB: allgather 5.6 against 5.9
-/// ms whole, allreduce 4.0 against 3.7), so the pieces stay.
+/// ms whole, allreduce 4.0 against 3.7), so the pieces stayed. In the twenty-third session
+/// whole blocks won where each rank reads the other's memory (2 ranks on 2 cores, alternating
+/// runs, medians, whole against pieces of 1 MiB: allgather 16 MiB 4.11 against 5.62 ms (Open
+/// MPI 5.04) and 4.28 against 4.84 (4.56), allreduce 2.59 against 3.00 (3.75); pieces of 4 MiB
+/// between: 4.86), each piece paying a lent message's round trip. So this is the default of
+/// [`PointToPoint::exchange_piece`](crate::PointToPoint::exchange_piece), which the runtime
+/// lifts for two ranks of a host that read each other's memory; where they do not (Yama's
+/// `ptrace_scope` 1), the pieces fit the pipes they are lent through.
 pub const EXCHANGE_PIECE: usize = 1 << 20;
 
 /// Per-rank block size in bytes at or above which a gather should send every block straight to

@@ -868,6 +868,18 @@ impl Channel<'_> {
 impl PointToPoint for Channel<'_> {
     type Error = Error;
 
+    /// Whole where this rank and `peer` each read the other's large messages out of memory
+    /// ([`Engine::memory_both_ways`]): one copy of any length, where pieces each pay a lent
+    /// message's round trip (2 ranks, 16 MiB, see
+    /// [`EXCHANGE_PIECE`](prun_collectives::tuning::EXCHANGE_PIECE)); else in pieces, so that
+    /// each fits the pipe it is lent through.
+    fn exchange_piece(&self, peer: usize) -> usize {
+        match self.comm.check_rank(peer) {
+            Ok(world) if self.comm.shared.engine.memory_both_ways(world) => usize::MAX,
+            _ => prun_collectives::tuning::EXCHANGE_PIECE,
+        }
+    }
+
     fn rank(&self) -> usize {
         self.comm.rank
     }

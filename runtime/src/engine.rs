@@ -88,6 +88,8 @@ pub(crate) struct Engine {
     /// The ranks that could not read this rank's memory (messages of [`lend::MEMORY_MIN`] or
     /// more, or too long for the pipe).
     memory_refused: Vec<AtomicBool>,
+    /// The ranks whose memory this rank can read, as it found when it connected to each.
+    reads_memory: Vec<AtomicBool>,
     /// On the MPI backend, what carries the messages instead of sockets.
     #[cfg(feature = "mpi")]
     mpi: Option<crate::mpi::Transport>,
@@ -111,6 +113,7 @@ impl Engine {
             pipe_size: 0,
             refused: Vec::new(),
             memory_refused: Vec::new(),
+            reads_memory: Vec::new(),
             #[cfg(feature = "mpi")]
             mpi: None,
         }
@@ -140,6 +143,7 @@ impl Engine {
             pipe_size: 0,
             refused: Vec::new(),
             memory_refused: Vec::new(),
+            reads_memory: Vec::new(),
             mpi: Some(transport),
         }
     }
@@ -171,6 +175,7 @@ impl Engine {
             pipe_size,
             refused: (0..size).map(|_| AtomicBool::new(false)).collect(),
             memory_refused: (0..size).map(|_| AtomicBool::new(false)).collect(),
+            reads_memory: (0..size).map(|_| AtomicBool::new(false)).collect(),
             #[cfg(feature = "mpi")]
             mpi: None,
         }
@@ -234,6 +239,24 @@ impl Engine {
                 p.node == self.node && self.lending.unwrap_or(!p.crowded || len >= how.crowded_min())
             })
             && self.refused.get(dest).is_some_and(|r| !r.load(Ordering::Relaxed))
+    }
+
+    /// Whether this rank and `dest` each read the other's large messages out of memory: on one
+    /// host, lending not turned off, and each able to read the other's memory (what `dest` said
+    /// as this rank connected to it, and what this rank found then). Both ranks of a pair get
+    /// the same answer (each reads the other's answer to the same question), so that an
+    /// exchange between them can be cut alike on both sides
+    /// ([`PointToPoint::exchange_piece`](prun_collectives::PointToPoint::exchange_piece)).
+    /// Connects to `dest` first if need be.
+    pub(crate) fn memory_both_ways(&self, dest: usize) -> bool {
+        let flag = |v: &[AtomicBool]| v.get(dest).is_some_and(|f| f.load(Ordering::Relaxed));
+        dest != self.rank
+            && self.pipe_size > 0
+            && self.lending != Some(false)
+            && self.same_host(dest) == Some(true)
+            && self.open(dest).is_ok()
+            && !flag(&self.memory_refused)
+            && flag(&self.reads_memory)
     }
 
     /// Lends `parts` to `dest` through this rank's pipe to it, made now if need be, or in this
@@ -457,6 +480,9 @@ impl Engine {
         let mut access = [0; lend::Access::LEN];
         stream.read_exact(&mut access).map_err(|e| self.lost(dest, &e))?;
         self.grant(dest, lend::Access::decode(access));
+        if let Some(reads) = self.reads_memory.get(dest) {
+            reads.store(lend::reads_memory_of(&*stream), Ordering::Relaxed);
+        }
         stream.set_read_timeout(None).map_err(|e| self.lost(dest, &e))?;
         debug!("rank {} connected to rank {dest} at {endpoint}", self.rank);
         Ok(stream)

@@ -363,12 +363,7 @@ impl Access {
     /// What this process can take from the process at the other end of `stream`.
     pub fn of_peer(stream: &dyn Stream) -> Access {
         let Some(pid) = stream.peer_pid().filter(|&p| p > 0) else { return Access::NONE };
-        // the kernel checks the permission before the address: reading at address 0 fails for
-        // want of memory there (EFAULT) only where reading is allowed
-        let mut byte = [0u8];
-        let probe = [RemoteIoVec { base: 0, len: 1 }];
-        let read = process_vm_readv(Pid::from_raw(pid), &mut [IoSliceMut::new(&mut byte)], &probe);
-        let memory = matches!(read, Ok(_) | Err(nix::errno::Errno::EFAULT));
+        let memory = reads_memory_of_pid(pid);
         let pipes = std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok();
         Access { pipes, memory, pid: pid as u32 }
     }
@@ -695,6 +690,22 @@ pub(crate) fn readable(lent: &Lent) -> bool {
         Source::Pipe(pipe) => pipe.is_some(),
         Source::Memory(source) => source.is_some(),
     }
+}
+
+/// Whether this process can read the memory of the process at the other end of `stream` (by
+/// cross-memory attach), as [`Access::of_peer`] finds.
+pub(crate) fn reads_memory_of(stream: &dyn Stream) -> bool {
+    stream.peer_pid().filter(|&p| p > 0).is_some_and(reads_memory_of_pid)
+}
+
+/// Whether this process can read process `pid`'s memory: the kernel checks the permission
+/// before the address, so reading at address 0 fails for want of memory there (`EFAULT`) only
+/// where reading is allowed.
+fn reads_memory_of_pid(pid: i32) -> bool {
+    let mut byte = [0u8];
+    let probe = [RemoteIoVec { base: 0, len: 1 }];
+    let read = process_vm_readv(Pid::from_raw(pid), &mut [IoSliceMut::new(&mut byte)], &probe);
+    matches!(read, Ok(_) | Err(nix::errno::Errno::EFAULT))
 }
 
 /// Copies `into.len()` bytes of a payload lent in memory, from byte `at` on, out of the buffers

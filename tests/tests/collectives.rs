@@ -147,6 +147,28 @@ fn large_collectives_where_reading_another_process_is_forbidden() {
     }
 }
 
+/// Where only one of two ranks may read the other's memory, the two still cut their exchanges
+/// alike: each sends its large blocks whole only where both read each other's memory
+/// (`PointToPoint::exchange_piece`), else in pieces; the 2.4 MB allreduce's halves, in one
+/// piece on one side and two on the other, would not match.
+#[test]
+fn large_collectives_where_only_one_rank_may_read_the_others_memory() {
+    let wrapper = deny_cross_memory();
+    let wrapper = wrapper.to_str().expect("a temporary path in UTF-8");
+    for denied in ["0", "1"] {
+        let only = format!(r#"if [ "$PRUN_RANK" = {denied} ]; then exec {wrapper} "$@"; else exec "$@"; fi"#);
+        let job = ["--timeout", "120", "-n", "2", "-x", "PRUN_DEBUG=1", "sh", "-c", &only, "sh"];
+        let out = prun(job.into_iter().chain(["@prun-testjob", "collectives", "300000"])).run();
+        out.expect_code(0).no_leftovers();
+        let ok = out.lines().iter().filter(|l| l.starts_with("collectives ok")).count();
+        assert_eq!(ok, 2, "rank {denied} denied: every rank checks its results:\n{}", out.stderr);
+        // what the test is about: one way was refused, the other not
+        let refused =
+            format!("rank {denied} cannot read rank {}'s memory", 1 - denied.parse::<usize>().unwrap_or(0));
+        assert!(out.stderr.contains(&refused), "no \"{refused}\": {}", out.stderr);
+    }
+}
+
 /// The allreduce moves 800 KB: written to the sockets, and lent through pipes (a peer waiting
 /// for the dead rank to read its pipe, or reading the dead rank's); and 16 MB, whose pieces are
 /// read out of the sender's memory (a peer waiting for the dead rank's answer, or reading its
