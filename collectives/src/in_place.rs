@@ -117,10 +117,16 @@ pub fn allgather_ring_into<P: PointToPoint + ?Sized>(
         // one exchange, in the order the transport moves it fastest (a socket transport one
         // way, then the other: see `PointToPoint::sendrecv_into`), in pieces of at most
         // `PointToPoint::exchange_piece` (both ranks cut alike, their blocks being of one
-        // length), then the own block
+        // length), the own block copied while the peer copies this rank's or after
         let t = step_tag(seq, 0);
         let (low, high) = recv.split_at_mut(len);
         let (own, other) = if rank == 0 { (low, high) } else { (high, low) };
+        if len <= p.exchange_piece(next) {
+            // whole: the own block copied while the peer copies this rank's (2 ranks, 16 MiB,
+            // eight alternating runs: 4.40 against 4.78 ms and 4.93 against 5.18, Open MPI
+            // 4.50 and 4.82; 1 MiB even)
+            return p.sendrecv_into_while(next, t, block, prev, t, other, &mut || own.copy_from_slice(block));
+        }
         crate::p2p::exchange_in_pieces(p, next, t, block, prev, t, other)?;
         own.copy_from_slice(block);
         return Ok(());
@@ -263,6 +269,24 @@ mod tests {
         let doubling =
             |p: &ThreadRank, block: &[u8], recv: &mut [u8]| allgather_doubling_into(p, 3, block, recv);
         testutil::allgather_every_size("doubling", doubling, usize::is_power_of_two);
+    }
+
+    /// Two ranks with blocks from the pair split to one exchange piece: exchanged whole, each
+    /// rank's own block copied beside the exchange.
+    #[test]
+    fn two_ranks_whole() {
+        use crate::tuning::{ALLGATHER_PAIR_SPLIT, EXCHANGE_PIECE};
+        for len in [ALLGATHER_PAIR_SPLIT, ALLGATHER_PAIR_SPLIT + 3, EXCHANGE_PIECE] {
+            let all: Vec<u8> = (0..2).flat_map(|r| bytes(r as u64 + 11, len)).collect();
+            let out = run(2, |p| {
+                let r = p.rank();
+                let mut recv = vec![0; 2 * len];
+                allgather_ring_into(&p, 1, &all[r * len..(r + 1) * len], &mut recv).map(|()| recv)
+            });
+            for got in out {
+                assert!(got.expect("allgather") == all, "len {len}");
+            }
+        }
     }
 
     /// Several MiB per rank (between two ranks exchanged in pieces, the last one of 5 bytes).

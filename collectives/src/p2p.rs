@@ -164,6 +164,27 @@ pub trait PointToPoint {
         self.recv_into(src, recv_tag, buf)
     }
 
+    /// As [`PointToPoint::sendrecv_into`], running `before` (work of this rank's own, such as
+    /// copying its own block) once `data` is on its way and before receiving, where the
+    /// transport lets a send move while its rank works (the runtime's single copy: the peer
+    /// copies `data` meanwhile); else after the exchange (the default), where it would only
+    /// hold up the peer.
+    #[allow(clippy::too_many_arguments)]
+    fn sendrecv_into_while(
+        &self,
+        dest: usize,
+        send_tag: u32,
+        data: &[u8],
+        src: usize,
+        recv_tag: u32,
+        buf: &mut [u8],
+        before: &mut dyn FnMut(),
+    ) -> Result<(), Self::Error> {
+        let exchanged = self.sendrecv_into(dest, send_tag, data, src, recv_tag, buf);
+        before();
+        exchanged
+    }
+
     /// The longest piece an exchange with `peer` (each sending to and receiving from the other
     /// at once: a two-rank allgather, or a step of a two-rank ring) is cut into, a piece going
     /// each way at a time. Both ranks of the pair must get the same answer, since each cuts

@@ -1023,6 +1023,31 @@ impl PointToPoint for Channel<'_> {
         self.recv_into(src, recv_tag, buf)
     }
 
+    /// `before` runs while the peer copies this rank's lent message, before receiving; after
+    /// the exchange where the message is written.
+    fn sendrecv_into_while(
+        &self,
+        dest: usize,
+        send_tag: u32,
+        data: &[u8],
+        src: usize,
+        recv_tag: u32,
+        buf: &mut [u8],
+        before: &mut dyn FnMut(),
+    ) -> Result<()> {
+        let lent = self.lend_while(dest, send_tag, data, Some(src), Lending::Exchanges, || {
+            before();
+            self.recv_into(src, recv_tag, buf)
+        })?;
+        if let Some((sent, received)) = lent {
+            return received.and(sent);
+        }
+        // written: `before` would only hold up the peer, waiting for this rank's message
+        let exchanged = self.sendrecv_into(dest, send_tag, data, src, recv_tag, buf);
+        before();
+        exchanged
+    }
+
     fn malformed(&self, what: String) -> Error {
         Error::Malformed(what)
     }
