@@ -863,6 +863,58 @@ impl Channel<'_> {
             }
         }
     }
+
+    /// [`PointToPoint::sendrecv_into`] where the message is not lent: a pairwise exchange one
+    /// way, then the other (the lower rank sends first), other exchanges receiving on this
+    /// thread while a thread of their own sends.
+    fn sendrecv_written(
+        &self,
+        dest: usize,
+        send_tag: u32,
+        data: &[u8],
+        src: usize,
+        recv_tag: u32,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        let large = data.len().min(buf.len()) >= SENDRECV_THREAD_MIN;
+        if large && dest == src && self.comm.rank > dest {
+            // a pairwise exchange: one direction after the other, each finding its receive
+            // posted (measured at 2 ranks, 1 MiB: 0.47 ms against 0.54 to 0.77 with a thread);
+            // the lower rank sends first, below; when this receive fails, the lower rank
+            // still gets this rank's message, so that it fails too rather than wait for it.
+            // A peer silent for EXCHANGE_PATIENCE may be in another algorithm for another
+            // length, waiting for a rank that waits for this one: this rank's message, queued
+            // there, shows it the mismatch; a peer merely late gets it queued, and the
+            // exchange completes as any other
+            let patience = Instant::now() + EXCHANGE_PATIENCE;
+            let received = match self.recv_into_by(src, recv_tag, buf, Some(patience)) {
+                Ok(false) => None,
+                other => Some(other.map(drop)),
+            };
+            let sent = self.send(dest, send_tag, data);
+            let received = received.unwrap_or_else(|| self.recv_into(src, recv_tag, buf));
+            return received.and(sent);
+        }
+        if large && dest != src {
+            let threaded = std::thread::scope(|scope| {
+                let sender = std::thread::Builder::new()
+                    .name("prun-sendrecv".into())
+                    .spawn_scoped(scope, || self.send(dest, send_tag, data))
+                    .ok()?;
+                let received = self.recv_into(src, recv_tag, buf);
+                let sent = sender
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Malformed("the sending thread panicked".into())));
+                Some(sent.and(received))
+            });
+            // with no thread to be had, send, then receive, as below
+            if let Some(result) = threaded {
+                return result;
+            }
+        }
+        self.send(dest, send_tag, data)?;
+        self.recv_into(src, recv_tag, buf)
+    }
 }
 
 impl PointToPoint for Channel<'_> {
@@ -975,52 +1027,7 @@ impl PointToPoint for Channel<'_> {
         recv_tag: u32,
         buf: &mut [u8],
     ) -> Result<()> {
-        // lent (to a rank on this host, where ranks have a core each): the receive runs while
-        // the peer copies, and two ranks exchanging copy each other's message at once
-        let lent = self.lend_while(dest, send_tag, data, Some(src), Lending::Exchanges, || {
-            self.recv_into(src, recv_tag, buf)
-        })?;
-        if let Some((sent, received)) = lent {
-            return received.and(sent);
-        }
-        let large = data.len().min(buf.len()) >= SENDRECV_THREAD_MIN;
-        if large && dest == src && self.comm.rank > dest {
-            // a pairwise exchange: one direction after the other, each finding its receive
-            // posted (measured at 2 ranks, 1 MiB: 0.47 ms against 0.54 to 0.77 with a thread);
-            // the lower rank sends first, below; when this receive fails, the lower rank
-            // still gets this rank's message, so that it fails too rather than wait for it.
-            // A peer silent for EXCHANGE_PATIENCE may be in another algorithm for another
-            // length, waiting for a rank that waits for this one: this rank's message, queued
-            // there, shows it the mismatch; a peer merely late gets it queued, and the
-            // exchange completes as any other
-            let patience = Instant::now() + EXCHANGE_PATIENCE;
-            let received = match self.recv_into_by(src, recv_tag, buf, Some(patience)) {
-                Ok(false) => None,
-                other => Some(other.map(drop)),
-            };
-            let sent = self.send(dest, send_tag, data);
-            let received = received.unwrap_or_else(|| self.recv_into(src, recv_tag, buf));
-            return received.and(sent);
-        }
-        if large && dest != src {
-            let threaded = std::thread::scope(|scope| {
-                let sender = std::thread::Builder::new()
-                    .name("prun-sendrecv".into())
-                    .spawn_scoped(scope, || self.send(dest, send_tag, data))
-                    .ok()?;
-                let received = self.recv_into(src, recv_tag, buf);
-                let sent = sender
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::Malformed("the sending thread panicked".into())));
-                Some(sent.and(received))
-            });
-            // with no thread to be had, send, then receive, as below
-            if let Some(result) = threaded {
-                return result;
-            }
-        }
-        self.send(dest, send_tag, data)?;
-        self.recv_into(src, recv_tag, buf)
+        self.sendrecv_into_while(dest, send_tag, data, src, recv_tag, buf, &mut || ())
     }
 
     /// `before` runs while the peer copies this rank's lent message, before receiving; after
@@ -1035,6 +1042,8 @@ impl PointToPoint for Channel<'_> {
         buf: &mut [u8],
         before: &mut dyn FnMut(),
     ) -> Result<()> {
+        // lent (to a rank on this host, where ranks have a core each): the receive runs while
+        // the peer copies, and two ranks exchanging copy each other's message at once
         let lent = self.lend_while(dest, send_tag, data, Some(src), Lending::Exchanges, || {
             before();
             self.recv_into(src, recv_tag, buf)
@@ -1043,7 +1052,7 @@ impl PointToPoint for Channel<'_> {
             return received.and(sent);
         }
         // written: `before` would only hold up the peer, waiting for this rank's message
-        let exchanged = self.sendrecv_into(dest, send_tag, data, src, recv_tag, buf);
+        let exchanged = self.sendrecv_written(dest, send_tag, data, src, recv_tag, buf);
         before();
         exchanged
     }

@@ -34,10 +34,10 @@
 //! once read is held open by its receiver, and memory is read or the connection fails (a
 //! receiver no longer allowed to read it answers [`UNREADABLE`] first, so that both ranks' calls
 //! say why). Either way the send returns once the payload is safe: the pipe refers to the
-//! sender's pages, not to copies, so the caller may reuse its buffer only once they are read. A send still never
-//! waits for the receiving program: the receiver's progress thread copies the payload into a
-//! vector when no receive is posted for it, and a posted receive copies it straight into its
-//! buffer. A sender that only waits (not receiving meanwhile) says so in its frame's flags
+//! sender's pages, not to copies, so the caller may reuse its buffer only once they are read.
+//! A send still never waits for the receiving program: the receiver's progress thread copies
+//! the payload into a vector when no receive is posted for it, and a posted receive copies it
+//! straight into its buffer. A sender that only waits (not receiving meanwhile) says so in its frame's flags
 //! ([`HELPS`]), and a receive posted for such a message in memory shares the copy
 //! ([`SHARE_MIN`]): it asks the sender to write the second half of its buffer ([`WRITE`],
 //! `process_vm_writev`) while it reads the first, so that each side's core copies half.
