@@ -513,10 +513,14 @@ fn refused_exchange(world: &World) -> Result<(), String> {
 /// becomes `nobody`, losing the capability that overrides that) and rank 0 sends another. Rank
 /// 1's receive (posted half a second late with the argument `late`, so that the progress
 /// thread reads the message) must fail with an error saying why (its text is printed as
-/// `revoked: ...`, as is rank 0's failed send's), not wait for ever, and the job must end.
+/// `revoked: ...`, as is rank 0's failed send's), not wait for ever, and the job must end
+/// (rank 0 fails once rank 1 has printed: exit status 4).
 fn revoked_memory(world: &World) -> Result<(), String> {
     use nix::unistd::{Uid, geteuid, setresuid};
     let e = |e: Error| e.to_string();
+    // made by rank 1 once it has printed its error, for rank 0 to end the job only then
+    let job = std::env::var("PRUN_JOB_ID").unwrap_or_default();
+    let said = std::env::temp_dir().join(format!("prun-testjob-revoked-{job}"));
     let big: Vec<u8> = (0..2usize << 20).map(|i| (i % 253) as u8).collect();
     let mut got = vec![0u8; big.len()];
     if world.rank() == 0 {
@@ -543,8 +547,13 @@ fn revoked_memory(world: &World) -> Result<(), String> {
             Err(err) => err,
         };
         println!("revoked: {err}");
-        // for rank 1 to fail in its own time (the job ends when it does)
-        std::thread::sleep(Duration::from_secs(5));
+        // the job ends when a rank fails: this one waits (up to 30 s) until rank 1 has said
+        // what it got, then fails
+        let start = std::time::Instant::now();
+        while !said.exists() && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_file(&said);
         return Err(err.to_string());
     }
     if std::env::args().nth(2).as_deref() == Some("late") {
@@ -555,7 +564,9 @@ fn revoked_memory(world: &World) -> Result<(), String> {
         Ok(_) => Err("a message read with the permission taken away".into()),
         Err(err) => {
             println!("revoked: {err}");
-            Err(err.to_string())
+            // rank 0 ends the job once this rank has said it (`nobody` may write in /tmp)
+            std::fs::write(&said, b"").map_err(|e| format!("{}: {e}", said.display()))?;
+            sleep_forever()
         }
     }
 }
