@@ -12,6 +12,9 @@
 #   COLLBENCH_MIN_BYTES     smallest message size (default 0)          }
 #   COLLBENCH_MAX_BYTES     largest message size (default 16777216)   } passed to
 #   COLLBENCH_ITERS_SCALE   iteration multiplier, float (default 1)  } both programs
+#   COLLBENCH_STAT=avg      figure over the ranks' mean times: avg (default, as  }
+#                           OSU), min or max (the rank that left last: what     }
+#                           ranks that go on together wait for; OSU's -f)       }
 #   WITH_MPICH=1            also run MPICH, at 2 ranks only (its ranks busy-poll,
 #                           so oversubscribed runs do not finish)
 #   PRUN_BIN                launcher      (default: target/release/prun)
@@ -57,6 +60,7 @@ WITH_MPICH=${WITH_MPICH:-0}
 MIN_BYTES=${COLLBENCH_MIN_BYTES:-0}
 MAX_BYTES=${COLLBENCH_MAX_BYTES:-16777216}
 ITERS_SCALE=${COLLBENCH_ITERS_SCALE:-1}
+STAT_OVER_RANKS=${COLLBENCH_STAT:-avg}
 if [[ $# -gt 0 ]]; then RANKS=("$@"); else RANKS=(2 8); fi
 
 ALL_OPS=(latency barrier bcast allreduce gather scatter allgather)
@@ -73,6 +77,12 @@ if ! [[ $ITERS_SCALE =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$ ]] ||
     ! awk -v s="$ITERS_SCALE" 'BEGIN { exit !(s + 0 > 0) }'; then
     die "COLLBENCH_ITERS_SCALE must be a number > 0, not '$ITERS_SCALE'"
 fi
+case $STAT_OVER_RANKS in
+    avg) STAT_TEXT="averaged over ranks" ;;
+    min) STAT_TEXT="least over ranks (COLLBENCH_STAT=min)" ;;
+    max) STAT_TEXT="greatest over ranks (COLLBENCH_STAT=max)" ;;
+    *) die "COLLBENCH_STAT must be avg, min or max, not '$STAT_OVER_RANKS'" ;;
+esac
 check_counts "rank counts" "${RANKS[@]}"
 check_counts "REPEAT" "$REPEAT"
 read -r -a OPS_LIST <<<"${OPS:-}"
@@ -119,7 +129,7 @@ fi
 
 # Open MPI's local ranks inherit mpirun's environment anyway; -x makes it explicit.
 OMPI_ENV=()
-for v in COLLBENCH_MIN_BYTES COLLBENCH_MAX_BYTES COLLBENCH_ITERS_SCALE; do
+for v in COLLBENCH_MIN_BYTES COLLBENCH_MAX_BYTES COLLBENCH_ITERS_SCALE COLLBENCH_STAT; do
     if [[ -n ${!v:-} ]]; then
         export "${v?}"
         OMPI_ENV+=(-x "$v")
@@ -235,7 +245,7 @@ ratio() { # ratio A B
 
 # ---- the runs and the tables ---------------------------------------------------
 
-echo "Collective benchmark: mean time per operation, averaged over ranks, $(nproc 2>/dev/null || echo '?') cores"
+echo "Collective benchmark: mean time per operation, $STAT_TEXT, $(nproc 2>/dev/null || echo '?') cores"
 echo
 echo "- ops: ${OPS_LIST[*]}; sizes $MIN_BYTES to $MAX_BYTES bytes; iterations scale $ITERS_SCALE"
 echo "- prun: $PRUN_BIN ${PRUN_EXTRA[*]:+${PRUN_EXTRA[*]} }-n N $COLLBENCH_BIN"

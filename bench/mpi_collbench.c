@@ -27,10 +27,10 @@
  *   (the cast truncates toward zero).
  *
  * Each warm-up and timed iteration is: MPI_Barrier, t0 = MPI_Wtime(), the
- * operation, t += MPI_Wtime() - t0.  Each rank's mean is t / iters; rank 0
- * reports the average of the ranks' means (MPI_Reduce, MPI_SUM, divided by the
- * number of ranks; for latency divided by 2, ranks other than 0 and 1
- * contributing 0).
+ * operation, t += MPI_Wtime() - t0.  Each rank's mean is t / iters (for
+ * latency halved, ranks other than 0 and 1 not taking part); rank 0 gathers
+ * the means (MPI_Gather) and reports their average, or with COLLBENCH_STAT=min
+ * or max their least or greatest (the columns of the OSU benchmarks' -f).
  *
  * Buffers are allocated (page-aligned) once per size and memset before timing.  The
  * allreduce result (elements 0 and last) is checked once per size against
@@ -61,6 +61,9 @@ static const long SIZES[] = {8, 1024, 65536, 1048576, 16777216};
 
 static int rank, nranks;
 static double iters_scale = 1.0;
+/* COLLBENCH_STAT: what report() prints of the ranks' means */
+enum stat { STAT_AVG, STAT_MIN, STAT_MAX };
+static enum stat stat = STAT_AVG;
 
 static void die(const char *msg)
 {
@@ -96,14 +99,28 @@ static void iterations(long bytes, long *iters, long *warmup)
     *warmup = wu > 1 ? wu : 1;
 }
 
-/* Average of the ranks' mean times (seconds) in microseconds, at rank 0. */
-static void report(const char *op, long bytes, double my_mean, int participants)
+/* The average (or COLLBENCH_STAT's figure) of the mean times (seconds) of the
+ * ranks that take part, in microseconds, at rank 0. */
+static void report(const char *op, long bytes, double my_mean, int take_part)
 {
-    double sum = 0.0;
-    MPI_Reduce(&my_mean, &sum, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
+    double mine[2] = {my_mean, take_part ? 1.0 : 0.0}, *all = NULL;
+    if (rank == 0) all = xmalloc(2 * sizeof(double) * (size_t)nranks);
+    MPI_Gather(mine, 2, MPI_DOUBLE, all, 2, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     if (rank == 0) {
-        printf("%s %ld %.2f\n", op, bytes, sum / participants * 1e6);
+        double sum = 0.0, min = INFINITY, max = -INFINITY;
+        int n = 0;
+        for (int i = 0; i < nranks; i++) {
+            if (all[2 * i + 1] == 0.0) continue;
+            double m = all[2 * i];
+            sum += m;
+            n++;
+            if (m < min) min = m;
+            if (m > max) max = m;
+        }
+        double figure = stat == STAT_MIN ? min : stat == STAT_MAX ? max : sum / (n ? n : 1);
+        printf("%s %ld %.2f\n", op, bytes, figure * 1e6);
         fflush(stdout);
+        free(all);
     }
 }
 
@@ -186,11 +203,9 @@ static void run(const char *op, long bytes)
     struct bufs b = {0};
     size_t n = (size_t)bytes, all = (size_t)bytes * (size_t)nranks;
     op_fn fn;
-    int participants = nranks;
 
     if (!strcmp(op, "latency")) {
         fn = do_latency;
-        participants = 2;
         if (rank <= 1) {
             b.send = xmalloc(n);
             b.recv = xmalloc(n);
@@ -234,7 +249,7 @@ static void run(const char *op, long bytes)
     long iters, warmup;
     iterations(bytes, &iters, &warmup);
     double mean = time_op(fn, &b, iters, warmup);
-    if (fn == do_latency) mean = rank > 1 ? 0.0 : mean / 2.0; /* one way: half the round trip */
+    if (fn == do_latency) mean /= 2.0; /* one way: half the round trip */
 
     if (fn == do_allreduce && b.ndoubles > 0) {
         double want = (double)nranks * (double)(nranks + 1) / 2.0;
@@ -248,7 +263,7 @@ static void run(const char *op, long bytes)
         }
     }
 
-    report(op, bytes, mean, participants);
+    report(op, bytes, mean, fn != do_latency || rank <= 1);
 
     free(b.send);
     free(b.recv);
@@ -291,6 +306,12 @@ static const char *read_env(long *min_bytes, long *max_bytes)
         if (errno || *end || !isfinite(v) || !(v > 0.0))
             return "COLLBENCH_ITERS_SCALE must be a number > 0";
         iters_scale = v;
+    }
+    if ((s = getenv("COLLBENCH_STAT")) && *s) {
+        if (!strcmp(s, "avg")) stat = STAT_AVG;
+        else if (!strcmp(s, "min")) stat = STAT_MIN;
+        else if (!strcmp(s, "max")) stat = STAT_MAX;
+        else return "COLLBENCH_STAT must be avg, min or max";
     }
     return NULL;
 }

@@ -17,6 +17,46 @@ pub fn operations(program: &str) -> Result<Vec<String>, String> {
     Ok(if ops.is_empty() { OPS.iter().map(|s| s.to_string()).collect() } else { ops })
 }
 
+/// The figure over the ranks that rank 0 prints for a measurement, each rank having timed its
+/// own mean per operation: chosen by `COLLBENCH_STAT`, as the columns of the OSU benchmarks'
+/// full format (`-f`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    /// The average of the ranks' means (`avg`, the default): what the OSU benchmarks print.
+    Avg,
+    /// The least of the ranks' means (`min`): the rank that left the operation soonest.
+    Min,
+    /// The greatest of the ranks' means (`max`): the rank that left it last, which is what a
+    /// program whose ranks go on together waits for.
+    Max,
+}
+
+impl Stat {
+    /// `COLLBENCH_STAT` (`avg`, `min` or `max`; `avg` when it is unset or empty), or, for another
+    /// value, a message saying so that starts with `program`.
+    pub fn from_env(program: &str) -> Result<Stat, String> {
+        match std::env::var("COLLBENCH_STAT").unwrap_or_default().as_str() {
+            "" | "avg" => Ok(Stat::Avg),
+            "min" => Ok(Stat::Min),
+            "max" => Ok(Stat::Max),
+            other => Err(format!("{program}: COLLBENCH_STAT must be avg, min or max, not '{other}'")),
+        }
+    }
+
+    /// This figure of the means (in seconds) of the ranks that took part, `None` when none did.
+    pub fn of(self, means: impl IntoIterator<Item = f64>) -> Option<f64> {
+        let means: Vec<f64> = means.into_iter().collect();
+        if means.is_empty() {
+            return None;
+        }
+        Some(match self {
+            Stat::Avg => means.iter().sum::<f64>() / means.len() as f64,
+            Stat::Min => means.iter().copied().fold(f64::INFINITY, f64::min),
+            Stat::Max => means.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        })
+    }
+}
+
 /// What receive buffers hold before a receive (not zero, so that their pages are real).
 pub const EMPTY: u8 = 0xEE;
 
@@ -73,5 +113,23 @@ impl<T> std::ops::Deref for Page<T> {
 impl<T> std::ops::DerefMut for Page<T> {
     fn deref_mut(&mut self) -> &mut [T] {
         &mut self.v[self.at..self.at + self.n]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stat;
+
+    /// Each figure of some ranks' means, and none of no ranks'.
+    #[test]
+    fn figures_over_ranks() {
+        let means = [2.0, 1.0, 6.0];
+        assert_eq!(Stat::Avg.of(means), Some(3.0));
+        assert_eq!(Stat::Min.of(means), Some(1.0));
+        assert_eq!(Stat::Max.of(means), Some(6.0));
+        for stat in [Stat::Avg, Stat::Min, Stat::Max] {
+            assert_eq!(stat.of([]), None);
+            assert_eq!(stat.of([4.5]), Some(4.5));
+        }
     }
 }

@@ -137,6 +137,37 @@ fn collbench_prints_op_bytes_and_time_for_the_sizes_asked() {
     out.expect_code(2).no_leftovers();
     assert!(out.stderr.contains("unknown operation 'reduce_all'"), "{}", out.stderr);
     assert!(out.stdout.is_empty(), "{}", out.stdout);
+
+    let out = prun(["-n", "2", "@collbench", "barrier"]).env("COLLBENCH_STAT", "median").run();
+    out.expect_code(2).no_leftovers();
+    assert!(out.stderr.contains("COLLBENCH_STAT must be avg, min or max, not 'median'"), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+}
+
+/// `COLLBENCH_STAT=min` and `max` print the least and the greatest of the means of the ranks
+/// that take part: rank 2 of three only joins the ping-pong's barriers, its "mean" a few
+/// nanoseconds, so a least figure counting it would be about 0.01 us where a one-way message
+/// between processes takes a microsecond or more.
+#[test]
+fn collbench_prints_the_least_or_greatest_mean_over_ranks() {
+    for stat in ["min", "max"] {
+        let out = prun(["-n", "3", "@collbench", "latency", "allreduce"])
+            .env("COLLBENCH_MIN_BYTES", "1024")
+            .env("COLLBENCH_MAX_BYTES", "1024")
+            .env("COLLBENCH_ITERS_SCALE", "0.05")
+            .env("COLLBENCH_STAT", stat)
+            .run();
+        out.expect_code(0).no_leftovers();
+        let lines = out.lines();
+        assert_eq!(lines.len(), 2, "{}", out.stdout);
+        let us = |line: &str, head: &str| {
+            let us = line.strip_prefix(head).and_then(|v| v.parse::<f64>().ok());
+            us.unwrap_or_else(|| panic!("{stat}: '{head}<us>': '{line}'"))
+        };
+        let (latency, allreduce) = (us(lines[0], "latency 1024 "), us(lines[1], "allreduce 1024 "));
+        assert!(latency >= 0.5, "{stat}: the idle rank counted: {}", out.stdout);
+        assert!(allreduce > 0.0, "{stat}: {}", out.stdout);
+    }
 }
 
 #[test]

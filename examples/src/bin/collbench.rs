@@ -11,13 +11,14 @@
 //!
 //! Environment: `COLLBENCH_MIN_BYTES` and `COLLBENCH_MAX_BYTES` bound the sizes;
 //! `COLLBENCH_ITERS_SCALE` scales the iteration counts (`clamp(64 MiB / max(bytes, 1 KiB), 10,
-//! 1000)`, a tenth of that to warm up).
+//! 1000)`, a tenth of that to warm up); `COLLBENCH_STAT=min` or `max` prints the least or the
+//! greatest of the ranks' means instead of their average (the columns of OSU's `-f`).
 
 use prun::{Op, World};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use prun_examples::collbench::{EMPTY, Page, iterations, operations, sizes};
+use prun_examples::collbench::{EMPTY, Page, Stat, iterations, operations, sizes};
 
 /// Mean seconds of `op` over the timed iterations, after warm-up; a barrier before each.
 fn measure(
@@ -40,22 +41,30 @@ fn measure(
     Ok(total / iters as f64)
 }
 
-/// Average of every rank's figure (or of those that `take_part`), printed by rank 0.
-fn report(world: &World, op: &str, bytes: usize, mean: f64, take_part: bool) -> Result<(), prun::Error> {
-    let mut sums = [0.0f64; 2];
-    let mine = if take_part { [mean, 1.0] } else { [0.0, 0.0] };
-    world.allreduce_into(&mine, &mut sums, Op::Sum)?;
-    if world.rank() == 0 {
-        println!("{op} {bytes} {:.2}", sums[0] / sums[1].max(1.0) * 1e6);
+/// `stat` of every rank's mean (or of those that `take_part`), printed by rank 0.
+fn report(
+    world: &World,
+    stat: Stat,
+    line: (&str, usize),
+    mean: f64,
+    take_part: bool,
+) -> Result<(), prun::Error> {
+    let mine = [mean, if take_part { 1.0 } else { 0.0 }];
+    let mut all = vec![0.0f64; if world.rank() == 0 { 2 * world.size() } else { 0 }];
+    world.gather_into(0, &mine, (world.rank() == 0).then_some(&mut all[..]))?;
+    let taking_part = all.chunks_exact(2).filter(|m| m[1] != 0.0).map(|m| m[0]);
+    if let Some(figure) = stat.of(taking_part) {
+        println!("{} {} {:.2}", line.0, line.1, figure * 1e6);
     }
     Ok(())
 }
 
-fn bench(world: &World, op: &str, sizes: &[usize]) -> Result<(), prun::Error> {
+fn bench(world: &World, stat: Stat, op: &str, sizes: &[usize]) -> Result<(), prun::Error> {
+    let report = |op: &str, bytes, mean, take_part| report(world, stat, (op, bytes), mean, take_part);
     let (rank, size) = (world.rank(), world.size());
     if op == "barrier" {
         let mean = measure(world, 0, || world.barrier())?;
-        return report(world, op, 0, mean, true);
+        return report(op, 0, mean, true);
     }
     // buffers to send hold rank + 1 in every byte, as bench/mpi_collbench.c's: never zero, so
     // that they are real pages rather than the kernel's shared zero page
@@ -78,7 +87,7 @@ fn bench(world: &World, op: &str, sizes: &[usize]) -> Result<(), prun::Error> {
                     }
                     _ => Ok(()),
                 })?;
-                report(world, op, bytes, mean / 2.0, rank < 2)?;
+                report(op, bytes, mean / 2.0, rank < 2)?;
                 continue;
             }
             "bcast" => {
@@ -114,24 +123,25 @@ fn bench(world: &World, op: &str, sizes: &[usize]) -> Result<(), prun::Error> {
             }
             _ => unreachable!("operations are checked in main"),
         };
-        report(world, op, bytes, mean, true)?;
+        report(op, bytes, mean, true)?;
     }
     Ok(())
 }
 
 fn main() -> ExitCode {
-    let ops = match operations("collbench") {
+    let ops = match operations("collbench").and_then(|ops| Ok((ops, Stat::from_env("collbench")?))) {
         Ok(ops) => ops,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
+    let (ops, stat) = ops;
     let sizes = sizes();
     let run = || -> Result<(), prun::Error> {
         let world = prun::init()?;
         for op in &ops {
-            bench(&world, op, &sizes)?;
+            bench(&world, stat, op, &sizes)?;
         }
         Ok(())
     };
