@@ -27,7 +27,7 @@
  *   (the cast truncates toward zero).
  *
  * Each warm-up and timed iteration is: MPI_Barrier, t0 = MPI_Wtime(), the
- * operation, t += MPI_Wtime() - t0.  Each rank's mean is t / iters (for
+ * operation, t += MPI_Wtime() - t0; one more MPI_Barrier follows the last.  Each rank's mean is t / iters (for
  * latency halved, ranks other than 0 and 1 not taking part); rank 0 gathers
  * the means (MPI_Gather) and reports their average, or with COLLBENCH_STAT=min
  * or max their least or greatest (the columns of the OSU benchmarks' -f).
@@ -194,6 +194,9 @@ static double time_op(op_fn fn, struct bufs *b, long iters, long warmup)
         fn(b);
         total += MPI_Wtime() - t0;
     }
+    /* and one after the last, as OSU's (a barrier after each operation): no rank
+     * goes on to fill the next size's buffers while others still time this one */
+    MPI_Barrier(MPI_COMM_WORLD);
     return total / (double)iters;
 }
 
