@@ -311,9 +311,13 @@ impl Engine {
             }
         }
         let lent = pipe.as_ref().filter(|p| p.takes(parts))?;
-        // too long for the pipe, it is read out of this process's memory, if `dest` can
-        let in_memory = !lent.holds(parts);
-        if in_memory && self.memory_refused.get(dest).is_none_or(|r| r.load(Ordering::Relaxed)) {
+        // too long for the pipe, or where ranks have a core each, it is read out of this
+        // process's memory, if `dest` can
+        let memory = self.memory_refused.get(dest).is_some_and(|r| !r.load(Ordering::Relaxed));
+        let crowded = self.peers.get(dest).is_some_and(|p| p.crowded);
+        let memory_from = if memory && !crowded { lend::UNCROWDED_MEMORY_MIN } else { lend::MEMORY_MIN };
+        let in_memory = !lent.holds(parts, memory_from);
+        if in_memory && !memory {
             return None;
         }
         // the first message through the pipe may be refused (its receiver cannot open the pipe
@@ -328,14 +332,12 @@ impl Engine {
         // memory meanwhile); an exchange's sender receives while it waits, and a fan's receivers are
         // in the same collective call, so the receive comes (such a call returns once its
         // receivers have entered it, as MPI's large messages do)
-        let rendezvous = !untried
-            && matches!(how, Lending::Exchanges | Lending::Fans { .. })
-            && self.peers.get(dest).is_some_and(|p| p.crowded);
+        let rendezvous = !untried && matches!(how, Lending::Exchanges | Lending::Fans { .. }) && crowded;
         let mut read = true;
         let (mut meanwhile, mut outcome) = (Some(meanwhile), None);
         let polling = self.mailbox.large_polling();
         let sent = self.write_to(dest, |s| {
-            let announced = lend::announce(s, lent, context, tag, parts, waits, rendezvous)?;
+            let announced = lend::announce(s, lent, memory_from, context, tag, parts, waits, rendezvous)?;
             if announced.complete && !untried {
                 outcome = meanwhile.take().map(|f| f());
             } else {

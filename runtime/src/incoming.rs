@@ -866,10 +866,10 @@ mod tests {
             // the sender's frame, as an exchange step writes it where ranks share cores
             let pipe = lend::Pipe::new(lend::LEND_MAX).expect("pipe");
             let parts: [&[u8]; 2] = [&payload, b"sig"];
-            lend::announce(&mut writer, &pipe, 0, 9, &parts, false, true).expect("frame");
+            lend::announce(&mut writer, &pipe, lend::MEMORY_MIN, 0, 9, &parts, false, true).expect("frame");
             let key = next_event(&m, 1000).expect("no event for the message");
             incoming.on_event(&m, key);
-            let through_pipe = pipe.holds(&parts);
+            let through_pipe = pipe.holds(&parts, lend::MEMORY_MIN);
             assert_eq!(through_pipe, len < lend::MEMORY_MIN as u32);
             let Some((_, _, len)) = m.probe(&pat(9)).expect("probe") else {
                 // cross-memory attach refused here (a seccomp profile?): the message was

@@ -1,6 +1,8 @@
 //! Large messages between ranks on one host, copied once: the sender lends the payload's pages
-//! to a pipe (`vmsplice`), or, from [`MEMORY_MIN`] bytes on, lets the receiver read them out
-//! of its memory (`process_vm_readv`, cross-memory attach), and the receiver copies them into
+//! to a pipe (`vmsplice`), or lets the receiver read them out of its memory
+//! (`process_vm_readv`, cross-memory attach: where the host has a core per rank and the
+//! receiver may, every lent message, [`UNCROWDED_MEMORY_MIN`]; elsewhere from [`MEMORY_MIN`]
+//! bytes on, or where the pipe is too short), and the receiver copies them into
 //! their destination, where a socket copies every byte twice (into the kernel and out of it).
 //! Open MPI and MPICH copy large messages once the same way (cross-memory attach). On by
 //! default where the host has a core per rank; `PRUN_SINGLE_COPY` says otherwise (see
@@ -11,7 +13,8 @@
 //! keeps the pipes within the kernel's quota for one user; with too many for that, one page,
 //! [`MEMORY_ONLY_PIPE`], and only messages read out of memory are lent: [`MEMORY_MIN`] bytes
 //! and more, a scatter's blocks from [`MEMORY_ONLY_FAN_MIN`]). A message shorter than
-//! [`MEMORY_MIN`] that fits in the pipe goes through it: the sender puts the payload's pages
+//! [`MEMORY_MIN`] that fits in the pipe goes through it where ranks share cores, or where the
+//! receiver may not read the sender's memory: the sender puts the payload's pages
 //! into the pipe ([`announce`]), all but a last piece of up to [`INLINE_MAX`] bytes (a
 //! collective's signature), then writes a [`KIND_LEND`] frame on the connection: the usual
 //! header (context, tag, payload length), its process id, the pipe's file descriptor number,
@@ -140,9 +143,11 @@ pub(crate) const MEMORY_ONLY_FAN_MIN: usize = LEND_MIN;
 pub(crate) const INLINE_MAX: usize = 4096;
 /// Most pieces one lent message may lie in (one `vmsplice` takes up to 1024).
 pub(crate) const MAX_PIECES: usize = 64;
-/// Messages whose payload (beyond the part in the frame) has at least this many bytes, or
-/// does not fit in the pipe, are read out of the sender's memory (`process_vm_readv`, Open
-/// MPI's and MPICH's cross-memory attach) rather than lent through the pipe.
+/// Where ranks share cores, or where the receiver may not read the sender's memory, lent
+/// messages whose payload (beyond the part in the frame) has at least this many bytes, or does
+/// not fit in the pipe, are read out of the sender's memory (`process_vm_readv`, Open MPI's
+/// and MPICH's cross-memory attach) rather than lent through the pipe (where ranks have a core
+/// each, see [`UNCROWDED_MEMORY_MIN`]).
 ///
 /// Measured on 2 cores: 16 MiB took 1.6 ms so, against 3.5-4.2 ms through a socket and 2.8-4.6
 /// ms streamed through a 1 MiB pipe (bench/floor.c, 2 processes); in `collbench` at 2 ranks,
@@ -150,6 +155,22 @@ pub(crate) const MAX_PIECES: usize = 64;
 /// broadcast 83 against 96, gather 144 against 161, allgather 185 against 205; 64 KiB rows
 /// within the noise either way (some 10% better, some 10% worse).
 pub(crate) const MEMORY_MIN: usize = 1 << 20;
+/// Where the host has a core for each of its ranks and the receiver may read the sender's
+/// memory, the shortest lent message read out of it rather than lent through the pipe: every
+/// one ([`LEND_MIN`]).
+///
+/// A page lent through a pipe is counted twice, by the sender as it lends it (`vmsplice`) and
+/// by the receiver as it lets it go after its copy, each on its own core, so each page's count
+/// moves between the cores' caches (the receiver's release took a third as long as its copy
+/// in a 2-rank 64 KiB allgather); a read out of memory pins and releases the pages on the
+/// receiver's core alone. Measured at 2 ranks, medians of eight alternating runs, every lent
+/// message in memory against from 1 MiB: 64 KiB ping-pong 7.89 against 8.59 us, broadcast
+/// 8.29 against 9.22, gather 9.03 against 9.82, scatter 8.18 against 9.53, allgather 17.7
+/// against 18.5, allreduce even (Open MPI: 3.6, 3.3, 4.6, 4.6, 5.3 and 16.9 us); 1 MiB rows
+/// within the noise. Where ranks share cores the pipe stays below [`MEMORY_MIN`]: at 8 ranks
+/// on 2 cores, five alternating runs, the 64 KiB broadcast took 18.4 against 15.6 us in
+/// memory, the scatter 17.0 against 15.5, the other rows even.
+pub(crate) const UNCROWDED_MEMORY_MIN: usize = LEND_MIN;
 /// The pipe descriptor a lent message's frame names when its payload is to be read out of the
 /// sender's memory ([`MEMORY_MIN`]) instead.
 const IN_MEMORY: i32 = -1;
@@ -247,11 +268,12 @@ impl Pipe {
     }
 
     /// Whether a message in `parts` goes through the pipe (it fits whole, its last part
-    /// perhaps in the frame) rather than being read out of the sender's memory.
-    pub fn holds(&self, parts: &[&[u8]]) -> bool {
+    /// perhaps in the frame, and is shorter than `memory_from`, [`MEMORY_MIN`] or
+    /// [`UNCROWDED_MEMORY_MIN`]) rather than being read out of the sender's memory.
+    pub fn holds(&self, parts: &[&[u8]], memory_from: usize) -> bool {
         let piped = split_inline(parts).0;
         let len: usize = piped.iter().map(|p| p.len()).sum();
-        self.fits(piped) && len < MEMORY_MIN
+        self.fits(piped) && len < memory_from
     }
 
     /// Whether `pieces` fit whole: the pipe takes one page (or part of one) per slot.
@@ -403,11 +425,14 @@ fn split_inline<'p, 'a>(parts: &'p [&'a [u8]]) -> (&'p [&'a [u8]], &'a [u8]) {
 /// [`MAX_PIECES`] pieces besides a last one of up to [`INLINE_MAX`] bytes) to the receiver at
 /// the other end of `stream`: puts them into the pipe when it holds them ([`Pipe::holds`]), and
 /// writes the frame that announces them there, or else the frame that tells where they lie in
-/// this process's memory. Returns how far it got; [`finish`] does the rest, and the pipe must
-/// not be used again, nor `parts` changed, until it did.
+/// this process's memory (when the pipe does not [`hold`](Pipe::holds) them with
+/// `memory_from`). Returns how far it got; [`finish`] does the rest, and the pipe must not be
+/// used again, nor `parts` changed, until it did.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn announce(
     stream: &mut dyn Stream,
     pipe: &Pipe,
+    memory_from: usize,
     context: u64,
     tag: u32,
     parts: &[&[u8]],
@@ -422,8 +447,9 @@ pub(crate) fn announce(
     let header = Header { kind: KIND_LEND, context, tag, len: len as u64 };
     let mut frame = Vec::with_capacity(HEADER_LEN + FIXED + 16 * piped.len() + inline.len());
     frame.extend_from_slice(&header.encode());
-    // 1 MiB or more, or too long for the pipe: the receiver reads it out of this process's memory
-    let in_memory = !pipe.holds(parts);
+    // from `memory_from`, or too long for the pipe: the receiver reads it out of this
+    // process's memory
+    let in_memory = !pipe.holds(parts, memory_from);
     let (source, pieces) = if in_memory { (IN_MEMORY, piped) } else { (pipe.read.as_raw_fd(), &[][..]) };
     let flags = if helps && !rendezvous { HELPS | bound_cpu() << CPU_SHIFT } else { 0 }
         | if rendezvous { RENDEZVOUS } else { 0 };
@@ -933,7 +959,7 @@ mod tests {
         tag: u32,
         parts: &[&[u8]],
     ) -> io::Result<bool> {
-        let announced = announce(stream, pipe, context, tag, parts, true, false)?;
+        let announced = announce(stream, pipe, MEMORY_MIN, context, tag, parts, true, false)?;
         finish(stream, polling, pipe, parts, announced)
     }
 
@@ -1069,7 +1095,7 @@ mod tests {
                 let aligned = &mut whole[start..][..pipe.capacity];
                 aligned.iter_mut().enumerate().for_each(|(k, v)| *v = (k % 251) as u8);
                 let parts: [&[u8]; 2] = [aligned, b"signature"];
-                assert!(pipe.holds(&parts), "a pipe's worth and a signature go through the pipe");
+                assert!(pipe.holds(&parts, MEMORY_MIN), "a pipe's worth and a signature go through the pipe");
                 assert!(send(&mut a, Polling::default(), &pipe, 0, 9, &parts).expect("send"), "written");
             });
             for (i, &n) in sizes.iter().enumerate() {
@@ -1102,7 +1128,7 @@ mod tests {
         let pipe = Pipe::new(MEMORY_ONLY_PIPE).expect("pipe");
         assert!(pipe.capacity <= 2 * MEMORY_ONLY_PIPE, "{} bytes", pipe.capacity);
         let page = vec![7u8; LEND_MIN];
-        assert!(pipe.takes(&[&page]) && !pipe.holds(&[&page]));
+        assert!(pipe.takes(&[&page]) && !pipe.holds(&[&page], MEMORY_MIN));
     }
 
     /// A message longer than the pipe is read out of the sender's memory, in pieces (as the
@@ -1114,7 +1140,7 @@ mod tests {
         let n = 3 * pipe.capacity + 12_345;
         let data: Vec<u8> = (0..n).map(|j| (j * 13 + j / 4099) as u8).collect();
         let (x, y) = data.split_at(pipe.capacity / 3 + 1);
-        assert!(!pipe.holds(&[x, y, b"tail"]), "too long for the pipe");
+        assert!(!pipe.holds(&[x, y, b"tail"], MEMORY_MIN), "too long for the pipe");
         std::thread::scope(|s| {
             let sender = s.spawn(|| send(&mut a, Polling::default(), &pipe, 5, 6, &[x, y, b"tail"]));
             let header = read_header(&mut b, u64::MAX).expect("header").expect("a frame");

@@ -382,3 +382,18 @@ pub fn stat_field(stat: &str, n: usize) -> Option<&str> {
     let (_, after) = stat.rsplit_once(')')?;
     after.split_whitespace().nth(n.checked_sub(3)?)
 }
+
+/// `tests/c/deny_cross_memory.c`, built once: runs a program where the kernel refuses it
+/// `process_vm_readv` and `process_vm_writev`.
+pub fn deny_cross_memory() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("c/deny_cross_memory.c");
+            let out = std::env::temp_dir().join(format!("prun-deny-cross-memory-{}", std::process::id()));
+            let cc = Command::new("cc").arg("-O2").arg("-o").arg(&out).arg(&source).status();
+            assert!(cc.is_ok_and(|s| s.success()), "cannot compile {} with cc", source.display());
+            out
+        })
+        .clone()
+}

@@ -1,10 +1,7 @@
 //! Collectives between real rank processes: every operation, every root, sub-communicators,
 //! oversubscription, and a rank dying in the middle.
 
-use prun_tests::prun;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+use prun_tests::{deny_cross_memory, prun};
 
 fn all_ok(n: usize, args: &[&str], word: &str) {
     all_ok_with(&[], n, args, word);
@@ -110,21 +107,6 @@ fn split_keeps_communicators_apart() {
     for n in [1, 2, 5, 8] {
         all_ok(n, &["split"], "split ok");
     }
-}
-
-/// `tests/c/deny_cross_memory.c`, built once: runs a program where the kernel refuses it
-/// `process_vm_readv` and `process_vm_writev`.
-fn deny_cross_memory() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("c/deny_cross_memory.c");
-            let out = std::env::temp_dir().join(format!("prun-deny-cross-memory-{}", std::process::id()));
-            let cc = Command::new("cc").arg("-O2").arg("-o").arg(&out).arg(&source).status();
-            assert!(cc.is_ok_and(|s| s.success()), "cannot compile {} with cc", source.display());
-            out
-        })
-        .clone()
 }
 
 /// Where the system forbids one process to read another's memory (Yama's `ptrace_scope` 1, the
