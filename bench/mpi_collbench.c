@@ -27,10 +27,11 @@
  *   (the cast truncates toward zero).
  *
  * Each warm-up and timed iteration is: MPI_Barrier, t0 = MPI_Wtime(), the
- * operation, t += MPI_Wtime() - t0; one more MPI_Barrier follows the last.  Each rank's mean is t / iters (for
- * latency halved, ranks other than 0 and 1 not taking part); rank 0 gathers
- * the means (MPI_Gather) and reports their average, or with COLLBENCH_STAT=min
- * or max their least or greatest (the columns of the OSU benchmarks' -f).
+ * operation, t += MPI_Wtime() - t0; one more MPI_Barrier follows the last.
+ * Each rank's mean is t / iters (for latency halved, ranks other than 0 and 1
+ * not taking part); rank 0 gathers the means (MPI_Gather) and reports their
+ * average, or with COLLBENCH_STAT=min or max their least or greatest (the
+ * columns of the OSU benchmarks' -f).
  *
  * Buffers are allocated (page-aligned) once per size and memset before timing.  The
  * allreduce result (elements 0 and last) is checked once per size against

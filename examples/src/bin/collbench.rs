@@ -4,10 +4,11 @@
 //! `prun -n 8 target/release/collbench [latency|barrier|bcast|allreduce|gather|scatter|allgather]...`
 //!
 //! For each operation and size (8 B to 16 MiB; per rank for gather, scatter and allgather):
-//! warm-up iterations, then timed iterations each preceded by a barrier (and one after the last),
-//! timing only the operation. Each rank's mean time per operation is averaged over the ranks (over ranks 0 and 1
-//! for `latency`, a ping-pong whose one-way time is half the round trip). Rank 0 prints exactly
-//! `<op> <bytes> <avg_us>` per measurement and nothing else on stdout.
+//! warm-up iterations, then timed iterations each preceded by a barrier (and one after the
+//! last), timing only the operation. Each rank's mean time per operation is averaged over the
+//! ranks (over ranks 0 and 1 for `latency`, a ping-pong whose one-way time is half the round
+//! trip). Rank 0 prints exactly `<op> <bytes> <avg_us>` per measurement and nothing else on
+//! stdout.
 //!
 //! Environment: `COLLBENCH_MIN_BYTES` and `COLLBENCH_MAX_BYTES` bound the sizes;
 //! `COLLBENCH_ITERS_SCALE` scales the iteration counts (`clamp(64 MiB / max(bytes, 1 KiB), 10,
@@ -138,14 +139,13 @@ fn bench(world: &World, stat: Stat, op: &str, sizes: &[usize]) -> Result<(), pru
 }
 
 fn main() -> ExitCode {
-    let ops = match operations("collbench").and_then(|ops| Ok((ops, Stat::from_env("collbench")?))) {
-        Ok(ops) => ops,
+    let (ops, stat) = match operations("collbench").and_then(|ops| Ok((ops, Stat::from_env("collbench")?))) {
+        Ok(chosen) => chosen,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
-    let (ops, stat) = ops;
     let sizes = sizes();
     let run = || -> Result<(), prun::Error> {
         let world = prun::init()?;
