@@ -74,12 +74,20 @@ pub const ALLGATHER_LARGE: usize = 64 * 1024;
 pub const ALLGATHER_DOUBLING_MIN_RANKS: usize = 4;
 
 /// Block size in bytes at or above which an allgather between two ranks
-/// ([`in_place::allgather_ring_into`](crate::in_place::allgather_ring_into)) sends one way, then
-/// the other, each rank copying its own block where it would otherwise wait for its peer.
+/// ([`in_place::allgather_ring_into`](crate::in_place::allgather_ring_into)) is one exchange of
+/// the ranks' own blocks (in pieces of at most
+/// [`PointToPoint::exchange_piece`](crate::PointToPoint::exchange_piece)), each rank copying
+/// its own block into place while its peer copies the one it lent; below it, the ring's step,
+/// the own block copied into place first and that copy sent.
 ///
-/// Measured at 2 ranks: 1 MiB 311-343 us against 392-586 us with the copy first; at 64 KiB
-/// 109-113 us against 85-97 us, where both ranks sending at once wins.
-pub const ALLGATHER_PAIR_SPLIT: usize = 256 * 1024;
+/// Measured at 2 ranks with a core each, medians of eight alternating runs, from 64 KiB against
+/// from 256 KiB: 64 KiB blocks 14.1 against 21.9 us (Open MPI 6.9), 128 KiB 19.0 against 34.1,
+/// 256 KiB and more alike; ranks sharing cores (`PRUN_CROWDED=1`, six runs): 64 KiB 19.4
+/// against 21.5 us, 128 KiB 23.3 against 38.0. Shorter blocks are written rather than lent
+/// (the runtime's `LEND_MIN`), and the two ways measured alike at 8 bytes and 1 KiB. When every
+/// transfer went through the socket: 1 MiB 311-343 us against 392-586 with the copy first, at
+/// 64 KiB 109-113 against 85-97.
+pub const ALLGATHER_PAIR_SPLIT: usize = 64 * 1024;
 
 /// Largest piece in which two ranks exchanging with each other (an allgather between two
 /// ranks, the steps of a ring allreduce between two) move a block: a larger block goes as
