@@ -198,6 +198,16 @@ pub trait PointToPoint {
         crate::tuning::EXCHANGE_PIECE
     }
 
+    /// Whether an exchange step's message of `len` bytes to `peer` moves while this rank works
+    /// (the runtime's single copy: the peer copies it out of this rank's memory), so that
+    /// [`PointToPoint::sendrecv_into_while`]'s `before` runs during the peer's copy rather
+    /// than after the exchange. A hint for choosing what to send: the default, `false`, suits a
+    /// transport that writes every message.
+    fn lends(&self, peer: usize, len: usize) -> bool {
+        let _ = (peer, len);
+        false
+    }
+
     /// Builds the error for a malformed message from a peer, or arguments that violate a
     /// collective's documented shape; `what` describes the problem.
     fn malformed(&self, what: String) -> Self::Error;

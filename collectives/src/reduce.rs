@@ -153,7 +153,6 @@ pub fn allreduce_doubling_into<P: PointToPoint + ?Sized>(
         return Err(p.malformed(format!("allreduce: {s} bytes into {r} at rank {rank} of {size}")));
     }
     let doubling = Doubling::new(rank, size);
-    recv.copy_from_slice(send);
     let mut theirs = vec![0u8; send.len()];
     // `op` folds into its first argument: a lower partner's part goes first, into `theirs`,
     // and the result is copied back
@@ -161,20 +160,44 @@ pub fn allreduce_doubling_into<P: PointToPoint + ?Sized>(
         op(theirs, acc);
         acc.copy_from_slice(theirs);
     };
+    // whether `recv` holds this rank's partial result yet: until it does, where the transport
+    // lends the first round's message, `send` is lent (the caller's buffer, not a copy just
+    // written) and copied into `recv` while the partner copies it (2 ranks, 64 KiB, eight
+    // alternating runs: 18.2 against 29.6 us); where it writes the message, `send` is copied
+    // first, as before (8 ranks on 2 cores, 64 KiB, the copy after the exchange: 241-252
+    // against 229-240 us)
+    let mut in_recv = false;
     if doubling.sends_away() {
-        p.send(rank + 1, tag(seq, 0), recv)?;
+        p.send(rank + 1, tag(seq, 0), send)?;
     } else if rank < doubling.folded {
+        recv.copy_from_slice(send);
+        in_recv = true;
         p.recv_into(rank - 1, tag(seq, 0), &mut theirs)?;
         lower_first(&mut theirs, recv);
     }
     for (partner, round) in doubling.rounds() {
         let t = tag(seq, round);
-        p.sendrecv_into(partner, t, recv, partner, t, &mut theirs)?;
+        if !in_recv && !p.lends(partner, send.len()) {
+            recv.copy_from_slice(send);
+            in_recv = true;
+        }
+        if in_recv {
+            p.sendrecv_into(partner, t, recv, partner, t, &mut theirs)?;
+        } else {
+            p.sendrecv_into_while(partner, t, send, partner, t, &mut theirs, &mut || {
+                recv.copy_from_slice(send)
+            })?;
+            in_recv = true;
+        }
         if partner < rank {
             lower_first(&mut theirs, recv);
         } else {
             op(recv, &theirs);
         }
+    }
+    if !in_recv && !doubling.sends_away() {
+        // one rank: no round
+        recv.copy_from_slice(send);
     }
     if rank < doubling.folded {
         if rank % 2 == 1 {

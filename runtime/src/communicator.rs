@@ -932,6 +932,15 @@ impl PointToPoint for Channel<'_> {
         }
     }
 
+    /// As an exchange step lends it ([`crate::lend`]): large, to a rank on this host, where the
+    /// host's ranks share cores only from `lend::CROWDED_EXCHANGE_MIN`.
+    fn lends(&self, peer: usize, len: usize) -> bool {
+        let signed = len.saturating_add(SIGNATURE_LEN);
+        self.comm
+            .check_rank(peer)
+            .is_ok_and(|w| self.comm.shared.engine.lends_to(w, signed, Lending::Exchanges))
+    }
+
     fn rank(&self) -> usize {
         self.comm.rank
     }
