@@ -177,18 +177,17 @@ pub fn allreduce_doubling_into<P: PointToPoint + ?Sized>(
     }
     for (partner, round) in doubling.rounds() {
         let t = tag(seq, round);
-        if !in_recv && !p.lends(partner, send.len()) {
-            recv.copy_from_slice(send);
-            in_recv = true;
-        }
-        if in_recv {
-            p.sendrecv_into(partner, t, recv, partner, t, &mut theirs)?;
-        } else {
+        if !in_recv && p.lends(partner, send.len()) {
             p.sendrecv_into_while(partner, t, send, partner, t, &mut theirs, &mut || {
                 recv.copy_from_slice(send)
             })?;
-            in_recv = true;
+        } else {
+            if !in_recv {
+                recv.copy_from_slice(send);
+            }
+            p.sendrecv_into(partner, t, recv, partner, t, &mut theirs)?;
         }
+        in_recv = true;
         if partner < rank {
             lower_first(&mut theirs, recv);
         } else {

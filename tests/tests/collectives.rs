@@ -151,10 +151,11 @@ fn large_collectives_where_only_one_rank_may_read_the_others_memory() {
     }
 }
 
-/// The allreduce moves 800 KB: written to the sockets, and lent through pipes (a peer waiting
-/// for the dead rank to read its pipe, or reading the dead rank's); and 16 MB, whose halves are
-/// read whole out of the sender's memory (a peer waiting for the dead rank's answer, or reading
-/// its memory).
+/// The allreduce moves 800 KB: written to the sockets, lent through pipes where six ranks share
+/// two cores (a peer waiting for the dead rank to read its pipe, or reading the dead rank's),
+/// and read out of the sender's memory between two ranks; and 16 MB, whose halves are read
+/// whole out of the sender's memory (a peer waiting for the dead rank's answer, or reading its
+/// memory).
 #[test]
 fn a_rank_killed_mid_collective_ends_the_job() {
     for (n, copy, numbers) in [

@@ -455,12 +455,12 @@ fn cpu_seconds() -> f64 {
     ticks as f64 / 100.0
 }
 
-/// Two ranks exchange 256 KiB blocks (an allgather: each lends its block through its pipe to
-/// the other, and receives meanwhile) when neither can open the other's pipe: each has its
-/// pipe from a 2 MiB message sent before (read out of memory, so the pipe was never opened),
-/// then no file descriptor can be made (the limit lowered to 3). Both refuse,
-/// and each must still get the other's block, written on the connection. Prints
-/// `refused exchange ok`.
+/// Two ranks exchange 256 KiB blocks (an allgather: each lends its block to the other, through
+/// its pipe where ranks share cores or memory may not be read, and receives meanwhile) when
+/// neither can open the other's pipe: each has its pipe from a 2 MiB message sent before (read
+/// out of memory, so the pipe was never opened), then no file descriptor can be made (the
+/// limit lowered to 3). Both refuse, and each must still get the other's block, written on the
+/// connection. Prints `refused exchange ok`.
 fn refused_exchange(world: &World) -> Result<(), String> {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let e = |e: Error| e.to_string();
