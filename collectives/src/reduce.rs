@@ -89,6 +89,17 @@ impl Doubling {
     }
 }
 
+/// Where a rank's partial result is in [`allreduce_doubling_into`].
+#[derive(Clone, Copy)]
+enum Partial {
+    /// Nowhere yet: it is the caller's `send`.
+    Send,
+    /// In the caller's `recv`.
+    Recv,
+    /// In the scratch buffer.
+    Scratch,
+}
+
 /// Reduces every rank's `data` in rank order; every rank returns the result.
 ///
 /// Recursive doubling over the largest power of two `pof2 <= size` ranks: first the lowest
@@ -134,9 +145,11 @@ pub fn allreduce<P: PointToPoint + ?Sized>(
 /// As [`allreduce`], on buffers: every rank's `send` reduced in rank order into its `recv` (of
 /// the same length), with `op(acc, other)` setting `acc` to `op(acc, other)` element-wise.
 ///
-/// The same recursive doubling, each round's partial result received into one scratch buffer
-/// rather than a fresh vector, so that a receive can be posted for it (read straight from the
-/// socket, see the runtime's hand-over) and nothing is allocated per round.
+/// The same recursive doubling, each round's message received into `recv` or one scratch
+/// buffer rather than a fresh vector, so that a receive can be posted for it (read straight from
+/// the socket, see the runtime's hand-over) and nothing is allocated per round; the partial
+/// result stays in whichever of the two a round left it in, and is copied into `recv` at most
+/// once, at the end.
 ///
 /// Errors: a transport error, or buffers of other lengths than this rank's (a peer's message of
 /// another length fails the receive).
@@ -153,50 +166,71 @@ pub fn allreduce_doubling_into<P: PointToPoint + ?Sized>(
         return Err(p.malformed(format!("allreduce: {s} bytes into {r} at rank {rank} of {size}")));
     }
     let doubling = Doubling::new(rank, size);
-    let mut theirs = vec![0u8; send.len()];
-    // `op` folds into its first argument: a lower partner's part goes first, into `theirs`,
-    // and the result is copied back
-    let lower_first = |theirs: &mut [u8], acc: &mut [u8]| {
-        op(theirs, acc);
-        acc.copy_from_slice(theirs);
-    };
-    // whether `recv` holds this rank's partial result yet: until it does, where the transport
-    // lends the first round's message, `send` is lent (the caller's buffer, not a copy just
-    // written) and copied into `recv` while the partner copies it (2 ranks, 64 KiB, eight
-    // alternating runs: 18.2 against 29.6 us); where it writes the message, `send` is copied
-    // first, as before (8 ranks on 2 cores, 64 KiB, the copy after the exchange: 241-252
-    // against 229-240 us)
-    let mut in_recv = false;
+    let mut scratch = vec![0u8; send.len()];
+    // where this rank's partial result is: each round's message lands in the other buffer, and
+    // `op` folds into its first argument, so a lower partner's part (which goes first) takes
+    // this rank's in where it landed, and that buffer holds the result from then on (copying it
+    // back cost a copy per such round)
+    let mut partial = Partial::Send;
     if doubling.sends_away() {
         p.send(rank + 1, tag(seq, 0), send)?;
     } else if rank < doubling.folded {
-        recv.copy_from_slice(send);
-        in_recv = true;
-        p.recv_into(rank - 1, tag(seq, 0), &mut theirs)?;
-        lower_first(&mut theirs, recv);
+        p.recv_into(rank - 1, tag(seq, 0), recv)?;
+        op(recv, send);
+        partial = Partial::Recv;
     }
     for (partner, round) in doubling.rounds() {
         let t = tag(seq, round);
-        if !in_recv && p.lends(partner, send.len()) {
-            p.sendrecv_into_while(partner, t, send, partner, t, &mut theirs, &mut || {
-                recv.copy_from_slice(send)
-            })?;
-        } else {
-            if !in_recv {
-                recv.copy_from_slice(send);
+        let lower = partner < rank;
+        partial = match partial {
+            Partial::Send if lower => {
+                p.sendrecv_into(partner, t, send, partner, t, recv)?;
+                op(recv, send);
+                Partial::Recv
             }
-            p.sendrecv_into(partner, t, recv, partner, t, &mut theirs)?;
-        }
-        in_recv = true;
-        if partner < rank {
-            lower_first(&mut theirs, recv);
-        } else {
-            op(recv, &theirs);
-        }
+            Partial::Send => {
+                // where the transport lends the message, `send` (the caller's buffer, not a
+                // copy just written) goes while it is copied into `recv` (2 ranks, 64 KiB,
+                // eight alternating runs: 18.2 against 29.6 us); where it writes it, `send` is
+                // copied first (8 ranks on 2 cores, 64 KiB, the copy after the exchange:
+                // 241-252 against 229-240 us)
+                if p.lends(partner, send.len()) {
+                    let copy = &mut || recv.copy_from_slice(send);
+                    p.sendrecv_into_while(partner, t, send, partner, t, &mut scratch, copy)?;
+                } else {
+                    recv.copy_from_slice(send);
+                    p.sendrecv_into(partner, t, recv, partner, t, &mut scratch)?;
+                }
+                op(recv, &scratch);
+                Partial::Recv
+            }
+            Partial::Recv => {
+                p.sendrecv_into(partner, t, recv, partner, t, &mut scratch)?;
+                if lower {
+                    op(&mut scratch, recv);
+                    Partial::Scratch
+                } else {
+                    op(recv, &scratch);
+                    Partial::Recv
+                }
+            }
+            Partial::Scratch => {
+                p.sendrecv_into(partner, t, &scratch, partner, t, recv)?;
+                if lower {
+                    op(recv, &scratch);
+                    Partial::Recv
+                } else {
+                    op(&mut scratch, recv);
+                    Partial::Scratch
+                }
+            }
+        };
     }
-    if !in_recv && !doubling.sends_away() {
+    match partial {
+        Partial::Scratch => recv.copy_from_slice(&scratch),
         // one rank: no round
-        recv.copy_from_slice(send);
+        Partial::Send if !doubling.sends_away() => recv.copy_from_slice(send),
+        Partial::Send | Partial::Recv => {}
     }
     if rank < doubling.folded {
         if rank % 2 == 1 {
