@@ -33,7 +33,7 @@ impl Communicator {
     /// **Collective.** Every rank passes a buffer of the same length. A binomial tree, each rank
     /// receiving straight into `buf`; where some host runs more ranks than it has cores,
     /// straight from the root to every rank, all at once, on 8 to 16 ranks (and on up to 64 for
-    /// short buffers). As with MPI, a rank may return only once the ranks it sends to have
+    /// short buffers, or of 1 MiB and more). As with MPI, a rank may return only once the ranks it sends to have
     /// entered the call (where ranks share cores, buffers of 64 KiB or more are copied straight
     /// out of the sender's memory, which waits for them), so no rank should wait for another
     /// rank's message sent after the broadcast before it enters the broadcast itself.
@@ -64,9 +64,9 @@ impl Communicator {
             return Ok(());
         }
         // where ranks share cores, straight from the root (at every size up to
-        // `BCAST_FAN_MAX_RANKS` ranks): its messages go out at once and their receivers copy
-        // them at once (see `PointToPoint::send_each`)
-        if self.flat_typed() && (self.flat(bytes.len()) || self.size() <= tuning::BCAST_FAN_MAX_RANKS) {
+        // `BCAST_FAN_MAX_RANKS` ranks, on more from `BCAST_FAN_MIN` bytes): its messages go out
+        // at once and their receivers copy them at once (see `PointToPoint::send_each`)
+        if self.flat_typed() && (self.flat(bytes.len()) || tuning::bcast_fan(self.size(), bytes.len())) {
             return flat::broadcast_into(&self.channel_for(&call)?, seq, root, bytes);
         }
         // a binomial tree, each rank receiving in place: with every rank's copy done straight

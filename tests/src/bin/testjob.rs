@@ -295,8 +295,8 @@ fn collectives(world: &World, max_len: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// An allgather, or a scatter from rank 0, of `len`-byte blocks, checked; prints `writes RANK
-/// BYTES CMA`: the bytes this process wrote to files and sockets meanwhile (`wchar` of
+/// An allgather, or a scatter or a broadcast from rank 0, of `len`-byte blocks, checked; prints
+/// `writes RANK BYTES CMA`: the bytes this process wrote to files and sockets meanwhile (`wchar` of
 /// `/proc/self/io`), and whether it may read a process's memory by cross-memory attach (its
 /// own; a seccomp profile may forbid it), the way the runtime lends large messages between
 /// ranks of a host.
@@ -317,6 +317,10 @@ fn writes(world: &World, op: &str, len: usize) -> Result<(), String> {
         let mut mine = vec![0u8; len];
         world.scatter_into(0, (rank == 0).then_some(&all[..]), &mut mine).map_err(e)?;
         check(right((rank, &mine)), "scatter_into")?;
+    } else if op == "bcast" {
+        let mut buf: Vec<u8> = (0..len).map(|i| if rank == 0 { value(0, i) } else { 0 }).collect();
+        world.broadcast_into(0, &mut buf).map_err(e)?;
+        check(right((0, &buf)), "broadcast_into")?;
     } else {
         let send: Vec<u8> = (0..len).map(|i| value(rank, i)).collect();
         let mut recv = vec![0u8; len * size];
