@@ -35,6 +35,7 @@ pub mod scatter;
 #[cfg(test)]
 mod testutil;
 pub mod threads;
+pub mod tree;
 pub mod tuning;
 mod wire;
 

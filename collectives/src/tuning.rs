@@ -36,6 +36,24 @@ pub const ALLREDUCE_PAIR_MIN: usize = 128 * 1024;
 /// See [`ALLREDUCE_PAIR_MIN`]: just below [`ALLREDUCE_LARGE`], where the ring takes over.
 pub const ALLREDUCE_PAIR_MAX: usize = ALLREDUCE_LARGE - 1;
 
+/// Fewest ranks for which, where ranks share cores, a zero-copy allreduce too short for
+/// [`ALLREDUCE_LARGE`] and too long for [`flat()`] goes up and down a binomial tree
+/// ([`tree::allreduce_tree_into`](crate::tree::allreduce_tree_into)) rather than by recursive
+/// doubling: `2 (size - 1)` messages of the whole buffer against `size log2(size)`, where the
+/// cores' copying and wake-ups, not the number of steps, are the limit.
+///
+/// Measured on 2 cores (twenty-fifth session), up and down the tree against recursive
+/// doubling, by whole calls (wall time per call of runs at 1 and 11 times the iterations,
+/// medians of three; Open MPI in brackets), 64 KiB: 8 ranks 304 against 378 us (171), 16 ranks
+/// 662 against 1261 (488), 32 ranks 1444 against 3039 (1458). By the benchmark's average over
+/// ranks, alternating runs: 32 KiB 16 ranks 294 against 571 us, 32 ranks 605 against 1506; 64
+/// KiB 8 ranks 193 against 226 (150), 12 ranks 336 against 492, 24 ranks 687 against 1165, 64
+/// ranks 2.05 against 6.69 ms; 128 KiB 8 ranks 333 against 365, 32 ranks 1.35 against 3.58 ms.
+/// On 4 and 6 ranks doubling won (4 ranks, 64 KiB, 82 against 71 us; 1 KiB 99 against 59). For
+/// large buffers the tree lost to recursive halving at 8 ranks (1 MiB 2.69 against 1.43 ms) and
+/// tied at 32 by whole calls (14.4 against 13.8 ms).
+pub const ALLREDUCE_TREE_MIN_RANKS: usize = 8;
+
 /// Fewest ranks at which a large zero-copy allreduce (at least [`ALLREDUCE_LARGE`] bytes) runs
 /// by recursive halving and doubling ([`halving`](crate::halving)) rather than the ring, and a
 /// large zero-copy reduce ([`REDUCE_LARGE`]) by recursive halving and a gather.

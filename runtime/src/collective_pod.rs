@@ -360,8 +360,9 @@ impl Communicator {
     /// Combines every rank's `send` element-wise with `op` into every rank's `recv`.
     ///
     /// **Collective.** All buffers have the same length. Small buffers by recursive doubling
-    /// (reduced on rank 0 and sent from there on 8 to 64 ranks where some host runs more ranks
-    /// than it has cores);
+    /// (where some host runs more ranks than it has cores, on 8 to 64 ranks reduced on rank 0
+    /// and sent from there, and on 8 ranks or more up a binomial tree to rank 0 and down again
+    /// when too long for that);
     /// for large ones (or from 128 KiB at two ranks) received in place, without serialising:
     /// between two ranks the whole buffer goes to rank 0 and back up to 2 MiB, beyond that a ring
     /// reduce-scatter then allgather; from four ranks recursive halving then doubling
@@ -415,6 +416,22 @@ impl Communicator {
             } else {
                 elementwise::allreduce_ring_into(&channel, seq, bytes, out, elem, &elementwise)
             };
+        }
+        if !self.flat(bytes.len())
+            && self.shared_engine().crowded()
+            && self.size() >= tuning::ALLREDUCE_TREE_MIN_RANKS
+        {
+            // where ranks share cores, up a binomial tree and down again: 2 (size - 1) messages
+            // where recursive doubling sends size log2(size)
+            let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
+            let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
+            return prun_collectives::tree::allreduce_tree_into(
+                &self.channel_for(&call)?,
+                seq,
+                bytes,
+                out,
+                &elementwise,
+            );
         }
         if !self.flat(bytes.len()) {
             // recursive doubling, each round received straight into one scratch buffer

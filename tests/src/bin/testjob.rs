@@ -207,7 +207,8 @@ fn old_protocol(world: &World) -> Result<(), String> {
 fn collectives(world: &World, max_len: usize) -> Result<(), String> {
     let e = |e: Error| e.to_string();
     let (rank, size) = (world.rank(), world.size());
-    let lens: Vec<usize> = [0, 1, 7, 1000, 70_000, 300_000].into_iter().filter(|&l| l <= max_len).collect();
+    let lens: Vec<usize> =
+        [0, 1, 7, 1000, 10_000, 70_000, 300_000].into_iter().filter(|&l| l <= max_len).collect();
     for root in 0..size {
         // typed: contributions of different sizes per rank
         let v = world.broadcast(root, (rank == root).then(|| format!("from {root}"))).map_err(e)?;
