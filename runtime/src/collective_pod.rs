@@ -417,10 +417,9 @@ impl Communicator {
                 elementwise::allreduce_ring_into(&channel, seq, bytes, out, elem, &elementwise)
             };
         }
-        if !self.flat(bytes.len())
-            && self.shared_engine().crowded()
-            && self.size() >= tuning::ALLREDUCE_TREE_MIN_RANKS
-        {
+        // through rank 0 only while its share is short: beyond it, up and down a tree
+        let flat = self.flat_typed() && tuning::allreduce_flat(self.size(), bytes.len());
+        if !flat && self.shared_engine().crowded() && self.size() >= tuning::ALLREDUCE_TREE_MIN_RANKS {
             // where ranks share cores, up a binomial tree and down again: 2 (size - 1) messages
             // where recursive doubling sends size log2(size)
             let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
@@ -433,7 +432,7 @@ impl Communicator {
                 &elementwise,
             );
         }
-        if !self.flat(bytes.len()) {
+        if !flat {
             // recursive doubling, each round received straight into one scratch buffer
             let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
             let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
