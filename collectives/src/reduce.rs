@@ -160,11 +160,7 @@ pub fn allreduce_doubling_into<P: PointToPoint + ?Sized>(
     recv: &mut [u8],
     op: &dyn Fn(&mut [u8], &[u8]),
 ) -> Result<(), P::Error> {
-    let (rank, size) = (p.rank(), p.size());
-    if rank >= size || send.len() != recv.len() {
-        let (s, r) = (send.len(), recv.len());
-        return Err(p.malformed(format!("allreduce: {s} bytes into {r} at rank {rank} of {size}")));
-    }
+    let (rank, size) = buffers_of(p, send, recv)?;
     let doubling = Doubling::new(rank, size);
     let mut scratch = vec![0u8; send.len()];
     // where this rank's partial result is: each round's message lands in the other buffer, and
@@ -240,6 +236,21 @@ pub fn allreduce_doubling_into<P: PointToPoint + ?Sized>(
         }
     }
     Ok(())
+}
+
+/// This rank and the group's size, after checking that the rank is in range and that an
+/// allreduce's `send` and `recv` have the same length.
+pub(crate) fn buffers_of<P: PointToPoint + ?Sized>(
+    p: &P,
+    send: &[u8],
+    recv: &[u8],
+) -> Result<(usize, usize), P::Error> {
+    let (rank, size) = (p.rank(), p.size());
+    if rank >= size || send.len() != recv.len() {
+        let (s, r) = (send.len(), recv.len());
+        return Err(p.malformed(format!("allreduce: {s} bytes into {r} at rank {rank} of {size}")));
+    }
+    Ok((rank, size))
 }
 
 /// Inclusive prefix reduction: rank `r` returns the combination of the `data` of ranks `0..=r`.

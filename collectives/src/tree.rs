@@ -29,11 +29,7 @@ pub fn allreduce_tree_into<P: PointToPoint + ?Sized>(
     recv: &mut [u8],
     op: &dyn Fn(&mut [u8], &[u8]),
 ) -> Result<(), P::Error> {
-    let (rank, size) = (p.rank(), p.size());
-    if rank >= size || send.len() != recv.len() {
-        let (s, r) = (send.len(), recv.len());
-        return Err(p.malformed(format!("allreduce: {s} bytes into {r} at rank {rank} of {size}")));
-    }
+    let (rank, size) = crate::reduce::buffers_of(p, send, recv)?;
     let parent = binomial::parent(rank);
     let children: Vec<usize> = binomial::children(rank, size).collect();
     let (up, down) = (tag(seq, 0), tag(seq, 1));
