@@ -33,10 +33,11 @@ impl Communicator {
     /// **Collective.** Every rank passes a buffer of the same length. A binomial tree, each rank
     /// receiving straight into `buf`; where some host runs more ranks than it has cores,
     /// straight from the root to every rank, all at once, on 8 to 16 ranks (and on up to 64 for
-    /// short buffers, or of 1 MiB and more). As with MPI, a rank may return only once the ranks it sends to have
-    /// entered the call (where ranks share cores, buffers of 64 KiB or more are copied straight
-    /// out of the sender's memory, which waits for them), so no rank should wait for another
-    /// rank's message sent after the broadcast before it enters the broadcast itself.
+    /// short buffers, or of 1 MiB and more). As with MPI, a rank may return only once the ranks
+    /// it sends to have entered the call (where ranks share cores, buffers of 64 KiB or more are
+    /// copied straight out of the sender's memory, which waits for them), so no rank should wait
+    /// for another rank's message sent after the broadcast before it enters the broadcast
+    /// itself.
     ///
     /// ```
     /// let world = prun::init()?;
