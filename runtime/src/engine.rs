@@ -58,6 +58,7 @@ impl Lending {
     fn memory_only_min(self) -> usize {
         match self {
             Lending::Fans { distinct: true, .. } => lend::MEMORY_ONLY_FAN_MIN,
+            Lending::Exchanges => lend::MEMORY_ONLY_EXCHANGE_MIN,
             _ => lend::MEMORY_MIN,
         }
     }

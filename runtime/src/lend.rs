@@ -138,6 +138,19 @@ pub(crate) const MEMORY_ONLY_PIPE: usize = 4096;
 /// 53 against 196 us (79), the other rows unchanged (three runs); 64 ranks 95 against 222 us
 /// (93, two runs).
 pub(crate) const MEMORY_ONLY_FAN_MIN: usize = LEND_MIN;
+/// Where the host's pipes are of one page ([`MEMORY_ONLY_PIPE`]: too many ranks for the
+/// kernel's pipe quota), the shortest exchange step's message lent, read out of the sender's
+/// memory, as where ranks share cores and pipes lend it ([`CROWDED_EXCHANGE_MIN`]); shorter
+/// ones, which a socket buffers so that the sender goes on, are written.
+///
+/// Measured at 32 ranks on 2 cores (twenty-fifth session), from 128 KiB against from 1 MiB, by
+/// whole calls (wall time per call of runs at 1 and 11 times the iterations): 1 MiB allreduce
+/// (recursive halving's exchanges of 512 KiB down to 32 KiB) 10.5 against 12.1 ms (Open MPI
+/// 11.9), processor time 20.6 against 23.5 ms per call; 64 ranks 28.1 against 32.8 ms. By the
+/// average over ranks: 512 KiB allreduce 6.49 against 6.97 ms; allgather 128 KiB to 1 MiB within
+/// the noise (0.95-1.04). Before the allreduce of less than 256 KiB went up and down a tree,
+/// recursive doubling's 128 KiB exchanges were slower lent (4.56 against 4.01 ms).
+pub(crate) const MEMORY_ONLY_EXCHANGE_MIN: usize = CROWDED_EXCHANGE_MIN;
 /// A lent message's last piece travels in its frame rather than the pipe when it is at most
 /// this long (a collective's signature after a 1 MiB payload would not fit in a 1 MiB pipe).
 pub(crate) const INLINE_MAX: usize = 4096;

@@ -71,14 +71,18 @@ fn collectives_with_64_ranks_on_2_cores() {
 }
 
 /// On a host with too many ranks for a lending pipe between every pair (32, with the kernel's
-/// default quota of pipe pages), messages of 1 MiB and more, and a scatter's blocks from
-/// 64 KiB, are still copied once, read out of their sender's memory: the ranks of a 1 MiB
-/// allgather, the root of a 64 KiB scatter, and the root of a 1 MiB broadcast (straight to
-/// every rank, where on more than 16 ranks shorter ones go down a tree) write only frames to
-/// their sockets, not the blocks they send; every rank checks what it got.
+/// default quota of pipe pages), messages of 1 MiB and more, a scatter's blocks from 64 KiB
+/// and exchange steps from 128 KiB are still copied once, read out of their sender's memory:
+/// the ranks of a 1 MiB allgather, the root of a 64 KiB scatter, the root of a 1 MiB broadcast
+/// (straight to every rank, where on more than 16 ranks shorter ones go down a tree), and the
+/// ranks of a 1 MiB allreduce (whose exchanges of 512 KiB down to 32 KiB, written, add up to
+/// about twice that) write only frames and their short steps to their sockets, not the blocks
+/// they send; every rank checks what it got.
 #[test]
 fn large_messages_are_lent_among_32_ranks() {
-    for (op, len) in [("allgather", 1 << 20), ("scatter", 64 << 10), ("bcast", 1 << 20)] {
+    for (op, len) in
+        [("allgather", 1 << 20), ("scatter", 64 << 10), ("bcast", 1 << 20), ("allreduce", 1 << 20)]
+    {
         writes_no_blocks(op, len);
     }
 }

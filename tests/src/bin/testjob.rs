@@ -296,7 +296,8 @@ fn collectives(world: &World, max_len: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// An allgather, or a scatter or a broadcast from rank 0, of `len`-byte blocks, checked; prints
+/// An allgather, an allreduce, or a scatter or a broadcast from rank 0, of `len`-byte blocks,
+/// checked; prints
 /// `writes RANK BYTES CMA`: the bytes this process wrote to files and sockets meanwhile (`wchar` of
 /// `/proc/self/io`), and whether it may read a process's memory by cross-memory attach (its
 /// own; a seccomp profile may forbid it), the way the runtime lends large messages between
@@ -318,6 +319,12 @@ fn writes(world: &World, op: &str, len: usize) -> Result<(), String> {
         let mut mine = vec![0u8; len];
         world.scatter_into(0, (rank == 0).then_some(&all[..]), &mut mine).map_err(e)?;
         check(right((rank, &mine)), "scatter_into")?;
+    } else if op == "allreduce" {
+        let send: Vec<u8> = (0..len).map(|i| value(rank, i)).collect();
+        let mut recv = vec![0u8; len];
+        world.allreduce_into(&send, &mut recv, prun::Op::BitXor).map_err(e)?;
+        let want = |i: usize| (0..size).fold(0, |acc, r| acc ^ value(r, i));
+        check(recv.iter().enumerate().all(|(i, &x)| x == want(i)), "allreduce_into")?;
     } else if op == "bcast" {
         let mut buf: Vec<u8> = (0..len).map(|i| if rank == 0 { value(0, i) } else { 0 }).collect();
         world.broadcast_into(0, &mut buf).map_err(e)?;
