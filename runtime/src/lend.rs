@@ -12,7 +12,8 @@
 //! message), of up to [`LEND_MAX`] bytes (less when the host runs many ranks: [`pipe_size`]
 //! keeps the pipes within the kernel's quota for one user; with too many for that, one page,
 //! [`MEMORY_ONLY_PIPE`], and only messages read out of memory are lent: [`MEMORY_MIN`] bytes
-//! and more, a scatter's blocks from [`MEMORY_ONLY_FAN_MIN`]). A message shorter than
+//! and more, a scatter's blocks from [`MEMORY_ONLY_FAN_MIN`], a collective's exchange steps
+//! from [`MEMORY_ONLY_EXCHANGE_MIN`]). A message shorter than
 //! [`MEMORY_MIN`] that fits in the pipe goes through it where ranks share cores, or where the
 //! receiver may not read the sender's memory: the sender puts the payload's pages
 //! into the pipe ([`announce`]), all but a last piece of up to [`INLINE_MAX`] bytes (a
@@ -40,8 +41,8 @@
 //! sender's pages, not to copies, so the caller may reuse its buffer only once they are read.
 //! A send still never waits for the receiving program: the receiver's progress thread copies
 //! the payload into a vector when no receive is posted for it, and a posted receive copies it
-//! straight into its buffer. A sender that only waits (not receiving meanwhile) says so in its frame's flags
-//! ([`HELPS`]), and a receive posted for such a message in memory shares the copy
+//! straight into its buffer. A sender that only waits (not receiving meanwhile) says so in its
+//! frame's flags ([`HELPS`]), and a receive posted for such a message in memory shares the copy
 //! ([`SHARE_MIN`]): it asks the sender to write the second half of its buffer ([`WRITE`],
 //! `process_vm_writev`) while it reads the first, so that each side's core copies half.
 //!

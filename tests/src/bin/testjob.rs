@@ -297,11 +297,10 @@ fn collectives(world: &World, max_len: usize) -> Result<(), String> {
 }
 
 /// An allgather, an allreduce, or a scatter or a broadcast from rank 0, of `len`-byte blocks,
-/// checked; prints
-/// `writes RANK BYTES CMA`: the bytes this process wrote to files and sockets meanwhile (`wchar` of
-/// `/proc/self/io`), and whether it may read a process's memory by cross-memory attach (its
-/// own; a seccomp profile may forbid it), the way the runtime lends large messages between
-/// ranks of a host.
+/// checked; prints `writes RANK BYTES CMA`: the bytes this process wrote to files and sockets
+/// meanwhile (`wchar` of `/proc/self/io`), and whether it may read a process's memory by
+/// cross-memory attach (its own; a seccomp profile may forbid it), the way the runtime lends
+/// large messages between ranks of a host.
 fn writes(world: &World, op: &str, len: usize) -> Result<(), String> {
     let e = |e: Error| e.to_string();
     let (rank, size) = (world.rank(), world.size());
