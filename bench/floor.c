@@ -28,6 +28,17 @@
  *                       (process_vm_readv), as prun's and Open MPI's large allgathers do
  *   allgather-shm B     the same, each block first copied into memory all share, then out of it
  *                       by every other process (user-space copies; one copy in serves N - 1)
+ *   allgather-cma-told B  as allgather-cma, but as a library must do it: each process tells
+ *                       every other where its block is over a socket once the call has begun
+ *                       (its buffer is not known, nor ready, before), reads each block as it
+ *                       is told of it (whichever comes first), answers its owner with one
+ *                       byte, and returns once every other has answered it (the caller may
+ *                       then write its block again): the floor under a large allgather read
+ *                       straight out of the senders' memory
+ *   allgather-cma-doubling B  the same by recursive doubling (N a power of two): in round k
+ *                       each process tells its partner (itself xor 2^k) where the 2^k blocks
+ *                       it holds are, reads the partner's, and answers; the floor under
+ *                       prun's and Open MPI's large allgathers on 4 and 8 ranks
  * each the time of one whole call, from a barrier that starts it on every process to the
  * barrier that ends it on every process (a process-shared pthread barrier, which sleeps in the
  * kernel): what the copies cost on this machine's cores, with nothing else to do. (Averaging
@@ -38,6 +49,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -94,18 +106,22 @@ struct shared {
 static int n_procs;
 static int ring[MAX_PROCS][2]; /* ring[i]: socket pair from process i to process i + 1 */
 static int wake[MAX_PROCS][2]; /* wake[i]: socket pair that ends process i's wait */
+/* tell[i][j]: socket pair from process i (end 0) to j (end 1), for allgather-cma-told */
+static int tell[ALLGATHER_MAX_PROCS][ALLGATHER_MAX_PROCS][2];
 
 /* Process `me` in the socket ring: HOPS hops in all; returns the time per hop (process 0). */
 static double socket_ring(int me) {
     char token[8] = {0};
     int left = ring[(me + n_procs - 1) % n_procs][1], right = ring[me][0];
+    /* whole rounds, so that the last hop brings the token back to process 0 */
+    long hops = HOPS - HOPS % n_procs;
     double t0 = now();
-    for (long hop = me; hop < HOPS; hop += n_procs) {
+    for (long hop = me; hop < hops; hop += n_procs) {
         if (hop > 0) read_all(left, token, sizeof token);
         write_all(right, token, sizeof token);
     }
     if (me == 0) read_all(left, token, sizeof token);
-    return (now() - t0) / HOPS * 1e6;
+    return (now() - t0) / hops * 1e6;
 }
 
 static double shm_ring(int me, struct shared *s) {
@@ -177,13 +193,66 @@ struct gathering {
     pid_t pids[ALLGATHER_MAX_PROCS];
 };
 
+/* How the allgather rows move the blocks. */
+enum gather_how { GATHER_CMA, GATHER_SHM, GATHER_CMA_TOLD, GATHER_CMA_DOUBLING };
+
+/* Reads `b` bytes at `where` in process `pid` into `into`. */
+static void read_from(pid_t pid, char *into, const char *where, size_t b) {
+    struct iovec local = {into, b}, remote = {(void *)where, b};
+    if (process_vm_readv(pid, &local, 1, &remote, 1, 0) != (ssize_t)b) fail("process_vm_readv");
+}
+
+/* allgather-cma-told's call on process `me`, its own block already in place in `all`. */
+static void gather_told(int me, size_t b, struct gathering *g, const char *own, char *all) {
+    for (int k = 1; k < n_procs; k++) write_all(tell[me][(me + k) % n_procs][0], &own, sizeof own);
+    struct pollfd fds[ALLGATHER_MAX_PROCS];
+    int from[ALLGATHER_MAX_PROCS], left = n_procs - 1;
+    for (int k = 1; k < n_procs; k++) {
+        from[k - 1] = (me + n_procs - k) % n_procs;
+        fds[k - 1] = (struct pollfd){.fd = tell[from[k - 1]][me][1], .events = POLLIN};
+    }
+    while (left > 0) {
+        if (poll(fds, n_procs - 1, -1) < 0 && errno != EINTR) fail("poll");
+        for (int i = 0; i < n_procs - 1; i++) {
+            if (fds[i].fd < 0 || !fds[i].revents) continue;
+            const char *where;
+            read_all(fds[i].fd, &where, sizeof where);
+            read_from(g->pids[from[i]], all + from[i] * b, where, b);
+            write_all(fds[i].fd, "", 1);
+            fds[i].fd = -1; /* poll skips it from now on */
+            left--;
+        }
+    }
+    for (int k = 1; k < n_procs; k++) {
+        char answer;
+        read_all(tell[me][(me + k) % n_procs][0], &answer, 1);
+    }
+}
+
+/* allgather-cma-doubling's call on process `me` (`n_procs` a power of two). */
+static void gather_doubling(int me, size_t b, struct gathering *g, char *all) {
+    for (int k = 1; k < n_procs; k <<= 1) {
+        int partner = me ^ k;
+        const char *mine = all + (size_t)(me & ~(k - 1)) * b, *theirs;
+        write_all(tell[me][partner][0], &mine, sizeof mine);
+        read_all(tell[partner][me][1], &theirs, sizeof theirs);
+        read_from(g->pids[partner], all + (size_t)(partner & ~(k - 1)) * b, theirs, k * b);
+        write_all(tell[partner][me][1], "", 1);
+        char answer;
+        read_all(tell[me][partner][0], &answer, 1);
+    }
+}
+
 /* Process `me`'s part in allgathers of `b` bytes from `own` (at the same address in every
- * process) into `all`, read out of the owners (`shm` 0) or staged through `stage` (`shm` 1);
+ * process) into `all`: read out of the owners (`how` GATHER_CMA; GATHER_CMA_TOLD and
+ * GATHER_CMA_DOUBLING with the owners' messages) or staged through `stage` (GATHER_SHM);
  * returns the time per call (on process 0). */
-static double allgathers(int me, int shm, size_t b, struct gathering *g, const char *own, char *all,
-                         char *stage) {
+static double allgathers(int me, enum gather_how how, size_t b, struct gathering *g, const char *own,
+                         char *all, char *stage) {
+    int shm = how == GATHER_SHM;
     int iters = 100, skip = iters / 5;
     double t0 = 0;
+    memset(all, 0, n_procs * b); /* so that the check below sees this row's blocks */
     for (int i = 0; i < iters; i++) {
         pthread_barrier_wait(&g->barrier);
         if (i == skip) t0 = now();
@@ -192,15 +261,18 @@ static double allgathers(int me, int shm, size_t b, struct gathering *g, const c
             memcpy(stage + me * b, own, b);
             pthread_barrier_wait(&g->barrier);
         }
+        if (how == GATHER_CMA_TOLD) {
+            gather_told(me, b, g, own, all);
+            continue;
+        }
+        if (how == GATHER_CMA_DOUBLING) {
+            gather_doubling(me, b, g, all);
+            continue;
+        }
         for (int k = 1; k < n_procs; k++) {
             int q = (me + n_procs - k) % n_procs; /* from the previous process on */
-            if (shm) {
-                memcpy(all + q * b, stage + q * b, b);
-            } else {
-                struct iovec local = {all + q * b, b}, remote = {(void *)own, b};
-                if (process_vm_readv(g->pids[q], &local, 1, &remote, 1, 0) != (ssize_t)b)
-                    fail("process_vm_readv");
-            }
+            if (shm) memcpy(all + q * b, stage + q * b, b);
+            else read_from(g->pids[q], all + q * b, own, b);
         }
     }
     pthread_barrier_wait(&g->barrier);
@@ -232,6 +304,9 @@ int main(int argc, char **argv) {
     /* the allgather rows' barrier, process ids, blocks and staging memory */
     const size_t block = 1u << 20;
     int gather = n_procs <= ALLGATHER_MAX_PROCS;
+    for (int i = 0; gather && i < n_procs; i++)
+        for (int j = 0; j < n_procs; j++)
+            if (i != j && socketpair(AF_UNIX, SOCK_STREAM, 0, tell[i][j])) fail("socketpair");
     struct gathering *g =
         mmap(NULL, sizeof *g, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     char *stage = mmap(NULL, gather ? n_procs * block : 1, PROT_READ | PROT_WRITE,
@@ -314,10 +389,12 @@ int main(int argc, char **argv) {
         if (!all) fail("aligned_alloc");
         memset(all, 0, n_procs * block);
         memset(stage, 0, n_procs * block);
-        const char *names[] = {"allgather-cma", "allgather-shm"};
-        for (int shm = 0; shm <= 1; shm++) {
-            double t = allgathers(me, shm, block, g, own, all, stage);
-            if (me == 0) printf("%s %zu %.1f\n", names[shm], block, t);
+        const char *names[] = {"allgather-cma", "allgather-shm", "allgather-cma-told",
+                               "allgather-cma-doubling"};
+        int powers = (n_procs & (n_procs - 1)) == 0;
+        for (int how = GATHER_CMA; how <= (powers ? GATHER_CMA_DOUBLING : GATHER_CMA_TOLD); how++) {
+            double t = allgathers(me, (enum gather_how)how, block, g, own, all, stage);
+            if (me == 0) printf("%s %zu %.1f\n", names[how], block, t);
         }
         fflush(stdout);
     }
