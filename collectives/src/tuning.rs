@@ -222,7 +222,12 @@ pub const CROWDED_DIRECT_MIN: usize = 1 << 20;
 /// against 10.1 ms, 1 MiB 28.5 against 22.7 (the lockstep of four steps with eight ranks on each
 /// core). Earlier sessions found doubling and the direct allgather even, or direct ahead by a
 /// tenth, at 8 ranks and 1 MiB: the two trade places with the machine's load, and whole calls
-/// favoured doubling each time.
+/// favoured doubling each time. Why (twenty-sixth session, `perf`, 8 ranks, 1 MiB, processor
+/// time per call): the direct allgather's copies cost less (4.06 against 4.54 ms, read out of
+/// buffers nobody has just written), but its page pinning more (`follow_page_pte` 0.50 against
+/// 0.27 ms, plus 0.10 spinning on the page-table lock: two receivers on the two cores pinning
+/// the same sender's pages), and its seven messages a rank cost the runtime some 0.3 ms more;
+/// 7.37 against 6.82 ms in all.
 pub const CROWDED_DOUBLING_MAX_RANKS: usize = 8;
 /// Fewest bytes per rank for which a zero-copy allgather on up to
 /// [`CROWDED_DOUBLING_MAX_RANKS`] ranks that share cores goes by recursive doubling (at 8 ranks,
