@@ -106,7 +106,7 @@ struct shared {
 static int n_procs;
 static int ring[MAX_PROCS][2]; /* ring[i]: socket pair from process i to process i + 1 */
 static int wake[MAX_PROCS][2]; /* wake[i]: socket pair that ends process i's wait */
-/* tell[i][j]: socket pair from process i (end 0) to j (end 1), for allgather-cma-told */
+/* tell[i][j]: socket pair from process i (end 0) to j (end 1), for the allgather rows that tell */
 static int tell[ALLGATHER_MAX_PROCS][ALLGATHER_MAX_PROCS][2];
 
 /* Process `me` in the socket ring: HOPS hops in all; returns the time per hop (process 0). */

@@ -227,7 +227,7 @@ pub const CROWDED_DIRECT_MIN: usize = 1 << 20;
 /// buffers nobody has just written), but its page pinning more (`follow_page_pte` 0.50 against
 /// 0.27 ms, plus 0.10 spinning on the page-table lock: two receivers on the two cores pinning
 /// the same sender's pages), and its seven messages a rank cost the runtime some 0.3 ms more;
-/// 7.37 against 6.82 ms in all.
+/// by whole calls 7.37 against 6.82 ms of processor time a call.
 pub const CROWDED_DOUBLING_MAX_RANKS: usize = 8;
 /// Fewest bytes per rank for which a zero-copy allgather on up to
 /// [`CROWDED_DOUBLING_MAX_RANKS`] ranks that share cores goes by recursive doubling (at 8 ranks,
