@@ -10,6 +10,8 @@
 #
 # Environment:
 #   RUNS=3          runs of each program at each scale, alternating; the table shows medians
+#   SCALE=11        the larger run's iteration scale (an integer, 2 or more); a short call needs
+#                   more (start-up varies by tens of milliseconds, 10000 calls of 5 us take 50)
 #   TIMEOUT=600     seconds before a run is killed (the script then fails)
 #   PRUN_BIN, COLLBENCH_BIN, PRUN_ARGS, OMPI_ARGS   as for bench/collbench.sh
 #
@@ -17,8 +19,8 @@
 # time from leaving the barrier before a call to the end of its call. Where ranks share cores
 # that figure leaves out what a rank spends waiting for a core before it leaves the barrier,
 # and so favours whatever releases ranks late (see bench/RESULTS.md). This script times the
-# whole loop instead: each program runs with COLLBENCH_ITERS_SCALE=1 and 11, and
-#   per call = (time at 11 - time at 1) / (calls at 11 - calls at 1)
+# whole loop instead: each program runs with COLLBENCH_ITERS_SCALE=1 and SCALE, and
+#   per call = (time at SCALE - time at 1) / (calls at SCALE - calls at 1)
 # for the wall time and for the processor time (user + system) of the program and every
 # process it waited for, which cancels start-up, the warm-up's first touches and exit. A call
 # here is the barrier and the operation, as collbench times them.
@@ -54,6 +56,9 @@ TIMEOUT=${TIMEOUT:-600}
 check_counts "rank counts" "${RANKS[@]}"
 check_counts "RUNS" "$RUNS"
 check_counts "TIMEOUT" "$TIMEOUT"
+SCALE=${SCALE:-11}
+check_counts "SCALE" "$SCALE"
+[[ $SCALE -ge 2 ]] || die "SCALE must be 2 or more, not '$SCALE'"
 for n in "${RANKS[@]}"; do
     [[ $OP != latency || $n -ge 2 ]] || die "latency needs 2 ranks or more"
 done
@@ -82,16 +87,19 @@ calls() {
         w = int(warm * s); if (w < 1) w = 1
         print t + w }'
 }
-PER=$(($(calls 11) - $(calls 1)))
+PER=$(($(calls "$SCALE") - $(calls 1)))
 
 export COLLBENCH_MIN_BYTES=$BYTES COLLBENCH_MAX_BYTES=$BYTES
 
 # timed SCALE CMD...: runs CMD at SCALE with the timeout, its output discarded; prints "wall
 # cpu" in seconds (cpu: user + system of CMD and the processes it waited for).
 timed() {
-    local scale=$1 rc=0 TIMEFORMAT='%R %U %S' t
+    local scale=$1 rc TIMEFORMAT='%R %U %S' t
     shift
-    t=$({ time COLLBENCH_ITERS_SCALE=$scale timeout -k 30 "$TIMEOUT" "$@" >"$WORK/out" 2>"$WORK/err" </dev/null || rc=$?; } 2>&1)
+    # the exit status through a file: the command substitution is a subshell of its own
+    t=$({ time { COLLBENCH_ITERS_SCALE=$scale timeout -k 30 "$TIMEOUT" "$@" >"$WORK/out" 2>"$WORK/err" \
+        </dev/null && echo 0 >"$WORK/rc" || echo $? >"$WORK/rc"; }; } 2>&1)
+    rc=$(<"$WORK/rc")
     if [[ $rc -ne 0 ]]; then
         note "wholecall.sh: '$*' at scale $scale failed (exit $rc):"
         sed 's/^/    /' "$WORK/err" >&2
@@ -105,7 +113,7 @@ median() {
     sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
 }
 
-echo "Whole calls of $OP, $BYTES bytes: time per call (barrier and operation) from runs at 1 and 11 times"
+echo "Whole calls of $OP, $BYTES bytes: time per call (barrier and operation) from runs at 1 and $SCALE times"
 echo "collbench's iterations ($PER calls apart), medians of $RUNS runs each, $(nproc) cores"
 for n in "${RANKS[@]}"; do
     : >"$WORK/prun" && : >"$WORK/ompi"
@@ -118,9 +126,11 @@ for n in "${RANKS[@]}"; do
                 cmd=("$OMPI_RUN" --allow-run-as-root --oversubscribe "${OMPI_EXTRA[@]}" -x COLLBENCH_MIN_BYTES
                     -x COLLBENCH_MAX_BYTES -x COLLBENCH_ITERS_SCALE -n "$n" "$WORK/mpi_collbench" "$OP")
             fi
-            read -r w1 c1 < <(timed 1 "${cmd[@]}")
-            read -r w11 c11 < <(timed 11 "${cmd[@]}")
-            awk -v a="$w1" -v b="$w11" -v c="$c1" -v d="$c11" -v per="$PER" \
+            t1=$(timed 1 "${cmd[@]}") || exit 1
+            t2=$(timed "$SCALE" "${cmd[@]}") || exit 1
+            read -r w1 c1 <<<"$t1"
+            read -r w2 c2 <<<"$t2"
+            awk -v a="$w1" -v b="$w2" -v c="$c1" -v d="$c2" -v per="$PER" \
                 'BEGIN { printf "%.1f %.1f\n", (b - a) / per * 1e6, (d - c) / per * 1e6 }' >>"$WORK/$prog"
         done
     done
