@@ -10,7 +10,7 @@
 #
 # Environment:
 #   RUNS=3          runs of each program at each scale, alternating; the table shows medians
-#   SCALE=11        the larger run's iteration scale (an integer, 2 or more); a short call needs
+#   SCALE=31        the larger run's iteration scale (an integer, 2 or more); a short call needs
 #                   more (start-up varies by tens of milliseconds, 10000 calls of 5 us take 50)
 #   TIMEOUT=600     seconds before a run is killed (the script then fails)
 #   PRUN_BIN, COLLBENCH_BIN, PRUN_ARGS, OMPI_ARGS   as for bench/collbench.sh
@@ -56,7 +56,7 @@ TIMEOUT=${TIMEOUT:-600}
 check_counts "rank counts" "${RANKS[@]}"
 check_counts "RUNS" "$RUNS"
 check_counts "TIMEOUT" "$TIMEOUT"
-SCALE=${SCALE:-11}
+SCALE=${SCALE:-31}
 check_counts "SCALE" "$SCALE"
 [[ $SCALE -ge 2 ]] || die "SCALE must be 2 or more, not '$SCALE'"
 for n in "${RANKS[@]}"; do
