@@ -328,7 +328,7 @@ fn prefix_scan<P: PointToPoint + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{SIZES, run};
+    use crate::testutil::{SIZES, affine, affine_into, maps, run};
     use crate::threads::{ThreadError, ThreadRank};
     use crate::tuning::{ALLREDUCE_LARGE, REDUCE_LARGE};
 
@@ -345,27 +345,6 @@ mod tests {
     /// Concatenation of the ids of `ranks`.
     fn ids(ranks: std::ops::Range<usize>) -> Vec<u8> {
         ranks.flat_map(id).collect()
-    }
-
-    /// Composition of affine maps `x -> a x + b` modulo 2^64, element-wise over 16-byte
-    /// elements `(a, b)`: `op(f, g)` applies `f` then `g`. Associative, not commutative.
-    fn affine(left: &[u8], right: &[u8]) -> Result<Vec<u8>, ThreadError> {
-        if left.len() != right.len() || left.len() % 16 != 0 {
-            return Err(ThreadError::Malformed(format!("lengths {} and {}", left.len(), right.len())));
-        }
-        let word = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
-        let mut out = Vec::with_capacity(left.len());
-        for i in (0..left.len()).step_by(16) {
-            let (fa, fb, ga, gb) = (word(left, i), word(left, i + 8), word(right, i), word(right, i + 8));
-            out.extend_from_slice(&ga.wrapping_mul(fa).to_le_bytes());
-            out.extend_from_slice(&ga.wrapping_mul(fb).wrapping_add(gb).to_le_bytes());
-        }
-        Ok(out)
-    }
-
-    /// Rank `r`'s contribution of `len` bytes (a multiple of 16) for [`affine`].
-    fn maps(r: usize, len: usize) -> Vec<u8> {
-        crate::testutil::bytes(r as u64 + 1, len)
     }
 
     /// The affine combination of the contributions of `ranks`.
@@ -405,10 +384,6 @@ mod tests {
     /// a non-commutative operation, and refuses a buffer of another length.
     #[test]
     fn allreduce_doubling_into_matches_allreduce() {
-        let fold = |acc: &mut [u8], other: &[u8]| {
-            let out = affine(acc, other).expect("16-byte elements");
-            acc.copy_from_slice(&out);
-        };
         let element = |r: usize, i: usize| -> [u8; 16] {
             let mut e = [0u8; 16];
             e[..8].copy_from_slice(&(3 + 2 * (r + i) as u64).to_le_bytes());
@@ -421,14 +396,14 @@ mod tests {
                 run(size, |p| {
                     let want = allreduce(&p, 0, data(p.rank()), &mut affine).expect("allreduce");
                     let mut got = vec![0xAA; want.len()];
-                    allreduce_doubling_into(&p, 1, &data(p.rank()), &mut got, &fold).expect("into");
+                    allreduce_doubling_into(&p, 1, &data(p.rank()), &mut got, &affine_into).expect("into");
                     assert!(got == want, "size {size}, {elems} elements");
                 });
             }
         }
         let out = run(3, |p| {
             let len = if p.rank() == 1 { 32 } else { 16 };
-            allreduce_doubling_into(&p, 0, &vec![0; len], &mut vec![0; len], &fold).is_err()
+            allreduce_doubling_into(&p, 0, &vec![0; len], &mut vec![0; len], &affine_into).is_err()
         });
         assert!(out.iter().any(|&failed| failed), "a length mismatch went unnoticed");
     }

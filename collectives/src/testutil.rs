@@ -38,6 +38,34 @@ pub(crate) fn u64s(r: usize, len: usize) -> Vec<u8> {
     bytes(r as u64 * 31 + len as u64, len)
 }
 
+/// Composition of affine maps `x -> a x + b` modulo 2^64, element-wise over 16-byte
+/// elements `(a, b)`: `op(f, g)` applies `f` then `g`. Associative, not commutative, so a
+/// reduction's result shows the order it combined the ranks in.
+pub(crate) fn affine(left: &[u8], right: &[u8]) -> Result<Vec<u8>, ThreadError> {
+    if left.len() != right.len() || left.len() % 16 != 0 {
+        return Err(ThreadError::Malformed(format!("lengths {} and {}", left.len(), right.len())));
+    }
+    let word = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+    let mut out = Vec::with_capacity(left.len());
+    for i in (0..left.len()).step_by(16) {
+        let (fa, fb, ga, gb) = (word(left, i), word(left, i + 8), word(right, i), word(right, i + 8));
+        out.extend_from_slice(&ga.wrapping_mul(fa).to_le_bytes());
+        out.extend_from_slice(&ga.wrapping_mul(fb).wrapping_add(gb).to_le_bytes());
+    }
+    Ok(out)
+}
+
+/// [`affine`] in place, as the buffer algorithms fold: `acc` becomes `acc` then `other`.
+pub(crate) fn affine_into(acc: &mut [u8], other: &[u8]) {
+    let out = affine(acc, other).expect("16-byte elements, equal lengths");
+    acc.copy_from_slice(&out);
+}
+
+/// Rank `r`'s contribution of `len` bytes (a multiple of 16) for [`affine`].
+pub(crate) fn maps(r: usize, len: usize) -> Vec<u8> {
+    bytes(r as u64 + 1, len)
+}
+
 /// The reduction tests' reference: every rank's `data` folded with `op`, one after the other.
 pub(crate) fn reference(
     size: usize,

@@ -63,50 +63,28 @@ pub fn allreduce_tree_into<P: PointToPoint + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::run;
+    use crate::testutil::{SIZES, affine_into, maps, reference, run};
 
-    /// Every size from 1 to 17 with a non-commutative operation (the affine maps of
-    /// `reduce`'s tests: the rank order shows), and buffers of other lengths refused.
+    /// Every size from 1 to 17 with a non-commutative operation (composing affine maps: the
+    /// rank order shows), and buffers of other lengths refused.
     #[test]
     fn reduces_in_rank_order_at_every_size() {
-        // element i of rank r: the map x -> a x + b with a = r + 2, b = r + i, mod 2^64;
-        // composing in rank order is not commutative
-        let elem = |r: usize, i: usize| -> [u8; 16] {
-            let mut e = [0u8; 16];
-            e[..8].copy_from_slice(&(r as u64 + 2).to_le_bytes());
-            e[8..].copy_from_slice(&(r as u64 + i as u64).to_le_bytes());
-            e
-        };
-        let compose = |acc: &mut [u8], other: &[u8]| {
-            for (a, b) in acc.chunks_exact_mut(16).zip(other.chunks_exact(16)) {
-                let word = |s: &[u8], k: usize| u64::from_le_bytes(s[k..k + 8].try_into().expect("8 bytes"));
-                let (a1, b1, a2, b2) = (word(a, 0), word(a, 8), word(b, 0), word(b, 8));
-                // x -> a2 (a1 x + b1) + b2: first acc's map, then other's
-                a[..8].copy_from_slice(&a2.wrapping_mul(a1).to_le_bytes());
-                a[8..].copy_from_slice(&a2.wrapping_mul(b1).wrapping_add(b2).to_le_bytes());
-            }
-        };
-        for size in 1..=17 {
-            let len = 5;
+        let len = 80;
+        for size in SIZES {
             let got = run(size, |p| {
-                let send: Vec<u8> = (0..len).flat_map(|i| elem(p.rank(), i)).collect();
-                let mut recv = vec![0u8; send.len()];
-                allreduce_tree_into(&p, 3, &send, &mut recv, &compose).expect("allreduce");
+                let mut recv = vec![0u8; len];
+                allreduce_tree_into(&p, 3, &maps(p.rank(), len), &mut recv, &affine_into).expect("allreduce");
                 recv
             });
-            let mut want: Vec<u8> = (0..len).flat_map(|i| elem(0, i)).collect();
-            for r in 1..size {
-                let theirs: Vec<u8> = (0..len).flat_map(|i| elem(r, i)).collect();
-                compose(&mut want, &theirs);
-            }
+            let want = reference(size, len, maps, affine_into);
             assert!(got.iter().all(|g| *g == want), "size {size}");
         }
         let out = run(3, |p| {
             let n = if p.rank() == 2 { 32 } else { 16 };
-            allreduce_tree_into(&p, 0, &vec![0; n], &mut vec![0; n], &compose).is_err()
+            allreduce_tree_into(&p, 0, &vec![0; n], &mut vec![0; n], &affine_into).is_err()
         });
         assert!(out[0] && out[2], "a longer buffer fails its parent's receive and itself: {out:?}");
-        let bad = run(1, |p| allreduce_tree_into(&p, 0, &[0; 16], &mut [0; 32], &compose).is_err());
+        let bad = run(1, |p| allreduce_tree_into(&p, 0, &[0; 16], &mut [0; 32], &affine_into).is_err());
         assert!(bad[0]);
     }
 }

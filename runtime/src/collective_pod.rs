@@ -420,30 +420,17 @@ impl Communicator {
         }
         // through rank 0 only while its share is short: beyond it, up and down a tree
         let flat = self.flat_typed() && tuning::allreduce_flat(self.size(), bytes.len());
-        if !flat && self.shared_engine().crowded() && self.size() >= tuning::ALLREDUCE_TREE_MIN_RANKS {
+        if !flat {
+            let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
+            let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
+            let channel = self.channel_for(&call)?;
             // where ranks share cores, up a binomial tree and down again: 2 (size - 1) messages
             // where recursive doubling sends size log2(size)
-            let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
-            let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
-            return prun_collectives::tree::allreduce_tree_into(
-                &self.channel_for(&call)?,
-                seq,
-                bytes,
-                out,
-                &elementwise,
-            );
-        }
-        if !flat {
-            // recursive doubling, each round received straight into one scratch buffer
-            let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
-            let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
-            return prun_collectives::allreduce_doubling_into(
-                &self.channel_for(&call)?,
-                seq,
-                bytes,
-                out,
-                &elementwise,
-            );
+            if self.shared_engine().crowded() && self.size() >= tuning::ALLREDUCE_TREE_MIN_RANKS {
+                return prun_collectives::tree::allreduce_tree_into(&channel, seq, bytes, out, &elementwise);
+            }
+            // recursive doubling, each round received straight into `recv` or one scratch buffer
+            return prun_collectives::allreduce_doubling_into(&channel, seq, bytes, out, &elementwise);
         }
         let mut combine = combiner::<T>(op, bytes.len());
         let out = flat::allreduce(&self.channel_for(&call)?, seq, bytes.to_vec(), &mut combine)?;
