@@ -693,8 +693,24 @@ impl Mailbox {
         deadline: Option<Instant>,
         ready: impl FnMut(&mut State) -> Option<T>,
     ) -> (MutexGuard<'s, State>, Result<T>) {
+        self.wait_claiming(s, (pat, &[]), spin, bad, deadline, ready)
+    }
+
+    /// [`Mailbox::wait_for`], reading itself the connections of `also`'s sources too, as well
+    /// as that of `pat`'s one source, whenever nobody else reads them: for a receive that waits
+    /// for several messages at once, so that their senders wake its thread rather than the
+    /// progress thread, which would then wake it.
+    fn wait_claiming<'s, T>(
+        &'s self,
+        s: MutexGuard<'s, State>,
+        (pat, also): (&Pattern<'_>, &[usize]),
+        spin: Spin,
+        bad: Option<&Objection<'_>>,
+        deadline: Option<Instant>,
+        ready: impl FnMut(&mut State) -> Option<T>,
+    ) -> (MutexGuard<'s, State>, Result<T>) {
         let mut registered = None;
-        let (mut s, outcome) = self.wait_loop(s, pat, (spin, deadline), bad, ready, &mut registered);
+        let (mut s, outcome) = self.wait_loop(s, (pat, also), (spin, deadline), bad, ready, &mut registered);
         if let Some(waker) = registered {
             s.wakers.retain(|r| !Arc::ptr_eq(&r.waker, &waker));
         }
@@ -705,7 +721,7 @@ impl Mailbox {
     fn wait_loop<'s, T>(
         &'s self,
         mut s: MutexGuard<'s, State>,
-        pat: &Pattern<'_>,
+        (pat, also): (&Pattern<'_>, &[usize]),
         (spin, deadline): (Spin, Option<Instant>),
         bad: Option<&Objection<'_>>,
         mut ready: impl FnMut(&mut State) -> Option<T>,
@@ -748,7 +764,7 @@ impl Mailbox {
             // polling that connection a while before the first sleep, for any length, saves
             // a wake-up (2 ranks on 2 cores, 64 KiB: ping-pong 20-23 us against 53-81, bcast
             // 21-30 against 54-63, allreduce 65-96 against 128-145; 1 MiB within the noise)
-            if claims && let Some(claim) = self.claim(&mut s, pat, registered) {
+            if claims && let Some(claim) = self.claim(&mut s, pat, also, registered) {
                 drop(s);
                 // a large message's every wait polls (its frame, then the rest of it, may come
                 // in several reads); others only the first
@@ -786,13 +802,16 @@ impl Mailbox {
         }
     }
 
-    /// Takes the connection of the one source `pat` waits for, if nobody reads it, with this
-    /// thread's waker added to the state (and left in `registered`) so that every change wakes
-    /// it. Called with the lock held, after the checks a change could make come out otherwise.
+    /// Takes the connection of the one source `pat` waits for, and those of `also`'s sources
+    /// (on `pat`'s context), where nobody reads them, with this thread's waker added to the
+    /// state (and left in `registered`) so that every change wakes it; `None` when it took
+    /// none. Called with the lock held, after the checks a change could make come out
+    /// otherwise.
     fn claim(
         &self,
         s: &mut State,
         pat: &Pattern<'_>,
+        also: &[usize],
         registered: &mut Option<Arc<EventFd>>,
     ) -> Option<Claim<'_>> {
         let src = pat.src.filter(|&src| src != self.rank)?;
@@ -800,17 +819,24 @@ impl Mailbox {
         let waker = match registered {
             Some(w) => Arc::clone(w),
             None => {
+                // a message on `pat`'s context concerns it whatever its source, `also`'s too
                 let w = WAKER.with(Clone::clone)?;
                 s.wakers.push(Reader { waker: Arc::clone(&w), src, context: pat.context });
                 registered.insert(w).clone()
             }
         };
-        let held = HELD.with(|h| {
-            let mut h = h.borrow_mut();
-            h.take_if(|(from, _, _)| *from == src).map(|(_, conn, stream)| (conn, stream))
-        });
-        let (conn, stream) = held.or_else(|| incoming.claim(src))?;
-        Some(Claim { incoming, conn, stream, waker })
+        let others = also.iter().copied().filter(|&a| a != src && a != self.rank);
+        let conns: Vec<_> = std::iter::once(src)
+            .chain(others)
+            .filter_map(|from| {
+                let held = HELD.with(|h| {
+                    let mut h = h.borrow_mut();
+                    h.take_if(|(held, _, _)| *held == from).map(|(_, conn, stream)| (conn, stream))
+                });
+                held.or_else(|| incoming.claim(from))
+            })
+            .collect();
+        (!conns.is_empty()).then_some(Claim { incoming, conns, waker })
     }
 
     /// Waits up to `timeout` for a message matching `pat`; `Ok(None)` when none came.
@@ -967,9 +993,6 @@ impl Mailbox {
         bad: impl Fn(&Envelope) -> Option<Error>,
     ) -> Result<Vec<Placed>> {
         let mut out: Vec<Option<Placed>> = (0..pats.len()).map(|_| None).collect();
-        // it claims one source's connection at a time: the others' messages come through the
-        // progress thread
-        self.arm_parked();
         let mut s = self.lock();
         loop {
             let left: Vec<usize> = (0..pats.len()).filter(|&i| out[i].is_none()).collect();
@@ -992,7 +1015,10 @@ impl Mailbox {
                         .or_else(|| deferred(s).map(|h| (i, Err(h))))
                 })
             };
-            let (s2, outcome) = self.wait_for(s, &pats[first], Spin::Connection, Some(&bad), None, ready);
+            // every source left, read by this thread while nobody else reads it
+            let sources: Vec<usize> = left.iter().filter_map(|&i| pats[i].src).collect();
+            let (s2, outcome) =
+                self.wait_claiming(s, (&pats[first], &sources), Spin::Connection, Some(&bad), None, ready);
             s = s2;
             let (i, got) = outcome?;
             s.posts.retain(|p| p.id != ids[i]);
@@ -1042,18 +1068,18 @@ impl Mailbox {
     }
 }
 
-/// A connection a receive took to read itself, and what wakes it when anything else changes.
+/// The connections a receive took to read itself, and what wakes it when anything else
+/// changes.
 struct Claim<'m> {
     incoming: &'m Incoming,
-    conn: Arc<Conn>,
-    stream: Box<dyn Stream>,
+    conns: Vec<(Arc<Conn>, Box<dyn Stream>)>,
     waker: Arc<EventFd>,
 }
 
 impl Claim<'_> {
-    /// Waits until the connection has something to read, then reads and delivers one frame;
-    /// or until the mailbox changes, or `deadline` passes. Puts the connection back either way.
-    /// Polls as `polling` says before sleeping.
+    /// Waits until a connection has something to read, then reads and delivers one frame from
+    /// each that has; or until the mailbox changes, or `deadline` passes. Puts the connections
+    /// back either way. Polls as `polling` says before sleeping.
     ///
     /// The waker is emptied only when it woke the wait: a count left from before is at worst
     /// one needless round of the caller's checks, never a missed change, since every change
@@ -1063,19 +1089,24 @@ impl Claim<'_> {
     /// process's limit, or out of memory): the caller then waits for the progress thread,
     /// whose `epoll` needs no more, rather than claim again and spin.
     fn wait(self, mailbox: &Mailbox, polling: Polling, deadline: Option<Instant>) -> bool {
-        let Claim { incoming, conn, stream, waker } = self;
-        let mut fds =
-            [PollFd::new(stream.as_fd(), PollFlags::POLLIN), PollFd::new(waker.as_fd(), PollFlags::POLLIN)];
-        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|r| !r.is_empty());
+        let Claim { incoming, conns, waker } = self;
+        let streams = conns.iter().map(|(_, stream)| stream.as_fd());
+        let mut fds: Vec<PollFd<'_>> =
+            streams.chain([waker.as_fd()]).map(|fd| PollFd::new(fd, PollFlags::POLLIN)).collect();
         let polled = poll_then_sleep(&mut fds, polling, deadline);
-        let (readable, woken) = (polled.is_ok() && ready(&fds[0]), polled.is_ok() && ready(&fds[1]));
-        if woken {
+        // which are ready, the waker last
+        let ready: Vec<bool> =
+            fds.iter().map(|fd| polled.is_ok() && fd.revents().is_some_and(|r| !r.is_empty())).collect();
+        drop(fds);
+        if ready.last() == Some(&true) {
             let _ = waker.read();
         }
-        if readable {
-            incoming.read_one(mailbox, &conn, stream, mailbox.parks);
-        } else {
-            mailbox.put_back(incoming, &conn, stream, true);
+        for ((conn, stream), readable) in conns.into_iter().zip(ready) {
+            if readable {
+                incoming.read_one(mailbox, &conn, stream, mailbox.parks);
+            } else {
+                mailbox.put_back(incoming, &conn, stream, true);
+            }
         }
         polled.is_ok() || polled == Err(nix::errno::Errno::EINTR)
     }
@@ -1358,6 +1389,61 @@ mod tests {
         drop(posted);
         let e = m.recv(&pat(1, 8)).expect("queued");
         assert!(e.data == big, "the message handed back arrived damaged");
+    }
+
+    /// Receives posted together read every source's connection themselves: with no progress
+    /// thread, the message of the source posted second comes in while the first's has not
+    /// been sent yet.
+    #[test]
+    fn posted_receives_read_every_source_themselves() {
+        use std::io::Write;
+        use std::os::unix::net::UnixStream;
+        let m = Arc::new(Mailbox::new(0, 3, Duration::ZERO));
+        m.attach(Incoming::new(1 << 30).expect("epoll"));
+        let mut writers = Vec::new();
+        for src in 1..3 {
+            m.handshake_started(src);
+            m.handshake_ended(src, true);
+            let (writer, reader) = UnixStream::pair().expect("pair");
+            m.incoming().expect("attached").add_pair_end(src, reader).expect("add");
+            writers.push(writer);
+        }
+        let frame = |tag: u32, payload: &[u8]| {
+            let mut out = Vec::new();
+            crate::wire::write_parts(&mut out, crate::wire::KIND_DATA, 0, tag, &[payload]).expect("frame");
+            out
+        };
+        let pat = |src: usize| Pattern { src: Some(src), group: None, context: 0, tag: Some(5) };
+        let posted = m.post_each(&[(1, 0, 5, 2), (2, 0, 5, 3)]);
+        let m2 = Arc::clone(&m);
+        let sender = std::thread::spawn(move || {
+            writers[1].write_all(&frame(5, b"two")).expect("write");
+            // rank 1 sends once rank 2's message is in (queued, or taken by its receive), or
+            // after ten seconds
+            let start = std::time::Instant::now();
+            let seen = loop {
+                let s = m2.lock();
+                if s.queue.iter().any(|e| e.src == 2) || !s.posts.iter().any(|p| p.src == 2) {
+                    break true;
+                }
+                drop(s);
+                if start.elapsed() > Duration::from_secs(10) {
+                    break false;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            writers[0].write_all(&frame(5, b"on")).expect("write");
+            seen
+        });
+        let (mut one, mut two) = ([0u8; 2], [0u8; 3]);
+        let targets = vec![
+            Some(Target { body: &mut one, tail: &mut [] }),
+            Some(Target { body: &mut two, tail: &mut [] }),
+        ];
+        let placed = m.complete_each(posted, &[pat(1), pat(2)], targets, |_| None).expect("received");
+        assert!(sender.join().expect("sender"), "rank 2's message waited for rank 1's");
+        assert!(matches!(&placed[0], Placed::Queued(e) if e.data == b"on"), "{:?}", placed[0]);
+        assert!(matches!(&placed[1], Placed::Queued(e) if e.data == b"two"), "{:?}", placed[1]);
     }
 
     /// A receive waiting for one source reads that source's connection itself, and still sees
