@@ -1331,6 +1331,22 @@ mod tests {
         assert!(m.incoming().expect("attached").claim(1).is_none(), "a failed connection was put back");
     }
 
+    /// Rank 0's mailbox in a world of 3, with no progress thread, and the writing ends of
+    /// its connections from ranks 1 and 2.
+    fn rank_0_of_3() -> (Arc<Mailbox>, Vec<std::os::unix::net::UnixStream>) {
+        let m = Arc::new(Mailbox::new(0, 3, Duration::ZERO));
+        m.attach(Incoming::new(1 << 30).expect("epoll"));
+        let mut writers = Vec::new();
+        for src in 1..3 {
+            m.handshake_started(src);
+            m.handshake_ended(src, true);
+            let (writer, reader) = std::os::unix::net::UnixStream::pair().expect("pair");
+            m.incoming().expect("attached").add_pair_end(src, reader).expect("add");
+            writers.push(writer);
+        }
+        (m, writers)
+    }
+
     /// Receives posted together take their messages in the order they come: a large one
     /// straight into place (its connection handed over), one queued before the posts as it
     /// was; dropped before it completes, a post gives a message handed over to it back to the
@@ -1338,17 +1354,7 @@ mod tests {
     #[test]
     fn posted_receives_take_messages_as_they_come() {
         use std::io::Write;
-        use std::os::unix::net::UnixStream;
-        let m = Arc::new(Mailbox::new(0, 3, Duration::ZERO));
-        m.attach(Incoming::new(1 << 30).expect("epoll"));
-        let mut writers = Vec::new();
-        for src in 1..3 {
-            m.handshake_started(src);
-            m.handshake_ended(src, true);
-            let (writer, reader) = UnixStream::pair().expect("pair");
-            m.incoming().expect("attached").add_pair_end(src, reader).expect("add");
-            writers.push(writer);
-        }
+        let (m, mut writers) = rank_0_of_3();
         crate::incoming::start(Arc::clone(&m)).expect("progress thread");
         let frame = |tag: u32, payload: &[u8]| {
             let mut out = Vec::new();
@@ -1397,17 +1403,7 @@ mod tests {
     #[test]
     fn posted_receives_read_every_source_themselves() {
         use std::io::Write;
-        use std::os::unix::net::UnixStream;
-        let m = Arc::new(Mailbox::new(0, 3, Duration::ZERO));
-        m.attach(Incoming::new(1 << 30).expect("epoll"));
-        let mut writers = Vec::new();
-        for src in 1..3 {
-            m.handshake_started(src);
-            m.handshake_ended(src, true);
-            let (writer, reader) = UnixStream::pair().expect("pair");
-            m.incoming().expect("attached").add_pair_end(src, reader).expect("add");
-            writers.push(writer);
-        }
+        let (m, mut writers) = rank_0_of_3();
         let frame = |tag: u32, payload: &[u8]| {
             let mut out = Vec::new();
             crate::wire::write_parts(&mut out, crate::wire::KIND_DATA, 0, tag, &[payload]).expect("frame");
