@@ -146,6 +146,12 @@ pub fn allgather_ring_into<P: PointToPoint + ?Sized>(
 /// `log2(size)` steps move as many bytes as the ring's `size - 1` (see
 /// [`ALLGATHER_DOUBLING_MIN_RANKS`](crate::tuning::ALLGATHER_DOUBLING_MIN_RANKS)).
 ///
+/// The first step sends the rank's block straight out of `block` and copies it into its place
+/// in `recv` while the partner copies it ([`PointToPoint::sendrecv_into_while`]), as the
+/// two-rank exchange does: 8 ranks on 2 cores, 1 MiB, 0.972 and 0.982 of the time with the
+/// copy made first (25 and 20 alternating pairs, 41 of the 45 faster; by whole calls about
+/// 0.98).
+///
 /// Errors: as [`allgather_ring_into`], or a number of ranks that is not a power of two.
 pub fn allgather_doubling_into<P: PointToPoint + ?Sized>(
     p: &P,
@@ -159,8 +165,14 @@ pub fn allgather_doubling_into<P: PointToPoint + ?Sized>(
     }
     let len = block.len();
     let recv = blocks_of(p, "allgather", Some(recv), len)?;
-    recv[rank * len..(rank + 1) * len].copy_from_slice(block);
-    for k in 0..size.ilog2() as usize {
+    if size == 1 {
+        recv.copy_from_slice(block);
+        return Ok(());
+    }
+    let (own, into) = disjoint_mut(recv, len, rank, rank ^ 1);
+    let t = step_tag(seq, 0);
+    p.sendrecv_into_while(rank ^ 1, t, block, rank ^ 1, t, into, &mut || own.copy_from_slice(block))?;
+    for k in 1..size.ilog2() as usize {
         let mask = 1usize << k;
         let partner = rank ^ mask;
         // this rank's group of `mask` blocks, and the partner's, side by side
@@ -198,15 +210,21 @@ fn numbered_blocks(buf: &mut [u8], len: usize, size: usize) -> Vec<(usize, &mut 
     buf.chunks_mut(len).take(size).enumerate().collect()
 }
 
-/// Block `a` to read and block `b` to write, of `len` bytes each, from `buf`; `a != b`.
-fn disjoint(buf: &mut [u8], len: usize, a: usize, b: usize) -> (&[u8], &mut [u8]) {
+/// Blocks `a` and `b` to write, of `len` bytes each, from `buf`; `a != b`.
+fn disjoint_mut(buf: &mut [u8], len: usize, a: usize, b: usize) -> (&mut [u8], &mut [u8]) {
     if a < b {
         let (low, high) = buf.split_at_mut(b * len);
-        (&low[a * len..(a + 1) * len], &mut high[..len])
+        (&mut low[a * len..(a + 1) * len], &mut high[..len])
     } else {
         let (low, high) = buf.split_at_mut(a * len);
-        (&high[..len], &mut low[b * len..(b + 1) * len])
+        (&mut high[..len], &mut low[b * len..(b + 1) * len])
     }
+}
+
+/// Block `a` to read and block `b` to write, of `len` bytes each, from `buf`; `a != b`.
+fn disjoint(buf: &mut [u8], len: usize, a: usize, b: usize) -> (&[u8], &mut [u8]) {
+    let (a, b) = disjoint_mut(buf, len, a, b);
+    (a, b)
 }
 
 #[cfg(test)]
