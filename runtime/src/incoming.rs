@@ -7,7 +7,7 @@
 //! it *claims* that source's connection (takes it out of the set) and reads it itself, so the
 //! message wakes the thread that wants it and no other; receives posted together
 //! ([`Mailbox::complete_each`], a collective's messages from several ranks at once) claim every
-//! source's they still wait for. Where ranks share cores, every wake-up is a trip through the
+//! source's they still wait for, once those are few. Where ranks share cores, every wake-up is a trip through the
 //! scheduler: a token passed around 8 processes on 2 cores over Unix sockets took 27-34 us a
 //! hop read by its receiver, 52-53 us through a reader thread and a condition variable.
 //! Claiming every source rather than only the first cut the progress thread's trips through

@@ -206,6 +206,13 @@ impl Reader {
     }
 }
 
+/// Most messages receives posted together ([`Mailbox::complete_each`]) may still wait for when
+/// they read every source's connection themselves; waiting for more, they read the first
+/// source's only and leave the others to the progress thread. Every wake-up claims and puts back
+/// each of those connections (two `epoll_ctl` calls each), so that claiming all of 63 made the
+/// root of a 64 KiB gather of 64 ranks on 2 cores 1.22 times slower (1493 against 1227 us).
+const CLAIM_EACH_MAX: usize = 8;
+
 /// How many retired contexts a mailbox remembers.
 const RETIRED: usize = 64;
 
@@ -1015,8 +1022,9 @@ impl Mailbox {
                         .or_else(|| deferred(s).map(|h| (i, Err(h))))
                 })
             };
-            // every source left, read by this thread while nobody else reads it
-            let sources: Vec<usize> = left.iter().filter_map(|&i| pats[i].src).collect();
+            // every source left, read by this thread while nobody else reads it, once few are
+            let few = left.len() <= CLAIM_EACH_MAX;
+            let sources: Vec<usize> = left.iter().filter(|_| few).filter_map(|&i| pats[i].src).collect();
             let (s2, outcome) =
                 self.wait_claiming(s, (&pats[first], &sources), Spin::Connection, Some(&bad), None, ready);
             s = s2;
