@@ -16,7 +16,8 @@ use crate::p2p::{PointToPoint, step_tag};
 /// bytes), in rank order, in one step: every rank sends its block to every other and receives
 /// every other's into its place, all at once ([`PointToPoint::send_recv_each`]). Rank `r`
 /// sends to `r + 1`, `r + 2`, ... in turn, so that the ranks do not all start with the same
-/// receiver.
+/// receiver, and copies its own block into place while they read it (8 ranks on 2 cores, 16 MiB:
+/// 0.963 of the time with the copy made first, 11 of 12 alternating pairs faster).
 ///
 /// Errors: a message of the wrong length, or a wrongly sized `recv`.
 pub fn allgather_into<P: PointToPoint + ?Sized>(
@@ -34,16 +35,16 @@ pub fn allgather_into<P: PointToPoint + ?Sized>(
     } else {
         recv.chunks_mut(len).map(Some).collect()
     };
-    if let Some(own) = places.get_mut(rank).and_then(Option::take) {
-        own.copy_from_slice(block);
-    }
+    let mut own = places.get_mut(rank).and_then(Option::take);
     let sends: Vec<(usize, &[u8])> = (1..size).map(|i| ((rank + i) % size, block)).collect();
     // in the order their senders send to this rank: rank - 1 first
     let mut recvs: Vec<(usize, &mut [u8])> = (1..size)
         .map(|i| (rank + size - i) % size)
         .filter_map(|src| places[src].take().map(|place| (src, place)))
         .collect();
-    p.send_recv_each(step_tag(seq, 0), &sends, &mut recvs)
+    // the own block copied while the others read this rank's
+    let mut copy = || own.take().into_iter().for_each(|own| own.copy_from_slice(block));
+    p.send_recv_each(step_tag(seq, 0), &sends, &mut recvs, Some(&mut copy))
 }
 
 #[cfg(test)]

@@ -101,6 +101,10 @@ pub trait PointToPoint {
     /// [`PointToPoint::recv_into`]. Every send is made whatever the others' outcome, the
     /// receives until one fails; the first error is returned.
     ///
+    /// `before`, if given, runs once, after the sends are on their way (while their receivers
+    /// copy the messages lent to them) and before the receives: a rank's own work that need
+    /// not hold up its messages, such as copying its own block into place.
+    ///
     /// The default receives in order while the sends move ([`PointToPoint::send_each`]); a
     /// transport overrides it to have every receive ready before the messages come, and to
     /// take them in the order they come.
@@ -109,9 +113,13 @@ pub trait PointToPoint {
         tag: u32,
         sends: &[(usize, &[u8])],
         recvs: &mut [(usize, &mut [u8])],
+        mut before: Option<&mut dyn FnMut()>,
     ) -> Result<(), Self::Error> {
         let mut received = Ok(());
         let mut receive = || {
+            if let Some(before) = before.take() {
+                before();
+            }
             received = recvs.iter_mut().try_for_each(|(src, buf)| self.recv_into(*src, tag, buf));
         };
         let sent = self.send_each(tag, sends, Some(&mut receive));
@@ -341,10 +349,11 @@ mod tests {
             let mut bufs = vec![[0u8; 3]; 3];
             let mut recvs: Vec<(usize, &mut [u8])> =
                 others.iter().copied().zip(bufs.iter_mut().map(|b| &mut b[..])).collect();
-            p.send_recv_each(tag(2, 0), &sends, &mut recvs).expect("all to all");
-            (runs, others.iter().zip(&bufs).all(|(&r, b)| *b == [r as u8; 3]))
+            let mut befores = 0;
+            p.send_recv_each(tag(2, 0), &sends, &mut recvs, Some(&mut || befores += 1)).expect("all to all");
+            (runs + 10 * befores, others.iter().zip(&bufs).all(|(&r, b)| *b == [r as u8; 3]))
         });
-        assert_eq!(got[0].0, 1, "meanwhile runs once");
+        assert_eq!(got[0].0, 11, "meanwhile and before run once each");
         assert!(got.iter().all(|&(_, ok)| ok), "{got:?}");
     }
 }

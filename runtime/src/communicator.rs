@@ -990,6 +990,7 @@ impl PointToPoint for Channel<'_> {
         tag: u32,
         sends: &[(usize, &[u8])],
         recvs: &mut [(usize, &mut [u8])],
+        mut before: Option<&mut dyn FnMut()>,
     ) -> Result<()> {
         let context = self.comm.context | 1;
         let mut pats = Vec::with_capacity(recvs.len());
@@ -1002,6 +1003,9 @@ impl PointToPoint for Channel<'_> {
         let mut posted = Some(self.comm.shared.engine.mailbox().post_each(&posts));
         let mut received = Ok(());
         let mut receive = || {
+            if let Some(before) = before.take() {
+                before();
+            }
             if let Some(posted) = posted.take() {
                 received = self.complete_each(posted, tag, &pats, recvs);
             }
