@@ -43,7 +43,11 @@ pub fn allgather_into<P: PointToPoint + ?Sized>(
         .filter_map(|src| places[src].take().map(|place| (src, place)))
         .collect();
     // the own block copied while the others read this rank's
-    let mut copy = || own.take().into_iter().for_each(|own| own.copy_from_slice(block));
+    let mut copy = || {
+        if let Some(own) = own.take() {
+            own.copy_from_slice(block);
+        }
+    };
     p.send_recv_each(step_tag(seq, 0), &sends, &mut recvs, Some(&mut copy))
 }
 

@@ -169,7 +169,7 @@ pub fn allgather_doubling_into<P: PointToPoint + ?Sized>(
         recv.copy_from_slice(block);
         return Ok(());
     }
-    let (own, into) = disjoint_mut(recv, len, rank, rank ^ 1);
+    let (own, into) = disjoint(recv, len, rank, rank ^ 1);
     let t = step_tag(seq, 0);
     p.sendrecv_into_while(rank ^ 1, t, block, rank ^ 1, t, into, &mut || own.copy_from_slice(block))?;
     for k in 1..size.ilog2() as usize {
@@ -210,8 +210,9 @@ fn numbered_blocks(buf: &mut [u8], len: usize, size: usize) -> Vec<(usize, &mut 
     buf.chunks_mut(len).take(size).enumerate().collect()
 }
 
-/// Blocks `a` and `b` to write, of `len` bytes each, from `buf`; `a != b`.
-fn disjoint_mut(buf: &mut [u8], len: usize, a: usize, b: usize) -> (&mut [u8], &mut [u8]) {
+/// Blocks `a` and `b`, of `len` bytes each, from `buf`, both writable (the first is often only
+/// read); `a != b`.
+fn disjoint(buf: &mut [u8], len: usize, a: usize, b: usize) -> (&mut [u8], &mut [u8]) {
     if a < b {
         let (low, high) = buf.split_at_mut(b * len);
         (&mut low[a * len..(a + 1) * len], &mut high[..len])
@@ -219,12 +220,6 @@ fn disjoint_mut(buf: &mut [u8], len: usize, a: usize, b: usize) -> (&mut [u8], &
         let (low, high) = buf.split_at_mut(a * len);
         (&mut high[..len], &mut low[b * len..(b + 1) * len])
     }
-}
-
-/// Block `a` to read and block `b` to write, of `len` bytes each, from `buf`; `a != b`.
-fn disjoint(buf: &mut [u8], len: usize, a: usize, b: usize) -> (&[u8], &mut [u8]) {
-    let (a, b) = disjoint_mut(buf, len, a, b);
-    (a, b)
 }
 
 #[cfg(test)]

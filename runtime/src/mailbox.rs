@@ -1023,8 +1023,11 @@ impl Mailbox {
                 })
             };
             // every source left, read by this thread while nobody else reads it, once few are
-            let few = left.len() <= CLAIM_EACH_MAX;
-            let sources: Vec<usize> = left.iter().filter(|_| few).filter_map(|&i| pats[i].src).collect();
+            let sources: Vec<usize> = if left.len() <= CLAIM_EACH_MAX {
+                left.iter().filter_map(|&i| pats[i].src).collect()
+            } else {
+                Vec::new()
+            };
             let (s2, outcome) =
                 self.wait_claiming(s, (&pats[first], &sources), Spin::Connection, Some(&bad), None, ready);
             s = s2;
