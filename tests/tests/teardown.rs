@@ -136,14 +136,17 @@ fn sigusr1_prints_the_report_and_the_job_goes_on() {
     // a rank prints "ready" just before its receive, so a report may find either rank still on
     // its way there: ask again until both have been reported waiting (each report must leave the
     // job running, which is what this test is about)
-    let waiting_0 = |l: &str| l.contains("rank 0 (pid") && l.contains("waiting for rank 1");
-    let waiting_1 = |l: &str| l.contains("rank 1 (pid") && l.contains("waiting for rank 0");
+    let waiting = |rank: usize| {
+        move |l: &str| {
+            l.contains(&format!("rank {rank} (pid")) && l.contains(&format!("waiting for rank {}", 1 - rank))
+        }
+    };
     let within = std::time::Duration::from_secs(3);
     let mut reports = 0;
     while reports < 20 {
         job.signal(Signal::SIGUSR1);
         reports += 1;
-        if job.wait_stderr_line(within, waiting_0) && job.wait_stderr_line(within, waiting_1) {
+        if job.wait_stderr_line(within, waiting(0)) && job.wait_stderr_line(within, waiting(1)) {
             break;
         }
     }
@@ -151,6 +154,8 @@ fn sigusr1_prints_the_report_and_the_job_goes_on() {
     let out = job.wait();
     out.expect_code(143).no_leftovers();
     assert!(out.stderr.contains("what each rank is doing"), "{}", out.stderr);
-    assert!(out.stderr.lines().any(waiting_0), "no report in {reports} showed rank 0's wait:\n{}", out.stderr);
-    assert!(out.stderr.lines().any(waiting_1), "no report in {reports} showed rank 1's wait:\n{}", out.stderr);
+    for rank in 0..2 {
+        let seen = out.stderr.lines().any(waiting(rank));
+        assert!(seen, "no report in {reports} showed rank {rank}'s wait:\n{}", out.stderr);
+    }
 }
