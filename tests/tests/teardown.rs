@@ -119,7 +119,8 @@ fn sigusr1_is_passed_on_and_the_job_goes_on() {
 
 #[test]
 fn a_timeout_reports_what_each_rank_waits_for() {
-    let out = prun(["-n", "4", "--timeout", "2", "@prun-testjob", "hang"]).run();
+    // long enough for every rank to reach its wait on a busy machine before the report
+    let out = prun(["-n", "4", "--timeout", "5", "@prun-testjob", "hang"]).run();
     out.expect_code(124).no_leftovers();
     let line = |r: usize| {
         out.stderr.lines().find(|l| l.contains(&format!("rank {r} (pid"))).unwrap_or_default().to_string()
