@@ -20,8 +20,11 @@ pub(crate) struct Waiting {
     pub len: Option<usize>,
     /// The rank it waits for, if one.
     pub peer: Option<usize>,
-    /// The tag, for point-to-point receives.
+    /// The tag, for point-to-point calls.
     pub tag: Option<u32>,
+    /// Whether it waits to send to `peer` (its message not yet taken, or not yet copied) rather
+    /// than to receive.
+    pub sending: bool,
 }
 
 impl fmt::Display for Waiting {
@@ -36,27 +39,40 @@ impl fmt::Display for Waiting {
         if let Some(tag) = self.tag {
             write!(f, " tag {tag}")?;
         }
-        match self.peer {
-            Some(peer) => write!(f, ", waiting for rank {peer}"),
-            None => f.write_str(", waiting for any rank"),
+        match (self.sending, self.peer) {
+            (true, Some(peer)) => write!(f, ", sending to rank {peer}"),
+            (true, None) => f.write_str(", sending"),
+            (false, Some(peer)) => write!(f, ", waiting for rank {peer}"),
+            (false, None) => f.write_str(", waiting for any rank"),
         }
     }
 }
 
-/// The rank's current wait, if any.
+/// The rank's current waits: a send's wait, say, and a receive that runs within it (an exchange),
+/// or waits on several threads; the latest one still going is the one reported.
 #[derive(Default)]
-pub(crate) struct Activity(Mutex<Option<Waiting>>);
+pub(crate) struct Activity(Mutex<Waits>);
+
+/// The waits going on, each with the number that names it, and the next number.
+#[derive(Default)]
+struct Waits {
+    going: Vec<(u64, Waiting)>,
+    next: u64,
+}
 
 impl Activity {
     /// Records a wait until the returned guard is dropped.
     pub fn wait(&self, waiting: Waiting) -> Guard<'_> {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(waiting);
-        Guard(self)
+        let mut waits = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = waits.next;
+        waits.next += 1;
+        waits.going.push((id, waiting));
+        Guard(self, id)
     }
 
     /// What the rank is doing, in words, and which collective call it waits in, if one.
     pub fn describe(&self) -> (String, Option<CallAt>) {
-        match *self.0.lock().unwrap_or_else(PoisonError::into_inner) {
+        match self.0.lock().unwrap_or_else(PoisonError::into_inner).going.last().map(|&(_, w)| w) {
             Some(w) => {
                 let call = w.call.zip(w.context).map(|(call, context)| CallAt {
                     context,
@@ -73,11 +89,49 @@ impl Activity {
     }
 }
 
-/// Clears the wait it records when dropped.
-pub(crate) struct Guard<'a>(&'a Activity);
+/// Ends the wait it records when dropped.
+pub(crate) struct Guard<'a>(&'a Activity, u64);
 
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
-        *self.0.0.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        let mut waits = self.0.0.lock().unwrap_or_else(PoisonError::into_inner);
+        waits.going.retain(|&(id, _)| id != self.1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on(op: &'static str, peer: usize, sending: bool) -> Waiting {
+        Waiting {
+            op,
+            root: None,
+            call: None,
+            context: None,
+            len: None,
+            peer: Some(peer),
+            tag: Some(7),
+            sending,
+        }
+    }
+
+    /// The latest wait still going is reported: a receive within a send, then the send again
+    /// once the receive ends; waits on two threads ending in either order leave no stale one.
+    #[test]
+    fn the_latest_wait_going_is_reported() {
+        let activity = Activity::default();
+        let said = |a: &Activity| a.describe().0;
+        let send = activity.wait(on("send", 1, true));
+        assert_eq!(said(&activity), "send tag 7, sending to rank 1");
+        let recv = activity.wait(on("recv", 2, false));
+        assert_eq!(said(&activity), "recv tag 7, waiting for rank 2");
+        drop(recv);
+        assert_eq!(said(&activity), "send tag 7, sending to rank 1");
+        let other = activity.wait(on("recv", 3, false));
+        drop(send);
+        assert_eq!(said(&activity), "recv tag 7, waiting for rank 3");
+        drop(other);
+        assert_eq!(said(&activity), "running (not in a prun call)");
     }
 }

@@ -222,9 +222,27 @@ impl Communicator {
     /// [`Error::InvalidRank`], [`Error::Encode`], [`Error::MessageTooLarge`], or
     /// [`Error::PeerLost`] when `dest` has ended.
     pub fn send<T: Serialize + ?Sized>(&self, dest: usize, tag: Tag, value: &T) -> Result<()> {
-        let dest = self.check_rank(dest)?;
+        let _wait = self.sending(dest, tag);
+        let world_dest = self.check_rank(dest)?;
         let frame = codec::encode_into(value, vec![0; HEADER_LEN])?;
-        self.shared.engine.send(dest, self.context, tag, frame, Lending::Sends)
+        self.shared.engine.send(world_dest, self.context, tag, frame, Lending::Sends)
+    }
+
+    /// Records, for the launcher, that this rank sends `dest` a message with `tag` until the
+    /// guard is dropped (a send may wait for its receiver: a socket full, a large message not
+    /// yet copied).
+    fn sending(&self, dest: usize, tag: Tag) -> crate::activity::Guard<'_> {
+        let waiting = Waiting {
+            op: "send",
+            root: None,
+            call: None,
+            context: None,
+            len: None,
+            peer: Some(dest),
+            tag: Some(tag),
+            sending: true,
+        };
+        self.shared.activity.wait(waiting)
     }
 
     /// Sends the elements of a plain-old-data slice to rank `dest` with `tag`, without
@@ -254,8 +272,10 @@ impl Communicator {
             native.p2p().send(dest, tag, bytemuck::cast_slice(data));
             return Ok(());
         }
-        let dest = self.check_rank(dest)?;
-        self.shared.engine.send_parts(dest, self.context, tag, &[bytemuck::cast_slice(data)], Lending::Sends)
+        let _wait = self.sending(dest, tag);
+        let world_dest = self.check_rank(dest)?;
+        let data = bytemuck::cast_slice(data);
+        self.shared.engine.send_parts(world_dest, self.context, tag, &[data], Lending::Sends)
     }
 
     /// Receives a message sent with [`Communicator::send_slice`] from `src` with `tag` into
@@ -333,8 +353,16 @@ impl Communicator {
         tag: Option<Tag>,
     ) -> Result<(T, Status)> {
         let pattern = self.pattern(src, tag)?;
-        let waiting =
-            Waiting { op: "recv", root: None, call: None, context: None, len: None, peer: src, tag };
+        let waiting = Waiting {
+            op: "recv",
+            root: None,
+            call: None,
+            context: None,
+            len: None,
+            peer: src,
+            tag,
+            sending: false,
+        };
         let _wait = self.shared.activity.wait(waiting);
         let e = self.shared.engine.recv(&pattern)?;
         let status = Status { source: self.member(e.src), tag: e.tag, len: e.data.len() };
@@ -797,6 +825,7 @@ impl Channel<'_> {
         if let Some(src) = hold {
             engine.mailbox().hold(self.comm.check_rank(src)?);
         }
+        let _wait = self.sending(dest, tag);
         let lent = engine.lend_while(
             world_dest,
             self.comm.context | 1,
@@ -954,6 +983,7 @@ impl PointToPoint for Channel<'_> {
     }
 
     fn send_parts(&self, dest: usize, tag: u32, parts: &[&[u8]]) -> Result<()> {
+        let _wait = self.sending(dest, tag);
         let dest = self.comm.check_rank(dest)?;
         let signature = self.signature.encode();
         let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
@@ -981,10 +1011,9 @@ impl PointToPoint for Channel<'_> {
         self.send_all(tag, sends, sends.len() > 1, meanwhile)
     }
 
-    /// Every receive is posted before the first message goes ([`crate::mailbox::Mailbox::post_each`]),
-    /// so that each large message is read straight into place, in the order they come, rather
-    /// than into a vector when it comes before its turn; the sends as
-    /// [`PointToPoint::send_each`].
+    /// The sends as [`PointToPoint::send_each`]; the receives, once the sends are out, each
+    /// large message read straight into place in the order they come
+    /// ([`crate::mailbox::Mailbox::complete_each`], which says why not before).
     fn send_recv_each(
         &self,
         tag: u32,
@@ -1000,18 +1029,17 @@ impl PointToPoint for Channel<'_> {
             pats.push(Pattern { src: Some(world_src), group: None, context, tag: Some(tag) });
             posts.push((world_src, context, tag, (buf.len() + SIGNATURE_LEN) as u64));
         }
-        let mut posted = Some(self.comm.shared.engine.mailbox().post_each(&posts));
-        let mut received = Ok(());
+        let mut received = None;
         let mut receive = || {
             if let Some(before) = before.take() {
                 before();
             }
-            if let Some(posted) = posted.take() {
-                received = self.complete_each(posted, tag, &pats, recvs);
+            if received.is_none() {
+                received = Some(self.complete_each(&posts, tag, &pats, recvs));
             }
         };
         let sent = self.send_all(tag, sends, sends.len() > 1, Some(&mut receive));
-        received.and(sent)
+        received.unwrap_or(Ok(())).and(sent)
     }
 
     fn recv(&self, src: usize, tag: u32) -> Result<Vec<u8>> {
@@ -1149,7 +1177,16 @@ impl Channel<'_> {
             len: sig.len,
             peer,
             tag: None,
+            sending: false,
         }
+    }
+
+    /// Records, for the launcher, that this rank sends `dest` a message of this call on `tag`
+    /// until the guard is dropped: a send may wait for its receiver (a socket full, a lent
+    /// message not yet copied), and a receive within it records itself on top.
+    fn sending(&self, dest: usize, tag: u32) -> crate::activity::Guard<'_> {
+        let waiting = Waiting { sending: true, ..self.waiting(tag >> 8, Some(dest)) };
+        self.comm.shared.activity.wait(waiting)
     }
 
     /// The error for a message of call `seq` from `from` that carries the signature `theirs`
@@ -1204,10 +1241,11 @@ impl Channel<'_> {
         Ok(data)
     }
 
-    /// [`PointToPoint::send_recv_each`]'s receives, posted as `posted`.
+    /// [`PointToPoint::send_recv_each`]'s receives, `posts` as the mailbox's
+    /// [`complete_each`](crate::mailbox::Mailbox::complete_each) takes them.
     fn complete_each(
         &self,
-        posted: crate::mailbox::Posted<'_>,
+        posts: &[(usize, u64, u32, u64)],
         tag: u32,
         pats: &[Pattern<'_>],
         recvs: &mut [(usize, &mut [u8])],
@@ -1221,7 +1259,7 @@ impl Channel<'_> {
             .map(|((_, buf), tail)| Some(Target { body: buf, tail }))
             .collect();
         let mailbox = self.comm.shared.engine.mailbox();
-        let placed = mailbox.complete_each(posted, pats, targets, self.objection(seq))?;
+        let placed = mailbox.complete_each(posts, pats, targets, self.objection(seq))?;
         let ours = self.signature.encode();
         for (((src, buf), theirs), placed) in recvs.iter_mut().zip(&theirs).zip(placed) {
             match placed {

@@ -60,8 +60,8 @@ impl Pattern<'_> {
     }
 }
 
-/// Receives posted by [`Mailbox::post_each`]; dropped before they are all received, it takes
-/// the others back (a message already handed over to one is read into a vector and queued).
+/// Receives posted by [`Mailbox::complete_each`]; dropped before they are all received (the
+/// call failed), it takes the others back (a message already handed over to one is read into a vector and queued).
 pub(crate) struct Posted<'m> {
     mailbox: &'m Mailbox,
     ids: Vec<u64>,
@@ -971,11 +971,9 @@ impl Mailbox {
         })
     }
 
-    /// Posts a receive for each of `posts`' messages (`src`, `context`, `tag`, `len`), so that
-    /// a large one that comes before [`Mailbox::complete_each`] waits for it, its connection
-    /// handed over, rather than being read into a vector; for a rank about to send, then
-    /// receive from several ranks at once.
-    pub fn post_each(&self, posts: &[(usize, u64, u32, u64)]) -> Posted<'_> {
+    /// Posts a receive for each of `posts`' messages (`src`, `context`, `tag`, `len`), for
+    /// [`Mailbox::complete_each`].
+    fn post_each(&self, posts: &[(usize, u64, u32, u64)]) -> Posted<'_> {
         let mut s = self.lock();
         let mut ids = Vec::with_capacity(posts.len());
         for &(src, context, tag, len) in posts {
@@ -987,18 +985,28 @@ impl Mailbox {
         Posted { mailbox: self, ids }
     }
 
-    /// Receives the messages `posted` (which must name one source and one tag each, and the
-    /// target's length), each into its target of `targets` (in the order of the posts), in
-    /// whatever order they come; returns what each got, as [`Mailbox::recv_placed`]. Fails as
-    /// [`Mailbox::recv_checked`] does; the messages not received by then stay for later
-    /// receives.
+    /// Receives the messages of `posts` (`src`, `context`, `tag`, `len`; `pats` the same, one
+    /// source and one tag each), each into its target of `targets` (in the order of the posts),
+    /// in whatever order they come, with a receive posted for each meanwhile so that a large
+    /// one is read straight into place; returns what each got, as [`Mailbox::recv_placed`].
+    /// Fails as [`Mailbox::recv_checked`] does; the messages not received by then stay for
+    /// later receives.
+    ///
+    /// For a rank that sends to several ranks, then receives from them: the receives are posted
+    /// here, once its sends are out, not before them. Posted earlier, a large message written
+    /// to this rank would be handed to this thread while it is still writing its own to that
+    /// sender (or to a rank that waits for that sender): each thread then waits for a receive
+    /// that never begins (8 ranks sharing cores, 16 MiB blocks written to the sockets: every
+    /// rank hung). Before this call, such a message is read into a vector; a lent one that may
+    /// wait unread ([`crate::lend::rendezvous`]) waits, and is read in place here.
     pub fn complete_each(
         &self,
-        mut posted: Posted<'_>,
+        posts: &[(usize, u64, u32, u64)],
         pats: &[Pattern<'_>],
         mut targets: Vec<Option<Target<'_>>>,
         bad: impl Fn(&Envelope) -> Option<Error>,
     ) -> Result<Vec<Placed>> {
+        let mut posted = self.post_each(posts);
         let mut out: Vec<Option<Placed>> = (0..pats.len()).map(|_| None).collect();
         let mut s = self.lock();
         loop {
@@ -1360,8 +1368,8 @@ mod tests {
 
     /// Receives posted together take their messages in the order they come: a large one
     /// straight into place (its connection handed over), one queued before the posts as it
-    /// was; dropped before it completes, a post gives a message handed over to it back to the
-    /// queue, whole.
+    /// was; a large one written before the receives begin is read into a vector, so that its
+    /// writer does not wait for them.
     #[test]
     fn posted_receives_take_messages_as_they_come() {
         use std::io::Write;
@@ -1380,7 +1388,7 @@ mod tests {
         while m.probe(&pat(2, 7)).expect("probe").is_none() {
             std::thread::yield_now();
         }
-        let posted = m.post_each(&[(1, 0, 7, len as u64), (2, 0, 7, 3)]);
+        let posts = [(1, 0, 7, len as u64), (2, 0, 7, 3)];
         let mut writer = writers.remove(0);
         let sent = big.clone();
         let late = std::thread::spawn(move || {
@@ -1393,19 +1401,26 @@ mod tests {
             Some(Target { body: &mut into, tail: &mut [] }),
             Some(Target { body: &mut short, tail: &mut [] }),
         ];
-        let placed = m.complete_each(posted, &[pat(1, 7), pat(2, 7)], targets, |_| None).expect("received");
+        let placed = m.complete_each(&posts, &[pat(1, 7), pat(2, 7)], targets, |_| None).expect("received");
         assert!(matches!(placed[0], Placed::InPlace), "the large message was not read into place");
         assert!(matches!(&placed[1], Placed::Queued(e) if e.data == b"abc"), "{:?}", placed[1]);
         assert!(into == big, "the large message arrived damaged");
 
-        // a post dropped with a message handed over to it: the message is queued whole
+        // a message far longer than the socket holds, written before its receive is posted:
+        // the write ends without it (its sender may be one that waits for this rank's own
+        // writes to end before this rank receives), the message read into a vector, whole
         let mut writer = late.join().expect("writer");
-        let posted = m.post_each(&[(1, 0, 8, len as u64)]);
-        writer.write_all(&frame(8, &big)).expect("write");
-        std::thread::sleep(Duration::from_millis(50));
-        drop(posted);
-        let e = m.recv(&pat(1, 8)).expect("queued");
-        assert!(e.data == big, "the message handed back arrived damaged");
+        let huge: Vec<u8> = (0..8 << 20).map(|i| (i % 253) as u8).collect();
+        let (done, written) = std::sync::mpsc::channel();
+        let sent = huge.clone();
+        std::thread::spawn(move || done.send(writer.write_all(&frame(8, &sent)).is_ok()));
+        let ended = written.recv_timeout(Duration::from_secs(60));
+        assert_eq!(ended, Ok(true), "the write waited for a receive that had not begun");
+        let mut target = vec![0u8; huge.len()];
+        let targets = vec![Some(Target { body: &mut target, tail: &mut [] })];
+        let placed = m.complete_each(&[(1, 0, 8, huge.len() as u64)], &[pat(1, 8)], targets, |_| None);
+        let placed = placed.expect("received");
+        assert!(matches!(&placed[0], Placed::Queued(e) if e.data == huge), "the message arrived damaged");
     }
 
     /// Receives posted together read every source's connection themselves: with no progress
@@ -1421,24 +1436,24 @@ mod tests {
             out
         };
         let pat = |src: usize| Pattern { src: Some(src), group: None, context: 0, tag: Some(5) };
-        let posted = m.post_each(&[(1, 0, 5, 2), (2, 0, 5, 3)]);
         let m2 = Arc::clone(&m);
         let sender = std::thread::spawn(move || {
-            writers[1].write_all(&frame(5, b"two")).expect("write");
             // rank 1 sends once rank 2's message is in (queued, or taken by its receive), or
-            // after ten seconds
+            // after ten seconds; rank 2 once the receives are posted
             let start = std::time::Instant::now();
-            let seen = loop {
-                let s = m2.lock();
-                if s.queue.iter().any(|e| e.src == 2) || !s.posts.iter().any(|p| p.src == 2) {
+            let until = |done: &dyn Fn(&State) -> bool| loop {
+                if done(&m2.lock()) {
                     break true;
                 }
-                drop(s);
                 if start.elapsed() > Duration::from_secs(10) {
                     break false;
                 }
                 std::thread::sleep(Duration::from_millis(1));
             };
+            let posted = until(&|s| s.posts.iter().any(|p| p.src == 2));
+            writers[1].write_all(&frame(5, b"two")).expect("write");
+            let seen = posted
+                && until(&|s| s.queue.iter().any(|e| e.src == 2) || !s.posts.iter().any(|p| p.src == 2));
             writers[0].write_all(&frame(5, b"on")).expect("write");
             seen
         });
@@ -1447,7 +1462,9 @@ mod tests {
             Some(Target { body: &mut one, tail: &mut [] }),
             Some(Target { body: &mut two, tail: &mut [] }),
         ];
-        let placed = m.complete_each(posted, &[pat(1), pat(2)], targets, |_| None).expect("received");
+        let placed = m
+            .complete_each(&[(1, 0, 5, 2), (2, 0, 5, 3)], &[pat(1), pat(2)], targets, |_| None)
+            .expect("received");
         assert!(sender.join().expect("sender"), "rank 2's message waited for rank 1's");
         assert!(matches!(&placed[0], Placed::Queued(e) if e.data == b"on"), "{:?}", placed[0]);
         assert!(matches!(&placed[1], Placed::Queued(e) if e.data == b"two"), "{:?}", placed[1]);

@@ -103,6 +103,31 @@ fn the_crowded_doubling_allgather_is_lent_or_written_whole() {
     assert_eq!(reports, 8, "every rank checks what it got:\n{}", out.stderr);
 }
 
+/// Where ranks share cores and large messages are written to the sockets (`PRUN_SINGLE_COPY=0`,
+/// or where reading another process's memory is forbidden), the allgather straight to every
+/// rank completes: 3 ranks of 4 MiB blocks and 8 of 16 MiB, each rank writing its block to
+/// every other before it receives theirs. A block written to a rank still writing its own is
+/// read into a vector by that rank's progress thread; left for the rank's receive, which
+/// begins only once its own writes end, it hung every rank. Every rank checks what it got.
+#[test]
+fn the_straight_allgather_written_to_the_sockets_completes() {
+    let wrapper = deny_cross_memory();
+    let wrapper = wrapper.to_str().expect("a temporary path in UTF-8");
+    for (n, len) in [("3", "4194304"), ("8", "16777216")] {
+        // written because single copy is off, or because no rank may read another's memory
+        for how in [vec!["-x", "PRUN_SINGLE_COPY=0"], vec![wrapper]] {
+            let mut job = vec!["--timeout", "120", "-x", "PRUN_CROWDED=1", "-n", n];
+            job.extend(&how);
+            job.extend(["@prun-testjob", "writes", "allgather", len]);
+            let out = prun(job).run();
+            out.expect_code(0).no_leftovers();
+            let reports = out.lines().iter().filter(|l| l.starts_with("writes ")).count();
+            let what = format!("{how:?}, {n} ranks");
+            assert_eq!(reports.to_string(), n, "{what}: every rank checks what it got:\n{}", out.stderr);
+        }
+    }
+}
+
 /// Runs `op` of `len`-byte blocks on `n` ranks sharing cores and checks that no rank wrote a
 /// block.
 fn writes_no_blocks(n: usize, op: &str, len: usize) {

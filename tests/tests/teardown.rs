@@ -130,6 +130,16 @@ fn a_timeout_reports_what_each_rank_waits_for() {
     assert!(line(2).contains("barrier call #0, waiting for rank"), "{}", out.stderr);
 }
 
+/// A rank waiting in a send (its receiver stopped, so that nothing takes the message) is
+/// reported as sending, with the tag and the receiver, not as running outside prun's calls.
+#[test]
+fn a_timeout_reports_a_rank_stuck_in_a_send() {
+    let out = prun(["-n", "2", "--timeout", "5", "@prun-testjob", "stuck-send"]).run();
+    out.expect_code(124).no_leftovers();
+    let line = out.stderr.lines().find(|l| l.contains("rank 0 (pid")).unwrap_or_default();
+    assert!(line.contains("send tag 7, sending to rank 1"), "{}", out.stderr);
+}
+
 #[test]
 fn sigusr1_prints_the_report_and_the_job_goes_on() {
     let mut job = prun(["-n", "2", "@prun-testjob", "hang"]).spawn();

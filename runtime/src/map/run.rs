@@ -388,6 +388,7 @@ where
                     len: None,
                     peer: None,
                     tag: None,
+                    sending: false,
                 };
                 let _wait = self.comm.activity().wait(waiting);
                 mailbox.recv_timeout(&pattern, wait)?

@@ -1044,6 +1044,19 @@ fn main() -> ExitCode {
             };
             r.map_err(|e| e.to_string())
         }
+        "stuck-send" => {
+            // rank 1 stops itself; rank 0 sends it 64 MiB, more than its socket and its
+            // stopped progress thread take, and waits in the send
+            ready(&world);
+            match rank {
+                1 => {
+                    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGSTOP);
+                    Ok(())
+                }
+                0 => world.send_slice(1, 7, &vec![7u8; 64 << 20]).map_err(|e| e.to_string()),
+                _ => Ok(()),
+            }
+        }
         "coll-mismatch" => {
             // ranks disagree on the operation, the root or the buffer length
             let mut buf = vec![1.0f64; 10];
