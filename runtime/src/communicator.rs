@@ -1022,11 +1022,9 @@ impl PointToPoint for Channel<'_> {
         mut before: Option<&mut dyn FnMut()>,
     ) -> Result<()> {
         let context = self.comm.context | 1;
-        let mut pats = Vec::with_capacity(recvs.len());
         let mut posts = Vec::with_capacity(recvs.len());
         for (src, buf) in recvs.iter() {
             let world_src = self.comm.check_rank(*src)?;
-            pats.push(Pattern { src: Some(world_src), group: None, context, tag: Some(tag) });
             posts.push((world_src, context, tag, (buf.len() + SIGNATURE_LEN) as u64));
         }
         let mut received = None;
@@ -1035,7 +1033,7 @@ impl PointToPoint for Channel<'_> {
                 before();
             }
             if received.is_none() {
-                received = Some(self.complete_each(&posts, tag, &pats, recvs));
+                received = Some(self.complete_each(&posts, tag, recvs));
             }
         };
         let sent = self.send_all(tag, sends, sends.len() > 1, Some(&mut receive));
@@ -1247,7 +1245,6 @@ impl Channel<'_> {
         &self,
         posts: &[(usize, u64, u32, u64)],
         tag: u32,
-        pats: &[Pattern<'_>],
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<()> {
         let seq = tag >> 8;
@@ -1259,7 +1256,7 @@ impl Channel<'_> {
             .map(|((_, buf), tail)| Some(Target { body: buf, tail }))
             .collect();
         let mailbox = self.comm.shared.engine.mailbox();
-        let placed = mailbox.complete_each(posts, pats, targets, self.objection(seq))?;
+        let placed = mailbox.complete_each(posts, targets, self.objection(seq))?;
         let ours = self.signature.encode();
         for (((src, buf), theirs), placed) in recvs.iter_mut().zip(&theirs).zip(placed) {
             match placed {
