@@ -192,6 +192,23 @@ fn agent_folders() -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// Two hosts of four ranks each counted as sharing cores: the allgather of 16 MiB blocks goes
+/// straight to every rank, its blocks written over TCP between the hosts, each rank writing its
+/// own before it receives; it completes (every rank hung before the receives were posted only
+/// once the writes were out), every rank checking what it got.
+#[test]
+fn the_straight_allgather_crosses_hosts() {
+    let _one = serial();
+    let list = hosts(2, 4);
+    let job = ["--timeout", "120", "-x", "PRUN_CROWDED=1", "-n", "8", "--host", &list, "@prun-testjob"];
+    let out =
+        remote_job(&job.into_iter().chain(["writes", "allgather", "16777216"]).collect::<Vec<_>>()).run();
+    out.expect_code(0).no_leftovers();
+    let reports = out.lines().iter().filter(|l| l.starts_with("writes ")).count();
+    assert_eq!(reports, 8, "every rank checks what it got:\n{}", out.stderr);
+    no_agents_left();
+}
+
 #[test]
 fn ctrl_c_and_failures_cross_hosts() {
     let _one = serial();
