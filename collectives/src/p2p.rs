@@ -18,6 +18,11 @@ pub fn tag(seq: u32, round: u32) -> u32 {
     seq.wrapping_shl(8) | (round & 0xff)
 }
 
+/// The collective call number a [`tag`] was made for (its sequence number, `tag >> 8`).
+pub fn seq_of(tag: u32) -> u32 {
+    tag >> 8
+}
+
 /// The tag of step `step` (which may exceed [`MAX_ROUNDS`]) of collective call `seq`.
 pub(crate) fn step_tag(seq: u32, step: usize) -> u32 {
     // Only the low 8 bits matter, so the truncating cast loses nothing `tag` would keep.

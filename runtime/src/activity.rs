@@ -27,6 +27,14 @@ pub(crate) struct Waiting {
     pub sending: bool,
 }
 
+impl Waiting {
+    /// A point-to-point call's wait: `op` with `peer` (`None`: any rank) on `tag` (`None`: any),
+    /// to send when `sending`, else to receive.
+    pub fn point_to_point(op: &'static str, peer: Option<usize>, tag: Option<u32>, sending: bool) -> Waiting {
+        Waiting { op, root: None, call: None, context: None, len: None, peer, tag, sending }
+    }
+}
+
 impl fmt::Display for Waiting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.op)?;
@@ -104,16 +112,7 @@ mod tests {
     use super::*;
 
     fn on(op: &'static str, peer: usize, sending: bool) -> Waiting {
-        Waiting {
-            op,
-            root: None,
-            call: None,
-            context: None,
-            len: None,
-            peer: Some(peer),
-            tag: Some(7),
-            sending,
-        }
+        Waiting::point_to_point(op, Some(peer), Some(7), sending)
     }
 
     /// The latest wait still going is reported: a receive within a send, then the send again

@@ -11,7 +11,7 @@ use crate::mailbox::{Envelope, Pattern, Placed, Target};
 use crate::trace::{Call, Tracer};
 use crate::wire::HEADER_LEN;
 use prun_collectives::PointToPoint;
-use prun_collectives::p2p::{copy_received, nest_sends};
+use prun_collectives::p2p::{copy_received, nest_sends, seq_of};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -232,17 +232,7 @@ impl Communicator {
     /// guard is dropped (a send may wait for its receiver: a socket full, a large message not
     /// yet copied).
     fn sending(&self, dest: usize, tag: Tag) -> crate::activity::Guard<'_> {
-        let waiting = Waiting {
-            op: "send",
-            root: None,
-            call: None,
-            context: None,
-            len: None,
-            peer: Some(dest),
-            tag: Some(tag),
-            sending: true,
-        };
-        self.shared.activity.wait(waiting)
+        self.shared.activity.wait(Waiting::point_to_point("send", Some(dest), Some(tag), true))
     }
 
     /// Sends the elements of a plain-old-data slice to rank `dest` with `tag`, without
@@ -353,17 +343,7 @@ impl Communicator {
         tag: Option<Tag>,
     ) -> Result<(T, Status)> {
         let pattern = self.pattern(src, tag)?;
-        let waiting = Waiting {
-            op: "recv",
-            root: None,
-            call: None,
-            context: None,
-            len: None,
-            peer: src,
-            tag,
-            sending: false,
-        };
-        let _wait = self.shared.activity.wait(waiting);
+        let _wait = self.shared.activity.wait(Waiting::point_to_point("recv", src, tag, false));
         let e = self.shared.engine.recv(&pattern)?;
         let status = Status { source: self.member(e.src), tag: e.tag, len: e.data.len() };
         Ok((codec::decode(&e.data, status.source, e.tag)?, status))
@@ -1146,7 +1126,7 @@ impl Channel<'_> {
         let pattern =
             Pattern { src: Some(world_src), group: None, context: self.comm.context | 1, tag: Some(tag) };
         let ours = self.signature.encode();
-        let seq = tag >> 8;
+        let seq = seq_of(tag);
         let _wait = self.comm.shared.activity.wait(self.waiting(seq, Some(src)));
         let bad = self.objection(seq);
         let mailbox = self.comm.shared.engine.mailbox();
@@ -1183,7 +1163,7 @@ impl Channel<'_> {
     /// until the guard is dropped: a send may wait for its receiver (a socket full, a lent
     /// message not yet copied), and a receive within it records itself on top.
     fn sending(&self, dest: usize, tag: u32) -> crate::activity::Guard<'_> {
-        let waiting = Waiting { sending: true, ..self.waiting(tag >> 8, Some(dest)) };
+        let waiting = Waiting { sending: true, ..self.waiting(seq_of(tag), Some(dest)) };
         self.comm.shared.activity.wait(waiting)
     }
 
@@ -1217,7 +1197,7 @@ impl Channel<'_> {
     fn objection(&self, seq: u32) -> impl Fn(&Envelope) -> Option<Error> + '_ {
         let ours = self.signature.encode();
         move |e: &Envelope| {
-            let (theirs_seq, theirs) = (e.tag >> 8, trailer(&e.data));
+            let (theirs_seq, theirs) = (seq_of(e.tag), trailer(&e.data));
             if theirs_seq == seq {
                 return (theirs != Some(&ours[..]))
                     .then(|| self.mismatch(seq, self.comm.member(e.src), theirs));
@@ -1247,7 +1227,7 @@ impl Channel<'_> {
         tag: u32,
         recvs: &mut [(usize, &mut [u8])],
     ) -> Result<()> {
-        let seq = tag >> 8;
+        let seq = seq_of(tag);
         let _wait = self.comm.shared.activity.wait(self.waiting(seq, None));
         let mut theirs = vec![[0u8; SIGNATURE_LEN]; recvs.len()];
         let targets = recvs

@@ -989,9 +989,8 @@ impl Mailbox {
     /// Receives the messages of `posts` (`src`, `context`, `tag`, `len`), each into its target
     /// of `targets` (in the order of the posts), in whatever order they come, with a receive
     /// posted for each meanwhile so that a large one is read straight into place; returns what
-    /// each got, as [`Mailbox::recv_placed`].
-    /// Fails as [`Mailbox::recv_checked`] does; the messages not received by then stay for
-    /// later receives.
+    /// each got, as [`Mailbox::recv_placed`]. Fails as [`Mailbox::recv_checked`] does; the
+    /// messages not received by then stay for later receives.
     ///
     /// For a rank that sends to several ranks, then receives from them: the receives are posted
     /// here, once its sends are out, not before them. Posted earlier, a large message written
