@@ -65,6 +65,19 @@ fn large_messages_by_socket_and_by_single_copy() {
     }
 }
 
+/// Every collective, typed and zero-copy, of 4 MiB a rank on five ranks sharing the cores and
+/// on the two halves of a split (three and two ranks, in reversed order), at three roots each:
+/// every algorithm's path for large messages (straight to every rank, pipelined, halving and
+/// doubling), lent and written through the sockets. Blocks from 4 MiB written to the sockets
+/// once hung every rank of a crowded allgather.
+#[test]
+fn every_collective_of_4_mib_a_rank_lent_and_written() {
+    for copy in ["PRUN_SINGLE_COPY=1", "PRUN_SINGLE_COPY=0"] {
+        let options = ["--timeout", "120", "-x", "PRUN_CROWDED=1", "-x", copy];
+        all_ok_with(&options, 5, &["big", "4194304"], "big ok");
+    }
+}
+
 #[test]
 fn collectives_with_64_ranks_on_2_cores() {
     all_ok(64, &["collectives", "1000"], "collectives ok");

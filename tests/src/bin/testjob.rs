@@ -296,6 +296,70 @@ fn collectives(world: &World, max_len: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Every collective at `len` bytes a rank (typed and zero-copy), on the world and on halves of
+/// it, every root, checked: large messages through every algorithm's large-message path.
+fn big(world: &World, len: usize) -> Result<(), String> {
+    let e = |e: Error| e.to_string();
+    let half = world.split(Some((world.rank() % 2) as u32), -(world.rank() as i64)).map_err(e)?;
+    for comm in [Some(world), half.as_ref()].into_iter().flatten() {
+        let (rank, size) = (comm.rank(), comm.size());
+        let value = |r: usize, i: usize| ((i % 251) as u8) ^ (r as u8).wrapping_mul(37);
+        let block = |r: usize| (0..len).map(|i| value(r, i)).collect::<Vec<u8>>();
+        let mine = block(rank);
+        for root in [0, size - 1, size / 2] {
+            let got = comm.broadcast(root, (rank == root).then(|| block(root))).map_err(e)?;
+            check(got == block(root), "broadcast")?;
+            let all: Vec<Vec<u8>> = (0..size).map(block).collect();
+            let got: Vec<u8> = comm.scatter(root, (rank == root).then_some(&all[..])).map_err(e)?;
+            check(got == mine, "scatter")?;
+            let got = comm.gather(root, &mine).map_err(e)?;
+            check(got.is_some() == (rank == root) && got.is_none_or(|g| g == all), "gather")?;
+            let xor = |a: Vec<u8>, b: Vec<u8>| a.iter().zip(&b).map(|(x, y)| x ^ y).collect::<Vec<u8>>();
+            let want = all.iter().cloned().reduce(xor).unwrap_or_default();
+            let got = comm.reduce(root, mine.clone(), xor).map_err(e)?;
+            check(got.is_none_or(|g| g == want), "reduce")?;
+            let mut buf = if rank == root { block(root) } else { vec![0; len] };
+            comm.broadcast_into(root, &mut buf).map_err(e)?;
+            check(buf == block(root), "broadcast_into")?;
+            let flat: Vec<u8> = all.concat();
+            let mut part = vec![0; len];
+            comm.scatter_into(root, (rank == root).then_some(&flat[..]), &mut part).map_err(e)?;
+            check(part == mine, "scatter_into")?;
+            let mut back = vec![0; len * size];
+            comm.gather_into(root, &mine, (rank == root).then_some(&mut back[..])).map_err(e)?;
+            check(rank != root || back == flat, "gather_into")?;
+            let mut red = vec![0; len];
+            comm.reduce_into(root, &mine, (rank == root).then_some(&mut red[..]), prun::Op::BitXor)
+                .map_err(e)?;
+            check(rank != root || red == want, "reduce_into")?;
+            if root == 0 {
+                let got = comm.allgather(&mine).map_err(e)?;
+                check(got == all, "allgather")?;
+                let got = comm.allreduce(mine.clone(), xor).map_err(e)?;
+                check(got == want, "allreduce")?;
+                let mut back = vec![0; len * size];
+                comm.allgather_into(&mine, &mut back).map_err(e)?;
+                check(back == flat, "allgather_into")?;
+                let mut red = vec![0; len];
+                comm.allreduce_into(&mine, &mut red, prun::Op::BitXor).map_err(e)?;
+                check(red == want, "allreduce_into")?;
+                let got = comm.scan(mine.clone(), xor).map_err(e)?;
+                check(got == all[..=rank].iter().cloned().reduce(xor).unwrap_or_default(), "scan")?;
+                let piece = len / size;
+                let out: Vec<Vec<u8>> = (0..size).map(|d| vec![(rank * 16 + d) as u8; piece]).collect();
+                let got = comm.alltoall(&out).map_err(e)?;
+                check(
+                    got.iter().enumerate().all(|(s, v)| *v == vec![(s * 16 + rank) as u8; piece]),
+                    "alltoall",
+                )?;
+            }
+        }
+        comm.barrier().map_err(e)?;
+    }
+    println!("big ok {}", world.rank());
+    Ok(())
+}
+
 /// An allgather, an allreduce, or a scatter or a broadcast from rank 0, of `len`-byte blocks,
 /// checked; prints `writes RANK BYTES CMA`: the bytes this process wrote to files and sockets
 /// meanwhile (`wchar` of `/proc/self/io`), and whether it may read a process's memory by
@@ -1025,6 +1089,7 @@ fn main() -> ExitCode {
         "p2p" => p2p(&world),
         "collectives" => collectives(&world, arg(2).max(0) as usize),
         "split" => split(&world),
+        "big" => big(&world, arg(2).max(0) as usize),
         "pod" => pod(&world),
         "writes" => writes(&world, &std::env::args().nth(2).unwrap_or_default(), arg(3).max(0) as usize),
         "maps" => maps(&world),
