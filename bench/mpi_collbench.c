@@ -3,8 +3,8 @@
  * prun's collbench does exactly the same, so the two sets of numbers line up.
  *
  * Usage: mpirun -n N ./mpi_collbench [OPS...]
- *   OPS: latency barrier bcast allreduce gather scatter allgather
- *   (none means all, in that order; given ops run in the order given)
+ *   OPS: latency barrier bcast allreduce gather scatter allgather alltoall
+ *   (none means all but alltoall, in that order; given ops run in the order given)
  *
  * Sizes (bytes): 8 1024 65536 1048576 16777216, bounded by the environment
  * variables COLLBENCH_MIN_BYTES (default 0) and COLLBENCH_MAX_BYTES (default
@@ -18,6 +18,7 @@
  *   gather     `bytes` MPI_BYTE per rank to root 0.
  *   scatter    `bytes` MPI_BYTE per rank from root 0.
  *   allgather  `bytes` MPI_BYTE per rank.
+ *   alltoall   `bytes` MPI_BYTE per pair of ranks (as osu_alltoall); only when named.
  *
  * Iterations per size (barrier counts as 0 bytes):
  *   iters  = clamp(67108864 / max(bytes, 1024), 10, 1000)   (integer division)
@@ -181,6 +182,12 @@ static void do_allgather(struct bufs *b)
                   MPI_COMM_WORLD);
 }
 
+static void do_alltoall(struct bufs *b)
+{
+    MPI_Alltoall(b->send, (int)b->bytes, MPI_BYTE, b->recv, (int)b->bytes, MPI_BYTE,
+                 MPI_COMM_WORLD);
+}
+
 /* Mean time (seconds) of one operation on this rank. */
 static double time_op(op_fn fn, struct bufs *b, long iters, long warmup)
 {
@@ -236,6 +243,10 @@ static void run(const char *op, long bytes)
         fn = do_allgather;
         b.send = xmalloc(n);
         b.recv = xmalloc(all);
+    } else if (!strcmp(op, "alltoall")) {
+        fn = do_alltoall;
+        b.send = xmalloc(all);
+        b.recv = xmalloc(all);
     } else {
         die("internal error: unknown op"); /* checked in main */
         return;
@@ -243,8 +254,8 @@ static void run(const char *op, long bytes)
     b.bytes = bytes;
 
     /* Touch everything before timing. */
-    if (b.send) memset(b.send, rank + 1, (fn == do_scatter) ? all : n);
-    if (b.recv) memset(b.recv, 0, (fn == do_gather || fn == do_allgather) ? all : n);
+    if (b.send) memset(b.send, rank + 1, (fn == do_scatter || fn == do_alltoall) ? all : n);
+    if (b.recv) memset(b.recv, 0, (fn == do_gather || fn == do_allgather || fn == do_alltoall) ? all : n);
     for (long i = 0; i < b.ndoubles; i++) {
         b.dsend[i] = (double)(rank + 1);
         b.drecv[i] = 0.0;
@@ -281,7 +292,7 @@ static int known_op(const char *s)
 {
     for (int i = 0; i < N_ALL_OPS; i++)
         if (!strcmp(s, ALL_OPS[i])) return 1;
-    return 0;
+    return !strcmp(s, "alltoall"); /* only when named */
 }
 
 /* Parses the environment; returns an error message or NULL. */
@@ -342,7 +353,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "mpi_collbench: %s%s\n", err, bad);
             if (*bad)
                 fprintf(stderr, "usage: mpi_collbench [latency|barrier|bcast|allreduce|gather|"
-                                "scatter|allgather]...\n");
+                                "scatter|allgather|alltoall]...\n");
         }
         MPI_Finalize();
         return 2;

@@ -2,6 +2,75 @@
 
 use crate::p2p::{PointToPoint, step_tag};
 
+/// `buf`'s `size` blocks of `len` bytes each (`size` empty ones when `len` is 0), or the error
+/// for a buffer of another length than `size * len`.
+pub(crate) fn blocks<'b, P: PointToPoint + ?Sized>(
+    p: &P,
+    what: &str,
+    buf: &'b [u8],
+    len: usize,
+) -> Result<Vec<&'b [u8]>, P::Error> {
+    let size = p.size();
+    if buf.len() != len * size {
+        return Err(p.malformed(format!("alltoall: {what} holds {} bytes, not {size} x {len}", buf.len())));
+    }
+    Ok(if len == 0 { vec![&[][..]; size] } else { buf.chunks(len).collect() })
+}
+
+/// As [`blocks`], writable, each in an `Option` so that it can be taken once.
+pub(crate) fn places<'b, P: PointToPoint + ?Sized>(
+    p: &P,
+    buf: &'b mut [u8],
+    len: usize,
+) -> Result<Vec<Option<&'b mut [u8]>>, P::Error> {
+    let size = p.size();
+    if buf.len() != len * size {
+        return Err(p.malformed(format!("alltoall: recv holds {} bytes, not {size} x {len}", buf.len())));
+    }
+    Ok(if len == 0 {
+        (0..size).map(|_| Some(<&mut [u8]>::default())).collect()
+    } else {
+        buf.chunks_mut(len).map(Some).collect()
+    })
+}
+
+/// Block `d` of `send` (`size` blocks of one length) to rank `d`, and block `s` of `recv` from
+/// rank `s`, for every `d` and `s`: `MPI_Alltoall` of bytes, into place. Pairwise exchange, as
+/// [`alltoall`]: in step `k = 1..size` rank `r` sends to `r + k` and receives from `r - k`,
+/// each block received straight into its place; the own block is copied while the first
+/// partner takes this rank's (where the transport lends it).
+///
+/// Errors: a transport error, a `send` whose length is not a multiple of `size`, a `recv` of
+/// another length than `send`, or a block of the wrong length from a peer.
+pub fn alltoall_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    send: &[u8],
+    recv: &mut [u8],
+) -> Result<(), P::Error> {
+    let (rank, size) = crate::p2p::rank_and_size(p, "alltoall", 0)?;
+    let len = send.len() / size;
+    let sends = blocks(p, "send", send, len)?;
+    let mut places = places(p, recv, len)?;
+    let missing = |i| p.malformed(format!("alltoall: no block {i}"));
+    let own = sends.get(rank).ok_or_else(|| missing(rank))?;
+    let mut own_place = places.get_mut(rank).and_then(Option::take);
+    let mut copy = || {
+        if let Some(place) = own_place.take() {
+            place.copy_from_slice(own);
+        }
+    };
+    for k in 1..size {
+        let (to, from) = ((rank + k) % size, (rank + size - k) % size);
+        let t = step_tag(seq, k);
+        let data = sends.get(to).ok_or_else(|| missing(to))?;
+        let place = places.get_mut(from).and_then(Option::take).ok_or_else(|| missing(from))?;
+        p.sendrecv_into_while(to, t, data, from, t, place, &mut copy)?;
+    }
+    copy();
+    Ok(())
+}
+
 /// Sends `blocks[d]` to rank `d` for every `d`; returns the blocks received, indexed by source.
 ///
 /// Every rank passes exactly `size` blocks, which may differ in size. Pairwise exchange: in step
@@ -65,6 +134,41 @@ mod tests {
                 }
             });
         }
+    }
+
+    /// Into place: every rank gets every block meant for it, for every size, empty blocks too.
+    #[test]
+    fn into_every_size() {
+        crate::testutil::alltoall_every_size(|p, send, recv| alltoall_into(p, 5, send, recv));
+    }
+
+    /// Into place, several MiB per rank, and blocks of lengths that differ between ranks or do
+    /// not divide: errors, not panics or hangs.
+    #[test]
+    fn into_large_and_wrong_lengths() {
+        for size in LARGE_SIZES {
+            let len = 4 * 1024 * 1024 / size + 3;
+            run(size, |p| {
+                let r = p.rank();
+                let send: Vec<u8> = (0..size).flat_map(|d| block(9, r, d, len)).collect();
+                let mut recv = vec![0; size * len];
+                alltoall_into(&p, 0, &send, &mut recv).expect("alltoall_into");
+                let want: Vec<u8> = (0..size).flat_map(|s| block(9, s, r, len)).collect();
+                assert!(recv == want, "size {size}");
+            });
+        }
+        // rank 1's blocks are one byte longer: every rank fails (a malformed message, or a
+        // peer gone after its own failure), and nobody waits for ever
+        let out = run(3, |p| {
+            let len = if p.rank() == 1 { 3 } else { 2 };
+            alltoall_into(&p, 0, &vec![7; 3 * len], &mut vec![0; 3 * len]).err()
+        });
+        assert!(out.iter().all(Option::is_some), "{out:?}");
+        assert!(matches!(out[2], Some(ThreadError::Malformed(_))), "{out:?}");
+        let out = run(2, |p| alltoall_into(&p, 0, &[1, 2, 3], &mut [0; 3]).err());
+        assert!(out.iter().all(|e| matches!(e, Some(ThreadError::Malformed(_)))), "{out:?}");
+        let out = run(2, |p| alltoall_into(&p, 0, &[1, 2], &mut [0; 4]).err());
+        assert!(out.iter().all(|e| matches!(e, Some(ThreadError::Malformed(_)))), "{out:?}");
     }
 
     /// Several MiB per rank.

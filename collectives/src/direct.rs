@@ -51,6 +51,39 @@ pub fn allgather_into<P: PointToPoint + ?Sized>(
     p.send_recv_each(step_tag(seq, 0), &sends, &mut recvs, Some(&mut copy))
 }
 
+/// Block `d` of every rank's `send` (`size` blocks of one length) into place `r` of rank
+/// `d`'s `recv`, in one step: every rank sends each block straight to its rank and receives
+/// every other's at once ([`PointToPoint::send_recv_each`]), as [`allgather_into`] does with
+/// one block for all; the own block is copied while the others read theirs.
+///
+/// Errors: a `send` whose length is not a multiple of `size`, a `recv` of another length, or
+/// a message of the wrong length.
+pub fn alltoall_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    send: &[u8],
+    recv: &mut [u8],
+) -> Result<(), P::Error> {
+    let (rank, size) = crate::p2p::rank_and_size(p, "alltoall", 0)?;
+    let len = send.len() / size;
+    let blocks = crate::alltoall::blocks(p, "send", send, len)?;
+    let mut places = crate::alltoall::places(p, recv, len)?;
+    let own = blocks.get(rank).copied().unwrap_or_default();
+    let mut own_place = places.get_mut(rank).and_then(Option::take);
+    let sends: Vec<(usize, &[u8])> =
+        (1..size).map(|i| (rank + i) % size).filter_map(|d| blocks.get(d).map(|b| (d, *b))).collect();
+    let mut recvs: Vec<(usize, &mut [u8])> = (1..size)
+        .map(|i| (rank + size - i) % size)
+        .filter_map(|src| places.get_mut(src).and_then(Option::take).map(|place| (src, place)))
+        .collect();
+    let mut copy = || {
+        if let Some(place) = own_place.take() {
+            place.copy_from_slice(own);
+        }
+    };
+    p.send_recv_each(step_tag(seq, 0), &sends, &mut recvs, Some(&mut copy))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +98,12 @@ mod tests {
             |p, block, recv| allgather_into(p, 4, block, recv),
             |_| true,
         );
+    }
+
+    /// Every rank gets every block meant for it, for every size, with empty blocks.
+    #[test]
+    fn alltoall_every_size() {
+        testutil::alltoall_every_size(|p, send, recv| alltoall_into(p, 3, send, recv));
     }
 
     /// Several MiB.

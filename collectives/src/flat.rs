@@ -212,6 +212,40 @@ pub fn allgather_into<P: PointToPoint + ?Sized>(
     broadcast_into(p, seq, 0, recv)
 }
 
+/// Block `d` of every rank's `send` (`size` blocks of one length) into place `r` of rank `d`'s
+/// `recv`, through rank 0: every rank sends its whole `send` straight there, into place
+/// ([`in_place::gather_into`](crate::in_place::gather_into)), and rank 0 sends each rank its
+/// column, the blocks meant for it, in one message of `size` parts. Two hops and `2 (size - 1)`
+/// messages, where the pairwise exchange takes `size - 1` hops and every rank sends `size - 1`
+/// messages.
+///
+/// Errors: a message of the wrong length, or a `send` or `recv` not of `size` blocks of one
+/// length; when rank 0 fails to collect the blocks, every rank fails (as for [`allreduce`]).
+pub fn alltoall_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    send: &[u8],
+    recv: &mut [u8],
+) -> Result<(), P::Error> {
+    let (rank, size) = rank_and_size(p, "alltoall", 0)?;
+    let len = send.len() / size;
+    crate::alltoall::blocks(p, "send", send, len)?;
+    crate::alltoall::places(p, recv, len)?;
+    if rank != 0 {
+        p.send(0, tag(seq, 1), send)?;
+        let column = outcome(p, "alltoall", seq)?;
+        return crate::p2p::copy_received(p, 0, &column, recv);
+    }
+    let mut rows = vec![0; size * send.len()];
+    let gathered = crate::in_place::gather_into(p, seq, 0, send, Some(&mut rows));
+    // cell `s * size + d`: the block rank `s` meant for rank `d`
+    let cells: Vec<&[u8]> = if len == 0 { vec![&[][..]; size * size] } else { rows.chunks(len).collect() };
+    let column = |d: usize| (0..size).filter_map(|s| cells.get(s * size + d).copied()).collect::<Vec<_>>();
+    answer(p, seq, size, gathered.as_ref().map(|()| &column).map_err(ToString::to_string))?;
+    gathered?;
+    crate::p2p::copy_received(p, 0, &column(0).concat(), recv)
+}
+
 /// Prefix reduction through rank 0: every rank sends its `data` to rank 0, which combines them
 /// in rank order and sends rank `r` the combination of ranks `0..=r` (`inclusive`) or `0..r`
 /// (else; rank 0 then returns `None`, and every other rank `Some`). Two hops, where recursive
@@ -452,6 +486,20 @@ mod tests {
                     Some((0..size as u8).map(|r| vec![r]).collect()),
                     "rank {rank} of {size}"
                 );
+            });
+        }
+    }
+
+    /// The all-to-all through rank 0: every block where it belongs at every size, and a rank
+    /// whose blocks are longer than the others' makes every rank fail, nobody left waiting.
+    #[test]
+    fn alltoall_through_rank_0() {
+        crate::testutil::alltoall_every_size(|p, send, recv| alltoall_into(p, 6, send, recv));
+        for size in [2, 4, 9] {
+            ThreadGroup::run(size, |p| {
+                let len = if p.rank() == size - 1 { 3 } else { 2 };
+                let got = alltoall_into(&p, 0, &vec![1; size * len], &mut vec![0; size * len]);
+                assert!(got.is_err(), "rank {} of {size}", p.rank());
             });
         }
     }

@@ -123,3 +123,28 @@ pub(crate) fn allgather_every_size(
         }
     }
 }
+
+/// Runs an all-to-all into place (`alltoall(rank, send, recv)`) at every size of [`SIZES`],
+/// with blocks of 0, 3 and 2048 bytes, and checks that every rank gets, from every source in
+/// rank order, the block that source meant for it.
+pub(crate) fn alltoall_every_size(
+    alltoall: impl Fn(&ThreadRank, &[u8], &mut [u8]) -> Result<(), ThreadError> + Sync,
+) {
+    // what rank `s` sends rank `d`
+    let block = |s: usize, d: usize, len: usize| bytes((s * 1000 + d) as u64, len);
+    for size in SIZES {
+        for len in [0, 3, 2048] {
+            let out = run(size, |p| {
+                use crate::p2p::PointToPoint;
+                let r = p.rank();
+                let send: Vec<u8> = (0..size).flat_map(|d| block(r, d, len)).collect();
+                let mut recv = vec![0; size * len];
+                alltoall(&p, &send, &mut recv).map(|()| recv)
+            });
+            for (r, got) in out.into_iter().enumerate() {
+                let want: Vec<u8> = (0..size).flat_map(|s| block(s, r, len)).collect();
+                assert!(got.is_ok_and(|got| got == want), "size {size} len {len} rank {r}");
+            }
+        }
+    }
+}

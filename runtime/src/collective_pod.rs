@@ -268,6 +268,64 @@ impl Communicator {
         Ok(())
     }
 
+    /// Sends block `d` of `send` to rank `d` and receives rank `s`'s block for this rank into
+    /// block `s` of `recv`, for every rank: `MPI_Alltoall`, the blocks all of one length,
+    /// `send.len() / size()` elements (a transpose of the blocks across ranks, as in a
+    /// distributed FFT or a shuffle).
+    ///
+    /// **Collective.** Every rank passes a `send` of `size()` blocks of one length, the same on
+    /// every rank, and a `recv` of the same length as its `send`. Pairwise exchange (in step
+    /// `k`, rank `r` sends to `r + k` and receives from `r - k`), each block received straight
+    /// into place; where some host runs more ranks than it has cores, every block at once, or,
+    /// on 8 to 64 ranks for short blocks, through rank 0 (see
+    /// [`tuning::alltoall_flat`](prun_collectives::tuning::alltoall_flat)).
+    /// For blocks of different lengths, [`Communicator::alltoall`] takes any serde type.
+    ///
+    /// ```
+    /// let world = prun::init()?;
+    /// let (rank, size) = (world.rank() as u32, world.size() as u32);
+    /// // block d (two elements) goes to rank d
+    /// let send: Vec<u32> = (0..size).flat_map(|d| [rank, d]).collect();
+    /// let mut recv = vec![0u32; send.len()];
+    /// world.alltoall_into(&send, &mut recv)?;
+    /// // block s came from rank s, meant for this rank
+    /// assert!((0..size).all(|s| recv[2 * s as usize..][..2] == [s, rank]));
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a `send` whose length is not a multiple of `size()` or a
+    /// `recv` of another length; [`Error::Malformed`] when ranks' blocks differ in length;
+    /// [`Error::PeerLost`].
+    pub fn alltoall_into<T: Pod>(&self, send: &[T], recv: &mut [T]) -> Result<()> {
+        let size = self.size();
+        if send.len() % size != 0 || recv.len() != send.len() {
+            return Err(Error::InvalidArgument(format!(
+                "alltoall_into: send ({} elements) must hold {size} blocks of one length and recv as many elements, not {}",
+                send.len(),
+                recv.len()
+            )));
+        }
+        let send: &[u8] = bytemuck::cast_slice(send);
+        let recv: &mut [u8] = bytemuck::cast_slice_mut(recv);
+        let mut call = self.begin("alltoall_into");
+        call.len = Some(send.len() / size);
+        let seq = call.seq;
+        #[cfg(feature = "mpi")]
+        if let Some(native) = self.native() {
+            native.alltoall(send, recv);
+            return Ok(());
+        }
+        let channel = self.channel_for(&call)?;
+        if self.shared_engine().crowded() {
+            if tuning::alltoall_flat(size, send.len() / size) {
+                return flat::alltoall_into(&channel, seq, send, recv);
+            }
+            return direct::alltoall_into(&channel, seq, send, recv);
+        }
+        prun_collectives::alltoall::alltoall_into(&channel, seq, send, recv)
+    }
+
     /// Combines every rank's `send` element-wise with `op` into the root's `recv`.
     ///
     /// **Collective.** Every `send` has the same length; the root passes `Some(recv)` of that

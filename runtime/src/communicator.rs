@@ -719,7 +719,7 @@ struct Signature {
 }
 
 /// Operations, by their code in a signature.
-const OPERATIONS: [&str; 18] = [
+const OPERATIONS: [&str; 19] = [
     "barrier",
     "split",
     "broadcast",
@@ -738,6 +738,7 @@ const OPERATIONS: [&str; 18] = [
     "reduce_into",
     "allreduce_into",
     "map",
+    "alltoall_into",
 ];
 
 /// Length of an encoded signature.

@@ -350,7 +350,7 @@ fn a_broadcast_of_another_length_is_an_error_not_a_hang() {
 #[test]
 fn a_zero_copy_collective_of_another_length_is_an_error_not_a_hang() {
     let mut jobs: Vec<(&str, &str, &str, &str)> = Vec::new();
-    for op in ["bcast", "scatter", "gather", "allgather", "reduce", "allreduce"] {
+    for op in ["bcast", "scatter", "gather", "allgather", "reduce", "allreduce", "alltoall"] {
         for long in ["1", "5", "4,5,6,7"] {
             jobs.push(("1", op, long, "65536"));
         }
@@ -361,6 +361,7 @@ fn a_zero_copy_collective_of_another_length_is_an_error_not_a_hang() {
     }
     // with a core per rank (4 ranks: as the machine has fewer cores, said so)
     jobs.push(("0", "reduce", "1", "65536"));
+    jobs.push(("0", "alltoall", "1", "65536"));
     for (crowded, op, long, len) in jobs {
         let crowded = format!("PRUN_CROWDED={crowded}");
         let n = if crowded.ends_with('1') { "8" } else { "4" };

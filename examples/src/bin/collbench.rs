@@ -1,9 +1,10 @@
 //! Collective benchmarks in the style of the OSU micro-benchmarks, so that figures line up with
 //! an MPI reference (`bench/mpi_collbench.c`, compared by `bench/collbench.sh`).
 //!
-//! `prun -n 8 target/release/collbench [latency|barrier|bcast|allreduce|gather|scatter|allgather]...`
+//! `prun -n 8 target/release/collbench [latency|barrier|bcast|allreduce|gather|scatter|allgather|alltoall]...`
 //!
-//! For each operation and size (8 B to 16 MiB; per rank for gather, scatter and allgather):
+//! For each operation and size (8 B to 16 MiB; per rank for gather, scatter and allgather, per
+//! pair of ranks for `alltoall`, which runs only when named):
 //! warm-up iterations, then timed iterations each preceded by a barrier (and one after the
 //! last), timing only the operation. Each rank's mean time per operation is averaged over the
 //! ranks (over ranks 0 and 1 for `latency`, a ping-pong whose one-way time is half the round
@@ -130,6 +131,11 @@ fn bench(world: &World, stat: Stat, op: &str, sizes: &[usize]) -> Result<(), pru
                 let send = Page::new(bytes, fill);
                 let mut recv = Page::new(bytes * size, EMPTY);
                 measure(world, bytes, || world.allgather_into(&send, &mut recv))?
+            }
+            "alltoall" => {
+                let send = Page::new(bytes * size, fill);
+                let mut recv = Page::new(bytes * size, EMPTY);
+                measure(world, bytes, || world.alltoall_into(&send, &mut recv))?
             }
             _ => unreachable!("operations are checked in main"),
         };

@@ -265,6 +265,24 @@ fn bench(world: &World, raw: &SimpleCommunicator, op: &str, sizes: &[usize]) -> 
                     || filled_by_rank(&recv.borrow(), bytes),
                 )?
             }
+            "alltoall" => {
+                let send = Page::new(bytes * size, fill);
+                let recv = std::cell::RefCell::new(Page::new(bytes * size, EMPTY));
+                let op = |p: bool| match p {
+                    true => world.alltoall_into(&send, &mut recv.borrow_mut()),
+                    false => {
+                        raw.all_to_all_into(&send[..], &mut recv.borrow_mut()[..]);
+                        Ok(())
+                    }
+                };
+                compare(
+                    raw,
+                    bytes,
+                    op,
+                    || recv.borrow_mut().fill(EMPTY),
+                    || filled_by_rank(&recv.borrow(), bytes),
+                )?
+            }
             _ => unreachable!("operations are checked in main"),
         };
         // the ping-pong's figure is ranks 0 and 1's

@@ -131,6 +131,11 @@ impl Native {
         self.coll.get().all_gather_into(send, recv);
     }
 
+    /// `MPI_Alltoall` of bytes.
+    pub fn alltoall(&self, send: &[u8], recv: &mut [u8]) {
+        self.coll.get().all_to_all_into(send, recv);
+    }
+
     /// Whether MPI has a datatype for `T` (all but the 128-bit integers).
     pub fn supports<T: Element>() -> bool {
         typed::<T>(&[]).is_some()

@@ -278,6 +278,15 @@ fn collectives(world: &World, max_len: usize) -> Result<(), String> {
             recv.chunks(len.max(1)).enumerate().all(|(r, c)| len == 0 || c.iter().all(|&x| x == r as u16)),
             "allgather_into",
         )?;
+        let send: Vec<u16> = (0..size).flat_map(|d| vec![(rank * size + d) as u16; len]).collect();
+        let mut recv = vec![0u16; len * size];
+        world.alltoall_into(&send, &mut recv).map_err(e)?;
+        check(
+            recv.chunks(len.max(1))
+                .enumerate()
+                .all(|(s, c)| len == 0 || c.iter().all(|&x| x == (s * size + rank) as u16)),
+            "alltoall_into",
+        )?;
         let send: Vec<f64> = (0..len).map(|i| (i * (rank + 1)) as f64).collect();
         let mut max = vec![0.0; len];
         world.allreduce_into(&send, &mut max, prun::Op::Max).map_err(e)?;
@@ -352,6 +361,9 @@ fn big(world: &World, len: usize) -> Result<(), String> {
                     got.iter().enumerate().all(|(s, v)| *v == vec![(s * 16 + rank) as u8; piece]),
                     "alltoall",
                 )?;
+                let mut back = vec![0; piece * size];
+                comm.alltoall_into(&out.concat(), &mut back).map_err(e)?;
+                check(back == got.concat(), "alltoall_into")?;
             }
         }
         comm.barrier().map_err(e)?;
@@ -497,6 +509,13 @@ fn pod(world: &World) -> Result<(), String> {
     let recv = (rank == size - 1).then_some(&mut most[..]);
     world.reduce_into(size - 1, &[rank], recv, prun::Op::Max).map_err(e)?;
     check(rank != size - 1 || most[0] == size - 1, "reduce_into at the last rank")?;
+    // all-to-all: block d, two elements, to rank d; a send not of one block per rank refused
+    let send: Vec<u32> = (0..size as u32).flat_map(|d| [rank as u32, d]).collect();
+    let mut recv = vec![0u32; send.len()];
+    world.alltoall_into(&send, &mut recv).map_err(e)?;
+    check(recv.chunks(2).enumerate().all(|(s, b)| b == [s as u32, rank as u32]), "alltoall_into")?;
+    let uneven = world.alltoall_into(&send[1..], &mut recv[1..]);
+    check(size == 1 || matches!(uneven, Err(Error::InvalidArgument(_))), "alltoall_into of uneven blocks")?;
     // a split communicator's own collectives
     let half = world.split(Some((rank % 2) as u32), rank as i64).map_err(e)?.ok_or("no communicator")?;
     let members: Vec<u64> = (0..size as u64).filter(|r| r % 2 == rank as u64 % 2).collect();
@@ -1160,6 +1179,7 @@ fn main() -> ExitCode {
                         "gather" => world.gather_into(0, &mine, root.then_some(&mut all[..])),
                         "allgather" => world.allgather_into(&mine, &mut all),
                         "reduce" => world.reduce_into(0, &mine, root.then_some(&mut one[..]), prun::Op::Sum),
+                        "alltoall" => world.alltoall_into(&vec![1.0f64; n * size], &mut all),
                         _ => world.allreduce_into(&mine, &mut one, prun::Op::Sum),
                     };
                     r.and_then(|()| world.barrier())
