@@ -9,7 +9,8 @@
 #   OPS="bcast allreduce"   operations to run, space-separated, among
 #                           latency barrier bcast allreduce gather scatter
 #                           allgather (default: all, in that order), and
-#                           alltoall (bytes per pair of ranks; only when named)
+#                           alltoall (bytes per pair of ranks) and reduce_scatter
+#                           (bytes per rank's block), only when named
 #   COLLBENCH_MIN_BYTES     smallest message size (default 0)          }
 #   COLLBENCH_MAX_BYTES     largest message size (default 16777216)   } passed to
 #   COLLBENCH_ITERS_SCALE   iteration multiplier, float (default 1)  } both programs

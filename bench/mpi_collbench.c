@@ -3,8 +3,8 @@
  * prun's collbench does exactly the same, so the two sets of numbers line up.
  *
  * Usage: mpirun -n N ./mpi_collbench [OPS...]
- *   OPS: latency barrier bcast allreduce gather scatter allgather alltoall
- *   (none means all but alltoall, in that order; given ops run in the order given)
+ *   OPS: latency barrier bcast allreduce gather scatter allgather alltoall reduce_scatter
+ *   (none means all but the last two, in that order; given ops run in the order given)
  *
  * Sizes (bytes): 8 1024 65536 1048576 16777216, bounded by the environment
  * variables COLLBENCH_MIN_BYTES (default 0) and COLLBENCH_MAX_BYTES (default
@@ -19,6 +19,8 @@
  *   scatter    `bytes` MPI_BYTE per rank from root 0.
  *   allgather  `bytes` MPI_BYTE per rank.
  *   alltoall   `bytes` MPI_BYTE per pair of ranks (as osu_alltoall); only when named.
+ *   reduce_scatter  bytes/8 MPI_DOUBLE per rank's block (MPI_Reduce_scatter_block,
+ *              MPI_SUM, element values rank+1, checked as allreduce's); only when named.
  *
  * Iterations per size (barrier counts as 0 bytes):
  *   iters  = clamp(67108864 / max(bytes, 1024), 10, 1000)   (integer division)
@@ -132,7 +134,7 @@ struct bufs {
     long bytes;
     char *send, *recv;
     double *dsend, *drecv;
-    long ndoubles;
+    long ndoubles, nsend; /* doubles received, and sent (more for reduce_scatter) */
 };
 
 typedef void (*op_fn)(struct bufs *);
@@ -162,6 +164,12 @@ static void do_bcast(struct bufs *b)
 static void do_allreduce(struct bufs *b)
 {
     MPI_Allreduce(b->dsend, b->drecv, (int)b->ndoubles, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+}
+
+static void do_reduce_scatter(struct bufs *b)
+{
+    MPI_Reduce_scatter_block(b->dsend, b->drecv, (int)b->ndoubles, MPI_DOUBLE, MPI_SUM,
+                             MPI_COMM_WORLD);
 }
 
 static void do_gather(struct bufs *b)
@@ -229,7 +237,14 @@ static void run(const char *op, long bytes)
     } else if (!strcmp(op, "allreduce")) {
         fn = do_allreduce;
         b.ndoubles = bytes / 8;
+        b.nsend = b.ndoubles;
         b.dsend = xmalloc((size_t)b.ndoubles * sizeof(double));
+        b.drecv = xmalloc((size_t)b.ndoubles * sizeof(double));
+    } else if (!strcmp(op, "reduce_scatter")) {
+        fn = do_reduce_scatter;
+        b.ndoubles = bytes / 8;
+        b.nsend = b.ndoubles * nranks;
+        b.dsend = xmalloc((size_t)b.nsend * sizeof(double));
         b.drecv = xmalloc((size_t)b.ndoubles * sizeof(double));
     } else if (!strcmp(op, "gather")) {
         fn = do_gather;
@@ -256,23 +271,21 @@ static void run(const char *op, long bytes)
     /* Touch everything before timing. */
     if (b.send) memset(b.send, rank + 1, (fn == do_scatter || fn == do_alltoall) ? all : n);
     if (b.recv) memset(b.recv, 0, (fn == do_gather || fn == do_allgather || fn == do_alltoall) ? all : n);
-    for (long i = 0; i < b.ndoubles; i++) {
-        b.dsend[i] = (double)(rank + 1);
-        b.drecv[i] = 0.0;
-    }
+    for (long i = 0; i < b.nsend; i++) b.dsend[i] = (double)(rank + 1);
+    for (long i = 0; i < b.ndoubles; i++) b.drecv[i] = 0.0;
 
     long iters, warmup;
     iterations(bytes, &iters, &warmup);
     double mean = time_op(fn, &b, iters, warmup);
     if (fn == do_latency) mean /= 2.0; /* one way: half the round trip */
 
-    if (fn == do_allreduce && b.ndoubles > 0) {
+    if ((fn == do_allreduce || fn == do_reduce_scatter) && b.ndoubles > 0) {
         double want = (double)nranks * (double)(nranks + 1) / 2.0;
         double got0 = b.drecv[0], gotn = b.drecv[b.ndoubles - 1];
         if (got0 != want || gotn != want) {
             char msg[160];
             snprintf(msg, sizeof msg,
-                     "allreduce of %ld doubles is wrong: element 0 = %g, last = %g, want %g",
+                     "%s of %ld doubles is wrong: element 0 = %g, last = %g, want %g", op,
                      b.ndoubles, got0, gotn, want);
             die(msg);
         }
@@ -292,7 +305,7 @@ static int known_op(const char *s)
 {
     for (int i = 0; i < N_ALL_OPS; i++)
         if (!strcmp(s, ALL_OPS[i])) return 1;
-    return !strcmp(s, "alltoall"); /* only when named */
+    return !strcmp(s, "alltoall") || !strcmp(s, "reduce_scatter"); /* only when named */
 }
 
 /* Parses the environment; returns an error message or NULL. */
@@ -353,7 +366,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "mpi_collbench: %s%s\n", err, bad);
             if (*bad)
                 fprintf(stderr, "usage: mpi_collbench [latency|barrier|bcast|allreduce|gather|"
-                                "scatter|allgather|alltoall]...\n");
+                                "scatter|allgather|alltoall|reduce_scatter]...\n");
         }
         MPI_Finalize();
         return 2;

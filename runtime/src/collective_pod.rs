@@ -5,6 +5,7 @@
 use crate::communicator::Communicator;
 use crate::error::{Error, Result};
 use crate::op::{self, Element, Op};
+use crate::trace::Call;
 use bytemuck::Pod;
 use prun_collectives::{direct, elementwise, flat, halving, in_place, tuning};
 
@@ -306,17 +307,20 @@ impl Communicator {
                 recv.len()
             )));
         }
-        let send: &[u8] = bytemuck::cast_slice(send);
-        let recv: &mut [u8] = bytemuck::cast_slice_mut(recv);
         let mut call = self.begin("alltoall_into");
-        call.len = Some(send.len() / size);
-        let seq = call.seq;
+        call.len = Some(std::mem::size_of_val(send) / size);
+        self.alltoall_bytes(&call, bytemuck::cast_slice(send), bytemuck::cast_slice_mut(recv))
+    }
+
+    /// The all-to-all of [`Communicator::alltoall_into`] on bytes, as part of `call`: `send` and
+    /// `recv` hold `size()` blocks of one length each.
+    fn alltoall_bytes(&self, call: &Call<'_>, send: &[u8], recv: &mut [u8]) -> Result<()> {
         #[cfg(feature = "mpi")]
         if let Some(native) = self.native() {
             native.alltoall(send, recv);
             return Ok(());
         }
-        let channel = self.channel_for(&call)?;
+        let (size, seq, channel) = (self.size(), call.seq, self.channel_for(call)?);
         if self.shared_engine().crowded() {
             if tuning::alltoall_flat(size, send.len() / size) {
                 return flat::alltoall_into(&channel, seq, send, recv);
@@ -324,6 +328,61 @@ impl Communicator {
             return direct::alltoall_into(&channel, seq, send, recv);
         }
         prun_collectives::alltoall::alltoall_into(&channel, seq, send, recv)
+    }
+
+    /// Combines every rank's `send` element-wise with `op` and leaves block `r` of the result
+    /// in rank `r`'s `recv`: `MPI_Reduce_scatter_block`, an allreduce of which each rank keeps
+    /// its own share (the first half of Rabenseifner's allreduce; a sharded sum of gradients).
+    ///
+    /// **Collective.** Every rank passes a `send` of `size()` blocks of `recv.len()` elements,
+    /// the same length on every rank. Every block goes to its rank as by
+    /// [`Communicator::alltoall_into`], and each rank folds the blocks it received in rank order
+    /// (so the result is the same bits from run to run, whatever the operation); a scratch
+    /// buffer as long as `send` holds them meanwhile.
+    ///
+    /// ```
+    /// use prun::Op;
+    /// let world = prun::init()?;
+    /// let size = world.size();
+    /// // every rank contributes 1.0 to every element; block r (three elements) ends on rank r
+    /// let mut mine = [0.0f64; 3];
+    /// world.reduce_scatter_into(&vec![1.0; 3 * size], &mut mine, Op::Sum)?;
+    /// assert_eq!(mine, [size as f64; 3]);
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a `send` of another length than `size()` times `recv`'s,
+    /// or a bitwise `op` on floats; [`Error::Malformed`] when lengths differ between ranks;
+    /// [`Error::PeerLost`].
+    pub fn reduce_scatter_into<T: Element>(&self, send: &[T], recv: &mut [T], op: Op) -> Result<()> {
+        op::check::<T>(op)?;
+        let size = self.size();
+        if send.len() != recv.len().saturating_mul(size) {
+            return Err(Error::InvalidArgument(format!(
+                "reduce_scatter_into: send must hold {size} blocks of recv's {} elements, not {}",
+                recv.len(),
+                send.len()
+            )));
+        }
+        let mut call = self.begin("reduce_scatter_into");
+        call.len = Some(std::mem::size_of_val(recv));
+        #[cfg(feature = "mpi")]
+        if let Some(native) = self.native().filter(|_| crate::mpi::Native::supports::<T>()) {
+            native.reduce_scatter(send, recv, op);
+            return Ok(());
+        }
+        let mut blocks = vec![T::zeroed(); send.len()];
+        self.alltoall_bytes(&call, bytemuck::cast_slice(send), bytemuck::cast_slice_mut(&mut blocks))?;
+        let mut from = blocks.chunks(recv.len().max(1));
+        if let Some(first) = from.next() {
+            recv.copy_from_slice(first);
+        }
+        let acc: &mut [u8] = bytemuck::cast_slice_mut(recv);
+        for block in from {
+            op::apply::<T>(op, acc, bytemuck::cast_slice(block));
+        }
+        Ok(())
     }
 
     /// Combines every rank's `send` element-wise with `op` into the root's `recv`.

@@ -719,7 +719,7 @@ struct Signature {
 }
 
 /// Operations, by their code in a signature.
-const OPERATIONS: [&str; 19] = [
+const OPERATIONS: [&str; 20] = [
     "barrier",
     "split",
     "broadcast",
@@ -739,6 +739,7 @@ const OPERATIONS: [&str; 19] = [
     "allreduce_into",
     "map",
     "alltoall_into",
+    "reduce_scatter_into",
 ];
 
 /// Length of an encoded signature.

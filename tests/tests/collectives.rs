@@ -350,7 +350,8 @@ fn a_broadcast_of_another_length_is_an_error_not_a_hang() {
 #[test]
 fn a_zero_copy_collective_of_another_length_is_an_error_not_a_hang() {
     let mut jobs: Vec<(&str, &str, &str, &str)> = Vec::new();
-    for op in ["bcast", "scatter", "gather", "allgather", "reduce", "allreduce", "alltoall"] {
+    for op in ["bcast", "scatter", "gather", "allgather", "reduce", "allreduce", "alltoall", "reduce_scatter"]
+    {
         for long in ["1", "5", "4,5,6,7"] {
             jobs.push(("1", op, long, "65536"));
         }

@@ -1,10 +1,10 @@
 //! Collective benchmarks in the style of the OSU micro-benchmarks, so that figures line up with
 //! an MPI reference (`bench/mpi_collbench.c`, compared by `bench/collbench.sh`).
 //!
-//! `prun -n 8 target/release/collbench [latency|barrier|bcast|allreduce|gather|scatter|allgather|alltoall]...`
+//! `prun -n 8 target/release/collbench [latency|barrier|bcast|allreduce|gather|scatter|allgather|alltoall|reduce_scatter]...`
 //!
-//! For each operation and size (8 B to 16 MiB; per rank for gather, scatter and allgather, per
-//! pair of ranks for `alltoall`, which runs only when named):
+//! For each operation and size (8 B to 16 MiB; per rank for gather, scatter, allgather and
+//! `reduce_scatter`'s blocks, per pair of ranks for `alltoall`; those two run only when named):
 //! warm-up iterations, then timed iterations each preceded by a barrier (and one after the
 //! last), timing only the operation. Each rank's mean time per operation is averaged over the
 //! ranks (over ranks 0 and 1 for `latency`, a ping-pong whose one-way time is half the round
@@ -136,6 +136,18 @@ fn bench(world: &World, stat: Stat, op: &str, sizes: &[usize]) -> Result<(), pru
                 let send = Page::new(bytes * size, fill);
                 let mut recv = Page::new(bytes * size, EMPTY);
                 measure(world, bytes, || world.alltoall_into(&send, &mut recv))?
+            }
+            "reduce_scatter" => {
+                let n = (bytes / 8).max(1);
+                let send = Page::new(n * size, rank as f64 + 1.0);
+                let mut recv = Page::new(n, -1.0f64);
+                let mean = measure(world, bytes, || world.reduce_scatter_into(&send, &mut recv, Op::Sum))?;
+                let expect = (size * (size + 1) / 2) as f64;
+                if recv[0] != expect || recv[n - 1] != expect {
+                    eprintln!("collbench: reduce_scatter gave {} instead of {expect}", recv[0]);
+                    world.abort(1);
+                }
+                mean
             }
             _ => unreachable!("operations are checked in main"),
         };

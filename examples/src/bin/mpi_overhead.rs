@@ -283,6 +283,30 @@ fn bench(world: &World, raw: &SimpleCommunicator, op: &str, sizes: &[usize]) -> 
                     || filled_by_rank(&recv.borrow(), bytes),
                 )?
             }
+            "reduce_scatter" => {
+                let n = (bytes / 8).max(1);
+                let send = Page::new(n * size, rank as f64 + 1.0);
+                let recv = std::cell::RefCell::new(Page::new(n, -1.0f64));
+                let op = |p: bool| match p {
+                    true => world.reduce_scatter_into(&send, &mut recv.borrow_mut(), Op::Sum),
+                    false => {
+                        raw.reduce_scatter_block_into(
+                            &send[..],
+                            &mut recv.borrow_mut()[..],
+                            SystemOperation::sum(),
+                        );
+                        Ok(())
+                    }
+                };
+                let expect = (size * (size + 1) / 2) as f64;
+                compare(
+                    raw,
+                    bytes,
+                    op,
+                    || recv.borrow_mut().fill(-1.0),
+                    || recv.borrow().iter().all(|&x| x == expect),
+                )?
+            }
             _ => unreachable!("operations are checked in main"),
         };
         // the ping-pong's figure is ranks 0 and 1's

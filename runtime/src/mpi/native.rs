@@ -1,6 +1,6 @@
 //! A communicator's collectives as MPI's own: `MPI_Barrier`, `MPI_Bcast`, `MPI_Scatter`,
-//! `MPI_Gather`, `MPI_Allgather`, `MPI_Reduce` and `MPI_Allreduce` with MPI's predefined
-//! operations, `MPI_Comm_split`; and the communicator's plain-old-data messages ([`P2p`]).
+//! `MPI_Gather`, `MPI_Allgather`, `MPI_Alltoall`, `MPI_Reduce`, `MPI_Allreduce` and
+//! `MPI_Reduce_scatter_block` with MPI's predefined operations, `MPI_Comm_split`; and the communicator's plain-old-data messages ([`P2p`]).
 //!
 //! Callers check arguments first; what reaches here is well formed on this rank.
 
@@ -154,6 +154,13 @@ impl Native {
     pub fn allreduce<T: Element>(&self, send: &[T], recv: &mut [T], op: Op) {
         if let (Some(send), Some(mut recv)) = (typed(send), typed_mut(recv)) {
             self.coll.get().all_reduce_into(&send, &mut recv, mpi_op(op));
+        }
+    }
+
+    /// `MPI_Reduce_scatter_block`. Does nothing unless [`Native::supports`] `T`.
+    pub fn reduce_scatter<T: Element>(&self, send: &[T], recv: &mut [T], op: Op) {
+        if let (Some(send), Some(mut recv)) = (typed(send), typed_mut(recv)) {
+            self.coll.get().reduce_scatter_block_into(&send, &mut recv, mpi_op(op));
         }
     }
 

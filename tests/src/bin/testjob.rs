@@ -287,6 +287,11 @@ fn collectives(world: &World, max_len: usize) -> Result<(), String> {
                 .all(|(s, c)| len == 0 || c.iter().all(|&x| x == (s * size + rank) as u16)),
             "alltoall_into",
         )?;
+        let send: Vec<u32> = (0..size).flat_map(|d| (0..len).map(move |i| (i + d + rank) as u32)).collect();
+        let mut part = vec![0u32; len];
+        world.reduce_scatter_into(&send, &mut part, prun::Op::Sum).map_err(e)?;
+        let want = |i: usize| (0..size).map(|r| (i + rank + r) as u32).sum::<u32>();
+        check(part.iter().enumerate().all(|(i, &x)| x == want(i)), "reduce_scatter_into")?;
         let send: Vec<f64> = (0..len).map(|i| (i * (rank + 1)) as f64).collect();
         let mut max = vec![0.0; len];
         world.allreduce_into(&send, &mut max, prun::Op::Max).map_err(e)?;
@@ -364,6 +369,11 @@ fn big(world: &World, len: usize) -> Result<(), String> {
                 let mut back = vec![0; piece * size];
                 comm.alltoall_into(&out.concat(), &mut back).map_err(e)?;
                 check(back == got.concat(), "alltoall_into")?;
+                let b = len / size;
+                let mut share = vec![0; b];
+                comm.reduce_scatter_into(&mine[..b * size], &mut share, prun::Op::BitXor).map_err(e)?;
+                let want = all.iter().map(|m| m[rank * b..][..b].to_vec()).reduce(xor).unwrap_or_default();
+                check(share == want, "reduce_scatter_into")?;
             }
         }
         comm.barrier().map_err(e)?;
@@ -516,6 +526,19 @@ fn pod(world: &World) -> Result<(), String> {
     check(recv.chunks(2).enumerate().all(|(s, b)| b == [s as u32, rank as u32]), "alltoall_into")?;
     let uneven = world.alltoall_into(&send[1..], &mut recv[1..]);
     check(size == 1 || matches!(uneven, Err(Error::InvalidArgument(_))), "alltoall_into of uneven blocks")?;
+    // reduce-scatter: rank r's block d holds r + d in each of its two elements (and i128s,
+    // which MPI has no datatype for); rank d gets the sum over r
+    let send: Vec<i64> = (0..size as i64).flat_map(|d| [rank as i64 + d; 2]).collect();
+    let mut mine = [0i64; 2];
+    world.reduce_scatter_into(&send, &mut mine, prun::Op::Sum).map_err(e)?;
+    let n = size as i64;
+    check(mine == [n * (n - 1) / 2 + n * rank as i64; 2], "reduce_scatter_into")?;
+    let send: Vec<i128> = (0..size as i128).map(|d| (rank as i128) << 64 | d).collect();
+    let mut most = [0i128];
+    world.reduce_scatter_into(&send, &mut most, prun::Op::Max).map_err(e)?;
+    check(most[0] == ((size as i128 - 1) << 64 | rank as i128), "reduce_scatter_into of i128")?;
+    let wrong = world.reduce_scatter_into(&[1.0f64; 3], &mut [0.0f64; 2], prun::Op::Sum);
+    check(matches!(wrong, Err(Error::InvalidArgument(_))), "reduce_scatter_into of the wrong length")?;
     // a split communicator's own collectives
     let half = world.split(Some((rank % 2) as u32), rank as i64).map_err(e)?.ok_or("no communicator")?;
     let members: Vec<u64> = (0..size as u64).filter(|r| r % 2 == rank as u64 % 2).collect();
@@ -1180,6 +1203,7 @@ fn main() -> ExitCode {
                         "allgather" => world.allgather_into(&mine, &mut all),
                         "reduce" => world.reduce_into(0, &mine, root.then_some(&mut one[..]), prun::Op::Sum),
                         "alltoall" => world.alltoall_into(&vec![1.0f64; n * size], &mut all),
+                        "reduce_scatter" => world.reduce_scatter_into(&all, &mut one, prun::Op::Sum),
                         _ => world.allreduce_into(&mine, &mut one, prun::Op::Sum),
                     };
                     r.and_then(|()| world.barrier())
