@@ -2,36 +2,52 @@
 
 use crate::p2p::{PointToPoint, step_tag};
 
-/// `buf`'s `size` blocks of `len` bytes each (`size` empty ones when `len` is 0), or the error
-/// for a buffer of another length than `size * len`.
-pub(crate) fn blocks<'b, P: PointToPoint + ?Sized>(
-    p: &P,
-    what: &str,
-    buf: &'b [u8],
-    len: usize,
-) -> Result<Vec<&'b [u8]>, P::Error> {
-    let size = p.size();
-    if buf.len() != len * size {
-        return Err(p.malformed(format!("alltoall: {what} holds {} bytes, not {size} x {len}", buf.len())));
-    }
-    Ok(if len == 0 { vec![&[][..]; size] } else { buf.chunks(len).collect() })
+/// One rank's part of an all-to-all into place: `send`'s blocks by destination and `recv`'s
+/// places by source, `size` of each, all of one length (`size` empty ones when it is 0).
+pub(crate) struct Blocks<'s, 'r> {
+    pub rank: usize,
+    pub size: usize,
+    /// `send`'s blocks, block `d` for rank `d`.
+    pub sends: Vec<&'s [u8]>,
+    /// `recv`'s places, place `s` for rank `s`'s block, each taken once.
+    pub places: Vec<Option<&'r mut [u8]>>,
 }
 
-/// As [`blocks`], writable, each in an `Option` so that it can be taken once.
-pub(crate) fn places<'b, P: PointToPoint + ?Sized>(
-    p: &P,
-    buf: &'b mut [u8],
-    len: usize,
-) -> Result<Vec<Option<&'b mut [u8]>>, P::Error> {
-    let size = p.size();
-    if buf.len() != len * size {
-        return Err(p.malformed(format!("alltoall: recv holds {} bytes, not {size} x {len}", buf.len())));
+impl<'s, 'r> Blocks<'s, 'r> {
+    /// `send` and `recv` cut into blocks, or the error for a rank out of range, a `send` whose
+    /// length is not a multiple of `size` or a `recv` of another length.
+    pub fn new<P: PointToPoint + ?Sized>(
+        p: &P,
+        send: &'s [u8],
+        recv: &'r mut [u8],
+    ) -> Result<Self, P::Error> {
+        let (rank, size) = crate::p2p::rank_and_size(p, "alltoall", 0)?;
+        let len = send.len() / size;
+        if send.len() != len * size || recv.len() != send.len() {
+            let (s, r) = (send.len(), recv.len());
+            return Err(
+                p.malformed(format!("alltoall: {s} bytes to send and {r} to receive, not {size} x {len}"))
+            );
+        }
+        let (sends, places) = if len == 0 {
+            (vec![&[][..]; size], (0..size).map(|_| Some(<&mut [u8]>::default())).collect())
+        } else {
+            (send.chunks(len).collect(), recv.chunks_mut(len).map(Some).collect())
+        };
+        Ok(Blocks { rank, size, sends, places })
     }
-    Ok(if len == 0 {
-        (0..size).map(|_| Some(<&mut [u8]>::default())).collect()
-    } else {
-        buf.chunks_mut(len).map(Some).collect()
-    })
+
+    /// The copy of this rank's own block into its place (taken out of `places`), made the
+    /// first time the closure runs.
+    pub fn own_copy(&mut self) -> impl FnMut() + use<'s, 'r> {
+        let own = self.sends.get(self.rank).copied().unwrap_or_default();
+        let mut place = self.places.get_mut(self.rank).and_then(Option::take);
+        move || {
+            if let Some(place) = place.take() {
+                place.copy_from_slice(own);
+            }
+        }
+    }
 }
 
 /// Block `d` of `send` (`size` blocks of one length) to rank `d`, and block `s` of `recv` from
@@ -48,23 +64,15 @@ pub fn alltoall_into<P: PointToPoint + ?Sized>(
     send: &[u8],
     recv: &mut [u8],
 ) -> Result<(), P::Error> {
-    let (rank, size) = crate::p2p::rank_and_size(p, "alltoall", 0)?;
-    let len = send.len() / size;
-    let sends = blocks(p, "send", send, len)?;
-    let mut places = places(p, recv, len)?;
+    let mut blocks = Blocks::new(p, send, recv)?;
+    let (rank, size) = (blocks.rank, blocks.size);
+    let mut copy = blocks.own_copy();
     let missing = |i| p.malformed(format!("alltoall: no block {i}"));
-    let own = sends.get(rank).ok_or_else(|| missing(rank))?;
-    let mut own_place = places.get_mut(rank).and_then(Option::take);
-    let mut copy = || {
-        if let Some(place) = own_place.take() {
-            place.copy_from_slice(own);
-        }
-    };
     for k in 1..size {
         let (to, from) = ((rank + k) % size, (rank + size - k) % size);
         let t = step_tag(seq, k);
-        let data = sends.get(to).ok_or_else(|| missing(to))?;
-        let place = places.get_mut(from).and_then(Option::take).ok_or_else(|| missing(from))?;
+        let data = blocks.sends.get(to).ok_or_else(|| missing(to))?;
+        let place = blocks.places.get_mut(from).and_then(Option::take).ok_or_else(|| missing(from))?;
         p.sendrecv_into_while(to, t, data, from, t, place, &mut copy)?;
     }
     copy();

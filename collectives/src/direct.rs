@@ -64,23 +64,15 @@ pub fn alltoall_into<P: PointToPoint + ?Sized>(
     send: &[u8],
     recv: &mut [u8],
 ) -> Result<(), P::Error> {
-    let (rank, size) = crate::p2p::rank_and_size(p, "alltoall", 0)?;
-    let len = send.len() / size;
-    let blocks = crate::alltoall::blocks(p, "send", send, len)?;
-    let mut places = crate::alltoall::places(p, recv, len)?;
-    let own = blocks.get(rank).copied().unwrap_or_default();
-    let mut own_place = places.get_mut(rank).and_then(Option::take);
+    let mut blocks = crate::alltoall::Blocks::new(p, send, recv)?;
+    let (rank, size) = (blocks.rank, blocks.size);
+    let mut copy = blocks.own_copy();
     let sends: Vec<(usize, &[u8])> =
-        (1..size).map(|i| (rank + i) % size).filter_map(|d| blocks.get(d).map(|b| (d, *b))).collect();
+        (1..size).map(|i| (rank + i) % size).filter_map(|d| blocks.sends.get(d).map(|b| (d, *b))).collect();
     let mut recvs: Vec<(usize, &mut [u8])> = (1..size)
         .map(|i| (rank + size - i) % size)
-        .filter_map(|src| places.get_mut(src).and_then(Option::take).map(|place| (src, place)))
+        .filter_map(|src| blocks.places.get_mut(src).and_then(Option::take).map(|place| (src, place)))
         .collect();
-    let mut copy = || {
-        if let Some(place) = own_place.take() {
-            place.copy_from_slice(own);
-        }
-    };
     p.send_recv_each(step_tag(seq, 0), &sends, &mut recvs, Some(&mut copy))
 }
 

@@ -229,8 +229,7 @@ pub fn alltoall_into<P: PointToPoint + ?Sized>(
 ) -> Result<(), P::Error> {
     let (rank, size) = rank_and_size(p, "alltoall", 0)?;
     let len = send.len() / size;
-    crate::alltoall::blocks(p, "send", send, len)?;
-    crate::alltoall::places(p, recv, len)?;
+    crate::alltoall::Blocks::new(p, send, recv)?;
     if rank != 0 {
         p.send(0, tag(seq, 1), send)?;
         let column = outcome(p, "alltoall", seq)?;
