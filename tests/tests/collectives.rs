@@ -241,7 +241,8 @@ fn a_rank_killed_mid_collective_ends_the_job() {
 /// root waits for every block at once (a gather, and the allgather through rank 0), or while
 /// every rank sends to and receives from every other (the allgather of 2.4 MB blocks), or in
 /// the middle of recursive doubling's exchanges (the allgather of 1.2 MB blocks), or of an
-/// allreduce up and down a binomial tree (80 KB), ends the job, the killed rank named.
+/// allreduce up and down a binomial tree (80 KB), or of an all-to-all through rank 0 (8 bytes a
+/// pair) or every block at once (400 KB a pair), ends the job, the killed rank named.
 #[test]
 fn a_rank_killed_mid_fan_ends_the_job() {
     for (op, numbers) in [
@@ -252,6 +253,8 @@ fn a_rank_killed_mid_fan_ends_the_job() {
         ("allgather", "300000"),
         ("allgather", "150000"),
         ("allreduce", "10000"),
+        ("alltoall", "1"),
+        ("alltoall", "50000"),
     ] {
         let job = ["-x", "PRUN_CROWDED=1", "-n", "8", "@prun-testjob", "die-in-allreduce", "1", numbers, op];
         let out = prun(job).run();

@@ -1246,12 +1246,14 @@ fn main() -> ExitCode {
         "die-in-allreduce" => {
             // rank arg(2) kills itself with SIGKILL during the 20th allreduce of arg(3) numbers
             // (100000 if not given); or of the collective named by the fourth argument:
-            // `bcast`, `gather` or `allgather` (of that many numbers per rank)
+            // `bcast`, `gather`, `allgather` or `alltoall` (of that many numbers per rank or
+            // per pair of ranks)
             let n = usize::try_from(arg(3)).ok().filter(|&n| n > 0).unwrap_or(100_000);
             let op = std::env::args().nth(4).unwrap_or_else(|| "allreduce".into());
             let send = vec![1.0f64; n];
             let mut recv = vec![0.0; n];
             let mut all = vec![0.0; if op == "allreduce" { 0 } else { n * world.size() }];
+            let spread = vec![1.0f64; if op == "alltoall" { n * world.size() } else { 0 }];
             let mut outcome = Ok(());
             for i in 0..1000 {
                 if i == 20 && rank == arg(2) {
@@ -1261,6 +1263,7 @@ fn main() -> ExitCode {
                     "bcast" => world.broadcast_into(0, &mut recv),
                     "gather" => world.gather_into(0, &send, (rank == 0).then_some(&mut all[..])),
                     "allgather" => world.allgather_into(&send, &mut all),
+                    "alltoall" => world.alltoall_into(&spread, &mut all),
                     _ => world.allreduce_into(&send, &mut recv, prun::Op::Sum),
                 };
                 if let Err(err) = done {
