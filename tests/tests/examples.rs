@@ -1,5 +1,5 @@
-//! The map examples (`primes`, `skew`, `maprate`, `mandelbrot`) and the collective benchmark
-//! (`collbench`) run as real jobs: their output formats, their self-checks and, for `skew`, that
+//! The map examples (`primes`, `skew`, `maprate`, `mandelbrot`), the sample sort (`samplesort`)
+//! and the collective benchmark (`collbench`) run as real jobs: their output formats, their self-checks and, for `skew`, that
 //! work stealing beats a static split on a strongly skewed task list. No timing figure is
 //! asserted: the machine is shared.
 
@@ -198,4 +198,25 @@ fn mandelbrot_writes_a_valid_pgm() {
         std::fs::remove_file(&path).expect("remove the image");
     }
     let _ = std::fs::remove_dir(&dir);
+}
+
+/// The sample sort leaves every rank a sorted range of the keys, in rank order, none lost, with
+/// shares near even (its checks; the line says the largest share), and with buckets left empty
+/// when ranks hold fewer keys than there are ranks.
+#[test]
+fn samplesort_sorts_across_the_ranks() {
+    for (n, keys) in [("1", "1000"), ("3", "100000"), ("8", "50000"), ("5", "3"), ("4", "0")] {
+        let out = prun(["-n", n, "@samplesort", keys]).run();
+        out.expect_code(0).no_leftovers();
+        let total = keys.parse::<u64>().unwrap_or(0) * n.parse::<u64>().unwrap_or(0);
+        let head = format!("samplesort ok: {total} keys on {n} ranks, largest share ");
+        let line = out.lines().into_iter().find(|l| l.starts_with(&head));
+        let largest = line.map(|l| figure(l, &head[..head.len() - 1]));
+        assert!(largest.is_some(), "{n} ranks, {keys} keys: {}{}", out.stdout, out.stderr);
+        if total >= 100_000 {
+            // an even share, give or take 5%
+            let even = total as f64 / n.parse::<f64>().unwrap_or(1.0);
+            assert!(largest.is_some_and(|l| l < even * 1.05), "{line:?}");
+        }
+    }
 }

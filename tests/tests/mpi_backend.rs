@@ -167,6 +167,7 @@ fn results(example: &str, stdout: &str) -> Vec<String> {
             "primes" => l.ends_with(" prime"),
             "skew" => l.starts_with("tasks "),
             "maprate" => l.starts_with("items "),
+            "samplesort" => l.starts_with("samplesort ok"),
             "collbench" => true,
             _ => false,
         })
@@ -183,8 +184,9 @@ fn results(example: &str, stdout: &str) -> Vec<String> {
 fn examples_agree_on(mpi: Mpi) {
     let dir = built(mpi);
     let small = ["latency", "barrier", "bcast", "allreduce", "gather", "scatter", "allgather"];
-    let runs: [(&str, usize, Vec<&str>); 6] = [
+    let runs: [(&str, usize, Vec<&str>); 7] = [
         ("hello", 3, vec![]),
+        ("samplesort", 3, vec![]),
         ("ring", 4, vec![]),
         ("primes", 2, vec![]),
         ("skew", 2, vec![]),
