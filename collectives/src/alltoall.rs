@@ -21,7 +21,7 @@ impl<'s, 'r> Blocks<'s, 'r> {
         send: &'s [u8],
         recv: &'r mut [u8],
     ) -> Result<Self, P::Error> {
-        let (rank, size) = crate::p2p::rank_and_size(p, "alltoall", 0)?;
+        let size = crate::p2p::rank_and_size(p, "alltoall", 0)?.1;
         let len = send.len() / size;
         if send.len() != len * size || recv.len() != send.len() {
             let (s, r) = (send.len(), recv.len());
@@ -29,11 +29,52 @@ impl<'s, 'r> Blocks<'s, 'r> {
                 p.malformed(format!("alltoall: {s} bytes to send and {r} to receive, not {size} x {len}"))
             );
         }
-        let (sends, places) = if len == 0 {
-            (vec![&[][..]; size], (0..size).map(|_| Some(<&mut [u8]>::default())).collect())
-        } else {
-            (send.chunks(len).collect(), recv.chunks_mut(len).map(Some).collect())
-        };
+        Blocks::varying(p, send, &vec![len; size], recv, &vec![len; size])
+    }
+
+    /// `send` cut into blocks of `send_lens` bytes (block `d` for rank `d`) and `recv` into
+    /// places of `recv_lens` bytes, in rank order; the error for lists not of `size` lengths
+    /// that add up to their buffer's, or an own block of another length than its place.
+    pub fn varying<P: PointToPoint + ?Sized>(
+        p: &P,
+        send: &'s [u8],
+        send_lens: &[usize],
+        recv: &'r mut [u8],
+        recv_lens: &[usize],
+    ) -> Result<Self, P::Error> {
+        let (rank, size) = crate::p2p::rank_and_size(p, "alltoallv", 0)?;
+        let total = |lens: &[usize]| lens.iter().try_fold(0usize, |a, &n| a.checked_add(n));
+        let fits = |buf: usize, lens: &[usize]| lens.len() == size && total(lens) == Some(buf);
+        if !fits(send.len(), send_lens)
+            || !fits(recv.len(), recv_lens)
+            || send_lens.get(rank) != recv_lens.get(rank)
+        {
+            return Err(p.malformed(format!(
+                "alltoallv: {size} blocks of {send_lens:?} bytes to send and of {recv_lens:?} to receive, \
+                 in buffers of {} and {} bytes (the own block as long as its place)",
+                send.len(),
+                recv.len()
+            )));
+        }
+        // the lengths add up to their buffer's (checked above), so every split is in bounds
+        let mut rest = send;
+        let sends = send_lens
+            .iter()
+            .map(|&n| {
+                let (block, tail) = rest.split_at(n);
+                rest = tail;
+                block
+            })
+            .collect();
+        let mut rest = recv;
+        let places = recv_lens
+            .iter()
+            .map(|&n| {
+                let (place, tail) = std::mem::take(&mut rest).split_at_mut(n);
+                rest = tail;
+                Some(place)
+            })
+            .collect();
         Ok(Blocks { rank, size, sends, places })
     }
 
@@ -64,7 +105,29 @@ pub fn alltoall_into<P: PointToPoint + ?Sized>(
     send: &[u8],
     recv: &mut [u8],
 ) -> Result<(), P::Error> {
-    let mut blocks = Blocks::new(p, send, recv)?;
+    pairwise(p, seq, Blocks::new(p, send, recv)?)
+}
+
+/// As [`alltoall_into`], with blocks of any length: block `d` of `send` (`send_lens[d]` bytes,
+/// in rank order) to rank `d`, rank `s`'s block for this rank into place `s` of `recv`
+/// (`recv_lens[s]` bytes): `MPI_Alltoallv` of bytes, without displacements.
+///
+/// Errors: a transport error, lengths not of `size` blocks that fill their buffers, an own
+/// block of another length than its place, or a block of another length than its place from a
+/// peer.
+pub fn alltoallv_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    send: &[u8],
+    send_lens: &[usize],
+    recv: &mut [u8],
+    recv_lens: &[usize],
+) -> Result<(), P::Error> {
+    pairwise(p, seq, Blocks::varying(p, send, send_lens, recv, recv_lens)?)
+}
+
+/// The pairwise exchange of [`alltoall_into`] on blocks already cut.
+fn pairwise<P: PointToPoint + ?Sized>(p: &P, seq: u32, mut blocks: Blocks<'_, '_>) -> Result<(), P::Error> {
     let (rank, size) = (blocks.rank, blocks.size);
     let mut copy = blocks.own_copy();
     let missing = |i| p.malformed(format!("alltoall: no block {i}"));
@@ -148,6 +211,34 @@ mod tests {
     #[test]
     fn into_every_size() {
         crate::testutil::alltoall_every_size(|p, send, recv| alltoall_into(p, 5, send, recv));
+    }
+
+    /// Blocks of varying length: every block where it belongs at every size; a place of
+    /// another length than the block its peer sends fails those two ranks' exchange, and
+    /// lengths that do not fill the buffers are refused before anything is sent.
+    #[test]
+    fn varying_lengths() {
+        crate::testutil::alltoallv_every_size(|p, send, send_lens, recv, recv_lens| {
+            alltoallv_into(p, 2, send, send_lens, recv, recv_lens)
+        });
+        // rank 0 expects 2 bytes from rank 1, which sends 3
+        let out = run(2, |p| {
+            let (send_lens, recv_lens) = if p.rank() == 0 { ([1, 3], [1, 2]) } else { ([3, 1], [3, 1]) };
+            let send = vec![5; send_lens.iter().sum()];
+            let mut recv = vec![0; recv_lens.iter().sum()];
+            alltoallv_into(&p, 0, &send, &send_lens, &mut recv, &recv_lens).err()
+        });
+        assert!(matches!(out[0], Some(ThreadError::Malformed(_))), "{out:?}");
+        let out = run(2, |p| {
+            let bad = [
+                alltoallv_into(&p, 0, &[1, 2], &[1, 2], &mut [0; 2], &[1, 1]),
+                alltoallv_into(&p, 0, &[1, 2], &[2], &mut [0; 2], &[2]),
+                alltoallv_into(&p, 0, &[1, 2], &[usize::MAX, 3], &mut [0; 2], &[1, 1]),
+                alltoallv_into(&p, 0, &[1, 2], &[2, 0], &mut [0; 2], &[0, 2]),
+            ];
+            bad.iter().all(|b| matches!(b, Err(ThreadError::Malformed(_))))
+        });
+        assert!(out.iter().all(|&refused| refused), "{out:?}");
     }
 
     /// Into place, several MiB per rank, and blocks of lengths that differ between ranks or do

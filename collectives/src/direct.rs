@@ -64,7 +64,30 @@ pub fn alltoall_into<P: PointToPoint + ?Sized>(
     send: &[u8],
     recv: &mut [u8],
 ) -> Result<(), P::Error> {
-    let mut blocks = crate::alltoall::Blocks::new(p, send, recv)?;
+    at_once(p, seq, crate::alltoall::Blocks::new(p, send, recv)?)
+}
+
+/// As [`alltoall_into`], with blocks of any length, as
+/// [`alltoall::alltoallv_into`](crate::alltoall::alltoallv_into) takes them.
+///
+/// Errors: as [`alltoall::alltoallv_into`](crate::alltoall::alltoallv_into).
+pub fn alltoallv_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    send: &[u8],
+    send_lens: &[usize],
+    recv: &mut [u8],
+    recv_lens: &[usize],
+) -> Result<(), P::Error> {
+    at_once(p, seq, crate::alltoall::Blocks::varying(p, send, send_lens, recv, recv_lens)?)
+}
+
+/// Every block of `blocks` to its rank and every place's block from its rank, all at once.
+fn at_once<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    mut blocks: crate::alltoall::Blocks<'_, '_>,
+) -> Result<(), P::Error> {
     let (rank, size) = (blocks.rank, blocks.size);
     let mut copy = blocks.own_copy();
     let sends: Vec<(usize, &[u8])> =
@@ -92,10 +115,14 @@ mod tests {
         );
     }
 
-    /// Every rank gets every block meant for it, for every size, with empty blocks.
+    /// Every rank gets every block meant for it, for every size, with empty blocks, and blocks
+    /// of lengths that differ by pair.
     #[test]
     fn alltoall_every_size() {
         testutil::alltoall_every_size(|p, send, recv| alltoall_into(p, 3, send, recv));
+        testutil::alltoallv_every_size(|p, send, send_lens, recv, recv_lens| {
+            alltoallv_into(p, 4, send, send_lens, recv, recv_lens)
+        });
     }
 
     /// Several MiB.

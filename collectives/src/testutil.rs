@@ -148,3 +148,29 @@ pub(crate) fn alltoall_every_size(
         }
     }
 }
+
+/// Runs an all-to-all of blocks of varying length (`alltoallv(rank, send, send_lens, recv,
+/// recv_lens)`) at every size of [`SIZES`], each pair's block of its own length (none, one
+/// byte, a few KiB), and checks that every rank gets every block meant for it.
+pub(crate) fn alltoallv_every_size(
+    alltoallv: impl Fn(&ThreadRank, &[u8], &[usize], &mut [u8], &[usize]) -> Result<(), ThreadError> + Sync,
+) {
+    // what rank `s` sends rank `d`
+    let len = |s: usize, d: usize| (s * 7 + d * 3) % 5 * 1000 + (s + d) % 2;
+    let block = |s: usize, d: usize| bytes((s * 1000 + d) as u64, len(s, d));
+    for size in SIZES {
+        let out = run(size, |p| {
+            use crate::p2p::PointToPoint;
+            let r = p.rank();
+            let send: Vec<u8> = (0..size).flat_map(|d| block(r, d)).collect();
+            let send_lens: Vec<usize> = (0..size).map(|d| len(r, d)).collect();
+            let recv_lens: Vec<usize> = (0..size).map(|s| len(s, r)).collect();
+            let mut recv = vec![0; recv_lens.iter().sum()];
+            alltoallv(&p, &send, &send_lens, &mut recv, &recv_lens).map(|()| recv)
+        });
+        for (r, got) in out.into_iter().enumerate() {
+            let want: Vec<u8> = (0..size).flat_map(|s| block(s, r)).collect();
+            assert!(got.is_ok_and(|got| got == want), "size {size} rank {r}");
+        }
+    }
+}

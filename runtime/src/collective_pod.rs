@@ -312,6 +312,79 @@ impl Communicator {
         self.alltoall_bytes(&call, bytemuck::cast_slice(send), bytemuck::cast_slice_mut(recv))
     }
 
+    /// As [`Communicator::alltoall_into`] with blocks of any length: block `d` of `send`
+    /// (`send_counts[d]` elements, the blocks in rank order) goes to rank `d`, and rank `s`'s
+    /// block for this rank lands in place `s` of `recv` (`recv_counts[s]` elements):
+    /// `MPI_Alltoallv` with the blocks contiguous, in rank order. Each rank learns what the
+    /// others send it beforehand, as with MPI (often by an [`Communicator::alltoall_into`] of
+    /// the counts).
+    ///
+    /// **Collective.** `send_counts[d]` on rank `s` must equal `recv_counts[s]` on rank `d`;
+    /// each list holds `size()` counts that add up to its buffer's length. Pairwise exchange,
+    /// each block received straight into place; where some host runs more ranks than it has
+    /// cores, every block at once.
+    ///
+    /// ```
+    /// let world = prun::init()?;
+    /// let (rank, size) = (world.rank(), world.size());
+    /// // rank r sends d + 1 copies of r to rank d
+    /// let send_counts: Vec<usize> = (0..size).map(|d| d + 1).collect();
+    /// let send: Vec<u16> = send_counts.iter().flat_map(|&n| vec![rank as u16; n]).collect();
+    /// // and so gets rank + 1 values from every rank
+    /// let recv_counts = vec![rank + 1; size];
+    /// let mut recv = vec![0u16; (rank + 1) * size];
+    /// world.alltoallv_into(&send, &send_counts, &mut recv, &recv_counts)?;
+    /// assert!(recv.chunks(rank + 1).enumerate().all(|(s, b)| b.iter().all(|&x| x == s as u16)));
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for counts that are not `size()` or do not add up to their
+    /// buffer's length, or an own block (`send_counts[rank]`) of another length than its place
+    /// (`recv_counts[rank]`); [`Error::Malformed`] when a block's length differs from its
+    /// place's; [`Error::PeerLost`].
+    pub fn alltoallv_into<T: Pod>(
+        &self,
+        send: &[T],
+        send_counts: &[usize],
+        recv: &mut [T],
+        recv_counts: &[usize],
+    ) -> Result<()> {
+        let (rank, size, elem) = (self.rank(), self.size(), std::mem::size_of::<T>());
+        let bytes = |counts: &[usize]| -> Option<Vec<usize>> {
+            counts.iter().map(|&n| n.checked_mul(elem)).collect()
+        };
+        let total = |counts: &[usize]| counts.iter().try_fold(0usize, |a, &n| a.checked_add(n));
+        let fits = |len: usize, counts: &[usize]| counts.len() == size && total(counts) == Some(len);
+        let (Some(send_lens), Some(recv_lens)) = (bytes(send_counts), bytes(recv_counts)) else {
+            return Err(Error::InvalidArgument("alltoallv_into: counts too large".into()));
+        };
+        if !fits(send.len(), send_counts)
+            || !fits(recv.len(), recv_counts)
+            || send_counts.get(rank) != recv_counts.get(rank)
+        {
+            return Err(Error::InvalidArgument(format!(
+                "alltoallv_into: send_counts {send_counts:?} and recv_counts {recv_counts:?} must hold {size} counts \
+                 each, adding up to send's {} and recv's {} elements, with this rank's own (count {rank}) the same",
+                send.len(),
+                recv.len()
+            )));
+        }
+        let call = self.begin("alltoallv_into");
+        let (send, recv): (&[u8], &mut [u8]) = (bytemuck::cast_slice(send), bytemuck::cast_slice_mut(recv));
+        #[cfg(feature = "mpi")]
+        if let Some(native) = self.native() {
+            if native.alltoallv(send, &send_lens, recv, &recv_lens) {
+                return Ok(());
+            }
+        }
+        let channel = self.channel_for(&call)?;
+        if self.shared_engine().crowded() {
+            return direct::alltoallv_into(&channel, call.seq, send, &send_lens, recv, &recv_lens);
+        }
+        prun_collectives::alltoall::alltoallv_into(&channel, call.seq, send, &send_lens, recv, &recv_lens)
+    }
+
     /// The all-to-all of [`Communicator::alltoall_into`] on bytes, as part of `call`: `send` and
     /// `recv` hold `size()` blocks of one length each.
     fn alltoall_bytes(&self, call: &Call<'_>, send: &[u8], recv: &mut [u8]) -> Result<()> {

@@ -719,7 +719,7 @@ struct Signature {
 }
 
 /// Operations, by their code in a signature.
-const OPERATIONS: [&str; 20] = [
+const OPERATIONS: [&str; 21] = [
     "barrier",
     "split",
     "broadcast",
@@ -740,6 +740,7 @@ const OPERATIONS: [&str; 20] = [
     "map",
     "alltoall_into",
     "reduce_scatter_into",
+    "alltoallv_into",
 ];
 
 /// Length of an encoded signature.

@@ -396,6 +396,22 @@ fn a_zero_copy_collective_of_another_length_is_an_error_not_a_hang() {
     }
 }
 
+/// An all-to-all of varying blocks in which rank 1 sends longer blocks than its receivers'
+/// counts say (its lengths legitimately differ from theirs, so no signature can tell): every
+/// receiver fails, naming rank 1 and both lengths, and nobody hangs.
+#[test]
+fn alltoallv_with_counts_that_disagree_is_an_error_not_a_hang() {
+    for (crowded, n) in [("PRUN_CROWDED=1", "8"), ("PRUN_CROWDED=0", "4")] {
+        let job = ["-x", crowded, "-n", n, "--timeout", "30", "@prun-testjob", "coll-mismatch", "into-len"];
+        let out = prun(job.into_iter().chain(["alltoallv", "1", "65536"])).run();
+        assert_ne!(out.code(), 124, "{crowded}: timed out: {}", out.stderr);
+        assert_ne!(out.code(), 0, "{crowded}: {}", out.stderr);
+        out.no_leftovers();
+        let said = "message from rank 1 has 524288 bytes where 80 were expected";
+        assert!(out.stderr.contains(said), "{crowded}: {}", out.stderr);
+    }
+}
+
 /// A rank that only receives in its call (a broadcast from rank 0) while rank 0 waits in
 /// another one (a barrier) for that rank's message: no message crosses between them, so the
 /// runtime cannot see it, but prun's check of what the ranks wait in does, long before the

@@ -3,15 +3,14 @@
 //!
 //! Each rank makes `KEYS` pseudo-random keys (default 200000, seeded by its rank) and sorts
 //! them; every rank's evenly spaced samples are gathered everywhere (`allgather_into`), which
-//! gives every rank the same splitters; each rank cuts its keys at the splitters into one bucket
-//! per rank, tells every rank how many keys it will send it (`alltoall_into` of the counts, as
-//! an MPI program does before `MPI_Alltoallv`), sends the buckets (`alltoall`, whose values may
-//! differ in size), and merges what it got. Checks: every bucket arrived with the length
-//! announced, each rank's keys are sorted, each rank's lowest key is not below the previous
-//! rank's highest (`allgather_into` of the ranges), and no key was lost or changed (the count
-//! and a sum of the keys, before and after, by `allreduce_into`). Rank 0 prints
-//! `samplesort ok: N keys on P ranks, largest share S` and the job exits 0, or says what is
-//! wrong and exits 1.
+//! gives every rank the same splitters; each rank cuts its sorted keys at the splitters into one
+//! bucket per rank, tells every rank how many keys it will send it (`alltoall_into` of the
+//! counts), sends the buckets straight out of its keys into place in their ranks' buffers
+//! (`alltoallv_into`, no copy on the way), and sorts what it got. Checks: each rank's lowest
+//! key is not below the previous rank's highest (`allgather_into` of the ranges), and no key was
+//! lost or changed (the count and a sum of the keys, before and after, by `allreduce_into`).
+//! Rank 0 prints `samplesort ok: N keys on P ranks, largest share S` and the job exits 0, or
+//! says what is wrong and exits 1.
 //!
 //! `prun -n 8 target/release/samplesort [KEYS]`.
 
@@ -56,33 +55,29 @@ fn sort(world: &World, n: usize) -> Result<Result<String, String>, prun::Error> 
     let mut cuts = vec![0];
     cuts.extend(splitters.map(|s| keys.partition_point(|&k| k < s)));
     cuts.push(keys.len());
-    let buckets: Vec<Vec<u64>> =
-        cuts.windows(2).map(|w| keys.get(w[0]..w[1]).unwrap_or_default().to_vec()).collect();
-    let counts: Vec<u64> = buckets.iter().map(|b| b.len() as u64).collect();
-    let mut incoming = vec![0u64; size];
+    // the buckets lie in `keys` one after the other, in rank order, as the all-to-all takes them
+    let counts: Vec<usize> = cuts.windows(2).map(|w| w[1] - w[0]).collect();
+    let mut incoming = vec![0usize; size];
     world.alltoall_into(&counts, &mut incoming)?;
-    let got = world.alltoall(&buckets)?;
-    let mut wrong = (0..size).find(|&s| got[s].len() as u64 != incoming[s]).map(|s| {
-        format!("rank {rank} got {} keys from rank {s}, which announced {}", got[s].len(), incoming[s])
-    });
+    let mut mine = vec![0u64; incoming.iter().sum()];
+    world.alltoallv_into(&keys, &counts, &mut mine, &incoming)?;
     // each source's bucket is sorted: a k-way merge would do; sorting the whole is simpler
-    let mut mine: Vec<u64> = got.into_iter().flatten().collect();
     mine.sort_unstable();
     let after = census(world, &mine)?;
     let range = [mine.first().copied().unwrap_or(u64::MAX), mine.last().copied().unwrap_or(0)];
     let mut ranges = vec![0u64; 2 * size];
     world.allgather_into(&range, &mut ranges)?;
-    let mut shares = vec![0u64; size];
-    world.allgather_into(&[mine.len() as u64], &mut shares)?;
-    if before != after {
-        wrong =
-            wrong.or(Some(format!("keys lost or changed: {before:?} (count, sum) before, {after:?} after")));
-    }
+    let mut shares = vec![0usize; size];
+    world.allgather_into(&[mine.len()], &mut shares)?;
     // the ranges of the ranks that hold keys, in rank order, must not overlap
     let held: Vec<&[u64]> = ranges.chunks(2).zip(&shares).filter(|&(_, &n)| n > 0).map(|(r, _)| r).collect();
-    if let Some(w) = held.windows(2).find(|w| w[0][1] > w[1][0]) {
-        wrong = wrong.or(Some(format!("ranges out of order: {:?} then {:?}", w[0], w[1])));
-    }
+    let wrong = if before != after {
+        Some(format!("keys lost or changed: {before:?} (count, sum) before, {after:?} after"))
+    } else {
+        held.windows(2)
+            .find(|w| w[0][1] > w[1][0])
+            .map(|w| format!("ranges out of order: {:?} then {:?}", w[0], w[1]))
+    };
     Ok(match wrong {
         Some(wrong) => Err(wrong),
         None if rank > 0 => Ok(String::new()),

@@ -1,5 +1,5 @@
 //! A communicator's collectives as MPI's own: `MPI_Barrier`, `MPI_Bcast`, `MPI_Scatter`,
-//! `MPI_Gather`, `MPI_Allgather`, `MPI_Alltoall`, `MPI_Reduce`, `MPI_Allreduce` and
+//! `MPI_Gather`, `MPI_Allgather`, `MPI_Alltoall`, `MPI_Alltoallv`, `MPI_Reduce`, `MPI_Allreduce` and
 //! `MPI_Reduce_scatter_block` with MPI's predefined operations, `MPI_Comm_split`; and the communicator's plain-old-data messages ([`P2p`]).
 //!
 //! Callers check arguments first; what reaches here is well formed on this rank.
@@ -7,8 +7,9 @@
 use super::handle::{Comm, ThreadMultiple};
 use super::p2p::{P2p, Registry};
 use crate::op::{Element, Kind, Op};
+use mpi::Count;
 use mpi::collective::SystemOperation;
-use mpi::datatype::{DynBuffer, DynBufferMut};
+use mpi::datatype::{DynBuffer, DynBufferMut, Partition, PartitionMut};
 use mpi::topology::Color;
 use mpi::traits::*;
 use std::sync::Arc;
@@ -155,6 +156,34 @@ impl Native {
         if let (Some(send), Some(mut recv)) = (typed(send), typed_mut(recv)) {
             self.coll.get().all_reduce_into(&send, &mut recv, mpi_op(op));
         }
+    }
+
+    /// `MPI_Alltoallv` of bytes, the blocks of `send_lens` and `recv_lens` bytes contiguous in
+    /// rank order; false (nothing done) when a length or offset does not fit MPI's counts, for
+    /// the caller to take another way.
+    pub fn alltoallv(&self, send: &[u8], send_lens: &[usize], recv: &mut [u8], recv_lens: &[usize]) -> bool {
+        /// The counts and displacements of blocks of `lens`, if all fit an MPI count.
+        fn counted(lens: &[usize]) -> Option<(Vec<Count>, Vec<Count>)> {
+            let counts = lens.iter().map(|&n| Count::try_from(n).ok()).collect::<Option<Vec<_>>>()?;
+            let mut at = 0usize;
+            let displs = lens
+                .iter()
+                .map(|&n| {
+                    let here = Count::try_from(at).ok();
+                    at = at.saturating_add(n);
+                    here
+                })
+                .collect::<Option<Vec<_>>>()?;
+            Count::try_from(at).ok()?;
+            Some((counts, displs))
+        }
+        let (Some((sc, sd)), Some((rc, rd))) = (counted(send_lens), counted(recv_lens)) else {
+            return false;
+        };
+        let send = Partition::new(send, sc, sd);
+        let mut recv = PartitionMut::new(recv, rc, rd);
+        self.coll.get().all_to_all_varcount_into(&send, &mut recv);
+        true
     }
 
     /// `MPI_Reduce_scatter_block`. Does nothing unless [`Native::supports`] `T`.

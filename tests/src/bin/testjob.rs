@@ -370,6 +370,15 @@ fn big(world: &World, len: usize) -> Result<(), String> {
                 comm.alltoall_into(&out.concat(), &mut back).map_err(e)?;
                 check(back == got.concat(), "alltoall_into")?;
                 let b = len / size;
+                // varying blocks: rank r sends rank d the first (r + d) % 3 thirds of its block d
+                let third = |s: usize, d: usize| (s + d) % 3 * piece / 3;
+                let counts: Vec<usize> = (0..size).map(|d| third(rank, d)).collect();
+                let send: Vec<u8> = out.iter().zip(&counts).flat_map(|(b, &n)| b[..n].to_vec()).collect();
+                let from: Vec<usize> = (0..size).map(|s| third(s, rank)).collect();
+                let mut back = vec![0; from.iter().sum()];
+                comm.alltoallv_into(&send, &counts, &mut back, &from).map_err(e)?;
+                let want: Vec<u8> = got.iter().zip(&from).flat_map(|(b, &n)| b[..n].to_vec()).collect();
+                check(back == want, "alltoallv_into")?;
                 let mut share = vec![0; b];
                 comm.reduce_scatter_into(&mine[..b * size], &mut share, prun::Op::BitXor).map_err(e)?;
                 let want = all.iter().map(|m| m[rank * b..][..b].to_vec()).reduce(xor).unwrap_or_default();
@@ -526,6 +535,19 @@ fn pod(world: &World) -> Result<(), String> {
     check(recv.chunks(2).enumerate().all(|(s, b)| b == [s as u32, rank as u32]), "alltoall_into")?;
     let uneven = world.alltoall_into(&send[1..], &mut recv[1..]);
     check(size == 1 || matches!(uneven, Err(Error::InvalidArgument(_))), "alltoall_into of uneven blocks")?;
+    // all-to-all of varying blocks: rank r sends rank d r + d copies of r * 100 + d
+    let counts: Vec<usize> = (0..size).map(|d| rank + d).collect();
+    let send: Vec<u32> = (0..size).flat_map(|d| vec![(rank * 100 + d) as u32; rank + d]).collect();
+    let from: Vec<usize> = (0..size).map(|s| s + rank).collect();
+    let mut recv = vec![0u32; from.iter().sum()];
+    world.alltoallv_into(&send, &counts, &mut recv, &from).map_err(e)?;
+    let mut at = 0;
+    for (s, &n) in from.iter().enumerate() {
+        check(recv[at..at + n].iter().all(|&x| x == (s * 100 + rank) as u32), "alltoallv_into")?;
+        at += n;
+    }
+    let short = world.alltoallv_into(&send, &counts[1..], &mut recv, &from);
+    check(matches!(short, Err(Error::InvalidArgument(_))), "alltoallv_into with too few counts")?;
     // reduce-scatter: rank r's block d holds r + d in each of its two elements (and i128s,
     // which MPI has no datatype for); rank d gets the sum over r
     let send: Vec<i64> = (0..size as i64).flat_map(|d| [rank as i64 + d; 2]).collect();
@@ -1203,6 +1225,9 @@ fn main() -> ExitCode {
                         "allgather" => world.allgather_into(&mine, &mut all),
                         "reduce" => world.reduce_into(0, &mine, root.then_some(&mut one[..]), prun::Op::Sum),
                         "alltoall" => world.alltoall_into(&vec![1.0f64; n * size], &mut all),
+                        "alltoallv" => {
+                            world.alltoallv_into(&all, &vec![n; size], &mut all.clone(), &vec![n; size])
+                        }
                         "reduce_scatter" => world.reduce_scatter_into(&all, &mut one, prun::Op::Sum),
                         _ => world.allreduce_into(&mine, &mut one, prun::Op::Sum),
                     };
