@@ -247,30 +247,19 @@ fn bench(world: &World, raw: &SimpleCommunicator, op: &str, sizes: &[usize]) -> 
                     || recv.borrow().iter().all(|&b| b == 1),
                 )?
             }
-            "allgather" => {
-                let send = Page::new(bytes, fill);
+            // the same block to every rank, or a block for each
+            "allgather" | "alltoall" => {
+                let each = op == "alltoall";
+                let send = Page::new(if each { bytes * size } else { bytes }, fill);
                 let recv = std::cell::RefCell::new(Page::new(bytes * size, EMPTY));
-                let op = |p: bool| match p {
-                    true => world.allgather_into(&send, &mut recv.borrow_mut()),
-                    false => {
+                let op = |p: bool| match (p, each) {
+                    (true, false) => world.allgather_into(&send, &mut recv.borrow_mut()),
+                    (true, true) => world.alltoall_into(&send, &mut recv.borrow_mut()),
+                    (false, false) => {
                         raw.all_gather_into(&send[..], &mut recv.borrow_mut()[..]);
                         Ok(())
                     }
-                };
-                compare(
-                    raw,
-                    bytes,
-                    op,
-                    || recv.borrow_mut().fill(EMPTY),
-                    || filled_by_rank(&recv.borrow(), bytes),
-                )?
-            }
-            "alltoall" => {
-                let send = Page::new(bytes * size, fill);
-                let recv = std::cell::RefCell::new(Page::new(bytes * size, EMPTY));
-                let op = |p: bool| match p {
-                    true => world.alltoall_into(&send, &mut recv.borrow_mut()),
-                    false => {
+                    (false, true) => {
                         raw.all_to_all_into(&send[..], &mut recv.borrow_mut()[..]);
                         Ok(())
                     }
