@@ -369,7 +369,6 @@ fn big(world: &World, len: usize) -> Result<(), String> {
                 let mut back = vec![0; piece * size];
                 comm.alltoall_into(&out.concat(), &mut back).map_err(e)?;
                 check(back == got.concat(), "alltoall_into")?;
-                let b = len / size;
                 // varying blocks: rank r sends rank d the first (r + d) % 3 thirds of its block d
                 let third = |s: usize, d: usize| (s + d) % 3 * piece / 3;
                 let counts: Vec<usize> = (0..size).map(|d| third(rank, d)).collect();
@@ -379,9 +378,10 @@ fn big(world: &World, len: usize) -> Result<(), String> {
                 comm.alltoallv_into(&send, &counts, &mut back, &from).map_err(e)?;
                 let want: Vec<u8> = got.iter().zip(&from).flat_map(|(b, &n)| b[..n].to_vec()).collect();
                 check(back == want, "alltoallv_into")?;
-                let mut share = vec![0; b];
-                comm.reduce_scatter_into(&mine[..b * size], &mut share, prun::Op::BitXor).map_err(e)?;
-                let want = all.iter().map(|m| m[rank * b..][..b].to_vec()).reduce(xor).unwrap_or_default();
+                let mut share = vec![0; piece];
+                comm.reduce_scatter_into(&mine[..piece * size], &mut share, prun::Op::BitXor).map_err(e)?;
+                let want =
+                    all.iter().map(|m| m[rank * piece..][..piece].to_vec()).reduce(xor).unwrap_or_default();
                 check(share == want, "reduce_scatter_into")?;
             }
         }
