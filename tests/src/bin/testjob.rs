@@ -287,6 +287,15 @@ fn collectives(world: &World, max_len: usize) -> Result<(), String> {
                 .all(|(s, c)| len == 0 || c.iter().all(|&x| x == (s * size + rank) as u16)),
             "alltoall_into",
         )?;
+        // varying blocks: rank s sends rank d (s + d) % 3 halves of len values of s * size + d
+        let halves = |s: usize, d: usize| (s + d) % 3 * len / 2;
+        let counts: Vec<usize> = (0..size).map(|d| halves(rank, d)).collect();
+        let send: Vec<u16> = (0..size).flat_map(|d| vec![(rank * size + d) as u16; counts[d]]).collect();
+        let from: Vec<usize> = (0..size).map(|s| halves(s, rank)).collect();
+        let mut recv = vec![0u16; from.iter().sum()];
+        world.alltoallv_into(&send, &counts, &mut recv, &from).map_err(e)?;
+        let want: Vec<u16> = (0..size).flat_map(|s| vec![(s * size + rank) as u16; from[s]]).collect();
+        check(recv == want, "alltoallv_into")?;
         let send: Vec<u32> = (0..size).flat_map(|d| (0..len).map(move |i| (i + d + rank) as u32)).collect();
         let mut part = vec![0u32; len];
         world.reduce_scatter_into(&send, &mut part, prun::Op::Sum).map_err(e)?;
