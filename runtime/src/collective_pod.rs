@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::op::{self, Element, Op};
 use crate::trace::Call;
 use bytemuck::Pod;
-use prun_collectives::{direct, elementwise, flat, halving, in_place, tuning};
+use prun_collectives::{direct, elementwise, flat, halving, in_place, reduce_scatter, tuning};
 
 fn copy_exact(what: &str, dst: &mut [u8], src: &[u8]) -> Result<()> {
     if dst.len() != src.len() {
@@ -408,10 +408,12 @@ impl Communicator {
     /// its own share (the first half of Rabenseifner's allreduce; a sharded sum of gradients).
     ///
     /// **Collective.** Every rank passes a `send` of `size()` blocks of `recv.len()` elements,
-    /// the same length on every rank. Every block goes to its rank as by
-    /// [`Communicator::alltoall_into`], and each rank folds the blocks it received in rank order
-    /// (so the result is the same bits from run to run, whatever the operation); a scratch
-    /// buffer as long as `send` holds them meanwhile.
+    /// the same length on every rank. Pairwise exchange, each block received into one block of
+    /// scratch and folded into `recv` at once (the own block first, then ranks `r - 1`,
+    /// `r - 2`, ...); where some host runs more ranks than it has cores, every block at once
+    /// as by [`Communicator::alltoall_into`], into a scratch buffer as long as `send`, folded
+    /// in rank order. Either way the folds come in the same order every run, so the result is
+    /// the same bits (on the MPI backend, `MPI_Reduce_scatter_block` decides).
     ///
     /// ```
     /// use prun::Op;
@@ -441,12 +443,33 @@ impl Communicator {
         let mut call = self.begin("reduce_scatter_into");
         call.len = Some(std::mem::size_of_val(recv));
         #[cfg(feature = "mpi")]
-        if let Some(native) = self.native().filter(|_| crate::mpi::Native::supports::<T>()) {
-            native.reduce_scatter(send, recv, op);
-            return Ok(());
+        if let Some(native) = self.native() {
+            if crate::mpi::Native::supports::<T>() {
+                native.reduce_scatter(send, recv, op);
+                return Ok(());
+            }
+            // no MPI datatype (128-bit integers): MPI's all-to-all of the bytes, folded here
+            return self.reduce_scatter_at_once(&call, send, recv, op);
         }
+        if self.shared_engine().crowded() {
+            return self.reduce_scatter_at_once(&call, send, recv, op);
+        }
+        let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
+        let (send, recv) = (bytemuck::cast_slice(send), bytemuck::cast_slice_mut(recv));
+        reduce_scatter::pairwise_into(&self.channel_for(&call)?, call.seq, send, recv, &elementwise)
+    }
+
+    /// [`Communicator::reduce_scatter_into`] where ranks share cores: every block at once by
+    /// the all-to-all into a scratch buffer as long as `send`, folded in rank order.
+    fn reduce_scatter_at_once<T: Element>(
+        &self,
+        call: &Call<'_>,
+        send: &[T],
+        recv: &mut [T],
+        op: Op,
+    ) -> Result<()> {
         let mut blocks = vec![T::zeroed(); send.len()];
-        self.alltoall_bytes(&call, bytemuck::cast_slice(send), bytemuck::cast_slice_mut(&mut blocks))?;
+        self.alltoall_bytes(call, bytemuck::cast_slice(send), bytemuck::cast_slice_mut(&mut blocks))?;
         let mut from = blocks.chunks(recv.len().max(1));
         if let Some(first) = from.next() {
             recv.copy_from_slice(first);
