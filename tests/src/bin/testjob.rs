@@ -1010,14 +1010,16 @@ fn affinity(world: &World) -> Result<(), String> {
 }
 
 /// As `affinity`, once the CPUs the rank may run on are no longer those it started with (the
-/// launcher unbinds ranks bound by default when other work loads the host); fails after a
-/// minute without a change.
+/// launcher unbinds ranks bound by default when other work loads the host) and every thread has
+/// the main thread's (after a minute, whatever they have); fails after a minute without a
+/// change.
 fn affinity_change(world: &World) -> Result<(), String> {
     let (first, _) = allowed_cpus()?;
     let until = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let (now, same) = allowed_cpus()?;
-        if now != first {
+        // the rank's threads are unbound one after the other: until the last, some differ
+        if now != first && (same || std::time::Instant::now() > until) {
             println!("affinity {} {now} {same}", world.rank());
             return world.barrier().map_err(|e| e.to_string());
         }
