@@ -43,12 +43,7 @@ impl<'s, 'r> Blocks<'s, 'r> {
         recv_lens: &[usize],
     ) -> Result<Self, P::Error> {
         let (rank, size) = crate::p2p::rank_and_size(p, "alltoallv", 0)?;
-        let total = |lens: &[usize]| lens.iter().try_fold(0usize, |a, &n| a.checked_add(n));
-        let fits = |buf: usize, lens: &[usize]| lens.len() == size && total(lens) == Some(buf);
-        if !fits(send.len(), send_lens)
-            || !fits(recv.len(), recv_lens)
-            || send_lens.get(rank) != recv_lens.get(rank)
-        {
+        if !lengths_fit(rank, size, (send.len(), send_lens), (recv.len(), recv_lens)) {
             return Err(p.malformed(format!(
                 "alltoallv: {size} blocks of {send_lens:?} bytes to send and of {recv_lens:?} to receive, \
                  in buffers of {} and {} bytes (the own block as long as its place)",
@@ -89,6 +84,15 @@ impl<'s, 'r> Blocks<'s, 'r> {
             }
         }
     }
+}
+
+/// Whether `send_lens` and `recv_lens` (with the lengths of the buffers they cut) are `size`
+/// lengths each that add up to their buffer's, rank `rank`'s own block as long as its place:
+/// the shape of one rank's part in an all-to-all of blocks of any length.
+pub fn lengths_fit(rank: usize, size: usize, send: (usize, &[usize]), recv: (usize, &[usize])) -> bool {
+    let total = |lens: &[usize]| lens.iter().try_fold(0usize, |a, &n| a.checked_add(n));
+    let fits = |(buf, lens): (usize, &[usize])| lens.len() == size && total(lens) == Some(buf);
+    fits(send) && fits(recv) && send.1.get(rank) == recv.1.get(rank)
 }
 
 /// Block `d` of `send` (`size` blocks of one length) to rank `d`, and block `s` of `recv` from

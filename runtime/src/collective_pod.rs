@@ -351,25 +351,20 @@ impl Communicator {
         recv_counts: &[usize],
     ) -> Result<()> {
         let (rank, size, elem) = (self.rank(), self.size(), std::mem::size_of::<T>());
-        let bytes = |counts: &[usize]| -> Option<Vec<usize>> {
-            counts.iter().map(|&n| n.checked_mul(elem)).collect()
-        };
-        let total = |counts: &[usize]| counts.iter().try_fold(0usize, |a, &n| a.checked_add(n));
-        let fits = |len: usize, counts: &[usize]| counts.len() == size && total(counts) == Some(len);
-        let (Some(send_lens), Some(recv_lens)) = (bytes(send_counts), bytes(recv_counts)) else {
-            return Err(Error::InvalidArgument("alltoallv_into: counts too large".into()));
-        };
-        if !fits(send.len(), send_counts)
-            || !fits(recv.len(), recv_counts)
-            || send_counts.get(rank) != recv_counts.get(rank)
-        {
+        let bytes =
+            |counts: &[usize]| counts.iter().map(|&n| n.checked_mul(elem)).collect::<Option<Vec<usize>>>();
+        let (sent, received) = (std::mem::size_of_val(send), std::mem::size_of_val(recv));
+        let lens = bytes(send_counts)
+            .zip(bytes(recv_counts))
+            .filter(|(s, r)| prun_collectives::alltoall::lengths_fit(rank, size, (sent, s), (received, r)));
+        let Some((send_lens, recv_lens)) = lens else {
             return Err(Error::InvalidArgument(format!(
                 "alltoallv_into: send_counts {send_counts:?} and recv_counts {recv_counts:?} must hold {size} counts \
                  each, adding up to send's {} and recv's {} elements, with this rank's own (count {rank}) the same",
                 send.len(),
                 recv.len()
             )));
-        }
+        };
         let call = self.begin("alltoallv_into");
         let (send, recv): (&[u8], &mut [u8]) = (bytemuck::cast_slice(send), bytemuck::cast_slice_mut(recv));
         #[cfg(feature = "mpi")]
