@@ -1,7 +1,7 @@
 //! The map examples (`primes`, `skew`, `maprate`, `mandelbrot`), the sample sort (`samplesort`)
-//! and the collective benchmark (`collbench`) run as real jobs: their output formats, their self-checks and, for `skew`, that
-//! work stealing beats a static split on a strongly skewed task list. No timing figure is
-//! asserted: the machine is shared.
+//! and the collective benchmark (`collbench`) run as real jobs: their output formats, their
+//! self-checks and, for `skew`, that work stealing beats a static split on a strongly skewed
+//! task list. No timing figure is asserted: the machine is shared.
 
 use prun_tests::prun;
 

@@ -1,6 +1,7 @@
 //! A communicator's collectives as MPI's own: `MPI_Barrier`, `MPI_Bcast`, `MPI_Scatter`,
-//! `MPI_Gather`, `MPI_Allgather`, `MPI_Alltoall`, `MPI_Alltoallv`, `MPI_Reduce`, `MPI_Allreduce` and
-//! `MPI_Reduce_scatter_block` with MPI's predefined operations, `MPI_Comm_split`; and the communicator's plain-old-data messages ([`P2p`]).
+//! `MPI_Gather`, `MPI_Allgather`, `MPI_Alltoall`, `MPI_Alltoallv`, `MPI_Reduce`,
+//! `MPI_Allreduce` and `MPI_Reduce_scatter_block` with MPI's predefined operations,
+//! `MPI_Comm_split`; and the communicator's plain-old-data messages ([`P2p`]).
 //!
 //! Callers check arguments first; what reaches here is well formed on this rank.
 
