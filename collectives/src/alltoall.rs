@@ -51,25 +51,11 @@ impl<'s, 'r> Blocks<'s, 'r> {
                 recv.len()
             )));
         }
-        // the lengths add up to their buffer's (checked above), so every split is in bounds
-        let mut rest = send;
-        let sends = send_lens
-            .iter()
-            .map(|&n| {
-                let (block, tail) = rest.split_at(n);
-                rest = tail;
-                block
-            })
-            .collect();
-        let mut rest = recv;
-        let places = recv_lens
-            .iter()
-            .map(|&n| {
-                let (place, tail) = std::mem::take(&mut rest).split_at_mut(n);
-                rest = tail;
-                Some(place)
-            })
-            .collect();
+        let cuts = crate::blocks::cut(send, send_lens).zip(crate::blocks::cut_mut(recv, recv_lens));
+        // the lengths add up to their buffers' (checked above), so both cuts succeed
+        let (sends, places) =
+            cuts.ok_or_else(|| p.malformed("alltoallv: the blocks do not fill the buffers".into()))?;
+        let places = places.into_iter().map(Some).collect();
         Ok(Blocks { rank, size, sends, places })
     }
 
@@ -90,8 +76,7 @@ impl<'s, 'r> Blocks<'s, 'r> {
 /// lengths each that add up to their buffer's, rank `rank`'s own block as long as its place:
 /// the shape of one rank's part in an all-to-all of blocks of any length.
 pub fn lengths_fit(rank: usize, size: usize, send: (usize, &[usize]), recv: (usize, &[usize])) -> bool {
-    let total = |lens: &[usize]| lens.iter().try_fold(0usize, |a, &n| a.checked_add(n));
-    let fits = |(buf, lens): (usize, &[usize])| lens.len() == size && total(lens) == Some(buf);
+    let fits = |(buf, lens): (usize, &[usize])| crate::blocks::fills(size, buf, lens);
     fits(send) && fits(recv) && send.1.get(rank) == recv.1.get(rank)
 }
 

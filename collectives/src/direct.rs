@@ -26,21 +26,46 @@ pub fn allgather_into<P: PointToPoint + ?Sized>(
     block: &[u8],
     recv: &mut [u8],
 ) -> Result<(), P::Error> {
-    let (rank, size) = (p.rank(), p.size());
-    let len = block.len();
+    let (len, size) = (block.len(), p.size());
     let recv = crate::in_place::blocks_of(p, "allgather", Some(recv), len)?;
-    // empty blocks are messages too: every send has its receive
-    let mut places: Vec<Option<&mut [u8]>> = if len == 0 {
-        (0..size).map(|_| Some(&mut [][..])).collect()
-    } else {
-        recv.chunks_mut(len).map(Some).collect()
-    };
-    let mut own = places.get_mut(rank).and_then(Option::take);
+    let places = crate::blocks::cut_mut(recv, &vec![len; size]);
+    let places = places.ok_or_else(|| p.malformed(format!("allgather: not {size} blocks of {len} bytes")))?;
+    gather_at_once(p, seq, block, places)
+}
+
+/// As [`allgather_into`] with blocks of any length: rank `r`'s `block` (`lens[r]` bytes) into
+/// place `r` of every rank's `recv`, the places in rank order (`MPI_Allgatherv` without
+/// displacements), every block straight from its owner to every rank at once.
+///
+/// Errors: a message of another length than its place, or `lens` that are not `size` lengths
+/// filling `recv` with this rank's own as long as `block`.
+pub fn allgatherv_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    block: &[u8],
+    recv: &mut [u8],
+    lens: &[usize],
+) -> Result<(), P::Error> {
+    let places = crate::in_place::places_of(p, "allgatherv", recv, lens, (p.rank(), block.len()))?;
+    gather_at_once(p, seq, block, places)
+}
+
+/// `block` to every other rank and every other rank's block into its place of `places` (one
+/// per rank, in rank order; this rank's as long as `block`), all at once.
+fn gather_at_once<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    block: &[u8],
+    places: Vec<&mut [u8]>,
+) -> Result<(), P::Error> {
+    let (rank, size) = (p.rank(), p.size());
+    let mut places: Vec<Option<&mut [u8]>> = places.into_iter().map(Some).collect();
+    let mut own = places.get_mut(rank).and_then(Option::take).filter(|own| own.len() == block.len());
     let sends: Vec<(usize, &[u8])> = (1..size).map(|i| ((rank + i) % size, block)).collect();
     // in the order their senders send to this rank: rank - 1 first
     let mut recvs: Vec<(usize, &mut [u8])> = (1..size)
         .map(|i| (rank + size - i) % size)
-        .filter_map(|src| places[src].take().map(|place| (src, place)))
+        .filter_map(|src| places.get_mut(src).and_then(Option::take).map(|place| (src, place)))
         .collect();
     // the own block copied while the others read this rank's
     let mut copy = || {
@@ -111,6 +136,16 @@ mod tests {
         testutil::allgather_every_size(
             "direct",
             |p, block, recv| allgather_into(p, 4, block, recv),
+            |_| true,
+        );
+    }
+
+    /// Blocks of lengths that vary by rank, none among them.
+    #[test]
+    fn allgatherv_every_size() {
+        testutil::allgatherv_every_size(
+            "direct",
+            |p, block, recv, lens| allgatherv_into(p, 4, block, recv, lens),
             |_| true,
         );
     }

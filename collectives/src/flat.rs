@@ -212,6 +212,36 @@ pub fn allgather_into<P: PointToPoint + ?Sized>(
     broadcast_into(p, seq, 0, recv)
 }
 
+/// As [`allgather_into`] with blocks of any length: rank `r`'s `block` (`lens[r]` bytes) into
+/// place `r` of every rank's `recv`, the places in rank order (`MPI_Allgatherv` without
+/// displacements), through rank 0: every rank sends its block there, into place
+/// ([`in_place::gatherv_into`](crate::in_place::gatherv_into)), and rank 0 sends the whole to
+/// every rank, or, when it failed to collect the blocks, why, so that every rank fails (as for
+/// [`allreduce`]). For short blocks: the whole goes to each rank as a vector and is copied into
+/// place.
+///
+/// Errors: a message of another length than its place, or `lens` that are not `size` lengths
+/// filling `recv` with this rank's own as long as `block`.
+pub fn allgatherv_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    block: &[u8],
+    recv: &mut [u8],
+    lens: &[usize],
+) -> Result<(), P::Error> {
+    let rank = p.rank();
+    crate::in_place::places_of(p, "allgatherv", recv, lens, (rank, block.len()))?;
+    if rank != 0 {
+        p.send(0, tag(seq, 1), block)?;
+        let all = outcome(p, "allgatherv", seq)?;
+        return crate::p2p::copy_received(p, 0, &all, recv);
+    }
+    let gathered = crate::in_place::gatherv_into(p, seq, 0, block, Some((&mut *recv, lens)));
+    let whole = |_: usize| vec![&recv[..]];
+    answer(p, seq, p.size(), gathered.as_ref().map(|()| &whole).map_err(ToString::to_string))?;
+    gathered
+}
+
 /// Block `d` of every rank's `send` (`size` blocks of one length) into place `r` of rank `d`'s
 /// `recv`, through rank 0: every rank sends its whole `send` straight there, into place
 /// ([`in_place::gather_into`](crate::in_place::gather_into)), and rank 0 sends each rank its
@@ -499,6 +529,31 @@ mod tests {
                 let len = if p.rank() == size - 1 { 3 } else { 2 };
                 let got = alltoall_into(&p, 0, &vec![1; size * len], &mut vec![0; size * len]);
                 assert!(got.is_err(), "rank {} of {size}", p.rank());
+            });
+        }
+    }
+
+    /// The allgather of blocks of varying length through rank 0: every block in its place at
+    /// every size; a rank whose block is longer than the lengths say (all ranks passing the
+    /// same lengths, its block of another length) makes every rank fail, nobody left waiting.
+    #[test]
+    fn allgatherv_through_rank_0() {
+        crate::testutil::allgatherv_every_size(
+            "flat",
+            |p, block, recv, lens| allgatherv_into(p, 5, block, recv, lens),
+            |_| true,
+        );
+        for size in [2, 4, 9] {
+            ThreadGroup::run(size, |p| {
+                let last = p.rank() == size - 1;
+                // the last rank says its block is 3 bytes long, the others that it is 2
+                let lens: Vec<usize> = (0..size).map(|r| if last && r == size - 1 { 3 } else { 2 }).collect();
+                let block = vec![1; lens[p.rank()]];
+                let mut recv = vec![0; lens.iter().sum()];
+                let got = allgatherv_into(&p, 0, &block, &mut recv, &lens);
+                assert!(got.is_err(), "rank {} of {size}", p.rank());
+                let got = allgather(&p, 1, vec![p.rank() as u8]);
+                assert!(got.is_ok(), "the next collective, rank {} of {size}: {got:?}", p.rank());
             });
         }
     }

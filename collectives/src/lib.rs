@@ -21,6 +21,7 @@ pub mod allgather;
 pub mod alltoall;
 pub mod barrier;
 mod binomial;
+pub mod blocks;
 pub mod broadcast;
 pub mod direct;
 pub mod elementwise;

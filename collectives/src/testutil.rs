@@ -174,3 +174,35 @@ pub(crate) fn alltoallv_every_size(
         }
     }
 }
+
+/// Block lengths that vary by rank (none, one byte, a few KiB), for the `v` collectives.
+pub(crate) fn varying_len(r: usize) -> usize {
+    (r * 7 + 2) % 5 * 1000 + r % 2
+}
+
+/// Runs an allgather of blocks of varying length (`allgatherv(rank, block, recv, lens)`) at
+/// every size of [`SIZES`], rank `r`'s block [`varying_len`]`(r)` bytes long, and checks that
+/// every rank gets every block in rank order; at the sizes it does not take (`takes(size)`
+/// false) every rank must fail instead.
+pub(crate) fn allgatherv_every_size(
+    name: &str,
+    allgatherv: impl Fn(&ThreadRank, &[u8], &mut [u8], &[usize]) -> Result<(), ThreadError> + Sync,
+    takes: impl Fn(usize) -> bool,
+) {
+    for size in SIZES {
+        let lens: Vec<usize> = (0..size).map(varying_len).collect();
+        let blocks: Vec<Vec<u8>> = (0..size).map(|r| bytes(r as u64 + 5, lens[r])).collect();
+        let all = blocks.concat();
+        let out = run(size, |p| {
+            use crate::p2p::PointToPoint;
+            let mut recv = vec![0; all.len()];
+            allgatherv(&p, &blocks[p.rank()], &mut recv, &lens).map(|()| recv)
+        });
+        for got in out {
+            match got {
+                Ok(got) => assert!(takes(size) && got == all, "{name}: size {size}"),
+                Err(e) => assert!(!takes(size), "{name}: size {size}: {e:?}"),
+            }
+        }
+    }
+}
