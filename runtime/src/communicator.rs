@@ -719,7 +719,7 @@ struct Signature {
 }
 
 /// Operations, by their code in a signature.
-const OPERATIONS: [&str; 21] = [
+const OPERATIONS: [&str; 24] = [
     "barrier",
     "split",
     "broadcast",
@@ -741,6 +741,9 @@ const OPERATIONS: [&str; 21] = [
     "alltoall_into",
     "reduce_scatter_into",
     "alltoallv_into",
+    "gatherv_into",
+    "scatterv_into",
+    "allgatherv_into",
 ];
 
 /// Length of an encoded signature.

@@ -353,8 +353,9 @@ fn a_broadcast_of_another_length_is_an_error_not_a_hang() {
 #[test]
 fn a_zero_copy_collective_of_another_length_is_an_error_not_a_hang() {
     let mut jobs: Vec<(&str, &str, &str, &str)> = Vec::new();
-    for op in ["bcast", "scatter", "gather", "allgather", "reduce", "allreduce", "alltoall", "reduce_scatter"]
-    {
+    let ops =
+        ["bcast", "scatter", "gather", "allgather", "reduce", "allreduce", "alltoall", "reduce_scatter"];
+    for op in ops.into_iter().chain(["allgatherv"]) {
         for long in ["1", "5", "4,5,6,7"] {
             jobs.push(("1", op, long, "65536"));
         }
@@ -409,6 +410,27 @@ fn alltoallv_with_counts_that_disagree_is_an_error_not_a_hang() {
         out.no_leftovers();
         let said = "message from rank 1 has 524288 bytes where 80 were expected";
         assert!(out.stderr.contains(said), "{crowded}: {}", out.stderr);
+    }
+}
+
+/// A gather or scatter of varying blocks in which rank 1's block is longer than the root's
+/// count for it (the root alone knows the counts): the rank that receives the block fails,
+/// naming its sender and both lengths, and nobody hangs.
+#[test]
+fn gatherv_and_scatterv_with_counts_that_disagree_are_errors_not_hangs() {
+    for (crowded, n) in [("PRUN_CROWDED=1", "8"), ("PRUN_CROWDED=0", "4")] {
+        for (op, said) in [
+            ("gatherv", "message from rank 1 has 524288 bytes where 80 were expected"),
+            ("scatterv", "message from rank 0 has 80 bytes where 524288 were expected"),
+        ] {
+            let job =
+                ["-x", crowded, "-n", n, "--timeout", "30", "@prun-testjob", "coll-mismatch", "into-len"];
+            let out = prun(job.into_iter().chain([op, "1", "65536"])).run();
+            assert_ne!(out.code(), 124, "{op}, {crowded}: timed out: {}", out.stderr);
+            assert_ne!(out.code(), 0, "{op}, {crowded}: {}", out.stderr);
+            out.no_leftovers();
+            assert!(out.stderr.contains(said), "{op}, {crowded}: {}", out.stderr);
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! A communicator's collectives as MPI's own: `MPI_Barrier`, `MPI_Bcast`, `MPI_Scatter`,
-//! `MPI_Gather`, `MPI_Allgather`, `MPI_Alltoall`, `MPI_Alltoallv`, `MPI_Reduce`,
+//! `MPI_Gather`, `MPI_Allgather`, `MPI_Alltoall`, their `v` variants (`MPI_Gatherv`,
+//! `MPI_Scatterv`, `MPI_Allgatherv`, `MPI_Alltoallv`), `MPI_Reduce`,
 //! `MPI_Allreduce` and `MPI_Reduce_scatter_block` with MPI's predefined operations,
 //! `MPI_Comm_split`; and the communicator's plain-old-data messages ([`P2p`]).
 //!
@@ -61,6 +62,23 @@ macro_rules! as_mpi {
             Kind::i128 | Kind::u128 => None,
         }
     };
+}
+
+/// The counts and displacements of blocks of `lens` bytes contiguous in rank order, if every
+/// one fits an MPI count (as does the end of the last).
+fn counted(lens: &[usize]) -> Option<(Vec<Count>, Vec<Count>)> {
+    let counts = lens.iter().map(|&n| Count::try_from(n).ok()).collect::<Option<Vec<_>>>()?;
+    let mut at = 0usize;
+    let displs = lens
+        .iter()
+        .map(|&n| {
+            let here = Count::try_from(at).ok();
+            at = at.saturating_add(n);
+            here
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Count::try_from(at).ok()?;
+    Some((counts, displs))
 }
 
 /// `buf` as a buffer of its MPI datatype; `None` for types MPI has no datatype for (128-bit
@@ -160,30 +178,67 @@ impl Native {
     }
 
     /// `MPI_Alltoallv` of bytes, the blocks of `send_lens` and `recv_lens` bytes contiguous in
-    /// rank order; false (nothing done) when a length or offset does not fit MPI's counts, for
-    /// the caller to take another way.
+    /// rank order; false (nothing done) when a length or offset on some rank does not fit
+    /// MPI's counts, for the caller to take another way. Every rank learns whether all ranks'
+    /// fit (`MPI_Allreduce` of one byte), so that all of them take the same way.
     pub fn alltoallv(&self, send: &[u8], send_lens: &[usize], recv: &mut [u8], recv_lens: &[usize]) -> bool {
-        /// The counts and displacements of blocks of `lens`, if all fit an MPI count.
-        fn counted(lens: &[usize]) -> Option<(Vec<Count>, Vec<Count>)> {
-            let counts = lens.iter().map(|&n| Count::try_from(n).ok()).collect::<Option<Vec<_>>>()?;
-            let mut at = 0usize;
-            let displs = lens
-                .iter()
-                .map(|&n| {
-                    let here = Count::try_from(at).ok();
-                    at = at.saturating_add(n);
-                    here
-                })
-                .collect::<Option<Vec<_>>>()?;
-            Count::try_from(at).ok()?;
-            Some((counts, displs))
-        }
-        let (Some((sc, sd)), Some((rc, rd))) = (counted(send_lens), counted(recv_lens)) else {
+        let counts = counted(send_lens).zip(counted(recv_lens));
+        let mut everywhere = 0u8;
+        self.coll.get().all_reduce_into(&u8::from(counts.is_some()), &mut everywhere, SystemOperation::min());
+        let (Some(((sc, sd), (rc, rd))), 1) = (counts, everywhere) else {
             return false;
         };
         let send = Partition::new(send, sc, sd);
         let mut recv = PartitionMut::new(recv, rc, rd);
         self.coll.get().all_to_all_varcount_into(&send, &mut recv);
+        true
+    }
+
+    /// `MPI_Allgatherv` of bytes, rank `r`'s block `lens[r]` bytes, contiguous in rank order;
+    /// false (nothing done) when a length or offset does not fit MPI's counts. Every rank passes
+    /// the same `lens`, and so decides alike.
+    pub fn allgatherv(&self, send: &[u8], recv: &mut [u8], lens: &[usize]) -> bool {
+        let Some((counts, displs)) = counted(lens) else { return false };
+        let mut recv = PartitionMut::new(recv, counts, displs);
+        self.coll.get().all_gather_varcount_into(send, &mut recv);
+        true
+    }
+
+    /// `MPI_Gatherv` of bytes; the root passes `recv` and the lengths of the blocks, contiguous
+    /// in rank order. False (nothing done) when the root's lengths or offsets do not fit MPI's
+    /// counts: the root tells every rank which way it takes (`MPI_Bcast` of one byte), since
+    /// only it knows the lengths.
+    pub fn gatherv(&self, root: usize, send: &[u8], recv: Option<(&mut [u8], &[usize])>) -> bool {
+        let on_root = recv.filter(|_| self.is(root));
+        let counts = on_root.as_ref().and_then(|(_, lens)| counted(lens));
+        let mut native = u8::from(counts.is_some());
+        self.root(root).broadcast_into(&mut native);
+        match (native, on_root, counts) {
+            (0, _, _) => return false,
+            (_, Some((recv, _)), Some((counts, displs))) => {
+                let mut recv = PartitionMut::new(recv, counts, displs);
+                self.root(root).gather_varcount_into_root(send, &mut recv);
+            }
+            _ => self.root(root).gather_varcount_into(send),
+        }
+        true
+    }
+
+    /// `MPI_Scatterv` of bytes; the root passes `send` and the lengths of its blocks,
+    /// contiguous in rank order. False (nothing done) as for [`Native::gatherv`].
+    pub fn scatterv(&self, root: usize, send: Option<(&[u8], &[usize])>, recv: &mut [u8]) -> bool {
+        let on_root = send.filter(|_| self.is(root));
+        let counts = on_root.and_then(|(_, lens)| counted(lens));
+        let mut native = u8::from(counts.is_some());
+        self.root(root).broadcast_into(&mut native);
+        match (native, on_root, counts) {
+            (0, _, _) => return false,
+            (_, Some((send, _)), Some((counts, displs))) => {
+                let send = Partition::new(send, counts, displs);
+                self.root(root).scatter_varcount_into_root(&send, recv);
+            }
+            _ => self.root(root).scatter_varcount_into(recv),
+        }
         true
     }
 

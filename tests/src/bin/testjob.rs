@@ -296,6 +296,21 @@ fn collectives(world: &World, max_len: usize) -> Result<(), String> {
         world.alltoallv_into(&send, &counts, &mut recv, &from).map_err(e)?;
         let want: Vec<u16> = (0..size).flat_map(|s| vec![(s * size + rank) as u16; from[s]]).collect();
         check(recv == want, "alltoallv_into")?;
+        // blocks of varying length: rank r's (r % 3) halves of len values of r, gathered at the
+        // last rank, scattered back from it, and gathered by every rank
+        let counts: Vec<usize> = (0..size).map(|r| r % 3 * len / 2).collect();
+        let send = vec![rank as u16; counts[rank]];
+        let want: Vec<u16> = (0..size).flat_map(|r| vec![r as u16; counts[r]]).collect();
+        let (root, mut all) = (size - 1, vec![0u16; want.len()]);
+        let recv = (rank == root).then_some((&mut all[..], &counts[..]));
+        world.gatherv_into(root, &send, recv).map_err(e)?;
+        check(rank != root || all == want, "gatherv_into")?;
+        let mut back = vec![u16::MAX; counts[rank]];
+        world.scatterv_into(root, (rank == root).then_some((&all[..], &counts[..])), &mut back).map_err(e)?;
+        check(back == send, "scatterv_into")?;
+        let mut all = vec![0u16; want.len()];
+        world.allgatherv_into(&send, &mut all, &counts).map_err(e)?;
+        check(all == want, "allgatherv_into")?;
         let send: Vec<u32> = (0..size).flat_map(|d| (0..len).map(move |i| (i + d + rank) as u32)).collect();
         let mut part = vec![0u32; len];
         world.reduce_scatter_into(&send, &mut part, prun::Op::Sum).map_err(e)?;
@@ -387,6 +402,24 @@ fn big(world: &World, len: usize) -> Result<(), String> {
                 comm.alltoallv_into(&send, &counts, &mut back, &from).map_err(e)?;
                 let want: Vec<u8> = got.iter().zip(&from).flat_map(|(b, &n)| b[..n].to_vec()).collect();
                 check(back == want, "alltoallv_into")?;
+                // blocks of varying length: rank r's first (r % 3) thirds of its own block
+                let counts: Vec<usize> = (0..size).map(|r| r % 3 * piece / 3).collect();
+                let mut every = vec![0; counts.iter().sum()];
+                comm.allgatherv_into(&mine[..counts[rank]], &mut every, &counts).map_err(e)?;
+                let want: Vec<u8> = all.iter().zip(&counts).flat_map(|(m, &n)| m[..n].to_vec()).collect();
+                check(every == want, "allgatherv_into")?;
+                let mut gathered = vec![0; if rank == 0 { want.len() } else { 0 }];
+                let recv = (rank == 0).then_some((&mut gathered[..], &counts[..]));
+                comm.gatherv_into(0, &mine[..counts[rank]], recv).map_err(e)?;
+                check(rank != 0 || gathered == want, "gatherv_into")?;
+                let mut back = vec![0; counts[rank]];
+                comm.scatterv_into(
+                    size - 1,
+                    (rank == size - 1).then_some((&want[..], &counts[..])),
+                    &mut back,
+                )
+                .map_err(e)?;
+                check(back == mine[..counts[rank]], "scatterv_into")?;
                 let mut share = vec![0; piece];
                 comm.reduce_scatter_into(&mine[..piece * size], &mut share, prun::Op::BitXor).map_err(e)?;
                 let want =
@@ -557,6 +590,34 @@ fn pod(world: &World) -> Result<(), String> {
     }
     let short = world.alltoallv_into(&send, &counts[1..], &mut recv, &from);
     check(matches!(short, Err(Error::InvalidArgument(_))), "alltoallv_into with too few counts")?;
+    // gather, scatter and allgather of varying blocks: rank r's r + 1 copies of r * 10 (u64,
+    // and i128, which MPI has no datatype for, as bytes)
+    let counts: Vec<usize> = (1..=size).collect();
+    let mine = vec![(rank * 10) as u64; rank + 1];
+    let want: Vec<u64> = (0..size).flat_map(|r| vec![(r * 10) as u64; r + 1]).collect();
+    let mut all = vec![0u64; want.len()];
+    world.allgatherv_into(&mine, &mut all, &counts).map_err(e)?;
+    check(all == want, "allgatherv_into")?;
+    let mut wide = vec![0i128; want.len()];
+    let recv = (rank == 0).then_some((&mut wide[..], &counts[..]));
+    let mine128: Vec<i128> = mine.iter().map(|&x| -i128::from(x) << 64).collect();
+    world.gatherv_into(0, &mine128, recv).map_err(e)?;
+    check(rank != 0 || wide.iter().zip(&want).all(|(&w, &x)| w == -i128::from(x) << 64), "gatherv_into")?;
+    let mut back = vec![0i128; rank + 1];
+    world.scatterv_into(0, (rank == 0).then_some((&wide[..], &counts[..])), &mut back).map_err(e)?;
+    check(back == mine128, "scatterv_into")?;
+    let wrong = world.allgatherv_into(&mine, &mut all, &counts[..size - 1]);
+    check(matches!(wrong, Err(Error::InvalidArgument(_))), "allgatherv_into with too few counts")?;
+    // the root's own mistakes, tried only where it is alone (elsewhere the others would send)
+    if size == 1 {
+        let mut short = vec![0u64; want.len() - 1];
+        let wrong = world.gatherv_into(0, &mine, Some((&mut short[..], &counts[..])));
+        check(matches!(wrong, Err(Error::InvalidArgument(_))), "gatherv_into into a short buffer")?;
+        let wrong = world.scatterv_into(0, Some((&want[1..], &counts[..])), &mut all[..1]);
+        check(matches!(wrong, Err(Error::InvalidArgument(_))), "scatterv_into of a short buffer")?;
+    }
+    let wrong = world.gatherv_into(size, &mine, None);
+    check(matches!(wrong, Err(Error::InvalidRank { .. })), "gatherv_into at a root out of range")?;
     // reduce-scatter: rank r's block d holds r + d in each of its two elements (and i128s,
     // which MPI has no datatype for); rank d gets the sum over r
     let send: Vec<i64> = (0..size as i64).flat_map(|d| [rank as i64 + d; 2]).collect();
@@ -1240,6 +1301,21 @@ fn main() -> ExitCode {
                             world.alltoallv_into(&all, &vec![n; size], &mut all.clone(), &vec![n; size])
                         }
                         "reduce_scatter" => world.reduce_scatter_into(&all, &mut one, prun::Op::Sum),
+                        // the root counts 10 values from each rank, or sends each 10
+                        "gatherv" => {
+                            let (counts, mut ten) = (vec![10; size], vec![0.0f64; 10 * size]);
+                            world.gatherv_into(0, &mine, root.then_some((&mut ten[..], &counts[..])))
+                        }
+                        "scatterv" => {
+                            let (counts, ten) = (vec![10; size], vec![1.0f64; 10 * size]);
+                            world.scatterv_into(0, root.then_some((&ten[..], &counts[..])), &mut one)
+                        }
+                        // each rank counts its own n values, the others' 10
+                        "allgatherv" => {
+                            let counts: Vec<usize> =
+                                (0..size).map(|r| if r as i64 == rank { n } else { 10 }).collect();
+                            world.allgatherv_into(&mine, &mut vec![0.0f64; counts.iter().sum()], &counts)
+                        }
                         _ => world.allreduce_into(&mine, &mut one, prun::Op::Sum),
                     };
                     r.and_then(|()| world.barrier())
