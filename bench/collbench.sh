@@ -9,8 +9,9 @@
 #   OPS="bcast allreduce"   operations to run, space-separated, among
 #                           latency barrier bcast allreduce gather scatter
 #                           allgather (default: all, in that order), and
-#                           alltoall (bytes per pair of ranks) and reduce_scatter
-#                           (bytes per rank's block), only when named
+#                           alltoall (bytes per pair of ranks), reduce_scatter
+#                           (bytes per rank's block), gatherv, scatterv and
+#                           allgatherv (bytes per rank, equal counts), only when named
 #   COLLBENCH_MIN_BYTES     smallest message size (default 0)          }
 #   COLLBENCH_MAX_BYTES     largest message size (default 16777216)   } passed to
 #   COLLBENCH_ITERS_SCALE   iteration multiplier, float (default 1)  } both programs
@@ -65,9 +66,6 @@ ITERS_SCALE=${COLLBENCH_ITERS_SCALE:-1}
 STAT_OVER_RANKS=${COLLBENCH_STAT:-avg}
 if [[ $# -gt 0 ]]; then RANKS=("$@"); else RANKS=(2 8); fi
 
-ALL_OPS=(latency barrier bcast allreduce gather scatter allgather)
-SIZES=(8 1024 65536 1048576 16777216)
-
 SCRIPT_NAME=collbench.sh
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
@@ -89,7 +87,7 @@ check_counts "rank counts" "${RANKS[@]}"
 check_counts "REPEAT" "$REPEAT"
 read -r -a OPS_LIST <<<"${OPS:-}"
 for op in "${OPS_LIST[@]}"; do
-    [[ " ${ALL_OPS[*]} " == *" $op "* ]] || die "unknown operation '$op' in OPS (known: ${ALL_OPS[*]})"
+    [[ " ${ALL_OPS[*]} ${EXTRA_OPS[*]} " == *" $op "* ]] || die "unknown operation '$op' in OPS (known: ${ALL_OPS[*]} ${EXTRA_OPS[*]})"
 done
 [[ ${#OPS_LIST[@]} -gt 0 ]] || OPS_LIST=("${ALL_OPS[@]}")
 command -v timeout >/dev/null || die "needs timeout (coreutils)"

@@ -1,6 +1,12 @@
 # shellcheck shell=bash
 # Shell helpers shared by the benchmark scripts; source it after setting SCRIPT_NAME.
 
+# collbench's operations (what it runs when none is named) and those it runs only when named,
+# and its message sizes: the same as bench/mpi_collbench.c's.
+ALL_OPS=(latency barrier bcast allreduce gather scatter allgather)
+EXTRA_OPS=(alltoall reduce_scatter gatherv scatterv allgatherv)
+SIZES=(8 1024 65536 1048576 16777216)
+
 die() { echo "${SCRIPT_NAME:-bench}: $*" >&2; exit 2; }
 note() { echo "$*" >&2; }
 

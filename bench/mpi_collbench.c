@@ -4,7 +4,8 @@
  *
  * Usage: mpirun -n N ./mpi_collbench [OPS...]
  *   OPS: latency barrier bcast allreduce gather scatter allgather alltoall reduce_scatter
- *   (none means all but the last two, in that order; given ops run in the order given)
+ *        gatherv scatterv allgatherv
+ *   (none means the first seven, in that order; given ops run in the order given)
  *
  * Sizes (bytes): 8 1024 65536 1048576 16777216, bounded by the environment
  * variables COLLBENCH_MIN_BYTES (default 0) and COLLBENCH_MAX_BYTES (default
@@ -21,6 +22,9 @@
  *   alltoall   `bytes` MPI_BYTE per pair of ranks (as osu_alltoall); only when named.
  *   reduce_scatter  bytes/8 MPI_DOUBLE per rank's block (MPI_Reduce_scatter_block,
  *              MPI_SUM, element values rank+1, checked as allreduce's); only when named.
+ *   gatherv, scatterv, allgatherv  as gather, scatter and allgather through MPI_Gatherv,
+ *              MPI_Scatterv and MPI_Allgatherv, every count `bytes` (as osu_gatherv,
+ *              osu_scatterv and osu_allgatherv); only when named.
  *
  * Iterations per size (barrier counts as 0 bytes):
  *   iters  = clamp(67108864 / max(bytes, 1024), 10, 1000)   (integer division)
@@ -196,6 +200,27 @@ static void do_alltoall(struct bufs *b)
                  MPI_COMM_WORLD);
 }
 
+/* Counts and displacements of the v variants: `bytes` from each rank, in rank order. */
+static int *vcounts, *vdispls;
+
+static void do_gatherv(struct bufs *b)
+{
+    MPI_Gatherv(b->send, (int)b->bytes, MPI_BYTE, b->recv, vcounts, vdispls, MPI_BYTE, 0,
+                MPI_COMM_WORLD);
+}
+
+static void do_scatterv(struct bufs *b)
+{
+    MPI_Scatterv(b->send, vcounts, vdispls, MPI_BYTE, b->recv, (int)b->bytes, MPI_BYTE, 0,
+                 MPI_COMM_WORLD);
+}
+
+static void do_allgatherv(struct bufs *b)
+{
+    MPI_Allgatherv(b->send, (int)b->bytes, MPI_BYTE, b->recv, vcounts, vdispls, MPI_BYTE,
+                   MPI_COMM_WORLD);
+}
+
 /* Mean time (seconds) of one operation on this rank. */
 static double time_op(op_fn fn, struct bufs *b, long iters, long warmup)
 {
@@ -262,15 +287,37 @@ static void run(const char *op, long bytes)
         fn = do_alltoall;
         b.send = xmalloc(all);
         b.recv = xmalloc(all);
+    } else if (!strcmp(op, "gatherv")) {
+        fn = do_gatherv;
+        b.send = xmalloc(n);
+        if (rank == 0) b.recv = xmalloc(all);
+    } else if (!strcmp(op, "scatterv")) {
+        fn = do_scatterv;
+        if (rank == 0) b.send = xmalloc(all);
+        b.recv = xmalloc(n);
+    } else if (!strcmp(op, "allgatherv")) {
+        fn = do_allgatherv;
+        b.send = xmalloc(n);
+        b.recv = xmalloc(all);
     } else {
         die("internal error: unknown op"); /* checked in main */
         return;
     }
     b.bytes = bytes;
 
+    vcounts = xmalloc((size_t)nranks * sizeof(int));
+    vdispls = xmalloc((size_t)nranks * sizeof(int));
+    for (int r = 0; r < nranks; r++) {
+        vcounts[r] = (int)bytes;
+        vdispls[r] = (int)(bytes * r);
+    }
+
     /* Touch everything before timing. */
-    if (b.send) memset(b.send, rank + 1, (fn == do_scatter || fn == do_alltoall) ? all : n);
-    if (b.recv) memset(b.recv, 0, (fn == do_gather || fn == do_allgather || fn == do_alltoall) ? all : n);
+    int whole_send = fn == do_scatter || fn == do_alltoall || fn == do_scatterv;
+    int whole_recv = fn == do_gather || fn == do_allgather || fn == do_alltoall || fn == do_gatherv ||
+                     fn == do_allgatherv;
+    if (b.send) memset(b.send, rank + 1, whole_send ? all : n);
+    if (b.recv) memset(b.recv, 0, whole_recv ? all : n);
     for (long i = 0; i < b.nsend; i++) b.dsend[i] = (double)(rank + 1);
     for (long i = 0; i < b.ndoubles; i++) b.drecv[i] = 0.0;
 
@@ -297,6 +344,8 @@ static void run(const char *op, long bytes)
     free(b.recv);
     free(b.dsend);
     free(b.drecv);
+    free(vcounts);
+    free(vdispls);
 }
 
 /* ---- main -------------------------------------------------------------------- */
@@ -305,7 +354,9 @@ static int known_op(const char *s)
 {
     for (int i = 0; i < N_ALL_OPS; i++)
         if (!strcmp(s, ALL_OPS[i])) return 1;
-    return !strcmp(s, "alltoall") || !strcmp(s, "reduce_scatter"); /* only when named */
+    /* only when named */
+    return !strcmp(s, "alltoall") || !strcmp(s, "reduce_scatter") || !strcmp(s, "gatherv") ||
+           !strcmp(s, "scatterv") || !strcmp(s, "allgatherv");
 }
 
 /* Parses the environment; returns an error message or NULL. */
@@ -366,7 +417,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "mpi_collbench: %s%s\n", err, bad);
             if (*bad)
                 fprintf(stderr, "usage: mpi_collbench [latency|barrier|bcast|allreduce|gather|"
-                                "scatter|allgather|alltoall|reduce_scatter]...\n");
+                                "scatter|allgather|alltoall|reduce_scatter|gatherv|scatterv|allgatherv]...\n");
         }
         MPI_Finalize();
         return 2;

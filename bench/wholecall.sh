@@ -38,14 +38,11 @@ SCRIPT_NAME=wholecall.sh
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-ALL_OPS=(latency barrier bcast allreduce gather scatter allgather)
-SIZES=(8 1024 65536 1048576 16777216)
-
 [[ $# -ge 2 ]] || die "usage: bench/wholecall.sh OP BYTES [RANKS...]"
 OP=$1 BYTES=$2
 shift 2
 if [[ $# -gt 0 ]]; then RANKS=("$@"); else RANKS=(8); fi
-[[ " ${ALL_OPS[*]} " == *" $OP "* ]] || die "unknown operation '$OP' (known: ${ALL_OPS[*]})"
+[[ " ${ALL_OPS[*]} ${EXTRA_OPS[*]} " == *" $OP "* ]] || die "unknown operation '$OP' (known: ${ALL_OPS[*]} ${EXTRA_OPS[*]})"
 if [[ $OP == barrier ]]; then
     [[ $BYTES == 0 ]] || die "barrier moves no bytes: give 0, not '$BYTES'"
 else

@@ -8,9 +8,11 @@ pub const SIZES: [usize; 5] = [8, 1024, 65536, 1 << 20, 16 << 20];
 pub const OPS: [&str; 7] = ["latency", "barrier", "bcast", "allreduce", "gather", "scatter", "allgather"];
 
 /// Operations measured only when named: `alltoall` (`bytes` per pair of ranks, as OSU's
-/// `osu_alltoall`), whose 16 MiB blocks take `2 * size` times that on every rank, and
-/// `reduce_scatter` (f64 sum, `bytes` per rank's block, `size` times that sent).
-pub const EXTRA_OPS: [&str; 2] = ["alltoall", "reduce_scatter"];
+/// `osu_alltoall`), whose 16 MiB blocks take `2 * size` times that on every rank,
+/// `reduce_scatter` (f64 sum, `bytes` per rank's block, `size` times that sent), and the `v`
+/// variants `gatherv`, `scatterv` and `allgatherv` (`bytes` per rank, every count the same, as
+/// OSU's `osu_gatherv`, `osu_scatterv` and `osu_allgatherv`).
+pub const EXTRA_OPS: [&str; 5] = ["alltoall", "reduce_scatter", "gatherv", "scatterv", "allgatherv"];
 
 /// The operations named on the command line (all of [`OPS`] when none is), or, for a name not
 /// among them, a message saying so that starts with `program`.

@@ -1,10 +1,11 @@
 //! Collective benchmarks in the style of the OSU micro-benchmarks, so that figures line up with
 //! an MPI reference (`bench/mpi_collbench.c`, compared by `bench/collbench.sh`).
 //!
-//! `prun -n 8 target/release/collbench [latency|barrier|bcast|allreduce|gather|scatter|allgather|alltoall|reduce_scatter]...`
+//! `prun -n 8 target/release/collbench [latency|barrier|bcast|allreduce|gather|scatter|allgather|alltoall|reduce_scatter|gatherv|scatterv|allgatherv]...`
 //!
-//! For each operation and size (8 B to 16 MiB; per rank for gather, scatter, allgather and
-//! `reduce_scatter`'s blocks, per pair of ranks for `alltoall`; those two run only when named):
+//! For each operation and size (8 B to 16 MiB; per rank for gather, scatter, allgather, their
+//! `v` variants and `reduce_scatter`'s blocks, per pair of ranks for `alltoall`; the last five
+//! run only when named):
 //! warm-up iterations, then timed iterations each preceded by a barrier (and one after the
 //! last), timing only the operation. Each rank's mean time per operation is averaged over the
 //! ranks (over ranks 0 and 1 for `latency`, a ping-pong whose one-way time is half the round
@@ -131,6 +132,25 @@ fn bench(world: &World, stat: Stat, op: &str, sizes: &[usize]) -> Result<(), pru
                 let send = Page::new(bytes, fill);
                 let mut recv = Page::new(bytes * size, EMPTY);
                 measure(world, bytes, || world.allgather_into(&send, &mut recv))?
+            }
+            "gatherv" => {
+                let (counts, send) = (vec![bytes; size], Page::new(bytes, fill));
+                let mut recv = Page::new(if rank == 0 { bytes * size } else { 0 }, EMPTY);
+                measure(world, bytes, || {
+                    world.gatherv_into(0, &send, (rank == 0).then_some((&mut recv[..], &counts[..])))
+                })?
+            }
+            "scatterv" => {
+                let counts = vec![bytes; size];
+                let send = Page::new(if rank == 0 { bytes * size } else { 0 }, fill);
+                let mut recv = Page::new(bytes, EMPTY);
+                let send = (rank == 0).then_some((&send[..], &counts[..]));
+                measure(world, bytes, || world.scatterv_into(0, send, &mut recv))?
+            }
+            "allgatherv" => {
+                let (counts, send) = (vec![bytes; size], Page::new(bytes, fill));
+                let mut recv = Page::new(bytes * size, EMPTY);
+                measure(world, bytes, || world.allgatherv_into(&send, &mut recv, &counts))?
             }
             "alltoall" => {
                 let send = Page::new(bytes * size, fill);

@@ -21,6 +21,7 @@
 //! when a result is wrong.
 
 use mpi::collective::SystemOperation;
+use mpi::datatype::{Partition, PartitionMut};
 use mpi::topology::{Communicator as _, SimpleCommunicator};
 use mpi::traits::*;
 use prun::{Backend, Op, World};
@@ -94,6 +95,12 @@ fn report(raw: &SimpleCommunicator, op: &str, bytes: usize, means: [f64; 2], tak
 }
 
 /// Whether every chunk `r` of `bytes` in `buf` holds rank `r`'s fill byte.
+/// MPI's counts and displacements for `size` blocks of `bytes` each, in rank order.
+fn mpi_counts(bytes: usize, size: usize) -> (Vec<mpi::Count>, Vec<mpi::Count>) {
+    let count = |n: usize| mpi::Count::try_from(n).unwrap_or(mpi::Count::MAX);
+    ((0..size).map(|_| count(bytes)).collect(), (0..size).map(|r| count(r * bytes)).collect())
+}
+
 fn filled_by_rank(buf: &[u8], bytes: usize) -> bool {
     buf.chunks(bytes.max(1)).enumerate().all(|(r, c)| c.iter().all(|&b| b == (r % 255) as u8 + 1))
 }
@@ -281,6 +288,52 @@ fn bench(world: &World, raw: &SimpleCommunicator, op: &str, sizes: &[usize]) -> 
                     || recv.borrow_mut().fill(EMPTY),
                     || filled_by_rank(&recv.borrow(), bytes),
                 )?
+            }
+            // every count the same, as OSU's `v` benchmarks
+            "gatherv" | "scatterv" | "allgatherv" => {
+                let counts = vec![bytes; size];
+                let (mpi_counts, displs) = mpi_counts(bytes, size);
+                let (gathers, all) = (op != "scatterv", op == "allgatherv");
+                let whole = if all || rank == 0 { bytes * size } else { 0 };
+                let send = Page::new(if gathers { bytes } else { whole }, fill);
+                let recv = std::cell::RefCell::new(Page::new(if gathers { whole } else { bytes }, EMPTY));
+                let op = |p: bool| {
+                    let mut recv = recv.borrow_mut();
+                    let on_root = rank == 0;
+                    match (p, op) {
+                        (true, "gatherv") => world.gatherv_into(0, &send, on_root.then_some((&mut recv[..], &counts[..]))),
+                        (true, "scatterv") => world.scatterv_into(0, on_root.then_some((&send[..], &counts[..])), &mut recv),
+                        (true, _) => world.allgatherv_into(&send, &mut recv, &counts),
+                        (false, "gatherv") if on_root => {
+                            let mut part = PartitionMut::new(&mut recv[..], &mpi_counts[..], &displs[..]);
+                            root.gather_varcount_into_root(&send[..], &mut part);
+                            Ok(())
+                        }
+                        (false, "gatherv") => {
+                            root.gather_varcount_into(&send[..]);
+                            Ok(())
+                        }
+                        (false, "scatterv") if on_root => {
+                            let part = Partition::new(&send[..], &mpi_counts[..], &displs[..]);
+                            root.scatter_varcount_into_root(&part, &mut recv[..]);
+                            Ok(())
+                        }
+                        (false, "scatterv") => {
+                            root.scatter_varcount_into(&mut recv[..]);
+                            Ok(())
+                        }
+                        (false, _) => {
+                            let mut part = PartitionMut::new(&mut recv[..], &mpi_counts[..], &displs[..]);
+                            raw.all_gather_varcount_into(&send[..], &mut part);
+                            Ok(())
+                        }
+                    }
+                };
+                let filled = || match gathers {
+                    true => rank != 0 && !all || filled_by_rank(&recv.borrow(), bytes),
+                    false => recv.borrow().iter().all(|&b| b == 1),
+                };
+                compare(raw, bytes, op, || recv.borrow_mut().fill(EMPTY), filled)?
             }
             _ => unreachable!("operations are checked in main"),
         };
