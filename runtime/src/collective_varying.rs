@@ -33,6 +33,17 @@ fn fitting<T: Pod>(
     }
 }
 
+/// The error of a gather or scatter of varying blocks whose lengths or offsets on this rank
+/// exceed MPI's counts, on the MPI backend.
+#[cfg(feature = "mpi")]
+fn beyond_mpi(what: &str) -> Error {
+    Error::InvalidArgument(format!(
+        "{what}: a block or offset beyond {} bytes, which MPI's int counts cannot say; \
+         gather or scatter in several calls, or run on prun's built-in transport",
+        i32::MAX
+    ))
+}
+
 impl Communicator {
     /// Collects every rank's `send`, whose lengths may differ, into the root's `recv`, in rank
     /// order: `MPI_Gatherv` with the blocks contiguous. The root passes `Some((recv, counts))`,
@@ -63,8 +74,9 @@ impl Communicator {
     /// [`Error::InvalidRank`] for a root out of range; [`Error::InvalidArgument`] on the root
     /// for a missing `recv`, or counts that are not
     /// `size()`, do not add up to `recv`'s length or do not give the root's own `send` its
-    /// length; [`Error::Malformed`] on the root when a rank's block is not as long as its
-    /// count says; [`Error::PeerLost`].
+    /// length, or, on the MPI backend, blocks or offsets beyond MPI's `int` counts (2 GiB);
+    /// [`Error::Malformed`] on the root when a rank's block is not as long as its count says;
+    /// [`Error::PeerLost`].
     pub fn gatherv_into<T: Pod>(
         &self,
         root: usize,
@@ -92,9 +104,10 @@ impl Communicator {
         #[cfg(feature = "mpi")]
         if let Some(native) = self.native() {
             let on_root = recv.as_mut().map(|(buf, lens)| (&mut **buf, &lens[..]));
-            if native.gatherv(root, send, on_root) {
-                return Ok(());
+            if !native.gatherv(root, send, on_root) {
+                return Err(beyond_mpi("gatherv_into"));
             }
+            return Ok(());
         }
         let recv = recv.as_mut().map(|(buf, lens)| (&mut **buf, &lens[..]));
         in_place::gatherv_into(&self.channel_for(&call)?, call.seq, root, send, recv)
@@ -126,8 +139,9 @@ impl Communicator {
     /// [`Error::InvalidRank`] for a root out of range; [`Error::InvalidArgument`] on the root
     /// for a missing `send`, or counts that are not
     /// `size()`, do not add up to `send`'s length or do not give the root's own `recv` its
-    /// length; [`Error::Malformed`] on a rank whose `recv` is not as long as the root's count
-    /// for it; [`Error::PeerLost`].
+    /// length, or, on the MPI backend, blocks or offsets beyond MPI's `int` counts (2 GiB);
+    /// [`Error::Malformed`] on a rank whose `recv` is not as long as the root's count for it;
+    /// [`Error::PeerLost`].
     pub fn scatterv_into<T: Pod>(
         &self,
         root: usize,
@@ -154,9 +168,10 @@ impl Communicator {
         let send = send.as_ref().map(|(buf, lens)| (*buf, &lens[..]));
         #[cfg(feature = "mpi")]
         if let Some(native) = self.native() {
-            if native.scatterv(root, send, recv) {
-                return Ok(());
+            if !native.scatterv(root, send, recv) {
+                return Err(beyond_mpi("scatterv_into"));
             }
+            return Ok(());
         }
         in_place::scatterv_into(&self.channel_for(&call)?, call.seq, root, send, recv)
     }
@@ -224,7 +239,9 @@ impl Communicator {
     /// **Collective.** `send_counts[d]` on rank `s` must equal `recv_counts[s]` on rank `d`;
     /// each list holds `size()` counts that add up to its buffer's length. Pairwise exchange,
     /// each block received straight into place; where some host runs more ranks than it has
-    /// cores, every block at once.
+    /// cores, every block at once. On the MPI backend `MPI_Alltoallv`, or, where
+    /// some rank's blocks or offsets exceed MPI's `int` counts, the pairwise exchange over MPI's
+    /// point-to-point (every rank learns which by an `MPI_Allreduce` of one byte).
     ///
     /// ```
     /// let world = prun::init()?;

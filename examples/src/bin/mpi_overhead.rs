@@ -301,8 +301,12 @@ fn bench(world: &World, raw: &SimpleCommunicator, op: &str, sizes: &[usize]) -> 
                     let mut recv = recv.borrow_mut();
                     let on_root = rank == 0;
                     match (p, op) {
-                        (true, "gatherv") => world.gatherv_into(0, &send, on_root.then_some((&mut recv[..], &counts[..]))),
-                        (true, "scatterv") => world.scatterv_into(0, on_root.then_some((&send[..], &counts[..])), &mut recv),
+                        (true, "gatherv") => {
+                            world.gatherv_into(0, &send, on_root.then_some((&mut recv[..], &counts[..])))
+                        }
+                        (true, "scatterv") => {
+                            world.scatterv_into(0, on_root.then_some((&send[..], &counts[..])), &mut recv)
+                        }
                         (true, _) => world.allgatherv_into(&send, &mut recv, &counts),
                         (false, "gatherv") if on_root => {
                             let mut part = PartitionMut::new(&mut recv[..], &mpi_counts[..], &displs[..]);

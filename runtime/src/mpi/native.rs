@@ -205,21 +205,20 @@ impl Native {
     }
 
     /// `MPI_Gatherv` of bytes; the root passes `recv` and the lengths of the blocks, contiguous
-    /// in rank order. False (nothing done) when the root's lengths or offsets do not fit MPI's
-    /// counts: the root tells every rank which way it takes (`MPI_Bcast` of one byte), since
-    /// only it knows the lengths.
+    /// in rank order. False (nothing done) when this rank's lengths or offsets do not fit MPI's
+    /// counts: only the root knows them all, so no other way is agreed on, and the caller fails
+    /// (as MPI would; the other ranks end with the job).
     pub fn gatherv(&self, root: usize, send: &[u8], recv: Option<(&mut [u8], &[usize])>) -> bool {
-        let on_root = recv.filter(|_| self.is(root));
-        let counts = on_root.as_ref().and_then(|(_, lens)| counted(lens));
-        let mut native = u8::from(counts.is_some());
-        self.root(root).broadcast_into(&mut native);
-        match (native, on_root, counts) {
-            (0, _, _) => return false,
-            (_, Some((recv, _)), Some((counts, displs))) => {
+        if Count::try_from(send.len()).is_err() {
+            return false;
+        }
+        match recv.filter(|_| self.is(root)) {
+            Some((recv, lens)) => {
+                let Some((counts, displs)) = counted(lens) else { return false };
                 let mut recv = PartitionMut::new(recv, counts, displs);
                 self.root(root).gather_varcount_into_root(send, &mut recv);
             }
-            _ => self.root(root).gather_varcount_into(send),
+            None => self.root(root).gather_varcount_into(send),
         }
         true
     }
@@ -227,17 +226,16 @@ impl Native {
     /// `MPI_Scatterv` of bytes; the root passes `send` and the lengths of its blocks,
     /// contiguous in rank order. False (nothing done) as for [`Native::gatherv`].
     pub fn scatterv(&self, root: usize, send: Option<(&[u8], &[usize])>, recv: &mut [u8]) -> bool {
-        let on_root = send.filter(|_| self.is(root));
-        let counts = on_root.and_then(|(_, lens)| counted(lens));
-        let mut native = u8::from(counts.is_some());
-        self.root(root).broadcast_into(&mut native);
-        match (native, on_root, counts) {
-            (0, _, _) => return false,
-            (_, Some((send, _)), Some((counts, displs))) => {
+        if Count::try_from(recv.len()).is_err() {
+            return false;
+        }
+        match send.filter(|_| self.is(root)) {
+            Some((send, lens)) => {
+                let Some((counts, displs)) = counted(lens) else { return false };
                 let send = Partition::new(send, counts, displs);
                 self.root(root).scatter_varcount_into_root(&send, recv);
             }
-            _ => self.root(root).scatter_varcount_into(recv),
+            None => self.root(root).scatter_varcount_into(recv),
         }
         true
     }
