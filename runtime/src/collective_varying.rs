@@ -65,7 +65,8 @@ impl Communicator {
     /// let recv = (rank == 0).then_some((&mut all[..], &counts[..]));
     /// world.gatherv_into(0, &mine, recv)?;
     /// if rank == 0 {
-    ///     assert_eq!(all[..3], [0, 1, 1]);
+    ///     let want: Vec<u32> = (0..size).flat_map(|r| vec![r as u32; r + 1]).collect();
+    ///     assert_eq!(all, want);
     /// }
     /// # Ok::<(), prun::Error>(())
     /// ```
