@@ -183,8 +183,9 @@ impl Communicator {
     ///
     /// **Collective.** Recursive doubling on a power of two of ranks, else around a ring, each
     /// block received straight into its place; where some host runs more ranks than it has
-    /// cores, through rank 0 on 8 to 64 ranks for short blocks, else every block straight from
-    /// its owner to every rank at once (as [`Communicator::allgather_into`] chooses); on the
+    /// cores, through rank 0 on 8 to 64 ranks for short blocks, by recursive doubling on four
+    /// and eight ranks for blocks of 512 KiB to 2 MiB on average, else every block straight
+    /// from its owner to every rank at once (as [`Communicator::allgather_into`] chooses); on the
     /// MPI backend `MPI_Allgatherv`. For blocks of one length,
     /// [`Communicator::allgather_into`].
     ///
@@ -219,8 +220,12 @@ impl Communicator {
         }
         let (seq, channel) = (call.seq, self.channel_for(&call)?);
         if self.shared_engine().crowded() && size > 2 {
-            if tuning::flat(size, recv.len() / size) {
+            let average = recv.len() / size;
+            if tuning::flat(size, average) {
                 return flat::allgatherv_into(&channel, seq, send, recv, &lens);
+            }
+            if tuning::crowded_doubling(size, average) {
+                return in_place::allgatherv_doubling_into(&channel, seq, send, recv, &lens);
             }
             return direct::allgatherv_into(&channel, seq, send, recv, &lens);
         }
