@@ -87,7 +87,8 @@ check_counts "rank counts" "${RANKS[@]}"
 check_counts "REPEAT" "$REPEAT"
 read -r -a OPS_LIST <<<"${OPS:-}"
 for op in "${OPS_LIST[@]}"; do
-    [[ " ${ALL_OPS[*]} ${EXTRA_OPS[*]} " == *" $op "* ]] || die "unknown operation '$op' in OPS (known: ${ALL_OPS[*]} ${EXTRA_OPS[*]})"
+    known="${ALL_OPS[*]} ${EXTRA_OPS[*]}"
+    [[ " $known " == *" $op "* ]] || die "unknown operation '$op' in OPS (known: $known)"
 done
 [[ ${#OPS_LIST[@]} -gt 0 ]] || OPS_LIST=("${ALL_OPS[@]}")
 command -v timeout >/dev/null || die "needs timeout (coreutils)"

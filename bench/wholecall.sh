@@ -42,7 +42,8 @@ source bench/lib.sh
 OP=$1 BYTES=$2
 shift 2
 if [[ $# -gt 0 ]]; then RANKS=("$@"); else RANKS=(8); fi
-[[ " ${ALL_OPS[*]} ${EXTRA_OPS[*]} " == *" $OP "* ]] || die "unknown operation '$OP' (known: ${ALL_OPS[*]} ${EXTRA_OPS[*]})"
+KNOWN="${ALL_OPS[*]} ${EXTRA_OPS[*]}"
+[[ " $KNOWN " == *" $OP "* ]] || die "unknown operation '$OP' (known: $KNOWN)"
 if [[ $OP == barrier ]]; then
     [[ $BYTES == 0 ]] || die "barrier moves no bytes: give 0, not '$BYTES'"
 else
