@@ -73,9 +73,9 @@ impl Communicator {
     ///
     /// # Errors
     /// [`Error::InvalidRank`] for a root out of range; [`Error::InvalidArgument`] on the root
-    /// for a missing `recv`, or counts that are not
-    /// `size()`, do not add up to `recv`'s length or do not give the root's own `send` its
-    /// length, or, on the MPI backend, blocks or offsets beyond MPI's `int` counts (2 GiB);
+    /// for a missing `recv`, or counts that are not `size()`, do not add up to `recv`'s length
+    /// or do not give the root's own `send` its length, or, on the MPI backend, blocks or
+    /// offsets beyond MPI's `int` counts (2 GiB);
     /// [`Error::Malformed`] on the root when a rank's block is not as long as its count says;
     /// [`Error::PeerLost`].
     pub fn gatherv_into<T: Pod>(
@@ -138,9 +138,9 @@ impl Communicator {
     ///
     /// # Errors
     /// [`Error::InvalidRank`] for a root out of range; [`Error::InvalidArgument`] on the root
-    /// for a missing `send`, or counts that are not
-    /// `size()`, do not add up to `send`'s length or do not give the root's own `recv` its
-    /// length, or, on the MPI backend, blocks or offsets beyond MPI's `int` counts (2 GiB);
+    /// for a missing `send`, or counts that are not `size()`, do not add up to `send`'s length
+    /// or do not give the root's own `recv` its length, or, on the MPI backend, blocks or
+    /// offsets beyond MPI's `int` counts (2 GiB);
     /// [`Error::Malformed`] on a rank whose `recv` is not as long as the root's count for it;
     /// [`Error::PeerLost`].
     pub fn scatterv_into<T: Pod>(
