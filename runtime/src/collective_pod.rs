@@ -440,7 +440,6 @@ impl Communicator {
         op::check::<T>(op)?;
         let mut call = self.begin("reduce_into");
         call.root = Some(root);
-        let seq = call.seq;
         let bytes: &[u8] = bytemuck::cast_slice(send);
         call.len = Some(bytes.len());
         #[cfg(feature = "mpi")]
@@ -456,46 +455,8 @@ impl Communicator {
             return Ok(());
         }
         let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
-        if bytes.len() >= tuning::REDUCE_LARGE && self.size() >= tuning::ALLREDUCE_HALVING_MIN_RANKS {
-            // each segment reduced in place and sent straight into the root's `recv`; a root
-            // without a fitting one takes part all the same (no rank waits for it), then fails
-            // as the other algorithms make it fail
-            let fault = match &recv {
-                _ if self.rank() != root => None,
-                None => Some(missing("reduce_into")),
-                Some(r) if r.len() != send.len() => {
-                    Some(length_mismatch("reduce_into", std::mem::size_of_val(*r), bytes.len()))
-                }
-                Some(_) => None,
-            };
-            let channel = self.channel_for(&call)?;
-            let (recv, elem) = (recv.map(bytemuck::cast_slice_mut::<T, u8>), std::mem::size_of::<T>());
-            let reduced = halving::reduce_halving_into(&channel, seq, root, bytes, recv, elem, &elementwise);
-            return fault.map_or(reduced, Err);
-        }
-        let out = if bytes.len() >= tuning::REDUCE_LARGE {
-            let size = std::mem::size_of::<T>();
-            prun_collectives::reduce_scatter_gather(
-                &self.channel_for(&call)?,
-                seq,
-                root,
-                bytes.to_vec(),
-                size,
-                &elementwise,
-            )?
-        } else {
-            let mut combine = combiner::<T>(op, bytes.len());
-            if self.flat(bytes.len()) {
-                flat::reduce(&self.channel_for(&call)?, seq, root, bytes.to_vec(), &mut combine)?
-            } else {
-                prun_collectives::reduce(&self.channel_for(&call)?, seq, root, bytes.to_vec(), &mut combine)?
-            }
-        };
-        match (out, recv) {
-            (Some(out), Some(recv)) => copy_exact("reduce_into", bytemuck::cast_slice_mut(recv), &out),
-            (Some(_), None) => Err(missing("reduce_into")),
-            (None, _) => Ok(()),
-        }
+        let recv = recv.map(bytemuck::cast_slice_mut::<T, u8>);
+        self.reduce_bytes(&call, root, bytes, recv, std::mem::size_of::<T>(), &elementwise)
     }
 
     /// Combines every rank's `send` element-wise with `op` into every rank's `recv`.
@@ -531,7 +492,6 @@ impl Communicator {
             )));
         }
         let mut call = self.begin("allreduce_into");
-        let seq = call.seq;
         let bytes: &[u8] = bytemuck::cast_slice(send);
         call.len = Some(bytes.len());
         #[cfg(feature = "mpi")]
@@ -539,6 +499,164 @@ impl Communicator {
             native.allreduce(send, recv, op);
             return Ok(());
         }
+        let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
+        let out = bytemuck::cast_slice_mut(recv);
+        self.allreduce_bytes(&call, bytes, out, std::mem::size_of::<T>(), &elementwise)
+    }
+
+    /// As [`Communicator::reduce_into`] with an operation of the caller's: `op(&mut acc, &x)`
+    /// folds `x` into `acc`, element by element, for any plain-old-data `T` (a pair of a value
+    /// and its index for a maximum with its location, `MPI_MAXLOC`; a complex number as
+    /// `[f64; 2]`), as `MPI_Op_create` with a commutative operation.
+    ///
+    /// **Collective.** Every rank passes the same `op` and a `send` of the same length; the root
+    /// passes `Some(recv)` of that length. `op` must be associative and commutative: the
+    /// algorithms (those of [`Communicator::reduce_into`]) fold contributions in whatever order
+    /// suits them, which may differ from run to run. No element goes through serialisation;
+    /// on the MPI backend the built-in algorithms run over MPI's point-to-point. For an
+    /// operation that is not commutative, [`Communicator::reduce`] folds in rank order.
+    ///
+    /// ```
+    /// let world = prun::init()?;
+    /// // the largest value of each element and the rank that holds it (the lowest on a tie)
+    /// let maxloc = |acc: &mut [f64; 2], x: &[f64; 2]| {
+    ///     if x[0] > acc[0] || (x[0] == acc[0] && x[1] < acc[1]) {
+    ///         *acc = *x;
+    ///     }
+    /// };
+    /// let rank = world.rank() as f64;
+    /// let mine = [[rank, rank], [-rank, rank]];
+    /// let mut best = [[0.0; 2]; 2];
+    /// let recv = (world.rank() == 0).then_some(&mut best[..]);
+    /// world.reduce_into_with(0, &mine, recv, maxloc)?;
+    /// if world.rank() == 0 {
+    ///     let last = world.size() as f64 - 1.0;
+    ///     assert_eq!(best, [[last, last], [0.0, 0.0]]);
+    /// }
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidRank`] for a root out of range; [`Error::InvalidArgument`] for a missing
+    /// root buffer; [`Error::Malformed`] when lengths differ between ranks; [`Error::PeerLost`].
+    pub fn reduce_into_with<T: Pod, F: Fn(&mut T, &T)>(
+        &self,
+        root: usize,
+        send: &[T],
+        recv: Option<&mut [T]>,
+        op: F,
+    ) -> Result<()> {
+        self.check_root(root)?;
+        let mut call = self.begin("reduce_into_with");
+        call.root = Some(root);
+        let bytes: &[u8] = bytemuck::cast_slice(send);
+        call.len = Some(bytes.len());
+        let elementwise = |acc: &mut [u8], other: &[u8]| op::apply_with(acc, other, &op);
+        let recv = recv.map(bytemuck::cast_slice_mut::<T, u8>);
+        self.reduce_bytes(&call, root, bytes, recv, std::mem::size_of::<T>().max(1), &elementwise)
+    }
+
+    /// As [`Communicator::allreduce_into`] with an operation of the caller's: `op(&mut acc,
+    /// &x)` folds `x` into `acc`, element by element, for any plain-old-data `T`, as
+    /// [`Communicator::reduce_into_with`] (which says what `op` must be).
+    ///
+    /// **Collective.** Every rank passes the same `op`, and a `send` and `recv` of one length,
+    /// the same on every rank. The algorithms of [`Communicator::allreduce_into`]; on the MPI
+    /// backend the built-in algorithms over MPI's point-to-point.
+    ///
+    /// ```
+    /// let world = prun::init()?;
+    /// // complex numbers as [re, im]: the product of every rank's i
+    /// let times = |acc: &mut [f64; 2], x: &[f64; 2]| {
+    ///     *acc = [acc[0] * x[0] - acc[1] * x[1], acc[0] * x[1] + acc[1] * x[0]];
+    /// };
+    /// let mut product = [[0.0; 2]];
+    /// world.allreduce_into_with(&[[0.0, 1.0]], &mut product, times)?;
+    /// // i to the power of the number of ranks
+    /// let want = [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]][world.size() % 4];
+    /// assert_eq!(product, [want]);
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a `recv` of another length than `send`;
+    /// [`Error::Malformed`] when lengths differ between ranks; [`Error::PeerLost`].
+    pub fn allreduce_into_with<T: Pod, F: Fn(&mut T, &T)>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        op: F,
+    ) -> Result<()> {
+        if send.len() != recv.len() {
+            return Err(Error::InvalidArgument(format!(
+                "allreduce_into_with: send has {} elements but recv {}",
+                send.len(),
+                recv.len()
+            )));
+        }
+        let mut call = self.begin("allreduce_into_with");
+        let bytes: &[u8] = bytemuck::cast_slice(send);
+        call.len = Some(bytes.len());
+        let elementwise = |acc: &mut [u8], other: &[u8]| op::apply_with(acc, other, &op);
+        let out = bytemuck::cast_slice_mut(recv);
+        self.allreduce_bytes(&call, bytes, out, std::mem::size_of::<T>().max(1), &elementwise)
+    }
+
+    /// The reduction of [`Communicator::reduce_into`] on bytes, as part of `call`: `bytes` of
+    /// elements of `elem` bytes, folded by `elementwise`, into the root's `recv`.
+    fn reduce_bytes(
+        &self,
+        call: &Call<'_>,
+        root: usize,
+        bytes: &[u8],
+        recv: Option<&mut [u8]>,
+        elem: usize,
+        elementwise: &dyn Fn(&mut [u8], &[u8]),
+    ) -> Result<()> {
+        let seq = call.seq;
+        if bytes.len() >= tuning::REDUCE_LARGE && self.size() >= tuning::ALLREDUCE_HALVING_MIN_RANKS {
+            // each segment reduced in place and sent straight into the root's `recv`; a root
+            // without a fitting one takes part all the same (no rank waits for it), then fails
+            // as the other algorithms make it fail
+            let fault = match &recv {
+                _ if self.rank() != root => None,
+                None => Some(missing(call.name)),
+                Some(r) if r.len() != bytes.len() => Some(length_mismatch(call.name, r.len(), bytes.len())),
+                Some(_) => None,
+            };
+            let channel = self.channel_for(call)?;
+            let reduced = halving::reduce_halving_into(&channel, seq, root, bytes, recv, elem, elementwise);
+            return fault.map_or(reduced, Err);
+        }
+        let out = if bytes.len() >= tuning::REDUCE_LARGE {
+            let channel = self.channel_for(call)?;
+            prun_collectives::reduce_scatter_gather(&channel, seq, root, bytes.to_vec(), elem, elementwise)?
+        } else {
+            let mut combine = combiner(bytes.len(), elementwise);
+            if self.flat(bytes.len()) {
+                flat::reduce(&self.channel_for(call)?, seq, root, bytes.to_vec(), &mut combine)?
+            } else {
+                prun_collectives::reduce(&self.channel_for(call)?, seq, root, bytes.to_vec(), &mut combine)?
+            }
+        };
+        match (out, recv) {
+            (Some(out), Some(recv)) => copy_exact(call.name, recv, &out),
+            (Some(_), None) => Err(missing(call.name)),
+            (None, _) => Ok(()),
+        }
+    }
+
+    /// The reduction of [`Communicator::allreduce_into`] on bytes, as part of `call`: `bytes`
+    /// of elements of `elem` bytes, folded by `fold`, into `out` (as long as `bytes`).
+    fn allreduce_bytes(
+        &self,
+        call: &Call<'_>,
+        bytes: &[u8],
+        out: &mut [u8],
+        elem: usize,
+        fold: &dyn Fn(&mut [u8], &[u8]),
+    ) -> Result<()> {
+        let seq = call.seq;
         // two ranks, below the ring's sizes: the whole buffer to rank 0 and back, two transfers
         // instead of the ring's four halves (from 256 KiB the ring's exchanges, each rank copying
         // the other's half at once, win); more ranks: as many bytes as the ring in
@@ -546,40 +664,39 @@ impl Communicator {
         let pair = self.size() == 2
             && (tuning::ALLREDUCE_PAIR_MIN..=tuning::ALLREDUCE_PAIR_MAX).contains(&bytes.len());
         if pair || bytes.len() >= tuning::ALLREDUCE_LARGE {
-            // every part received straight into `recv` and folded with `send` there
-            let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
-            let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
-            let (channel, elem) = (self.channel_for(&call)?, std::mem::size_of::<T>());
+            // every part received straight into `out` and folded with `bytes` there
+            let channel = self.channel_for(call)?;
             return if pair {
-                elementwise::allreduce_pair_into(&channel, seq, bytes, out, &elementwise)
+                elementwise::allreduce_pair_into(&channel, seq, bytes, out, fold)
             } else if self.size() >= tuning::ALLREDUCE_HALVING_MIN_RANKS {
-                halving::allreduce_halving_into(&channel, seq, bytes, out, elem, &elementwise)
+                halving::allreduce_halving_into(&channel, seq, bytes, out, elem, fold)
             } else {
-                elementwise::allreduce_ring_into(&channel, seq, bytes, out, elem, &elementwise)
+                elementwise::allreduce_ring_into(&channel, seq, bytes, out, elem, fold)
             };
         }
         // through rank 0 only while its share is short: beyond it, up and down a tree
         let flat = self.flat_typed() && tuning::allreduce_flat(self.size(), bytes.len());
         if !flat {
-            let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
-            let out: &mut [u8] = bytemuck::cast_slice_mut(recv);
-            let channel = self.channel_for(&call)?;
+            let channel = self.channel_for(call)?;
             // where ranks share cores, up a binomial tree and down again: 2 (size - 1) messages
             // where recursive doubling sends size log2(size)
             if self.shared_engine().crowded() && self.size() >= tuning::ALLREDUCE_TREE_MIN_RANKS {
-                return prun_collectives::tree::allreduce_tree_into(&channel, seq, bytes, out, &elementwise);
+                return prun_collectives::tree::allreduce_tree_into(&channel, seq, bytes, out, fold);
             }
-            // recursive doubling, each round received straight into `recv` or one scratch buffer
-            return prun_collectives::allreduce_doubling_into(&channel, seq, bytes, out, &elementwise);
+            // recursive doubling, each round received straight into `out` or one scratch buffer
+            return prun_collectives::allreduce_doubling_into(&channel, seq, bytes, out, fold);
         }
-        let mut combine = combiner::<T>(op, bytes.len());
-        let out = flat::allreduce(&self.channel_for(&call)?, seq, bytes.to_vec(), &mut combine)?;
-        copy_exact("allreduce_into", bytemuck::cast_slice_mut(recv), &out)
+        let mut combine = combiner(bytes.len(), fold);
+        let reduced = flat::allreduce(&self.channel_for(call)?, seq, bytes.to_vec(), &mut combine)?;
+        copy_exact(call.name, out, &reduced)
     }
 }
 
 /// Element-wise combination of two whole buffers, for the small-message algorithms.
-fn combiner<T: Element>(op: Op, len: usize) -> impl FnMut(&[u8], &[u8]) -> Result<Vec<u8>> {
+fn combiner<'a>(
+    len: usize,
+    elementwise: &'a dyn Fn(&mut [u8], &[u8]),
+) -> impl FnMut(&[u8], &[u8]) -> Result<Vec<u8>> + 'a {
     move |left: &[u8], right: &[u8]| {
         if left.len() != len || right.len() != len {
             return Err(Error::Malformed(format!(
@@ -589,7 +706,7 @@ fn combiner<T: Element>(op: Op, len: usize) -> impl FnMut(&[u8], &[u8]) -> Resul
             )));
         }
         let mut out = left.to_vec();
-        op::apply::<T>(op, &mut out, right);
+        elementwise(&mut out, right);
         Ok(out)
     }
 }

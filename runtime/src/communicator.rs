@@ -719,7 +719,7 @@ struct Signature {
 }
 
 /// Operations, by their code in a signature.
-const OPERATIONS: [&str; 24] = [
+const OPERATIONS: [&str; 26] = [
     "barrier",
     "split",
     "broadcast",
@@ -744,6 +744,8 @@ const OPERATIONS: [&str; 24] = [
     "gatherv_into",
     "scatterv_into",
     "allgatherv_into",
+    "reduce_into_with",
+    "allreduce_into_with",
 ];
 
 /// Length of an encoded signature.

@@ -117,6 +117,22 @@ pub(crate) fn check<T: Element>(op: Op) -> Result<()> {
     })
 }
 
+/// `op(&mut acc[i], &other[i])` on the bytes of two equal-length `T` buffers, for a user's
+/// operation: on any alignment, as [`apply`].
+pub(crate) fn apply_with<T: Pod>(acc: &mut [u8], other: &[u8], op: &impl Fn(&mut T, &T)) {
+    match (bytemuck::try_cast_slice_mut::<u8, T>(acc), bytemuck::try_cast_slice::<u8, T>(other)) {
+        (Ok(acc), Ok(other)) => acc.iter_mut().zip(other).for_each(|(a, b)| op(a, b)),
+        (Err(_), _) | (_, Err(_)) => {
+            let size = std::mem::size_of::<T>().max(1);
+            for (a, b) in acc.chunks_exact_mut(size).zip(other.chunks_exact(size)) {
+                let mut v: T = bytemuck::pod_read_unaligned(a);
+                op(&mut v, &bytemuck::pod_read_unaligned(b));
+                a.copy_from_slice(bytemuck::bytes_of(&v));
+            }
+        }
+    }
+}
+
 /// `acc[i] = op(acc[i], other[i])` on the bytes of two equal-length `T` buffers.
 ///
 /// Works on any alignment: aligned buffers are combined as `T` slices, others element by
@@ -157,6 +173,27 @@ fn fold<T: Element>(op: Op, acc: &mut [T], other: &[T]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_users_op_on_aligned_and_unaligned_bytes() {
+        let keep_larger = |a: &mut [u32; 2], b: &[u32; 2]| {
+            if b[0] > a[0] {
+                *a = *b
+            }
+        };
+        let pairs = |v: &[[u32; 2]]| bytemuck::cast_slice::<[u32; 2], u8>(v).to_vec();
+        let (a, b) = (pairs(&[[1, 10], [5, 11]]), pairs(&[[2, 20], [3, 21]]));
+        let mut aligned = a.clone();
+        apply_with(&mut aligned, &b, &keep_larger);
+        let want = pairs(&[[2, 20], [5, 11]]);
+        assert_eq!(aligned, want);
+        // one byte in: neither buffer aligned for u32
+        let (mut shifted, mut other) = (vec![0u8; 1], vec![0u8; 1]);
+        shifted.extend_from_slice(&a);
+        other.extend_from_slice(&b);
+        apply_with(&mut shifted[1..], &other[1..], &keep_larger);
+        assert_eq!(shifted[1..], want[..]);
+    }
 
     #[test]
     fn ops_on_aligned_and_unaligned_bytes() {

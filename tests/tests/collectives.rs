@@ -355,7 +355,7 @@ fn a_zero_copy_collective_of_another_length_is_an_error_not_a_hang() {
     let mut jobs: Vec<(&str, &str, &str, &str)> = Vec::new();
     let ops =
         ["bcast", "scatter", "gather", "allgather", "reduce", "allreduce", "alltoall", "reduce_scatter"];
-    for op in ops.into_iter().chain(["allgatherv"]) {
+    for op in ops.into_iter().chain(["allgatherv", "allreduce_with"]) {
         for long in ["1", "5", "4,5,6,7"] {
             jobs.push(("1", op, long, "65536"));
         }

@@ -311,6 +311,27 @@ fn collectives(world: &World, max_len: usize) -> Result<(), String> {
         let mut all = vec![0u16; want.len()];
         world.allgatherv_into(&send, &mut all, &counts).map_err(e)?;
         check(all == want, "allgatherv_into")?;
+        // a user's operation: element i's largest value (i * rank) % 7 and the lowest rank
+        // holding it, as [value, rank] pairs
+        let maxloc = |acc: &mut [u32; 2], x: &[u32; 2]| {
+            if x[0] > acc[0] || (x[0] == acc[0] && x[1] < acc[1]) {
+                *acc = *x;
+            }
+        };
+        let value = |i: usize, r: usize| (i * r % 7) as u32;
+        let mine: Vec<[u32; 2]> = (0..len).map(|i| [value(i, rank), rank as u32]).collect();
+        let want: Vec<[u32; 2]> = (0..len)
+            .map(|i| {
+                let best = (0..size).map(|r| value(i, r)).max().unwrap_or(0);
+                [best, (0..size).position(|r| value(i, r) == best).unwrap_or(0) as u32]
+            })
+            .collect();
+        let mut best = vec![[0u32; 2]; len];
+        world.allreduce_into_with(&mine, &mut best, maxloc).map_err(e)?;
+        check(best == want, "allreduce_into_with")?;
+        let mut best = vec![[0u32; 2]; if rank == root { len } else { 0 }];
+        world.reduce_into_with(root, &mine, (rank == root).then_some(&mut best[..]), maxloc).map_err(e)?;
+        check(rank != root || best == want, "reduce_into_with")?;
         let send: Vec<u32> = (0..size).flat_map(|d| (0..len).map(move |i| (i + d + rank) as u32)).collect();
         let mut part = vec![0u32; len];
         world.reduce_scatter_into(&send, &mut part, prun::Op::Sum).map_err(e)?;
@@ -1301,6 +1322,7 @@ fn main() -> ExitCode {
                             world.alltoallv_into(&all, &vec![n; size], &mut all.clone(), &vec![n; size])
                         }
                         "reduce_scatter" => world.reduce_scatter_into(&all, &mut one, prun::Op::Sum),
+                        "allreduce_with" => world.allreduce_into_with(&mine, &mut one, |a, b| *a += *b),
                         // the root counts 10 values from each rank, or sends each 10
                         "gatherv" => {
                             let (counts, mut ten) = (vec![10; size], vec![0.0f64; 10 * size]);
