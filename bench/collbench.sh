@@ -11,7 +11,8 @@
 #                           allgather (default: all, in that order), and
 #                           alltoall (bytes per pair of ranks), reduce_scatter
 #                           (bytes per rank's block), gatherv, scatterv and
-#                           allgatherv (bytes per rank, equal counts), only when named
+#                           allgatherv (bytes per rank, equal counts) and
+#                           allreduce_with (a user's f64 sum), only when named
 #   COLLBENCH_MIN_BYTES     smallest message size (default 0)          }
 #   COLLBENCH_MAX_BYTES     largest message size (default 16777216)   } passed to
 #   COLLBENCH_ITERS_SCALE   iteration multiplier, float (default 1)  } both programs
@@ -184,7 +185,7 @@ run_one() {
     stolen=$(steal_since "$before")
     [[ -z $stolen ]] || STEAL[$col]=$((${STEAL[$col]:-0} + stolen))
     while read -r op bytes us extra || [[ -n $op ]]; do
-        if [[ -z $extra && $op =~ ^[a-z]+$ && $bytes =~ ^[0-9]+$ && $us =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+        if [[ -z $extra && $op =~ ^[a-z_]+$ && $bytes =~ ^[0-9]+$ && $us =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
             local old=${RES["$col $op $bytes"]:-}
             if [[ -z $old ]] || awk -v a="$us" -v b="$old" 'BEGIN { exit !(a + 0 < b + 0) }'; then
                 RES["$col $op $bytes"]=$us
@@ -217,7 +218,7 @@ run_one() {
     fi
     if [[ $bad -gt 0 ]]; then
         note "  $col: ignored $bad stdout lines not of the form \"<op> <bytes> <avg_us>\":"
-        grep -Ev '^[a-z]+ [0-9]+ [0-9]+(\.[0-9]+)?$' "$WORK/out" | head -n 5 | sed 's/^/    /' >&2 || true
+        grep -Ev '^[a-z_]+ [0-9]+ [0-9]+(\.[0-9]+)?$' "$WORK/out" | head -n 5 | sed 's/^/    /' >&2 || true
     fi
     if [[ ${STAT[$col]} != ok ]]; then
         STATUS=1

@@ -4,7 +4,7 @@
  *
  * Usage: mpirun -n N ./mpi_collbench [OPS...]
  *   OPS: latency barrier bcast allreduce gather scatter allgather alltoall reduce_scatter
- *        gatherv scatterv allgatherv
+ *        gatherv scatterv allgatherv allreduce_with
  *   (none means the first seven, in that order; given ops run in the order given)
  *
  * Sizes (bytes): 8 1024 65536 1048576 16777216, bounded by the environment
@@ -25,6 +25,8 @@
  *   gatherv, scatterv, allgatherv  as gather, scatter and allgather through MPI_Gatherv,
  *              MPI_Scatterv and MPI_Allgatherv, every count `bytes` (as osu_gatherv,
  *              osu_scatterv and osu_allgatherv); only when named.
+ *   allreduce_with  as allreduce, the sum a user's operation (MPI_Op_create, commutative);
+ *              only when named.
  *
  * Iterations per size (barrier counts as 0 bytes):
  *   iters  = clamp(67108864 / max(bytes, 1024), 10, 1000)   (integer division)
@@ -221,6 +223,21 @@ static void do_allgatherv(struct bufs *b)
                    MPI_COMM_WORLD);
 }
 
+/* The user's operation of allreduce_with: the f64 sum. */
+static void sum_doubles(void *in, void *inout, int *len, MPI_Datatype *type)
+{
+    (void)type;
+    double *a = in, *b = inout;
+    for (int i = 0; i < *len; i++) b[i] += a[i];
+}
+
+static MPI_Op user_sum;
+
+static void do_allreduce_with(struct bufs *b)
+{
+    MPI_Allreduce(b->dsend, b->drecv, (int)b->ndoubles, MPI_DOUBLE, user_sum, MPI_COMM_WORLD);
+}
+
 /* Mean time (seconds) of one operation on this rank. */
 static double time_op(op_fn fn, struct bufs *b, long iters, long warmup)
 {
@@ -261,6 +278,12 @@ static void run(const char *op, long bytes)
         b.send = xmalloc(n);
     } else if (!strcmp(op, "allreduce")) {
         fn = do_allreduce;
+        b.ndoubles = bytes / 8;
+        b.nsend = b.ndoubles;
+        b.dsend = xmalloc((size_t)b.ndoubles * sizeof(double));
+        b.drecv = xmalloc((size_t)b.ndoubles * sizeof(double));
+    } else if (!strcmp(op, "allreduce_with")) {
+        fn = do_allreduce_with;
         b.ndoubles = bytes / 8;
         b.nsend = b.ndoubles;
         b.dsend = xmalloc((size_t)b.ndoubles * sizeof(double));
@@ -326,7 +349,7 @@ static void run(const char *op, long bytes)
     double mean = time_op(fn, &b, iters, warmup);
     if (fn == do_latency) mean /= 2.0; /* one way: half the round trip */
 
-    if ((fn == do_allreduce || fn == do_reduce_scatter) && b.ndoubles > 0) {
+    if ((fn == do_allreduce || fn == do_allreduce_with || fn == do_reduce_scatter) && b.ndoubles > 0) {
         double want = (double)nranks * (double)(nranks + 1) / 2.0;
         double got0 = b.drecv[0], gotn = b.drecv[b.ndoubles - 1];
         if (got0 != want || gotn != want) {
@@ -356,7 +379,7 @@ static int known_op(const char *s)
         if (!strcmp(s, ALL_OPS[i])) return 1;
     /* only when named */
     return !strcmp(s, "alltoall") || !strcmp(s, "reduce_scatter") || !strcmp(s, "gatherv") ||
-           !strcmp(s, "scatterv") || !strcmp(s, "allgatherv");
+           !strcmp(s, "scatterv") || !strcmp(s, "allgatherv") || !strcmp(s, "allreduce_with");
 }
 
 /* Parses the environment; returns an error message or NULL. */
@@ -417,12 +440,14 @@ int main(int argc, char **argv)
             fprintf(stderr, "mpi_collbench: %s%s\n", err, bad);
             if (*bad)
                 fprintf(stderr, "usage: mpi_collbench [latency|barrier|bcast|allreduce|gather|"
-                                "scatter|allgather|alltoall|reduce_scatter|gatherv|scatterv|allgatherv]...\n");
+                                "scatter|allgather|alltoall|reduce_scatter|gatherv|scatterv|"
+                                "allgatherv|allreduce_with]...\n");
         }
         MPI_Finalize();
         return 2;
     }
 
+    MPI_Op_create(sum_doubles, 1, &user_sum);
     int nops = argc > 1 ? argc - 1 : N_ALL_OPS;
     for (int k = 0; k < nops; k++) {
         const char *op = argc > 1 ? argv[k + 1] : ALL_OPS[k];
@@ -438,6 +463,7 @@ int main(int argc, char **argv)
             if (SIZES[i] >= min_bytes && SIZES[i] <= max_bytes) run(op, SIZES[i]);
     }
 
+    MPI_Op_free(&user_sum);
     MPI_Finalize();
     return 0;
 }

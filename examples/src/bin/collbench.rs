@@ -1,10 +1,10 @@
 //! Collective benchmarks in the style of the OSU micro-benchmarks, so that figures line up with
 //! an MPI reference (`bench/mpi_collbench.c`, compared by `bench/collbench.sh`).
 //!
-//! `prun -n 8 target/release/collbench [latency|barrier|bcast|allreduce|gather|scatter|allgather|alltoall|reduce_scatter|gatherv|scatterv|allgatherv]...`
+//! `prun -n 8 target/release/collbench [latency|barrier|bcast|allreduce|gather|scatter|allgather|alltoall|reduce_scatter|gatherv|scatterv|allgatherv|allreduce_with]...`
 //!
 //! For each operation and size (8 B to 16 MiB; per rank for gather, scatter, allgather, their
-//! `v` variants and `reduce_scatter`'s blocks, per pair of ranks for `alltoall`; the last five
+//! `v` variants and `reduce_scatter`'s blocks, per pair of ranks for `alltoall`; the last six
 //! run only when named):
 //! warm-up iterations, then timed iterations each preceded by a barrier (and one after the
 //! last), timing only the operation. Each rank's mean time per operation is averaged over the
@@ -106,14 +106,18 @@ fn bench(world: &World, stat: Stat, op: &str, sizes: &[usize]) -> Result<(), pru
                 let mut buf = Page::new(bytes, fill);
                 measure(world, bytes, || world.broadcast_into(0, &mut buf))?
             }
-            "allreduce" => {
+            "allreduce" | "allreduce_with" => {
                 let n = (bytes / 8).max(1);
                 let send = Page::new(n, rank as f64 + 1.0);
                 let mut recv = Page::new(n, -1.0f64);
-                let mean = measure(world, bytes, || world.allreduce_into(&send, &mut recv, Op::Sum))?;
+                let with = op == "allreduce_with";
+                let mean = measure(world, bytes, || match with {
+                    false => world.allreduce_into(&send, &mut recv, Op::Sum),
+                    true => world.allreduce_into_with(&send, &mut recv, |a: &mut f64, b| *a += *b),
+                })?;
                 let expect = (size * (size + 1) / 2) as f64;
                 if recv[0] != expect {
-                    eprintln!("collbench: allreduce gave {} instead of {expect}", recv[0]);
+                    eprintln!("collbench: {op} gave {} instead of {expect}", recv[0]);
                     world.abort(1);
                 }
                 mean
