@@ -9,7 +9,7 @@ use crate::trace::Call;
 use bytemuck::Pod;
 use prun_collectives::{direct, elementwise, flat, halving, in_place, reduce_scatter, tuning};
 
-fn copy_exact(what: &str, dst: &mut [u8], src: &[u8]) -> Result<()> {
+pub(crate) fn copy_exact(what: &str, dst: &mut [u8], src: &[u8]) -> Result<()> {
     if dst.len() != src.len() {
         return Err(length_mismatch(what, dst.len(), src.len()));
     }
@@ -693,7 +693,7 @@ impl Communicator {
 }
 
 /// Element-wise combination of two whole buffers, for the small-message algorithms.
-fn combiner<'a>(
+pub(crate) fn combiner<'a>(
     len: usize,
     elementwise: &'a dyn Fn(&mut [u8], &[u8]),
 ) -> impl FnMut(&[u8], &[u8]) -> Result<Vec<u8>> + 'a {

@@ -719,7 +719,7 @@ struct Signature {
 }
 
 /// Operations, by their code in a signature.
-const OPERATIONS: [&str; 26] = [
+const OPERATIONS: [&str; 28] = [
     "barrier",
     "split",
     "broadcast",
@@ -746,6 +746,8 @@ const OPERATIONS: [&str; 26] = [
     "allgatherv_into",
     "reduce_into_with",
     "allreduce_into_with",
+    "scan_into",
+    "exscan_into",
 ];
 
 /// Length of an encoded signature.

@@ -41,6 +41,7 @@ mod bootstrap;
 mod codec;
 mod collective;
 mod collective_pod;
+mod collective_prefix;
 mod collective_varying;
 mod communicator;
 mod engine;

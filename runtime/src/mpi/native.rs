@@ -1,7 +1,7 @@
 //! A communicator's collectives as MPI's own: `MPI_Barrier`, `MPI_Bcast`, `MPI_Scatter`,
 //! `MPI_Gather`, `MPI_Allgather`, `MPI_Alltoall`, their `v` variants (`MPI_Gatherv`,
-//! `MPI_Scatterv`, `MPI_Allgatherv`, `MPI_Alltoallv`), `MPI_Reduce`,
-//! `MPI_Allreduce` and `MPI_Reduce_scatter_block` with MPI's predefined operations,
+//! `MPI_Scatterv`, `MPI_Allgatherv`, `MPI_Alltoallv`), `MPI_Reduce`, `MPI_Allreduce`,
+//! `MPI_Reduce_scatter_block`, `MPI_Scan` and `MPI_Exscan` with MPI's predefined operations,
 //! `MPI_Comm_split`; and the communicator's plain-old-data messages ([`P2p`]).
 //!
 //! Callers check arguments first; what reaches here is well formed on this rank.
@@ -174,6 +174,16 @@ impl Native {
     pub fn allreduce<T: Element>(&self, send: &[T], recv: &mut [T], op: Op) {
         if let (Some(send), Some(mut recv)) = (typed(send), typed_mut(recv)) {
             self.coll.get().all_reduce_into(&send, &mut recv, mpi_op(op));
+        }
+    }
+
+    /// `MPI_Scan` (`inclusive`) or `MPI_Exscan`. Does nothing unless [`Native::supports`] `T`.
+    pub fn scan<T: Element>(&self, send: &[T], recv: &mut [T], op: Op, inclusive: bool) {
+        if let (Some(send), Some(mut recv)) = (typed(send), typed_mut(recv)) {
+            match inclusive {
+                true => self.coll.get().scan_into(&send, &mut recv, mpi_op(op)),
+                false => self.coll.get().exclusive_scan_into(&send, &mut recv, mpi_op(op)),
+            }
         }
     }
 

@@ -332,6 +332,16 @@ fn collectives(world: &World, max_len: usize) -> Result<(), String> {
         let mut best = vec![[0u32; 2]; if rank == root { len } else { 0 }];
         world.reduce_into_with(root, &mine, (rank == root).then_some(&mut best[..]), maxloc).map_err(e)?;
         check(rank != root || best == want, "reduce_into_with")?;
+        // prefixes: element i of rank r is i + r; the running sums and the maxima before
+        let mine: Vec<u64> = (0..len as u64).map(|i| i + rank as u64).collect();
+        let mut upto = vec![0u64; len];
+        world.scan_into(&mine, &mut upto, prun::Op::Sum).map_err(e)?;
+        let r = rank as u64;
+        check(upto.iter().enumerate().all(|(i, &x)| x == (r + 1) * i as u64 + r * (r + 1) / 2), "scan_into")?;
+        let mut before = vec![7u64; len];
+        world.exscan_into(&mine, &mut before, prun::Op::Max).map_err(e)?;
+        let want = |i: usize| if rank == 0 { 7 } else { i as u64 + r - 1 };
+        check(before.iter().enumerate().all(|(i, &x)| x == want(i)), "exscan_into")?;
         let send: Vec<u32> = (0..size).flat_map(|d| (0..len).map(move |i| (i + d + rank) as u32)).collect();
         let mut part = vec![0u32; len];
         world.reduce_scatter_into(&send, &mut part, prun::Op::Sum).map_err(e)?;
@@ -629,6 +639,18 @@ fn pod(world: &World) -> Result<(), String> {
     check(back == mine128, "scatterv_into")?;
     let wrong = world.allgatherv_into(&mine, &mut all, &counts[..size - 1]);
     check(matches!(wrong, Err(Error::InvalidArgument(_))), "allgatherv_into with too few counts")?;
+    // prefixes of i128s (no MPI datatype: the built-in algorithms over MPI's point-to-point)
+    // and of f32s (MPI_Scan, MPI_Exscan)
+    let mut upto = [0i128; 2];
+    world.scan_into(&[-(rank as i128) << 80, 1], &mut upto, prun::Op::Sum).map_err(e)?;
+    let r = rank as i128;
+    check(upto == [-(r * (r + 1) / 2) << 80, r + 1], "scan_into of i128")?;
+    let mut before = [-1.0f32; 3];
+    world.exscan_into(&[rank as f32; 3], &mut before, prun::Op::Sum).map_err(e)?;
+    let sum_before = if rank == 0 { -1.0 } else { (rank * (rank - 1) / 2) as f32 };
+    check(before == [sum_before; 3], "exscan_into of f32")?;
+    let wrong = world.scan_into(&[1.0f64], &mut [0.0; 2], prun::Op::Sum);
+    check(matches!(wrong, Err(Error::InvalidArgument(_))), "scan_into into a longer recv")?;
     // the root's own mistakes, tried only where it is alone (elsewhere the others would send)
     if size == 1 {
         let mut short = vec![0u64; want.len() - 1];
