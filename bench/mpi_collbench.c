@@ -4,7 +4,7 @@
  *
  * Usage: mpirun -n N ./mpi_collbench [OPS...]
  *   OPS: latency barrier bcast allreduce gather scatter allgather alltoall reduce_scatter
- *        gatherv scatterv allgatherv allreduce_with
+ *        gatherv scatterv allgatherv allreduce_with scan
  *   (none means the first seven, in that order; given ops run in the order given)
  *
  * Sizes (bytes): 8 1024 65536 1048576 16777216, bounded by the environment
@@ -27,6 +27,7 @@
  *              osu_scatterv and osu_allgatherv); only when named.
  *   allreduce_with  as allreduce, the sum a user's operation (MPI_Op_create, commutative);
  *              only when named.
+ *   scan       bytes/8 MPI_DOUBLE, MPI_Scan with MPI_SUM; only when named.
  *
  * Iterations per size (barrier counts as 0 bytes):
  *   iters  = clamp(67108864 / max(bytes, 1024), 10, 1000)   (integer division)
@@ -238,6 +239,11 @@ static void do_allreduce_with(struct bufs *b)
     MPI_Allreduce(b->dsend, b->drecv, (int)b->ndoubles, MPI_DOUBLE, user_sum, MPI_COMM_WORLD);
 }
 
+static void do_scan(struct bufs *b)
+{
+    MPI_Scan(b->dsend, b->drecv, (int)b->ndoubles, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+}
+
 /* Mean time (seconds) of one operation on this rank. */
 static double time_op(op_fn fn, struct bufs *b, long iters, long warmup)
 {
@@ -282,8 +288,8 @@ static void run(const char *op, long bytes)
         b.nsend = b.ndoubles;
         b.dsend = xmalloc((size_t)b.ndoubles * sizeof(double));
         b.drecv = xmalloc((size_t)b.ndoubles * sizeof(double));
-    } else if (!strcmp(op, "allreduce_with")) {
-        fn = do_allreduce_with;
+    } else if (!strcmp(op, "allreduce_with") || !strcmp(op, "scan")) {
+        fn = !strcmp(op, "scan") ? do_scan : do_allreduce_with;
         b.ndoubles = bytes / 8;
         b.nsend = b.ndoubles;
         b.dsend = xmalloc((size_t)b.ndoubles * sizeof(double));
@@ -349,8 +355,11 @@ static void run(const char *op, long bytes)
     double mean = time_op(fn, &b, iters, warmup);
     if (fn == do_latency) mean /= 2.0; /* one way: half the round trip */
 
-    if ((fn == do_allreduce || fn == do_allreduce_with || fn == do_reduce_scatter) && b.ndoubles > 0) {
-        double want = (double)nranks * (double)(nranks + 1) / 2.0;
+    if ((fn == do_allreduce || fn == do_allreduce_with || fn == do_reduce_scatter || fn == do_scan) &&
+        b.ndoubles > 0) {
+        /* the sum over every rank, or (scan) over ranks 0..rank */
+        double last = fn == do_scan ? rank + 1 : nranks;
+        double want = last * (last + 1) / 2.0;
         double got0 = b.drecv[0], gotn = b.drecv[b.ndoubles - 1];
         if (got0 != want || gotn != want) {
             char msg[160];
@@ -379,7 +388,8 @@ static int known_op(const char *s)
         if (!strcmp(s, ALL_OPS[i])) return 1;
     /* only when named */
     return !strcmp(s, "alltoall") || !strcmp(s, "reduce_scatter") || !strcmp(s, "gatherv") ||
-           !strcmp(s, "scatterv") || !strcmp(s, "allgatherv") || !strcmp(s, "allreduce_with");
+           !strcmp(s, "scatterv") || !strcmp(s, "allgatherv") || !strcmp(s, "allreduce_with") ||
+           !strcmp(s, "scan");
 }
 
 /* Parses the environment; returns an error message or NULL. */
@@ -441,7 +451,7 @@ int main(int argc, char **argv)
             if (*bad)
                 fprintf(stderr, "usage: mpi_collbench [latency|barrier|bcast|allreduce|gather|"
                                 "scatter|allgather|alltoall|reduce_scatter|gatherv|scatterv|"
-                                "allgatherv|allreduce_with]...\n");
+                                "allgatherv|allreduce_with|scan]...\n");
         }
         MPI_Finalize();
         return 2;

@@ -31,6 +31,7 @@ pub mod halving;
 pub mod in_place;
 pub mod p2p;
 mod partition;
+pub mod prefix;
 pub mod reduce;
 pub mod reduce_scatter;
 pub mod scatter;

@@ -12,9 +12,10 @@ pub const OPS: [&str; 7] = ["latency", "barrier", "bcast", "allreduce", "gather"
 /// `reduce_scatter` (f64 sum, `bytes` per rank's block, `size` times that sent), and the `v`
 /// variants `gatherv`, `scatterv` and `allgatherv` (`bytes` per rank, every count the same, as
 /// OSU's `osu_gatherv`, `osu_scatterv` and `osu_allgatherv`), and `allreduce_with` (the f64 sum
-/// as the caller's operation: a closure for prun, `MPI_Op_create` for MPI).
-pub const EXTRA_OPS: [&str; 6] =
-    ["alltoall", "reduce_scatter", "gatherv", "scatterv", "allgatherv", "allreduce_with"];
+/// as the caller's operation: a closure for prun, `MPI_Op_create` for MPI) and `scan` (the
+/// f64 sum's prefixes, `MPI_Scan`).
+pub const EXTRA_OPS: [&str; 7] =
+    ["alltoall", "reduce_scatter", "gatherv", "scatterv", "allgatherv", "allreduce_with", "scan"];
 
 /// The operations named on the command line (all of [`OPS`] when none is), or, for a name not
 /// among them, a message saying so that starts with `program`.

@@ -6,16 +6,19 @@ use crate::communicator::Communicator;
 use crate::error::{Error, Result};
 use crate::op::{self, Element, Op};
 use crate::trace::Call;
-use prun_collectives::flat;
+use prun_collectives::{flat, prefix, tuning};
 
 impl Communicator {
     /// Leaves in rank `r`'s `recv` the element-wise combination with `op` of the `send` of
     /// ranks `0..=r`: `MPI_Scan` (running totals, each rank's offset into a global array).
     ///
     /// **Collective.** Every rank passes a `send` and a `recv` of one length, the same on every
-    /// rank. Recursive doubling, combining in rank order; where some host runs more ranks than
-    /// it has cores, through rank 0 on 8 to 64 ranks (every rank's buffer to rank 0, which
-    /// sends each rank its prefix); on the MPI backend `MPI_Scan`.
+    /// rank. Recursive doubling (MPICH's: `log2(size)` exchanges, each received into one
+    /// scratch buffer or straight into `recv` and folded there); where some host runs more
+    /// ranks than it has cores, short buffers through rank 0 on 8 to 64 ranks (every rank's
+    /// buffer to rank 0, which sends each rank its prefix) and longer ones along the chain of
+    /// ranks, each rank folding its own into what the rank before passes it (in pieces from
+    /// 512 KiB, whole again from 4 MiB); on the MPI backend `MPI_Scan`.
     ///
     /// ```
     /// use prun::Op;
@@ -39,10 +42,7 @@ impl Communicator {
             native.scan(send, recv, op, true);
             return Ok(());
         }
-        match self.prefix::<T>(&call, bytemuck::cast_slice(send), true, op)? {
-            Some(prefix) => copy_exact(call.name, bytemuck::cast_slice_mut(recv), &prefix),
-            None => Err(Error::Malformed("scan_into: no result".into())),
-        }
+        self.prefix::<T>(&call, (bytemuck::cast_slice(send), bytemuck::cast_slice_mut(recv)), true, op)
     }
 
     /// Leaves in rank `r`'s `recv` the element-wise combination with `op` of the `send` of
@@ -76,10 +76,7 @@ impl Communicator {
             }
             return Ok(());
         }
-        match self.prefix::<T>(&call, bytemuck::cast_slice(send), false, op)? {
-            Some(prefix) => copy_exact(call.name, bytemuck::cast_slice_mut(recv), &prefix),
-            None => Ok(()),
-        }
+        self.prefix::<T>(&call, (bytemuck::cast_slice(send), bytemuck::cast_slice_mut(recv)), false, op)
     }
 
     /// Checks a prefix reduction's arguments and begins the call `name`.
@@ -103,24 +100,31 @@ impl Communicator {
         Ok(call)
     }
 
-    /// The prefix of `bytes` (`T`s) over ranks `0..=rank` (`inclusive`) or `0..rank` (else;
-    /// `None` on rank 0), folded with `op` in rank order, as part of `call`.
+    /// Into `recv`, the prefix of `send` (bytes of `T`s) over ranks `0..=rank` (`inclusive`)
+    /// or `0..rank` (else; rank 0's `recv` left as it was), folded with `op`, as part of `call`:
+    /// where ranks share cores, through rank 0 for short buffers (8 to 64 ranks), else along
+    /// the chain of ranks; with a core per rank by recursive doubling into place.
     fn prefix<T: Element>(
         &self,
         call: &Call<'_>,
-        bytes: &[u8],
+        (send, recv): (&[u8], &mut [u8]),
         inclusive: bool,
         op: Op,
-    ) -> Result<Option<Vec<u8>>> {
+    ) -> Result<()> {
         let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
-        let mut combine = combiner(bytes.len(), &elementwise);
-        let (channel, seq, data) = (self.channel_for(call)?, call.seq, bytes.to_vec());
-        if self.flat_typed() {
-            return flat::scan(&channel, seq, data, inclusive, &mut combine);
+        let (channel, seq) = (self.channel_for(call)?, call.seq);
+        if self.flat_typed() && self.flat(send.len()) {
+            let mut combine = combiner(send.len(), &elementwise);
+            return match flat::scan(&channel, seq, send.to_vec(), inclusive, &mut combine)? {
+                Some(prefix) => copy_exact(call.name, recv, &prefix),
+                None => Ok(()),
+            };
         }
-        if inclusive {
-            return prun_collectives::scan(&channel, seq, data, &mut combine).map(Some);
+        if self.shared_engine().crowded() && self.size() > 2 {
+            // where ranks share cores the total work is the time: along the chain of ranks
+            let piece = tuning::scan_piece(send.len());
+            return prefix::chain_into(&channel, seq, send, recv, inclusive, &elementwise, piece);
         }
-        prun_collectives::exscan(&channel, seq, data, &mut combine)
+        prefix::scan_into(&channel, seq, send, recv, inclusive, &elementwise)
     }
 }

@@ -184,31 +184,38 @@ fn bench(world: &World, raw: &SimpleCommunicator, op: &str, sizes: &[usize]) -> 
                 compare(raw, bytes, op, reset, || buf.borrow().iter().all(|&b| b == 1))?
             }
             // every rank's sum, or its block of the sum
-            "allreduce" | "reduce_scatter" => {
+            "allreduce" | "reduce_scatter" | "scan" => {
                 let scatter = op == "reduce_scatter";
                 let n = (bytes / 8).max(1);
                 let send = Page::new(if scatter { n * size } else { n }, rank as f64 + 1.0);
                 let recv = std::cell::RefCell::new(Page::new(n, -1.0f64));
-                let op = |p: bool| {
+                let call = |p: bool| {
                     let (mut recv, sum) = (recv.borrow_mut(), SystemOperation::sum());
-                    match (p, scatter) {
-                        (true, false) => world.allreduce_into(&send, &mut recv, Op::Sum),
-                        (true, true) => world.reduce_scatter_into(&send, &mut recv, Op::Sum),
-                        (false, false) => {
+                    match (p, op) {
+                        (true, "allreduce") => world.allreduce_into(&send, &mut recv, Op::Sum),
+                        (true, "scan") => world.scan_into(&send, &mut recv, Op::Sum),
+                        (true, _) => world.reduce_scatter_into(&send, &mut recv, Op::Sum),
+                        (false, "allreduce") => {
                             raw.all_reduce_into(&send[..], &mut recv[..], sum);
                             Ok(())
                         }
-                        (false, true) => {
+                        (false, "scan") => {
+                            raw.scan_into(&send[..], &mut recv[..], sum);
+                            Ok(())
+                        }
+                        (false, _) => {
                             raw.reduce_scatter_block_into(&send[..], &mut recv[..], sum);
                             Ok(())
                         }
                     }
                 };
-                let expect = (size * (size + 1) / 2) as f64;
+                // the sum over every rank, or (scan) over ranks 0..=rank
+                let last = if op == "scan" { rank + 1 } else { size };
+                let expect = (last * (last + 1) / 2) as f64;
                 compare(
                     raw,
                     bytes,
-                    op,
+                    call,
                     || recv.borrow_mut().fill(-1.0),
                     || recv.borrow().iter().all(|&x| x == expect),
                 )?

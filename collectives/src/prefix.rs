@@ -1,0 +1,239 @@
+//! Element-wise prefix reductions into place (`MPI_Scan` and `MPI_Exscan` of buffers), by
+//! recursive doubling as MPICH's: in step `k` a rank exchanges with rank `rank ^ 2^k` the
+//! combination over its block of `2^k` ranks, and folds what a lower rank sent into its result.
+//! `log2(size)` exchanges of the whole buffer, each received into one scratch buffer; for any
+//! number of ranks.
+
+use crate::p2p::{PointToPoint, step_tag};
+
+/// Leaves in `recv` the combination by `op` of the `send` of ranks `0..=rank` (`inclusive`) or
+/// `0..rank` (else; rank 0's `recv` is left as it was). `op(acc, other)` folds `other` into
+/// `acc`, element by element; it must be commutative (the contributions are folded in the
+/// order of the doubling, not of the ranks) and associative.
+///
+/// Only what a rank will use moves: a step's higher rank sends the lower one its combination
+/// only if the lower one has steps left, and the first combination from below lands straight
+/// in `recv`; the own `send` is folded in last. Between two ranks that is one message, received
+/// into `recv`, and one fold.
+///
+/// Errors: a `recv` of another length than `send`, or a message of another length from a peer.
+pub fn scan_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    send: &[u8],
+    recv: &mut [u8],
+    inclusive: bool,
+    op: &dyn Fn(&mut [u8], &[u8]),
+) -> Result<(), P::Error> {
+    let (rank, size) = (p.rank(), p.size());
+    if send.len() != recv.len() {
+        let (s, r) = (send.len(), recv.len());
+        return Err(p.malformed(format!("scan: {s} bytes to send and {r} to receive")));
+    }
+    // whether rank `r` has an exchange after the one of `mask`
+    let later = |r: usize, mask: usize| {
+        std::iter::successors(mask.checked_mul(2), |m| m.checked_mul(2))
+            .take_while(|&m| m < size)
+            .any(|m| r ^ m < size)
+    };
+    // the combination over this rank's block of ranks so far (`None`: still `send` alone), a
+    // buffer for what peers send, and whether `recv` holds a combination from below yet
+    let (mut partial, mut scratch): (Option<Vec<u8>>, Option<Vec<u8>>) = (None, None);
+    let mut holds = false;
+    let (mut mask, mut step) = (1usize, 0usize);
+    while mask < size {
+        let peer = rank ^ mask;
+        if peer >= size {
+            mask <<= 1;
+            step += 1;
+            continue;
+        }
+        let t = step_tag(seq, step);
+        let (below, goes_on) = (peer < rank, later(rank, mask));
+        // a lower rank sends always (its higher peer folds it in); a higher one only when the
+        // lower has steps left
+        let sends = !below || later(peer, mask);
+        let receives = below || goes_on;
+        let out = partial.as_deref().unwrap_or(send);
+        if !receives {
+            p.send(peer, t, out)?;
+        } else {
+            // the first combination from below goes straight into `recv`
+            let into_recv = below && !holds;
+            let mut buf =
+                if into_recv { None } else { Some(scratch.take().unwrap_or_else(|| vec![0; send.len()])) };
+            let theirs: &mut [u8] = match buf.as_mut() {
+                Some(b) => b,
+                None => &mut *recv,
+            };
+            if sends {
+                p.sendrecv_into(peer, t, out, peer, t, theirs)?;
+            } else {
+                p.recv_into(peer, t, theirs)?;
+            }
+            if below && holds {
+                op(recv, buf.as_deref().unwrap_or_default());
+            }
+            if goes_on {
+                // the block's combination for the next steps
+                match partial.as_mut() {
+                    Some(acc) => op(acc, buf.as_deref().unwrap_or(recv)),
+                    None => {
+                        let mut acc = send.to_vec();
+                        op(&mut acc, buf.as_deref().unwrap_or(recv));
+                        partial = Some(acc);
+                    }
+                }
+            }
+            holds |= below;
+            scratch = buf;
+        }
+        mask <<= 1;
+        step += 1;
+    }
+    if inclusive {
+        if holds {
+            op(recv, send);
+        } else {
+            recv.copy_from_slice(send);
+        }
+    }
+    Ok(())
+}
+
+/// As [`scan_into`], along the chain of ranks: rank `r` receives the combination over ranks
+/// `0..r` from rank `r - 1` straight into `recv`, folds its own `send` in, and passes the
+/// combination over `0..=r` on to rank `r + 1`, in pieces of `piece` bytes, so that ranks
+/// work on different pieces at once. `size - 1` messages a piece and one fold a rank, where
+/// recursive doubling sends `log2(size)` whole buffers from every rank and folds each twice:
+/// for ranks that share cores, whose total work is the time. `op` need not be commutative here
+/// (each rank folds its own after the ranks before it).
+///
+/// Errors: as [`scan_into`].
+pub fn chain_into<P: PointToPoint + ?Sized>(
+    p: &P,
+    seq: u32,
+    send: &[u8],
+    recv: &mut [u8],
+    inclusive: bool,
+    op: &dyn Fn(&mut [u8], &[u8]),
+    piece: usize,
+) -> Result<(), P::Error> {
+    let (rank, size) = (p.rank(), p.size());
+    if send.len() != recv.len() {
+        let (s, r) = (send.len(), recv.len());
+        return Err(p.malformed(format!("scan: {s} bytes to send and {r} to receive")));
+    }
+    let piece = piece.max(1);
+    let (first, passes) = (rank == 0, rank + 1 < size);
+    // an exclusive scan's middle ranks keep their result and pass on another
+    let mut scratch = (!inclusive && !first && passes).then(|| vec![0; piece.min(send.len())]);
+    for (k, (mine, place)) in send.chunks(piece).zip(recv.chunks_mut(piece)).enumerate() {
+        let t = step_tag(seq, k);
+        if !first {
+            p.recv_into(rank - 1, t, place)?;
+        }
+        let out: &[u8] = match (inclusive, first, scratch.as_mut()) {
+            (false, true, _) => mine,
+            (true, true, _) => {
+                place.copy_from_slice(mine);
+                place
+            }
+            (true, false, _) => {
+                op(place, mine);
+                place
+            }
+            (false, false, Some(s)) => {
+                let s = &mut s[..mine.len()];
+                s.copy_from_slice(place);
+                op(s, mine);
+                s
+            }
+            // the last rank of an exclusive scan: its result is what it received
+            (false, false, None) => continue,
+        };
+        if passes {
+            p.send(rank + 1, t, out)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{LARGE_SIZES, SIZES, add_u64, run, u64s};
+    use crate::threads::ThreadError;
+
+    /// Every rank's prefix, inclusive and exclusive, at every size, against the sums of the
+    /// ranks' values; rank 0's exclusive result left as it was.
+    #[test]
+    fn every_size() {
+        for size in SIZES {
+            for len in [0, 1, 100] {
+                let out = run(size, |p| {
+                    let r = p.rank();
+                    let mine = u64s(r, 8 * len);
+                    let mut upto = vec![0; mine.len()];
+                    scan_into(&p, 0, &mine, &mut upto, true, &add_u64).expect("scan");
+                    let mut before = vec![0xab; mine.len()];
+                    scan_into(&p, 1, &mine, &mut before, false, &add_u64).expect("exscan");
+                    // along the chain, in pieces of 24 bytes (or whole), alike
+                    for (seq, piece) in [(2, 24), (4, usize::MAX)] {
+                        let mut chained = vec![0; mine.len()];
+                        chain_into(&p, seq, &mine, &mut chained, true, &add_u64, piece).expect("chain");
+                        let mut chained_before = vec![0xab; mine.len()];
+                        chain_into(&p, seq + 1, &mine, &mut chained_before, false, &add_u64, piece)
+                            .expect("chain");
+                        assert!(chained == upto && chained_before == before, "chain: size {size} len {len}");
+                    }
+                    (upto, before)
+                });
+                for (r, (upto, before)) in out.into_iter().enumerate() {
+                    let sum = |ranks: std::ops::Range<usize>| {
+                        let mut acc = vec![0; 8 * len];
+                        ranks.for_each(|q| add_u64(&mut acc, &u64s(q, 8 * len)));
+                        acc
+                    };
+                    assert!(upto == sum(0..r + 1), "scan: size {size} len {len} rank {r}");
+                    let want = if r == 0 { vec![0xab; 8 * len] } else { sum(0..r) };
+                    assert!(before == want, "exscan: size {size} len {len} rank {r}");
+                }
+            }
+        }
+    }
+
+    /// Several MiB.
+    #[test]
+    fn large() {
+        let len = 3 * 1024 * 1024 / 8 + 3;
+        for size in LARGE_SIZES {
+            let out = run(size, |p| {
+                let mine = u64s(p.rank(), 8 * len);
+                let mut upto = vec![0; mine.len()];
+                scan_into(&p, 0, &mine, &mut upto, true, &add_u64).expect("scan");
+                let mut chained = vec![0; mine.len()];
+                chain_into(&p, 1, &mine, &mut chained, true, &add_u64, 1 << 20).expect("chain");
+                assert!(chained == upto, "chain, size {size}");
+                upto
+            });
+            let mut acc = vec![0; 8 * len];
+            for (r, got) in out.into_iter().enumerate() {
+                add_u64(&mut acc, &u64s(r, 8 * len));
+                assert!(got == acc, "size {size} rank {r}");
+            }
+        }
+    }
+
+    /// Buffers of another length are errors, not panics or hangs.
+    #[test]
+    fn wrong_lengths() {
+        let out = run(2, |p| scan_into(&p, 0, &[1; 8], &mut [0; 16], true, &add_u64).err());
+        assert!(out.iter().all(|e| matches!(e, Some(ThreadError::Malformed(_)))), "{out:?}");
+        let out = run(2, |p| {
+            let n = if p.rank() == 1 { 16 } else { 8 };
+            scan_into(&p, 0, &vec![1; n], &mut vec![0; n], true, &add_u64).err()
+        });
+        assert!(out.iter().any(|e| matches!(e, Some(ThreadError::Malformed(_)))), "{out:?}");
+    }
+}
