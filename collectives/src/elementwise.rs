@@ -48,7 +48,7 @@ pub fn allreduce_ring_into<P: PointToPoint + ?Sized>(
     elem_size: usize,
     op: &dyn Fn(&mut [u8], &[u8]),
 ) -> Result<(), P::Error> {
-    same_length(p, send, recv)?;
+    same_length(p, "allreduce", send, recv)?;
     let mut ring = Ring::new(p, recv, elem_size, "allreduce")?;
     let (rank, size) = (ring.rank, ring.size);
     if size == 1 {
@@ -82,11 +82,17 @@ pub fn allreduce_ring_into<P: PointToPoint + ?Sized>(
     Ok(())
 }
 
-/// Checks that an allreduce's `send` and `recv` have the same length.
-pub(crate) fn same_length<P: PointToPoint + ?Sized>(p: &P, send: &[u8], recv: &[u8]) -> Result<(), P::Error> {
+/// Checks that the `send` and `recv` of an element-wise collective (`what`, for the error) have
+/// the same length.
+pub(crate) fn same_length<P: PointToPoint + ?Sized>(
+    p: &P,
+    what: &str,
+    send: &[u8],
+    recv: &[u8],
+) -> Result<(), P::Error> {
     if send.len() != recv.len() {
         let (s, r) = (send.len(), recv.len());
-        return Err(p.malformed(format!("allreduce: {s} bytes to send but {r} to receive into")));
+        return Err(p.malformed(format!("{what}: {s} bytes to send but {r} to receive into")));
     }
     Ok(())
 }

@@ -184,7 +184,7 @@ pub fn allreduce_halving_into<P: PointToPoint + ?Sized>(
     op: &dyn Fn(&mut [u8], &[u8]),
 ) -> Result<(), P::Error> {
     let h = Halving::new(p, send.len(), elem_size, "allreduce")?;
-    crate::elementwise::same_length(p, send, recv)?;
+    crate::elementwise::same_length(p, "allreduce", send, recv)?;
     if p.size() == 1 {
         recv.copy_from_slice(send);
         return Ok(());

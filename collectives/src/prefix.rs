@@ -26,10 +26,7 @@ pub fn scan_into<P: PointToPoint + ?Sized>(
     op: &dyn Fn(&mut [u8], &[u8]),
 ) -> Result<(), P::Error> {
     let (rank, size) = (p.rank(), p.size());
-    if send.len() != recv.len() {
-        let (s, r) = (send.len(), recv.len());
-        return Err(p.malformed(format!("scan: {s} bytes to send and {r} to receive")));
-    }
+    crate::elementwise::same_length(p, "scan", send, recv)?;
     // whether rank `r` has an exchange after the one of `mask`
     let later = |r: usize, mask: usize| {
         std::iter::successors(mask.checked_mul(2), |m| m.checked_mul(2))
@@ -120,10 +117,7 @@ pub fn chain_into<P: PointToPoint + ?Sized>(
     piece: usize,
 ) -> Result<(), P::Error> {
     let (rank, size) = (p.rank(), p.size());
-    if send.len() != recv.len() {
-        let (s, r) = (send.len(), recv.len());
-        return Err(p.malformed(format!("scan: {s} bytes to send and {r} to receive")));
-    }
+    crate::elementwise::same_length(p, "scan", send, recv)?;
     let piece = piece.max(1);
     let (first, passes) = (rank == 0, rank + 1 < size);
     // an exclusive scan's middle ranks keep their result and pass on another
