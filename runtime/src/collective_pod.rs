@@ -375,35 +375,105 @@ impl Communicator {
                 native.reduce_scatter(send, recv, op);
                 return Ok(());
             }
-            // no MPI datatype (128-bit integers): MPI's all-to-all of the bytes, folded here
-            return self.reduce_scatter_at_once(&call, send, recv, op);
-        }
-        if self.shared_engine().crowded() {
-            return self.reduce_scatter_at_once(&call, send, recv, op);
         }
         let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
-        let (send, recv) = (bytemuck::cast_slice(send), bytemuck::cast_slice_mut(recv));
-        reduce_scatter::pairwise_into(&self.channel_for(&call)?, call.seq, send, recv, &elementwise)
+        self.reduce_scatter_bytes(
+            &call,
+            bytemuck::cast_slice(send),
+            bytemuck::cast_slice_mut(recv),
+            &elementwise,
+        )
+    }
+
+    /// As [`Communicator::reduce_scatter_into`] with an operation of the caller's: `op(&mut
+    /// acc, &x)` folds `x` into `acc`, element by element, for any plain-old-data `T`, as
+    /// [`Communicator::reduce_into_with`] (which says what `op` must be).
+    ///
+    /// **Collective.** As [`Communicator::reduce_scatter_into`], whose algorithms it takes; on
+    /// the MPI backend `MPI_Alltoall` of the blocks, folded here.
+    ///
+    /// ```
+    /// let world = prun::init()?;
+    /// let size = world.size();
+    /// // every rank's [value, rank] for every element; block r (one element) ends on rank r
+    /// // with the largest value and the lowest rank that holds it
+    /// let send: Vec<[u32; 2]> = (0..size).map(|_| [7, world.rank() as u32]).collect();
+    /// let mut mine = [[0u32; 2]];
+    /// let maxloc = |acc: &mut [u32; 2], x: &[u32; 2]| {
+    ///     if x[0] > acc[0] || (x[0] == acc[0] && x[1] < acc[1]) {
+    ///         *acc = *x;
+    ///     }
+    /// };
+    /// world.reduce_scatter_into_with(&send, &mut mine, maxloc)?;
+    /// assert_eq!(mine, [[7, 0]]);
+    /// # Ok::<(), prun::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Communicator::reduce_scatter_into`].
+    pub fn reduce_scatter_into_with<T: Pod, F: Fn(&mut T, &T)>(
+        &self,
+        send: &[T],
+        recv: &mut [T],
+        op: F,
+    ) -> Result<()> {
+        let size = self.size();
+        if send.len() != recv.len().saturating_mul(size) {
+            return Err(Error::InvalidArgument(format!(
+                "reduce_scatter_into_with: send must hold {size} blocks of recv's {} elements, not {}",
+                recv.len(),
+                send.len()
+            )));
+        }
+        let mut call = self.begin("reduce_scatter_into_with");
+        call.len = Some(std::mem::size_of_val(recv));
+        let elementwise = |acc: &mut [u8], other: &[u8]| op::apply_with(acc, other, &op);
+        self.reduce_scatter_bytes(
+            &call,
+            bytemuck::cast_slice(send),
+            bytemuck::cast_slice_mut(recv),
+            &elementwise,
+        )
+    }
+
+    /// The reduce-scatter of [`Communicator::reduce_scatter_into`] on bytes, folded by `fold`,
+    /// as part of `call`: every block at once where ranks share cores (or through MPI's
+    /// all-to-all, on the MPI backend), else pairwise.
+    fn reduce_scatter_bytes(
+        &self,
+        call: &Call<'_>,
+        send: &[u8],
+        recv: &mut [u8],
+        fold: &dyn Fn(&mut [u8], &[u8]),
+    ) -> Result<()> {
+        #[cfg(feature = "mpi")]
+        if self.native().is_some() {
+            // MPI's all-to-all of the bytes (no MPI datatype or operation here), folded here
+            return self.reduce_scatter_at_once(call, send, recv, fold);
+        }
+        if self.shared_engine().crowded() {
+            return self.reduce_scatter_at_once(call, send, recv, fold);
+        }
+        reduce_scatter::pairwise_into(&self.channel_for(call)?, call.seq, send, recv, fold)
     }
 
     /// [`Communicator::reduce_scatter_into`] where ranks share cores: every block at once by
     /// the all-to-all into a scratch buffer as long as `send`, folded in rank order.
-    fn reduce_scatter_at_once<T: Element>(
+    fn reduce_scatter_at_once(
         &self,
         call: &Call<'_>,
-        send: &[T],
-        recv: &mut [T],
-        op: Op,
+        send: &[u8],
+        recv: &mut [u8],
+        fold: &dyn Fn(&mut [u8], &[u8]),
     ) -> Result<()> {
-        let mut blocks = vec![T::zeroed(); send.len()];
-        self.alltoall_bytes(call, bytemuck::cast_slice(send), bytemuck::cast_slice_mut(&mut blocks))?;
+        let mut blocks = vec![0u8; send.len()];
+        self.alltoall_bytes(call, send, &mut blocks)?;
         let mut from = blocks.chunks(recv.len().max(1));
         if let Some(first) = from.next() {
             recv.copy_from_slice(first);
         }
-        let acc: &mut [u8] = bytemuck::cast_slice_mut(recv);
         for block in from {
-            op::apply::<T>(op, acc, bytemuck::cast_slice(block));
+            fold(recv, block);
         }
         Ok(())
     }

@@ -719,7 +719,7 @@ struct Signature {
 }
 
 /// Operations, by their code in a signature.
-const OPERATIONS: [&str; 28] = [
+const OPERATIONS: [&str; 29] = [
     "barrier",
     "split",
     "broadcast",
@@ -748,6 +748,7 @@ const OPERATIONS: [&str; 28] = [
     "allreduce_into_with",
     "scan_into",
     "exscan_into",
+    "reduce_scatter_into_with",
 ];
 
 /// Length of an encoded signature.

@@ -81,14 +81,37 @@ fn counted(lens: &[usize]) -> Option<(Vec<Count>, Vec<Count>)> {
     Some((counts, displs))
 }
 
+/// What an empty buffer handed to MPI points at. An empty slice of bytes points at address 1,
+/// which is Open MPI's `MPI_IN_PLACE`: an all-to-all of no bytes failed with `MPI_ERR_ARG`.
+static NOWHERE: [u8; 1] = [0];
+
+/// `buf`, or, when it is empty, an empty slice at a real address ([`NOWHERE`]).
+fn placed<T: bytemuck::Pod>(buf: &[T]) -> &[T] {
+    match buf.is_empty() {
+        // a `T` aligned more than a byte points empty slices at its alignment, not at 1
+        true => bytemuck::try_cast_slice(&NOWHERE[..0]).unwrap_or(buf),
+        false => buf,
+    }
+}
+
+/// As [`placed`], for a buffer MPI writes: an empty one at `spare`.
+fn placed_mut<'a, T: bytemuck::Pod>(buf: &'a mut [T], spare: &'a mut [u8; 1]) -> &'a mut [T] {
+    match buf.is_empty() {
+        true => bytemuck::try_cast_slice_mut(&mut spare[..0]).unwrap_or(buf),
+        false => buf,
+    }
+}
+
 /// `buf` as a buffer of its MPI datatype; `None` for types MPI has no datatype for (128-bit
 /// integers), which the caller then reduces with the built-in algorithms.
 fn typed<T: Element>(buf: &[T]) -> Option<DynBuffer<'_>> {
+    let buf = placed(buf);
     as_mpi!(buf, try_cast_slice, DynBuffer::new)
 }
 
 /// As [`typed`], for a buffer MPI writes.
-fn typed_mut<T: Element>(buf: &mut [T]) -> Option<DynBufferMut<'_>> {
+fn typed_mut<'a, T: Element>(buf: &'a mut [T], spare: &'a mut [u8; 1]) -> Option<DynBufferMut<'a>> {
+    let buf = placed_mut(buf, spare);
     as_mpi!(buf, try_cast_slice_mut, DynBufferMut::new)
 }
 
@@ -127,33 +150,41 @@ impl Native {
 
     /// `MPI_Bcast` of bytes.
     pub fn broadcast(&self, root: usize, buf: &mut [u8]) {
-        self.root(root).broadcast_into(buf);
+        let mut spare = [0u8; 1];
+        self.root(root).broadcast_into(placed_mut(buf, &mut spare));
     }
 
     /// `MPI_Scatter` of bytes; the root passes `send`.
     pub fn scatter(&self, root: usize, send: Option<&[u8]>, recv: &mut [u8]) {
+        let mut spare = [0u8; 1];
+        let recv = placed_mut(recv, &mut spare);
         match send {
-            Some(send) if self.is(root) => self.root(root).scatter_into_root(send, recv),
+            Some(send) if self.is(root) => self.root(root).scatter_into_root(placed(send), recv),
             _ => self.root(root).scatter_into(recv),
         }
     }
 
     /// `MPI_Gather` of bytes; the root passes `recv`.
     pub fn gather(&self, root: usize, send: &[u8], recv: Option<&mut [u8]>) {
+        let (send, mut spare) = (placed(send), [0u8; 1]);
         match recv {
-            Some(recv) if self.is(root) => self.root(root).gather_into_root(send, recv),
+            Some(recv) if self.is(root) => {
+                self.root(root).gather_into_root(send, placed_mut(recv, &mut spare))
+            }
             _ => self.root(root).gather_into(send),
         }
     }
 
     /// `MPI_Allgather` of bytes.
     pub fn allgather(&self, send: &[u8], recv: &mut [u8]) {
-        self.coll.get().all_gather_into(send, recv);
+        let mut spare = [0u8; 1];
+        self.coll.get().all_gather_into(placed(send), placed_mut(recv, &mut spare));
     }
 
     /// `MPI_Alltoall` of bytes.
     pub fn alltoall(&self, send: &[u8], recv: &mut [u8]) {
-        self.coll.get().all_to_all_into(send, recv);
+        let mut spare = [0u8; 1];
+        self.coll.get().all_to_all_into(placed(send), placed_mut(recv, &mut spare));
     }
 
     /// Whether MPI has a datatype for `T` (all but the 128-bit integers).
@@ -164,7 +195,8 @@ impl Native {
     /// `MPI_Reduce`; the root passes `recv`. Does nothing unless [`Native::supports`] `T`.
     pub fn reduce<T: Element>(&self, root: usize, send: &[T], recv: Option<&mut [T]>, op: Op) {
         let Some(send) = typed(send) else { return };
-        match recv.and_then(typed_mut) {
+        let mut spare = [0u8; 1];
+        match recv.and_then(|r| typed_mut(r, &mut spare)) {
             Some(mut recv) if self.is(root) => self.root(root).reduce_into_root(&send, &mut recv, mpi_op(op)),
             _ => self.root(root).reduce_into(&send, mpi_op(op)),
         }
@@ -172,14 +204,16 @@ impl Native {
 
     /// `MPI_Allreduce`. Does nothing unless [`Native::supports`] `T`.
     pub fn allreduce<T: Element>(&self, send: &[T], recv: &mut [T], op: Op) {
-        if let (Some(send), Some(mut recv)) = (typed(send), typed_mut(recv)) {
+        let mut spare = [0u8; 1];
+        if let (Some(send), Some(mut recv)) = (typed(send), typed_mut(recv, &mut spare)) {
             self.coll.get().all_reduce_into(&send, &mut recv, mpi_op(op));
         }
     }
 
     /// `MPI_Scan` (`inclusive`) or `MPI_Exscan`. Does nothing unless [`Native::supports`] `T`.
     pub fn scan<T: Element>(&self, send: &[T], recv: &mut [T], op: Op, inclusive: bool) {
-        if let (Some(send), Some(mut recv)) = (typed(send), typed_mut(recv)) {
+        let mut spare = [0u8; 1];
+        if let (Some(send), Some(mut recv)) = (typed(send), typed_mut(recv, &mut spare)) {
             match inclusive {
                 true => self.coll.get().scan_into(&send, &mut recv, mpi_op(op)),
                 false => self.coll.get().exclusive_scan_into(&send, &mut recv, mpi_op(op)),
@@ -198,8 +232,9 @@ impl Native {
         let (Some(((sc, sd), (rc, rd))), 1) = (counts, everywhere) else {
             return false;
         };
-        let send = Partition::new(send, sc, sd);
-        let mut recv = PartitionMut::new(recv, rc, rd);
+        let mut spare = [0u8; 1];
+        let send = Partition::new(placed(send), sc, sd);
+        let mut recv = PartitionMut::new(placed_mut(recv, &mut spare), rc, rd);
         self.coll.get().all_to_all_varcount_into(&send, &mut recv);
         true
     }
@@ -209,8 +244,9 @@ impl Native {
     /// the same `lens`, and so decides alike.
     pub fn allgatherv(&self, send: &[u8], recv: &mut [u8], lens: &[usize]) -> bool {
         let Some((counts, displs)) = counted(lens) else { return false };
-        let mut recv = PartitionMut::new(recv, counts, displs);
-        self.coll.get().all_gather_varcount_into(send, &mut recv);
+        let mut spare = [0u8; 1];
+        let mut recv = PartitionMut::new(placed_mut(recv, &mut spare), counts, displs);
+        self.coll.get().all_gather_varcount_into(placed(send), &mut recv);
         true
     }
 
@@ -222,10 +258,11 @@ impl Native {
         if Count::try_from(send.len()).is_err() {
             return false;
         }
+        let (send, mut spare) = (placed(send), [0u8; 1]);
         match recv.filter(|_| self.is(root)) {
             Some((recv, lens)) => {
                 let Some((counts, displs)) = counted(lens) else { return false };
-                let mut recv = PartitionMut::new(recv, counts, displs);
+                let mut recv = PartitionMut::new(placed_mut(recv, &mut spare), counts, displs);
                 self.root(root).gather_varcount_into_root(send, &mut recv);
             }
             None => self.root(root).gather_varcount_into(send),
@@ -239,10 +276,12 @@ impl Native {
         if Count::try_from(recv.len()).is_err() {
             return false;
         }
+        let mut spare = [0u8; 1];
+        let recv = placed_mut(recv, &mut spare);
         match send.filter(|_| self.is(root)) {
             Some((send, lens)) => {
                 let Some((counts, displs)) = counted(lens) else { return false };
-                let send = Partition::new(send, counts, displs);
+                let send = Partition::new(placed(send), counts, displs);
                 self.root(root).scatter_varcount_into_root(&send, recv);
             }
             None => self.root(root).scatter_varcount_into(recv),
@@ -252,7 +291,8 @@ impl Native {
 
     /// `MPI_Reduce_scatter_block`. Does nothing unless [`Native::supports`] `T`.
     pub fn reduce_scatter<T: Element>(&self, send: &[T], recv: &mut [T], op: Op) {
-        if let (Some(send), Some(mut recv)) = (typed(send), typed_mut(recv)) {
+        let mut spare = [0u8; 1];
+        if let (Some(send), Some(mut recv)) = (typed(send), typed_mut(recv, &mut spare)) {
             self.coll.get().reduce_scatter_block_into(&send, &mut recv, mpi_op(op));
         }
     }

@@ -347,6 +347,17 @@ fn collectives(world: &World, max_len: usize) -> Result<(), String> {
         world.reduce_scatter_into(&send, &mut part, prun::Op::Sum).map_err(e)?;
         let want = |i: usize| (0..size).map(|r| (i + rank + r) as u32).sum::<u32>();
         check(part.iter().enumerate().all(|(i, &x)| x == want(i)), "reduce_scatter_into")?;
+        // the same sums as [sum, count] pairs by a closure: element i of block d from rank r
+        // is [i + d + r, 1]
+        let send: Vec<[u32; 2]> =
+            (0..size).flat_map(|d| (0..len).map(move |i| [(i + d + rank) as u32, 1])).collect();
+        let mut pairs = vec![[0u32; 2]; len];
+        let add = |a: &mut [u32; 2], b: &[u32; 2]| *a = [a[0].wrapping_add(b[0]), a[1] + b[1]];
+        world.reduce_scatter_into_with(&send, &mut pairs, add).map_err(e)?;
+        check(
+            pairs.iter().enumerate().all(|(i, &x)| x == [want(i), size as u32]),
+            "reduce_scatter_into_with",
+        )?;
         let send: Vec<f64> = (0..len).map(|i| (i * (rank + 1)) as f64).collect();
         let mut max = vec![0.0; len];
         world.allreduce_into(&send, &mut max, prun::Op::Max).map_err(e)?;
@@ -651,6 +662,16 @@ fn pod(world: &World) -> Result<(), String> {
     check(before == [sum_before; 3], "exscan_into of f32")?;
     let wrong = world.scan_into(&[1.0f64], &mut [0.0; 2], prun::Op::Sum);
     check(matches!(wrong, Err(Error::InvalidArgument(_))), "scan_into into a longer recv")?;
+    // empty byte buffers (on MPI, empty slices of bytes point at Open MPI's MPI_IN_PLACE)
+    let (none, mut nothing): (Vec<u8>, Vec<u8>) = (Vec::new(), Vec::new());
+    world.broadcast_into(0, &mut nothing).map_err(e)?;
+    world.allgather_into(&none, &mut nothing).map_err(e)?;
+    world.alltoall_into(&none, &mut nothing).map_err(e)?;
+    world.gather_into(0, &none, (rank == 0).then_some(&mut nothing[..])).map_err(e)?;
+    world.scatter_into(0, (rank == 0).then_some(&none[..]), &mut nothing).map_err(e)?;
+    world.allreduce_into(&none, &mut nothing, prun::Op::Max).map_err(e)?;
+    world.reduce_scatter_into(&none, &mut nothing, prun::Op::Sum).map_err(e)?;
+    world.allgatherv_into(&none, &mut nothing, &vec![0; size]).map_err(e)?;
     // the root's own mistakes, tried only where it is alone (elsewhere the others would send)
     if size == 1 {
         let mut short = vec![0u64; want.len() - 1];
