@@ -24,6 +24,25 @@ fn length_mismatch(what: &str, buffer: usize, received: usize) -> Error {
     ))
 }
 
+/// The error for a reduce-scatter whose `send` (`sent` elements) is not `size` blocks of
+/// `recv`'s `kept` elements.
+fn blocks_fit(what: &str, sent: usize, kept: usize, size: usize) -> Result<()> {
+    if sent == kept.saturating_mul(size) {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "{what}: send must hold {size} blocks of recv's {kept} elements, not {sent}"
+    )))
+}
+
+/// The error for an element-wise collective whose `send` and `recv` differ in length.
+pub(crate) fn same_count(what: &str, sent: usize, received: usize) -> Result<()> {
+    if sent == received {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!("{what}: send has {sent} elements but recv {received}")))
+}
+
 fn missing(what: &str) -> Error {
     Error::InvalidArgument(format!("{what}: the root must pass its buffer"))
 }
@@ -359,14 +378,7 @@ impl Communicator {
     /// [`Error::PeerLost`].
     pub fn reduce_scatter_into<T: Element>(&self, send: &[T], recv: &mut [T], op: Op) -> Result<()> {
         op::check::<T>(op)?;
-        let size = self.size();
-        if send.len() != recv.len().saturating_mul(size) {
-            return Err(Error::InvalidArgument(format!(
-                "reduce_scatter_into: send must hold {size} blocks of recv's {} elements, not {}",
-                recv.len(),
-                send.len()
-            )));
-        }
+        blocks_fit("reduce_scatter_into", send.len(), recv.len(), self.size())?;
         let mut call = self.begin("reduce_scatter_into");
         call.len = Some(std::mem::size_of_val(recv));
         #[cfg(feature = "mpi")]
@@ -417,14 +429,7 @@ impl Communicator {
         recv: &mut [T],
         op: F,
     ) -> Result<()> {
-        let size = self.size();
-        if send.len() != recv.len().saturating_mul(size) {
-            return Err(Error::InvalidArgument(format!(
-                "reduce_scatter_into_with: send must hold {size} blocks of recv's {} elements, not {}",
-                recv.len(),
-                send.len()
-            )));
-        }
+        blocks_fit("reduce_scatter_into_with", send.len(), recv.len(), self.size())?;
         let mut call = self.begin("reduce_scatter_into_with");
         call.len = Some(std::mem::size_of_val(recv));
         let elementwise = |acc: &mut [u8], other: &[u8]| op::apply_with(acc, other, &op);
@@ -554,13 +559,7 @@ impl Communicator {
     /// [`Error::Malformed`] when lengths differ between ranks.
     pub fn allreduce_into<T: Element>(&self, send: &[T], recv: &mut [T], op: Op) -> Result<()> {
         op::check::<T>(op)?;
-        if send.len() != recv.len() {
-            return Err(Error::InvalidArgument(format!(
-                "allreduce_into: send has {} elements but recv {}",
-                send.len(),
-                recv.len()
-            )));
-        }
+        same_count("allreduce_into", send.len(), recv.len())?;
         let mut call = self.begin("allreduce_into");
         let bytes: &[u8] = bytemuck::cast_slice(send);
         call.len = Some(bytes.len());
@@ -657,13 +656,7 @@ impl Communicator {
         recv: &mut [T],
         op: F,
     ) -> Result<()> {
-        if send.len() != recv.len() {
-            return Err(Error::InvalidArgument(format!(
-                "allreduce_into_with: send has {} elements but recv {}",
-                send.len(),
-                recv.len()
-            )));
-        }
+        same_count("allreduce_into_with", send.len(), recv.len())?;
         let mut call = self.begin("allreduce_into_with");
         let bytes: &[u8] = bytemuck::cast_slice(send);
         call.len = Some(bytes.len());

@@ -3,7 +3,9 @@
 
 use crate::collective_pod::{combiner, copy_exact};
 use crate::communicator::Communicator;
-use crate::error::{Error, Result};
+#[cfg(doc)]
+use crate::error::Error;
+use crate::error::Result;
 use crate::op::{self, Element, Op};
 use crate::trace::Call;
 use prun_collectives::{flat, prefix, tuning};
@@ -88,13 +90,7 @@ impl Communicator {
         op: Op,
     ) -> Result<Call<'_>> {
         op::check::<T>(op)?;
-        if send.len() != recv.len() {
-            return Err(Error::InvalidArgument(format!(
-                "{name}: send has {} elements but recv {}",
-                send.len(),
-                recv.len()
-            )));
-        }
+        crate::collective_pod::same_count(name, send.len(), recv.len())?;
         let mut call = self.begin(name);
         call.len = Some(std::mem::size_of_val(send));
         Ok(call)
