@@ -37,12 +37,10 @@ pub fn scan_into<P: PointToPoint + ?Sized>(
     // buffer for what peers send, and whether `recv` holds a combination from below yet
     let (mut partial, mut scratch): (Option<Vec<u8>>, Option<Vec<u8>>) = (None, None);
     let mut holds = false;
-    let (mut mask, mut step) = (1usize, 0usize);
-    while mask < size {
+    let masks = std::iter::successors(Some(1usize), |m| m.checked_mul(2)).take_while(|&m| m < size);
+    for (step, mask) in masks.enumerate() {
         let peer = rank ^ mask;
         if peer >= size {
-            mask <<= 1;
-            step += 1;
             continue;
         }
         let t = step_tag(seq, step);
@@ -73,20 +71,11 @@ pub fn scan_into<P: PointToPoint + ?Sized>(
             }
             if goes_on {
                 // the block's combination for the next steps
-                match partial.as_mut() {
-                    Some(acc) => op(acc, buf.as_deref().unwrap_or(recv)),
-                    None => {
-                        let mut acc = send.to_vec();
-                        op(&mut acc, buf.as_deref().unwrap_or(recv));
-                        partial = Some(acc);
-                    }
-                }
+                op(partial.get_or_insert_with(|| send.to_vec()), buf.as_deref().unwrap_or(recv));
             }
             holds |= below;
             scratch = buf;
         }
-        mask <<= 1;
-        step += 1;
     }
     if inclusive {
         if holds {

@@ -7,7 +7,6 @@ use crate::communicator::Communicator;
 use crate::error::Error;
 use crate::error::Result;
 use crate::op::{self, Element, Op};
-use crate::trace::Call;
 use prun_collectives::{flat, prefix, tuning};
 
 impl Communicator {
@@ -38,13 +37,7 @@ impl Communicator {
     /// [`Error::InvalidArgument`] for a `recv` of another length than `send`, or a bitwise `op`
     /// on floats; [`Error::Malformed`] when lengths differ between ranks; [`Error::PeerLost`].
     pub fn scan_into<T: Element>(&self, send: &[T], recv: &mut [T], op: Op) -> Result<()> {
-        let call = self.begin_prefix("scan_into", send, recv, op)?;
-        #[cfg(feature = "mpi")]
-        if let Some(native) = self.native().filter(|_| crate::mpi::Native::supports::<T>()) {
-            native.scan(send, recv, op, true);
-            return Ok(());
-        }
-        self.prefix::<T>(&call, (bytemuck::cast_slice(send), bytemuck::cast_slice_mut(recv)), true, op)
+        self.prefix_into("scan_into", send, recv, op, true)
     }
 
     /// Leaves in rank `r`'s `recv` the element-wise combination with `op` of the `send` of
@@ -67,52 +60,43 @@ impl Communicator {
     /// # Errors
     /// As [`Communicator::scan_into`].
     pub fn exscan_into<T: Element>(&self, send: &[T], recv: &mut [T], op: Op) -> Result<()> {
-        let call = self.begin_prefix("exscan_into", send, recv, op)?;
+        self.prefix_into("exscan_into", send, recv, op, false)
+    }
+
+    /// The prefix reduction `name` of [`Communicator::scan_into`] (`inclusive`) or
+    /// [`Communicator::exscan_into`]: into `recv`, `send` folded with `op` over ranks
+    /// `0..=rank` (`inclusive`) or `0..rank` (else; rank 0's `recv` left as it was). Where ranks
+    /// share cores, through rank 0 for short buffers (8 to 64 ranks), else along the chain of
+    /// ranks; with a core per rank by recursive doubling into place.
+    fn prefix_into<T: Element>(
+        &self,
+        name: &'static str,
+        send: &[T],
+        recv: &mut [T],
+        op: Op,
+        inclusive: bool,
+    ) -> Result<()> {
+        op::check::<T>(op)?;
+        crate::collective_pod::same_count(name, send.len(), recv.len())?;
+        let mut call = self.begin(name);
+        call.len = Some(std::mem::size_of_val(send));
         #[cfg(feature = "mpi")]
         if let Some(native) = self.native().filter(|_| crate::mpi::Native::supports::<T>()) {
-            // MPI leaves rank 0's buffer undefined
-            let kept = (self.rank() == 0).then(|| recv.to_vec());
-            native.scan(send, recv, op, false);
+            // MPI leaves an exclusive scan's buffer on rank 0 undefined
+            let kept = (!inclusive && self.rank() == 0).then(|| recv.to_vec());
+            native.scan(send, recv, op, inclusive);
             if let Some(kept) = kept {
                 recv.copy_from_slice(&kept);
             }
             return Ok(());
         }
-        self.prefix::<T>(&call, (bytemuck::cast_slice(send), bytemuck::cast_slice_mut(recv)), false, op)
-    }
-
-    /// Checks a prefix reduction's arguments and begins the call `name`.
-    fn begin_prefix<T: Element>(
-        &self,
-        name: &'static str,
-        send: &[T],
-        recv: &[T],
-        op: Op,
-    ) -> Result<Call<'_>> {
-        op::check::<T>(op)?;
-        crate::collective_pod::same_count(name, send.len(), recv.len())?;
-        let mut call = self.begin(name);
-        call.len = Some(std::mem::size_of_val(send));
-        Ok(call)
-    }
-
-    /// Into `recv`, the prefix of `send` (bytes of `T`s) over ranks `0..=rank` (`inclusive`)
-    /// or `0..rank` (else; rank 0's `recv` left as it was), folded with `op`, as part of `call`:
-    /// where ranks share cores, through rank 0 for short buffers (8 to 64 ranks), else along
-    /// the chain of ranks; with a core per rank by recursive doubling into place.
-    fn prefix<T: Element>(
-        &self,
-        call: &Call<'_>,
-        (send, recv): (&[u8], &mut [u8]),
-        inclusive: bool,
-        op: Op,
-    ) -> Result<()> {
+        let (send, recv): (&[u8], &mut [u8]) = (bytemuck::cast_slice(send), bytemuck::cast_slice_mut(recv));
         let elementwise = |acc: &mut [u8], other: &[u8]| op::apply::<T>(op, acc, other);
-        let (channel, seq) = (self.channel_for(call)?, call.seq);
+        let (channel, seq) = (self.channel_for(&call)?, call.seq);
         if self.flat_typed() && self.flat(send.len()) {
             let mut combine = combiner(send.len(), &elementwise);
             return match flat::scan(&channel, seq, send.to_vec(), inclusive, &mut combine)? {
-                Some(prefix) => copy_exact(call.name, recv, &prefix),
+                Some(prefix) => copy_exact(name, recv, &prefix),
                 None => Ok(()),
             };
         }

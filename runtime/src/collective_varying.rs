@@ -86,7 +86,7 @@ impl Communicator {
     ) -> Result<()> {
         self.check_root(root)?;
         let (rank, size) = (self.rank(), self.size());
-        let recv = match recv {
+        let mut recv = match recv {
             Some((recv, counts)) if rank == root => {
                 let lens = fitting::<T>("gatherv_into", (size, recv.len()), counts, (rank, send.len()))?;
                 Some((bytemuck::cast_slice_mut::<T, u8>(recv), lens))
@@ -101,16 +101,14 @@ impl Communicator {
         let mut call = self.begin("gatherv_into");
         call.root = Some(root);
         let send: &[u8] = bytemuck::cast_slice(send);
-        let mut recv = recv;
+        let recv = recv.as_mut().map(|(buf, lens)| (&mut **buf, &lens[..]));
         #[cfg(feature = "mpi")]
         if let Some(native) = self.native() {
-            let on_root = recv.as_mut().map(|(buf, lens)| (&mut **buf, &lens[..]));
-            if !native.gatherv(root, send, on_root) {
+            if !native.gatherv(root, send, recv) {
                 return Err(beyond_mpi("gatherv_into"));
             }
             return Ok(());
         }
-        let recv = recv.as_mut().map(|(buf, lens)| (&mut **buf, &lens[..]));
         in_place::gatherv_into(&self.channel_for(&call)?, call.seq, root, send, recv)
     }
 
