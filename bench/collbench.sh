@@ -12,8 +12,10 @@
 #                           alltoall (bytes per pair of ranks), reduce_scatter
 #                           (bytes per rank's block), gatherv, scatterv and
 #                           allgatherv (bytes per rank, equal counts) and
-#                           allreduce_with (a user's f64 sum) and scan (the f64
-#                           sum's prefixes), only when named
+#                           allreduce_with (a user's f64 sum), scan (the f64
+#                           sum's prefixes) and scan_with (the prefixes of a
+#                           user's operation that is not commutative), only
+#                           when named
 #   COLLBENCH_MIN_BYTES     smallest message size (default 0)          }
 #   COLLBENCH_MAX_BYTES     largest message size (default 16777216)   } passed to
 #   COLLBENCH_ITERS_SCALE   iteration multiplier, float (default 1)  } both programs

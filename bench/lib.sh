@@ -4,7 +4,7 @@
 # collbench's operations (what it runs when none is named) and those it runs only when named,
 # and its message sizes: the same as bench/mpi_collbench.c's.
 ALL_OPS=(latency barrier bcast allreduce gather scatter allgather)
-EXTRA_OPS=(alltoall reduce_scatter gatherv scatterv allgatherv allreduce_with scan)
+EXTRA_OPS=(alltoall reduce_scatter gatherv scatterv allgatherv allreduce_with scan scan_with)
 SIZES=(8 1024 65536 1048576 16777216)
 
 die() { echo "${SCRIPT_NAME:-bench}: $*" >&2; exit 2; }

@@ -4,7 +4,7 @@
  *
  * Usage: mpirun -n N ./mpi_collbench [OPS...]
  *   OPS: latency barrier bcast allreduce gather scatter allgather alltoall reduce_scatter
- *        gatherv scatterv allgatherv allreduce_with scan
+ *        gatherv scatterv allgatherv allreduce_with scan scan_with
  *   (none means the first seven, in that order; given ops run in the order given)
  *
  * Sizes (bytes): 8 1024 65536 1048576 16777216, bounded by the environment
@@ -28,6 +28,8 @@
  *   allreduce_with  as allreduce, the sum a user's operation (MPI_Op_create, commutative);
  *              only when named.
  *   scan       bytes/8 MPI_DOUBLE, MPI_Scan with MPI_SUM; only when named.
+ *   scan_with  as scan, the operation a user's that is not commutative (MPI_Op_create,
+ *              commute 0: each element keeps the lowest rank's value); only when named.
  *
  * Iterations per size (barrier counts as 0 bytes):
  *   iters  = clamp(67108864 / max(bytes, 1024), 10, 1000)   (integer division)
@@ -244,6 +246,21 @@ static void do_scan(struct bufs *b)
     MPI_Scan(b->dsend, b->drecv, (int)b->ndoubles, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
 }
 
+/* The user's operation of scan_with, not commutative: the first of the two (MPI folds
+ * `in`, from lower ranks, before `inout`). */
+static void first_doubles(void *in, void *inout, int *len, MPI_Datatype *type)
+{
+    (void)type;
+    memcpy(inout, in, (size_t)*len * sizeof(double));
+}
+
+static MPI_Op user_first;
+
+static void do_scan_with(struct bufs *b)
+{
+    MPI_Scan(b->dsend, b->drecv, (int)b->ndoubles, MPI_DOUBLE, user_first, MPI_COMM_WORLD);
+}
+
 /* Mean time (seconds) of one operation on this rank. */
 static double time_op(op_fn fn, struct bufs *b, long iters, long warmup)
 {
@@ -288,8 +305,8 @@ static void run(const char *op, long bytes)
         b.nsend = b.ndoubles;
         b.dsend = xmalloc((size_t)b.ndoubles * sizeof(double));
         b.drecv = xmalloc((size_t)b.ndoubles * sizeof(double));
-    } else if (!strcmp(op, "allreduce_with") || !strcmp(op, "scan")) {
-        fn = !strcmp(op, "scan") ? do_scan : do_allreduce_with;
+    } else if (!strcmp(op, "allreduce_with") || !strcmp(op, "scan") || !strcmp(op, "scan_with")) {
+        fn = !strcmp(op, "scan") ? do_scan : !strcmp(op, "scan_with") ? do_scan_with : do_allreduce_with;
         b.ndoubles = bytes / 8;
         b.nsend = b.ndoubles;
         b.dsend = xmalloc((size_t)b.ndoubles * sizeof(double));
@@ -355,10 +372,11 @@ static void run(const char *op, long bytes)
     double mean = time_op(fn, &b, iters, warmup);
     if (fn == do_latency) mean /= 2.0; /* one way: half the round trip */
 
-    if ((fn == do_allreduce || fn == do_allreduce_with || fn == do_reduce_scatter || fn == do_scan) &&
+    if ((fn == do_allreduce || fn == do_allreduce_with || fn == do_reduce_scatter || fn == do_scan ||
+         fn == do_scan_with) &&
         b.ndoubles > 0) {
-        /* the sum over every rank, or (scan) over ranks 0..rank */
-        double last = fn == do_scan ? rank + 1 : nranks;
+        /* the sum over every rank, or (scan) over ranks 0..rank, or (scan_with) rank 0's value */
+        double last = fn == do_scan ? rank + 1 : fn == do_scan_with ? 1 : nranks;
         double want = last * (last + 1) / 2.0;
         double got0 = b.drecv[0], gotn = b.drecv[b.ndoubles - 1];
         if (got0 != want || gotn != want) {
@@ -389,7 +407,7 @@ static int known_op(const char *s)
     /* only when named */
     return !strcmp(s, "alltoall") || !strcmp(s, "reduce_scatter") || !strcmp(s, "gatherv") ||
            !strcmp(s, "scatterv") || !strcmp(s, "allgatherv") || !strcmp(s, "allreduce_with") ||
-           !strcmp(s, "scan");
+           !strcmp(s, "scan") || !strcmp(s, "scan_with");
 }
 
 /* Parses the environment; returns an error message or NULL. */
@@ -451,13 +469,14 @@ int main(int argc, char **argv)
             if (*bad)
                 fprintf(stderr, "usage: mpi_collbench [latency|barrier|bcast|allreduce|gather|"
                                 "scatter|allgather|alltoall|reduce_scatter|gatherv|scatterv|"
-                                "allgatherv|allreduce_with|scan]...\n");
+                                "allgatherv|allreduce_with|scan|scan_with]...\n");
         }
         MPI_Finalize();
         return 2;
     }
 
     MPI_Op_create(sum_doubles, 1, &user_sum);
+    MPI_Op_create(first_doubles, 0, &user_first);
     int nops = argc > 1 ? argc - 1 : N_ALL_OPS;
     for (int k = 0; k < nops; k++) {
         const char *op = argc > 1 ? argv[k + 1] : ALL_OPS[k];
@@ -474,6 +493,7 @@ int main(int argc, char **argv)
     }
 
     MPI_Op_free(&user_sum);
+    MPI_Op_free(&user_first);
     MPI_Finalize();
     return 0;
 }

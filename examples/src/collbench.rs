@@ -12,10 +12,20 @@ pub const OPS: [&str; 7] = ["latency", "barrier", "bcast", "allreduce", "gather"
 /// `reduce_scatter` (f64 sum, `bytes` per rank's block, `size` times that sent), and the `v`
 /// variants `gatherv`, `scatterv` and `allgatherv` (`bytes` per rank, every count the same, as
 /// OSU's `osu_gatherv`, `osu_scatterv` and `osu_allgatherv`), and `allreduce_with` (the f64 sum
-/// as the caller's operation: a closure for prun, `MPI_Op_create` for MPI) and `scan` (the
-/// f64 sum's prefixes, `MPI_Scan`).
-pub const EXTRA_OPS: [&str; 7] =
-    ["alltoall", "reduce_scatter", "gatherv", "scatterv", "allgatherv", "allreduce_with", "scan"];
+/// as the caller's operation: a closure for prun, `MPI_Op_create` for MPI), `scan` (the
+/// f64 sum's prefixes, `MPI_Scan`) and `scan_with` (the prefixes of an operation of the
+/// caller's that is not commutative, each element keeping the lowest rank's f64:
+/// `MPI_Op_create` with `commute` 0).
+pub const EXTRA_OPS: [&str; 8] = [
+    "alltoall",
+    "reduce_scatter",
+    "gatherv",
+    "scatterv",
+    "allgatherv",
+    "allreduce_with",
+    "scan",
+    "scan_with",
+];
 
 /// The operations named on the command line (all of [`OPS`] when none is), or, for a name not
 /// among them, a message saying so that starts with `program`.

@@ -719,7 +719,7 @@ struct Signature {
 }
 
 /// Operations, by their code in a signature.
-const OPERATIONS: [&str; 29] = [
+const OPERATIONS: [&str; 31] = [
     "barrier",
     "split",
     "broadcast",
@@ -749,6 +749,8 @@ const OPERATIONS: [&str; 29] = [
     "scan_into",
     "exscan_into",
     "reduce_scatter_into_with",
+    "scan_into_with",
+    "exscan_into_with",
 ];
 
 /// Length of an encoded signature.

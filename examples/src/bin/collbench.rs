@@ -1,10 +1,10 @@
 //! Collective benchmarks in the style of the OSU micro-benchmarks, so that figures line up with
 //! an MPI reference (`bench/mpi_collbench.c`, compared by `bench/collbench.sh`).
 //!
-//! `prun -n 8 target/release/collbench [latency|barrier|bcast|allreduce|gather|scatter|allgather|alltoall|reduce_scatter|gatherv|scatterv|allgatherv|allreduce_with|scan]...`
+//! `prun -n 8 target/release/collbench [latency|barrier|bcast|allreduce|gather|scatter|allgather|alltoall|reduce_scatter|gatherv|scatterv|allgatherv|allreduce_with|scan|scan_with]...`
 //!
 //! For each operation and size (8 B to 16 MiB; per rank for gather, scatter, allgather, their
-//! `v` variants and `reduce_scatter`'s blocks, per pair of ranks for `alltoall`; the last seven
+//! `v` variants and `reduce_scatter`'s blocks, per pair of ranks for `alltoall`; the last eight
 //! run only when named):
 //! warm-up iterations, then timed iterations each preceded by a barrier (and one after the
 //! last), timing only the operation. Each rank's mean time per operation is averaged over the
@@ -106,18 +106,23 @@ fn bench(world: &World, stat: Stat, op: &str, sizes: &[usize]) -> Result<(), pru
                 let mut buf = Page::new(bytes, fill);
                 measure(world, bytes, || world.broadcast_into(0, &mut buf))?
             }
-            "allreduce" | "allreduce_with" | "scan" => {
+            "allreduce" | "allreduce_with" | "scan" | "scan_with" => {
                 let n = (bytes / 8).max(1);
                 let send = Page::new(n, rank as f64 + 1.0);
                 let mut recv = Page::new(n, -1.0f64);
                 let mean = measure(world, bytes, || match op {
                     "allreduce" => world.allreduce_into(&send, &mut recv, Op::Sum),
                     "scan" => world.scan_into(&send, &mut recv, Op::Sum),
+                    // the first of the two: associative, not commutative
+                    "scan_with" => world.scan_into_with(&send, &mut recv, |_: &mut f64, _| {}),
                     _ => world.allreduce_into_with(&send, &mut recv, |a: &mut f64, b| *a += *b),
                 })?;
-                // the sum over every rank, or (scan) over ranks 0..=rank
-                let last = if op == "scan" { rank + 1 } else { size };
-                let expect = (last * (last + 1) / 2) as f64;
+                // the sum over every rank, or (scan) over ranks 0..=rank, or rank 0's value
+                let expect = match op {
+                    "scan" => (rank + 1) * (rank + 2) / 2,
+                    "scan_with" => 1,
+                    _ => size * (size + 1) / 2,
+                } as f64;
                 if recv[0] != expect {
                     eprintln!("collbench: {op} gave {} instead of {expect}", recv[0]);
                     world.abort(1);

@@ -342,6 +342,26 @@ fn collectives(world: &World, max_len: usize) -> Result<(), String> {
         world.exscan_into(&mine, &mut before, prun::Op::Max).map_err(e)?;
         let want = |i: usize| if rank == 0 { 7 } else { i as u64 + r - 1 };
         check(before.iter().enumerate().all(|(i, &x)| x == want(i)), "exscan_into")?;
+        // a user's prefix that is not commutative: maps x -> a x + b as [a, b], composed in rank
+        // order; element i of rank r is x -> (r + 2) x + i + r
+        let then = |acc: &mut [u64; 2], x: &[u64; 2]| {
+            *acc = [x[0].wrapping_mul(acc[0]), x[0].wrapping_mul(acc[1]).wrapping_add(x[1])];
+        };
+        let map = |r: usize, i: usize| [r as u64 + 2, (i + r) as u64];
+        let composed = |ranks: usize, i: usize| {
+            (1..ranks).fold(map(0, i), |mut acc, q| {
+                then(&mut acc, &map(q, i));
+                acc
+            })
+        };
+        let mine: Vec<[u64; 2]> = (0..len).map(|i| map(rank, i)).collect();
+        let mut upto = vec![[0u64; 2]; len];
+        world.scan_into_with(&mine, &mut upto, then).map_err(e)?;
+        check(upto.iter().enumerate().all(|(i, x)| *x == composed(rank + 1, i)), "scan_into_with")?;
+        let mut before = vec![[7u64; 2]; len];
+        world.exscan_into_with(&mine, &mut before, then).map_err(e)?;
+        let want = |i: usize| if rank == 0 { [7, 7] } else { composed(rank, i) };
+        check(before.iter().enumerate().all(|(i, x)| *x == want(i)), "exscan_into_with")?;
         let send: Vec<u32> = (0..size).flat_map(|d| (0..len).map(move |i| (i + d + rank) as u32)).collect();
         let mut part = vec![0u32; len];
         world.reduce_scatter_into(&send, &mut part, prun::Op::Sum).map_err(e)?;
@@ -660,6 +680,14 @@ fn pod(world: &World) -> Result<(), String> {
     world.exscan_into(&[rank as f32; 3], &mut before, prun::Op::Sum).map_err(e)?;
     let sum_before = if rank == 0 { -1.0 } else { (rank * (rank - 1) / 2) as f32 };
     check(before == [sum_before; 3], "exscan_into of f32")?;
+    // a user's operation that is not commutative (MPI's point-to-point): the last rank's
+    // contribution before this one, or rank 0's own
+    let mut last = [u16::MAX; 2];
+    world.exscan_into_with(&[rank as u16; 2], &mut last, |acc, x| *acc = *x).map_err(e)?;
+    check(last == [if rank == 0 { u16::MAX } else { rank as u16 - 1 }; 2], "exscan_into_with")?;
+    let mut first = [0u16; 2];
+    world.scan_into_with(&[rank as u16 + 1; 2], &mut first, |_, _| {}).map_err(e)?;
+    check(first == [1; 2], "scan_into_with keeping rank 0's")?;
     let wrong = world.scan_into(&[1.0f64], &mut [0.0; 2], prun::Op::Sum);
     check(matches!(wrong, Err(Error::InvalidArgument(_))), "scan_into into a longer recv")?;
     // empty byte buffers (on MPI, empty slices of bytes point at Open MPI's MPI_IN_PLACE)
@@ -1366,6 +1394,7 @@ fn main() -> ExitCode {
                         }
                         "reduce_scatter" => world.reduce_scatter_into(&all, &mut one, prun::Op::Sum),
                         "allreduce_with" => world.allreduce_into_with(&mine, &mut one, |a, b| *a += *b),
+                        "scan_with" => world.scan_into_with(&mine, &mut one, |a, b| *a += *b),
                         // the root counts 10 values from each rank, or sends each 10
                         "gatherv" => {
                             let (counts, mut ten) = (vec![10; size], vec![0.0f64; 10 * size]);
