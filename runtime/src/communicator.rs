@@ -139,8 +139,10 @@ impl Communicator {
     ///
     /// ```
     /// let world = prun::init()?;
-    /// // alone, or under `prun`; `Backend::Mpi` under an MPI launcher with the `mpi` feature
-    /// assert_eq!(world.backend(), prun::Backend::Builtin);
+    /// // `Builtin` alone or under `prun`; `Mpi` under an MPI launcher with the `mpi` feature
+    /// if world.backend() == prun::Backend::Mpi {
+    ///     println!("rank {} on MPI", world.rank());
+    /// }
     /// # Ok::<(), prun::Error>(())
     /// ```
     pub fn backend(&self) -> Backend {
@@ -245,10 +247,13 @@ impl Communicator {
     ///
     /// ```
     /// let world = prun::init()?;
-    /// world.send_slice(0, 5, &[1.0f64, 2.0, 3.0])?;
+    /// // to the next rank (to itself on one), from the one before
+    /// let (rank, size) = (world.rank(), world.size());
+    /// world.send_slice((rank + 1) % size, 5, &[1.0f64, 2.0, rank as f64])?;
     /// let mut buf = [0.0f64; 3];
-    /// world.recv_into(0, 5, &mut buf)?;
-    /// assert_eq!(buf, [1.0, 2.0, 3.0]);
+    /// let before = (rank + size - 1) % size;
+    /// world.recv_into(before, 5, &mut buf)?;
+    /// assert_eq!(buf, [1.0, 2.0, before as f64]);
     /// # Ok::<(), prun::Error>(())
     /// ```
     ///
@@ -318,9 +323,18 @@ impl Communicator {
     ///
     /// ```
     /// let world = prun::init()?;
-    /// world.send(0, 3, "hi")?;
-    /// let (from, text): (usize, String) = world.recv_any(3)?;
-    /// assert_eq!((from, text.as_str()), (0, "hi"));
+    /// // every rank but the last to the last (on one rank, rank 0 to itself)
+    /// let last = world.size() - 1;
+    /// if world.rank() != last || last == 0 {
+    ///     world.send(last, 3, &format!("hi from {}", world.rank()))?;
+    /// }
+    /// if world.rank() == last {
+    ///     // in the order the messages came
+    ///     for _ in 0..last.max(1) {
+    ///         let (from, text): (usize, String) = world.recv_any(3)?;
+    ///         assert_eq!(text, format!("hi from {from}"));
+    ///     }
+    /// }
     /// # Ok::<(), prun::Error>(())
     /// ```
     ///
@@ -355,10 +369,11 @@ impl Communicator {
     ///
     /// ```
     /// let world = prun::init()?;
-    /// assert!(world.try_recv::<u8>(None, None)?.is_none());
-    /// world.send(0, 1, &42u8)?;
-    /// let (value, status) = world.try_recv::<u8>(None, None)?.expect("sent to self");
-    /// assert_eq!((value, status.source, status.tag), (42, 0, 1));
+    /// assert!(world.try_recv::<u8>(None, Some(1))?.is_none());
+    /// let me = world.rank();
+    /// world.send(me, 1, &42u8)?;
+    /// let (value, status) = world.try_recv::<u8>(None, Some(1))?.expect("sent to itself");
+    /// assert_eq!((value, status.source, status.tag), (42, me, 1));
     /// # Ok::<(), prun::Error>(())
     /// ```
     ///

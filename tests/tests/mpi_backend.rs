@@ -1,5 +1,5 @@
 //! The runtime's MPI backend (cargo feature `mpi`) on real Open MPI and real MPICH: the test job
-//! and the examples, built with the feature against each library (each in a target folder of
+//! and the examples (and the documentation's, `prun-docjob`), built with the feature against each library (each in a target folder of
 //! its own), run under the library's own launcher and under `prun --mpi`, and give what the
 //! built-in backend gives. `tests/scripts/mpi.sh` installs both libraries and libclang.
 
@@ -154,6 +154,33 @@ fn the_test_job_passes_on_open_mpi() {
 #[test]
 fn the_test_job_passes_on_mpich() {
     test_job_passes_on(MPICH);
+}
+
+/// Every example of the runtime's documentation (`prun-docjob`, as `doc_examples.rs` runs them
+/// on the built-in backend) holds on 3 ranks of MPI.
+fn doc_examples_hold_on(mpi: Mpi) {
+    let job = built(mpi).join("prun-docjob");
+    let count = Command::new(&job).arg("count").output().expect("run prun-docjob");
+    let n: usize = text(&count.stdout).trim().parse().expect("prun-docjob count prints a number");
+    assert!(n >= 30, "only {n} examples");
+    for example in 0..n {
+        let (out, mark) = launch(mpi, 3, &job, &[&example.to_string()]);
+        let stdout = text(&out.stdout);
+        let what = format!("example {example} under {}", mpi.launcher);
+        assert!(out.status.success(), "{what}: {stdout}\n{}", text(&out.stderr));
+        assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 3, "{what}: {stdout}");
+        assert_no_leftovers(&mark);
+    }
+}
+
+#[test]
+fn the_doc_examples_hold_on_open_mpi() {
+    doc_examples_hold_on(OPEN_MPI);
+}
+
+#[test]
+fn the_doc_examples_hold_on_mpich() {
+    doc_examples_hold_on(MPICH);
 }
 
 /// What an example's run must agree on between backends: the lines that carry results, not

@@ -1,0 +1,78 @@
+//! Collects the runnable examples of the runtime's documentation (the fenced code in its `///`
+//! and `//!` comments, as `cargo test --doc` runs them) into functions for `prun-docjob`, so
+//! that the tests run each under `prun` at several rank counts, where `cargo test --doc` runs
+//! each as a world of one rank.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest.parent().expect("the tests crate sits in the workspace").to_path_buf();
+    let src = root.join("runtime").join("src");
+    println!("cargo:rerun-if-changed={}", src.display());
+    let mut files = Vec::new();
+    walk(&src, &mut files);
+    files.sort();
+    let mut table = String::new();
+    let mut bodies = String::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read a source file of the runtime");
+        let name = file.strip_prefix(&root).unwrap_or(file).display().to_string();
+        for (line, body) in examples(&text) {
+            let n = table.lines().count();
+            writeln!(table, "    (\"{name}:{line}\", example_{n}),").expect("writing to a String");
+            writeln!(bodies, "fn example_{n}() -> Result<(), prun::Error> {{\n{body}}}\n")
+                .expect("writing to a String");
+        }
+    }
+    let out = format!(
+        "/// Every runnable example of the runtime's documentation: where it starts, and its body.\n\
+         pub static EXAMPLES: &[(&str, fn() -> Result<(), prun::Error>)] = &[\n{table}];\n\n{bodies}"
+    );
+    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("doc_examples.rs");
+    std::fs::write(dest, out).expect("write the examples");
+}
+
+/// The `.rs` files under `dir`.
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read the runtime's sources").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, files);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+}
+
+/// The examples of one file's doc comments that rustdoc runs (a fence with no language, or
+/// `rust`): the line of the opening fence, and the code with hidden lines (`# `) shown.
+fn examples(text: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    let mut open: Option<(usize, bool, String)> = None;
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        let Some(doc) = trimmed.strip_prefix("///").or_else(|| trimmed.strip_prefix("//!")) else {
+            continue;
+        };
+        let doc = doc.strip_prefix(' ').unwrap_or(doc);
+        if let Some(info) = doc.trim_start().strip_prefix("```") {
+            match open.take() {
+                Some((at, true, body)) => found.push((at, body)),
+                Some((_, false, _)) => {}
+                None => {
+                    let runs = info.split(',').all(|a| matches!(a.trim(), "" | "rust"));
+                    open = Some((i + 1, runs, String::new()));
+                }
+            }
+            continue;
+        }
+        if let Some((_, _, body)) = open.as_mut() {
+            let shown = if doc == "#" { "" } else { doc.strip_prefix("# ").unwrap_or(doc) };
+            body.push_str(shown);
+            body.push('\n');
+        }
+    }
+    found
+}
