@@ -1,7 +1,7 @@
 //! Collects the runnable examples of the runtime's documentation (the fenced code in its `///`
-//! and `//!` comments, as `cargo test --doc` runs them) into functions for `prun-docjob`, so
-//! that the tests run each under `prun` at several rank counts, where `cargo test --doc` runs
-//! each as a world of one rank.
+//! and `//!` comments and the README's Rust blocks, as `cargo test --doc` runs them) into
+//! functions for `prun-docjob`, so that the tests run each under `prun` at several rank counts,
+//! where `cargo test --doc` runs each as a world of one rank.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -14,16 +14,29 @@ fn main() {
     let mut files = Vec::new();
     walk(&src, &mut files);
     files.sort();
+    // the README is the crate's documentation too (a doctest of lib.rs)
+    let readme = root.join("README.md");
+    println!("cargo:rerun-if-changed={}", readme.display());
+    files.push(readme);
     let mut table = String::new();
     let mut bodies = String::new();
     for file in &files {
         let text = std::fs::read_to_string(file).expect("read a source file of the runtime");
         let name = file.strip_prefix(&root).unwrap_or(file).display().to_string();
-        for (line, body) in examples(&text) {
+        let markdown = file.extension().is_some_and(|e| e == "md");
+        for (line, body) in examples(&text, markdown) {
             let n = table.lines().count();
             writeln!(table, "    (\"{name}:{line}\", example_{n}),").expect("writing to a String");
-            writeln!(bodies, "fn example_{n}() -> Result<(), prun::Error> {{\n{body}}}\n")
-                .expect("writing to a String");
+            // a whole program (the README's first) in a module of its own, its `main` called
+            let function = if body.contains("fn main()") {
+                let body = body.replacen("fn main()", "pub(super) fn main()", 1);
+                format!(
+                    "mod program_{n} {{\n{body}}}\n\nfn example_{n}() -> Result<(), prun::Error> {{\n    program_{n}::main()\n}}"
+                )
+            } else {
+                format!("fn example_{n}() -> Result<(), prun::Error> {{\n{body}}}")
+            };
+            writeln!(bodies, "{function}\n").expect("writing to a String");
         }
     }
     let out = format!(
@@ -46,17 +59,21 @@ fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
     }
 }
 
-/// The examples of one file's doc comments that rustdoc runs (a fence with no language, or
-/// `rust`): the line of the opening fence, and the code with hidden lines (`# `) shown.
-fn examples(text: &str) -> Vec<(usize, String)> {
+/// The examples that rustdoc runs (a fence with no language, or `rust`) in one file's doc
+/// comments, or in a Markdown file: the line of the opening fence, and the code with hidden
+/// lines (`# `) shown.
+fn examples(text: &str, markdown: bool) -> Vec<(usize, String)> {
     let mut found = Vec::new();
     let mut open: Option<(usize, bool, String)> = None;
     for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
-        let Some(doc) = trimmed.strip_prefix("///").or_else(|| trimmed.strip_prefix("//!")) else {
+        let doc = if markdown {
+            line
+        } else if let Some(doc) = trimmed.strip_prefix("///").or_else(|| trimmed.strip_prefix("//!")) {
+            doc.strip_prefix(' ').unwrap_or(doc)
+        } else {
             continue;
         };
-        let doc = doc.strip_prefix(' ').unwrap_or(doc);
         if let Some(info) = doc.trim_start().strip_prefix("```") {
             match open.take() {
                 Some((at, true, body)) => found.push((at, body)),
