@@ -36,11 +36,11 @@ fn fitting<T: Pod>(
 /// The error of a gather or scatter of varying blocks whose lengths or offsets on this rank
 /// exceed MPI's counts, on the MPI backend.
 #[cfg(feature = "mpi")]
-fn beyond_mpi(what: &str) -> Error {
+fn beyond_mpi(what: &str, max: usize) -> Error {
     Error::InvalidArgument(format!(
-        "{what}: a block or offset beyond {} bytes, which MPI's int counts cannot say; \
-         gather or scatter in several calls, or run on prun's built-in transport",
-        i32::MAX
+        "{what}: a block or offset beyond {max} bytes, the most MPI's counts take (its int, or \
+         {} when set); gather or scatter in several calls, or run on prun's built-in transport",
+        crate::env::MPI_COUNT_MAX
     ))
 }
 
@@ -105,7 +105,7 @@ impl Communicator {
         #[cfg(feature = "mpi")]
         if let Some(native) = self.native() {
             if !native.gatherv(root, send, recv) {
-                return Err(beyond_mpi("gatherv_into"));
+                return Err(beyond_mpi("gatherv_into", native.count_max()));
             }
             return Ok(());
         }
@@ -168,7 +168,7 @@ impl Communicator {
         #[cfg(feature = "mpi")]
         if let Some(native) = self.native() {
             if !native.scatterv(root, send, recv) {
-                return Err(beyond_mpi("scatterv_into"));
+                return Err(beyond_mpi("scatterv_into", native.count_max()));
             }
             return Ok(());
         }

@@ -27,6 +27,7 @@
 //! | `PRUN_BIND` | user | `core` or `hwthread`: bind each rank, and every thread it starts, to one core (or hardware thread) of those it may run on, local rank `i` to the `i % n`-th of `n`, round robin (`prun --bind-to` sets it); `auto` (what `prun` sets unless told otherwise): to a core where the host runs more of the job's ranks than it has CPUs, a power of two of them, as many per CPU and at most four, and `prun` unbinds them again as soon as other work loads the host's CPUs; `none` or unset: no binding. Set in `prun::init`, before the rank's own threads start |
 //! | `PRUN_REPORT_BINDINGS` | user | `1`: each rank prints, to its stderr as it starts, the CPUs it is bound to or may run on (`prun --report-bindings` sets it) |
 //! | `PRUN_CHECK_COLLECTIVES` | user | `1`: every collective call first checks that every rank of the communicator makes the same call (operation, root, buffer length), so that ranks that disagree get an error even where the call would have ended without one (two ranks each believing it is a broadcast's root); costs a barrier per call. Set it for every rank (`prun --check-collectives` does). On the MPI backend it checks the collectives prun runs itself, not MPI's own |
+//! | `PRUN_MPI_COUNT_MAX` | user | on the MPI backend, the largest count or offset in bytes prun hands MPI's `v` collectives (default and at most `2^31 - 1`, MPI's `int`): beyond it `alltoallv_into` and `allgatherv_into` run prun's own algorithms over MPI's point-to-point (every rank agreeing), and `gatherv_into` and `scatterv_into` fail with an error that says so; for an MPI library that mishandles large counts |
 //! | `PRUN_SINGLE_COPY` | user | `1` or `0`: whether large messages (64 KiB or more) between ranks on one host are copied once, out of the sender's memory (`process_vm_readv`; where ranks share cores from 1 MiB, below it through a pipe the sender lends its pages to, as where the receiver may not read the sender's memory), instead of through the socket (copied twice); default: they do when the host has a core for each of its ranks, and where ranks share cores only from 1 MiB for a program's own sends and 4 MiB for a collective's (from 128 KiB in exchanges, from 64 KiB when a rank sends to several at once); on a host with too many ranks for a lending pipe between every two (17 or more under the kernel's default quota of pipe pages), only messages read out of memory, from 1 MiB (a scatter's blocks from 64 KiB, a collective's exchange steps from 128 KiB). Where the system forbids one process to read another's memory (Yama's `ptrace_scope` 1, a seccomp profile), messages that would be read out of memory are written to the socket (each receiver says what it can take when it accepts a connection: `lend::Access`) |
 
 use crate::auth::Secret;
@@ -69,6 +70,10 @@ pub const DEBUG: &str = "PRUN_DEBUG";
 
 /// `PRUN_CROWDED`: `1` or `0`, whether this host counts as running more ranks than it has cores.
 pub const CROWDED: &str = "PRUN_CROWDED";
+
+/// `PRUN_MPI_COUNT_MAX`: on the MPI backend, the largest count or offset in bytes handed to MPI's
+/// `v` collectives.
+pub const MPI_COUNT_MAX: &str = "PRUN_MPI_COUNT_MAX";
 
 /// `PRUN_SCHED_BATCH`: `1` or `0`, whether each rank's threads run under `SCHED_BATCH`.
 pub const SCHED_BATCH: &str = "PRUN_SCHED_BATCH";
@@ -142,6 +147,19 @@ pub(crate) fn max_message() -> Result<u64> {
             .trim()
             .parse()
             .map_err(|_| Error::Bootstrap(format!("{MAX_MESSAGE}={text:?} is not a number of bytes"))),
+    }
+}
+
+/// The largest count or offset in bytes handed to MPI's `v` collectives: [`MPI_COUNT_MAX`],
+/// at most MPI's `int` (its default).
+#[cfg(feature = "mpi")]
+pub(crate) fn mpi_count_max() -> Result<usize> {
+    let most = i32::MAX as usize;
+    match std::env::var(MPI_COUNT_MAX) {
+        Err(_) => Ok(most),
+        Ok(text) => text.trim().parse::<usize>().map(|n| n.min(most)).map_err(|_| {
+            Error::Bootstrap(format!("{MPI_COUNT_MAX}={text:?} is not a number of bytes (at most {most})"))
+        }),
     }
 }
 

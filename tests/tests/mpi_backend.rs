@@ -156,6 +156,47 @@ fn the_test_job_passes_on_mpich() {
     test_job_passes_on(MPICH);
 }
 
+/// The `v` collectives beyond the counts MPI takes (`PRUN_MPI_COUNT_MAX=64` standing in for
+/// MPI's 2 GiB): an all-to-all where one rank's blocks are too long for MPI and an allgatherv
+/// take prun's algorithms on every rank, and give the right blocks (one rank deciding alone hung
+/// before); a gatherv is refused on every rank, saying why.
+fn counts_beyond_mpi_on(mpi: Mpi) {
+    let job = built(mpi).join("prun-testjob").display().to_string();
+    let run = |n: &str, args: &[&str]| {
+        let head = ["--mpi", "--mpi-launcher", mpi.launcher, "-x", "PRUN_MPI_COUNT_MAX=64", "-n", n, &job];
+        prun(head.iter().chain(args)).run()
+    };
+    for n in ["2", "3", "4"] {
+        let out = run(n, &["mpi-counts"]);
+        out.expect_code(0).no_leftovers();
+        assert_eq!(
+            out.stdout.matches("mpi-counts ok").count(),
+            n.parse().expect("a number"),
+            "{}",
+            out.stdout
+        );
+    }
+    let out = run("3", &["mpi-counts", "gatherv"]);
+    assert_ne!(out.code(), 0, "{}", out.stderr);
+    out.no_leftovers();
+    assert!(
+        out.stderr.contains("refused: gatherv_into: a block or offset beyond 64 bytes"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("PRUN_MPI_COUNT_MAX"), "{}", out.stderr);
+}
+
+#[test]
+fn counts_beyond_mpi_take_prun_algorithms_on_open_mpi() {
+    counts_beyond_mpi_on(OPEN_MPI);
+}
+
+#[test]
+fn counts_beyond_mpi_take_prun_algorithms_on_mpich() {
+    counts_beyond_mpi_on(MPICH);
+}
+
 /// Every example of the runtime's documentation (`prun-docjob`, as `doc_examples.rs` runs them
 /// on the built-in backend) holds on 3 ranks of MPI.
 fn doc_examples_hold_on(mpi: Mpi) {

@@ -98,7 +98,8 @@ pub(crate) fn join(limit: u64, (var, n): (&str, usize), hostname: String) -> Res
         None if local_size <= cores => std::time::Duration::from_millis(10),
         None => std::time::Duration::ZERO,
     };
-    let native = Native::new(proof, world, (0..size).collect(), 0, spin, transport.registry());
+    let limits = native::Limits { spin, count_max: crate::env::mpi_count_max()? };
+    let native = Native::new(proof, world, (0..size).collect(), 0, limits, transport.registry());
     let shared = Shared {
         engine: Engine::over_mpi(rank, size, mailbox, limit, transport),
         control: None,

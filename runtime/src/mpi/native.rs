@@ -25,8 +25,17 @@ pub(crate) struct Native {
     /// Plain-old-data messages, on a duplicate of `coll`.
     p2p: Arc<P2p>,
     registry: Registry,
+    limits: Limits,
+}
+
+/// What the MPI side of every communicator of a process is given at start-up.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
     /// How long a `recv_into` polls before it naps.
-    spin: Duration,
+    pub spin: Duration,
+    /// The largest count or offset handed to MPI's `v` collectives: MPI's `int`, or less as
+    /// [`crate::env::MPI_COUNT_MAX`] says.
+    pub count_max: usize,
 }
 
 fn mpi_op(op: Op) -> SystemOperation {
@@ -64,20 +73,25 @@ macro_rules! as_mpi {
     };
 }
 
+/// `n` as an MPI count, if it is at most `max` and fits one.
+fn count(n: usize, max: usize) -> Option<Count> {
+    Count::try_from(n).ok().filter(|_| n <= max)
+}
+
 /// The counts and displacements of blocks of `lens` bytes contiguous in rank order, if every
-/// one fits an MPI count (as does the end of the last).
-fn counted(lens: &[usize]) -> Option<(Vec<Count>, Vec<Count>)> {
-    let counts = lens.iter().map(|&n| Count::try_from(n).ok()).collect::<Option<Vec<_>>>()?;
+/// one is a count of at most `max` (as is the end of the last).
+fn counted(lens: &[usize], max: usize) -> Option<(Vec<Count>, Vec<Count>)> {
+    let counts = lens.iter().map(|&n| count(n, max)).collect::<Option<Vec<_>>>()?;
     let mut at = 0usize;
     let displs = lens
         .iter()
         .map(|&n| {
-            let here = Count::try_from(at).ok();
+            let here = count(at, max);
             at = at.saturating_add(n);
             here
         })
         .collect::<Option<Vec<_>>>()?;
-    Count::try_from(at).ok()?;
+    count(at, max)?;
     Some((counts, displs))
 }
 
@@ -123,11 +137,16 @@ impl Native {
         coll: mpi::topology::SimpleCommunicator,
         group: Arc<[usize]>,
         context: u64,
-        spin: Duration,
+        limits: Limits,
         registry: &Registry,
     ) -> Native {
-        let p2p = P2p::new(Comm::new(proof, coll.duplicate()), group, context, spin, registry);
-        Native { proof, coll: Comm::new(proof, coll), p2p, registry: Arc::clone(registry), spin }
+        let p2p = P2p::new(Comm::new(proof, coll.duplicate()), group, context, limits.spin, registry);
+        Native { proof, coll: Comm::new(proof, coll), p2p, registry: Arc::clone(registry), limits }
+    }
+
+    /// The largest count or offset in bytes handed to MPI's `v` collectives.
+    pub fn count_max(&self) -> usize {
+        self.limits.count_max
     }
 
     /// The communicator's plain-old-data messages.
@@ -226,7 +245,8 @@ impl Native {
     /// MPI's counts, for the caller to take another way. Every rank learns whether all ranks'
     /// fit (`MPI_Allreduce` of one byte), so that all of them take the same way.
     pub fn alltoallv(&self, send: &[u8], send_lens: &[usize], recv: &mut [u8], recv_lens: &[usize]) -> bool {
-        let counts = counted(send_lens).zip(counted(recv_lens));
+        let max = self.limits.count_max;
+        let counts = counted(send_lens, max).zip(counted(recv_lens, max));
         let mut everywhere = 0u8;
         self.coll.get().all_reduce_into(&u8::from(counts.is_some()), &mut everywhere, SystemOperation::min());
         let (Some(((sc, sd), (rc, rd))), 1) = (counts, everywhere) else {
@@ -243,7 +263,7 @@ impl Native {
     /// false (nothing done) when a length or offset does not fit MPI's counts. Every rank passes
     /// the same `lens`, and so decides alike.
     pub fn allgatherv(&self, send: &[u8], recv: &mut [u8], lens: &[usize]) -> bool {
-        let Some((counts, displs)) = counted(lens) else { return false };
+        let Some((counts, displs)) = counted(lens, self.limits.count_max) else { return false };
         let mut spare = [0u8; 1];
         let mut recv = PartitionMut::new(placed_mut(recv, &mut spare), counts, displs);
         self.coll.get().all_gather_varcount_into(placed(send), &mut recv);
@@ -255,13 +275,13 @@ impl Native {
     /// counts: only the root knows them all, so no other way is agreed on, and the caller fails
     /// (as MPI would; the other ranks end with the job).
     pub fn gatherv(&self, root: usize, send: &[u8], recv: Option<(&mut [u8], &[usize])>) -> bool {
-        if Count::try_from(send.len()).is_err() {
+        if count(send.len(), self.limits.count_max).is_none() {
             return false;
         }
         let (send, mut spare) = (placed(send), [0u8; 1]);
         match recv.filter(|_| self.is(root)) {
             Some((recv, lens)) => {
-                let Some((counts, displs)) = counted(lens) else { return false };
+                let Some((counts, displs)) = counted(lens, self.limits.count_max) else { return false };
                 let mut recv = PartitionMut::new(placed_mut(recv, &mut spare), counts, displs);
                 self.root(root).gather_varcount_into_root(send, &mut recv);
             }
@@ -273,14 +293,14 @@ impl Native {
     /// `MPI_Scatterv` of bytes; the root passes `send` and the lengths of its blocks,
     /// contiguous in rank order. False (nothing done) as for [`Native::gatherv`].
     pub fn scatterv(&self, root: usize, send: Option<(&[u8], &[usize])>, recv: &mut [u8]) -> bool {
-        if Count::try_from(recv.len()).is_err() {
+        if count(recv.len(), self.limits.count_max).is_none() {
             return false;
         }
         let mut spare = [0u8; 1];
         let recv = placed_mut(recv, &mut spare);
         match send.filter(|_| self.is(root)) {
             Some((send, lens)) => {
-                let Some((counts, displs)) = counted(lens) else { return false };
+                let Some((counts, displs)) = counted(lens, self.limits.count_max) else { return false };
                 let send = Partition::new(placed(send), counts, displs);
                 self.root(root).scatter_varcount_into_root(&send, recv);
             }
@@ -302,7 +322,7 @@ impl Native {
     pub fn split(&self, color: Option<i32>, key: i32, group: Arc<[usize]>, context: u64) -> Option<Native> {
         let color = color.map_or_else(Color::undefined, Color::with_value);
         let comm = self.coll.get().split_by_color_with_key(color, key)?;
-        Some(Native::new(self.proof, comm, group, context, self.spin, &self.registry))
+        Some(Native::new(self.proof, comm, group, context, self.limits, &self.registry))
     }
 
     /// `MPI_Abort` on this communicator.

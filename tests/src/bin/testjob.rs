@@ -571,6 +571,59 @@ fn split(world: &World) -> Result<(), String> {
 /// Plain-old-data messages and collectives on every path a backend may take: small and large
 /// tags, to another rank and to oneself, a length mismatch, 128-bit integers (which MPI has no
 /// datatype for), and a split communicator's collectives; prints the backend.
+/// The `v` collectives around MPI's largest counts, run with `PRUN_MPI_COUNT_MAX=64` on the
+/// MPI backend: blocks within 64 bytes go to MPI, longer ones to prun's algorithms over MPI's
+/// point-to-point, every rank agreeing even where only one rank's blocks are long (an
+/// all-to-all where the others' are short). With `gatherv`, ends with a gather of 100-byte
+/// blocks, which MPI cannot take: every rank is refused, saying why, and exits with status 3.
+fn mpi_counts(world: &World, gatherv: bool) -> Result<(), String> {
+    let e = |e: Error| e.to_string();
+    let (rank, size) = (world.rank(), world.size());
+    // allgatherv: rank r's block 10 r values (20 r bytes), all of them 20 size (size - 1) / 2
+    // bytes: MPI's for 2 ranks, prun's from 3
+    let counts: Vec<usize> = (0..size).map(|r| 10 * r).collect();
+    let mine = vec![rank as u16; counts[rank]];
+    let mut all = vec![0u16; counts.iter().sum()];
+    world.allgatherv_into(&mine, &mut all, &counts).map_err(e)?;
+    let want: Vec<u16> = (0..size).flat_map(|r| vec![r as u16; counts[r]]).collect();
+    check(all == want, "allgatherv_into")?;
+    // alltoallv: rank 1 sends the last rank 40 values (160 bytes), every other block is 2
+    // values (8 bytes): rank 0's counts are MPI's, and it must learn that the others' are not;
+    // then every block short. s * size + d in each block from s to d
+    for long in [Some((1, size - 1)), None] {
+        let values = |s: usize, d: usize| if long == Some((s, d)) { 40 } else { 2 };
+        let send_counts: Vec<usize> = (0..size).map(|d| values(rank, d)).collect();
+        let send: Vec<u32> =
+            (0..size).flat_map(|d| vec![(rank * size + d) as u32; values(rank, d)]).collect();
+        let recv_counts: Vec<usize> = (0..size).map(|s| values(s, rank)).collect();
+        let mut recv = vec![0u32; recv_counts.iter().sum()];
+        world.alltoallv_into(&send, &send_counts, &mut recv, &recv_counts).map_err(e)?;
+        let want: Vec<u32> =
+            (0..size).flat_map(|s| vec![(s * size + rank) as u32; values(s, rank)]).collect();
+        check(recv == want, "alltoallv_into")?;
+    }
+    // gatherv and scatterv within the limit
+    let eight = [rank as u8; 8];
+    let mut at_root = vec![0u8; if rank == 0 { 8 * size } else { 0 }];
+    let lens = vec![8; size];
+    world.gatherv_into(0, &eight, (rank == 0).then_some((&mut at_root[..], &lens[..]))).map_err(e)?;
+    check(rank != 0 || at_root.chunks(8).enumerate().all(|(r, b)| b == [r as u8; 8]), "gatherv_into")?;
+    if gatherv {
+        let wide = [rank as u8; 100];
+        let mut at_root = vec![0u8; if rank == 0 { 100 * size } else { 0 }];
+        let lens = vec![100; size];
+        match world.gatherv_into(0, &wide, (rank == 0).then_some((&mut at_root[..], &lens[..]))) {
+            Err(Error::InvalidArgument(why)) => {
+                eprintln!("rank {rank}: refused: {why}");
+                std::process::exit(3);
+            }
+            other => return Err(format!("a gatherv beyond the counts gave {other:?}")),
+        }
+    }
+    println!("mpi-counts ok {rank}");
+    Ok(())
+}
+
 fn pod(world: &World) -> Result<(), String> {
     let e = |e: Error| e.to_string();
     let (rank, size) = (world.rank(), world.size());
@@ -1319,6 +1372,7 @@ fn main() -> ExitCode {
         "split" => split(&world),
         "big" => big(&world, arg(2).max(0) as usize),
         "pod" => pod(&world),
+        "mpi-counts" => mpi_counts(&world, std::env::args().nth(2).as_deref() == Some("gatherv")),
         "writes" => writes(&world, &std::env::args().nth(2).unwrap_or_default(), arg(3).max(0) as usize),
         "maps" => maps(&world),
         "hang" => {
