@@ -67,9 +67,13 @@ fn examples(text: &str, markdown: bool) -> Vec<(usize, String)> {
     let mut open: Option<(usize, bool, String)> = None;
     for (i, line) in text.lines().enumerate() {
         let trimmed = line.trim_start();
+        // `////` is a plain comment, not documentation
         let doc = if markdown {
             line
         } else if let Some(doc) = trimmed.strip_prefix("///").or_else(|| trimmed.strip_prefix("//!")) {
+            if doc.starts_with('/') {
+                continue;
+            }
             doc.strip_prefix(' ').unwrap_or(doc)
         } else {
             continue;
@@ -86,7 +90,15 @@ fn examples(text: &str, markdown: bool) -> Vec<(usize, String)> {
             continue;
         }
         if let Some((_, _, body)) = open.as_mut() {
-            let shown = if doc == "#" { "" } else { doc.strip_prefix("# ").unwrap_or(doc) };
+            // rustdoc's hidden lines (`#` alone or `# ` after any indentation) are code here;
+            // `##` is a line that starts with `#`
+            let code = doc.trim_start();
+            let shown = match code.strip_prefix('#') {
+                Some("") => "",
+                Some(rest) if rest.starts_with('#') => rest,
+                Some(rest) => rest.strip_prefix(' ').unwrap_or(doc),
+                None => doc,
+            };
             body.push_str(shown);
             body.push('\n');
         }

@@ -96,7 +96,10 @@ pub fn scan_into<P: PointToPoint + ?Sized>(
                 fold(block, buf.as_deref().unwrap_or(recv));
             }
             holds |= below;
-            scratch = buf;
+            // kept for the next steps (a step received into `recv` took none)
+            if buf.is_some() {
+                scratch = buf;
+            }
         }
     }
     if inclusive {

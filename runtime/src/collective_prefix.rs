@@ -81,11 +81,15 @@ impl Communicator {
     /// let world = prun::init()?;
     /// // the recurrence y(r) = 2 y(r - 1) + r, y(-1) = 0, as a scan of the maps x -> a x + b
     /// // held as [a, b]: "acc then x" is x -> x.a (acc.a x + acc.b) + x.b
-    /// let then = |acc: &mut [u64; 2], x: &[u64; 2]| *acc = [x[0] * acc[0], x[0] * acc[1] + x[1]];
+    /// // (modulo 2^64)
+    /// let then = |acc: &mut [u64; 2], x: &[u64; 2]| {
+    ///     *acc = [x[0].wrapping_mul(acc[0]), x[0].wrapping_mul(acc[1]).wrapping_add(x[1])];
+    /// };
     /// let mut upto = [[0u64; 2]];
     /// world.scan_into_with(&[[2, world.rank() as u64]], &mut upto, then)?;
+    /// // y(r): the maps of ranks 0..=r applied to 0, 2^(r + 1) - r - 2
     /// let r = world.rank() as u64;
-    /// assert_eq!(upto[0][1], (1 << (r + 1)) - r - 2); // y(r): the maps of ranks 0..=r from 0
+    /// assert_eq!(upto[0][1], 2u64.wrapping_pow(r as u32 + 1).wrapping_sub(r + 2));
     /// # Ok::<(), prun::Error>(())
     /// ```
     ///

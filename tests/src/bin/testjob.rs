@@ -568,9 +568,6 @@ fn split(world: &World) -> Result<(), String> {
     Ok(())
 }
 
-/// Plain-old-data messages and collectives on every path a backend may take: small and large
-/// tags, to another rank and to oneself, a length mismatch, 128-bit integers (which MPI has no
-/// datatype for), and a split communicator's collectives; prints the backend.
 /// The `v` collectives around MPI's largest counts, run with `PRUN_MPI_COUNT_MAX=64` on the
 /// MPI backend: blocks within 64 bytes go to MPI, longer ones to prun's algorithms over MPI's
 /// point-to-point, every rank agreeing even where only one rank's blocks are long (an
@@ -579,8 +576,8 @@ fn split(world: &World) -> Result<(), String> {
 fn mpi_counts(world: &World, gatherv: bool) -> Result<(), String> {
     let e = |e: Error| e.to_string();
     let (rank, size) = (world.rank(), world.size());
-    // allgatherv: rank r's block 10 r values (20 r bytes), all of them 20 size (size - 1) / 2
-    // bytes: MPI's for 2 ranks, prun's from 3
+    // allgatherv: rank r's block 10 r values (20 r bytes), all of them 10 size (size - 1)
+    // bytes: MPI's for 2 and 3 ranks, prun's from 4
     let counts: Vec<usize> = (0..size).map(|r| 10 * r).collect();
     let mine = vec![rank as u16; counts[rank]];
     let mut all = vec![0u16; counts.iter().sum()];
@@ -624,6 +621,9 @@ fn mpi_counts(world: &World, gatherv: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Plain-old-data messages and collectives on every path a backend may take: small and large
+/// tags, to another rank and to oneself, a length mismatch, 128-bit integers (which MPI has no
+/// datatype for), and a split communicator's collectives; prints the backend.
 fn pod(world: &World) -> Result<(), String> {
     let e = |e: Error| e.to_string();
     let (rank, size) = (world.rank(), world.size());
