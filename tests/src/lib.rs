@@ -397,3 +397,13 @@ pub fn deny_cross_memory() -> PathBuf {
         })
         .clone()
 }
+
+/// How many examples of the runtime's documentation `docjob` (a `prun-docjob` built for either
+/// backend) holds, checked to be most of them: far fewer means its build script lost them.
+pub fn doc_examples(docjob: &std::path::Path) -> usize {
+    let out = Command::new(docjob).arg("count").output().expect("run prun-docjob");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let n = text.trim().parse().unwrap_or_else(|_| panic!("prun-docjob count printed '{text}'"));
+    assert!(n >= 30, "only {n} examples found in runtime/src and the README");
+    n
+}

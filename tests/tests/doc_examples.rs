@@ -4,20 +4,11 @@
 //! core each), 3 and 5 (ranks sharing cores, not a power of two) and 8 (short collectives
 //! through rank 0), so an example that is right only alone fails here.
 
-use prun_tests::{bin, prun};
-
-/// How many examples the build script found.
-fn count() -> usize {
-    let out = std::process::Command::new(bin("prun-docjob")).arg("count").output().expect("run prun-docjob");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.trim().parse().unwrap_or_else(|_| panic!("prun-docjob count printed '{text}'"))
-}
+use prun_tests::{bin, doc_examples, prun};
 
 #[test]
 fn every_doc_example_holds_on_every_rank() {
-    let n = count();
-    // the World's calls have one each: finding far fewer means the build script lost them
-    assert!(n >= 30, "only {n} examples found in runtime/src");
+    let n = doc_examples(&bin("prun-docjob"));
     for ranks in [2, 3, 5, 8] {
         for example in 0..n {
             let (ranks_arg, example_arg) = (ranks.to_string(), example.to_string());

@@ -3,7 +3,7 @@
 //! its own), run under the library's own launcher and under `prun --mpi`, and give what the
 //! built-in backend gives. `tests/scripts/mpi.sh` installs both libraries and libclang.
 
-use prun_tests::{assert_no_leftovers, bin, idle_cpu, prun};
+use prun_tests::{assert_no_leftovers, bin, doc_examples, idle_cpu, prun};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
@@ -201,10 +201,7 @@ fn counts_beyond_mpi_take_prun_algorithms_on_mpich() {
 /// on the built-in backend) holds on 3 ranks of MPI.
 fn doc_examples_hold_on(mpi: Mpi) {
     let job = built(mpi).join("prun-docjob");
-    let count = Command::new(&job).arg("count").output().expect("run prun-docjob");
-    let n: usize = text(&count.stdout).trim().parse().expect("prun-docjob count prints a number");
-    assert!(n >= 30, "only {n} examples");
-    for example in 0..n {
+    for example in 0..doc_examples(&job) {
         let (out, mark) = launch(mpi, 3, &job, &[&example.to_string()]);
         let stdout = text(&out.stdout);
         let what = format!("example {example} under {}", mpi.launcher);
