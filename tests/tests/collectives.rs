@@ -404,8 +404,9 @@ fn a_zero_copy_collective_of_another_length_is_an_error_not_a_hang() {
 }
 
 /// An all-to-all of varying blocks in which rank 1 sends longer blocks than its receivers'
-/// counts say (its lengths legitimately differ from theirs, so no signature can tell): every
-/// receiver fails, naming rank 1 and both lengths, and nobody hangs.
+/// counts say (its lengths legitimately differ from theirs, so no signature can tell; its own
+/// counts agree with what it is sent, so rank 1 cannot fail first and hide the others' error):
+/// every receiver fails, naming rank 1 and both lengths, and nobody hangs.
 #[test]
 fn alltoallv_with_counts_that_disagree_is_an_error_not_a_hang() {
     for (crowded, n) in [("PRUN_CROWDED=1", "8"), ("PRUN_CROWDED=0", "4")] {

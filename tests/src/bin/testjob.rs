@@ -1443,8 +1443,14 @@ fn main() -> ExitCode {
                         "allgather" => world.allgather_into(&mine, &mut all),
                         "reduce" => world.reduce_into(0, &mine, root.then_some(&mut one[..]), prun::Op::Sum),
                         "alltoall" => world.alltoall_into(&vec![1.0f64; n * size], &mut all),
+                        // each rank sends its n values to every rank and counts n from
+                        // itself, 10 from each other rank: only the blocks of the listed ranks
+                        // disagree with their receivers' counts, and only their receivers fail
                         "alltoallv" => {
-                            world.alltoallv_into(&all, &vec![n; size], &mut all.clone(), &vec![n; size])
+                            let counts: Vec<usize> =
+                                (0..size).map(|r| if r as i64 == rank { n } else { 10 }).collect();
+                            let mut into = vec![0.0f64; counts.iter().sum()];
+                            world.alltoallv_into(&all, &vec![n; size], &mut into, &counts)
                         }
                         "reduce_scatter" => world.reduce_scatter_into(&all, &mut one, prun::Op::Sum),
                         "allreduce_with" => world.allreduce_into_with(&mine, &mut one, |a, b| *a += *b),
