@@ -97,8 +97,9 @@ struct Rank {
 /// How soon after a rank's failing exit another rank's death by a signal still counts as the
 /// job's first cause: a killed process's sockets close before it can be reaped, so the ranks that
 /// lose it can exit with an error before the launcher sees it die (a race of milliseconds, even
-/// with 16 ranks on 2 cores).
-const FIRST_CAUSE_WINDOW: Duration = Duration::from_millis(200);
+/// with 16 ranks on 2 cores; but a rank that dies by a signal just after a peer's failure may be
+/// scheduled late on a loaded host, hence half a second).
+const FIRST_CAUSE_WINDOW: Duration = Duration::from_millis(500);
 
 struct Job {
     plan: Plan,

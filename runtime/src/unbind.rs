@@ -58,6 +58,10 @@ fn wait_then_unbind(reader: &OwnedFd, flag: &Path, allowed: &CpuSet, report: Opt
         }
     }
     crate::affinity::unbound();
+    // said first: once its threads are unbound, the rank may run on to its end at once
+    if let Some(line) = report {
+        eprintln!("{line}");
+    }
     // twice: a thread started while the first pass ran may have inherited its maker's core
     for _ in 0..2 {
         for tid in threads() {
@@ -65,9 +69,6 @@ fn wait_then_unbind(reader: &OwnedFd, flag: &Path, allowed: &CpuSet, report: Opt
                 debug!("cannot unbind thread {tid:?}: {e}");
             }
         }
-    }
-    if let Some(line) = report {
-        eprintln!("{line}");
     }
 }
 

@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Longest any test job may run before the test fails as hung.
-pub const HANG: Duration = Duration::from_secs(120);
+/// Longest any test job may run before the test fails as hung: above the longest jobs' own
+/// `--timeout` (120 s), so that prun's report of what the ranks wait in comes first.
+pub const HANG: Duration = Duration::from_secs(180);
 
 /// The folder of this build's binaries (`target/debug` or `target/release`).
 pub fn bin_dir() -> PathBuf {

@@ -12,7 +12,7 @@ fn a_signal_just_after_a_failure_is_the_cause() {
     let out = prun(["-n", "2", "@prun-testjob", "exit-then-killed", "20"]).run();
     out.expect_code(128 + 9).no_leftovers();
     assert!(out.stderr.contains("rank 0 ") && out.stderr.contains("SIGKILL"), "{}", out.stderr);
-    let out = prun(["-n", "2", "@prun-testjob", "exit-then-killed", "900"]).run();
+    let out = prun(["-n", "2", "@prun-testjob", "exit-then-killed", "1500"]).run();
     out.expect_code(4).no_leftovers();
 }
 

@@ -322,7 +322,11 @@ fn failures_end_the_job_on(mpi: Mpi) {
     let job = built(mpi).join("prun-testjob");
     let (out, mark) = launch(mpi, 3, &job, &["abort-on", "1", "7"]);
     assert_eq!(out.status.code(), Some(7), "MPI_Abort's code: {}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("rank 1 called abort(7)"), "{}", text(&out.stderr));
+    // the runtime's line, or the library's own (forwarded or not within the runtime's moment
+    // before MPI_Abort: on a loaded machine, either may be lost)
+    let said = text(&out.stderr);
+    let named = ["rank 1 called abort(7)", "MPI_ABORT was invoked on rank 1", "7) - process 1"];
+    assert!(named.iter().any(|n| said.contains(n)), "{said}");
     assert_no_leftovers(&mark);
     let out = prun_mpi(mpi, 3, &job, &["fail-on", "2", "5"]);
     assert_ne!(out.code(), 0, "a failed rank fails the job: {}", out.stderr);

@@ -35,7 +35,8 @@ fn timeout_ends_the_job_with_124() {
 
 #[test]
 fn timeout_kills_ranks_that_ignore_sigterm() {
-    let out = prun(["-n", "2", "--timeout", "1", "--kill-grace", "1", "@prun-testjob", "ignore-term"]).run();
+    // 3 s: the ranks must have started (and turned deaf to SIGTERM) before it
+    let out = prun(["-n", "2", "--timeout", "3", "--kill-grace", "1", "@prun-testjob", "ignore-term"]).run();
     out.expect_code(124).no_leftovers();
     assert!(out.stderr.contains("SIGKILL"), "{}", out.stderr);
 }

@@ -1219,18 +1219,18 @@ fn affinity(world: &World) -> Result<(), String> {
 /// launcher unbinds ranks bound by default when other work loads the host) and every thread has
 /// the main thread's (after a minute, whatever they have); fails after a minute without a
 /// change.
-fn affinity_change(world: &World) -> Result<(), String> {
-    let (first, _) = allowed_cpus()?;
+fn affinity_change(world: &World, unbound: &str) -> Result<(), String> {
     let until = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let (now, same) = allowed_cpus()?;
-        // the rank's threads are unbound one after the other: until the last, some differ
-        if now != first && (same || std::time::Instant::now() > until) {
+        // the rank's threads are unbound one after the other: until the last, some differ (and
+        // the launcher may have let go before this rank got here: no first reading to compare)
+        if now == unbound && same {
             println!("affinity {} {now} {same}", world.rank());
             return world.barrier().map_err(|e| e.to_string());
         }
         if std::time::Instant::now() > until {
-            return Err(format!("still on CPUs {first} after a minute"));
+            return Err(format!("still on CPUs {now} (all threads alike: {same}) after a minute"));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -1255,6 +1255,14 @@ fn allowed_cpus() -> Result<(String, bool), String> {
 
 fn main() -> ExitCode {
     let mode = std::env::args().nth(1).unwrap_or_default();
+    if mode == "ignore-term" {
+        // before init, however long the start takes, so that the launcher's SIGTERM after
+        // `--timeout` cannot come first
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            let _ = signal_hook::flag::register(sig, std::sync::Arc::clone(&flag));
+        }
+    }
     let world = match prun::init() {
         Ok(w) => w,
         Err(e) => {
@@ -1299,10 +1307,7 @@ fn main() -> ExitCode {
             sleep_forever()
         }
         "ignore-term" => {
-            let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-                let _ = signal_hook::flag::register(sig, std::sync::Arc::clone(&flag));
-            }
+            // deaf to SIGTERM and SIGINT since before prun::init (in main)
             ready(&world);
             sleep_forever()
         }
@@ -1366,7 +1371,8 @@ fn main() -> ExitCode {
         }
         "sched" => sched(&world),
         "affinity" => affinity(&world),
-        "affinity-change" => affinity_change(&world),
+        // arg(2): the CPUs every thread may run on once unbound
+        "affinity-change" => affinity_change(&world, &std::env::args().nth(2).unwrap_or_default()),
         "p2p" => p2p(&world),
         "collectives" => collectives(&world, arg(2).max(0) as usize),
         "split" => split(&world),
