@@ -279,6 +279,10 @@ fn ranks_bound_by_default_are_unbound_when_other_work_loads_the_host() {
     let host = hostname();
     // a rank per CPU, crowded by decree: bound by default wherever the ranks are a power of two
     let n = cpus.len();
+    if n < 2 {
+        eprintln!("skipped: with one CPU, a rank bound to it and one unbound may run on the same");
+        return;
+    }
     if !n.is_power_of_two() {
         eprintln!("skipped: {n} CPUs, and ranks are bound by default only in powers of two");
         return;
@@ -357,9 +361,11 @@ fn bind_to_spreads_ranks_round_robin_over_the_allowed_cpus() {
         let line = format!("prun: rank {rank} on {host}: bound to CPUs {} (a hwthread)", c[0]);
         assert!(out.stderr.lines().any(|l| l == line), "no '{line}' in:\n{}", out.stderr);
     }
-    let out = prun(["--report-bindings", "-n", "2", "@prun-testjob", "affinity"]).run();
+    // (a rank per CPU: not crowded, so not bound)
+    let n = cpus.len().min(2);
+    let out = prun(["--report-bindings", "-n", &n.to_string(), "@prun-testjob", "affinity"]).run();
     let own = own_cpu_list();
-    for rank in 0..2 {
+    for rank in 0..n {
         let line = format!("prun: rank {rank} on {host}: not bound; may run on CPUs {own}");
         assert!(out.stderr.lines().any(|l| l == line), "no '{line}' in:\n{}", out.stderr);
     }
