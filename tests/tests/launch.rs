@@ -288,8 +288,16 @@ fn ranks_bound_by_default_are_unbound_when_other_work_loads_the_host() {
         return;
     }
     let n_arg = n.to_string();
-    let job =
-        ["--report-bindings", "-x", "PRUN_CROWDED=1", "-n", &n_arg, "@prun-testjob", "affinity-change", &list];
+    let job = [
+        "--report-bindings",
+        "-x",
+        "PRUN_CROWDED=1",
+        "-n",
+        &n_arg,
+        "@prun-testjob",
+        "affinity-change",
+        &list,
+    ];
     let spin = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let spinner = {
         let spin = std::sync::Arc::clone(&spin);
