@@ -3,11 +3,8 @@
 # MPICH (mpiexec.mpich, mpicc.mpich) with their headers, and libclang for the mpi crate's
 # bindings.
 set -euo pipefail
-# one run of this script at a time (test binaries and .ci/run may start it together); the
-# lock stays with flock, not with the daemons and packages this run starts
-if [[ -z ${PRUN_TEST_MPI_LOCKED:-} ]]; then
-    exec env PRUN_TEST_MPI_LOCKED=1 flock --close /tmp/prun-test-mpi.lock bash "${BASH_SOURCE[0]}" "$@"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+one_at_a_time mpi "$@"
 need=()
 command -v mpicc.openmpi >/dev/null && command -v mpirun.openmpi >/dev/null || need+=(openmpi-bin libopenmpi-dev)
 command -v mpicc.mpich >/dev/null && command -v mpiexec.mpich >/dev/null || need+=(mpich libmpich-dev)
@@ -23,6 +20,4 @@ has_libclang || need+=(libclang-dev)
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
 fi
-export DEBIAN_FRONTEND=noninteractive
-apt-get install -o DPkg::Lock::Timeout=600 -y -qq "${need[@]}" >/dev/null 2>&1 ||
-    { apt-get update -o DPkg::Lock::Timeout=600 -qq >/dev/null 2>&1 && apt-get install -o DPkg::Lock::Timeout=600 -y -qq "${need[@]}" >/dev/null; }
+apt_install "${need[@]}"

@@ -4,11 +4,8 @@
 # /tmp/prun-test-slurm.
 #   tests/scripts/slurm.sh start | stop
 set -euo pipefail
-# one run of this script at a time (test binaries and .ci/run may start it together); the
-# lock stays with flock, not with the daemons and packages this run starts
-if [[ -z ${PRUN_TEST_SLURM_LOCKED:-} ]]; then
-    exec env PRUN_TEST_SLURM_LOCKED=1 flock --close /tmp/prun-test-slurm.lock bash "${BASH_SOURCE[0]}" "$@"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+one_at_a_time slurm "$@"
 dir=/tmp/prun-test-slurm
 host=$(hostname)
 case "${1:-start}" in
@@ -17,8 +14,7 @@ start)
         exit 0
     fi
     if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
-        apt-get install -o DPkg::Lock::Timeout=600 -y -qq slurm-wlm munge >/dev/null 2>&1 ||
-            { apt-get update -o DPkg::Lock::Timeout=600 -qq >/dev/null 2>&1 && apt-get install -o DPkg::Lock::Timeout=600 -y -qq slurm-wlm munge >/dev/null; }
+        apt_install slurm-wlm munge
     fi
     mkdir -p /etc/munge /run/munge /var/log/munge /var/lib/munge "$dir/state" "$dir/spool" /etc/slurm
     if [[ ! -s /etc/munge/munge.key ]]; then

@@ -5,11 +5,8 @@
 #   tests/scripts/sshd.sh stop    stops it
 # The tests start it themselves when it is not running; .ci/run stops it at the end.
 set -euo pipefail
-# one run of this script at a time (test binaries and .ci/run may start it together); the
-# lock stays with flock, not with the daemons and packages this run starts
-if [[ -z ${PRUN_TEST_SSHD_LOCKED:-} ]]; then
-    exec env PRUN_TEST_SSHD_LOCKED=1 flock --close /tmp/prun-test-sshd.lock bash "${BASH_SOURCE[0]}" "$@"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+one_at_a_time sshd "$@"
 dir=/tmp/prun-test-sshd
 case "${1:-start}" in
 start)
@@ -17,8 +14,7 @@ start)
         exit 0
     fi
     if [[ ! -x /usr/sbin/sshd ]]; then
-        apt-get install -o DPkg::Lock::Timeout=600 -y -qq openssh-server >/dev/null 2>&1 ||
-            { apt-get update -o DPkg::Lock::Timeout=600 -qq >/dev/null 2>&1 && apt-get install -o DPkg::Lock::Timeout=600 -y -qq openssh-server >/dev/null; }
+        apt_install openssh-server
     fi
     mkdir -p "$dir" /run/sshd
     chmod 711 "$dir" # listable by nobody; sshd reads userkey.pub as the login user

@@ -1,7 +1,7 @@
 //! The runtime's MPI backend (cargo feature `mpi`) on real Open MPI and real MPICH: the test job
-//! and the examples (and the documentation's, `prun-docjob`), built with the feature against each library (each in a target folder of
-//! its own), run under the library's own launcher and under `prun --mpi`, and give what the
-//! built-in backend gives. `tests/scripts/mpi.sh` installs both libraries and libclang.
+//! and the examples (and the documentation's, `prun-docjob`), built with the feature against
+//! each library (each in a target folder of its own), run under the library's own launcher and
+//! under `prun --mpi`, and give what the built-in backend gives. `tests/scripts/mpi.sh` installs both libraries and libclang.
 
 use prun_tests::{assert_no_leftovers, bin, doc_examples, idle_cpu, prun};
 use std::path::{Path, PathBuf};

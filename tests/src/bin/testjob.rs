@@ -1215,10 +1215,9 @@ fn affinity(world: &World) -> Result<(), String> {
     world.barrier().map_err(|e| e.to_string())
 }
 
-/// As `affinity`, once the CPUs the rank may run on are no longer those it started with (the
-/// launcher unbinds ranks bound by default when other work loads the host) and every thread has
-/// the main thread's (after a minute, whatever they have); fails after a minute without a
-/// change.
+/// As `affinity`, once every thread of the rank may run on the CPUs `unbound` (the launcher
+/// unbinds ranks bound by default when other work loads the host); fails after a minute
+/// without that.
 fn affinity_change(world: &World, unbound: &str) -> Result<(), String> {
     let until = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -1441,6 +1440,9 @@ fn main() -> ExitCode {
                     let mut one = vec![0.0f64; n];
                     let mut all = vec![0.0f64; n * size];
                     let root = rank == 0;
+                    // this rank's n values, 10 from each other rank
+                    let own_then_ten: Vec<usize> =
+                        (0..size).map(|r| if r as i64 == rank { n } else { 10 }).collect();
                     let r = match op.as_str() {
                         "barrier" => world.barrier(),
                         "bcast" => world.broadcast_into(0, &mut one),
@@ -1449,14 +1451,12 @@ fn main() -> ExitCode {
                         "allgather" => world.allgather_into(&mine, &mut all),
                         "reduce" => world.reduce_into(0, &mine, root.then_some(&mut one[..]), prun::Op::Sum),
                         "alltoall" => world.alltoall_into(&vec![1.0f64; n * size], &mut all),
-                        // each rank sends its n values to every rank and counts n from
-                        // itself, 10 from each other rank: only the blocks of the listed ranks
-                        // disagree with their receivers' counts, and only their receivers fail
+                        // each rank sends its n values to every rank and counts `own_then_ten`:
+                        // only the blocks of the listed ranks disagree with their receivers'
+                        // counts, and only their receivers fail
                         "alltoallv" => {
-                            let counts: Vec<usize> =
-                                (0..size).map(|r| if r as i64 == rank { n } else { 10 }).collect();
-                            let mut into = vec![0.0f64; counts.iter().sum()];
-                            world.alltoallv_into(&all, &vec![n; size], &mut into, &counts)
+                            let mut into = vec![0.0f64; own_then_ten.iter().sum()];
+                            world.alltoallv_into(&all, &vec![n; size], &mut into, &own_then_ten)
                         }
                         "reduce_scatter" => world.reduce_scatter_into(&all, &mut one, prun::Op::Sum),
                         "allreduce_with" => world.allreduce_into_with(&mine, &mut one, |a, b| *a += *b),
@@ -1470,11 +1470,10 @@ fn main() -> ExitCode {
                             let (counts, ten) = (vec![10; size], vec![1.0f64; 10 * size]);
                             world.scatterv_into(0, root.then_some((&ten[..], &counts[..])), &mut one)
                         }
-                        // each rank counts its own n values, the others' 10
+                        // each rank counts `own_then_ten`
                         "allgatherv" => {
-                            let counts: Vec<usize> =
-                                (0..size).map(|r| if r as i64 == rank { n } else { 10 }).collect();
-                            world.allgatherv_into(&mine, &mut vec![0.0f64; counts.iter().sum()], &counts)
+                            let mut into = vec![0.0f64; own_then_ten.iter().sum()];
+                            world.allgatherv_into(&mine, &mut into, &own_then_ten)
                         }
                         _ => world.allreduce_into(&mine, &mut one, prun::Op::Sum),
                     };
